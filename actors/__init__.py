@@ -1,0 +1,1 @@
+"""actors: an actor-model synchronizer framework."""

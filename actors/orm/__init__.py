@@ -1,0 +1,22 @@
+"""The ORM: ``Model.objects.filter(...)``, ``obj.save()``, convenience wrappers, over a backend seam."""
+
+from ._accessor import ModelAccessor
+from ._backend import Backend
+from ._context import acting_as, current_caller
+from ._object import DoesNotExist, ORMWrapper
+from ._queryset import Manager, QuerySet
+from ._wrappers import WrapperRegistry, register_convenience_wrapper, registering_into
+
+__all__ = [
+    "Backend",
+    "DoesNotExist",
+    "Manager",
+    "ModelAccessor",
+    "ORMWrapper",
+    "QuerySet",
+    "WrapperRegistry",
+    "acting_as",
+    "current_caller",
+    "register_convenience_wrapper",
+    "registering_into",
+]

@@ -1,0 +1,25 @@
+"""The store: model objects in SQLite or PostgreSQL, bookkeeping rules, change notices."""
+
+from ._notices import ChangeNotice, Unsubscribe
+from ._query import OPERATORS, Caller, Condition, Pending, Query, WriteContext, parse_lookup
+from ._store import NotFound, Row, Store, StoreError, ValidationError, check_value
+from ._tables import pending_condition
+
+__all__ = [
+    "OPERATORS",
+    "Caller",
+    "ChangeNotice",
+    "Condition",
+    "NotFound",
+    "Pending",
+    "Query",
+    "Row",
+    "Store",
+    "StoreError",
+    "Unsubscribe",
+    "ValidationError",
+    "WriteContext",
+    "check_value",
+    "parse_lookup",
+    "pending_condition",
+]

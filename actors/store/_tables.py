@@ -1,0 +1,157 @@
+"""Tables from model specs: one table per concrete model, joined on ``id``.
+
+The root of each inheritance chain (the first concrete model under the abstract
+``XOSBase``) holds the bookkeeping columns; a derived model's table holds ``id``
+and the fields its parent chain does not store. The four synchronizer queries
+are partial indexes on the root table, so each is an index scan of just the
+rows it returns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import sqlalchemy as sa
+
+from actors.models import FieldSpec, Schema
+
+__all__ = ["JOURNAL", "Tables", "column_type", "pending_condition"]
+
+JOURNAL = "actors_changes"
+
+
+def column_type(f: FieldSpec) -> sa.types.TypeEngine:
+    if f.is_link:
+        return sa.Integer()
+    kind = f.kind
+    if kind == "string":
+        return sa.String(f.max_length) if f.max_length else sa.Text()
+    if kind == "text":
+        return sa.Text()
+    if kind in ("int32", "uint32"):
+        return sa.Integer()
+    if kind in ("int64", "uint64"):
+        return sa.BigInteger()
+    if kind == "bool":
+        return sa.Boolean(create_constraint=False)
+    if kind in ("float", "double"):
+        return sa.Float()
+    raise ValueError(f"field {f.name}: no column type for {kind!r}")
+
+
+def pending_condition(which: str, c: Callable[[str], sa.ColumnElement]) -> sa.ColumnElement[bool]:
+    """The WHERE clause of one of the four synchronizer queries, without bound values.
+
+    Written only with NOT / IS NULL / column comparisons, so the query text equals
+    the partial index's text and both SQLite and PostgreSQL plan an index scan.
+    """
+    if which == "sync":
+        return sa.and_(
+            sa.not_(c("deleted")),
+            sa.not_(c("no_sync")),
+            sa.not_(c("lazy_blocked")),
+            sa.or_(
+                c("enacted").is_(None),
+                c("enacted") < c("updated"),
+                c("enacted") < c("changed_by_policy"),
+            ),
+        )
+    if which == "sync_deleted":
+        return sa.and_(c("deleted"), c("backend_need_delete"), sa.not_(c("backend_need_reap")))
+    if which == "policy":
+        return sa.and_(
+            sa.not_(c("deleted")),
+            sa.not_(c("no_policy")),
+            sa.or_(
+                c("policed").is_(None),
+                c("policed") < c("updated"),
+                c("policed") < c("changed_by_step"),
+            ),
+        )
+    if which == "policy_deleted":
+        return sa.and_(
+            c("deleted"),
+            sa.not_(c("no_policy")),
+            sa.or_(c("policed").is_(None), c("policed") < c("updated")),
+        )
+    raise ValueError(f"unknown pending query {which!r}")
+
+
+#: Columns the four queries read; a root table without all of them has no pending rows.
+BOOKKEEPING = (
+    "deleted",
+    "no_sync",
+    "no_policy",
+    "lazy_blocked",
+    "enacted",
+    "updated",
+    "policed",
+    "changed_by_policy",
+    "changed_by_step",
+    "backend_need_delete",
+    "backend_need_reap",
+)
+PENDING_KINDS = ("sync", "sync_deleted", "policy", "policy_deleted")
+
+
+class Tables:
+    """SQLAlchemy ``Table`` objects for every concrete model of a schema."""
+
+    def __init__(self, schema: Schema) -> None:
+        self.schema = schema
+        self.metadata = sa.MetaData()
+        self.journal = sa.Table(
+            JOURNAL,
+            self.metadata,
+            sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+            sa.Column("model", sa.String(255), nullable=False),
+            sa.Column("object_id", sa.Integer, nullable=False),
+            sa.Column("kind", sa.String(16), nullable=False),
+            sa.Column("at", sa.Float, nullable=False),
+        )
+        self.by_model: dict[str, sa.Table] = {}
+        for spec in schema.concrete():
+            self.by_model[spec.name] = self._table(spec.name)
+
+    @staticmethod
+    def table_name(model: str) -> str:
+        return f"m_{model.lower()}"
+
+    def _table(self, model: str) -> sa.Table:
+        schema = self.schema
+        is_root = schema.parent(model) is None
+        columns: list[sa.SchemaItem] = [sa.Column("id", sa.Integer, primary_key=True, autoincrement=is_root)]
+        for f in schema.own_fields(model):
+            columns.append(
+                sa.Column(
+                    f.column,
+                    column_type(f),
+                    nullable=True,
+                    index=bool(f.options.get("db_index")) or f.is_link,
+                )
+            )
+        table = sa.Table(self.table_name(model), self.metadata, *columns)
+        if is_root and all(name in table.c for name in BOOKKEEPING):
+            for which in PENDING_KINDS:
+                sa.Index(
+                    f"ix_{table.name}_pending_{which}",
+                    table.c.id,
+                    sqlite_where=pending_condition(which, lambda n, t=table: t.c[n]),
+                    postgresql_where=pending_condition(which, lambda n, t=table: t.c[n]),
+                )
+        return table
+
+    def has_bookkeeping(self, model: str) -> bool:
+        root = self.by_model[self.schema.root(model)]
+        return all(name in root.c for name in BOOKKEEPING)
+
+    def chain(self, model: str) -> list[sa.Table]:
+        return [self.by_model[m] for m in self.schema.chain(model)]
+
+    def column_table(self, model: str) -> dict[str, sa.Table]:
+        """Column name -> the table of ``model``'s chain that stores it."""
+        out: dict[str, sa.Table] = {}
+        for table in self.chain(model):
+            for col in table.c:
+                out.setdefault(col.name, table)
+        return out
