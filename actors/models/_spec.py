@@ -12,9 +12,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
-    "SCALAR_KINDS",
+    "ABSTRACT_ROOT",
     "LINK_KINDS",
     "PYTHON_TYPES",
+    "SCALAR_KINDS",
     "FieldSpec",
     "LinkSpec",
     "ModelSpec",
@@ -176,7 +177,7 @@ class Schema:
     # -- construction helpers -------------------------------------------------
     def _resolve_ancestors(self, name: str, seen: tuple[str, ...]) -> tuple[str, ...]:
         if name in seen:
-            raise SchemaError(f"inheritance cycle: {' -> '.join((*seen, name))}")
+            raise SchemaError(f"{self._models[name].origin}: inheritance cycle: {' -> '.join((*seen, name))}")
         spec = self._models[name]
         out: list[str] = []
         for base in spec.bases:

@@ -3,7 +3,7 @@
 from ._notices import ChangeNotice, Unsubscribe
 from ._query import OPERATORS, Caller, Condition, Pending, Query, WriteContext, parse_lookup
 from ._store import NotFound, Row, Store, StoreError, ValidationError, check_value
-from ._tables import pending_condition
+from ._tables import pending_condition, row_is_pending
 
 __all__ = [
     "OPERATORS",
@@ -22,4 +22,5 @@ __all__ = [
     "check_value",
     "parse_lookup",
     "pending_condition",
+    "row_is_pending",
 ]

@@ -29,6 +29,9 @@ class ChangeNotice:
     id: int
     kind: str
     at: float
+    #: Who wrote, when the writer named itself (``WriteContext.origin``): an actor
+    #: ignores the notices of its own status writes.
+    origin: str | None = None
 
 
 class Notifier:

@@ -64,6 +64,8 @@ class WriteContext:
     always_update_timestamp: bool = False
     #: When set, only these columns are written (``save(update_fields=...)``).
     update_fields: tuple[str, ...] | None = field(default=None)
+    #: A name for the writer, carried into the change notice (see ``ChangeNotice.origin``).
+    origin: str | None = None
 
 
 def parse_lookup(key: str) -> tuple[str, str]:

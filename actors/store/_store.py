@@ -11,7 +11,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 import sqlalchemy as sa
@@ -75,6 +75,7 @@ class Store:
         self._write_lock = threading.RLock()
         self.engine = _make_engine(url)
         self.dialect = self.engine.dialect.name
+        self._shared_connection = isinstance(self.engine.pool, StaticPool)
         self._set_schema(schema)
         self.migrate()
 
@@ -173,6 +174,12 @@ class Store:
         return {f.column: f for f in self.schema.fields(model).values()}
 
     @contextmanager
+    def _read(self) -> Iterator[sa.Connection]:
+        # One in-memory database is one shared connection: its users take turns.
+        with self._write_lock if self._shared_connection else nullcontext(), self.engine.connect() as conn:
+            yield conn
+
+    @contextmanager
     def _write(self) -> Iterator[tuple[sa.Connection, list[ChangeNotice]]]:
         notices: list[ChangeNotice] = []
         with self._write_lock:
@@ -184,11 +191,20 @@ class Store:
         self._notifier.publish(notices)
 
     def _journal(
-        self, conn: sa.Connection, notices: list[ChangeNotice], model: str, id: int, kind: str, at: float
+        self,
+        conn: sa.Connection,
+        notices: list[ChangeNotice],
+        model: str,
+        id: int,
+        kind: str,
+        at: float,
+        origin: str | None = None,
     ) -> None:
-        result = conn.execute(self.tables.journal.insert().values(model=model, object_id=id, kind=kind, at=at))
+        result = conn.execute(
+            self.tables.journal.insert().values(model=model, object_id=id, kind=kind, at=at, origin=origin)
+        )
         seq = result.inserted_primary_key[0] if result.inserted_primary_key else 0
-        notices.append(ChangeNotice(seq=int(seq), model=model, id=id, kind=kind, at=at))
+        notices.append(ChangeNotice(seq=int(seq), model=model, id=id, kind=kind, at=at, origin=origin))
 
     def _prune_journal(self) -> None:
         journal = self.tables.journal
@@ -213,7 +229,7 @@ class Store:
         """The object (deleted or not) or ``None``."""
         joined, columns = self._join(model)
         stmt = sa.select(*columns.values()).select_from(joined).where(columns["id"] == id)
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             row = conn.execute(stmt).mappings().first()
         return dict(row) if row is not None else None
 
@@ -231,13 +247,13 @@ class Store:
             stmt = stmt.limit(query.limit)
         if query.offset:
             stmt = stmt.offset(query.offset)
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             return [dict(r) for r in conn.execute(stmt).mappings()]
 
     def count(self, model: str, query: Query = Query()) -> int:
         joined, columns = self._join(model)
         stmt = sa.select(sa.func.count()).select_from(joined).where(*self._where(model, query, columns))
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             return int(conn.execute(stmt).scalar_one())
 
     def pending(self, model: str, which: Pending | str, *, limit: int | None = None) -> list[Row]:
@@ -250,7 +266,7 @@ class Store:
         stmt = sa.select(*columns.values()).select_from(joined).where(cond).order_by(root.c.id)
         if limit is not None:
             stmt = stmt.limit(limit)
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             return [dict(r) for r in conn.execute(stmt).mappings()]
 
     def _column(self, model: str, columns: Mapping[str, sa.ColumnElement], name: str) -> sa.ColumnElement:
@@ -337,7 +353,7 @@ class Store:
                 result = conn.execute(table.insert().values(part))
                 if "id" not in row:
                     row["id"] = int(result.inserted_primary_key[0])
-            self._journal(conn, notices, model, row["id"], "create", now)
+            self._journal(conn, notices, model, row["id"], "create", now, ctx.origin)
         return row
 
     def update(
@@ -372,9 +388,9 @@ class Store:
                 changes["updated"] = now
             self._stamp(model, changes, ctx, now, set(changes))
             self._write_columns(conn, model, id, changes)
-            self._journal(conn, notices, self._leaf(current, model), id, "update", now)
+            self._journal(conn, notices, self._leaf(current, model), id, "update", now, ctx.origin)
             if current.get("deleted"):
-                self._reap_if_done(conn, notices, self._leaf(current, model), {**current, **changes}, now)
+                self._reap_if_done(conn, notices, self._leaf(current, model), {**current, **changes}, now, ctx.origin)
         return changes
 
     def delete(self, model: str, id: int, ctx: WriteContext = WriteContext(), *, purge: bool = False) -> None:
@@ -390,7 +406,7 @@ class Store:
             leaf = self._leaf(current, model)
             now = self.now()
             if purge or "deleted" not in current:
-                self._purge(conn, notices, leaf, id, now)
+                self._purge(conn, notices, leaf, id, now, ctx.origin)
                 return
             if current["deleted"]:
                 return
@@ -398,8 +414,8 @@ class Store:
             if ctx.caller is Caller.CLIENT or ctx.always_update_timestamp:
                 changes["updated"] = now
             self._write_columns(conn, model, id, changes)
-            self._journal(conn, notices, leaf, id, "delete", now)
-            self._reap_if_done(conn, notices, leaf, {**current, **changes}, now)
+            self._journal(conn, notices, leaf, id, "delete", now, ctx.origin)
+            self._reap_if_done(conn, notices, leaf, {**current, **changes}, now, ctx.origin)
 
     def _leaf(self, row: Row, model: str) -> str:
         """The most derived model of a stored object (its rows span that model's chain)."""
@@ -427,18 +443,32 @@ class Store:
                 conn.execute(table.update().where(table.c.id == id).values(part))
 
     def _reap_if_done(
-        self, conn: sa.Connection, notices: list[ChangeNotice], model: str, row: Row, now: float
+        self,
+        conn: sa.Connection,
+        notices: list[ChangeNotice],
+        model: str,
+        row: Row,
+        now: float,
+        origin: str | None,
     ) -> None:
         """Purge a deleted object once its backend delete and delete policy (if owed) are done."""
         synced_away = not row.get("backend_need_delete") or row.get("backend_need_reap")
         policed_away = not row.get("backend_need_delete_policy") or row.get("policed") is not None
         if synced_away and policed_away:
-            self._purge(conn, notices, model, row["id"], now)
+            self._purge(conn, notices, model, row["id"], now, origin)
 
-    def _purge(self, conn: sa.Connection, notices: list[ChangeNotice], model: str, id: int, now: float) -> None:
+    def _purge(
+        self,
+        conn: sa.Connection,
+        notices: list[ChangeNotice],
+        model: str,
+        id: int,
+        now: float,
+        origin: str | None = None,
+    ) -> None:
         for table in reversed(self.tables.chain(model)):
             conn.execute(table.delete().where(table.c.id == id))
-        self._journal(conn, notices, model, id, "purge", now)
+        self._journal(conn, notices, model, id, "purge", now, origin)
 
     def _stamp(self, model: str, row: Row, ctx: WriteContext, now: float, written: set[str]) -> None:
         if ctx.caller not in (Caller.STEP, Caller.POLICY):
@@ -464,15 +494,15 @@ class Store:
         """Journal entries after ``seq``, oldest first (at most ``limit``)."""
         journal = self.tables.journal
         stmt = sa.select(journal).where(journal.c.seq > seq).order_by(journal.c.seq).limit(limit)
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             return [
-                ChangeNotice(seq=r.seq, model=r.model, id=r.object_id, kind=r.kind, at=r.at)
+                ChangeNotice(seq=r.seq, model=r.model, id=r.object_id, kind=r.kind, at=r.at, origin=r.origin)
                 for r in conn.execute(stmt)
             ]
 
     def last_seq(self) -> int:
         journal = self.tables.journal
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             return int(conn.execute(sa.select(sa.func.max(journal.c.seq))).scalar() or 0)
 
 
@@ -508,6 +538,8 @@ def check_value(model: str, f: FieldSpec, value: Any) -> Any:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ValidationError(f"{where}: expected a number, got {value!r}")
         value = float(value)
+        if value != value:  # SQLite would store NaN as NULL
+            raise ValidationError(f"{where}: NaN is not allowed")
     elif kind in ("string", "text"):
         if not isinstance(value, str):
             raise ValidationError(f"{where}: expected a string, got {value!r}")

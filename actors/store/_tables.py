@@ -9,13 +9,14 @@ rows it returns.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import sqlalchemy as sa
 
 from actors.models import FieldSpec, Schema
 
-__all__ = ["JOURNAL", "Tables", "column_type", "pending_condition"]
+__all__ = ["JOURNAL", "Tables", "column_type", "pending_condition", "row_is_pending"]
 
 JOURNAL = "actors_changes"
 
@@ -108,6 +109,7 @@ class Tables:
             sa.Column("object_id", sa.Integer, nullable=False),
             sa.Column("kind", sa.String(16), nullable=False),
             sa.Column("at", sa.Float, nullable=False),
+            sa.Column("origin", sa.String(255), nullable=True),
         )
         self.by_model: dict[str, sa.Table] = {}
         for spec in schema.concrete():
@@ -155,3 +157,33 @@ class Tables:
             for col in table.c:
                 out.setdefault(col.name, table)
         return out
+
+
+def _lt(a: object, b: object) -> bool:
+    """SQL's ``a < b``: false when either side is NULL."""
+    return a is not None and b is not None and a < b  # type: ignore[operator]
+
+
+def row_is_pending(row: Mapping[str, Any], which: str) -> bool:
+    """The same test as :func:`pending_condition`, on one row in Python."""
+    g = row.get
+    if which == "sync":
+        return (
+            not g("deleted")
+            and not g("no_sync")
+            and not g("lazy_blocked")
+            and (g("enacted") is None or _lt(g("enacted"), g("updated")) or _lt(g("enacted"), g("changed_by_policy")))
+        )
+    if which == "sync_deleted":
+        return bool(g("deleted") and g("backend_need_delete") and not g("backend_need_reap"))
+    if which == "policy":
+        return (
+            not g("deleted")
+            and not g("no_policy")
+            and (g("policed") is None or _lt(g("policed"), g("updated")) or _lt(g("policed"), g("changed_by_step")))
+        )
+    if which == "policy_deleted":
+        return bool(
+            g("deleted") and not g("no_policy") and (g("policed") is None or _lt(g("policed"), g("updated")))
+        )
+    raise ValueError(f"unknown pending query {which!r}")

@@ -1,0 +1,138 @@
+"""The ``Config`` value: a validated, defaults-merged configuration."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from ._prepare import plain, prepare
+from ._resolve import read_dependency_graph
+
+__all__ = ["Config"]
+
+_MISSING: Any = object()
+
+
+class Config:
+    """A validated synchronizer configuration, with defaults merged in.
+
+    Build one with :func:`~actors.config.load_config` (from a YAML file) or
+    :meth:`Config.from_dict`. It is read-only: :meth:`get` and :meth:`as_dict`
+    return copies. Paths in it are absolute.
+    """
+
+    __slots__ = ("_base_dir", "_data", "_graph", "_path")
+
+    def __init__(
+        self,
+        data: Mapping[str, Any],
+        *,
+        base_dir: str | os.PathLike[str],
+        path: str | os.PathLike[str] | None = None,
+    ) -> None:
+        """Wrap *data*, which must already be finished (validated, merged, resolved).
+
+        Code should use :func:`~actors.config.load_config` or :meth:`from_dict`,
+        which do that work; this constructor does not check anything.
+        """
+        self._data: dict[str, Any] = plain(data)
+        self._base_dir = Path(base_dir)
+        self._path = Path(path) if path is not None else None
+        self._graph: dict[str, list[list[str]]] | None = None
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], base_dir: str | os.PathLike[str] | None = None) -> Config:
+        """Build a configuration from a mapping, with the same checks as a file.
+
+        Args:
+            data: The configuration keys, as they would appear in the YAML file.
+            base_dir: The folder relative paths are resolved against (default: the
+                current working folder). Environment overrides are not applied.
+
+        Raises:
+            ConfigError: if *data* is not a valid configuration.
+        """
+        base = Path(os.path.abspath(base_dir if base_dir is not None else os.getcwd()))
+        return cls(prepare(data, path=None, base_dir=base, env=None), base_dir=base)
+
+    @property
+    def path(self) -> Path | None:
+        """The absolute path of the configuration file (``None`` if built from a mapping)."""
+        return self._path
+
+    @property
+    def base_dir(self) -> Path:
+        """The folder relative paths were resolved against (the file's folder)."""
+        return self._base_dir
+
+    @property
+    def name(self) -> str:
+        """The synchronizer name (also the Kafka consumer group id)."""
+        return str(self._data["name"])
+
+    @property
+    def dependency_graph(self) -> dict[str, list[list[str]]]:
+        """The model dependency graph, read from its file if ``dependency_graph`` is a path.
+
+        ``{}`` when no graph is configured. Raises :class:`ConfigError` if the file
+        became unreadable or invalid since the configuration was loaded.
+        """
+        if self._graph is None:
+            value = self._data.get("dependency_graph")
+            if value is None:
+                self._graph = {}
+            elif isinstance(value, str):
+                shown = os.fspath(self._path) if self._path is not None else None
+                self._graph = read_dependency_graph(value, path=shown)
+            else:
+                self._graph = value
+        return plain(self._graph)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """The value of *key*, or *default* if it is not set.
+
+        Nested keys are joined with dots (``"event_bus.endpoint"``); list items
+        are addressed by index (``"api.users.0.username"``); a key that itself
+        contains dots (a logger name under ``logging``) is found too. Mappings
+        and lists are returned as copies.
+        """
+        value = _lookup(self._data, key.split("."))
+        return default if value is _MISSING else plain(value)
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and _lookup(self._data, key.split(".")) is not _MISSING
+
+    def as_dict(self) -> dict[str, Any]:
+        """The whole configuration as a (copied) nested mapping."""
+        return plain(self._data)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Config):
+            return NotImplemented
+        return (self._data, self._path, self._base_dir) == (other._data, other._path, other._base_dir)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        where = f"path={os.fspath(self._path)!r}" if self._path else f"base_dir={os.fspath(self._base_dir)!r}"
+        return f"Config(name={self._data.get('name')!r}, {where})"
+
+
+def _lookup(node: Any, parts: list[str]) -> Any:
+    if not parts:
+        return node
+    if isinstance(node, Mapping):
+        # Longest match first, so keys containing dots ("actors.runtime") work.
+        for size in range(len(parts), 0, -1):
+            candidate = ".".join(parts[:size])
+            if candidate in node:
+                found = _lookup(node[candidate], parts[size:])
+                if found is not _MISSING:
+                    return found
+        return _MISSING
+    if isinstance(node, list) and parts[0].isdigit():
+        index = int(parts[0])
+        return _lookup(node[index], parts[1:]) if index < len(node) else _MISSING
+    return _MISSING

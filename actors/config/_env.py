@@ -1,0 +1,91 @@
+"""Environment overrides: ``ACTORS_<KEY>`` with ``__`` between nesting levels."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Mapping
+from typing import Any
+
+import yaml
+
+from ._errors import ConfigError, describe, dotted
+from ._schema import expected_type
+
+__all__ = ["PREFIX", "RESERVED", "apply_env"]
+
+PREFIX = "ACTORS_"
+# Variables with the prefix that are not overrides.
+RESERVED = frozenset({"ACTORS_CONFIG"})
+
+
+def apply_env(
+    data: dict[str, Any], env: Mapping[str, str], *, path: str | None
+) -> dict[tuple[str, ...], str]:
+    """Apply the overrides found in *env* to *data*, in place.
+
+    ``ACTORS_EVENT_BUS__ENDPOINT=kafka:9092`` sets ``event_bus.endpoint``. The
+    value is read as a YAML scalar or flow collection (``true``, ``5``,
+    ``[a, b]``), except where the key only accepts strings: there it is taken
+    as it is (``ACTORS_CORE_VERSION=4.0`` gives ``"4.0"``, ``@file`` works).
+    Where the key only accepts numbers, ``1e-3`` (text for YAML 1.1) is a number.
+
+    Returns:
+        The key paths that were set, mapped to the variable that set them (for
+        error messages).
+
+    Raises:
+        ConfigError: for a malformed variable name or value, or an override below
+            a key that is not a mapping.
+    """
+    sources: dict[tuple[str, ...], str] = {}
+    for variable in sorted(env):
+        if not variable.startswith(PREFIX) or variable in RESERVED:
+            continue
+        parts = tuple(part.lower() for part in variable[len(PREFIX) :].split("__"))
+        if not all(parts):
+            raise ConfigError(
+                f"environment variable {variable}: malformed name; expected ACTORS_<KEY>"
+                " with __ between nesting levels, such as ACTORS_EVENT_BUS__ENDPOINT",
+                path=path,
+                expected="ACTORS_<KEY>[__<KEY>...]",
+            )
+        value = _parse(variable, env[variable], parts, path)
+        _set(data, parts, value, variable, path)
+        sources[parts] = variable
+    return sources
+
+
+def _parse(variable: str, text: str, parts: tuple[str, ...], path: str | None) -> Any:
+    wanted = expected_type(parts)
+    if wanted == "string":
+        return text  # as it is: "4.0", "@file", "p:ss#word" are strings here
+    try:
+        value = yaml.safe_load(text) if text.strip() else text
+    except yaml.YAMLError as exc:
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(
+            f"cannot parse the value of the environment variable {variable}: {problem}",
+            path=path,
+            key=dotted(parts),
+            expected="a YAML scalar or flow collection",
+        ) from None
+    if wanted in ("number", "integer") and isinstance(value, str):
+        # YAML 1.1 reads "1e-05" or "1_000" as text; numbers are meant here.
+        with contextlib.suppress(ValueError):
+            return int(value) if wanted == "integer" else float(value)
+    return value
+
+
+def _set(data: dict[str, Any], parts: tuple[str, ...], value: Any, variable: str, path: str | None) -> None:
+    node = data
+    for depth, part in enumerate(parts[:-1]):
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(
+                f"expected a mapping to apply the environment variable {variable}, got {describe(child)}",
+                path=path,
+                key=dotted(parts[: depth + 1]),
+                expected="a mapping",
+            )
+        node = child
+    node[parts[-1]] = value

@@ -1,0 +1,131 @@
+"""The one exception raised for every configuration problem, and value wording."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+__all__ = ["ConfigError", "describe", "dotted", "is_secret"]
+
+# Keys whose values are never echoed in an error message.
+_SECRET_KEYS = frozenset({"password", "password_hash", "token"})
+_MAX_SHOWN = 60
+
+
+class ConfigError(Exception):
+    """A configuration file, mapping or override is invalid.
+
+    ``str()`` is one line: ``<path>[:<line>:<column>]: [<key>: ]<message>``, for
+    example ``config.yaml: event_bus.endpoint: expected a string like "host:port"
+    or a list of them, got 5``.
+
+    Attributes:
+        path: The configuration file as given by the caller (``None`` for a
+            configuration built from a mapping).
+        key: The dotted key the problem is about (``"event_bus.endpoint"``, list
+            items by index: ``"api.users.0.role"``), or ``None`` for problems with
+            the file as a whole.
+        expected: What a valid value or file looks like, in words.
+        message: The message without the path and key prefix.
+        line: 1-based line of a YAML syntax error, else ``None``.
+        column: 1-based column of a YAML syntax error, else ``None``.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str | None = None,
+        key: str | None = None,
+        expected: str | None = None,
+        line: int | None = None,
+        column: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = " ".join(message.split())
+        self.path = path
+        self.key = key
+        self.expected = expected
+        self.line = line
+        self.column = column
+
+    @classmethod
+    def wrong_value(
+        cls, key: str | None, expected: str, value: Any, *, path: str | None = None, note: str = ""
+    ) -> ConfigError:
+        """Build the usual ``expected <expected>, got <value>`` error."""
+        got = describe(value, secret=is_secret(key))
+        return cls(f"expected {expected}, got {got}{note}", path=path, key=key, expected=expected)
+
+    def with_path(self, path: str | None) -> ConfigError:
+        """Return a copy of this error that names the file *path*."""
+        return ConfigError(
+            self.message,
+            path=path,
+            key=self.key,
+            expected=self.expected,
+            line=self.line,
+            column=self.column,
+        )
+
+    def __str__(self) -> str:
+        where = self.path or ""
+        if where and self.line is not None:
+            where += f":{self.line}" + (f":{self.column}" if self.column is not None else "")
+        parts = [p for p in (where, self.key) if p]
+        parts.append(self.message)
+        return ": ".join(parts)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        state = {k: getattr(self, k) for k in ("path", "key", "expected", "line", "column")}
+        return (_rebuild, (self.message, state))
+
+
+def _rebuild(message: str, state: dict[str, Any]) -> ConfigError:
+    return ConfigError(message, **state)
+
+
+def dotted(parts: Sequence[Any]) -> str | None:
+    """Join key path parts with dots (``None`` for the top level)."""
+    return ".".join(str(p) for p in parts) or None
+
+
+def is_secret(key: str | None) -> bool:
+    """Whether the value of the dotted *key* must not be shown."""
+    return key is not None and key.rsplit(".", 1)[-1] in _SECRET_KEYS
+
+
+def describe(value: Any, *, secret: bool = False) -> str:
+    """Describe *value* for an error message, briefly and without secrets."""
+    if isinstance(value, Mapping):
+        if not value:
+            return "an empty mapping"
+        keys = ", ".join(str(k) for k in value)
+        return f"a mapping with the keys {_shorten(keys)}"
+    if isinstance(value, list | tuple):
+        return "an empty list" if not value else f"a list of {len(value)} item{'s' * (len(value) != 1)}"
+    if value is None:
+        return "nothing (null)"
+    if secret:
+        return f"a {_kind(value)} (value hidden)"
+    try:
+        shown = json.dumps(value)
+    except (TypeError, ValueError):
+        shown = f"{value!s} ({_kind(value)})"
+    return _shorten(shown)
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    return type(value).__name__
+
+
+def _shorten(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= _MAX_SHOWN else text[: _MAX_SHOWN - 3] + "..."

@@ -1,0 +1,425 @@
+"""Structured logging: structlog loggers that write through the standard library.
+
+:func:`create_logger` applies a Python logging dictConfig (once per distinct
+configuration) and returns a :class:`BoundLogger` that takes key-value context::
+
+    log = create_logger(Config().get("logging"))
+    log.info("sync'ing object", object=str(o), **o.tologdict())
+    log = log.bind(step="SyncMyModel")
+
+Events go through :mod:`logging`, so the dictConfig's handlers, levels and
+filters apply. Render them with :class:`ConsoleFormatter` (readable lines) or
+:class:`JSONFormatter` (one JSON object per line) in the dictConfig's
+``formatters``. See ``docs/logging.md``.
+
+This module is the lowest layer: it imports no other ``actors`` module.
+"""
+
+from __future__ import annotations
+
+import datetime
+import functools
+import json
+import logging
+import logging.config
+import sys
+import threading
+from collections.abc import Mapping
+from typing import Any, Self
+
+import structlog
+from structlog.exceptions import DropEvent
+from structlog.typing import EventDict, Processor, WrappedLogger
+
+__all__ = [
+    "BoundLogger",
+    "ConsoleFormatter",
+    "JSONFormatter",
+    "create_logger",
+    "default_logging_config",
+]
+
+# The logging configuration used when none is given (same as the configuration
+# file's default for the `logging` key).
+_DEFAULT_LOGGING: dict[str, Any] = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"console": {"()": "actors.logs.ConsoleFormatter"}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "console",
+            "stream": "ext://sys.stderr",
+        }
+    },
+    "root": {"level": "INFO", "handlers": ["console"]},
+}
+
+# Keys the processors set: a context value under one of these names is kept
+# under the name with "_" appended instead of being overwritten.
+_RESERVED = ("event", "level", "logger", "timestamp", "_record", "_from_structlog")
+# Keys a log call sets itself (the message, %-format arguments).
+_CALL_RESERVED = ("event", "positional_args")
+# Keys not repeated as key=value when an event is shown by a plain formatter.
+_META = frozenset({"event", "level", "logger", "timestamp", "exc_info", "stack_info"})
+
+_lock = threading.Lock()
+_NOTHING = object()
+_applied: object = _NOTHING  # the key of the dictConfig applied last
+
+
+def default_logging_config() -> dict[str, Any]:
+    """A copy of the default dictConfig: readable lines on stderr, level INFO."""
+    return _copy(_DEFAULT_LOGGING)
+
+
+def create_logger(logging_config: Mapping[str, Any] | None = None, name: str = "actors") -> BoundLogger:
+    """Apply *logging_config* and return a structured logger named *name*.
+
+    Args:
+        logging_config: A :func:`logging.config.dictConfig` mapping. It is applied
+            only if it differs from the one applied last, so every module may call
+            ``create_logger(Config().get("logging"))`` at import time without
+            duplicating handlers. Handlers without a formatter get
+            :class:`ConsoleFormatter`; ``disable_existing_loggers`` defaults to
+            false. With ``None``, the logging set-up is left alone, unless nothing
+            configured logging yet: then the default (console, INFO) is applied.
+        name: The name of the standard library logger the events go to.
+
+    Returns:
+        A :class:`BoundLogger` without context.
+
+    Raises:
+        ValueError: the dictConfig is invalid (raised by the standard library).
+    """
+    _apply(logging_config)
+    return BoundLogger(logging.getLogger(name), _PROCESSORS, {})
+
+
+class BoundLogger(structlog.stdlib.BoundLogger):
+    """A structlog standard library logger with key-value context.
+
+    Compared with :class:`structlog.stdlib.BoundLogger`: :meth:`new` exists and
+    does not touch this logger's context, and any key can be passed as context
+    (``event=``, ``level=``, ``self=``...): keys the processors use themselves are
+    kept with ``_`` appended instead of clashing.
+    """
+
+    def new(self, /, **new_values: Any) -> Self:
+        """Return a logger with only *new_values* as context (this one is unchanged)."""
+        return self.__class__(self._logger, self._processors, {}).bind(**new_values)
+
+    def bind(self, /, **new_values: Any) -> Self:
+        """Return a logger with *new_values* added to this one's context."""
+        context = {**self._context, **_renamed(new_values, _CALL_RESERVED)}
+        return self.__class__(self._logger, self._processors, context)
+
+    def _proxy_to_logger(self, /, *args: Any, **kw: Any) -> Any:
+        """``_proxy_to_logger(method_name, event=None, *format_args, **context)``."""
+        method_name, *rest = args
+        return self._emit(method_name, tuple(rest), kw)
+
+    def _emit(self, method_name: str, args: tuple[Any, ...], kw: dict[str, Any]) -> Any:
+        event, *format_args = args or (None,)
+        kw = _renamed(kw, _CALL_RESERVED)
+        if format_args:
+            kw["positional_args"] = tuple(format_args)
+        try:
+            out_args, out_kw = self._process_event(method_name, event, kw)
+            return getattr(self._logger, method_name)(*out_args, **out_kw)
+        except DropEvent:
+            return None
+
+    # The level methods are ``method(event, *format_args, **context)``. They take
+    # ``*args`` so that no context key (``event=``, ``self=``...) can collide with
+    # a parameter name.
+
+    def debug(self, /, *args: Any, **kw: Any) -> Any:
+        """``debug(event, *format_args, **context)``: log *event* at level DEBUG."""
+        return self._emit("debug", args, kw)
+
+    def info(self, /, *args: Any, **kw: Any) -> Any:
+        """``info(event, *format_args, **context)``: log *event* at level INFO."""
+        return self._emit("info", args, kw)
+
+    def warning(self, /, *args: Any, **kw: Any) -> Any:
+        """``warning(event, *format_args, **context)``: log *event* at level WARNING."""
+        return self._emit("warning", args, kw)
+
+    warn = warning
+
+    def error(self, /, *args: Any, **kw: Any) -> Any:
+        """``error(event, *format_args, **context)``: log *event* at level ERROR."""
+        return self._emit("error", args, kw)
+
+    def critical(self, /, *args: Any, **kw: Any) -> Any:
+        """``critical(event, *format_args, **context)``: log *event* at level CRITICAL."""
+        return self._emit("critical", args, kw)
+
+    fatal = critical
+
+    def exception(self, /, *args: Any, **kw: Any) -> Any:
+        """``exception(event, *format_args, **context)``: log at level ERROR with the current exception."""
+        kw.setdefault("exc_info", True)
+        return self._emit("exception", args, kw)
+
+    def log(self, /, *args: Any, **kw: Any) -> Any:
+        """``log(level, event, *format_args, **context)``: log *event* at the numeric *level*."""
+        level, *rest = args
+        return self._emit(_method_for(level), tuple(rest), kw)
+
+    async def _run_async(self, meth: Any, args: tuple[Any, ...], kw: dict[str, Any]) -> None:
+        event, *rest = args
+        await self._dispatch_to_sync(meth, event, tuple(rest), kw)
+
+    async def adebug(self, /, *args: Any, **kw: Any) -> None:
+        """Like :meth:`debug`, from a thread pool."""
+        await self._run_async(self.debug, args, kw)
+
+    async def ainfo(self, /, *args: Any, **kw: Any) -> None:
+        """Like :meth:`info`, from a thread pool."""
+        await self._run_async(self.info, args, kw)
+
+    async def awarning(self, /, *args: Any, **kw: Any) -> None:
+        """Like :meth:`warning`, from a thread pool."""
+        await self._run_async(self.warning, args, kw)
+
+    async def aerror(self, /, *args: Any, **kw: Any) -> None:
+        """Like :meth:`error`, from a thread pool."""
+        await self._run_async(self.error, args, kw)
+
+    async def acritical(self, /, *args: Any, **kw: Any) -> None:
+        """Like :meth:`critical`, from a thread pool."""
+        await self._run_async(self.critical, args, kw)
+
+    afatal = acritical
+
+    async def aexception(self, /, *args: Any, **kw: Any) -> None:
+        """Like :meth:`exception`, from a thread pool."""
+        if kw.get("exc_info", True) is True:
+            kw["exc_info"] = sys.exc_info()
+        await self._run_async(self.exception, args, kw)
+
+    async def alog(self, /, *args: Any, **kw: Any) -> None:
+        """Like :meth:`log`, from a thread pool."""
+        level, *rest = args
+        await self._run_async(functools.partial(self.log, level), tuple(rest), kw)
+
+
+class ConsoleFormatter(structlog.stdlib.ProcessorFormatter):
+    """Renders events as readable lines: ``<time> [<level>] <event> [<logger>] key=value ...``.
+
+    Use it in a dictConfig: ``{"()": "actors.logs.ConsoleFormatter"}``; add
+    ``"colors": true`` for ANSI colours. Records from plain standard library
+    loggers are rendered the same way.
+    """
+
+    def __init__(self, *, colors: bool = False, sort_keys: bool = False, **kwargs: Any) -> None:
+        renderer = structlog.dev.ConsoleRenderer(
+            colors=colors,
+            sort_keys=sort_keys,
+            exception_formatter=structlog.dev.plain_traceback,
+        )
+        super().__init__(
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+            foreign_pre_chain=_FOREIGN_PRE_CHAIN,
+            **kwargs,
+        )
+
+
+class JSONFormatter(structlog.stdlib.ProcessorFormatter):
+    """Renders events as one JSON object per line.
+
+    The keys are ``event``, ``level``, ``logger``, ``timestamp`` (ISO 8601, UTC),
+    the context, and ``exception`` (the formatted traceback) when there is one.
+    Use it in a dictConfig: ``{"()": "actors.logs.JSONFormatter"}``; add
+    ``"sort_keys": true`` for sorted keys.
+    """
+
+    def __init__(self, *, sort_keys: bool = False, **kwargs: Any) -> None:
+        super().__init__(
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.processors.format_exc_info,
+                _leading_keys,
+                structlog.processors.JSONRenderer(sort_keys=sort_keys, default=repr),
+            ],
+            foreign_pre_chain=_FOREIGN_PRE_CHAIN,
+            **kwargs,
+        )
+
+
+class _EventDict(dict[str, Any]):
+    """An event dict as a stdlib record's message.
+
+    :class:`structlog.stdlib.ProcessorFormatter` reads it as a mapping; any other
+    formatter (pytest's ``caplog``, a handler configured elsewhere) gets
+    ``event key=value ...`` from ``str()``.
+    """
+
+    def __str__(self) -> str:
+        parts = [str(self.get("event", ""))]
+        parts.extend(f"{k}={v if isinstance(v, str) else repr(v)}" for k, v in self.items() if k not in _META)
+        text = " ".join(p for p in parts if p)
+        exc_info = self.get("exc_info")
+        if isinstance(exc_info, tuple) and exc_info[0] is not None:
+            text += "\n" + logging.Formatter().formatException(exc_info)
+        return text
+
+
+def _method_for(level: int) -> str:
+    """The logging method for a numeric level (custom levels: the standard one below)."""
+    for threshold, method in ((50, "critical"), (40, "error"), (30, "warning"), (20, "info")):
+        if level >= threshold:
+            return method
+    return "debug"
+
+
+def _renamed(values: Mapping[str, Any], reserved: tuple[str, ...]) -> dict[str, Any]:
+    """A copy of *values* with each *reserved* key moved to the first free name with ``_`` appended."""
+    values = dict(values)
+    for key in reserved:
+        if key in values:
+            free = key + "_"
+            while free in values:
+                free += "_"
+            values[free] = values.pop(key)
+    return values
+
+
+def _keep_reserved(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
+    """Processor: move context keys the later processors set to ``<key>_``."""
+    event = event_dict.pop("event", _NOTHING)
+    event_dict = _renamed(event_dict, _RESERVED)
+    if event is not _NOTHING:
+        event_dict["event"] = event
+    return event_dict
+
+
+_POSITIONAL = structlog.stdlib.PositionalArgumentsFormatter()
+
+
+def _format_positional(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
+    """Processor: ``log.info("%d items", 3)``; arguments that do not fit are kept, not raised."""
+    try:
+        return _POSITIONAL(logger, method_name, event_dict)
+    except (TypeError, ValueError, KeyError):
+        event_dict["format_args"] = event_dict.pop("positional_args", ())
+        return event_dict
+
+
+def _capture_exc_info(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
+    """Processor: turn ``exc_info=True`` (or an exception) into the exception tuple, now."""
+    exc_info = event_dict.get("exc_info")
+    if isinstance(exc_info, BaseException):
+        event_dict["exc_info"] = (type(exc_info), exc_info, exc_info.__traceback__)
+    elif exc_info and not isinstance(exc_info, tuple):
+        current = sys.exc_info()
+        if current[0] is None:
+            del event_dict["exc_info"]
+        else:
+            event_dict["exc_info"] = current
+    elif "exc_info" in event_dict and not exc_info:
+        del event_dict["exc_info"]
+    return event_dict
+
+
+def _to_stdlib(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> Any:
+    """Final processor: hand the event dict to the stdlib logger for ProcessorFormatter."""
+    args, kwargs = structlog.stdlib.ProcessorFormatter.wrap_for_formatter(logger, method_name, event_dict)
+    return (_EventDict(args[0]),), kwargs
+
+
+def _record_time(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
+    """Foreign pre-chain processor: the timestamp of the stdlib record, as ISO 8601 UTC."""
+    record = event_dict.get("_record")
+    if isinstance(record, logging.LogRecord):
+        moment = datetime.datetime.fromtimestamp(record.created, tz=datetime.UTC)
+        event_dict["timestamp"] = moment.isoformat().replace("+00:00", "Z")
+    return event_dict
+
+
+def _leading_keys(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
+    """Processor: put timestamp, level, logger and event first (for JSON lines)."""
+    lead = {k: event_dict.pop(k) for k in ("timestamp", "level", "logger", "event") if k in event_dict}
+    return {**lead, **event_dict}
+
+
+_TIMESTAMPER = structlog.processors.TimeStamper(fmt="iso", utc=True)
+
+_PROCESSORS: list[Processor] = [
+    structlog.stdlib.filter_by_level,
+    structlog.contextvars.merge_contextvars,
+    _keep_reserved,
+    structlog.stdlib.add_log_level,
+    structlog.stdlib.add_logger_name,
+    _TIMESTAMPER,
+    _format_positional,
+    structlog.processors.StackInfoRenderer(),
+    _capture_exc_info,
+    _to_stdlib,
+]
+
+_FOREIGN_PRE_CHAIN: list[Processor] = [
+    structlog.contextvars.merge_contextvars,
+    structlog.stdlib.ExtraAdder(),
+    structlog.stdlib.add_log_level,
+    structlog.stdlib.add_logger_name,
+    _record_time,
+]
+
+
+def _apply(logging_config: Mapping[str, Any] | None) -> None:
+    global _applied
+    with _lock:
+        if logging_config is None:
+            if _applied is _NOTHING and not logging.getLogger().handlers:
+                logging.config.dictConfig(_prepared(_DEFAULT_LOGGING))
+                _applied = _key(_DEFAULT_LOGGING)
+            return
+        key = _key(logging_config)
+        if key is not _NOTHING and key == _applied:
+            return
+        logging.config.dictConfig(_prepared(logging_config))
+        _applied = key
+
+
+def _key(logging_config: Mapping[str, Any]) -> object:
+    """A comparable form of a dictConfig (objects in it, such as streams, by identity)."""
+    try:
+        return json.dumps(logging_config, sort_keys=True, default=_by_identity)
+    except (TypeError, ValueError):
+        return _NOTHING
+
+
+def _by_identity(value: object) -> str:
+    return f"<{type(value).__name__} {id(value):#x}>"
+
+
+def _prepared(logging_config: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy for dictConfig (which modifies what it is given), with our defaults added."""
+    config: dict[str, Any] = _copy(logging_config)
+    config.setdefault("disable_existing_loggers", False)
+    handlers = config.get("handlers")
+    if not config.get("incremental") and isinstance(handlers, dict):
+        bare = [h for h in handlers.values() if isinstance(h, dict) and not h.get("formatter")]
+        if bare:
+            formatters = config.setdefault("formatters", {})
+            name = "actors_console"
+            while name in formatters:
+                name += "_"
+            formatters[name] = {"()": ConsoleFormatter}
+            for handler in bare:
+                handler["formatter"] = name
+    return config
+
+
+def _copy(value: Any) -> Any:
+    """Copy the mappings and lists of a dictConfig; keep other objects (streams...) as they are."""
+    if isinstance(value, Mapping):
+        return {k: _copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_copy(v) for v in value]
+    if isinstance(value, tuple):
+        return tuple(_copy(v) for v in value)
+    return value

@@ -1,0 +1,39 @@
+"""Models: the xproto language, model specifications and the built-in models.
+
+``load_schema(["models/"])`` reads a synchronizer's xproto files on top of the built-in
+models (``XOSBase``, ``Service``, ``ServiceInstance``...) and returns a validated
+:class:`Schema`; ``parse_xproto(text)`` parses one text into :class:`ModelSpec` values.
+See ``docs/models.md`` for the language.
+"""
+
+from ._loader import builtin_models, load_schema, parse_file, xproto_files
+from ._spec import (
+    ABSTRACT_ROOT,
+    LINK_KINDS,
+    PYTHON_TYPES,
+    SCALAR_KINDS,
+    FieldSpec,
+    LinkSpec,
+    ModelSpec,
+    Schema,
+    SchemaError,
+)
+from ._xproto import XprotoSyntaxError, parse_xproto
+
+__all__ = [
+    "ABSTRACT_ROOT",
+    "LINK_KINDS",
+    "PYTHON_TYPES",
+    "SCALAR_KINDS",
+    "FieldSpec",
+    "LinkSpec",
+    "ModelSpec",
+    "Schema",
+    "SchemaError",
+    "XprotoSyntaxError",
+    "builtin_models",
+    "load_schema",
+    "parse_file",
+    "parse_xproto",
+    "xproto_files",
+]

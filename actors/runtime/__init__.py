@@ -1,0 +1,27 @@
+"""The actor runtime: a supervisor and its children, one actor per step."""
+
+from . import messages
+from ._child import ChildActor, ChildContext, ChildState, ObjectLocks, StepExit
+from ._synchronizer import Synchronizer
+from .clock import Clock, FakeClock, RealClock
+from .messages import ChildStatus
+from .settings import RuntimeSettings, load_dependency_graph
+from .supervisor import ChildSpec, Supervisor
+
+__all__ = [
+    "ChildActor",
+    "ChildContext",
+    "ChildSpec",
+    "ChildState",
+    "ChildStatus",
+    "Clock",
+    "FakeClock",
+    "ObjectLocks",
+    "RealClock",
+    "RuntimeSettings",
+    "StepExit",
+    "Supervisor",
+    "Synchronizer",
+    "load_dependency_graph",
+    "messages",
+]

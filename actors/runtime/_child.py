@@ -1,0 +1,193 @@
+"""What every supervised actor shares: its context, its shared state, user-code calls."""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, TypeVar
+
+import pykka
+import structlog
+
+from actors.orm import ModelAccessor, acting_as
+from actors.store import Caller
+
+from .clock import Clock
+from .messages import ChildDied, ChildStatus, IsIdle
+from .settings import RuntimeSettings
+
+__all__ = ["ChildActor", "ChildContext", "ChildState", "ObjectLocks", "StepExit"]
+
+T = TypeVar("T")
+
+
+class StepExit(Exception):
+    """Step code raised ``SystemExit`` or ``KeyboardInterrupt``: the actor is replaced, nothing else stops."""
+
+
+@dataclass
+class ChildState:
+    """One child's live state: written by its actor, read by the supervisor at any time."""
+
+    name: str
+    kind: str
+    state: str = "starting"
+    generation: int = 0
+    restarts: int = 0
+    restart_times: deque[float] = field(default_factory=deque)
+    last_error: str | None = None
+    done: int = 0
+    failed: int = 0
+    queue_depth: int = 0
+    busy_since: float | None = None
+    busy_deadline: float | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    def snapshot(self, now: float) -> ChildStatus:
+        busy = self.busy_since
+        return ChildStatus(
+            name=self.name,
+            kind=self.kind,
+            state=self.state,
+            restarts=self.restarts,
+            last_error=self.last_error,
+            done=self.done,
+            failed=self.failed,
+            queue_depth=self.queue_depth,
+            busy_for=None if busy is None else max(0.0, now - busy),
+            detail=dict(self.detail),
+        )
+
+
+class ObjectLocks:
+    """Objects being synced right now, across all sync-step actors of one supervisor.
+
+    Keys are ``(root model, id)``. A replaced (hung) actor keeps its lock until its
+    call returns, so its replacement never syncs the same object at the same time.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._held: set[tuple[str, int]] = set()
+
+    def try_acquire(self, key: tuple[str, int]) -> bool:
+        with self._lock:
+            if key in self._held:
+                return False
+            self._held.add(key)
+            return True
+
+    def release(self, key: tuple[str, int]) -> None:
+        with self._lock:
+            self._held.discard(key)
+
+
+@dataclass
+class ChildContext:
+    """Everything a child actor is given by its supervisor."""
+
+    name: str
+    state: ChildState
+    accessor: ModelAccessor
+    clock: Clock
+    settings: RuntimeSettings
+    supervisor: pykka.ActorRef[Any] | None = None
+    generation: int = 0
+    locks: ObjectLocks = field(default_factory=ObjectLocks)
+    #: Entered around every call into user code (the compat import paths, current config).
+    user_context: Callable[[], AbstractContextManager[Any]] = nullcontext
+    deadline: float | None = None
+
+
+class ChildActor(pykka.ThreadingActor):
+    """Base of the supervised actors.
+
+    Subclasses map message types to methods in ``handlers``. A handler that raises
+    stops the actor and tells the supervisor (:class:`ChildDied`); user code is
+    called through :meth:`call_user`, which turns ``SystemExit`` and
+    ``KeyboardInterrupt`` into :class:`StepExit` so that pykka never stops every
+    actor of the process, and marks the actor busy for the deadline watchdog.
+    """
+
+    kind: ClassVar[str] = "child"
+    # A hung step must not keep the process alive at exit.
+    use_daemon_thread = True
+
+    def __init__(self, ctx: ChildContext) -> None:
+        super().__init__()
+        self.ctx = ctx
+        self.log = structlog.get_logger("actors.runtime").bind(child=ctx.name)
+        self.handlers: dict[type, Callable[[Any], Any]] = {IsIdle: lambda _m: self.is_idle()}
+
+    @property
+    def stale(self) -> bool:
+        """True once the supervisor has replaced this actor (its messages are then ignored)."""
+        return self.ctx.state.generation != self.ctx.generation
+
+    def on_start(self) -> None:
+        if not self.stale:
+            self.ctx.state.state = "running"
+
+    def on_receive(self, message: Any) -> Any:
+        if self.stale:
+            self.actor_ref.stop(block=False)
+            return None
+        if self.ctx.state.state == "stopping" and not isinstance(message, IsIdle):
+            return None  # shutting down: no new work
+        handler = self.handlers.get(type(message))
+        if handler is None:
+            self.log.warning("unknown message", message=repr(message))
+            return None
+        try:
+            return handler(message)
+        except Exception:
+            raise
+        except BaseException as exc:  # never let pykka stop every actor
+            raise StepExit(f"{type(exc).__name__}: {exc}") from exc
+
+    def on_failure(self, exc_type: Any, exc_value: Any, traceback: Any) -> None:
+        self.ctx.state.busy_since = None
+        if self.stale:
+            return
+        error = f"{type(exc_value).__name__}: {exc_value}"
+        self.ctx.state.last_error = error
+        self.log.error("actor crashed", error=error)
+        if self.ctx.supervisor is not None:
+            self.ctx.supervisor.tell(ChildDied(self.ctx.name, self.ctx.generation, error))
+
+    def is_idle(self) -> bool:
+        return True
+
+    @contextmanager
+    def _busy(self, deadline: float | None) -> Iterator[None]:
+        state = self.ctx.state
+        state.busy_deadline = deadline or self.ctx.deadline or self.ctx.settings.step_deadline
+        state.busy_since = self.ctx.clock.now()
+        try:
+            yield
+        finally:
+            if not self.stale:
+                state.busy_since = None
+
+    def make_step(self, factory: Any) -> Any:
+        """A fresh instance of a step class, constructed in the user context, with the accessor set."""
+        step = self.call_user(factory.make)
+        if getattr(step, "model_accessor", None) is None:
+            step.model_accessor = self.ctx.accessor
+        return step
+
+    def call_user(
+        self, fn: Callable[..., T], *args: Any, caller: Caller | None = None, deadline: float | None = None
+    ) -> T:
+        """Run user code in the user context, as ``caller``, under the deadline watchdog."""
+        with self._busy(deadline), self.ctx.user_context(), (acting_as(caller) if caller else nullcontext()):
+            try:
+                return fn(*args)
+            except Exception:
+                raise
+            except BaseException as exc:
+                raise StepExit(f"{type(exc).__name__}: {exc}") from exc
+

@@ -1,0 +1,100 @@
+"""The model dependency graph applied to objects: what an object waits for."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from actors.orm import ModelAccessor, ORMWrapper
+from actors.store import Condition, Query, row_is_pending
+
+__all__ = ["Dependencies", "Key"]
+
+Key = tuple[str, int]
+
+
+class Dependencies:
+    """Answers, for one object, which linked objects must be enacted (or deleted) first.
+
+    Only objects actually linked through the graph's accessors are considered,
+    so the cost is the number of links of that object, not of all dirty objects.
+    """
+
+    def __init__(self, accessor: ModelAccessor, graph: Mapping[str, Iterable[tuple[str, str, str]]]) -> None:
+        self.accessor = accessor
+        self.graph = {model: tuple(entries) for model, entries in graph.items()}
+
+    def key(self, model: str, id: int) -> Key:
+        return (self.accessor.schema.root(model), id)
+
+    def models_involved(self, models: Iterable[str]) -> set[str]:
+        """Models whose changes can unblock objects of ``models``: what they depend on, what depends on them."""
+        schema = self.accessor.schema
+
+        def related(a: str, b: str) -> bool:
+            return a in schema and b in schema and (schema.is_a(a, b) or schema.is_a(b, a))
+
+        out: set[str] = set()
+        for model in models:
+            for source, entries in self.graph.items():
+                for dep, _src, _dst in entries:
+                    if related(source, model):
+                        out.add(dep)
+                    if related(dep, model):
+                        out.add(source)
+        return {m for m in out if m in schema}
+
+    def _entries_for(self, model: str) -> list[tuple[str, str, str]]:
+        schema = self.accessor.schema
+        lineage = [model, *schema.ancestors(model)] if model in schema else [model]
+        return [entry for m in lineage for entry in self.graph.get(m, ())]
+
+    def unsynced_dependencies(self, obj: ORMWrapper) -> list[tuple[str, dict[str, Any]]]:
+        """``(model, row)`` of each linked object this one depends on that still needs sync."""
+        leaf = obj._data.get("leaf_model_name") or obj._model
+        out = []
+        for dep_model, src, _dst in self._entries_for(leaf if leaf in self.accessor.schema else obj._model):
+            if not src:
+                continue
+            try:
+                value = getattr(obj, src)
+            except AttributeError:
+                continue
+            for target in _objects(value):
+                row = target._data
+                if row_is_pending(row, "sync"):
+                    out.append((target._model, row))
+        return out
+
+    def undeleted_dependents(self, obj: ORMWrapper) -> list[tuple[str, dict[str, Any]]]:
+        """``(model, row)`` of each deleted object depending on this one whose delete is still owed."""
+        schema = self.accessor.schema
+        leaf = obj._data.get("leaf_model_name") or obj._model
+        out = []
+        for source, entries in self.graph.items():
+            if source not in schema or schema[source].abstract:
+                continue
+            for dep_model, src, _dst in entries:
+                if not (dep_model in schema and schema.is_a(leaf, dep_model)):
+                    continue
+                field = schema.fields(source).get(src)
+                if field is None or not field.is_link:
+                    continue
+                query = Query(where=(Condition(field.column, "eq", obj.id), Condition("deleted", "eq", True)))
+                for row in self.accessor.backend.select(source, query):
+                    if row_is_pending(row, "sync_deleted"):
+                        out.append((source, row))
+        return out
+
+
+def _objects(value: Any) -> list[ORMWrapper]:
+    if value is None:
+        return []
+    if isinstance(value, ORMWrapper):
+        return [value]
+    if isinstance(value, str | bytes):
+        return []
+    try:
+        return [v for v in value if isinstance(v, ORMWrapper)]
+    except TypeError:
+        return []

@@ -1,0 +1,114 @@
+"""The status fields written after a sync or policy run, as pure functions of the row."""
+
+from __future__ import annotations
+
+import json
+import traceback
+from collections.abc import Mapping
+from typing import Any
+
+from actors.steps import DeferredException, InnocuousException
+
+__all__ = [
+    "BACKOFF_CAP",
+    "blocked_fields",
+    "error_text",
+    "failure_fields",
+    "policy_failure_fields",
+    "policy_success_fields",
+    "register_of",
+    "success_fields",
+]
+
+#: Backoff never waits longer than this (seconds).
+BACKOFF_CAP = 8 * 3600.0
+SEPARATOR = " // "
+
+
+def register_of(row: Mapping[str, Any]) -> dict[str, Any]:
+    """``backend_register`` parsed; a malformed one reads as empty."""
+    raw = row.get("backend_register")
+    if not raw:
+        return {}
+    try:
+        value = json.loads(raw)
+    except (TypeError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def error_text(exc: BaseException) -> str:
+    return str(exc) or type(exc).__name__
+
+
+def success_fields(row: Mapping[str, Any], now: float) -> dict[str, Any]:
+    """After ``sync_record`` returned: enacted, OK, and a clean register."""
+    enacted = max(row.get("updated") or 0.0, row.get("changed_by_policy") or 0.0)
+    register = {"next_run": 0, "exponent": 0, "last_success": now, "failures": 0}
+    return {
+        "enacted": enacted,
+        "backend_status": "OK",
+        "backend_code": 1,
+        "backend_register": json.dumps(register),
+    }
+
+
+def failure_fields(
+    row: Mapping[str, Any], exc: BaseException, now: float, backoff_disabled: bool = False
+) -> tuple[dict[str, Any], float]:
+    """After ``sync_record`` raised: the status fields and when to try again.
+
+    The last two distinct errors are kept. The first failure retries at once;
+    each later one waits ``exponent x 60 s`` (deferred or innocuous) or
+    ``exponent x 600 s`` (any other error), at most 8 hours.
+    """
+    error = error_text(exc)
+    register = register_of(row)
+    failures = int(register.get("failures") or 0)
+    exponent = int(register.get("exponent") or 0)
+    benign = isinstance(exc, DeferredException | InnocuousException)
+    if failures == 0 or backoff_disabled:
+        delay = 0.0
+    else:
+        delay = min(exponent * (60.0 if benign else 600.0), BACKOFF_CAP)
+    next_run = now + delay
+    previous = str(row.get("backend_status") or "").split(SEPARATOR) if failures else []
+    errors = [e for e in previous if e and e != error][-1:] + [error]
+    register = {
+        "next_run": next_run,
+        "exponent": exponent + 1,
+        "last_success": register.get("last_success"),
+        "failures": failures + 1,
+    }
+    code = 0 if isinstance(exc, DeferredException) else 1 if isinstance(exc, InnocuousException) else 2
+    fields = {
+        "backend_status": SEPARATOR.join(errors)[:1024],
+        "backend_code": code,
+        "backend_register": json.dumps(register),
+    }
+    return fields, next_run
+
+
+def blocked_fields(model: str, id: int, error: str) -> dict[str, Any]:
+    """An object not synced because an object it depends on failed."""
+    return {
+        "backend_status": f"Failed due to error in model {model} id {id}: {error}"[:1024],
+        "backend_code": 2,
+    }
+
+
+def policy_success_fields(row: Mapping[str, Any], needs_delete_policy: bool) -> dict[str, Any]:
+    fields: dict[str, Any] = {
+        "policed": max(row.get("updated") or 0.0, row.get("changed_by_step") or 0.0),
+        "policy_status": "done",
+        "policy_code": 1,
+    }
+    if needs_delete_policy and not row.get("deleted") and not row.get("backend_need_delete_policy"):
+        fields["backend_need_delete_policy"] = True
+    return fields
+
+
+def policy_failure_fields(exc: BaseException) -> dict[str, Any]:
+    """The error, then a short traceback (the last frames), as the original kept them."""
+    frames = "".join(traceback.format_tb(exc.__traceback__, limit=-3))
+    return {"policy_status": f"{type(exc).__name__}: {error_text(exc)}\n{frames}"[:1024], "policy_code": 2}

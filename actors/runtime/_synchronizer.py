@@ -1,0 +1,238 @@
+"""Embedding: build a synchronizer from a config, start, inspect and stop its supervisor."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from typing import Any
+
+import pykka
+import structlog
+
+from actors.compat import activated, load_synchronizer
+from actors.config import Config
+from actors.models import load_schema
+from actors.orm import ModelAccessor
+from actors.steps import LoadError
+from actors.store import Caller, Store
+
+from .clock import Clock, RealClock
+from .messages import ChildStatus, GetStatus, IsIdle, Shutdown
+from .policy import PolicyActor
+from .pull import PullStepActor
+from .settings import RuntimeSettings
+from .supervisor import ChildSpec, Supervisor
+from .sync import SyncStepActor
+
+__all__ = ["Synchronizer"]
+
+log = structlog.get_logger("actors.runtime")
+
+
+class Synchronizer:
+    """One synchronizer: its store (or remote core), model accessor, loaded steps and supervisor.
+
+    >>> sync = Synchronizer(load_config("config.yaml")).start()
+    >>> sync.wait_idle()
+    >>> sync.status()["SyncMyModel"].done
+    >>> sync.stop()
+
+    Several may run side by side in one process, each with its own config,
+    store and model classes. ``clock`` replaces real time (tests pass a
+    :class:`~actors.runtime.clock.FakeClock`); ``accessor`` replaces the store
+    built from the config (the caller then owns its backend). ``serve_api``
+    also serves the model API over gRPC (``api.*`` keys) on the local store.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        clock: Clock | None = None,
+        accessor: ModelAccessor | None = None,
+        serve_api: bool = False,
+    ) -> None:
+        self.config = config
+        self.clock: Clock = clock or RealClock()
+        self.settings = RuntimeSettings.from_config(config)
+        self._accessor = accessor
+        self._owns_backend = accessor is None
+        self._serve_api = serve_api
+        self.store: Store | None = None
+        self.api: Any = None
+        self.load_errors: list[LoadError] = []
+        self.supervisor: pykka.ActorRef[Supervisor] | None = None
+
+    # -- building -------------------------------------------------------------
+    @property
+    def model_accessor(self) -> ModelAccessor:
+        """The accessor the steps use (its classes carry the convenience wrappers)."""
+        if self._accessor is None:
+            self._accessor = self._build_accessor()
+        return self._accessor
+
+    def _build_accessor(self) -> ModelAccessor:
+        config = self.config
+        accessor_cfg = config.get("accessor", None) or {}
+        models_dir = config.get("models_dir", None)
+        if accessor_cfg.get("kind", "local") == "grpcapi":
+            from actors.api import RemoteBackend
+
+            backend = RemoteBackend(
+                accessor_cfg["endpoint"],
+                username=accessor_cfg.get("username"),
+                password=accessor_cfg.get("password"),
+                token=accessor_cfg.get("token"),
+                tls_ca=accessor_cfg.get("tls_ca"),
+            )
+            if models_dir:
+                backend.upload_models(models_dir)
+            return ModelAccessor(backend, caller=Caller.SYNCHRONIZER)
+        schema = load_schema([models_dir] if models_dir else [])
+        self.store = Store(self.store_url(), schema)
+        return ModelAccessor(self.store, caller=Caller.SYNCHRONIZER)
+
+    def store_url(self) -> str:
+        """``store.url`` from the config, else a SQLite file in ``data_dir``."""
+        url = self.config.get("store.url", None)
+        if url:
+            return str(url)
+        base = getattr(self.config, "base_dir", None) or os.getcwd()
+        data_dir = os.path.join(base, self.config.get("data_dir", None) or "data")
+        return "sqlite:///" + os.path.join(os.path.abspath(data_dir), "actors.db")
+
+    def user_context(self) -> AbstractContextManager[Any]:
+        """The context step code runs in: compat import paths, this config, this accessor."""
+        return activated(self.config, self.model_accessor)
+
+    def child_specs(self) -> list[ChildSpec]:
+        """Load the steps and describe one child per step (plus one policy actor)."""
+        accessor = self.model_accessor
+        loaded = load_synchronizer(self.config, accessor)
+        self.load_errors = list(loaded.errors)
+        for error in self.load_errors:
+            log.error("step not loaded", error=str(error))
+        specs: list[ChildSpec] = []
+        for factory in loaded.sync_steps:
+            specs.append(
+                ChildSpec(
+                    factory.name,
+                    SyncStepActor,
+                    (factory,),
+                    interests=SyncStepActor.interests(factory, accessor, self.settings),
+                    deadline=getattr(factory.cls, "deadline", None),
+                    detail={"path": factory.path, "observes": factory.cls.observed_model_names()},
+                )
+            )
+        if loaded.policies:
+            specs.append(
+                ChildSpec(
+                    "policies",
+                    PolicyActor,
+                    (list(loaded.policies),),
+                    interests=PolicyActor.interests(list(loaded.policies)),
+                    detail={"policies": [f.name for f in loaded.policies]},
+                )
+            )
+        for factory in loaded.pull_steps:
+            specs.append(
+                ChildSpec(
+                    factory.name,
+                    PullStepActor,
+                    (factory,),
+                    deadline=getattr(factory.cls, "deadline", None),
+                    detail={"path": factory.path},
+                )
+            )
+        if loaded.event_steps:
+            from .events import EventStepActor
+
+            for factory in loaded.event_steps:
+                specs.append(ChildSpec(factory.name, EventStepActor, (factory,), detail={"path": factory.path}))
+        names = [s.name for s in specs]
+        for spec_name in {n for n in names if names.count(n) > 1}:
+            raise ValueError(f"two steps are named {spec_name}: step class names must be unique")
+        return specs
+
+    # -- life -----------------------------------------------------------------
+    def start(self) -> Synchronizer:
+        """Load models and steps, start the supervisor (and the API server when configured)."""
+        specs = self.child_specs()
+        self.supervisor = Supervisor.start(
+            specs,
+            accessor=self.model_accessor,
+            clock=self.clock,
+            settings=self.settings,
+            user_context=self.user_context,
+        )
+        if self._serve_api and self.store is not None:
+            self.api = _start_api(self.store, self.config)
+        log.info(
+            "synchronizer started",
+            name=self.settings.name,
+            children=[s.name for s in specs],
+            load_errors=len(self.load_errors),
+        )
+        return self
+
+    def status(self) -> dict[str, ChildStatus]:
+        """The state of every child: running, restarting, failed; counts; last error; queue depth."""
+        if self.supervisor is None:
+            return {}
+        return self.supervisor.ask(GetStatus(), timeout=10)  # type: ignore[no-any-return]
+
+    def wait_idle(self, timeout: float = 10.0, *, settle: int = 2) -> bool:
+        """Wait until no child has queued or running work (``settle`` times in a row).
+
+        For tests and scripts; returns ``False`` if still busy after ``timeout`` seconds.
+        """
+        assert self.supervisor is not None, "start() first"
+        deadline = time.monotonic() + timeout
+        streak = 0
+        while time.monotonic() < deadline:
+            if self.supervisor.ask(IsIdle(), timeout=max(0.1, deadline - time.monotonic())):
+                streak += 1
+                if streak >= settle:
+                    return True
+            else:
+                streak = 0
+            time.sleep(0.005)
+        return False
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Graceful stop: no new work, running handlers finish (bounded), then the store closes."""
+        timeout = self.settings.shutdown_timeout if timeout is None else timeout
+        if self.api is not None:
+            self.api.stop()
+            self.api = None
+        if self.supervisor is not None:
+            try:
+                self.supervisor.ask(Shutdown(timeout), timeout=timeout + 5)
+                self.supervisor.stop(timeout=timeout + 5)
+            except (pykka.ActorDeadError, pykka.Timeout):
+                pass
+            self.supervisor = None
+        if self._owns_backend and self._accessor is not None:
+            close: Callable[[], None] | None = getattr(self._accessor.backend, "close", None)
+            if close is not None:
+                close()
+
+    def __enter__(self) -> Synchronizer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _start_api(store: Store, config: Config) -> Any:
+    from actors.api import serve
+
+    return serve(
+        store,
+        address=str(config.get("api.address", "127.0.0.1:50051")),
+        users=config.get("api.users", None),
+        tls=config.get("api.tls", None),
+        max_message_bytes=int(config.get("api.max_message_bytes", 4 * 1024 * 1024)),
+    )

@@ -1,0 +1,71 @@
+"""The change-feed actor: turns the store's change notices into :class:`Changed` messages.
+
+It subscribes to the backend's notices and forwards each to the actors routed
+for that model (or one of its bases). Routes are set by the supervisor with
+:class:`Route` / :class:`Unroute` as children start, restart and fail.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pykka
+
+from actors.store import ChangeNotice, Unsubscribe
+
+from ._child import ChildActor, ChildContext
+from .messages import Changed, Route, Unroute
+
+__all__ = ["ChangeFeedActor"]
+
+
+class ChangeFeedActor(ChildActor):
+    kind = "changefeed"
+
+    def __init__(self, ctx: ChildContext) -> None:
+        super().__init__(ctx)
+        self.routes: dict[str, tuple[pykka.ActorRef[Any], frozenset[str]]] = {}
+        self.by_model: dict[str, list[pykka.ActorRef[Any]]] = {}
+        self.unsubscribe: Unsubscribe | None = None
+        self.handlers.update({Changed: self.on_changed, Route: self.on_route, Unroute: self.on_unroute})
+
+    def on_start(self) -> None:
+        super().on_start()
+        ref = self.actor_ref
+
+        def forward(notice: ChangeNotice) -> None:
+            ref.tell(Changed(notice))
+
+        self.unsubscribe = self.ctx.accessor.subscribe(forward)
+
+    def on_stop(self) -> None:
+        if self.unsubscribe is not None:
+            self.unsubscribe()
+
+    def on_failure(self, exc_type: Any, exc_value: Any, traceback: Any) -> None:
+        self.on_stop()
+        super().on_failure(exc_type, exc_value, traceback)
+
+    def on_route(self, message: Route) -> None:
+        self.routes[message.name] = (message.target, message.models)
+        self.by_model.clear()
+
+    def on_unroute(self, message: Unroute) -> None:
+        self.routes.pop(message.name, None)
+        self.by_model.clear()
+
+    def targets(self, model: str) -> list[pykka.ActorRef[Any]]:
+        cached = self.by_model.get(model)
+        if cached is None:
+            schema = self.ctx.accessor.schema
+            cached = [
+                target
+                for target, models in self.routes.values()
+                if model in models or (model in schema and any(m in schema and schema.is_a(model, m) for m in models))
+            ]
+            self.by_model[model] = cached
+        return cached
+
+    def on_changed(self, message: Changed) -> None:
+        for target in self.targets(message.notice.model):
+            target.tell(message)

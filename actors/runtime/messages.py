@@ -1,0 +1,136 @@
+"""The messages actors send each other: small frozen dataclasses, the whole protocol in one place.
+
+Who sends what:
+
+- change feed -> sync-step and policy actors: :class:`Changed`
+- supervisor -> change feed: :class:`Route`, :class:`Unroute`
+- supervisor or timer -> any worker actor: :class:`Resync`, :class:`Wake`, :class:`Tick`
+- worker actor -> itself: :class:`Drain` (process the next queued object)
+- anyone -> worker actor: :class:`IsIdle` (reply: ``bool``)
+- worker actor (dying) -> supervisor: :class:`ChildDied`
+- timers -> supervisor: :class:`CheckDeadlines`, :class:`RestartChild`
+- anyone -> supervisor: :class:`GetStatus` (reply: ``dict[str, ChildStatus]``),
+  :class:`IsIdle` (reply: ``bool``), :class:`Shutdown`
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pykka
+
+from actors.store import ChangeNotice
+
+__all__ = [
+    "Changed",
+    "CheckDeadlines",
+    "ChildDied",
+    "ChildStatus",
+    "Drain",
+    "GetStatus",
+    "IsIdle",
+    "Resync",
+    "RestartChild",
+    "Route",
+    "Shutdown",
+    "Tick",
+    "Unroute",
+    "Wake",
+]
+
+
+@dataclass(frozen=True)
+class Changed:
+    """A committed write that concerns the receiver (a model it observes or depends on)."""
+
+    notice: ChangeNotice
+
+
+@dataclass(frozen=True)
+class Route:
+    """Send notices of these models (and models derived from them) to ``target``."""
+
+    name: str
+    target: pykka.ActorRef[Any]
+    models: frozenset[str]
+
+
+@dataclass(frozen=True)
+class Unroute:
+    name: str
+
+
+@dataclass(frozen=True)
+class Resync:
+    """Re-read the dirty set from the store (on start, after a restart, periodically)."""
+
+    reason: str = "period"
+
+
+@dataclass(frozen=True)
+class Drain:
+    """Process the next queued object (an actor sends this to itself, one at a time)."""
+
+
+@dataclass(frozen=True)
+class Wake:
+    """A timer fired: objects whose backoff or wait ended are due again."""
+
+
+@dataclass(frozen=True)
+class Tick:
+    """Time for a pull step to run."""
+
+
+@dataclass(frozen=True)
+class IsIdle:
+    """Reply ``True`` when nothing is queued or running."""
+
+
+@dataclass(frozen=True)
+class ChildDied:
+    """A child's actor stopped on an error (sent by the child as it dies)."""
+
+    name: str
+    generation: int
+    error: str
+
+
+@dataclass(frozen=True)
+class CheckDeadlines:
+    """Look for a child whose handler runs past its deadline."""
+
+
+@dataclass(frozen=True)
+class RestartChild:
+    name: str
+    generation: int
+
+
+@dataclass(frozen=True)
+class GetStatus:
+    pass
+
+
+@dataclass(frozen=True)
+class Shutdown:
+    """Stop every child: no new work, in-flight handlers get ``timeout`` seconds."""
+
+    timeout: float = 10.0
+
+
+@dataclass(frozen=True)
+class ChildStatus:
+    """What the supervisor reports about one child."""
+
+    name: str
+    kind: str
+    state: str
+    restarts: int = 0
+    last_error: str | None = None
+    done: int = 0
+    failed: int = 0
+    queue_depth: int = 0
+    busy_for: float | None = None
+    detail: dict[str, Any] = field(default_factory=dict)

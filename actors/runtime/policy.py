@@ -1,0 +1,169 @@
+"""The policy actor: runs every model policy's ``handle_create/update/delete``.
+
+Work is queued per object, keyed by ``(root model, id)``, from the two policy
+queries (on start, after a restart, periodically) and from change notices; each
+object is handled by every policy whose model it is (by name or by base), then
+its policy status is written once.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any
+
+from actors.steps import Policy
+from actors.steps._discovery import StepFactory
+from actors.store import Caller, NotFound, Pending, WriteContext, row_is_pending
+
+from ._child import ChildActor, ChildContext, StepExit
+from ._deps import Key
+from ._status import error_text, policy_failure_fields, policy_success_fields
+from .clock import Timer
+from .messages import Changed, Drain, Resync
+
+__all__ = ["PolicyActor"]
+
+
+class PolicyActor(ChildActor):
+    kind = "policy"
+
+    def __init__(self, ctx: ChildContext, factories: list[StepFactory]) -> None:
+        super().__init__(ctx)
+        self.factories = factories
+        self.policies: list[Policy] | None = None
+        self.models: list[str] = list(dict.fromkeys(str(f.cls.model_name) for f in factories))
+        self.queue: OrderedDict[Key, str] = OrderedDict()
+        self.rows: dict[Key, dict[str, Any]] = {}
+        self.drain_scheduled = False
+        self.resync_timer: Timer | None = None
+        self.handlers.update({Changed: self.on_changed, Resync: self.on_resync, Drain: self.on_drain})
+
+    @classmethod
+    def interests(cls, factories: list[StepFactory]) -> frozenset[str]:
+        return frozenset(str(f.cls.model_name) for f in factories)
+
+    def on_start(self) -> None:
+        super().on_start()
+        self.actor_ref.tell(Resync("start"))
+
+    def on_stop(self) -> None:
+        if self.resync_timer is not None:
+            self.resync_timer.cancel()
+
+    def is_idle(self) -> bool:
+        return not self.queue and not self.drain_scheduled
+
+    def _ensure_policies(self) -> list[Policy]:
+        if self.policies is None:
+            self.policies = [self.make_step(f) for f in self.factories]
+        return self.policies
+
+    # -- messages -------------------------------------------------------------
+    def on_resync(self, message: Resync) -> None:
+        self._ensure_policies()
+        backend = self.ctx.accessor.backend
+        for model in self.models:
+            if not self.ctx.accessor.has_model_class(model):
+                continue
+            for which in (Pending.POLICY, Pending.POLICY_DELETED):
+                for row in backend.pending(model, which):
+                    key = self._key(model, row["id"])
+                    if key not in self.queue:
+                        self.queue[key] = model
+                        self.rows[key] = row
+        self.ctx.state.queue_depth = len(self.queue)
+        ref = self.actor_ref
+        if self.resync_timer is not None:
+            self.resync_timer.cancel()
+        self.resync_timer = self.ctx.clock.call_later(
+            self.ctx.settings.resync_period, lambda: ref.tell(Resync("period"))
+        )
+        self._ensure_drain()
+
+    def on_changed(self, message: Changed) -> None:
+        notice = message.notice
+        schema = self.ctx.accessor.schema
+        if notice.origin == self.ctx.name or notice.model not in schema:
+            return
+        key = self._key(notice.model, notice.id)
+        if notice.kind == "purge":
+            self.queue.pop(key, None)
+            self.rows.pop(key, None)
+        else:
+            model = next((m for m in self.models if m in schema and schema.is_a(notice.model, m)), None)
+            if model is None:
+                return
+            self.queue[key] = model
+            self.rows.pop(key, None)
+        self.ctx.state.queue_depth = len(self.queue)
+        self._ensure_drain()
+
+    def on_drain(self, _message: Drain) -> None:
+        self.drain_scheduled = False
+        if self.queue:
+            key, model = self.queue.popitem(last=False)
+            row = self.rows.pop(key, None)
+            self.ctx.state.queue_depth = len(self.queue)
+            try:
+                self._process(key, model, row)
+            except NotFound:
+                pass
+        self._ensure_drain()
+
+    def _key(self, model: str, id: int) -> Key:
+        return (self.ctx.accessor.schema.root(model), id)
+
+    def _ensure_drain(self) -> None:
+        if self.queue and not self.drain_scheduled:
+            self.drain_scheduled = True
+            self.actor_ref.tell(Drain())
+
+    # -- one object -----------------------------------------------------------
+    def _write(self, model: str, id: int, fields: dict[str, Any]) -> None:
+        ctx = WriteContext(Caller.SYNCHRONIZER, update_fields=tuple(fields), origin=self.ctx.name)
+        self.ctx.accessor.backend.update(model, id, fields, ctx)
+
+    def _process(self, key: Key, model: str, row: dict[str, Any] | None) -> None:
+        accessor = self.ctx.accessor
+        schema = accessor.schema
+        row = row if row is not None else accessor.backend.get(model, key[1])
+        if row is None:
+            return
+        deleted = bool(row.get("deleted"))
+        if not row_is_pending(row, "policy_deleted" if deleted else "policy"):
+            return
+        leaf = row.get("leaf_model_name") or model
+        lineage = {leaf, *schema.ancestors(leaf)} if leaf in schema else {model}
+        method = "handle_delete" if deleted else "handle_create" if row.get("policed") is None else "handle_update"
+        applicable = [p for p in self._ensure_policies() if p.model_name in lineage]
+        objects = []
+        try:
+            for policy in applicable:
+                handler = getattr(policy, method, None)
+                if handler is None:
+                    continue
+                pmodel = str(policy.model_name)
+                prow = row if pmodel == model else accessor.backend.get(pmodel, row["id"])
+                if prow is None:
+                    continue
+                obj = accessor.get_model_class(pmodel)._from_row(prow)
+                objects.append((policy, obj))
+                self.call_user(handler, obj, caller=Caller.POLICY, deadline=getattr(policy, "deadline", None))
+        except StepExit as exc:
+            self._failed(model, row, exc)
+            raise
+        except Exception as exc:
+            self._failed(model, row, exc)
+            return
+        needs_delete_policy = any(hasattr(p, "handle_delete") for p in applicable)
+        self._write(model, row["id"], policy_success_fields(row, needs_delete_policy))
+        self.ctx.state.done += 1
+        for policy, obj in objects:
+            after = getattr(policy, "after_policy_save", None)
+            if callable(after):
+                self.call_user(after, obj, caller=Caller.SYNCHRONIZER)
+
+    def _failed(self, model: str, row: dict[str, Any], exc: BaseException) -> None:
+        self.log.warning("policy failed", model=model, id=row["id"], error=error_text(exc))
+        self.ctx.state.failed += 1
+        self._write(model, row["id"], policy_failure_fields(exc))

@@ -1,0 +1,75 @@
+"""Runtime settings: the ``runtime`` section of the config, plus the keys the actors read."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["RuntimeSettings", "load_dependency_graph"]
+
+
+@dataclass(frozen=True)
+class RuntimeSettings:
+    resync_period: float = 30.0
+    step_deadline: float = 600.0
+    restart_backoff: float = 1.0
+    max_restarts: int = 5
+    restart_window: float = 60.0
+    pull_period: float = 5.0
+    shutdown_timeout: float = 10.0
+    backoff_disabled: bool = False
+    #: The synchronizer's name (the Kafka consumer group id).
+    name: str = "actors"
+    #: The ``event_bus`` section: kind, endpoint, dead_letter_topic, max_retries, retry_backoff.
+    event_bus: Mapping[str, Any] = field(default_factory=dict)
+    #: ``{Model: [(DependsOnModel, src_accessor, dst_accessor), ...]}``
+    dependency_graph: Mapping[str, tuple[tuple[str, str, str], ...]] = field(default_factory=dict)
+
+    @classmethod
+    def from_config(cls, config: Any) -> RuntimeSettings:
+        """Read settings from an ``actors.config.Config`` (anything with ``get(key, default)``)."""
+        runtime = config.get("runtime", None) or {}
+        graph = config.get("dependency_graph", None)
+        derived = ("backoff_disabled", "dependency_graph", "name", "event_bus")
+        known = {f for f in cls.__dataclass_fields__ if f not in derived}
+        return cls(
+            **{k: v for k, v in runtime.items() if k in known},
+            backoff_disabled=bool(config.get("backoff_disabled", False)),
+            name=str(config.get("name", None) or "actors"),
+            event_bus=dict(config.get("event_bus", None) or {}),
+            dependency_graph=load_dependency_graph(graph, getattr(config, "base_dir", None)),
+        )
+
+
+def load_dependency_graph(
+    value: str | Mapping[str, Any] | None, base_dir: str | os.PathLike[str] | None = None
+) -> dict[str, tuple[tuple[str, str, str], ...]]:
+    """A dependency graph from a JSON file path or a mapping; :class:`ValueError` naming the problem."""
+    if value is None:
+        return {}
+    source = "dependency_graph"
+    if isinstance(value, str | os.PathLike):
+        path = os.path.join(base_dir or ".", value)
+        source = str(path)
+        with open(path, encoding="utf-8") as fh:
+            try:
+                value = json.load(fh)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{source}: not valid JSON: {exc}") from exc
+    if not isinstance(value, Mapping):
+        raise ValueError(f"{source}: expected a mapping of model name to dependency list")
+    graph: dict[str, tuple[tuple[str, str, str], ...]] = {}
+    for model, deps in value.items():
+        entries = []
+        for dep in deps or ():
+            if isinstance(dep, str):
+                dep = [dep, "", ""]
+            if not isinstance(dep, list | tuple) or not 1 <= len(dep) <= 3:
+                raise ValueError(f"{source}: {model}: expected [Model, src_accessor, dst_accessor], got {dep!r}")
+            padded = [*dep, "", ""][:3]
+            entries.append((str(padded[0]), str(padded[1] or ""), str(padded[2] or "")))
+        graph[str(model)] = tuple(entries)
+    return graph

@@ -1,0 +1,299 @@
+"""The sync-step actor: one per ``SyncStep``, runs ``sync_record`` / ``delete_record``.
+
+It keeps a queue of objects to look at, keyed by ``(root model, id)``, fed by the
+dirty-set queries (on start, after a restart, periodically) and by change notices.
+Objects are processed one at a time, each through one :class:`Drain` message, so
+the actor stays responsive between objects. An object in backoff waits on a
+timer; an object whose dependencies are not enacted waits for a notice about them.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+from actors.orm import ModelAccessor, ORMWrapper
+from actors.steps import SyncStep
+from actors.steps._discovery import StepFactory
+from actors.store import Caller, NotFound, Pending, WriteContext, row_is_pending
+
+from ._child import ChildActor, ChildContext, StepExit
+from ._deps import Dependencies, Key
+from ._status import blocked_fields, error_text, failure_fields, register_of, success_fields
+from .clock import Timer
+from .messages import Changed, Drain, Resync, Wake
+from .settings import RuntimeSettings
+
+__all__ = ["SyncStepActor"]
+
+#: How long an object waits when another actor holds it.
+LOCK_RETRY = 0.05
+
+
+@dataclass
+class _Item:
+    model: str
+    row: dict[str, Any] | None = None
+
+
+class SyncStepActor(ChildActor):
+    kind = "sync"
+
+    def __init__(self, ctx: ChildContext, factory: StepFactory) -> None:
+        super().__init__(ctx)
+        self.factory = factory
+        self.step: SyncStep | None = None
+        self.models: list[str] = factory.cls.observed_model_names()
+        self.custom_fetch = getattr(factory.cls, "fetch_pending", None) is not SyncStep.fetch_pending
+        self.deps = Dependencies(ctx.accessor, ctx.settings.dependency_graph)
+        self.queue: OrderedDict[Key, _Item] = OrderedDict()
+        self.deferred: dict[Key, tuple[float, _Item]] = {}
+        self.waiting: dict[Key, set[Key]] = {}
+        self.waiting_items: dict[Key, _Item] = {}
+        self.drain_scheduled = False
+        self.resync_scheduled = False
+        self.timer: Timer | None = None
+        self.timer_due: float | None = None
+        self.resync_timer: Timer | None = None
+        self.handlers.update({Changed: self.on_changed, Resync: self.on_resync, Drain: self.on_drain, Wake: self.on_wake})
+
+    @classmethod
+    def interests(
+        cls, factory: StepFactory, accessor: ModelAccessor, settings: RuntimeSettings
+    ) -> frozenset[str]:
+        """The models whose notices this actor needs: observed ones and their dependency neighbours."""
+        models = factory.cls.observed_model_names()
+        deps = Dependencies(accessor, settings.dependency_graph)
+        return frozenset(models) | frozenset(deps.models_involved(models))
+
+    # -- life -----------------------------------------------------------------
+    def on_start(self) -> None:
+        super().on_start()
+        self.actor_ref.tell(Resync("start"))
+
+    def on_stop(self) -> None:
+        for timer in (self.timer, self.resync_timer):
+            if timer is not None:
+                timer.cancel()
+
+    def is_idle(self) -> bool:
+        if self.queue or self.drain_scheduled or self.resync_scheduled:
+            return False
+        now = self.ctx.clock.now()
+        return all(due > now for due, _ in self.deferred.values())
+
+    def _ensure_step(self) -> SyncStep:
+        if self.step is None:
+            self.step = self.make_step(self.factory)
+        return self.step
+
+    # -- messages -------------------------------------------------------------
+    def on_resync(self, message: Resync) -> None:
+        self.resync_scheduled = False
+        step = self._ensure_step()
+        accessor = self.ctx.accessor
+        if self.custom_fetch:
+            for deleted in (False, True):
+                for obj in self.call_user(step.fetch_pending, deleted) or ():
+                    self._enqueue(self._key(obj._model, obj.id), _Item(obj._model, dict(obj._data)))
+        else:
+            for model in self.models:
+                for which in (Pending.SYNC, Pending.SYNC_DELETED):
+                    for row in accessor.backend.pending(model, which):
+                        self._enqueue(self._key(model, row["id"]), _Item(model, row))
+        # Objects waiting on others are looked at again too: a lost notice never strands them.
+        for key, item in list(self.waiting_items.items()):
+            self._enqueue(key, item)
+        self.waiting.clear()
+        self.waiting_items.clear()
+        if message.reason != "change":
+            self._schedule_resync()
+        self._ensure_drain()
+
+    def on_changed(self, message: Changed) -> None:
+        notice = message.notice
+        schema = self.ctx.accessor.schema
+        if notice.model not in schema:
+            return
+        key = self._key(notice.model, notice.id)
+        if notice.origin != self.ctx.name:
+            self._wake_waiters(key)
+        else:
+            return  # our own status write
+        if notice.kind == "purge":
+            self.queue.pop(key, None)
+            self.deferred.pop(key, None)
+            self._update_depth()
+            return
+        model = next((m for m in self.models if schema.is_a(notice.model, m)), None)
+        if model is None:
+            return
+        if self.custom_fetch:
+            if not self.resync_scheduled:
+                self.resync_scheduled = True
+                self.actor_ref.tell(Resync("change"))
+            return
+        self.deferred.pop(key, None)
+        self._enqueue(key, _Item(model))
+        self._ensure_drain()
+
+    def on_wake(self, _message: Wake) -> None:
+        self.timer = self.timer_due = None
+        now = self.ctx.clock.now()
+        for key, (due, item) in list(self.deferred.items()):
+            if due <= now:
+                del self.deferred[key]
+                self._enqueue(key, _Item(item.model))
+        self._arm_timer()
+        self._ensure_drain()
+
+    def on_drain(self, _message: Drain) -> None:
+        self.drain_scheduled = False
+        if self.queue:
+            key, item = self.queue.popitem(last=False)
+            self._update_depth()
+            self._process(key, item)
+        self._ensure_drain()
+
+    # -- queue ----------------------------------------------------------------
+    def _key(self, model: str, id: int) -> Key:
+        return (self.ctx.accessor.schema.root(model), id)
+
+    def _enqueue(self, key: Key, item: _Item) -> None:
+        if key in self.queue and item.row is not None and self.queue[key].row is None:
+            return  # a pending re-read is fresher than a resync row
+        self.queue[key] = item
+        self._update_depth()
+
+    def _ensure_drain(self) -> None:
+        if self.queue and not self.drain_scheduled:
+            self.drain_scheduled = True
+            self.actor_ref.tell(Drain())
+
+    def _update_depth(self) -> None:
+        self.ctx.state.queue_depth = len(self.queue) + len(self.deferred) + len(self.waiting_items)
+
+    def _defer(self, key: Key, item: _Item, due: float) -> None:
+        self.deferred[key] = (due, _Item(item.model))
+        self._update_depth()
+        self._arm_timer()
+
+    def _arm_timer(self) -> None:
+        if not self.deferred:
+            return
+        due = min(d for d, _ in self.deferred.values())
+        if self.timer is not None and self.timer_due is not None and self.timer_due <= due:
+            return
+        if self.timer is not None:
+            self.timer.cancel()
+        ref = self.actor_ref
+        self.timer_due = due
+        self.timer = self.ctx.clock.call_later(due - self.ctx.clock.now(), lambda: ref.tell(Wake()))
+
+    def _schedule_resync(self) -> None:
+        if self.resync_timer is not None:
+            self.resync_timer.cancel()
+        ref = self.actor_ref
+        self.resync_timer = self.ctx.clock.call_later(
+            self.ctx.settings.resync_period, lambda: ref.tell(Resync("period"))
+        )
+
+    def _wait(self, key: Key, item: _Item, on: list[Key]) -> None:
+        for dep in on:
+            self.waiting.setdefault(dep, set()).add(key)
+        self.waiting_items[key] = _Item(item.model)
+        self._update_depth()
+
+    def _wake_waiters(self, key: Key) -> None:
+        for waiter in self.waiting.pop(key, ()):
+            item = self.waiting_items.pop(waiter, None)
+            if item is not None:
+                self._enqueue(waiter, item)
+        self._ensure_drain()
+
+    # -- one object -----------------------------------------------------------
+    def _write(self, model: str, id: int, fields: dict[str, Any]) -> None:
+        ctx = WriteContext(Caller.SYNCHRONIZER, update_fields=tuple(fields), origin=self.ctx.name)
+        self.ctx.accessor.backend.update(model, id, fields, ctx)
+
+    def _process(self, key: Key, item: _Item) -> None:
+        accessor = self.ctx.accessor
+        row = item.row if item.row is not None else accessor.backend.get(item.model, key[1])
+        if row is None:
+            return
+        deleting = bool(row.get("deleted"))
+        if not self.custom_fetch and not row_is_pending(row, "sync_deleted" if deleting else "sync"):
+            return
+        now = self.ctx.clock.now()
+        next_run = register_of(row).get("next_run") or 0
+        if not self.ctx.settings.backoff_disabled and isinstance(next_run, int | float) and next_run > now:
+            self._defer(key, item, float(next_run))
+            return
+        if not self.ctx.locks.try_acquire(key):
+            self._defer(key, item, now + LOCK_RETRY)
+            return
+        try:
+            self._run(key, item, row)
+        except NotFound:
+            pass  # purged while we worked on it
+        finally:
+            self.ctx.locks.release(key)
+
+    def _run(self, key: Key, item: _Item, row: dict[str, Any]) -> None:
+        step = self._ensure_step()
+        accessor = self.ctx.accessor
+        obj: ORMWrapper = accessor.get_model_class(item.model)._from_row(row)
+        id = row["id"]
+        if row.get("deleted"):
+            blockers = self.deps.undeleted_dependents(obj)
+            if blockers:
+                self._wait(key, item, [self.deps.key(m, r["id"]) for m, r in blockers])
+                return
+            if self._call(step.delete_record, obj, row, item, key):
+                self._write(item.model, id, {"backend_need_reap": True})
+                self._done(key)
+            return
+        unsynced = self.deps.unsynced_dependencies(obj)
+        if unsynced:
+            failed = next(((m, r) for m, r in unsynced if r.get("backend_code") == 2 and register_of(r).get("failures")), None)
+            if failed is not None:
+                fields = blocked_fields(failed[0], failed[1]["id"], str(failed[1].get("backend_status") or ""))
+                if row.get("backend_status") != fields["backend_status"]:
+                    self._write(item.model, id, fields)
+            self._wait(key, item, [self.deps.key(m, r["id"]) for m, r in unsynced])
+            return
+        if not row.get("backend_need_delete"):
+            self._write(item.model, id, {"backend_need_delete": True})
+        if self._call(step.sync_record, obj, row, item, key):
+            self._write(item.model, id, success_fields(row, self.ctx.clock.now()))
+            after = getattr(step, "after_sync_save", None)
+            if callable(after):
+                self.call_user(after, obj, caller=Caller.SYNCHRONIZER)
+            self._done(key)
+
+    def _call(self, fn: Any, obj: ORMWrapper, row: dict[str, Any], item: _Item, key: Key) -> bool:
+        """Run a handler; on failure write the status, schedule the retry and return False."""
+        try:
+            self.call_user(fn, obj, caller=Caller.STEP, deadline=getattr(self.step, "deadline", None))
+            return True
+        except StepExit as exc:
+            self._failed(key, item, row, exc)
+            raise
+        except Exception as exc:
+            self._failed(key, item, row, exc)
+            return False
+
+    def _failed(self, key: Key, item: _Item, row: dict[str, Any], exc: BaseException) -> None:
+        now = self.ctx.clock.now()
+        fields, next_run = failure_fields(row, exc, now, self.ctx.settings.backoff_disabled)
+        self.log.warning("sync failed", model=item.model, id=row["id"], error=error_text(exc))
+        self.ctx.state.failed += 1
+        self._write(item.model, row["id"], fields)
+        self._wake_waiters(key)
+        if not self.ctx.settings.backoff_disabled:
+            self._defer(key, item, next_run)
+
+    def _done(self, key: Key) -> None:
+        self.ctx.state.done += 1
+        self._wake_waiters(key)

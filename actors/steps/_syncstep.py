@@ -1,0 +1,48 @@
+"""Sync steps: map objects of the models they observe onto a backend."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from ._base import StepBase, model_names
+
+__all__ = ["SyncStep"]
+
+
+class SyncStep(StepBase):
+    """Subclass it, set ``observes`` (and usually ``provides``), override the two methods.
+
+    ``sync_record(o)`` runs for each object that changed since it was last
+    enacted, ``delete_record(o)`` for each deleted object that had reached the
+    backend. Raise to report a failure (see ``DeferredException`` and
+    ``InnocuousException``); return to report success.
+    """
+
+    observes: ClassVar[Any] = None
+    provides: ClassVar[Any] = ()
+    #: Accepted for compatibility with the original; reaction here is immediate.
+    requested_interval: ClassVar[float] = 0
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.driver = kwargs.get("driver")
+        self.error_map = kwargs.get("error_map")
+
+    @classmethod
+    def observed_model_names(cls) -> list[str]:
+        return model_names(cls.observes)
+
+    def fetch_pending(self, deleted: bool = False) -> list[Any]:
+        """The objects to sync (or, with ``deleted=True``, to delete).
+
+        Override to narrow the set; the default is every dirty object of the
+        observed models. An override is called on every resync and change.
+        """
+        assert self.model_accessor is not None, "the runtime sets model_accessor"
+        return list(self.model_accessor.fetch_pending(self.observed_model_names(), deleted))
+
+    def sync_record(self, o: Any) -> None:
+        raise NotImplementedError(f"{type(self).__name__} does not implement sync_record")
+
+    def delete_record(self, o: Any) -> None:
+        raise NotImplementedError(f"{type(self).__name__} does not implement delete_record")

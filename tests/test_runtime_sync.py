@@ -1,0 +1,325 @@
+"""Message tests of the sync-step actor: send it messages, check calls and status fields."""
+
+from __future__ import annotations
+
+import json
+import threading
+from typing import Any
+
+import pytest
+
+from actors.runtime.messages import Changed, Resync
+from actors.runtime.sync import SyncStepActor
+from actors.steps import DeferredException, InnocuousException, SyncStep
+from actors.store import ChangeNotice
+
+from .runtime_support import GRAPH, client, factory, make_ctx, make_store, settle
+
+
+class Calls:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.items: list[tuple[str, str, int]] = []
+
+    def add(self, kind: str, o: Any) -> None:
+        with self.lock:
+            self.items.append((kind, o.model_name, o.id))
+
+    def of(self, kind: str) -> list[int]:
+        with self.lock:
+            return [i for k, _, i in self.items if k == kind]
+
+
+def step_class(observes: Any, calls: Calls, fail: dict[int, BaseException] | None = None) -> type[SyncStep]:
+    failures = fail if fail is not None else {}
+
+    class Step(SyncStep):
+        def sync_record(self, o: Any) -> None:
+            calls.add("sync", o)
+            if o.id in failures:
+                raise failures[o.id]
+
+        def delete_record(self, o: Any) -> None:
+            calls.add("delete", o)
+
+    Step.observes = observes
+    return Step
+
+
+@pytest.fixture
+def store():
+    s = make_store()
+    yield s
+    s.close()
+
+
+def start(store, step, **settings):
+    ctx = make_ctx(store, name="SyncStep", **settings)
+    ref = SyncStepActor.start(ctx, factory(step))
+    settle(ref)
+    return ctx, ref
+
+
+def notice(obj, kind="update", origin=None):
+    return Changed(ChangeNotice(seq=0, model=obj._model, id=obj.id, kind=kind, at=0.0, origin=origin))
+
+
+def test_start_syncs_every_dirty_object_and_writes_status(store):
+    people = client(store).MyModel
+    a = people(first_name="John", last_name="Doe")
+    a.save()
+    b = people(first_name="Jane", last_name="Doe", no_sync=True)
+    b.save()
+    calls = Calls()
+    ctx, ref = start(store, step_class("MyModel", calls))
+    try:
+        assert calls.of("sync") == [a.id]
+        row = store.get("MyModel", a.id)
+        assert row["enacted"] == row["updated"]
+        assert (row["backend_status"], row["backend_code"], row["backend_need_delete"]) == ("OK", 1, True)
+        assert json.loads(row["backend_register"]) == {
+            "next_run": 0,
+            "exponent": 0,
+            "last_success": ctx.clock.now(),
+            "failures": 0,
+        }
+        assert store.get("MyModel", b.id)["enacted"] is None
+        assert ctx.state.done == 1
+    finally:
+        ref.stop()
+
+
+def test_a_change_notice_syncs_the_object_once(store):
+    calls = Calls()
+    _, ref = start(store, step_class("MyModel", calls))
+    try:
+        obj = client(store).MyModel(first_name="A", last_name="B")
+        obj.save()
+        ref.tell(notice(obj, "create"))
+        settle(ref)
+        assert calls.of("sync") == [obj.id]
+        # The notice of our own status write is ignored; a repeated notice finds nothing to do.
+        ref.tell(notice(obj, origin="SyncStep"))
+        ref.tell(notice(obj))
+        settle(ref)
+        assert calls.of("sync") == [obj.id]
+        obj.last_name = "C"
+        obj.save()
+        ref.tell(notice(obj))
+        settle(ref)
+        assert calls.of("sync") == [obj.id, obj.id]
+    finally:
+        ref.stop()
+
+
+def test_a_synchronizer_save_does_not_make_the_object_dirty(store):
+    calls = Calls()
+    _, ref = start(store, step_class("MyModel", calls))
+    try:
+        obj = client(store).MyModel(first_name="A", last_name="B")
+        obj.save()
+        ref.tell(notice(obj, "create"))
+        settle(ref)
+        mine = make_ctx(store).accessor.MyModel.objects.get(id=obj.id)
+        mine.backend_handle = "h-1"
+        mine.save()
+        ref.tell(notice(obj))
+        settle(ref)
+        assert calls.of("sync") == [obj.id]
+        mine.first_name = "Z"
+        mine.save(always_update_timestamp=True)
+        ref.tell(notice(obj))
+        settle(ref)
+        assert calls.of("sync") == [obj.id, obj.id]
+    finally:
+        ref.stop()
+
+
+@pytest.mark.parametrize(
+    ("error", "code"),
+    [(RuntimeError("boom"), 2), (DeferredException("later"), 0), (InnocuousException("meh"), 1)],
+)
+def test_failure_status_and_code(store, error, code):
+    obj = client(store).MyModel(first_name="A", last_name="B")
+    obj.save()
+    calls = Calls()
+    _, ref = start(store, step_class("MyModel", calls, {obj.id: error}))
+    try:
+        row = store.get("MyModel", obj.id)
+        assert row["backend_status"] == str(error)
+        assert row["backend_code"] == code
+        assert row["enacted"] is None
+        register = json.loads(row["backend_register"])
+        # The first failure retried at once; the second set the backoff.
+        assert calls.of("sync") == [obj.id, obj.id]
+        assert register["failures"] == 2
+        assert register["exponent"] == 2
+    finally:
+        ref.stop()
+
+
+def test_backoff_timing_and_last_two_errors(store):
+    obj = client(store).MyModel(first_name="A", last_name="B")
+    obj.save()
+    calls = Calls()
+    errors = {obj.id: RuntimeError("first")}
+    ctx, ref = start(store, step_class("MyModel", calls, errors))
+    clock = ctx.clock
+    try:
+        assert len(calls.of("sync")) == 2  # failure 1 retried at once, failure 2 waits 1 x 600 s
+        start_time = clock.now()
+        assert json.loads(store.get("MyModel", obj.id)["backend_register"])["next_run"] == start_time + 600
+        errors[obj.id] = RuntimeError("second")
+        clock.advance(599)
+        settle(ref)
+        assert len(calls.of("sync")) == 2
+        clock.advance(1)
+        settle(ref)
+        assert len(calls.of("sync")) == 3
+        row = store.get("MyModel", obj.id)
+        assert row["backend_status"] == "first // second"
+        assert json.loads(row["backend_register"])["next_run"] == clock.now() + 1200  # exponent 2
+        errors[obj.id] = RuntimeError("third")
+        clock.advance(1200)
+        settle(ref)
+        assert store.get("MyModel", obj.id)["backend_status"] == "second // third"
+        # A client change does not bypass the backoff: it waits for next_run.
+        client(store).MyModel.objects.get(id=obj.id).save()
+        ref.tell(notice(obj))
+        settle(ref)
+        assert len(calls.of("sync")) == 4
+        del errors[obj.id]
+        clock.advance(1800)
+        settle(ref)
+        assert len(calls.of("sync")) == 5
+        row = store.get("MyModel", obj.id)
+        assert (row["backend_status"], row["backend_code"]) == ("OK", 1)
+        assert json.loads(row["backend_register"])["failures"] == 0
+    finally:
+        ref.stop()
+
+
+def test_innocuous_backoff_is_a_minute_and_capped(store):
+    obj = client(store).MyModel(first_name="A", last_name="B")
+    obj.save()
+    store.update("MyModel", obj.id, {"backend_register": json.dumps({"failures": 3, "exponent": 1000})})
+    calls = Calls()
+    ctx, ref = start(store, step_class("MyModel", calls, {obj.id: InnocuousException("x")}))
+    try:
+        register = json.loads(store.get("MyModel", obj.id)["backend_register"])
+        assert register["next_run"] == ctx.clock.now() + 8 * 3600
+        assert calls.of("sync") == [obj.id]
+    finally:
+        ref.stop()
+
+
+def test_backoff_disabled_retries_on_resync_only(store):
+    obj = client(store).MyModel(first_name="A", last_name="B")
+    obj.save()
+    calls = Calls()
+    ctx, ref = start(store, step_class("MyModel", calls, {obj.id: RuntimeError("x")}), backoff_disabled=True)
+    try:
+        assert calls.of("sync") == [obj.id]
+        ctx.clock.advance(3600)  # the periodic resync (30 s) retries it
+        settle(ref)
+        assert len(calls.of("sync")) >= 2
+    finally:
+        ref.stop()
+
+
+def test_no_sync_and_lazy_blocked_are_skipped(store):
+    people = client(store).MyModel
+    people(first_name="A", last_name="B", no_sync=True).save()
+    people(first_name="C", last_name="D", lazy_blocked=True).save()
+    calls = Calls()
+    _, ref = start(store, step_class("MyModel", calls))
+    try:
+        assert calls.items == []
+    finally:
+        ref.stop()
+
+
+def test_deletion_runs_delete_record_then_the_object_is_purged(store):
+    people = client(store).MyModel
+    obj = people(first_name="A", last_name="B")
+    obj.save()
+    never = people(first_name="C", last_name="D", no_sync=True)
+    never.save()
+    calls = Calls()
+    _, ref = start(store, step_class("MyModel", calls))
+    try:
+        obj.delete()
+        never.delete()
+        assert store.get("MyModel", never.id) is None  # never reached the backend: gone at once
+        ref.tell(notice(obj, "delete"))
+        settle(ref)
+        assert calls.of("delete") == [obj.id]
+        assert store.get("MyModel", obj.id) is None
+    finally:
+        ref.stop()
+
+
+def test_dependency_order_with_one_actor_for_three_models(store):
+    c = client(store)
+    a = c.Alpha(name="a")
+    a.save()
+    b = c.Beta(name="b", alpha=a)
+    b.save()
+    g = c.Gamma(name="g", beta=b)
+    g.save()
+    calls = Calls()
+    _, ref = start(store, step_class(["Gamma", "Beta", "Alpha"], calls), dependency_graph=GRAPH)
+    try:
+        assert [m for k, m, _ in calls.items if k == "sync"] == ["Alpha", "Beta", "Gamma"]
+        for model in ("Gamma", "Beta", "Alpha"):
+            getattr(c, model).objects.get(name=model[0].lower()).delete()
+        ref.tell(Resync("test"))
+        settle(ref)
+        assert [m for k, m, _ in calls.items if k == "delete"] == ["Gamma", "Beta", "Alpha"]
+    finally:
+        ref.stop()
+
+
+def test_a_failure_blocks_dependents_until_it_succeeds(store):
+    c = client(store)
+    a = c.Alpha(name="a")
+    a.save()
+    b = c.Beta(name="b", alpha=a)
+    b.save()
+    calls = Calls()
+    errors = {a.id: RuntimeError("backend down")}
+    ctx, ref = start(store, step_class(["Alpha", "Beta"], calls, errors), dependency_graph=GRAPH)
+    try:
+        beta = store.get("Beta", b.id)
+        assert beta["backend_status"] == f"Failed due to error in model Alpha id {a.id}: backend down"
+        assert beta["backend_code"] == 2
+        assert ("sync", "Beta", b.id) not in calls.items
+        del errors[a.id]
+        ctx.clock.advance(600)
+        settle(ref)
+        assert calls.items[-2:] == [("sync", "Alpha", a.id), ("sync", "Beta", b.id)]
+        assert store.get("Beta", b.id)["backend_status"] == "OK"
+    finally:
+        ref.stop()
+
+
+def test_custom_fetch_pending_decides_what_is_synced(store):
+    people = client(store).MyModel
+    for name in ("keep", "skip"):
+        people(first_name=name, last_name="x").save()
+    calls = Calls()
+
+    class Picky(SyncStep):
+        observes = "MyModel"
+
+        def fetch_pending(self, deleted=False):
+            return [] if deleted else list(self.model_accessor.MyModel.objects.filter(first_name="keep"))
+
+        def sync_record(self, o):
+            calls.add("sync", o)
+
+    _, ref = start(store, Picky)
+    try:
+        assert len(calls.of("sync")) == 1
+    finally:
+        ref.stop()
