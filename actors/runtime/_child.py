@@ -15,7 +15,7 @@ import structlog
 from actors.orm import ModelAccessor, acting_as
 from actors.store import Caller
 
-from .clock import Clock
+from .clock import Clock, Timer
 from .messages import ChildDied, ChildStatus, IsIdle
 from .settings import RuntimeSettings
 
@@ -121,6 +121,7 @@ class ChildActor(pykka.ThreadingActor):
         self.ctx = ctx
         self.log = structlog.get_logger("actors.runtime").bind(child=ctx.name)
         self.handlers: dict[type, Callable[[Any], Any]] = {IsIdle: lambda _m: self.is_idle()}
+        self._timers: dict[str, Timer] = {}
 
     @property
     def stale(self) -> bool:
@@ -148,7 +149,31 @@ class ChildActor(pykka.ThreadingActor):
         except BaseException as exc:  # never let pykka stop every actor
             raise StepExit(f"{type(exc).__name__}: {exc}") from exc
 
+    def schedule(self, slot: str, delay: float, message: Any) -> None:
+        """Send ``message`` to this actor after ``delay`` seconds; replaces the slot's earlier timer."""
+        old = self._timers.pop(slot, None)
+        if old is not None:
+            old.cancel()
+        ref = self.actor_ref
+
+        def fire() -> None:
+            try:
+                ref.tell(message)
+            except pykka.ActorDeadError:
+                pass
+
+        self._timers[slot] = self.ctx.clock.call_later(delay, fire)
+
+    def cancel_timers(self) -> None:
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()
+
+    def on_stop(self) -> None:
+        self.cancel_timers()
+
     def on_failure(self, exc_type: Any, exc_value: Any, traceback: Any) -> None:
+        self.cancel_timers()
         self.ctx.state.busy_since = None
         if self.stale:
             return

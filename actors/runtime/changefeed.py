@@ -39,6 +39,7 @@ class ChangeFeedActor(ChildActor):
         self.unsubscribe = self.ctx.accessor.subscribe(forward)
 
     def on_stop(self) -> None:
+        super().on_stop()
         if self.unsubscribe is not None:
             self.unsubscribe()
 
@@ -68,4 +69,7 @@ class ChangeFeedActor(ChildActor):
 
     def on_changed(self, message: Changed) -> None:
         for target in self.targets(message.notice.model):
-            target.tell(message)
+            try:
+                target.tell(message)
+            except pykka.ActorDeadError:
+                pass  # a child between death and restart: it re-reads its dirty set on start

@@ -18,7 +18,6 @@ from actors.store import Caller, NotFound, Pending, WriteContext, row_is_pending
 from ._child import ChildActor, ChildContext, StepExit
 from ._deps import Key
 from ._status import error_text, policy_failure_fields, policy_success_fields
-from .clock import Timer
 from .messages import Changed, Drain, Resync
 
 __all__ = ["PolicyActor"]
@@ -35,7 +34,6 @@ class PolicyActor(ChildActor):
         self.queue: OrderedDict[Key, str] = OrderedDict()
         self.rows: dict[Key, dict[str, Any]] = {}
         self.drain_scheduled = False
-        self.resync_timer: Timer | None = None
         self.handlers.update({Changed: self.on_changed, Resync: self.on_resync, Drain: self.on_drain})
 
     @classmethod
@@ -45,10 +43,6 @@ class PolicyActor(ChildActor):
     def on_start(self) -> None:
         super().on_start()
         self.actor_ref.tell(Resync("start"))
-
-    def on_stop(self) -> None:
-        if self.resync_timer is not None:
-            self.resync_timer.cancel()
 
     def is_idle(self) -> bool:
         return not self.queue and not self.drain_scheduled
@@ -72,12 +66,7 @@ class PolicyActor(ChildActor):
                         self.queue[key] = model
                         self.rows[key] = row
         self.ctx.state.queue_depth = len(self.queue)
-        ref = self.actor_ref
-        if self.resync_timer is not None:
-            self.resync_timer.cancel()
-        self.resync_timer = self.ctx.clock.call_later(
-            self.ctx.settings.resync_period, lambda: ref.tell(Resync("period"))
-        )
+        self.schedule("resync", self.ctx.settings.resync_period, Resync("period"))
         self._ensure_drain()
 
     def on_changed(self, message: Changed) -> None:

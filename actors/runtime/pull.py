@@ -13,7 +13,6 @@ from actors.store import Caller
 
 from ._child import ChildActor, ChildContext, StepExit
 from ._status import error_text
-from .clock import Timer
 from .messages import Tick
 
 __all__ = ["PullStepActor"]
@@ -26,7 +25,6 @@ class PullStepActor(ChildActor):
         super().__init__(ctx)
         self.factory = factory
         self.step: PullStep | None = None
-        self.timer: Timer | None = None
         self.handlers[Tick] = self.on_tick
 
     @property
@@ -37,10 +35,6 @@ class PullStepActor(ChildActor):
     def on_start(self) -> None:
         super().on_start()
         self.actor_ref.tell(Tick())
-
-    def on_stop(self) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
 
     def on_tick(self, _message: Tick) -> None:
         clock = self.ctx.clock
@@ -57,6 +51,4 @@ class PullStepActor(ChildActor):
             self.ctx.state.detail["last_pull_error"] = error_text(exc)
             self.log.warning("pull failed", step=self.factory.cls.__name__, error=error_text(exc))
         finally:
-            ref = self.actor_ref
-            delay = max(0.0, started + self.period - clock.now())
-            self.timer = clock.call_later(delay, lambda: ref.tell(Tick()))
+            self.schedule("tick", max(0.0, started + self.period - clock.now()), Tick())

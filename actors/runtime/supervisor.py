@@ -159,15 +159,15 @@ class Supervisor(pykka.ThreadingActor):
         state = child.state
         now = self.clock.now()
         state.last_error = error
+        feed = self.children[CHANGEFEED].ref
+        if feed is not None and child.spec.name != CHANGEFEED and child.spec.interests:
+            feed.tell(Unroute(child.spec.name))
         window = self.settings.restart_window
         while state.restart_times and state.restart_times[0] < now - window:
             state.restart_times.popleft()
         if len(state.restart_times) >= self.settings.max_restarts:
             state.state = "failed"
             state.busy_since = None
-            feed = self.children[CHANGEFEED].ref
-            if feed is not None and child.spec.name != CHANGEFEED:
-                feed.tell(Unroute(child.spec.name))
             log.error(
                 "child failed for good",
                 child=child.spec.name,
@@ -181,8 +181,7 @@ class Supervisor(pykka.ThreadingActor):
         state.state = "restarting"
         delay = min(self.settings.restart_backoff * 2 ** (len(state.restart_times) - 1), MAX_RESTART_DELAY)
         log.warning("restarting child", child=child.spec.name, error=error, delay=delay)
-        ref, generation = self.actor_ref, state.generation
-        self.clock.call_later(delay, lambda: ref.tell(RestartChild(child.spec.name, generation)))
+        self._tell_later(delay, RestartChild(child.spec.name, state.generation))
 
     def _on_restart(self, message: RestartChild) -> None:
         child = self.children.get(message.name)
@@ -195,8 +194,18 @@ class Supervisor(pykka.ThreadingActor):
         deadlines = [c.spec.deadline for c in self.children.values() if c.spec.deadline]
         shortest = min([self.settings.step_deadline, *deadlines])
         interval = max(0.01, min(1.0, shortest / 4))
+        self.watchdog = self._tell_later(interval, CheckDeadlines())
+
+    def _tell_later(self, delay: float, message: Any) -> Timer:
         ref = self.actor_ref
-        self.watchdog = self.clock.call_later(interval, lambda: ref.tell(CheckDeadlines()))
+
+        def fire() -> None:
+            try:
+                ref.tell(message)
+            except pykka.ActorDeadError:
+                pass
+
+        return self.clock.call_later(delay, fire)
 
     def _on_check_deadlines(self) -> None:
         if self.stopping:

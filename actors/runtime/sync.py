@@ -21,7 +21,6 @@ from actors.store import Caller, NotFound, Pending, WriteContext, row_is_pending
 from ._child import ChildActor, ChildContext, StepExit
 from ._deps import Dependencies, Key
 from ._status import blocked_fields, error_text, failure_fields, register_of, success_fields
-from .clock import Timer
 from .messages import Changed, Drain, Resync, Wake
 from .settings import RuntimeSettings
 
@@ -53,9 +52,7 @@ class SyncStepActor(ChildActor):
         self.waiting_items: dict[Key, _Item] = {}
         self.drain_scheduled = False
         self.resync_scheduled = False
-        self.timer: Timer | None = None
         self.timer_due: float | None = None
-        self.resync_timer: Timer | None = None
         self.handlers.update({Changed: self.on_changed, Resync: self.on_resync, Drain: self.on_drain, Wake: self.on_wake})
 
     @classmethod
@@ -71,11 +68,6 @@ class SyncStepActor(ChildActor):
     def on_start(self) -> None:
         super().on_start()
         self.actor_ref.tell(Resync("start"))
-
-    def on_stop(self) -> None:
-        for timer in (self.timer, self.resync_timer):
-            if timer is not None:
-                timer.cancel()
 
     def is_idle(self) -> bool:
         if self.queue or self.drain_scheduled or self.resync_scheduled:
@@ -139,7 +131,7 @@ class SyncStepActor(ChildActor):
         self._ensure_drain()
 
     def on_wake(self, _message: Wake) -> None:
-        self.timer = self.timer_due = None
+        self.timer_due = None
         now = self.ctx.clock.now()
         for key, (due, item) in list(self.deferred.items()):
             if due <= now:
@@ -183,21 +175,13 @@ class SyncStepActor(ChildActor):
         if not self.deferred:
             return
         due = min(d for d, _ in self.deferred.values())
-        if self.timer is not None and self.timer_due is not None and self.timer_due <= due:
+        if self.timer_due is not None and self.timer_due <= due:
             return
-        if self.timer is not None:
-            self.timer.cancel()
-        ref = self.actor_ref
         self.timer_due = due
-        self.timer = self.ctx.clock.call_later(due - self.ctx.clock.now(), lambda: ref.tell(Wake()))
+        self.schedule("wake", due - self.ctx.clock.now(), Wake())
 
     def _schedule_resync(self) -> None:
-        if self.resync_timer is not None:
-            self.resync_timer.cancel()
-        ref = self.actor_ref
-        self.resync_timer = self.ctx.clock.call_later(
-            self.ctx.settings.resync_period, lambda: ref.tell(Resync("period"))
-        )
+        self.schedule("resync", self.ctx.settings.resync_period, Resync("period"))
 
     def _wait(self, key: Key, item: _Item, on: list[Key]) -> None:
         for dep in on:

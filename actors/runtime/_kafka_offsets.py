@@ -1,0 +1,101 @@
+"""Which offsets an event-step actor may commit: only what ``process_event`` finished.
+
+Each partition's records are processed strictly in order, so "processed" is one
+number per partition: the offset after the last record whose handling ended
+(``process_event`` returned, or the record went to the dead-letter topic). That
+number is what Kafka expects as a committed offset (the next record to read), so
+a commit never covers an event that was not handled, nor one whose predecessors
+in its partition were not.
+
+The tracker is written by the actor's thread and read by the consumer's
+rebalance listener, which kafka-python runs on its own I/O thread while the
+actor's thread waits inside ``poll()``; a lock keeps both views consistent.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Mapping
+
+from kafka.structs import TopicPartition
+
+__all__ = ["OffsetTracker"]
+
+
+class OffsetTracker:
+    """Processed and committed offsets per partition.
+
+    ``processed[tp]`` is the next offset to read after everything handled;
+    ``sent[tp]`` the highest offset handed to a commit that has not failed;
+    ``confirmed[tp]`` the highest offset the broker acknowledged.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._processed: dict[TopicPartition, int] = {}
+        self._sent: dict[TopicPartition, int] = {}
+        self._confirmed: dict[TopicPartition, int] = {}
+
+    def processed(self, tp: TopicPartition, offset: int) -> None:
+        """The record at ``offset`` (and so every earlier one of ``tp``) is handled."""
+        with self._lock:
+            if offset + 1 > self._processed.get(tp, -1):
+                self._processed[tp] = offset + 1
+
+    def position(self, tp: TopicPartition) -> int | None:
+        """The next offset of ``tp`` to handle, if anything of it was handled."""
+        with self._lock:
+            return self._processed.get(tp)
+
+    def to_commit(self, partitions: Iterable[TopicPartition] | None = None) -> dict[TopicPartition, int]:
+        """Offsets handled but not yet sent in a commit (for ``partitions``, default all)."""
+        with self._lock:
+            wanted = self._processed if partitions is None else {
+                tp: self._processed[tp] for tp in partitions if tp in self._processed
+            }
+            return {tp: off for tp, off in wanted.items() if off > self._sent.get(tp, -1)}
+
+    def uncommitted(self) -> int:
+        """How many partitions have handled offsets the broker has not acknowledged."""
+        with self._lock:
+            return sum(1 for tp, off in self._processed.items() if off > self._confirmed.get(tp, -1))
+
+    def sending(self, offsets: Mapping[TopicPartition, int]) -> None:
+        """A commit of ``offsets`` was sent (the answer comes later)."""
+        with self._lock:
+            for tp, off in offsets.items():
+                if off > self._sent.get(tp, -1):
+                    self._sent[tp] = off
+
+    def confirmed(self, offsets: Mapping[TopicPartition, int]) -> None:
+        """The broker acknowledged a commit of ``offsets``."""
+        with self._lock:
+            for tp, off in offsets.items():
+                if off > self._confirmed.get(tp, -1):
+                    self._confirmed[tp] = off
+                if off > self._sent.get(tp, -1):
+                    self._sent[tp] = off
+
+    def failed(self, offsets: Mapping[TopicPartition, int]) -> None:
+        """A commit of ``offsets`` failed: they are due again (unless a later one covered them)."""
+        with self._lock:
+            for tp, off in offsets.items():
+                if self._sent.get(tp) == off:
+                    confirmed = self._confirmed.get(tp)
+                    if confirmed is None:
+                        self._sent.pop(tp, None)
+                    else:
+                        self._sent[tp] = confirmed
+
+    def committed(self, tp: TopicPartition) -> int | None:
+        """The last acknowledged commit of ``tp``."""
+        with self._lock:
+            return self._confirmed.get(tp)
+
+    def forget(self, partitions: Iterable[TopicPartition]) -> None:
+        """The partitions were given up: their next owner starts from the committed offsets."""
+        with self._lock:
+            for tp in partitions:
+                self._processed.pop(tp, None)
+                self._sent.pop(tp, None)
+                self._confirmed.pop(tp, None)

@@ -1,0 +1,258 @@
+"""Supervision: failing, exiting and hanging steps are isolated and replaced alone."""
+
+from __future__ import annotations
+
+import sys
+import threading
+from typing import Any
+
+import pytest
+
+from actors.orm import ModelAccessor
+from actors.runtime import ChildSpec, FakeClock, RuntimeSettings, Supervisor
+from actors.runtime.messages import ChildDied, GetStatus, IsIdle, Shutdown
+from actors.runtime.sync import SyncStepActor
+from actors.steps import SyncStep
+from actors.store import Caller
+
+from .runtime_support import client, factory, make_store, until
+
+
+@pytest.fixture
+def store():
+    s = make_store()
+    yield s
+    s.close()
+
+
+class Counter:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.ids: list[int] = []
+
+    def add(self, o: Any) -> None:
+        with self.lock:
+            self.ids.append(o.id)
+
+    def __len__(self) -> int:
+        with self.lock:
+            return len(self.ids)
+
+
+def healthy_step(counter: Counter) -> type[SyncStep]:
+    class SyncAlpha(SyncStep):
+        observes = "Alpha"
+
+        def sync_record(self, o):
+            counter.add(o)
+
+    return SyncAlpha
+
+
+def start_supervisor(store, steps, clock, **settings):
+    accessor = ModelAccessor(store, caller=Caller.SYNCHRONIZER)
+    specs = []
+    runtime = RuntimeSettings(**settings)
+    for step in steps:
+        f = factory(step)
+        specs.append(
+            ChildSpec(
+                step.__name__,
+                SyncStepActor,
+                (f,),
+                interests=SyncStepActor.interests(f, accessor, runtime),
+                deadline=getattr(step, "deadline", None),
+            )
+        )
+    return Supervisor.start(specs, accessor=accessor, clock=clock, settings=runtime)
+
+
+def status(sup) -> dict:
+    return sup.ask(GetStatus())
+
+
+def test_a_step_that_always_raises_only_fails_its_objects(store):
+    clock = FakeClock()
+    counter = Counter()
+
+    class SyncMyModel(SyncStep):
+        observes = "MyModel"
+
+        def sync_record(self, o):
+            raise RuntimeError("always")
+
+    c = client(store)
+    c.MyModel(first_name="a", last_name="b").save()
+    sup = start_supervisor(store, [SyncMyModel, healthy_step(counter)], clock)
+    try:
+        c.Alpha(name="x").save()
+        until(lambda: status(sup)["SyncAlpha"].done == 1, what="the healthy step syncs")
+        until(lambda: status(sup)["SyncMyModel"].failed == 2, what="two failed attempts")
+        st = status(sup)
+        assert st["SyncMyModel"].state == "running"
+        assert st["SyncMyModel"].restarts == 0
+        assert store.get("MyModel", 1)["backend_status"] == "always"
+    finally:
+        sup.stop()
+
+
+def test_sys_exit_in_a_step_restarts_that_step_alone(store):
+    clock = FakeClock()
+    counter = Counter()
+    exits = Counter()
+
+    class SyncMyModel(SyncStep):
+        observes = "MyModel"
+
+        def sync_record(self, o):
+            exits.add(o)
+            if len(exits) == 1:
+                sys.exit(3)
+
+    c = client(store)
+    c.MyModel(first_name="a", last_name="b").save()
+    sup = start_supervisor(store, [SyncMyModel, healthy_step(counter)], clock, restart_backoff=1.0)
+    try:
+        until(lambda: status(sup)["SyncMyModel"].state == "restarting", what="the exiting step to be restarting")
+        st = status(sup)
+        assert "SystemExit: 3" in st["SyncMyModel"].last_error
+        assert store.get("MyModel", 1)["backend_status"] == "SystemExit: 3"
+        # The other step keeps syncing while this one waits for its restart.
+        c.Alpha(name="x").save()
+        until(lambda: len(counter) == 1, what="the healthy step syncs")
+        assert sup.is_alive()
+        clock.advance(1.0)
+        until(lambda: status(sup)["SyncMyModel"].state == "running", what="the restart")
+        # The new actor re-reads its dirty set: the object is retried and now succeeds.
+        until(lambda: store.get("MyModel", 1)["backend_status"] == "OK", what="the retried object")
+        assert status(sup)["SyncMyModel"].restarts == 1
+    finally:
+        sup.stop()
+
+
+def test_keyboard_interrupt_and_crashes_stop_restarting_after_the_limit(store):
+    clock = FakeClock()
+    counter = Counter()
+
+    class SyncMyModel(SyncStep):
+        observes = "MyModel"
+
+        def sync_record(self, o):
+            raise KeyboardInterrupt
+
+    client(store).MyModel(first_name="a", last_name="b").save()
+    sup = start_supervisor(
+        store, [SyncMyModel, healthy_step(counter)], clock, max_restarts=2, restart_window=3600, restart_backoff=1
+    )
+    try:
+        for expected in (1, 2):
+            until(lambda: status(sup)["SyncMyModel"].state == "restarting", what="restarting")
+            assert status(sup)["SyncMyModel"].restarts == expected
+            clock.advance(2.0 * expected)
+            until(lambda: status(sup)["SyncMyModel"].state != "restarting", what="restarted")
+        clock.advance(600)  # the object's backoff after two failures: the third attempt crashes again
+        until(lambda: status(sup)["SyncMyModel"].state == "failed", what="failed for good")
+        st = status(sup)["SyncMyModel"]
+        assert st.restarts == 2
+        assert st.last_error == "StepExit: KeyboardInterrupt: "
+        client(store).Alpha(name="still works").save()
+        until(lambda: len(counter) == 1, what="the healthy step syncs")
+        clock.advance(100)
+        assert status(sup)["SyncMyModel"].state == "failed"
+    finally:
+        sup.stop()
+
+
+def test_a_hung_handler_is_replaced_after_its_deadline(store):
+    clock = FakeClock()
+    counter = Counter()
+    release = threading.Event()
+    entered = Counter()
+
+    class SyncMyModel(SyncStep):
+        observes = "MyModel"
+        deadline = 30.0
+
+        def sync_record(self, o):
+            entered.add(o)
+            if o.first_name == "hang":
+                release.wait(30)
+
+    c = client(store)
+    c.MyModel(first_name="hang", last_name="b").save()
+    sup = start_supervisor(store, [SyncMyModel, healthy_step(counter)], clock, restart_backoff=1)
+    try:
+        until(lambda: len(entered) == 1, what="the hanging call")
+        c.Alpha(name="x").save()
+        until(lambda: len(counter) == 1, what="the healthy step syncs while the other hangs")
+        clock.advance(31)
+        until(lambda: status(sup)["SyncMyModel"].state == "restarting", what="the deadline to trip")
+        assert "deadline of 30 s" in status(sup)["SyncMyModel"].last_error
+        clock.advance(1)
+        until(lambda: status(sup)["SyncMyModel"].state == "running", what="the replacement")
+        # The replacement does not sync the object the hung call still holds...
+        other = c.MyModel(first_name="ok", last_name="c")
+        other.save()
+        until(lambda: store.get("MyModel", other.id)["backend_status"] == "OK", what="new work")
+        assert entered.ids.count(1) == 1
+        # ...and once the hung call returns, the object can be synced again.
+        release.set()
+        clock.advance(0.1)
+        until(lambda: store.get("MyModel", 1)["backend_status"] == "OK", what="the hung object")
+    finally:
+        release.set()
+        sup.stop()
+
+
+def test_a_late_death_report_of_an_old_generation_is_ignored(store):
+    sup = start_supervisor(store, [healthy_step(Counter())], FakeClock())
+    try:
+        until(lambda: status(sup)["SyncAlpha"].state == "running")
+        sup.tell(ChildDied("SyncAlpha", 0, "old news"))
+        sup.tell(ChildDied("nobody", 1, "unknown child"))
+        st = status(sup)["SyncAlpha"]
+        assert (st.state, st.restarts, st.last_error) == ("running", 0, None)
+    finally:
+        sup.stop()
+
+
+def test_status_and_idle(store):
+    counter = Counter()
+    sup = start_supervisor(store, [healthy_step(counter)], FakeClock())
+    try:
+        st = status(sup)
+        assert set(st) == {"changefeed", "SyncAlpha"}
+        assert st["SyncAlpha"].kind == "sync"
+        client(store).Alpha(name="a").save()
+        until(lambda: sup.ask(IsIdle()) and len(counter) == 1, what="idle after the work")
+        assert status(sup)["SyncAlpha"].queue_depth == 0
+    finally:
+        sup.stop()
+
+
+def test_graceful_shutdown_lets_the_running_handler_finish(store):
+    clock = FakeClock()
+    inside = threading.Event()
+    finished = threading.Event()
+
+    class SyncMyModel(SyncStep):
+        observes = "MyModel"
+
+        def sync_record(self, o):
+            inside.set()
+            finished.wait(0.5)  # a short handler still running when shutdown starts
+            finished.set()
+
+    c = client(store)
+    for i in range(5):
+        c.MyModel(first_name=f"n{i}", last_name="x").save()
+    sup = start_supervisor(store, [SyncMyModel], clock)
+    assert inside.wait(10)
+    sup.ask(Shutdown(timeout=10))
+    assert finished.is_set()
+    st = status(sup)["SyncMyModel"]
+    assert st.state == "stopped"
+    # The handler in flight finished and wrote its status; no new object was started.
+    rows = store.select("MyModel")
+    assert sum(r["backend_status"] == "OK" for r in rows) == 1
+    sup.stop()
