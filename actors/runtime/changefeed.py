@@ -25,7 +25,7 @@ class ChangeFeedActor(ChildActor):
     def __init__(self, ctx: ChildContext) -> None:
         super().__init__(ctx)
         self.routes: dict[str, tuple[pykka.ActorRef[Any], frozenset[str]]] = {}
-        self.by_model: dict[str, list[pykka.ActorRef[Any]]] = {}
+        self.by_model: dict[str, list[tuple[str, pykka.ActorRef[Any]]]] = {}
         self.unsubscribe: Unsubscribe | None = None
         self.handlers.update({Changed: self.on_changed, Route: self.on_route, Unroute: self.on_unroute})
 
@@ -55,20 +55,24 @@ class ChangeFeedActor(ChildActor):
         self.routes.pop(message.name, None)
         self.by_model.clear()
 
-    def targets(self, model: str) -> list[pykka.ActorRef[Any]]:
+    def targets(self, model: str) -> list[tuple[str, pykka.ActorRef[Any]]]:
+        """``(route name, actor)`` for every route of ``model`` or one of its bases."""
         cached = self.by_model.get(model)
         if cached is None:
             schema = self.ctx.accessor.schema
             cached = [
-                target
-                for target, models in self.routes.values()
+                (name, target)
+                for name, (target, models) in self.routes.items()
                 if model in models or (model in schema and any(m in schema and schema.is_a(model, m) for m in models))
             ]
             self.by_model[model] = cached
         return cached
 
     def on_changed(self, message: Changed) -> None:
-        for target in self.targets(message.notice.model):
+        origin = message.notice.origin
+        for name, target in self.targets(message.notice.model):
+            if name == origin:
+                continue  # an actor's own status write is no news to it
             try:
                 target.tell(message)
             except pykka.ActorDeadError:

@@ -9,6 +9,7 @@ timer; an object whose dependencies are not enacted waits for a notice about the
 
 from __future__ import annotations
 
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +29,9 @@ __all__ = ["SyncStepActor"]
 
 #: How long an object waits when another actor holds it.
 LOCK_RETRY = 0.05
+#: At most this many objects, or this many seconds, per Drain message.
+DRAIN_BATCH = 32
+DRAIN_SECONDS = 0.05
 
 
 @dataclass
@@ -141,11 +145,17 @@ class SyncStepActor(ChildActor):
         self._ensure_drain()
 
     def on_drain(self, _message: Drain) -> None:
+        """Process a few queued objects (a small batch keeps the mailbox responsive)."""
         self.drain_scheduled = False
-        if self.queue:
+        started = time.monotonic()
+        for _ in range(DRAIN_BATCH):
+            if not self.queue or self.ctx.state.state == "stopping":
+                break
             key, item = self.queue.popitem(last=False)
-            self._update_depth()
             self._process(key, item)
+            if time.monotonic() - started > DRAIN_SECONDS:
+                break
+        self._update_depth()
         self._ensure_drain()
 
     # -- queue ----------------------------------------------------------------

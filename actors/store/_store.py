@@ -84,6 +84,10 @@ class Store:
         self.schema = schema
         self.tables = Tables(schema)
         self._joins: dict[str, tuple[sa.FromClause, dict[str, sa.ColumnElement]]] = {}
+        self._by_id: dict[tuple[str, bool], sa.Select[Any]] = {}
+        self._updates: dict[str, sa.Update] = {}
+        self._inserts: dict[str, sa.Insert] = {}
+        self._journal_insert = self.tables.journal.insert()
         self._bookkeeping = {
             m.name: {
                 f.column
@@ -170,13 +174,39 @@ class Store:
         self._joins[model] = (joined, columns)
         return joined, columns
 
+    def _select_by_id(self, model: str, *, for_update: bool = False) -> sa.Select[Any]:
+        """``SELECT <model's columns> WHERE id = :_id``, built once (statement building is costly)."""
+        key = (model, for_update)
+        stmt = self._by_id.get(key)
+        if stmt is None:
+            joined, columns = self._join(model)
+            stmt = sa.select(*columns.values()).select_from(joined).where(columns["id"] == sa.bindparam("_id"))
+            if for_update and self.dialect == "postgresql":
+                stmt = stmt.with_for_update()
+            self._by_id[key] = stmt
+        return stmt
+
+    def _update_stmt(self, table: sa.Table) -> sa.Update:
+        """``UPDATE table SET <the given columns> WHERE id = :_id``, built once per table."""
+        stmt = self._updates.get(table.name)
+        if stmt is None:
+            stmt = self._updates[table.name] = table.update().where(table.c.id == sa.bindparam("_id"))
+        return stmt
+
+    def _insert_stmt(self, table: sa.Table) -> sa.Insert:
+        stmt = self._inserts.get(table.name)
+        if stmt is None:
+            stmt = self._inserts[table.name] = table.insert()
+        return stmt
+
     def _fields_by_column(self, model: str) -> dict[str, FieldSpec]:
         return {f.column: f for f in self.schema.fields(model).values()}
 
     @contextmanager
     def _read(self) -> Iterator[sa.Connection]:
         # One in-memory database is one shared connection: its users take turns.
-        with self._write_lock if self._shared_connection else nullcontext(), self.engine.connect() as conn:
+        lock = self._write_lock if self._shared_connection else nullcontext()
+        with lock, self.engine.connect().execution_options(actors_read=True) as conn:
             yield conn
 
     @contextmanager
@@ -201,7 +231,7 @@ class Store:
         origin: str | None = None,
     ) -> None:
         result = conn.execute(
-            self.tables.journal.insert().values(model=model, object_id=id, kind=kind, at=at, origin=origin)
+            self._journal_insert, {"model": model, "object_id": id, "kind": kind, "at": at, "origin": origin}
         )
         seq = result.inserted_primary_key[0] if result.inserted_primary_key else 0
         notices.append(ChangeNotice(seq=int(seq), model=model, id=id, kind=kind, at=at, origin=origin))
@@ -227,10 +257,9 @@ class Store:
     # -- reads ----------------------------------------------------------------
     def get(self, model: str, id: int) -> Row | None:
         """The object (deleted or not) or ``None``."""
-        joined, columns = self._join(model)
-        stmt = sa.select(*columns.values()).select_from(joined).where(columns["id"] == id)
+        stmt = self._select_by_id(model)
         with self._read() as conn:
-            row = conn.execute(stmt).mappings().first()
+            row = conn.execute(stmt, {"_id": id}).mappings().first()
         return dict(row) if row is not None else None
 
     def select(self, model: str, query: Query = Query()) -> list[Row]:
@@ -285,7 +314,9 @@ class Store:
         for c in query.exclude:
             cond = self._condition(model, columns, c)
             col = self._column(model, columns, c.column)
-            out.append(sa.not_(cond) if c.op == "isnull" else sa.or_(sa.not_(cond), col.is_(None)))
+            # Like Django, ``exclude(x=v)`` keeps rows where x is NULL; excluding NULL itself does not.
+            is_null_test = c.op == "isnull" or (c.op == "eq" and c.value is None)
+            out.append(sa.not_(cond) if is_null_test else sa.or_(sa.not_(cond), col.is_(None)))
         return out
 
     def _condition(
@@ -306,6 +337,8 @@ class Store:
             if op == "iexact":
                 return sa.func.lower(col) == value.lower()
             if op == "contains":
+                if self.dialect == "sqlite":  # SQLite's LIKE ignores case: use instr() to keep it
+                    return sa.func.instr(col, value) > 0
                 return col.contains(value, autoescape=True)
             return col.icontains(value, autoescape=True)
         if value is None:
@@ -350,7 +383,7 @@ class Store:
         with self._write() as (conn, notices):
             for table in self.tables.chain(model):
                 part = {c.name: row[c.name] for c in table.c if c.name in row}
-                result = conn.execute(table.insert().values(part))
+                result = conn.execute(self._insert_stmt(table), part)
                 if "id" not in row:
                     row["id"] = int(result.inserted_primary_key[0])
             self._journal(conn, notices, model, row["id"], "create", now, ctx.origin)
@@ -423,11 +456,7 @@ class Store:
         return leaf if isinstance(leaf, str) and leaf in self.tables.by_model else model
 
     def _locked_row(self, conn: sa.Connection, model: str, id: int) -> Row:
-        joined, columns = self._join(model)
-        stmt = sa.select(*columns.values()).select_from(joined).where(columns["id"] == id)
-        if self.dialect == "postgresql":
-            stmt = stmt.with_for_update()
-        row = conn.execute(stmt).mappings().first()
+        row = conn.execute(self._select_by_id(model, for_update=True), {"_id": id}).mappings().first()
         if row is None:
             raise NotFound(f"{model} id {id} does not exist")
         return dict(row)
@@ -440,7 +469,7 @@ class Store:
         for table in self.tables.chain(model):
             part = by_table.get(table.name)
             if part:
-                conn.execute(table.update().where(table.c.id == id).values(part))
+                conn.execute(self._update_stmt(table), {"_id": id, **part})
 
     def _reap_if_done(
         self,
@@ -585,8 +614,10 @@ def _make_engine(url: str) -> sa.Engine:
 
     @sa.event.listens_for(engine, "begin")
     def _on_begin(conn: sa.Connection) -> None:
-        immediate = conn.get_execution_options().get("actors_immediate")
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate and not memory else "BEGIN")
+        options = conn.get_execution_options()
+        if options.get("actors_read"):
+            return  # one SELECT needs no transaction
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if options.get("actors_immediate") and not memory else "BEGIN")
 
     return engine
 

@@ -1,0 +1,177 @@
+"""Runtime benchmark: reaction latency and sync throughput, beside the bare store's ceiling.
+
+Run by hand: ``python benchmarks/bench_runtime.py [--quick]``. On the embedded
+default (a SQLite file, WAL), with a no-op sync step:
+
+- reaction latency: from a client's ``save()`` returning to ``sync_record`` being called
+  (p50, p99 over sequential saves);
+- throughput: objects per second to sync N dirty objects (1k, 10k, 100k) from a
+  supervisor's start to the last status write; the ceiling is the bare store doing
+  the same reads and status writes in one thread, in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import tempfile
+import threading
+import time
+from typing import Any
+
+from actors.models import load_schema, parse_xproto
+from actors.orm import ModelAccessor
+from actors.runtime import ChildSpec, RealClock, RuntimeSettings, Supervisor
+from actors.runtime._status import success_fields
+from actors.runtime.messages import IsIdle
+from actors.runtime.sync import SyncStepActor
+from actors.steps import StepFactory, SyncStep
+from actors.store import Caller, Store, WriteContext
+
+MODEL = """
+message MyModel (XOSBase) {
+    required string first_name = 1 [null = False, blank = False];
+    required string last_name = 2 [null = False, blank = False];
+}
+"""
+
+
+class Seen:
+    lock = threading.Lock()
+    at: dict[int, float] = {}  # noqa: RUF012
+    event = threading.Event()
+    want: int | None = None
+
+
+class NoOpSync(SyncStep):
+    observes = "MyModel"
+
+    def sync_record(self, o: Any) -> None:
+        now = time.perf_counter()
+        with Seen.lock:
+            Seen.at[o.id] = now
+            if Seen.want == o.id:
+                Seen.event.set()
+
+
+def new_store(folder: str, name: str) -> Store:
+    schema = load_schema([], extra=parse_xproto(MODEL, "bench.xproto"))
+    return Store("sqlite:///" + os.path.join(folder, name), schema)
+
+
+def start(store: Store) -> Any:
+    accessor = ModelAccessor(store, caller=Caller.SYNCHRONIZER)
+    settings = RuntimeSettings(resync_period=3600)
+    factory = StepFactory(NoOpSync, "bench")
+    spec = ChildSpec(
+        "NoOpSync", SyncStepActor, (factory,), interests=SyncStepActor.interests(factory, accessor, settings)
+    )
+    return Supervisor.start([spec], accessor=accessor, clock=RealClock(), settings=settings)
+
+
+def wait_idle(sup: Any, timeout: float = 3600) -> None:
+    deadline = time.monotonic() + timeout
+    streak = 0
+    while time.monotonic() < deadline:
+        streak = streak + 1 if sup.ask(IsIdle()) else 0
+        if streak >= 2:
+            return
+        time.sleep(0.001)
+    raise TimeoutError("supervisor still busy")
+
+
+def bulk_dirty(store: Store, n: int) -> None:
+    """N objects needing sync, inserted in one transaction (setup, not measured)."""
+    table = store.tables.by_model["MyModel"]
+    now = time.time()
+    defaults = {f.column: f.default for f in store.schema.fields("MyModel").values()}
+    rows = [
+        {**defaults, "first_name": f"f{i}", "last_name": "x", "created": now, "updated": now, "leaf_model_name": "MyModel"}
+        for i in range(n)
+    ]
+    with store.engine.begin() as conn:
+        conn.execute(table.insert(), rows)
+
+
+def latency(folder: str, samples: int) -> tuple[float, float]:
+    store = new_store(folder, "latency.db")
+    sup = start(store)
+    client = ModelAccessor(store, caller=Caller.CLIENT)
+    delays = []
+    try:
+        wait_idle(sup)
+        for i in range(samples):
+            Seen.event.clear()
+            obj = client.MyModel(first_name=f"n{i}", last_name="x")
+            with Seen.lock:
+                Seen.want = None
+            obj.save()
+            saved = time.perf_counter()
+            with Seen.lock:
+                Seen.want = obj.id
+                if obj.id in Seen.at:
+                    Seen.event.set()
+            if not Seen.event.wait(10):
+                raise TimeoutError("sync_record not called")
+            delays.append((Seen.at[obj.id] - saved) * 1000)
+            wait_idle(sup)
+    finally:
+        sup.stop()
+        store.close()
+    delays.sort()
+    return statistics.median(delays), delays[min(len(delays) - 1, int(len(delays) * 0.99))]
+
+
+def throughput(folder: str, n: int) -> float:
+    store = new_store(folder, f"throughput-{n}.db")
+    bulk_dirty(store, n)
+    begin = time.perf_counter()
+    sup = start(store)
+    try:
+        wait_idle(sup)
+        elapsed = time.perf_counter() - begin
+        assert not store.pending("MyModel", "sync"), "objects left dirty"
+    finally:
+        sup.stop()
+        store.close()
+    return n / elapsed
+
+
+def ceiling(folder: str, n: int) -> float:
+    store = new_store(folder, f"ceiling-{n}.db")
+    bulk_dirty(store, n)
+    ctx = WriteContext(Caller.SYNCHRONIZER)
+    begin = time.perf_counter()
+    for row in store.pending("MyModel", "sync"):
+        store.update("MyModel", row["id"], {"backend_need_delete": True}, ctx)
+        store.update("MyModel", row["id"], success_fields(row, time.time()), ctx)
+    elapsed = time.perf_counter() - begin
+    store.close()
+    return n / elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
+    args = parser.parse_args()
+    sizes = [1000, 5000] if args.quick else [1000, 10_000, 100_000]
+    samples = 50 if args.quick else 500
+    print(f"machine: {platform.platform()}, {os.cpu_count()} cpus, python {platform.python_version()}")
+    with tempfile.TemporaryDirectory() as folder:
+        p50, p99 = latency(folder, samples)
+        print(f"reaction latency save -> sync_record: p50 {p50:.2f} ms, p99 {p99:.2f} ms ({samples} saves)")
+        print(f"{'dirty objects':>14} {'actors obj/s':>13} {'bare store obj/s':>17} {'ratio':>6} {'time':>8}")
+        previous: float | None = None
+        for n in sizes:
+            rate = throughput(folder, n)
+            base = ceiling(folder, n)
+            seconds = n / rate
+            growth = "" if previous is None else f"  (x{seconds / previous:.1f} time for x{n // prev_n} objects)"
+            print(f"{n:>14} {rate:>13.0f} {base:>17.0f} {rate / base:>6.2f} {seconds:>7.2f}s{growth}")
+            previous, prev_n = seconds, n
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,664 @@
+#!/usr/bin/env python3
+"""Run a real, throw-away Apache Kafka broker on this machine, without Docker.
+
+The broker is the ``org.apache.kafka:kafka_2.13`` jar and its runtime dependencies,
+resolved once by Maven through ``scripts/kafka/pom.xml`` into a cache folder
+(``~/.cache/actors-kafka/<version>/libs``; a second run does no Maven work), and started
+as ``java -cp '<libs>/*' kafka.Kafka <properties>``: one KRaft node acting as broker and
+controller, with a PLAINTEXT listener on ``127.0.0.1`` and its data in a temporary folder.
+
+As a library (tests use it through the fixtures in ``tests/conftest.py``)::
+
+    with LocalKafka() as kafka:
+        producer = KafkaProducer(bootstrap_servers=kafka.bootstrap)
+        ...
+        kafka.stop()    # the broker goes away ...
+        kafka.start()   # ... and comes back on the same ports with the same data
+
+As a command::
+
+    python scripts/local_kafka.py            # prints KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:NNNN, Ctrl-C stops
+    python scripts/local_kafka.py --fetch    # only resolves the jars into the cache (CI warms it)
+
+Environment: ``ACTORS_KAFKA_VERSION`` (default :data:`DEFAULT_VERSION`),
+``ACTORS_KAFKA_CACHE`` (default ``~/.cache/actors-kafka``), ``ACTORS_KAFKA_JVM_OPTS`` (extra
+options for the broker's JVM), ``JAVA_HOME``.
+Needs Java 17+ and Maven (the first time only) and the ``kafka-python`` client.
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import base64
+import contextlib
+import ctypes
+import fcntl
+import os
+import re
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+import weakref
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any
+
+__all__ = [
+    "DEFAULT_VERSION",
+    "LocalKafka",
+    "LocalKafkaError",
+    "fetch_jars",
+    "main",
+]
+
+#: The Kafka release started when neither the caller nor ``ACTORS_KAFKA_VERSION`` names one.
+DEFAULT_VERSION = "4.4.0"
+
+POM = Path(__file__).resolve().parent / "kafka" / "pom.xml"
+MAVEN_TIMEOUT = 900.0
+_COMPLETE_MARKER = ".complete"
+
+_LOG4J2_PROPERTIES = """\
+status = warn
+appender.out.type = Console
+appender.out.name = STDOUT
+appender.out.layout.type = PatternLayout
+appender.out.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = INFO
+rootLogger.appenderRef.out.ref = STDOUT
+logger.kafka.name = kafka
+logger.kafka.level = INFO
+logger.apache.name = org.apache.kafka
+logger.apache.level = INFO
+logger.state.name = state.change.logger
+logger.state.level = WARN
+"""
+
+
+class LocalKafkaError(RuntimeError):
+    """The broker could not be fetched, formatted, started or stopped."""
+
+
+def default_version() -> str:
+    """The Kafka version to use: ``ACTORS_KAFKA_VERSION`` or :data:`DEFAULT_VERSION`."""
+    return os.environ.get("ACTORS_KAFKA_VERSION") or DEFAULT_VERSION
+
+
+def cache_root() -> Path:
+    """The folder that holds one sub-folder of jars per Kafka version."""
+    configured = os.environ.get("ACTORS_KAFKA_CACHE")
+    if configured:
+        return Path(configured).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+    return base / "actors-kafka"
+
+
+def free_ports(count: int = 1, host: str = "127.0.0.1") -> list[int]:
+    """Ports that nothing listens on right now, all different (held together while picked)."""
+    sockets: list[socket.socket] = []
+    try:
+        for _ in range(count):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.bind((host, 0))
+            sockets.append(sock)
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def _port_open(host: str, port: int, timeout: float = 0.5) -> bool:
+    """Whether something accepts TCP connections on ``host:port``."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _tail(path: Path, lines: int = 40) -> str:
+    """The last ``lines`` lines of a text file (empty if it does not exist)."""
+    try:
+        with path.open("rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            size = handle.tell()
+            handle.seek(max(0, size - 64 * 1024))
+            data = handle.read().decode("utf-8", errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(data.splitlines()[-lines:])
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: get SIGTERM when the parent dies (Linux), so no broker is orphaned."""
+    if not sys.platform.startswith("linux"):
+        return
+    with contextlib.suppress(Exception):
+        pr_set_pdeathsig = 1
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
+def _find_java() -> str:
+    """The ``java`` executable: ``$JAVA_HOME/bin/java`` or the one on PATH."""
+    java_home = os.environ.get("JAVA_HOME")
+    if java_home:
+        candidate = Path(java_home) / "bin" / "java"
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
+    found = shutil.which("java")
+    if not found:
+        raise LocalKafkaError(
+            "java not found (Kafka 4.x needs Java 17+): apt-get install openjdk-17-jre-headless, "
+            "or set JAVA_HOME"
+        )
+    return found
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock file, so concurrent fetches of one version wait for each other."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def fetch_jars(version: str | None = None, *, quiet: bool = False) -> Path:
+    """Resolve the Kafka broker jars for ``version`` into the cache; return the ``libs`` folder.
+
+    A version already in the cache is returned at once, without running Maven.
+    """
+    version = version or default_version()
+    version_dir = cache_root() / version
+    libs = version_dir / "libs"
+    if (version_dir / _COMPLETE_MARKER).is_file():
+        return libs
+    with _locked(cache_root() / f"{version}.lock"):
+        if (version_dir / _COMPLETE_MARKER).is_file():
+            return libs
+        mvn = shutil.which("mvn")
+        if not mvn:
+            raise LocalKafkaError(
+                "mvn not found: the Kafka jars are fetched with Maven (apt-get install maven)"
+            )
+        if not POM.is_file():
+            raise LocalKafkaError(f"missing {POM}")
+        staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=cache_root()))
+        command = [
+            mvn,
+            "-B",
+            "-q",
+            "-f",
+            str(POM),
+            f"-Dkafka.version={version}",
+            "dependency:copy-dependencies",
+            "-DincludeScope=runtime",
+            f"-DoutputDirectory={staging / 'libs'}",
+        ]
+        if not quiet:
+            print(f"local_kafka: resolving Kafka {version} jars with Maven ...", file=sys.stderr, flush=True)
+        started = time.monotonic()
+        try:
+            result = subprocess.run(
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                timeout=MAVEN_TIMEOUT,
+                check=False,
+            )
+            jars = list((staging / "libs").glob("kafka_2.13-*.jar"))
+            if result.returncode != 0 or not jars:
+                lines = [re.sub(r"\x1b\[[0-9;]*m", "", line) for line in result.stdout.splitlines()]
+                errors = [line for line in lines if line.startswith("[ERROR]") and line.strip() != "[ERROR]"]
+                output = "\n".join(errors[:12] or lines[-40:])
+                raise LocalKafkaError(
+                    f"could not resolve org.apache.kafka:kafka_2.13:{version} "
+                    f"(mvn exit {result.returncode}):\n{output}"
+                )
+            shutil.rmtree(version_dir, ignore_errors=True)
+            (staging / _COMPLETE_MARKER).write_text(f"kafka_2.13 {version}\n")
+            staging.rename(version_dir)
+        except subprocess.TimeoutExpired as exc:
+            raise LocalKafkaError(
+                f"Maven did not finish within {MAVEN_TIMEOUT:.0f}s: {' '.join(command)}"
+            ) from exc
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)  # gone already once renamed
+        if not quiet:
+            count = len(list(libs.glob("*.jar")))
+            print(
+                f"local_kafka: {count} jars in {libs} ({time.monotonic() - started:.1f}s)",
+                file=sys.stderr,
+                flush=True,
+            )
+        return libs
+
+
+def _cluster_id() -> str:
+    """A random KRaft cluster id: 16 bytes, URL-safe base64 without padding, not starting with '-'."""
+    while True:
+        text = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode("ascii")
+        if not text.startswith("-"):
+            return text
+
+
+def _kafka_client_config(bootstrap: str, timeout_ms: int) -> dict[str, Any]:
+    """Settings for a short-lived kafka-python client, valid for kafka-python 2.x and 3.x."""
+    from kafka.admin import KafkaAdminClient
+
+    known: set[str] = set(getattr(KafkaAdminClient, "DEFAULT_CONFIG", {}))
+    config: dict[str, Any] = {
+        "bootstrap_servers": bootstrap,
+        "client_id": "local-kafka-probe",
+        "request_timeout_ms": timeout_ms,
+    }
+    for key in ("bootstrap_timeout_ms", "api_version_auto_timeout_ms"):
+        if key in known:
+            config[key] = timeout_ms
+    return config
+
+
+def _metadata_answers(bootstrap: str, timeout_ms: int = 3000) -> bool:
+    """Whether the broker answers a metadata request and lists itself as a live broker."""
+    import logging
+
+    from kafka.admin import KafkaAdminClient
+
+    kafka_logger = logging.getLogger("kafka")
+    previous = kafka_logger.level
+    kafka_logger.setLevel(logging.CRITICAL)
+    try:
+        admin = KafkaAdminClient(**_kafka_client_config(bootstrap, timeout_ms))
+        try:
+            cluster = admin.describe_cluster()
+            admin.list_topics()
+        finally:
+            admin.close()
+    except Exception:  # any failure of the probe means "not ready yet"; the caller has a deadline
+        return False
+    finally:
+        kafka_logger.setLevel(previous)
+    brokers = cluster.get("brokers") if isinstance(cluster, dict) else None
+    return bool(brokers)
+
+
+_LIVE: weakref.WeakSet[LocalKafka] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_leftovers() -> None:
+    """Stop brokers whose owners forgot to (an interpreter exit must not leave JVMs behind)."""
+    for kafka in list(_LIVE):
+        with contextlib.suppress(Exception):
+            kafka.close()
+
+
+class LocalKafka:
+    """One single-node KRaft Kafka broker in a temporary folder, on free loopback ports.
+
+    ``start()`` fetches the jars if needed, formats the storage the first time and starts
+    the broker, returning when a client's metadata request answers. ``stop()`` stops it
+    (SIGTERM, SIGKILL after a deadline) and keeps the data, so a later ``start()`` brings
+    the same broker back on the same ports. ``close()`` (or leaving the ``with`` block)
+    stops it and deletes the folder. The broker's output goes to :attr:`log_path`.
+    """
+
+    def __init__(
+        self,
+        version: str | None = None,
+        *,
+        port: int | None = None,
+        controller_port: int | None = None,
+        heap: str = "512m",
+        startup_timeout: float = 120.0,
+        stop_timeout: float = 30.0,
+        extra_properties: dict[str, str] | None = None,
+        jvm_options: Sequence[str] = (),
+    ) -> None:
+        """Describe a broker; nothing is started until :meth:`start` or ``with``.
+
+        ``port``/``controller_port`` default to free ports picked at the first start.
+        ``extra_properties`` are appended to (and so override) the generated server properties;
+        ``jvm_options`` are added to the broker's ``java`` command line.
+        """
+        self.version = version or default_version()
+        self.heap = heap
+        self.startup_timeout = startup_timeout
+        self.stop_timeout = stop_timeout
+        self.extra_properties = dict(extra_properties or {})
+        self.jvm_options = list(jvm_options)
+        self._port = port
+        self._controller_port = controller_port
+        self._workdir: Path | None = None
+        self._process: subprocess.Popen[bytes] | None = None
+        self._log_handle: IO[bytes] | None = None
+
+    # -- what callers read ------------------------------------------------------------------
+
+    @property
+    def host(self) -> str:
+        """The address the broker listens on."""
+        return "127.0.0.1"
+
+    @property
+    def port(self) -> int:
+        """The client (PLAINTEXT) port; fixed at the first start."""
+        if self._port is None:
+            raise LocalKafkaError("the broker has no port yet: call start() first")
+        return self._port
+
+    @property
+    def controller_port(self) -> int:
+        """The KRaft controller port; fixed at the first start."""
+        if self._controller_port is None:
+            raise LocalKafkaError("the broker has no controller port yet: call start() first")
+        return self._controller_port
+
+    @property
+    def bootstrap(self) -> str:
+        """``"127.0.0.1:<port>"``, for ``bootstrap_servers``."""
+        return f"{self.host}:{self.port}"
+
+    @property
+    def workdir(self) -> Path:
+        """The temporary folder with the properties, the data and the log."""
+        if self._workdir is None:
+            raise LocalKafkaError("the broker has no folder yet: call start() first")
+        return self._workdir
+
+    @property
+    def log_path(self) -> Path:
+        """The file that receives the broker's (and the storage tool's) output."""
+        return self.workdir / "broker.log"
+
+    @property
+    def pid(self) -> int | None:
+        """The JVM's process id while it runs."""
+        process = self._process
+        return process.pid if process is not None and process.poll() is None else None
+
+    @property
+    def running(self) -> bool:
+        """Whether the broker process is alive."""
+        return self._process is not None and self._process.poll() is None
+
+    # -- life cycle ---------------------------------------------------------------------------
+
+    def start(self) -> LocalKafka:
+        """Start the broker (preparing it the first time) and wait until it answers."""
+        if self.running:
+            return self
+        libs = fetch_jars(self.version)
+        java = _find_java()
+        if self._workdir is None:
+            self._prepare(java, libs)
+        self._launch(java, libs)
+        self._wait_ready()
+        _LIVE.add(self)
+        return self
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Stop the broker, keeping its data and ports: SIGTERM, then SIGKILL after ``timeout``."""
+        process = self._process
+        if process is None:
+            return
+        deadline = self.stop_timeout if timeout is None else timeout
+        try:
+            if process.poll() is None:
+                process.terminate()
+                try:
+                    process.wait(timeout=deadline)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait(timeout=30)
+        finally:
+            self._process = None
+            if self._log_handle is not None:
+                self._log_handle.close()
+                self._log_handle = None
+
+    def close(self, *, keep_files: bool = False) -> None:
+        """Stop the broker and delete its folder (``keep_files``: leave it, for its log)."""
+        try:
+            self.stop()
+        finally:
+            _LIVE.discard(self)
+            if self._workdir is not None and not keep_files:
+                shutil.rmtree(self._workdir, ignore_errors=True)
+            self._workdir = None
+
+    def __enter__(self) -> LocalKafka:
+        """Start the broker; ``close()`` on leaving the block."""
+        try:
+            return self.start()
+        except BaseException:
+            self.close(keep_files=True)  # the error message points at the log in there
+            raise
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Stop the broker and delete its folder."""
+        self.close()
+
+    def __repr__(self) -> str:
+        """Version, address and state."""
+        where = f"{self.host}:{self._port}" if self._port else "not started"
+        return f"<LocalKafka {self.version} {where} {'running' if self.running else 'stopped'}>"
+
+    # -- internals ----------------------------------------------------------------------------
+
+    def properties(self) -> dict[str, str]:
+        """The server properties of this broker (ports must be known)."""
+        data_dir = self.workdir / "data"
+        props = {
+            "process.roles": "broker,controller",
+            "node.id": "1",
+            "controller.quorum.voters": f"1@{self.host}:{self.controller_port}",
+            "listeners": f"PLAINTEXT://{self.host}:{self.port},CONTROLLER://{self.host}:{self.controller_port}",
+            "advertised.listeners": f"PLAINTEXT://{self.host}:{self.port}",
+            "controller.listener.names": "CONTROLLER",
+            "inter.broker.listener.name": "PLAINTEXT",
+            "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            "log.dirs": str(data_dir),
+            "num.partitions": "1",
+            "default.replication.factor": "1",
+            "auto.create.topics.enable": "true",
+            "offsets.topic.replication.factor": "1",
+            "offsets.topic.num.partitions": "1",
+            "transaction.state.log.replication.factor": "1",
+            "transaction.state.log.min.isr": "1",
+            "transaction.state.log.num.partitions": "1",
+            "share.coordinator.state.topic.replication.factor": "1",
+            "share.coordinator.state.topic.min.isr": "1",
+            "group.initial.rebalance.delay.ms": "0",
+            "num.network.threads": "2",
+            "num.io.threads": "2",
+            "num.recovery.threads.per.data.dir": "1",
+            "log.cleaner.dedupe.buffer.size": str(8 * 1024 * 1024),
+        }
+        props.update(self.extra_properties)
+        return props
+
+    def _prepare(self, java: str, libs: Path) -> None:
+        """Pick ports, create the folder, write the configuration and format the storage."""
+        if self._port is None and self._controller_port is None:
+            self._port, self._controller_port = free_ports(2)
+        elif self._port is None:
+            self._port = next(p for p in free_ports(3) if p != self._controller_port)
+        elif self._controller_port is None:
+            self._controller_port = next(p for p in free_ports(3) if p != self._port)
+        self._workdir = Path(tempfile.mkdtemp(prefix=f"actors-kafka-{self._port}-"))
+        (self.workdir / "data").mkdir()
+        (self.workdir / "log4j2.properties").write_text(_LOG4J2_PROPERTIES)
+        lines = [f"{key}={value}" for key, value in self.properties().items()]
+        (self.workdir / "server.properties").write_text("\n".join(lines) + "\n")
+        command = [
+            java,
+            "-Xmx256m",
+            "-XX:TieredStopAtLevel=1",
+            "-XX:+UseSerialGC",
+            *self._java_options(),
+            "-cp",
+            f"{libs}/*",
+            "kafka.tools.StorageTool",
+            "format",
+            "-t",
+            _cluster_id(),
+            "-c",
+            str(self.workdir / "server.properties"),
+        ]
+        with self.log_path.open("ab") as log:
+            log.write(f"$ {' '.join(command)}\n".encode())
+            log.flush()
+            try:
+                result = subprocess.run(
+                    command,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    timeout=120,
+                    check=False,
+                )
+            except subprocess.TimeoutExpired as exc:
+                raise LocalKafkaError(
+                    f"formatting the Kafka storage timed out; log: {self.log_path}"
+                ) from exc
+        if result.returncode != 0:
+            raise LocalKafkaError(
+                f"formatting the Kafka storage failed (exit {result.returncode}); "
+                f"log: {self.log_path}\n{_tail(self.log_path)}"
+            )
+
+    def _java_options(self) -> list[str]:
+        """JVM options shared by the storage tool and the broker."""
+        return [
+            "-Djava.awt.headless=true",
+            "-XX:+ExitOnOutOfMemoryError",
+            f"-Dlog4j2.configurationFile={self.workdir / 'log4j2.properties'}",
+            f"-Dkafka.logs.dir={self.workdir / 'logs'}",
+        ]
+
+    def _launch(self, java: str, libs: Path) -> None:
+        """Start the JVM in the background, its output appended to the log file."""
+        for port in (self.port, self.controller_port):
+            if _port_open(self.host, port, timeout=0.2):
+                raise LocalKafkaError(f"port {port} is already in use: cannot start the Kafka broker on it")
+        command = [
+            java,
+            f"-Xmx{self.heap}",
+            "-Xms128m",
+            # C1 only: the broker starts in about half the CPU time; fine for tests, and
+            # ACTORS_KAFKA_JVM_OPTS="-XX:TieredStopAtLevel=4" undoes it for benchmarks.
+            "-XX:TieredStopAtLevel=1",
+            *self._java_options(),
+            *shlex.split(os.environ.get("ACTORS_KAFKA_JVM_OPTS", "")),
+            *self.jvm_options,
+            "-cp",
+            f"{libs}/*",
+            "kafka.Kafka",
+            str(self.workdir / "server.properties"),
+        ]
+        self._log_handle = self.log_path.open("ab")
+        self._log_handle.write(f"$ {' '.join(command)}\n".encode())
+        self._log_handle.flush()
+        self._process = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log_handle,
+            stderr=subprocess.STDOUT,
+            cwd=self.workdir,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,  # only sets the parent-death signal (prctl)
+        )
+
+    def _wait_ready(self) -> None:
+        """Poll until a metadata request answers; on failure stop the broker and show the log."""
+        deadline = time.monotonic() + self.startup_timeout
+        while True:
+            process = self._process
+            if process is None or process.poll() is not None:
+                code = process.returncode if process is not None else None
+                self.stop()
+                raise LocalKafkaError(
+                    f"the Kafka broker exited during start-up (exit {code}); "
+                    f"log: {self.log_path}\n{_tail(self.log_path)}"
+                )
+            if _port_open(self.host, self.port) and _metadata_answers(self.bootstrap):
+                return
+            if time.monotonic() > deadline:
+                self.stop()
+                raise LocalKafkaError(
+                    f"the Kafka broker did not answer within {self.startup_timeout:.0f}s; "
+                    f"log: {self.log_path}\n{_tail(self.log_path)}"
+                )
+            time.sleep(0.2)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command line: run a broker in the foreground until Ctrl-C, or ``--fetch`` the jars."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--fetch", action="store_true", help="only resolve the broker jars into the cache")
+    parser.add_argument("--version", default=None, help=f"Kafka version (default {default_version()})")
+    parser.add_argument("--port", type=int, default=None, help="client port (default: a free one)")
+    parser.add_argument(
+        "--controller-port", type=int, default=None, help="controller port (default: a free one)"
+    )
+    args = parser.parse_args(argv)
+
+    try:
+        if args.fetch:
+            started = time.monotonic()
+            libs = fetch_jars(args.version)
+            version = args.version or default_version()
+            print(f"Kafka {version} jars: {libs} ({time.monotonic() - started:.1f}s)")
+            return 0
+
+        def _on_sigterm(signum: int, frame: object) -> None:
+            raise KeyboardInterrupt
+
+        signal.signal(signal.SIGTERM, _on_sigterm)
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with SIGINT ignored
+        kafka = LocalKafka(args.version, port=args.port, controller_port=args.controller_port)
+        started = time.monotonic()
+        try:
+            kafka.start()
+            print(
+                f"Kafka {kafka.version} ready in {time.monotonic() - started:.1f}s; log: {kafka.log_path}",
+                file=sys.stderr,
+            )
+            print(f"KAFKA_BOOTSTRAP_SERVERS={kafka.bootstrap}", flush=True)
+            print("Ctrl-C stops it.", file=sys.stderr, flush=True)
+            while kafka.running:
+                time.sleep(0.5)
+            print(f"the broker exited; log: {kafka.log_path}\n{_tail(kafka.log_path)}", file=sys.stderr)
+            return 1
+        except KeyboardInterrupt:
+            print("stopping Kafka ...", file=sys.stderr, flush=True)
+            return 0
+        finally:
+            kafka.close()
+    except LocalKafkaError as exc:
+        print(f"local_kafka: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,69 @@
+"""Small helpers shared by the tests: waiting on a condition, picking free ports."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+__all__ = ["free_port", "free_ports", "wait_for"]
+
+T = TypeVar("T")
+
+
+def wait_for(
+    condition: Callable[[], T],
+    timeout: float = 10.0,
+    interval: float = 0.05,
+    description: str | None = None,
+    ignore: tuple[type[BaseException], ...] = (),
+) -> T:
+    """Call ``condition`` until it returns something truthy, and return that value.
+
+    Polls every ``interval`` seconds for at most ``timeout`` seconds (the condition is
+    always tried at least once, and once more at the deadline). On timeout it raises
+    ``AssertionError`` naming ``description`` (default: the condition's name), the last
+    value it returned and the last exception it raised. Exceptions of the types in
+    ``ignore`` count as "not yet"; any other exception propagates at once.
+    """
+    what = description or getattr(condition, "__qualname__", None) or repr(condition)
+    deadline = time.monotonic() + timeout
+    last_value: object = None
+    last_error: BaseException | None = None
+    while True:
+        at_deadline = time.monotonic() >= deadline
+        try:
+            value = condition()
+        except ignore as exc:
+            last_error = exc
+        else:
+            if value:
+                return value
+            last_value = value
+        if at_deadline:
+            break
+        time.sleep(max(0.0, min(interval, deadline - time.monotonic())))
+    message = f"timed out after {timeout:g}s waiting for {what}; last value: {last_value!r}"
+    if last_error is not None:
+        message += f"; last error: {last_error!r}"
+    raise AssertionError(message)
+
+
+def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
+    """``count`` different TCP ports that nothing listens on right now."""
+    sockets: list[socket.socket] = []
+    try:
+        for _ in range(count):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.bind((host, 0))
+            sockets.append(sock)
+        return [int(sock.getsockname()[1]) for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that nothing listens on right now."""
+    return free_ports(1, host)[0]
