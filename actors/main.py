@@ -50,8 +50,12 @@ def _run_parser() -> argparse.ArgumentParser:
         description="Run a synchronizer (default: steps_examples on the embedded SQLite store).",
         epilog=f"Other commands: core, {', '.join(API_COMMANDS)} (each has --help).",
     )
-    parser.add_argument("-C", "--config", help="the synchronizer's config file (default: %(default)s)",
-                        default=str(default_config_path()))
+    parser.add_argument(
+        "-C",
+        "--config",
+        help="the synchronizer's config file (default: %(default)s)",
+        default=str(default_config_path()),
+    )
     parser.add_argument("--no-api", action="store_true", help="do not serve the model API")
     return parser
 

@@ -40,7 +40,7 @@ message MyModel (XOSBase) {
 
 class Seen:
     lock = threading.Lock()
-    at: dict[int, float] = {}  # noqa: RUF012
+    at: dict[int, float] = {}
     event = threading.Event()
     want: int | None = None
 
@@ -88,7 +88,14 @@ def bulk_dirty(store: Store, n: int) -> None:
     now = time.time()
     defaults = {f.column: f.default for f in store.schema.fields("MyModel").values()}
     rows = [
-        {**defaults, "first_name": f"f{i}", "last_name": "x", "created": now, "updated": now, "leaf_model_name": "MyModel"}
+        {
+            **defaults,
+            "first_name": f"f{i}",
+            "last_name": "x",
+            "created": now,
+            "updated": now,
+            "leaf_model_name": "MyModel",
+        }
         for i in range(n)
     ]
     with store.engine.begin() as conn:
@@ -164,13 +171,16 @@ def main() -> None:
         print(f"reaction latency save -> sync_record: p50 {p50:.2f} ms, p99 {p99:.2f} ms ({samples} saves)")
         print(f"{'dirty objects':>14} {'actors obj/s':>13} {'bare store obj/s':>17} {'ratio':>6} {'time':>8}")
         previous: float | None = None
+        prev_n = 1
         for n in sizes:
             rate = throughput(folder, n)
             base = ceiling(folder, n)
             seconds = n / rate
-            growth = "" if previous is None else f"  (x{seconds / previous:.1f} time for x{n // prev_n} objects)"
+            growth = (
+                "" if previous is None else f"  (x{seconds / previous:.1f} time for x{n // prev_n} objects)"
+            )
             print(f"{n:>14} {rate:>13.0f} {base:>17.0f} {rate / base:>6.2f} {seconds:>7.2f}s{growth}")
-            previous, prev_n = seconds, n
+            previous, _prev_n = seconds, n
 
 
 if __name__ == "__main__":

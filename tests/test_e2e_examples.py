@@ -40,7 +40,9 @@ def synchronizer(tmp_path):
 
 def client_of(sync: Synchronizer) -> ModelAccessor:
     """What another program sees: the same store, writing as a client."""
-    return ModelAccessor(sync.model_accessor.backend, caller=Caller.CLIENT, wrappers=sync.model_accessor.wrappers)
+    return ModelAccessor(
+        sync.model_accessor.backend, caller=Caller.CLIENT, wrappers=sync.model_accessor.wrappers
+    )
 
 
 def test_reference_examples_run_verbatim(synchronizer):
@@ -124,7 +126,11 @@ def test_a_restarted_synchronizer_keeps_its_data_and_resumes(tmp_path):
     stored.save()
     again.start()
     try:
-        until(lambda: later.MyModel.objects.get(id=obj.id).enacted == later.MyModel.objects.get(id=obj.id).updated)
+        until(
+            lambda: (
+                later.MyModel.objects.get(id=obj.id).enacted == later.MyModel.objects.get(id=obj.id).updated
+            )
+        )
     finally:
         again.stop()
 

@@ -248,7 +248,9 @@ def test_changefeed_routes_derived_models_to_base_observers(store):
     from actors.models._xproto import parse_xproto
     from actors.store import Store
 
-    schema = load_schema([], extra=parse_xproto("message MySI (ServiceInstance) { optional string color = 1; }"))
+    schema = load_schema(
+        [], extra=parse_xproto("message MySI (ServiceInstance) { optional string color = 1; }")
+    )
     derived = Store("sqlite://", schema)
     feed = ChangeFeedActor.start(make_ctx(derived, name="changefeed"))
     target = Recorder.start()
@@ -288,5 +290,3 @@ def test_unknown_messages_are_ignored(store):
         assert feed.is_alive()
     finally:
         feed.stop()
-
-

@@ -113,7 +113,9 @@ def test_sys_exit_in_a_step_restarts_that_step_alone(store):
     c.MyModel(first_name="a", last_name="b").save()
     sup = start_supervisor(store, [SyncMyModel, healthy_step(counter)], clock, restart_backoff=1.0)
     try:
-        until(lambda: status(sup)["SyncMyModel"].state == "restarting", what="the exiting step to be restarting")
+        until(
+            lambda: status(sup)["SyncMyModel"].state == "restarting", what="the exiting step to be restarting"
+        )
         st = status(sup)
         assert "SystemExit: 3" in st["SyncMyModel"].last_error
         assert store.get("MyModel", 1)["backend_status"] == "SystemExit: 3"
@@ -142,7 +144,12 @@ def test_keyboard_interrupt_and_crashes_stop_restarting_after_the_limit(store):
 
     client(store).MyModel(first_name="a", last_name="b").save()
     sup = start_supervisor(
-        store, [SyncMyModel, healthy_step(counter)], clock, max_restarts=2, restart_window=3600, restart_backoff=1
+        store,
+        [SyncMyModel, healthy_step(counter)],
+        clock,
+        max_restarts=2,
+        restart_window=3600,
+        restart_backoff=1,
     )
     try:
         for expected in (1, 2):

@@ -85,7 +85,10 @@ class ModelAccessor:
             bases.append(inherited or ORMWrapper)
         fields = schema.fields(name)
         user_names = {
-            attr for base in bases for k in base.__mro__ if not _generated(k) and k is not ORMWrapper
+            attr
+            for base in bases
+            for k in base.__mro__
+            if not _generated(k) and k is not ORMWrapper
             for attr in vars(k)
         }
         attrs: dict[str, Any] = {
@@ -110,7 +113,7 @@ class ModelAccessor:
                 attrs[reverse] = Reverse(source, f)
         parent_dne = bases[-1].DoesNotExist if hasattr(bases[-1], "DoesNotExist") else DoesNotExist
         attrs["DoesNotExist"] = type("DoesNotExist", (parent_dne,), {"__qualname__": f"{name}.DoesNotExist"})
-        cls = type(name, tuple(bases), attrs)
+        cls: type[ORMWrapper] = type(name, tuple(bases), attrs)
         cls.objects = Manager(cls)
         cls.deleted_objects = Manager(cls, deleted=True)
         self._classes[name] = cls

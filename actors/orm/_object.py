@@ -193,7 +193,9 @@ class ORMWrapper:
         columns = tuple(self._column_name(n) for n in update_fields) if update_fields else None
         ctx = WriteContext(caller, always_update_timestamp, columns)
         if self.is_new:
-            row = accessor.backend.create(self._model, {c: v for c, v in self._data.items() if c != "id"}, ctx)
+            row = accessor.backend.create(
+                self._model, {c: v for c, v in self._data.items() if c != "id"}, ctx
+            )
             self._data.update(row)
             object.__setattr__(self, "_loaded", dict(self._data))
             return
@@ -263,7 +265,9 @@ class Link:
 
     def __set__(self, obj: ORMWrapper, value: Any) -> None:
         if value is not None and not isinstance(value, ORMWrapper):
-            raise ValidationError(f"{self.model}.{self.spec.name}: expected a model object or None, got {value!r}")
+            raise ValidationError(
+                f"{self.model}.{self.spec.name}: expected a model object or None, got {value!r}"
+            )
         obj._data[self.spec.column] = value.id if value is not None else None
         obj._links[self.spec.name] = value
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast, overload
 
 from actors.store import Condition, Query, ValidationError, parse_lookup
 
@@ -74,7 +74,7 @@ class QuerySet(Generic[T]):
         if self._cache is None:
             cls = self._cls
             rows = cls._accessor.backend.select(cls._model, self._query)
-            self._cache = [cls._from_row(row) for row in rows]
+            self._cache = [cast(T, cls._from_row(row)) for row in rows]
         return self._cache
 
     def get(self, **lookups: Any) -> T:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from collections import deque
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
@@ -157,10 +157,8 @@ class ChildActor(pykka.ThreadingActor):
         ref = self.actor_ref
 
         def fire() -> None:
-            try:
+            with suppress(pykka.ActorDeadError):
                 ref.tell(message)
-            except pykka.ActorDeadError:
-                pass
 
         self._timers[slot] = self.ctx.clock.call_later(delay, fire)
 
@@ -208,11 +206,10 @@ class ChildActor(pykka.ThreadingActor):
         self, fn: Callable[..., T], *args: Any, caller: Caller | None = None, deadline: float | None = None
     ) -> T:
         """Run user code in the user context, as ``caller``, under the deadline watchdog."""
-        with self._busy(deadline), self.ctx.user_context(), (acting_as(caller) if caller else nullcontext()):
+        with self._busy(deadline), self.ctx.user_context(), acting_as(caller) if caller else nullcontext():
             try:
                 return fn(*args)
             except Exception:
                 raise
             except BaseException as exc:
                 raise StepExit(f"{type(exc).__name__}: {exc}") from exc
-

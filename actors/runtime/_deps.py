@@ -28,7 +28,7 @@ class Dependencies:
         return (self.accessor.schema.root(model), id)
 
     def models_involved(self, models: Iterable[str]) -> set[str]:
-        """Models whose changes can unblock objects of ``models``: what they depend on, what depends on them."""
+        """Models whose changes can unblock objects of ``models``: their dependencies and dependents."""
         schema = self.accessor.schema
 
         def related(a: str, b: str) -> bool:
@@ -53,7 +53,7 @@ class Dependencies:
         """``(model, row)`` of each linked object this one depends on that still needs sync."""
         leaf = obj._data.get("leaf_model_name") or obj._model
         out = []
-        for dep_model, src, _dst in self._entries_for(leaf if leaf in self.accessor.schema else obj._model):
+        for _dep_model, src, _dst in self._entries_for(leaf if leaf in self.accessor.schema else obj._model):
             if not src:
                 continue
             try:

@@ -73,7 +73,7 @@ def failure_fields(
         delay = min(exponent * (60.0 if benign else 600.0), BACKOFF_CAP)
     next_run = now + delay
     previous = str(row.get("backend_status") or "").split(SEPARATOR) if failures else []
-    errors = [e for e in previous if e and e != error][-1:] + [error]
+    errors = [*[e for e in previous if e and e != error][-1:], error]
     register = {
         "next_run": next_run,
         "exponent": exponent + 1,

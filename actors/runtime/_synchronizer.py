@@ -6,7 +6,7 @@ import os
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from typing import Any
+from typing import Any, cast
 
 import pykka
 import structlog
@@ -123,7 +123,7 @@ class Synchronizer:
                     (factory,),
                     interests=SyncStepActor.interests(factory, accessor, self.settings),
                     deadline=getattr(factory.cls, "deadline", None),
-                    detail={"path": factory.path, "observes": factory.cls.observed_model_names()},
+                    detail={"path": factory.path, "observes": getattr(factory.cls, "observed_model_names")()},  # noqa: B009
                 )
             )
         if loaded.policies:
@@ -150,7 +150,9 @@ class Synchronizer:
             from .events import EventStepActor
 
             for factory in loaded.event_steps:
-                specs.append(ChildSpec(factory.name, EventStepActor, (factory,), detail={"path": factory.path}))
+                specs.append(
+                    ChildSpec(factory.name, EventStepActor, (factory,), detail={"path": factory.path})
+                )
         names = [s.name for s in specs]
         for spec_name in {n for n in names if names.count(n) > 1}:
             raise ValueError(f"two steps are named {spec_name}: step class names must be unique")
@@ -181,7 +183,7 @@ class Synchronizer:
         """The state of every child: running, restarting, failed; counts; last error; queue depth."""
         if self.supervisor is None:
             return {}
-        return self.supervisor.ask(GetStatus(), timeout=10)  # type: ignore[no-any-return]
+        return cast(dict[str, ChildStatus], self.supervisor.ask(GetStatus(), timeout=10))
 
     def wait_idle(self, timeout: float = 10.0, *, settle: int = 2) -> bool:
         """Wait until no child has queued or running work (``settle`` times in a row).

@@ -63,7 +63,8 @@ class ChangeFeedActor(ChildActor):
             cached = [
                 (name, target)
                 for name, (target, models) in self.routes.items()
-                if model in models or (model in schema and any(m in schema and schema.is_a(model, m) for m in models))
+                if model in models
+                or (model in schema and any(m in schema and schema.is_a(model, m) for m in models))
             ]
             self.by_model[model] = cached
         return cached

@@ -8,6 +8,7 @@ its policy status is written once.
 
 from __future__ import annotations
 
+import contextlib
 from collections import OrderedDict
 from typing import Any
 
@@ -30,7 +31,7 @@ class PolicyActor(ChildActor):
         super().__init__(ctx)
         self.factories = factories
         self.policies: list[Policy] | None = None
-        self.models: list[str] = list(dict.fromkeys(str(f.cls.model_name) for f in factories))
+        self.models: list[str] = list(dict.fromkeys(_model_name(f) for f in factories))
         self.queue: OrderedDict[Key, str] = OrderedDict()
         self.rows: dict[Key, dict[str, Any]] = {}
         self.drain_scheduled = False
@@ -38,7 +39,7 @@ class PolicyActor(ChildActor):
 
     @classmethod
     def interests(cls, factories: list[StepFactory]) -> frozenset[str]:
-        return frozenset(str(f.cls.model_name) for f in factories)
+        return frozenset(_model_name(f) for f in factories)
 
     def on_start(self) -> None:
         super().on_start()
@@ -93,10 +94,8 @@ class PolicyActor(ChildActor):
             key, model = self.queue.popitem(last=False)
             row = self.rows.pop(key, None)
             self.ctx.state.queue_depth = len(self.queue)
-            try:
+            with contextlib.suppress(NotFound):
                 self._process(key, model, row)
-            except NotFound:
-                pass
         self._ensure_drain()
 
     def _key(self, model: str, id: int) -> Key:
@@ -123,7 +122,9 @@ class PolicyActor(ChildActor):
             return
         leaf = row.get("leaf_model_name") or model
         lineage = {leaf, *schema.ancestors(leaf)} if leaf in schema else {model}
-        method = "handle_delete" if deleted else "handle_create" if row.get("policed") is None else "handle_update"
+        method = (
+            "handle_delete" if deleted else "handle_create" if row.get("policed") is None else "handle_update"
+        )
         applicable = [p for p in self._ensure_policies() if p.model_name in lineage]
         objects = []
         try:
@@ -156,3 +157,7 @@ class PolicyActor(ChildActor):
         self.log.warning("policy failed", model=model, id=row["id"], error=error_text(exc))
         self.ctx.state.failed += 1
         self._write(model, row["id"], policy_failure_fields(exc))
+
+
+def _model_name(factory: StepFactory) -> str:
+    return str(getattr(factory.cls, "model_name", None))

@@ -68,7 +68,9 @@ def load_dependency_graph(
             if isinstance(dep, str):
                 dep = [dep, "", ""]
             if not isinstance(dep, list | tuple) or not 1 <= len(dep) <= 3:
-                raise ValueError(f"{source}: {model}: expected [Model, src_accessor, dst_accessor], got {dep!r}")
+                raise ValueError(
+                    f"{source}: {model}: expected [Model, src_accessor, dst_accessor], got {dep!r}"
+                )
             padded = [*dep, "", ""][:3]
             entries.append((str(padded[0]), str(padded[1] or ""), str(padded[2] or "")))
         graph[str(model)] = tuple(entries)

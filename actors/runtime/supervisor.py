@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager, nullcontext, suppress
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,8 +28,8 @@ from .messages import (
     ChildStatus,
     GetStatus,
     IsIdle,
-    Resync,
     RestartChild,
+    Resync,
     Route,
     Shutdown,
     Unroute,
@@ -200,10 +200,8 @@ class Supervisor(pykka.ThreadingActor):
         ref = self.actor_ref
 
         def fire() -> None:
-            try:
+            with suppress(pykka.ActorDeadError):
                 ref.tell(message)
-            except pykka.ActorDeadError:
-                pass
 
         return self.clock.call_later(delay, fire)
 
@@ -214,7 +212,12 @@ class Supervisor(pykka.ThreadingActor):
         for child in self.children.values():
             state = child.state
             busy, deadline = state.busy_since, state.busy_deadline
-            if state.state in ("running", "degraded") and busy is not None and deadline and now - busy > deadline:
+            if (
+                state.state in ("running", "degraded")
+                and busy is not None
+                and deadline
+                and now - busy > deadline
+            ):
                 # The hung actor cannot be interrupted: it is abandoned (its later messages are
                 # ignored, its object lock held until its call returns) and replaced.
                 old = child.ref
@@ -259,10 +262,8 @@ class Supervisor(pykka.ThreadingActor):
         futures = []
         for child in order:
             if child.ref is not None:
-                try:
+                with suppress(pykka.ActorDeadError):
                     futures.append(child.ref.stop(block=False))
-                except pykka.ActorDeadError:
-                    pass
         deadline = self.clock_free_deadline(timeout)
         for future in futures:
             try:

@@ -47,7 +47,8 @@ class SyncStepActor(ChildActor):
         super().__init__(ctx)
         self.factory = factory
         self.step: SyncStep | None = None
-        self.models: list[str] = factory.cls.observed_model_names()
+        step_class: Any = factory.cls
+        self.models: list[str] = step_class.observed_model_names()
         self.custom_fetch = getattr(factory.cls, "fetch_pending", None) is not SyncStep.fetch_pending
         self.deps = Dependencies(ctx.accessor, ctx.settings.dependency_graph)
         self.queue: OrderedDict[Key, _Item] = OrderedDict()
@@ -57,14 +58,17 @@ class SyncStepActor(ChildActor):
         self.drain_scheduled = False
         self.resync_scheduled = False
         self.timer_due: float | None = None
-        self.handlers.update({Changed: self.on_changed, Resync: self.on_resync, Drain: self.on_drain, Wake: self.on_wake})
+        self.handlers.update(
+            {Changed: self.on_changed, Resync: self.on_resync, Drain: self.on_drain, Wake: self.on_wake}
+        )
 
     @classmethod
     def interests(
         cls, factory: StepFactory, accessor: ModelAccessor, settings: RuntimeSettings
     ) -> frozenset[str]:
         """The models whose notices this actor needs: observed ones and their dependency neighbours."""
-        models = factory.cls.observed_model_names()
+        step_class: Any = factory.cls
+        models: list[str] = step_class.observed_model_names()
         deps = Dependencies(accessor, settings.dependency_graph)
         return frozenset(models) | frozenset(deps.models_involved(models))
 
@@ -250,9 +254,18 @@ class SyncStepActor(ChildActor):
             return
         unsynced = self.deps.unsynced_dependencies(obj)
         if unsynced:
-            failed = next(((m, r) for m, r in unsynced if r.get("backend_code") == 2 and register_of(r).get("failures")), None)
+            failed = next(
+                (
+                    (m, r)
+                    for m, r in unsynced
+                    if r.get("backend_code") == 2 and register_of(r).get("failures")
+                ),
+                None,
+            )
             if failed is not None:
-                fields = blocked_fields(failed[0], failed[1]["id"], str(failed[1].get("backend_status") or ""))
+                fields = blocked_fields(
+                    failed[0], failed[1]["id"], str(failed[1].get("backend_status") or "")
+                )
                 if row.get("backend_status") != fields["backend_status"]:
                     self._write(item.model, id, fields)
             self._wait(key, item, [self.deps.key(m, r["id"]) for m, r in unsynced])

@@ -38,7 +38,7 @@ def model_names(value: Any) -> list[str]:
         if isinstance(item, str):
             names.append(item)
         elif isinstance(item, type) and isinstance(getattr(item, "_model", None), str):
-            names.append(item._model)
+            names.append(getattr(item, "_model"))  # noqa: B009
         elif isinstance(item, type):
             names.append(item.__name__)
         else:

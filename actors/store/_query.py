@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 __all__ = [
     "OPERATORS",
-    "Condition",
-    "Query",
-    "Pending",
     "Caller",
+    "Condition",
+    "Pending",
+    "Query",
     "WriteContext",
     "parse_lookup",
 ]
@@ -40,7 +40,7 @@ class Query:
     offset: int = 0
 
 
-class Pending(str, Enum):
+class Pending(StrEnum):
     """The four synchronizer queries of ``docs/semantics.md``."""
 
     SYNC = "sync"
@@ -49,7 +49,7 @@ class Pending(str, Enum):
     POLICY_DELETED = "policy_deleted"
 
 
-class Caller(str, Enum):
+class Caller(StrEnum):
     """Who writes: decides the bookkeeping (``updated``, ``changed_by_*``)."""
 
     CLIENT = "client"

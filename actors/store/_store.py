@@ -180,7 +180,9 @@ class Store:
         stmt = self._by_id.get(key)
         if stmt is None:
             joined, columns = self._join(model)
-            stmt = sa.select(*columns.values()).select_from(joined).where(columns["id"] == sa.bindparam("_id"))
+            stmt = (
+                sa.select(*columns.values()).select_from(joined).where(columns["id"] == sa.bindparam("_id"))
+            )
             if for_update and self.dialect == "postgresql":
                 stmt = stmt.with_for_update()
             self._by_id[key] = stmt
@@ -385,7 +387,9 @@ class Store:
                 part = {c.name: row[c.name] for c in table.c if c.name in row}
                 result = conn.execute(self._insert_stmt(table), part)
                 if "id" not in row:
-                    row["id"] = int(result.inserted_primary_key[0])
+                    key = result.inserted_primary_key
+                    assert key is not None
+                    row["id"] = int(key[0])
             self._journal(conn, notices, model, row["id"], "create", now, ctx.origin)
         return row
 
@@ -423,7 +427,9 @@ class Store:
             self._write_columns(conn, model, id, changes)
             self._journal(conn, notices, self._leaf(current, model), id, "update", now, ctx.origin)
             if current.get("deleted"):
-                self._reap_if_done(conn, notices, self._leaf(current, model), {**current, **changes}, now, ctx.origin)
+                self._reap_if_done(
+                    conn, notices, self._leaf(current, model), {**current, **changes}, now, ctx.origin
+                )
         return changes
 
     def delete(self, model: str, id: int, ctx: WriteContext = WriteContext(), *, purge: bool = False) -> None:
@@ -620,4 +626,3 @@ def _make_engine(url: str) -> sa.Engine:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if options.get("actors_immediate") and not memory else "BEGIN")
 
     return engine
-

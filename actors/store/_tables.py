@@ -122,7 +122,9 @@ class Tables:
     def _table(self, model: str) -> sa.Table:
         schema = self.schema
         is_root = schema.parent(model) is None
-        columns: list[sa.SchemaItem] = [sa.Column("id", sa.Integer, primary_key=True, autoincrement=is_root)]
+        columns: list[sa.schema.SchemaItem] = [
+            sa.Column("id", sa.Integer, primary_key=True, autoincrement=is_root)
+        ]
         for f in schema.own_fields(model):
             columns.append(
                 sa.Column(
@@ -135,11 +137,12 @@ class Tables:
         table = sa.Table(self.table_name(model), self.metadata, *columns)
         if is_root and all(name in table.c for name in BOOKKEEPING):
             for which in PENDING_KINDS:
+                where = pending_condition(which, table.c.__getitem__)
                 sa.Index(
                     f"ix_{table.name}_pending_{which}",
                     table.c.id,
-                    sqlite_where=pending_condition(which, lambda n, t=table: t.c[n]),
-                    postgresql_where=pending_condition(which, lambda n, t=table: t.c[n]),
+                    sqlite_where=where,
+                    postgresql_where=where,
                 )
         return table
 
@@ -172,7 +175,11 @@ def row_is_pending(row: Mapping[str, Any], which: str) -> bool:
             not g("deleted")
             and not g("no_sync")
             and not g("lazy_blocked")
-            and (g("enacted") is None or _lt(g("enacted"), g("updated")) or _lt(g("enacted"), g("changed_by_policy")))
+            and (
+                g("enacted") is None
+                or _lt(g("enacted"), g("updated"))
+                or _lt(g("enacted"), g("changed_by_policy"))
+            )
         )
     if which == "sync_deleted":
         return bool(g("deleted") and g("backend_need_delete") and not g("backend_need_reap"))
@@ -180,7 +187,11 @@ def row_is_pending(row: Mapping[str, Any], which: str) -> bool:
         return (
             not g("deleted")
             and not g("no_policy")
-            and (g("policed") is None or _lt(g("policed"), g("updated")) or _lt(g("policed"), g("changed_by_step")))
+            and (
+                g("policed") is None
+                or _lt(g("policed"), g("updated"))
+                or _lt(g("policed"), g("changed_by_step"))
+            )
         )
     if which == "policy_deleted":
         return bool(
