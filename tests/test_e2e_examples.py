@@ -16,8 +16,7 @@ from actors.config import Config
 from actors.orm import ModelAccessor
 from actors.runtime import FakeClock, Synchronizer
 from actors.store import Caller
-
-from .runtime_support import until
+from tests.helpers import wait_for
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "steps_examples"
 
@@ -54,13 +53,17 @@ def test_reference_examples_run_verbatim(synchronizer):
     assert sync.wait_idle()
     models = client_of(sync)
     # The pull step ran once at start: John Doe, with no_sync so no sync step runs for him.
-    john = until(lambda: models.MyModel.objects.filter(first_name="John").first(), what="the pulled object")
+    john = wait_for(
+        lambda: models.MyModel.objects.filter(first_name="John").first(), description="the pulled object"
+    )
     assert john.no_sync is True and john.enacted is None
     assert john.full_name == "John Doe"  # the convenience wrapper, on every object the ORM returns
     # A client creates an object: the sync step runs for it at once.
     jane = models.MyModel(first_name="Jane", last_name="Roe")
     jane.save()
-    until(lambda: models.MyModel.objects.get(id=jane.id).backend_status == "OK", what="the sync step")
+    wait_for(
+        lambda: models.MyModel.objects.get(id=jane.id).backend_status == "OK", description="the sync step"
+    )
     synced = models.MyModel.objects.get(id=jane.id)
     assert synced.enacted == synced.updated and synced.backend_code == 1
     # The model policy runs for a MyServiceInstance.
@@ -68,12 +71,15 @@ def test_reference_examples_run_verbatim(synchronizer):
     owner.save()
     instance = models.MyServiceInstance(owner=owner, name="si")
     instance.save()
-    until(lambda: models.MyServiceInstance.objects.get(id=instance.id).policy_code == 1, what="the policy")
+    wait_for(
+        lambda: models.MyServiceInstance.objects.get(id=instance.id).policy_code == 1,
+        description="the policy",
+    )
     assert models.MyServiceInstance.objects.get(id=instance.id).policy_status == "done"
     assert [si.id for si in owner.service_instances.all()] == [instance.id]
     # Deleting runs delete_record, then the row is purged.
     synced.delete()
-    until(lambda: sync.model_accessor.backend.get("MyModel", jane.id) is None, what="the purge")
+    wait_for(lambda: sync.model_accessor.backend.get("MyModel", jane.id) is None, description="the purge")
     assert sync.status()["SyncMyModel"].done == 2
     assert sync.wait_idle()
 
@@ -81,13 +87,13 @@ def test_reference_examples_run_verbatim(synchronizer):
 def test_the_pull_step_runs_on_its_period(synchronizer):
     sync = synchronizer
     models = client_of(sync)
-    until(lambda: models.MyModel.objects.count() == 1, what="the first pull")
+    wait_for(lambda: models.MyModel.objects.count() == 1, description="the first pull")
     assert sync.wait_idle()
     sync.clock.advance(59)  # type: ignore[attr-defined]
     assert sync.wait_idle()
     assert models.MyModel.objects.count() == 1
     sync.clock.advance(1)  # type: ignore[attr-defined]
-    until(lambda: models.MyModel.objects.count() == 2, what="the second pull, 60 s later")
+    wait_for(lambda: models.MyModel.objects.count() == 2, description="the second pull, 60 s later")
 
 
 def test_two_synchronizers_side_by_side_do_not_interfere(tmp_path):
@@ -98,7 +104,9 @@ def test_two_synchronizers_side_by_side_do_not_interfere(tmp_path):
         assert a.MyModel is not b.MyModel
         x = a.MyModel(first_name="Only", last_name="First")
         x.save()
-        until(lambda: a.MyModel.objects.get(id=x.id).backend_status == "OK", what="the first one's sync")
+        wait_for(
+            lambda: a.MyModel.objects.get(id=x.id).backend_status == "OK", description="the first one's sync"
+        )
         assert b.MyModel.objects.filter(first_name="Only").count() == 0
         assert first.wait_idle() and second.wait_idle()
         assert first.status()["SyncMyModel"].done == 1
@@ -116,7 +124,7 @@ def test_a_restarted_synchronizer_keeps_its_data_and_resumes(tmp_path):
     models = client_of(sync)
     obj = models.MyModel(first_name="Keep", last_name="Me")
     obj.save()
-    until(lambda: models.MyModel.objects.get(id=obj.id).backend_status == "OK")
+    wait_for(lambda: models.MyModel.objects.get(id=obj.id).backend_status == "OK")
     sync.stop()
     # Written while the synchronizer is down: picked up on the next start.
     again = Synchronizer(config, clock=FakeClock())
@@ -126,7 +134,7 @@ def test_a_restarted_synchronizer_keeps_its_data_and_resumes(tmp_path):
     stored.save()
     again.start()
     try:
-        until(
+        wait_for(
             lambda: (
                 later.MyModel.objects.get(id=obj.id).enacted == later.MyModel.objects.get(id=obj.id).updated
             )

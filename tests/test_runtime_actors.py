@@ -13,7 +13,8 @@ from actors.runtime.pull import PullStepActor
 from actors.steps import Policy, PullStep
 from actors.store import Caller, ChangeNotice, WriteContext
 
-from .runtime_support import Recorder, client, factory, make_ctx, make_store, settle, until
+from .helpers import wait_for
+from .runtime_support import Recorder, client, factory, make_ctx, make_store, settle
 
 
 @pytest.fixture
@@ -147,14 +148,14 @@ def test_pull_ticks_on_its_own_period_without_overlap(store):
 
     ref = PullStepActor.start(ctx, factory(Puller))
     try:
-        until(lambda: len(runs) == 1, what="first pull")
+        wait_for(lambda: len(runs) == 1, description="first pull")
         settle(ref)
         start = ctx.clock.now()
         ctx.clock.advance(4.9)
         settle(ref)
         assert len(runs) == 1
         ctx.clock.advance(0.1)
-        until(lambda: len(runs) == 2, what="second pull")
+        wait_for(lambda: len(runs) == 2, description="second pull")
         assert runs[1] == start + 5
         rows = store.select("MyModel")
         assert len(rows) == 2 and all(r["no_sync"] for r in rows)
@@ -174,10 +175,10 @@ def test_pull_failure_is_counted_and_the_ticker_goes_on(store):
 
     ref = PullStepActor.start(ctx, factory(Broken))
     try:
-        until(lambda: ctx.state.failed == 1, what="a failed pull")
+        wait_for(lambda: ctx.state.failed == 1, description="a failed pull")
         assert ctx.state.detail["last_pull_error"] == "unreachable"
         ctx.clock.advance(5)
-        until(lambda: ctx.state.failed == 2, what="a second pull")
+        wait_for(lambda: ctx.state.failed == 2, description="a second pull")
         assert ref.is_alive()
     finally:
         ref.stop()
@@ -204,7 +205,7 @@ def test_a_manual_tick_while_running_is_queued_not_overlapping(store):
         assert inside.wait(10)
         ref.tell(Tick())
         release.set()
-        until(lambda: ctx.state.done == 2, what="two pulls")
+        wait_for(lambda: ctx.state.done == 2, description="two pulls")
         assert overlaps == []
     finally:
         release.set()
@@ -225,7 +226,7 @@ def test_changefeed_routes_notices_by_model_and_base(store):
         person.save()
         service = c.Service(name="s")
         service.save()
-        until(lambda: len(people.ask("messages")) == 1 and len(services.ask("messages")) == 1)
+        wait_for(lambda: len(people.ask("messages")) == 1 and len(services.ask("messages")) == 1)
         assert people.ask("messages")[0].notice.id == person.id
         assert services.ask("messages")[0].notice.model == "Service"
         feed.ask(Unroute("people"))
@@ -233,7 +234,7 @@ def test_changefeed_routes_notices_by_model_and_base(store):
         person.save()
         service.name = "t"
         service.save()
-        until(lambda: len(services.ask("messages")) == 2)
+        wait_for(lambda: len(services.ask("messages")) == 2)
         assert len(people.ask("messages")) == 1
     finally:
         feed.stop()
@@ -260,7 +261,7 @@ def test_changefeed_routes_derived_models_to_base_observers(store):
         owner = c.Service(name="s")
         owner.save()
         c.MySI(owner=owner, color="red").save()
-        until(lambda: len(target.ask("messages")) == 1)
+        wait_for(lambda: len(target.ask("messages")) == 1)
         assert target.ask("messages")[0].notice.model == "MySI"
     finally:
         feed.stop()
@@ -275,7 +276,7 @@ def test_changefeed_forwards_a_changed_message_it_is_sent(store):
         feed.ask(Route("t", target, frozenset({"MyModel"})))
         feed.tell(Changed(ChangeNotice(seq=7, model="MyModel", id=3, kind="update", at=0.0)))
         feed.tell(Changed(ChangeNotice(seq=8, model="Service", id=3, kind="update", at=0.0)))
-        until(lambda: target.ask("messages"))
+        wait_for(lambda: target.ask("messages"))
         feed.ask(Unroute("none"))  # a round trip: everything before it is handled
         assert [m.notice.seq for m in target.ask("messages")] == [7]
     finally:

@@ -15,7 +15,8 @@ from actors.runtime.sync import SyncStepActor
 from actors.steps import SyncStep
 from actors.store import Caller
 
-from .runtime_support import client, factory, make_store, until
+from .helpers import wait_for
+from .runtime_support import client, factory, make_store
 
 
 @pytest.fixture
@@ -86,8 +87,8 @@ def test_a_step_that_always_raises_only_fails_its_objects(store):
     sup = start_supervisor(store, [SyncMyModel, healthy_step(counter)], clock)
     try:
         c.Alpha(name="x").save()
-        until(lambda: status(sup)["SyncAlpha"].done == 1, what="the healthy step syncs")
-        until(lambda: status(sup)["SyncMyModel"].failed == 2, what="two failed attempts")
+        wait_for(lambda: status(sup)["SyncAlpha"].done == 1, description="the healthy step syncs")
+        wait_for(lambda: status(sup)["SyncMyModel"].failed == 2, description="two failed attempts")
         st = status(sup)
         assert st["SyncMyModel"].state == "running"
         assert st["SyncMyModel"].restarts == 0
@@ -113,20 +114,21 @@ def test_sys_exit_in_a_step_restarts_that_step_alone(store):
     c.MyModel(first_name="a", last_name="b").save()
     sup = start_supervisor(store, [SyncMyModel, healthy_step(counter)], clock, restart_backoff=1.0)
     try:
-        until(
-            lambda: status(sup)["SyncMyModel"].state == "restarting", what="the exiting step to be restarting"
+        wait_for(
+            lambda: status(sup)["SyncMyModel"].state == "restarting",
+            description="the exiting step to be restarting",
         )
         st = status(sup)
         assert "SystemExit: 3" in st["SyncMyModel"].last_error
         assert store.get("MyModel", 1)["backend_status"] == "SystemExit: 3"
         # The other step keeps syncing while this one waits for its restart.
         c.Alpha(name="x").save()
-        until(lambda: len(counter) == 1, what="the healthy step syncs")
+        wait_for(lambda: len(counter) == 1, description="the healthy step syncs")
         assert sup.is_alive()
         clock.advance(1.0)
-        until(lambda: status(sup)["SyncMyModel"].state == "running", what="the restart")
+        wait_for(lambda: status(sup)["SyncMyModel"].state == "running", description="the restart")
         # The new actor re-reads its dirty set: the object is retried and now succeeds.
-        until(lambda: store.get("MyModel", 1)["backend_status"] == "OK", what="the retried object")
+        wait_for(lambda: store.get("MyModel", 1)["backend_status"] == "OK", description="the retried object")
         assert status(sup)["SyncMyModel"].restarts == 1
     finally:
         sup.stop()
@@ -153,17 +155,17 @@ def test_keyboard_interrupt_and_crashes_stop_restarting_after_the_limit(store):
     )
     try:
         for expected in (1, 2):
-            until(lambda: status(sup)["SyncMyModel"].state == "restarting", what="restarting")
+            wait_for(lambda: status(sup)["SyncMyModel"].state == "restarting", description="restarting")
             assert status(sup)["SyncMyModel"].restarts == expected
             clock.advance(2.0 * expected)
-            until(lambda: status(sup)["SyncMyModel"].state != "restarting", what="restarted")
+            wait_for(lambda: status(sup)["SyncMyModel"].state != "restarting", description="restarted")
         clock.advance(600)  # the object's backoff after two failures: the third attempt crashes again
-        until(lambda: status(sup)["SyncMyModel"].state == "failed", what="failed for good")
+        wait_for(lambda: status(sup)["SyncMyModel"].state == "failed", description="failed for good")
         st = status(sup)["SyncMyModel"]
         assert st.restarts == 2
         assert st.last_error == "StepExit: KeyboardInterrupt: "
         client(store).Alpha(name="still works").save()
-        until(lambda: len(counter) == 1, what="the healthy step syncs")
+        wait_for(lambda: len(counter) == 1, description="the healthy step syncs")
         clock.advance(100)
         assert status(sup)["SyncMyModel"].state == "failed"
     finally:
@@ -189,23 +191,23 @@ def test_a_hung_handler_is_replaced_after_its_deadline(store):
     c.MyModel(first_name="hang", last_name="b").save()
     sup = start_supervisor(store, [SyncMyModel, healthy_step(counter)], clock, restart_backoff=1)
     try:
-        until(lambda: len(entered) == 1, what="the hanging call")
+        wait_for(lambda: len(entered) == 1, description="the hanging call")
         c.Alpha(name="x").save()
-        until(lambda: len(counter) == 1, what="the healthy step syncs while the other hangs")
+        wait_for(lambda: len(counter) == 1, description="the healthy step syncs while the other hangs")
         clock.advance(31)
-        until(lambda: status(sup)["SyncMyModel"].state == "restarting", what="the deadline to trip")
+        wait_for(lambda: status(sup)["SyncMyModel"].state == "restarting", description="the deadline to trip")
         assert "deadline of 30 s" in status(sup)["SyncMyModel"].last_error
         clock.advance(1)
-        until(lambda: status(sup)["SyncMyModel"].state == "running", what="the replacement")
+        wait_for(lambda: status(sup)["SyncMyModel"].state == "running", description="the replacement")
         # The replacement does not sync the object the hung call still holds...
         other = c.MyModel(first_name="ok", last_name="c")
         other.save()
-        until(lambda: store.get("MyModel", other.id)["backend_status"] == "OK", what="new work")
+        wait_for(lambda: store.get("MyModel", other.id)["backend_status"] == "OK", description="new work")
         assert entered.ids.count(1) == 1
         # ...and once the hung call returns, the object can be synced again.
         release.set()
         clock.advance(0.1)
-        until(lambda: store.get("MyModel", 1)["backend_status"] == "OK", what="the hung object")
+        wait_for(lambda: store.get("MyModel", 1)["backend_status"] == "OK", description="the hung object")
     finally:
         release.set()
         sup.stop()
@@ -214,7 +216,7 @@ def test_a_hung_handler_is_replaced_after_its_deadline(store):
 def test_a_late_death_report_of_an_old_generation_is_ignored(store):
     sup = start_supervisor(store, [healthy_step(Counter())], FakeClock())
     try:
-        until(lambda: status(sup)["SyncAlpha"].state == "running")
+        wait_for(lambda: status(sup)["SyncAlpha"].state == "running")
         sup.tell(ChildDied("SyncAlpha", 0, "old news"))
         sup.tell(ChildDied("nobody", 1, "unknown child"))
         st = status(sup)["SyncAlpha"]
@@ -231,7 +233,7 @@ def test_status_and_idle(store):
         assert set(st) == {"changefeed", "SyncAlpha"}
         assert st["SyncAlpha"].kind == "sync"
         client(store).Alpha(name="a").save()
-        until(lambda: sup.ask(IsIdle()) and len(counter) == 1, what="idle after the work")
+        wait_for(lambda: sup.ask(IsIdle()) and len(counter) == 1, description="idle after the work")
         assert status(sup)["SyncAlpha"].queue_depth == 0
     finally:
         sup.stop()
