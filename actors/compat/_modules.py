@@ -1,0 +1,82 @@
+"""The module objects the original's import paths resolve to, built once."""
+
+from __future__ import annotations
+
+import importlib.machinery
+import types
+from collections.abc import Mapping
+from typing import Any
+
+from actors.orm import ModelAccessor, ORMWrapper, register_convenience_wrapper
+from actors.steps import DeferredException, EventStep, InnocuousException, Policy, PullStep, SyncStep
+
+from ._aliases import SyncInstanceUsingAnsible
+from ._modelaccessor import ModelLink, module_dir, module_getattr
+from ._xosconfig import XOSConfig, create_logger
+
+__all__ = ["MODULES", "TOP_LEVEL"]
+
+_SYNCSTEP: dict[str, Any] = {
+    "SyncStep": SyncStep,
+    "DeferredException": DeferredException,
+    "InnocuousException": InnocuousException,
+}
+_ANSIBLE: dict[str, Any] = {"SyncStep": SyncStep, "SyncInstanceUsingAnsible": SyncInstanceUsingAnsible}
+
+#: Module name -> (attributes, is a package, is a modelaccessor module).
+_TABLE: dict[str, tuple[Mapping[str, Any], bool, bool]] = {
+    "xosconfig": ({"Config": XOSConfig}, False, False),
+    "multistructlog": ({"create_logger": create_logger}, False, False),
+    "xosapi": ({}, True, False),
+    "xosapi.orm": (
+        {"ORMWrapper": ORMWrapper, "register_convenience_wrapper": register_convenience_wrapper},
+        False,
+        False,
+    ),
+    "synchronizers": ({}, True, False),
+    "synchronizers.new_base": ({}, True, False),
+    "synchronizers.new_base.modelaccessor": ({}, False, True),
+    "synchronizers.new_base.policy": ({"Policy": Policy}, False, False),
+    "synchronizers.new_base.syncstep": (_SYNCSTEP, False, False),
+    "synchronizers.new_base.SyncInstanceUsingAnsible": (_ANSIBLE, False, False),
+    "synchronizers.new_base.pullstep": ({"PullStep": PullStep}, False, False),
+    "synchronizers.new_base.eventstep": ({"EventStep": EventStep}, False, False),
+    "xossynchronizer": ({}, True, False),
+    "xossynchronizer.modelaccessor": ({}, False, True),
+    "xossynchronizer.steps": ({}, True, False),
+    "xossynchronizer.steps.syncstep": (_SYNCSTEP, False, False),
+    "xossynchronizer.steps.SyncInstanceUsingAnsible": (_ANSIBLE, False, False),
+    "xossynchronizer.model_policies": ({}, True, False),
+    "xossynchronizer.model_policies.policy": ({"Policy": Policy}, False, False),
+    "xossynchronizer.pull_steps": ({}, True, False),
+    "xossynchronizer.pull_steps.pullstep": ({"PullStep": PullStep}, False, False),
+    "xossynchronizer.event_steps": ({}, True, False),
+    "xossynchronizer.event_steps.eventstep": ({"EventStep": EventStep}, False, False),
+}
+
+
+def _build() -> dict[str, types.ModuleType]:
+    modules: dict[str, types.ModuleType] = {}
+    for name, (attrs, package, accessor_module) in _TABLE.items():
+        module = types.ModuleType(name, f"{name} as provided by actors.compat (see docs/porting.md).")
+        module.__spec__ = importlib.machinery.ModuleSpec(name, None, is_package=package)
+        if package:
+            module.__path__ = []
+        module.__dict__.update(attrs)
+        if accessor_module:
+            module.__dict__.update({"ModelAccessor": ModelAccessor, "ModelLink": ModelLink})
+            module.__dict__["__getattr__"] = module_getattr(name)
+            module.__dict__["__dir__"] = module_dir(module)
+        modules[name] = module
+    for name, module in modules.items():
+        parent, _, child = name.rpartition(".")
+        if parent:
+            setattr(modules[parent], child, module)
+    return modules
+
+
+#: Every module name the compat layer answers for, with its (shared) module object.
+MODULES: Mapping[str, types.ModuleType] = types.MappingProxyType(_build())
+
+#: The top-level names: any other module below them is reported as not provided.
+TOP_LEVEL: frozenset[str] = frozenset(name.partition(".")[0] for name in MODULES)
