@@ -11,7 +11,7 @@ from typing import Any, cast
 import pykka
 import structlog
 
-from actors.compat import activated, load_synchronizer
+from actors.compat import Loaded, activated, load_synchronizer
 from actors.config import Config
 from actors.models import load_schema
 from actors.orm import ModelAccessor
@@ -63,6 +63,7 @@ class Synchronizer:
         self.store: Store | None = None
         self.api: Any = None
         self.load_errors: list[LoadError] = []
+        self._loaded: Loaded | None = None
         self.supervisor: pykka.ActorRef[Supervisor] | None = None
 
     # -- building -------------------------------------------------------------
@@ -111,6 +112,9 @@ class Synchronizer:
         """Load the steps and describe one child per step (plus one policy actor)."""
         accessor = self.model_accessor
         loaded = load_synchronizer(self.config, accessor)
+        if self._loaded is not None:
+            self._loaded.unload()
+        self._loaded = loaded
         self.load_errors = list(loaded.errors)
         for error in self.load_errors:
             log.error("step not loaded", error=str(error))
@@ -216,6 +220,9 @@ class Synchronizer:
             except (pykka.ActorDeadError, pykka.Timeout):
                 pass
             self.supervisor = None
+        if self._loaded is not None:
+            self._loaded.unload()
+            self._loaded = None
         if self._owns_backend and self._accessor is not None:
             close: Callable[[], None] | None = getattr(self._accessor.backend, "close", None)
             if close is not None:
