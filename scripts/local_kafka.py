@@ -29,27 +29,27 @@ Needs Java 17+ and Maven (the first time only) and the ``kafka-python`` client.
 from __future__ import annotations
 
 import argparse
-import atexit
 import base64
 import contextlib
-import ctypes
 import fcntl
 import os
 import re
 import shlex
 import shutil
-import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
-import weakref
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from types import TracebackType
-from typing import IO, Any
+from typing import Any
+
+try:
+    from _local_server import LocalServer, free_ports, serve
+except ModuleNotFoundError:  # imported as scripts.local_kafka (python -m scripts.local_kafka)
+    from ._local_server import LocalServer, free_ports, serve  # type: ignore[no-redef]
 
 __all__ = [
     "DEFAULT_VERSION",
@@ -102,20 +102,6 @@ def cache_root() -> Path:
     return base / "actors-kafka"
 
 
-def free_ports(count: int = 1, host: str = "127.0.0.1") -> list[int]:
-    """Ports that nothing listens on right now, all different (held together while picked)."""
-    sockets: list[socket.socket] = []
-    try:
-        for _ in range(count):
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sock.bind((host, 0))
-            sockets.append(sock)
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
-
-
 def _port_open(host: str, port: int, timeout: float = 0.5) -> bool:
     """Whether something accepts TCP connections on ``host:port``."""
     try:
@@ -123,28 +109,6 @@ def _port_open(host: str, port: int, timeout: float = 0.5) -> bool:
             return True
     except OSError:
         return False
-
-
-def _tail(path: Path, lines: int = 40) -> str:
-    """The last ``lines`` lines of a text file (empty if it does not exist)."""
-    try:
-        with path.open("rb") as handle:
-            handle.seek(0, os.SEEK_END)
-            size = handle.tell()
-            handle.seek(max(0, size - 64 * 1024))
-            data = handle.read().decode("utf-8", errors="replace")
-    except OSError:
-        return ""
-    return "\n".join(data.splitlines()[-lines:])
-
-
-def _die_with_parent() -> None:
-    """In the child before exec: get SIGTERM when the parent dies (Linux), so no broker is orphaned."""
-    if not sys.platform.startswith("linux"):
-        return
-    with contextlib.suppress(Exception):
-        pr_set_pdeathsig = 1
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 def _find_java() -> str:
@@ -296,18 +260,7 @@ def _metadata_answers(bootstrap: str, timeout_ms: int = 3000) -> bool:
     return bool(brokers)
 
 
-_LIVE: weakref.WeakSet[LocalKafka] = weakref.WeakSet()
-
-
-@atexit.register
-def _close_leftovers() -> None:
-    """Stop brokers whose owners forgot to (an interpreter exit must not leave JVMs behind)."""
-    for kafka in list(_LIVE):
-        with contextlib.suppress(Exception):
-            kafka.close()
-
-
-class LocalKafka:
+class LocalKafka(LocalServer):
     """One single-node KRaft Kafka broker in a temporary folder, on free loopback ports.
 
     ``start()`` fetches the jars if needed, formats the storage the first time and starts
@@ -316,6 +269,12 @@ class LocalKafka:
     the same broker back on the same ports. ``close()`` (or leaving the ``with`` block)
     stops it and deletes the folder. The broker's output goes to :attr:`log_path`.
     """
+
+    _error = LocalKafkaError
+    _noun = "broker"
+    _title = "the Kafka broker"
+    _not_ready = "did not answer"
+    _log_name = "broker.log"
 
     def __init__(
         self,
@@ -335,31 +294,14 @@ class LocalKafka:
         ``extra_properties`` are appended to (and so override) the generated server properties;
         ``jvm_options`` are added to the broker's ``java`` command line.
         """
+        super().__init__(port=port, startup_timeout=startup_timeout, stop_timeout=stop_timeout)
         self.version = version or default_version()
         self.heap = heap
-        self.startup_timeout = startup_timeout
-        self.stop_timeout = stop_timeout
         self.extra_properties = dict(extra_properties or {})
         self.jvm_options = list(jvm_options)
-        self._port = port
         self._controller_port = controller_port
-        self._workdir: Path | None = None
-        self._process: subprocess.Popen[bytes] | None = None
-        self._log_handle: IO[bytes] | None = None
 
     # -- what callers read ------------------------------------------------------------------
-
-    @property
-    def host(self) -> str:
-        """The address the broker listens on."""
-        return "127.0.0.1"
-
-    @property
-    def port(self) -> int:
-        """The client (PLAINTEXT) port; fixed at the first start."""
-        if self._port is None:
-            raise LocalKafkaError("the broker has no port yet: call start() first")
-        return self._port
 
     @property
     def controller_port(self) -> int:
@@ -374,89 +316,10 @@ class LocalKafka:
         return f"{self.host}:{self.port}"
 
     @property
-    def workdir(self) -> Path:
-        """The temporary folder with the properties, the data and the log."""
-        if self._workdir is None:
-            raise LocalKafkaError("the broker has no folder yet: call start() first")
-        return self._workdir
-
-    @property
-    def log_path(self) -> Path:
-        """The file that receives the broker's (and the storage tool's) output."""
-        return self.workdir / "broker.log"
-
-    @property
     def pid(self) -> int | None:
         """The JVM's process id while it runs."""
         process = self._process
         return process.pid if process is not None and process.poll() is None else None
-
-    @property
-    def running(self) -> bool:
-        """Whether the broker process is alive."""
-        return self._process is not None and self._process.poll() is None
-
-    # -- life cycle ---------------------------------------------------------------------------
-
-    def start(self) -> LocalKafka:
-        """Start the broker (preparing it the first time) and wait until it answers."""
-        if self.running:
-            return self
-        libs = fetch_jars(self.version)
-        java = _find_java()
-        if self._workdir is None:
-            self._prepare(java, libs)
-        self._launch(java, libs)
-        self._wait_ready()
-        _LIVE.add(self)
-        return self
-
-    def stop(self, timeout: float | None = None) -> None:
-        """Stop the broker, keeping its data and ports: SIGTERM, then SIGKILL after ``timeout``."""
-        process = self._process
-        if process is None:
-            return
-        deadline = self.stop_timeout if timeout is None else timeout
-        try:
-            if process.poll() is None:
-                process.terminate()
-                try:
-                    process.wait(timeout=deadline)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait(timeout=30)
-        finally:
-            self._process = None
-            if self._log_handle is not None:
-                self._log_handle.close()
-                self._log_handle = None
-
-    def close(self, *, keep_files: bool = False) -> None:
-        """Stop the broker and delete its folder (``keep_files``: leave it, for its log)."""
-        try:
-            self.stop()
-        finally:
-            _LIVE.discard(self)
-            if self._workdir is not None and not keep_files:
-                shutil.rmtree(self._workdir, ignore_errors=True)
-            self._workdir = None
-
-    def __enter__(self) -> LocalKafka:
-        """Start the broker; ``close()`` on leaving the block."""
-        try:
-            return self.start()
-        except BaseException:
-            self.close(keep_files=True)  # the error message points at the log in there
-            raise
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        """Stop the broker and delete its folder."""
-        self.close()
 
     def __repr__(self) -> str:
         """Version, address and state."""
@@ -464,6 +327,19 @@ class LocalKafka:
         return f"<LocalKafka {self.version} {where} {'running' if self.running else 'stopped'}>"
 
     # -- internals ----------------------------------------------------------------------------
+
+    def _start(self) -> None:
+        """Fetch the jars, format the storage the first time, start the JVM, wait for metadata."""
+        libs = fetch_jars(self.version)
+        java = _find_java()
+        if self._workdir is None:
+            self._prepare(java, libs)
+        self._launch(java, libs)
+        self._wait_ready()
+
+    def _ready(self) -> bool:
+        """Whether the client port is open and a metadata request lists this broker."""
+        return _port_open(self.host, self.port) and _metadata_answers(self.bootstrap)
 
     def properties(self) -> dict[str, str]:
         """The server properties of this broker (ports must be known)."""
@@ -525,27 +401,7 @@ class LocalKafka:
             "-c",
             str(self.workdir / "server.properties"),
         ]
-        with self.log_path.open("ab") as log:
-            log.write(f"$ {' '.join(command)}\n".encode())
-            log.flush()
-            try:
-                result = subprocess.run(
-                    command,
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    timeout=120,
-                    check=False,
-                )
-            except subprocess.TimeoutExpired as exc:
-                raise LocalKafkaError(
-                    f"formatting the Kafka storage timed out; log: {self.log_path}"
-                ) from exc
-        if result.returncode != 0:
-            raise LocalKafkaError(
-                f"formatting the Kafka storage failed (exit {result.returncode}); "
-                f"log: {self.log_path}\n{_tail(self.log_path)}"
-            )
+        self._run_logged("formatting the Kafka storage", command, timeout=120)
 
     def _java_options(self) -> list[str]:
         """JVM options shared by the storage tool and the broker."""
@@ -576,40 +432,7 @@ class LocalKafka:
             "kafka.Kafka",
             str(self.workdir / "server.properties"),
         ]
-        self._log_handle = self.log_path.open("ab")
-        self._log_handle.write(f"$ {' '.join(command)}\n".encode())
-        self._log_handle.flush()
-        self._process = subprocess.Popen(
-            command,
-            stdin=subprocess.DEVNULL,
-            stdout=self._log_handle,
-            stderr=subprocess.STDOUT,
-            cwd=self.workdir,
-            start_new_session=True,
-            preexec_fn=_die_with_parent,  # only sets the parent-death signal (prctl)
-        )
-
-    def _wait_ready(self) -> None:
-        """Poll until a metadata request answers; on failure stop the broker and show the log."""
-        deadline = time.monotonic() + self.startup_timeout
-        while True:
-            process = self._process
-            if process is None or process.poll() is not None:
-                code = process.returncode if process is not None else None
-                self.stop()
-                raise LocalKafkaError(
-                    f"the Kafka broker exited during start-up (exit {code}); "
-                    f"log: {self.log_path}\n{_tail(self.log_path)}"
-                )
-            if _port_open(self.host, self.port) and _metadata_answers(self.bootstrap):
-                return
-            if time.monotonic() > deadline:
-                self.stop()
-                raise LocalKafkaError(
-                    f"the Kafka broker did not answer within {self.startup_timeout:.0f}s; "
-                    f"log: {self.log_path}\n{_tail(self.log_path)}"
-                )
-            time.sleep(0.2)
+        self._spawn(command, cwd=self.workdir)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -630,31 +453,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             version = args.version or default_version()
             print(f"Kafka {version} jars: {libs} ({time.monotonic() - started:.1f}s)")
             return 0
-
-        def _on_sigterm(signum: int, frame: object) -> None:
-            raise KeyboardInterrupt
-
-        signal.signal(signal.SIGTERM, _on_sigterm)
-        signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with SIGINT ignored
         kafka = LocalKafka(args.version, port=args.port, controller_port=args.controller_port)
-        started = time.monotonic()
-        try:
-            kafka.start()
-            print(
-                f"Kafka {kafka.version} ready in {time.monotonic() - started:.1f}s; log: {kafka.log_path}",
-                file=sys.stderr,
-            )
-            print(f"KAFKA_BOOTSTRAP_SERVERS={kafka.bootstrap}", flush=True)
-            print("Ctrl-C stops it.", file=sys.stderr, flush=True)
-            while kafka.running:
-                time.sleep(0.5)
-            print(f"the broker exited; log: {kafka.log_path}\n{_tail(kafka.log_path)}", file=sys.stderr)
-            return 1
-        except KeyboardInterrupt:
-            print("stopping Kafka ...", file=sys.stderr, flush=True)
-            return 0
-        finally:
-            kafka.close()
+        return serve(
+            kafka,
+            name="Kafka",
+            ready=f"Kafka {kafka.version}",
+            exited="the broker exited",
+            announce=lambda: print(f"KAFKA_BOOTSTRAP_SERVERS={kafka.bootstrap}", flush=True),
+        )
     except LocalKafkaError as exc:
         print(f"local_kafka: {exc}", file=sys.stderr)
         return 1

@@ -25,24 +25,23 @@ Environment: ``ACTORS_PG_BINDIR`` (the folder with ``initdb`` and ``postgres``; 
 from __future__ import annotations
 
 import argparse
-import atexit
 import contextlib
-import ctypes
 import os
 import pwd
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
-import weakref
 from collections.abc import Sequence
 from pathlib import Path
-from types import TracebackType
-from typing import IO, Any
+from typing import Any
+
+try:
+    from _local_server import LocalServer, free_port, serve, wait_or_kill
+except ModuleNotFoundError:  # imported as scripts.local_postgres (python -m scripts.local_postgres)
+    from ._local_server import LocalServer, free_port, serve, wait_or_kill  # type: ignore[no-redef]
 
 __all__ = ["LocalPostgres", "LocalPostgresError", "find_bindir", "main"]
 
@@ -104,43 +103,7 @@ def find_bindir() -> Path:
     )
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
-
-
-def _tail(path: Path, lines: int = 40) -> str:
-    """The last ``lines`` lines of a text file (empty if it does not exist)."""
-    try:
-        text = path.read_bytes()[-64 * 1024 :].decode("utf-8", errors="replace")
-    except OSError:
-        return ""
-    return "\n".join(text.splitlines()[-lines:])
-
-
-def _die_with_parent() -> None:
-    """In the child before exec: get SIGINT (fast shutdown) when the parent dies (Linux)."""
-    if not sys.platform.startswith("linux"):
-        return
-    with contextlib.suppress(Exception):
-        pr_set_pdeathsig = 1
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGINT)
-
-
-_LIVE: weakref.WeakSet[LocalPostgres] = weakref.WeakSet()
-
-
-@atexit.register
-def _close_leftovers() -> None:
-    """Stop servers whose owners forgot to (an interpreter exit must not leave them behind)."""
-    for server in list(_LIVE):
-        with contextlib.suppress(Exception):
-            server.close()
-
-
-class LocalPostgres:
+class LocalPostgres(LocalServer):
     """One PostgreSQL cluster in a temporary folder, served on a free loopback port.
 
     ``start()`` runs ``initdb`` the first time, starts ``postgres``, waits until it accepts
@@ -148,6 +111,14 @@ class LocalPostgres:
     and keeps the data, so ``start()`` brings it back on the same port. ``close()`` (or
     leaving the ``with`` block) stops it and deletes the folder.
     """
+
+    _error = LocalPostgresError
+    _noun = "server"
+    _title = "postgres"
+    _not_ready = "did not accept connections"
+    _log_name = "postgres.log"
+    _death_signal = signal.SIGINT  # fast shutdown
+    _poll_interval = 0.1
 
     def __init__(
         self,
@@ -164,31 +135,14 @@ class LocalPostgres:
         """
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", database):
             raise ValueError(f"database name must be a plain identifier: {database!r}")
+        super().__init__(port=port, startup_timeout=startup_timeout, stop_timeout=stop_timeout)
         self.database = database
         self.user = SUPERUSER
-        self.startup_timeout = startup_timeout
-        self.stop_timeout = stop_timeout
         self.settings = {**FAST_SETTINGS, **(settings or {})}
-        self._port = port
-        self._workdir: Path | None = None
         self._bindir: Path | None = None
-        self._process: subprocess.Popen[bytes] | None = None
-        self._log_handle: IO[bytes] | None = None
         self._created = False
 
     # -- what callers read ------------------------------------------------------------------
-
-    @property
-    def host(self) -> str:
-        """The address the server listens on."""
-        return "127.0.0.1"
-
-    @property
-    def port(self) -> int:
-        """The TCP port; fixed at the first start."""
-        if self._port is None:
-            raise LocalPostgresError("the server has no port yet: call start() first")
-        return self._port
 
     @property
     def url(self) -> str:
@@ -201,13 +155,6 @@ class LocalPostgres:
         return f"host={self.host} port={self.port} user={self.user} dbname={self.database}"
 
     @property
-    def workdir(self) -> Path:
-        """The temporary folder with the data directory, the socket folder and the log."""
-        if self._workdir is None:
-            raise LocalPostgresError("the server has no folder yet: call start() first")
-        return self._workdir
-
-    @property
     def data_dir(self) -> Path:
         """The cluster's data directory."""
         return self.workdir / "data"
@@ -217,22 +164,15 @@ class LocalPostgres:
         """The folder holding the server's Unix socket."""
         return self.workdir / "sock"
 
-    @property
-    def log_path(self) -> Path:
-        """The file that receives ``initdb``'s and the server's output."""
-        return self.workdir / "postgres.log"
+    def __repr__(self) -> str:
+        """Address and state."""
+        where = f"{self.host}:{self._port}" if self._port else "not started"
+        return f"<LocalPostgres {where} {'running' if self.running else 'stopped'}>"
 
-    @property
-    def running(self) -> bool:
-        """Whether the postmaster process is alive."""
-        return self._process is not None and self._process.poll() is None
+    # -- internals ----------------------------------------------------------------------------
 
-    # -- life cycle ---------------------------------------------------------------------------
-
-    def start(self) -> LocalPostgres:
-        """Start the server (initialising it the first time) and wait until it accepts connections."""
-        if self.running:
-            return self
+    def _start(self) -> None:
+        """Run initdb the first time, start ``postgres``, wait for it, create the database once."""
         if self._workdir is None:
             self._prepare()
         self._launch()
@@ -240,75 +180,24 @@ class LocalPostgres:
         if not self._created:
             self._create_database()
             self._created = True
-        _LIVE.add(self)
-        return self
 
-    def stop(self, timeout: float | None = None) -> None:
-        """Stop the server (``pg_ctl stop -m fast``; SIGKILL after ``timeout``), keeping the data."""
-        process = self._process
-        if process is None:
-            return
-        deadline = self.stop_timeout if timeout is None else timeout
+    def _shutdown(self, process: subprocess.Popen[bytes], timeout: float) -> None:
+        """``pg_ctl stop -m fast`` (at most ``timeout``), then SIGQUIT, then SIGKILL."""
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            subprocess.run(
+                [str(self._bin("pg_ctl")), "stop", "-D", str(self.data_dir), "-m", "fast", "-w"],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                timeout=timeout,
+                check=False,
+                **self._as_user(),
+            )
         try:
-            if process.poll() is None:
-                with contextlib.suppress(OSError, subprocess.SubprocessError):
-                    subprocess.run(
-                        [str(self._bin("pg_ctl")), "stop", "-D", str(self.data_dir), "-m", "fast", "-w"],
-                        stdin=subprocess.DEVNULL,
-                        stdout=subprocess.DEVNULL,
-                        stderr=subprocess.DEVNULL,
-                        timeout=deadline,
-                        check=False,
-                        **self._as_user(),
-                    )
-                try:
-                    process.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    process.send_signal(signal.SIGQUIT)  # immediate shutdown
-                    try:
-                        process.wait(timeout=5)
-                    except subprocess.TimeoutExpired:
-                        process.kill()
-                        process.wait(timeout=30)
-        finally:
-            self._process = None
-            if self._log_handle is not None:
-                self._log_handle.close()
-                self._log_handle = None
-
-    def close(self, *, keep_files: bool = False) -> None:
-        """Stop the server and delete its folder (``keep_files``: leave it, for its log)."""
-        try:
-            self.stop()
-        finally:
-            _LIVE.discard(self)
-            if self._workdir is not None and not keep_files:
-                shutil.rmtree(self._workdir, ignore_errors=True)
-            self._workdir = None
-
-    def __enter__(self) -> LocalPostgres:
-        """Start the server; ``close()`` on leaving the block."""
-        try:
-            return self.start()
-        except BaseException:
-            self.close(keep_files=True)  # the error message points at the log in there
-            raise
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        """Stop the server and delete its folder."""
-        self.close()
-
-    def __repr__(self) -> str:
-        """Address and state."""
-        where = f"{self.host}:{self._port}" if self._port else "not started"
-        return f"<LocalPostgres {where} {'running' if self.running else 'stopped'}>"
-
-    # -- internals ----------------------------------------------------------------------------
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            process.send_signal(signal.SIGQUIT)  # immediate shutdown
+            wait_or_kill(process, 5)
 
     def _bin(self, name: str) -> Path:
         """A program from the server's bin folder."""
@@ -371,25 +260,7 @@ class LocalPostgres:
             "--locale=C",
             "--no-sync",
         ]
-        with self.log_path.open("ab") as log:
-            log.write(f"$ {' '.join(command)}\n".encode())
-            log.flush()
-            try:
-                result = subprocess.run(
-                    command,
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    timeout=180,
-                    check=False,
-                    **self._as_user(),
-                )
-            except subprocess.TimeoutExpired as exc:
-                raise LocalPostgresError(f"initdb timed out; log: {self.log_path}") from exc
-        if result.returncode != 0:
-            raise LocalPostgresError(
-                f"initdb failed (exit {result.returncode}); log: {self.log_path}\n{_tail(self.log_path)}"
-            )
+        self._run_logged("initdb", command, timeout=180, **self._as_user())
 
     def _launch(self) -> None:
         """Start ``postgres`` in the background, its output appended to the log file."""
@@ -407,20 +278,9 @@ class LocalPostgres:
         for name, value in self.settings.items():
             if name != "listen_addresses":
                 command += ["-c", f"{name}={value}"]
-        self._log_handle = self.log_path.open("ab")
-        self._log_handle.write(f"$ {' '.join(command)}\n".encode())
-        self._log_handle.flush()
-        self._process = subprocess.Popen(
-            command,
-            stdin=subprocess.DEVNULL,
-            stdout=self._log_handle,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            preexec_fn=_die_with_parent,  # only sets the parent-death signal (prctl)
-            **self._as_user(),
-        )
+        self._spawn(command, **self._as_user())
 
-    def _accepts_connections(self) -> bool:
+    def _ready(self) -> bool:
         """Whether the server answers a login to the ``postgres`` database."""
         try:
             import psycopg
@@ -440,28 +300,6 @@ class LocalPostgres:
                 return True
         except psycopg.OperationalError:
             return False
-
-    def _wait_ready(self) -> None:
-        """Poll until the server accepts connections; on failure stop it and show the log."""
-        deadline = time.monotonic() + self.startup_timeout
-        while True:
-            process = self._process
-            if process is None or process.poll() is not None:
-                code = process.returncode if process is not None else None
-                self.stop()
-                raise LocalPostgresError(
-                    f"postgres exited during start-up (exit {code}); "
-                    f"log: {self.log_path}\n{_tail(self.log_path)}"
-                )
-            if self._accepts_connections():
-                return
-            if time.monotonic() > deadline:
-                self.stop()
-                raise LocalPostgresError(
-                    f"postgres did not accept connections within {self.startup_timeout:.0f}s; "
-                    f"log: {self.log_path}\n{_tail(self.log_path)}"
-                )
-            time.sleep(0.1)
 
     def _create_database(self) -> None:
         """``CREATE DATABASE`` :attr:`database` (through psycopg, or ``createdb`` without it)."""
@@ -505,33 +343,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--database", default="actors_test", help="database to create (default actors_test)")
     args = parser.parse_args(argv)
 
-    def _on_sigterm(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, _on_sigterm)
-    signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with SIGINT ignored
     server = LocalPostgres(args.database, port=args.port)
-    started = time.monotonic()
-    try:
-        server.start()
-        print(
-            f"PostgreSQL ready in {time.monotonic() - started:.1f}s; log: {server.log_path}", file=sys.stderr
-        )
+
+    def announce() -> None:
         print(f"ACTORS_TEST_POSTGRES_URL={server.url}", flush=True)
         print(f"psql: psql '{server.dsn}'", file=sys.stderr)
-        print("Ctrl-C stops it.", file=sys.stderr, flush=True)
-        while server.running:
-            time.sleep(0.5)
-        print(f"postgres exited; log: {server.log_path}\n{_tail(server.log_path)}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("stopping PostgreSQL ...", file=sys.stderr, flush=True)
-        return 0
+
+    try:
+        return serve(server, name="PostgreSQL", exited="postgres exited", announce=announce)
     except LocalPostgresError as exc:
         print(f"local_postgres: {exc}", file=sys.stderr)
         return 1
-    finally:
-        server.close()
 
 
 if __name__ == "__main__":
