@@ -180,7 +180,7 @@ def main() -> None:
                 "" if previous is None else f"  (x{seconds / previous:.1f} time for x{n // prev_n} objects)"
             )
             print(f"{n:>14} {rate:>13.0f} {base:>17.0f} {rate / base:>6.2f} {seconds:>7.2f}s{growth}")
-            previous, _prev_n = seconds, n
+            previous, prev_n = seconds, n
 
 
 if __name__ == "__main__":
