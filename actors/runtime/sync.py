@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +31,8 @@ __all__ = ["SyncStepActor"]
 
 #: How long an object waits when another actor holds it.
 LOCK_RETRY = 0.05
+#: What ``_claim`` yields when it holds a cross-process claim.
+SHARED = object()
 #: At most this many objects, or this many seconds, per Drain message.
 DRAIN_BATCH = 32
 DRAIN_SECONDS = 0.05
@@ -220,8 +224,7 @@ class SyncStepActor(ChildActor):
         row = item.row if item.row is not None else accessor.backend.get(item.model, key[1])
         if row is None:
             return
-        deleting = bool(row.get("deleted"))
-        if not self.custom_fetch and not row_is_pending(row, "sync_deleted" if deleting else "sync"):
+        if not self._still_pending(row):
             return
         now = self.ctx.clock.now()
         next_run = register_of(row).get("next_run") or 0
@@ -232,11 +235,33 @@ class SyncStepActor(ChildActor):
             self._defer(key, item, now + LOCK_RETRY)
             return
         try:
-            self._run(key, item, row)
+            with self._claim(item.model, key[1]) as held:
+                if not held:
+                    self._defer(key, item, now + LOCK_RETRY)
+                    return
+                if held is SHARED:
+                    # Another replica may have synced it between our read and our claim.
+                    row = accessor.backend.get(item.model, key[1])
+                    if row is None or not self._still_pending(row):
+                        return
+                self._run(key, item, row)
         except NotFound:
             pass  # purged while we worked on it
         finally:
             self.ctx.locks.release(key)
+
+    def _still_pending(self, row: dict[str, Any]) -> bool:
+        return self.custom_fetch or row_is_pending(row, "sync_deleted" if row.get("deleted") else "sync")
+
+    @contextmanager
+    def _claim(self, model: str, id: int) -> Iterator[object]:
+        """The backend's cross-process claim on the object, when it has one (PostgreSQL)."""
+        backend = self.ctx.accessor.backend
+        if not getattr(backend, "shared", False):
+            yield True
+            return
+        with backend.claim(model, id) as held:  # type: ignore[attr-defined]
+            yield SHARED if held else False
 
     def _run(self, key: Key, item: _Item, row: dict[str, Any]) -> None:
         step = self._ensure_step()

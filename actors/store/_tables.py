@@ -29,9 +29,9 @@ def column_type(f: FieldSpec) -> sa.types.TypeEngine:
         return sa.String(f.max_length) if f.max_length else sa.Text()
     if kind == "text":
         return sa.Text()
-    if kind in ("int32", "uint32"):
+    if kind == "int32":
         return sa.Integer()
-    if kind in ("int64", "uint64"):
+    if kind in ("uint32", "int64", "uint64"):  # uint32 goes past PostgreSQL's signed INTEGER
         return sa.BigInteger()
     if kind == "bool":
         return sa.Boolean(create_constraint=False)

@@ -1,0 +1,51 @@
+"""The model API over gRPC: generated services, server, remote ORM backend, auth, CLI.
+
+Messages and services are generated at run time from the loaded xproto models
+(no ``protoc`` step). :func:`serve` runs the API over a
+:class:`~actors.store.Store`; :class:`RemoteBackend` is the ORM backend that
+reaches a core over gRPC, so ``ModelAccessor(RemoteBackend(...))`` is the same
+ORM as over a local store. See ``docs/api.md``.
+"""
+
+from ._auth import ROLES, Authenticator, Principal, hash_password, verify_password
+from ._cli import cli_main
+from ._client import AccessDenied, RemoteBackend, RemoteError, SchemaConflict, Unavailable
+from ._protos import (
+    API_PACKAGE,
+    CORE_SERVICE,
+    MODELS_PACKAGE,
+    SERVICES_PACKAGE,
+    ModelTypes,
+    Protos,
+    render_proto,
+)
+from ._server import DEFAULT_ADDRESS, DEFAULT_MAX_MESSAGE_BYTES, ApiServer, core_main, serve
+from ._service import ApiService, merge_models
+
+__all__ = [
+    "API_PACKAGE",
+    "CORE_SERVICE",
+    "DEFAULT_ADDRESS",
+    "DEFAULT_MAX_MESSAGE_BYTES",
+    "MODELS_PACKAGE",
+    "ROLES",
+    "SERVICES_PACKAGE",
+    "AccessDenied",
+    "ApiServer",
+    "ApiService",
+    "Authenticator",
+    "ModelTypes",
+    "Principal",
+    "Protos",
+    "RemoteBackend",
+    "RemoteError",
+    "SchemaConflict",
+    "Unavailable",
+    "cli_main",
+    "core_main",
+    "hash_password",
+    "merge_models",
+    "render_proto",
+    "serve",
+    "verify_password",
+]

@@ -1,0 +1,600 @@
+"""The remote backend: the ORM's :class:`~actors.orm.Backend` over the gRPC API.
+
+``ModelAccessor(RemoteBackend("core:50051", username=..., password=...))``
+gives the same ORM as over a local :class:`~actors.store.Store`. Values are
+checked on the client with the store's own rules (same error messages), then
+again by the core. Calls wait for the core while it is away (up to the call
+timeout); :meth:`RemoteBackend.subscribe` keeps a watch stream open,
+reconnects with capped backoff and resumes after the last sequence number
+seen, so no notice is missed or repeated.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import random
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import grpc
+import structlog
+
+from actors.models import Schema, xproto_files
+from actors.store import (
+    Caller,
+    ChangeNotice,
+    NotFound,
+    Pending,
+    Query,
+    Row,
+    StoreError,
+    Unsubscribe,
+    ValidationError,
+    WriteContext,
+    check_value,
+)
+
+from ._protos import CORE_SERVICE, ModelTypes, Protos, base_protos
+from ._wire import (
+    DIGEST_KEY,
+    ERROR_KEY,
+    ErrorKind,
+    changes_to_message,
+    message_to_changes,
+    notice_from_message,
+    query_to_message,
+    row_from_message,
+    schema_from_json,
+    write_options_to_message,
+)
+
+__all__ = ["AccessDenied", "RemoteBackend", "RemoteError", "SchemaConflict", "Unavailable"]
+
+log = structlog.get_logger("actors.api")
+
+_ALL = Query()
+
+
+class RemoteError(StoreError):
+    """A call to the core failed; ``code`` is the gRPC status code."""
+
+    def __init__(self, message: str, code: grpc.StatusCode | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class Unavailable(RemoteError):
+    """The core could not be reached within the call timeout."""
+
+
+class AccessDenied(RemoteError, PermissionError):
+    """Missing or wrong credentials, or a role that may not do this."""
+
+
+class SchemaConflict(RemoteError):
+    """An upload that conflicts with the core's models (``FAILED_PRECONDITION``)."""
+
+
+def _error(exc: grpc.RpcError) -> tuple[grpc.StatusCode, str, str]:
+    code = exc.code() if hasattr(exc, "code") else grpc.StatusCode.UNKNOWN
+    details = (exc.details() if hasattr(exc, "details") else None) or str(code)
+    kind = ""
+    trailing = exc.trailing_metadata() if hasattr(exc, "trailing_metadata") else None
+    for key, value in trailing or ():
+        if key == ERROR_KEY:
+            kind = value
+    return code, details, kind
+
+
+def _raise(exc: grpc.RpcError, endpoint: str) -> None:
+    code, details, kind = _error(exc)
+    if code == grpc.StatusCode.INVALID_ARGUMENT:
+        raise ValidationError(details) from None
+    if code == grpc.StatusCode.NOT_FOUND:
+        if kind == ErrorKind.UNKNOWN_MODEL:
+            raise ValidationError(details) from None
+        raise NotFound(details) from None
+    if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
+        raise AccessDenied(details, code) from None
+    if code == grpc.StatusCode.FAILED_PRECONDITION:
+        raise SchemaConflict(details, code) from None
+    if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+        raise Unavailable(f"the core at {endpoint} is unavailable: {details}", code) from None
+    raise RemoteError(f"{code.name}: {details}", code) from None
+
+
+class RemoteBackend:
+    """The ORM backend over a core's gRPC API.
+
+    Args:
+        endpoint: ``host:port`` of the core.
+        username, password: credentials (sent on every call; the core caches the check).
+        token: a bearer token from ``Login`` instead of a username and password.
+        tls_ca: a CA certificate (file path or PEM text) to connect with TLS.
+        caller: who writes when a call gives no :class:`WriteContext`.
+        timeout: seconds a call may take, waiting for the core included.
+        connect_timeout: seconds to wait for the core when fetching the schema at start.
+        max_message_bytes: the largest response accepted.
+    """
+
+    def __init__(
+        self,
+        endpoint: str,
+        *,
+        username: str | None = None,
+        password: str | None = None,
+        token: str | None = None,
+        tls_ca: str | bytes | None = None,
+        caller: Caller = Caller.CLIENT,
+        timeout: float = 30.0,
+        connect_timeout: float | None = None,
+        max_message_bytes: int = 256 * 1024 * 1024,
+        tls_server_name: str | None = None,
+    ) -> None:
+        self.endpoint = endpoint
+        self.caller = caller
+        self.timeout = timeout
+        options: list[tuple[str, Any]] = [
+            ("grpc.max_receive_message_length", max_message_bytes),
+            ("grpc.max_send_message_length", -1),
+            ("grpc.initial_reconnect_backoff_ms", 100),
+            ("grpc.min_reconnect_backoff_ms", 100),
+            ("grpc.max_reconnect_backoff_ms", 2000),
+            ("grpc.keepalive_time_ms", 30_000),
+            ("grpc.keepalive_timeout_ms", 10_000),
+            ("grpc.keepalive_permit_without_calls", 1),
+            ("grpc.enable_retries", 1),
+        ]
+        if tls_ca is not None:
+            if tls_server_name:
+                options.append(("grpc.ssl_target_name_override", tls_server_name))
+            pem = (
+                tls_ca
+                if isinstance(tls_ca, bytes)
+                else (
+                    tls_ca.encode("ascii")
+                    if tls_ca.lstrip().startswith("-----BEGIN")
+                    else Path(tls_ca).read_bytes()
+                )
+            )
+            self._channel = grpc.secure_channel(endpoint, grpc.ssl_channel_credentials(pem), options=options)
+        else:
+            self._channel = grpc.insecure_channel(endpoint, options=options)
+        self._auth: tuple[tuple[str, str], ...] = ()
+        if token:
+            self._auth = (("authorization", f"Bearer {token}"),)
+        elif username is not None:
+            basic = base64.b64encode(f"{username}:{password or ''}".encode()).decode("ascii")
+            self._auth = (("authorization", f"Basic {basic}"),)
+        self._unary: dict[str, Any] = {}
+        self._lock = threading.Lock()
+        self._closed = threading.Event()
+        self._watchers: set[_Watcher] = set()
+        self._offset = 0.0
+        self._last_now = 0.0
+        self._protos: Protos
+        self._schema: Schema
+        self.refresh_schema(timeout=connect_timeout if connect_timeout is not None else timeout)
+        self._sync_clock()
+
+    # -- plumbing -------------------------------------------------------------
+    def _method(self, path: str) -> Any:
+        stub = self._unary.get(path)
+        if stub is None:
+            stub = self._channel.unary_unary(path, request_serializer=None, response_deserializer=None)
+            self._unary[path] = stub
+        return stub
+
+    def _call(
+        self,
+        path: str,
+        request: Any,
+        *,
+        digest: str | None = None,
+        timeout: float | None = None,
+        idempotent: bool = True,
+    ) -> bytes:
+        if self._closed.is_set():
+            raise RemoteError("the remote backend is closed")
+        metadata = self._auth + (((DIGEST_KEY, digest),) if digest else ())
+        deadline = time.monotonic() + (timeout if timeout is not None else self.timeout)
+        data = request.SerializeToString()
+        while True:
+            remaining = deadline - time.monotonic()
+            try:
+                return bytes(
+                    self._method(path)(
+                        data, timeout=max(remaining, 0.001), metadata=metadata, wait_for_ready=True
+                    )
+                )
+            except grpc.RpcError as exc:
+                code = exc.code() if hasattr(exc, "code") else None
+                # A read that met a dying connection is safe to send again.
+                if idempotent and code == grpc.StatusCode.UNAVAILABLE and deadline - time.monotonic() > 0.05:
+                    time.sleep(0.05)
+                    continue
+                raise
+
+    def _core(self, method: str, request: Any, **kwargs: Any) -> bytes:
+        try:
+            return self._call(f"/{CORE_SERVICE}/{method}", request, **kwargs)
+        except grpc.RpcError as exc:
+            _raise(exc, self.endpoint)
+            raise  # not reached
+
+    def _model_call(
+        self,
+        model: str,
+        method: str,
+        build: Callable[[Protos, ModelTypes], Any],
+        parse: Callable[[Protos, ModelTypes, bytes], Any],
+        *,
+        idempotent: bool = True,
+    ) -> Any:
+        """Call ``method`` of ``model``'s service; fetch the schema again once if it changed."""
+        for attempt in range(2):
+            protos = self._protos
+            types = protos.models.get(model)
+            if types is None:
+                if attempt == 0:
+                    self.refresh_schema()
+                    continue
+                if model in self._schema:
+                    raise ValidationError(f"model {model} is abstract and has no objects")
+                raise ValidationError(f"unknown model {model!r}")
+            request = build(protos, types)
+            try:
+                data = self._call(
+                    f"/{types.service}/{method}", request, digest=types.digest, idempotent=idempotent
+                )
+            except grpc.RpcError as exc:
+                code, _details, kind = _error(exc)
+                if attempt == 0 and (
+                    kind == ErrorKind.SCHEMA_CHANGED
+                    or (code == grpc.StatusCode.NOT_FOUND and kind == ErrorKind.UNKNOWN_MODEL)
+                ):
+                    self.refresh_schema()
+                    continue
+                _raise(exc, self.endpoint)
+            return parse(protos, types, data)
+        raise RemoteError(f"the schema of model {model} keeps changing")  # pragma: no cover
+
+    def refresh_schema(self, timeout: float | None = None) -> Schema:
+        """Fetch the core's models and descriptors again (done on its own when they change)."""
+        protos = base_protos()
+        data = self._core("GetSchema", protos.message("Empty")(), timeout=timeout)
+        response = protos.message("SchemaResponse").FromString(data)
+        new = Protos.from_serialized(response.file_descriptors)
+        schema = schema_from_json(response.models_json)
+        with self._lock:
+            current = getattr(self, "_protos", None)
+            if current is None or current.version != new.version:
+                self._protos = new
+                self._schema = schema
+        return self._schema
+
+    def _sync_clock(self) -> None:
+        protos = self._protos
+        before = time.time()
+        data = self._core("Now", protos.message("Empty")())
+        after = time.time()
+        now = protos.message("NowResponse").FromString(data).now
+        self._offset = now - (before + after) / 2
+
+    # -- Backend --------------------------------------------------------------
+    @property
+    def schema(self) -> Schema:
+        """The core's models (fetched again when they change)."""
+        return self._schema
+
+    @property
+    def protos(self) -> Protos:
+        """The core's generated descriptors and message classes."""
+        return self._protos
+
+    def now(self) -> float:
+        """The core's clock, estimated locally: strictly increasing, no call per use."""
+        with self._lock:
+            now = max(time.time() + self._offset, self._last_now + 1e-6)
+            self._last_now = now
+            return now
+
+    def last_seq(self) -> int:
+        """The last sequence number of the core's change journal."""
+        protos = self._protos
+        data = self._core("Now", protos.message("Empty")())
+        return int(protos.message("NowResponse").FromString(data).last_seq)
+
+    def get(self, model: str, id: int) -> Row | None:
+        if isinstance(id, bool) or not isinstance(id, int):
+            raise ValidationError(f"{model}.id: expected an integer, got {id!r}")
+        try:
+            return self._model_call(
+                model,
+                "Get",
+                lambda p, t: p.message("GetRequest")(id=id),
+                lambda p, t, data: row_from_message(t.message.FromString(data), self._columns(model, t)),
+            )
+        except NotFound:
+            return None
+
+    def _columns(self, model: str, types: ModelTypes) -> list[str]:
+        return [f.name for f in types.message.DESCRIPTOR.fields]
+
+    def select(self, model: str, query: Query = _ALL) -> list[Row]:
+        def build(p: Protos, t: ModelTypes) -> Any:
+            try:
+                return query_to_message(p.api, query)
+            except TypeError as exc:
+                raise ValidationError(f"{model}: {exc}") from None
+
+        def parse(p: Protos, t: ModelTypes, data: bytes) -> list[Row]:
+            columns = self._columns(model, t)
+            return [row_from_message(item, columns) for item in t.list.FromString(data).items]
+
+        return self._model_call(model, "Filter", build, parse)
+
+    def count(self, model: str, query: Query = _ALL) -> int:
+        def build(p: Protos, t: ModelTypes) -> Any:
+            try:
+                return query_to_message(p.api, query)
+            except TypeError as exc:
+                raise ValidationError(f"{model}: {exc}") from None
+
+        return self._model_call(
+            model,
+            "Count",
+            build,
+            lambda p, t, data: int(p.message("CountResponse").FromString(data).count),
+        )
+
+    def pending(self, model: str, which: Pending | str, *, limit: int | None = None) -> list[Row]:
+        which = Pending(which)
+
+        def build(p: Protos, t: ModelTypes) -> Any:
+            req = p.message("FilterRequest")(pending=which.value)
+            if limit is not None:
+                req.limit = limit
+            return req
+
+        def parse(p: Protos, t: ModelTypes, data: bytes) -> list[Row]:
+            columns = self._columns(model, t)
+            return [row_from_message(item, columns) for item in t.list.FromString(data).items]
+
+        return self._model_call(model, "Filter", build, parse)
+
+    def _checked(self, model: str, values: Mapping[str, Any]) -> dict[str, Any]:
+        """``values`` checked as the store checks them (same messages), before they travel."""
+        schema = self._schema
+        if model not in schema:
+            self.refresh_schema()
+            schema = self._schema
+        if model not in schema:
+            raise ValidationError(f"unknown model {model!r}")
+        if schema[model].abstract:
+            raise ValidationError(f"model {model} is abstract and has no objects")
+        fields = {f.column: f for f in schema.fields(model).values()}
+        out: dict[str, Any] = {}
+        for column, value in values.items():
+            if column == "id":
+                if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+                    raise ValidationError(f"{model}.id: expected an integer, got {value!r}")
+                out[column] = value
+                continue
+            f = fields.get(column)
+            if f is None:
+                raise ValidationError(f"model {model} has no field {column!r}")
+            out[column] = check_value(model, f, value)
+        return out
+
+    def _write_request(
+        self, types: ModelTypes, values: Mapping[str, Any], ctx: WriteContext, protos: Protos
+    ) -> Any:
+        req = changes_to_message(types.write, values)
+        req.options.CopyFrom(write_options_to_message(protos.message("WriteOptions"), ctx))
+        return req
+
+    def create(self, model: str, values: Mapping[str, Any], ctx: WriteContext | None = None) -> Row:
+        ctx = ctx if ctx is not None else WriteContext(self.caller)
+        checked = self._checked(model, values)
+        if checked.get("id", 0) is None:
+            del checked["id"]
+        return self._model_call(
+            model,
+            "Create",
+            lambda p, t: self._write_request(t, checked, ctx, p),
+            lambda p, t, data: row_from_message(t.message.FromString(data), self._columns(model, t)),
+            idempotent=False,
+        )
+
+    def update(self, model: str, id: int, values: Mapping[str, Any], ctx: WriteContext | None = None) -> Row:
+        ctx = ctx if ctx is not None else WriteContext(self.caller)
+        if isinstance(id, bool) or not isinstance(id, int):
+            raise ValidationError(f"{model}.id: expected an integer, got {id!r}")
+        if ctx.update_fields is not None:
+            columns = (
+                {f.column for f in self._schema.fields(model).values()} if model in self._schema else set()
+            )
+            for name in ctx.update_fields:
+                if name not in columns:
+                    raise ValidationError(f"model {model} has no field {name!r}")
+            values = {k: v for k, v in values.items() if k in ctx.update_fields}
+        checked = self._checked(model, values)
+        if "id" in checked and checked["id"] is not None and checked["id"] != id:
+            raise ValidationError(f"{model}.id cannot be changed")
+        checked["id"] = id
+        return self._model_call(
+            model,
+            "Update",
+            lambda p, t: self._write_request(t, checked, ctx, p),
+            lambda p, t, data: message_to_changes(t.changes.FromString(data)),
+            idempotent=False,
+        )
+
+    def delete(self, model: str, id: int, ctx: WriteContext | None = None, *, purge: bool = False) -> None:
+        ctx = ctx if ctx is not None else WriteContext(self.caller)
+        if isinstance(id, bool) or not isinstance(id, int):
+            raise ValidationError(f"{model}.id: expected an integer, got {id!r}")
+
+        def build(p: Protos, t: ModelTypes) -> Any:
+            return p.message("DeleteRequest")(
+                id=id, purge=purge, options=write_options_to_message(p.message("WriteOptions"), ctx)
+            )
+
+        self._model_call(model, "Delete", build, lambda p, t, data: None, idempotent=False)
+
+    def subscribe(self, callback: Callable[[ChangeNotice], None]) -> Unsubscribe:
+        """Call ``callback(notice)`` for every write from now on, in a background thread.
+
+        The watch stream reconnects with capped backoff when the core goes away and
+        resumes after the last sequence number it delivered: every notice arrives
+        once, in order.
+        """
+        watcher = _Watcher(self, callback, self.last_seq())
+        with self._lock:
+            self._watchers.add(watcher)
+        watcher.start()
+
+        def unsubscribe() -> None:
+            watcher.stop()
+            with self._lock:
+                self._watchers.discard(watcher)
+
+        return unsubscribe
+
+    # -- beyond the Backend ---------------------------------------------------
+    def upload_models(
+        self, files: Mapping[str, str] | str | os.PathLike[str] | Iterable[str | os.PathLike[str]]
+    ) -> list[str]:
+        """Send xproto files to the core; returns the models added or extended.
+
+        ``files`` is ``{name: text}``, or paths of xproto files and folders (a
+        folder gives its ``*.xproto`` files, as ``models_dir`` does).
+
+        Raises:
+            ValidationError: a file does not parse (the message names file, line, column).
+            SchemaConflict: a model conflicts with the core's declaration of it.
+            AccessDenied: the user may not upload (role readonly).
+        """
+        if isinstance(files, Mapping):
+            items = list(files.items())
+        else:
+            paths = [files] if isinstance(files, str | os.PathLike) else list(files)
+            items = [(p.name, p.read_text(encoding="utf-8")) for p in xproto_files(paths)]
+        if not items:
+            return []
+        protos = self._protos
+        file_cls = protos.message("XprotoFile")
+        request = protos.message("UploadRequest")(files=[file_cls(name=n, content=c) for n, c in items])
+        data = self._core("UploadModels", request, idempotent=False)
+        response = protos.message("UploadResponse").FromString(data)
+        self.refresh_schema()
+        return list(response.models)
+
+    def proto_files(self) -> dict[str, str]:
+        """The generated ``.proto`` files of the core: name -> text."""
+        protos = self._protos
+        data = self._core("GetProtos", protos.message("Empty")())
+        return {f.name: f.content for f in protos.message("ProtoFiles").FromString(data).files}
+
+    def login(self, username: str, password: str) -> str:
+        """A bearer token for ``username``, for :class:`RemoteBackend` ``token=`` or grpcurl."""
+        protos = self._protos
+        data = self._core("Login", protos.message("LoginRequest")(username=username, password=password))
+        return str(protos.message("LoginResponse").FromString(data).token)
+
+    def close(self) -> None:
+        """Stop every watch and close the channel."""
+        self._closed.set()
+        with self._lock:
+            watchers = list(self._watchers)
+            self._watchers.clear()
+        for watcher in watchers:
+            watcher.stop()
+        self._channel.close()
+
+    def __enter__(self) -> RemoteBackend:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class _Watcher(threading.Thread):
+    """One subscription: a ``Core/Watch`` stream kept open, resumed after the last seq."""
+
+    INITIAL_BACKOFF = 0.05
+    MAX_BACKOFF = 5.0
+
+    def __init__(self, backend: RemoteBackend, callback: Callable[[ChangeNotice], None], since: int) -> None:
+        super().__init__(name=f"actors-watch-{backend.endpoint}", daemon=True)
+        self._backend = backend
+        self._callback = callback
+        self.last_seq = since
+        self._stop_event = threading.Event()
+        self._call: Any = None
+        self._call_lock = threading.Lock()
+        self._stream = backend._channel.unary_stream(
+            f"/{CORE_SERVICE}/Watch", request_serializer=None, response_deserializer=None
+        )
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        with self._call_lock:
+            call = self._call
+        if call is not None:
+            call.cancel()
+        if threading.current_thread() is not self:
+            self.join(timeout=5.0)
+
+    def run(self) -> None:
+        backoff = self.INITIAL_BACKOFF
+        backend = self._backend
+        while not self._stop_event.is_set():
+            protos = backend.protos
+            request = protos.message("WatchRequest")(since_seq=self.last_seq)
+            notice_cls = protos.message("ChangeNotice")
+            try:
+                call = self._stream(request.SerializeToString(), metadata=backend._auth, wait_for_ready=True)
+                with self._call_lock:
+                    self._call = call
+                if self._stop_event.is_set():
+                    call.cancel()
+                    break
+                for data in call:
+                    backoff = self.INITIAL_BACKOFF
+                    notice = notice_from_message(notice_cls.FromString(data))
+                    if notice.seq <= self.last_seq:
+                        continue
+                    self.last_seq = notice.seq
+                    try:
+                        self._callback(notice)
+                    except Exception as exc:  # a broken subscriber must not end the watch
+                        log.error("change subscriber failed", error=repr(exc), notice=str(notice))
+            except grpc.RpcError as exc:
+                if self._stop_event.is_set():
+                    break
+                code, details, _kind = _error(exc)
+                level = (
+                    log.error
+                    if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED)
+                    else log.info
+                )
+                level(
+                    "watch interrupted, resuming",
+                    endpoint=backend.endpoint,
+                    code=code.name,
+                    details=details,
+                    after_seq=self.last_seq,
+                )
+            finally:
+                with self._call_lock:
+                    self._call = None
+            delay = backoff * (0.5 + random.random())
+            backoff = min(backoff * 2, self.MAX_BACKOFF)
+            if self._stop_event.wait(delay):
+                break

@@ -1,0 +1,591 @@
+"""Protobuf descriptors built at run time from a :class:`~actors.models.Schema`.
+
+No ``protoc`` step: the messages and services are written as
+``FileDescriptorProto`` values, loaded into a private
+:class:`~google.protobuf.descriptor_pool.DescriptorPool` and turned into message
+classes with :mod:`google.protobuf.message_factory`. One :class:`Protos` value
+holds everything generated for one schema; a schema change builds a new one.
+
+Three files are generated:
+
+``actors/api/v1/api.proto`` (package ``actors.api.v1``)
+    the shared messages (requests, filter conditions, change notices...) and the
+    ``Core`` service (schema, upload, login, watch).
+``actors/models/v1/models.proto`` (package ``actors.models.v1``)
+    one message per concrete model, plus ``<Model>List``, ``<Model>Write`` and
+    ``<Model>Changes``.
+``actors/services/v1/services.proto`` (package ``actors.services.v1``)
+    one service per concrete model, named like the model.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import textwrap
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+
+from actors.models import FieldSpec, Schema, SchemaError
+
+__all__ = [
+    "API_FILE",
+    "API_PACKAGE",
+    "CORE_SERVICE",
+    "MODELS_FILE",
+    "MODELS_PACKAGE",
+    "MODEL_METHODS",
+    "SERVICES_FILE",
+    "SERVICES_PACKAGE",
+    "ModelTypes",
+    "Protos",
+    "api_file",
+    "base_protos",
+    "model_files",
+    "render_proto",
+]
+
+API_PACKAGE = "actors.api.v1"
+MODELS_PACKAGE = "actors.models.v1"
+SERVICES_PACKAGE = "actors.services.v1"
+API_FILE = "actors/api/v1/api.proto"
+MODELS_FILE = "actors/models/v1/models.proto"
+SERVICES_FILE = "actors/services/v1/services.proto"
+CORE_SERVICE = f"{API_PACKAGE}.Core"
+
+#: Methods of every model service: name -> (request, response, server streaming).
+#: ``{M}`` stands for the model's own messages.
+MODEL_METHODS: Mapping[str, tuple[str, str, bool]] = {
+    "List": (".actors.api.v1.ListRequest", ".actors.models.v1.{M}List", False),
+    "Get": (".actors.api.v1.GetRequest", ".actors.models.v1.{M}", False),
+    "Create": (".actors.models.v1.{M}Write", ".actors.models.v1.{M}", False),
+    "Update": (".actors.models.v1.{M}Write", ".actors.models.v1.{M}Changes", False),
+    "Delete": (".actors.api.v1.DeleteRequest", ".actors.api.v1.DeleteResponse", False),
+    "Filter": (".actors.api.v1.FilterRequest", ".actors.models.v1.{M}List", False),
+    "Count": (".actors.api.v1.FilterRequest", ".actors.api.v1.CountResponse", False),
+    "Watch": (".actors.api.v1.WatchRequest", ".actors.api.v1.ChangeNotice", True),
+}
+
+#: Methods of the ``Core`` service: name -> (request, response, server streaming).
+CORE_METHODS: Mapping[str, tuple[str, str, bool]] = {
+    "GetSchema": (".actors.api.v1.Empty", ".actors.api.v1.SchemaResponse", False),
+    "GetProtos": (".actors.api.v1.Empty", ".actors.api.v1.ProtoFiles", False),
+    "UploadModels": (".actors.api.v1.UploadRequest", ".actors.api.v1.UploadResponse", False),
+    "Login": (".actors.api.v1.LoginRequest", ".actors.api.v1.LoginResponse", False),
+    "Now": (".actors.api.v1.Empty", ".actors.api.v1.NowResponse", False),
+    "Watch": (".actors.api.v1.WatchRequest", ".actors.api.v1.ChangeNotice", True),
+}
+
+_F = descriptor_pb2.FieldDescriptorProto
+_OPTIONAL = _F.LABEL_OPTIONAL
+_REPEATED = _F.LABEL_REPEATED
+
+#: xproto kind -> protobuf scalar type. Links are ``int32`` ids (stored in ``<name>_id``).
+KIND_TYPES: Mapping[str, int] = {
+    "string": _F.TYPE_STRING,
+    "text": _F.TYPE_STRING,
+    "int32": _F.TYPE_INT32,
+    "uint32": _F.TYPE_UINT32,
+    "int64": _F.TYPE_INT64,
+    "uint64": _F.TYPE_UINT64,
+    "bool": _F.TYPE_BOOL,
+    "float": _F.TYPE_DOUBLE,
+    "double": _F.TYPE_DOUBLE,
+}
+ID_TYPE = _F.TYPE_INT32
+
+_TYPE_NAMES = {
+    _F.TYPE_DOUBLE: "double",
+    _F.TYPE_FLOAT: "float",
+    _F.TYPE_INT64: "int64",
+    _F.TYPE_UINT64: "uint64",
+    _F.TYPE_INT32: "int32",
+    _F.TYPE_UINT32: "uint32",
+    _F.TYPE_BOOL: "bool",
+    _F.TYPE_STRING: "string",
+    _F.TYPE_BYTES: "bytes",
+    _F.TYPE_SINT64: "sint64",
+    _F.TYPE_SINT32: "sint32",
+}
+
+
+# -- building descriptors ------------------------------------------------------------
+
+
+class _MessageBuilder:
+    """Adds fields to a ``DescriptorProto``; proto3 ``optional`` gets its synthetic oneof."""
+
+    def __init__(self, message: descriptor_pb2.DescriptorProto) -> None:
+        self.message = message
+        self._synthetic: list[tuple[descriptor_pb2.FieldDescriptorProto, str]] = []
+
+    def add(
+        self,
+        name: str,
+        number: int,
+        type_: int,
+        *,
+        type_name: str | None = None,
+        repeated: bool = False,
+        optional: bool = False,
+        oneof: int | None = None,
+    ) -> descriptor_pb2.FieldDescriptorProto:
+        field = self.message.field.add(
+            name=name,
+            number=number,
+            type=type_,
+            label=_REPEATED if repeated else _OPTIONAL,
+            json_name=name,
+        )
+        if type_name is not None:
+            field.type_name = type_name
+        if oneof is not None:
+            field.oneof_index = oneof
+        if optional:
+            field.proto3_optional = True
+            self._synthetic.append((field, f"_{name}"))
+        return field
+
+    def finish(self) -> descriptor_pb2.DescriptorProto:
+        # Synthetic oneofs come after every real one.
+        for field, oneof_name in self._synthetic:
+            field.oneof_index = len(self.message.oneof_decl)
+            self.message.oneof_decl.add(name=oneof_name)
+        return self.message
+
+
+def _message(
+    file: descriptor_pb2.FileDescriptorProto, name: str, comment: str | None = None
+) -> _MessageBuilder:
+    if comment:
+        _comment(file, [4, len(file.message_type)], comment)
+    return _MessageBuilder(file.message_type.add(name=name))
+
+
+def _comment(file: descriptor_pb2.FileDescriptorProto, path: list[int], text: str) -> None:
+    lines = textwrap.wrap(" ".join(str(text).split()), width=96) or [""]
+    file.source_code_info.location.add(path=path, leading_comments="".join(f" {line}\n" for line in lines))
+
+
+def _service(
+    file: descriptor_pb2.FileDescriptorProto,
+    name: str,
+    methods: Mapping[str, tuple[str, str, bool]],
+    model: str = "",
+    comment: str | None = None,
+) -> None:
+    if comment:
+        _comment(file, [6, len(file.service)], comment)
+    service = file.service.add(name=name)
+    for method, (request, response, streaming) in methods.items():
+        rpc = service.method.add(
+            name=method,
+            input_type=request.replace("{M}", model),
+            output_type=response.replace("{M}", model),
+        )
+        if streaming:
+            rpc.server_streaming = True
+
+
+def api_file() -> descriptor_pb2.FileDescriptorProto:
+    """``actors/api/v1/api.proto``: the messages shared by every service, and ``Core``."""
+    file = descriptor_pb2.FileDescriptorProto(name=API_FILE, package=API_PACKAGE, syntax="proto3")
+    S, I64, D, B, BY = _F.TYPE_STRING, _F.TYPE_INT64, _F.TYPE_DOUBLE, _F.TYPE_BOOL, _F.TYPE_BYTES
+    M = _F.TYPE_MESSAGE
+
+    m = _message(file, "Value", "A filter value: exactly one of the kinds; null_value = true is SQL NULL.")
+    m.message.oneof_decl.add(name="kind")
+    m.add("string_value", 1, S, oneof=0)
+    m.add("int_value", 2, _F.TYPE_SINT64, oneof=0)
+    m.add("double_value", 3, D, oneof=0)
+    m.add("bool_value", 4, B, oneof=0)
+    m.add("null_value", 5, B, oneof=0)
+    m.add("list_value", 6, M, type_name=".actors.api.v1.ValueList", oneof=0)
+    m.finish()
+    m = _message(file, "ValueList", "The value of an 'in' condition.")
+    m.add("values", 1, M, type_name=".actors.api.v1.Value", repeated=True)
+    m.finish()
+    m = _message(
+        file,
+        "Condition",
+        "field <op> value. field is a field or column name (owner or owner_id); op is one of "
+        "eq (default), gt, gte, lt, lte, iexact, contains, icontains, in, isnull.",
+    )
+    m.add("field", 1, S)
+    m.add("op", 2, S)
+    m.add("value", 3, M, type_name=".actors.api.v1.Value")
+    m.finish()
+    m = _message(file, "FieldNames", "A list of column names.")
+    m.add("names", 1, S, repeated=True)
+    m.finish()
+    m = _message(
+        file,
+        "WriteOptions",
+        "Who writes (client, synchronizer, step or policy; empty means client) and how: "
+        "always_update_timestamp, and update_fields to write only those columns. origin names "
+        "the writer in the change notices.",
+    )
+    m.add("caller", 1, S)
+    m.add("always_update_timestamp", 2, B)
+    m.add("update_fields", 3, M, type_name=".actors.api.v1.FieldNames")
+    m.add("origin", 4, S, optional=True)
+    m.finish()
+    m = _message(file, "GetRequest")
+    m.add("id", 1, I64)
+    m.finish()
+    m = _message(file, "ListRequest", "Objects not deleted (unless include_deleted), by id or order_by.")
+    m.add("limit", 1, I64, optional=True)
+    m.add("offset", 2, I64)
+    m.add("include_deleted", 3, B)
+    m.add("order_by", 4, S, repeated=True)
+    m.finish()
+    m = _message(
+        file,
+        "FilterRequest",
+        "All where conditions hold and no exclude condition does; or, instead, pending names one "
+        "of the four synchronizer queries: sync, sync_deleted, policy, policy_deleted.",
+    )
+    m.add("where", 1, M, type_name=".actors.api.v1.Condition", repeated=True)
+    m.add("exclude", 2, M, type_name=".actors.api.v1.Condition", repeated=True)
+    m.add("pending", 3, S)
+    m.add("order_by", 4, S, repeated=True)
+    m.add("limit", 5, I64, optional=True)
+    m.add("offset", 6, I64)
+    m.finish()
+    m = _message(file, "CountResponse")
+    m.add("count", 1, I64)
+    m.finish()
+    m = _message(file, "DeleteRequest", "Soft delete (deleted = true), or remove the rows with purge.")
+    m.add("id", 1, I64)
+    m.add("purge", 2, B)
+    m.add("options", 3, M, type_name=".actors.api.v1.WriteOptions")
+    m.finish()
+    _message(file, "DeleteResponse").finish()
+    _message(file, "Empty").finish()
+    m = _message(
+        file,
+        "WatchRequest",
+        "Notices with seq > since_seq (a negative since_seq means from now on), of these models "
+        "and the models derived from them (all when empty).",
+    )
+    m.add("since_seq", 1, I64)
+    m.add("models", 2, S, repeated=True)
+    m.finish()
+    m = _message(
+        file,
+        "ChangeNotice",
+        "One committed write; kind is create, update, delete or purge; origin is the writer's "
+        "name if it gave one.",
+    )
+    m.add("seq", 1, I64)
+    m.add("model", 2, S)
+    m.add("id", 3, I64)
+    m.add("kind", 4, S)
+    m.add("at", 5, D)
+    m.add("origin", 6, S, optional=True)
+    m.finish()
+    m = _message(file, "SchemaResponse", "The models as JSON and the descriptors of the generated files.")
+    m.add("version", 1, S)
+    m.add("models_json", 2, S)
+    m.add("file_descriptors", 3, BY, repeated=True)
+    m.finish()
+    m = _message(file, "ProtoFile")
+    m.add("name", 1, S)
+    m.add("content", 2, S)
+    m.finish()
+    m = _message(file, "ProtoFiles", "The generated .proto files, for clients in other languages.")
+    m.add("files", 1, M, type_name=".actors.api.v1.ProtoFile", repeated=True)
+    m.finish()
+    m = _message(file, "XprotoFile")
+    m.add("name", 1, S)
+    m.add("content", 2, S)
+    m.finish()
+    m = _message(file, "UploadRequest", "xproto files to add to the core's models (parsed, never executed).")
+    m.add("files", 1, M, type_name=".actors.api.v1.XprotoFile", repeated=True)
+    m.finish()
+    m = _message(file, "UploadResponse", "The models added or extended, and the new schema version.")
+    m.add("models", 1, S, repeated=True)
+    m.add("version", 2, S)
+    m.finish()
+    m = _message(file, "LoginRequest")
+    m.add("username", 1, S)
+    m.add("password", 2, S)
+    m.finish()
+    m = _message(file, "LoginResponse", "A bearer token for the authorization metadata.")
+    m.add("token", 1, S)
+    m.add("expires_at", 2, D)
+    m.add("role", 3, S)
+    m.finish()
+    m = _message(file, "NowResponse", "The core's clock and the last journal sequence number.")
+    m.add("now", 1, D)
+    m.add("last_seq", 2, I64)
+    m.finish()
+    _service(
+        file,
+        "Core",
+        CORE_METHODS,
+        comment="Schema, upload of xproto files, login, clock and the change feed of every model.",
+    )
+    return file
+
+
+def _field_type(f: FieldSpec) -> int:
+    return ID_TYPE if f.is_link else KIND_TYPES[f.kind]
+
+
+def model_files(
+    schema: Schema,
+) -> tuple[descriptor_pb2.FileDescriptorProto, descriptor_pb2.FileDescriptorProto]:
+    """``models.proto`` and ``services.proto`` for the concrete models of ``schema``.
+
+    Field numbers: ``id`` is 1, then every field (inherited ones first, as
+    :meth:`Schema.fields` orders them) takes the next number. Field names are
+    the stored column names (``owner_id`` for a link ``owner``).
+
+    Raises:
+        SchemaError: a model whose generated names clash with another model's.
+    """
+    models = descriptor_pb2.FileDescriptorProto(name=MODELS_FILE, package=MODELS_PACKAGE, syntax="proto3")
+    models.dependency.append(API_FILE)
+    services = descriptor_pb2.FileDescriptorProto(
+        name=SERVICES_FILE, package=SERVICES_PACKAGE, syntax="proto3"
+    )
+    services.dependency.extend([API_FILE, MODELS_FILE])
+    concrete = [spec.name for spec in schema.concrete()]
+    names = set(concrete)
+    for name in concrete:
+        for suffix in ("List", "Write", "Changes"):
+            if name + suffix in names:
+                raise SchemaError(
+                    f"{schema[name + suffix].origin}: model {name + suffix} clashes with the "
+                    f"generated message {name}{suffix} of model {name}"
+                )
+    for name in concrete:
+        spec = schema[name]
+        description = spec.options.get("description") or spec.options.get("verbose_name")
+        m = _message(models, name, f"{name}: {description}" if description else f"Objects of model {name}.")
+        msg_index = len(models.message_type) - 1
+        m.add("id", 1, ID_TYPE, optional=True)
+        for number, f in enumerate(schema.fields(name).values(), start=2):
+            help_text = f.options.get("help_text")
+            link = f" (id of a {f.link.model})" if f.link is not None else ""
+            if help_text or link:
+                _comment(models, [4, msg_index, 2, len(m.message.field)], f"{help_text or ''}{link}".strip())
+            m.add(f.column, number, _field_type(f), optional=True)
+        m.finish()
+        own = f".{MODELS_PACKAGE}.{name}"
+        m = _message(models, f"{name}List")
+        m.add("items", 1, _F.TYPE_MESSAGE, type_name=own, repeated=True)
+        m.finish()
+        m = _message(
+            models,
+            f"{name}Write",
+            f"Create (object without id) or Update (object.id) a {name}: the fields set in object, "
+            "and null_fields set to null.",
+        )
+        m.add("object", 1, _F.TYPE_MESSAGE, type_name=own)
+        m.add("null_fields", 2, _F.TYPE_STRING, repeated=True)
+        m.add("options", 3, _F.TYPE_MESSAGE, type_name=".actors.api.v1.WriteOptions")
+        m.finish()
+        m = _message(models, f"{name}Changes", "The columns an Update wrote, null_fields those set to null.")
+        m.add("object", 1, _F.TYPE_MESSAGE, type_name=own)
+        m.add("null_fields", 2, _F.TYPE_STRING, repeated=True)
+        m.finish()
+        _service(services, name, MODEL_METHODS, name, comment=f"Objects of model {name}.")
+    return models, services
+
+
+# -- the generated bundle ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ModelTypes:
+    """The message classes and service of one model."""
+
+    name: str
+    service: str
+    message: Any
+    list: Any
+    write: Any
+    changes: Any
+    #: Column names of the message (``id`` included).
+    columns: frozenset[str]
+    #: A fingerprint of the model's message: changes when its fields do.
+    digest: str
+
+
+class Protos:
+    """Descriptors, message classes and ``.proto`` text generated for one schema.
+
+    Build it from a schema (:meth:`from_schema`, the server) or from the
+    serialized descriptors a server sends (:meth:`from_serialized`, the client),
+    so both sides use the same field numbers.
+    """
+
+    def __init__(self, files: Sequence[descriptor_pb2.FileDescriptorProto]) -> None:
+        self.files = list(files)
+        self.pool = descriptor_pool.DescriptorPool()
+        try:
+            for file in self.files:
+                self.pool.Add(file)
+        except (TypeError, ValueError) as exc:
+            raise SchemaError(f"cannot build protobuf descriptors: {exc}") from None
+        self.serialized = [f.SerializeToString(deterministic=True) for f in self.files]
+        self.version = hashlib.sha256(b"".join(self.serialized)).hexdigest()[:16]
+        self.api: dict[str, Any] = {}
+        api = self.pool.FindFileByName(API_FILE)
+        for name, desc in api.message_types_by_name.items():
+            self.api[name] = message_factory.GetMessageClass(desc)
+        self.models: dict[str, ModelTypes] = {}
+        services: list[str] = [CORE_SERVICE]
+        try:
+            service_file = self.pool.FindFileByName(SERVICES_FILE)
+        except KeyError:
+            service_file = None
+        if service_file is not None:
+            for name in service_file.services_by_name:
+                self.models[name] = self._model_types(name)
+                services.append(f"{SERVICES_PACKAGE}.{name}")
+        self.service_names = services
+
+    def _model_types(self, name: str) -> ModelTypes:
+        def find(suffix: str) -> Any:
+            return message_factory.GetMessageClass(
+                self.pool.FindMessageTypeByName(f"{MODELS_PACKAGE}.{name}{suffix}")
+            )
+
+        desc = self.pool.FindMessageTypeByName(f"{MODELS_PACKAGE}.{name}")
+        proto = descriptor_pb2.DescriptorProto()
+        desc.CopyToProto(proto)
+        digest = hashlib.sha256(proto.SerializeToString(deterministic=True)).hexdigest()[:16]
+        return ModelTypes(
+            name=name,
+            service=f"{SERVICES_PACKAGE}.{name}",
+            message=find(""),
+            list=find("List"),
+            write=find("Write"),
+            changes=find("Changes"),
+            columns=frozenset(f.name for f in desc.fields),
+            digest=digest,
+        )
+
+    @classmethod
+    def from_schema(cls, schema: Schema) -> Protos:
+        """Generate the files for ``schema``. Raises :class:`SchemaError` if that is impossible."""
+        return cls([api_file(), *model_files(schema)])
+
+    @classmethod
+    def from_serialized(cls, files: Iterable[bytes]) -> Protos:
+        """Load the serialized ``FileDescriptorProto`` values a server sent."""
+        out = []
+        for data in files:
+            file = descriptor_pb2.FileDescriptorProto()
+            file.ParseFromString(data)
+            out.append(file)
+        return cls(out)
+
+    def message(self, name: str) -> Any:
+        """A class of ``api.proto`` by short name: ``protos.message("GetRequest")``."""
+        return self.api[name]
+
+    def proto_texts(self) -> dict[str, str]:
+        """File name -> ``.proto`` source, for ``protoc`` in any language."""
+        return {file.name: render_proto(file) for file in self.files}
+
+
+@functools.cache
+def base_protos() -> Protos:
+    """The ``api.proto`` messages alone (no models): enough to ask a server for its schema."""
+    return Protos([api_file()])
+
+
+# -- .proto text ---------------------------------------------------------------------
+
+
+def _comments(file: descriptor_pb2.FileDescriptorProto) -> dict[tuple[int, ...], str]:
+    return {
+        tuple(loc.path): loc.leading_comments
+        for loc in file.source_code_info.location
+        if loc.leading_comments
+    }
+
+
+def _emit_comment(out: list[str], text: str | None, indent: str) -> None:
+    if text:
+        for line in text.rstrip("\n").split("\n"):
+            out.append(f"{indent}//{line}")
+
+
+def _type_of(field: descriptor_pb2.FieldDescriptorProto) -> str:
+    if field.type in (_F.TYPE_MESSAGE, _F.TYPE_ENUM):
+        return field.type_name
+    return _TYPE_NAMES[field.type]
+
+
+def render_proto(file: descriptor_pb2.FileDescriptorProto) -> str:
+    """The ``.proto`` source of a generated file (messages, oneofs, services, comments)."""
+    comments = _comments(file)
+    out = [
+        "// Generated by actors.api from the loaded xproto models. Do not edit.",
+        f'syntax = "{file.syntax or "proto2"}";',
+        "",
+        f"package {file.package};",
+        "",
+    ]
+    for dep in file.dependency:
+        out.append(f'import "{dep}";')
+    if file.dependency:
+        out.append("")
+    for mi, message in enumerate(file.message_type):
+        _emit_comment(out, comments.get((4, mi)), "")
+        out.append(f"message {message.name} {{")
+        real_oneofs: dict[int, list[tuple[int, descriptor_pb2.FieldDescriptorProto]]] = {}
+        for fi, field in enumerate(message.field):
+            if field.HasField("oneof_index") and not field.proto3_optional:
+                real_oneofs.setdefault(field.oneof_index, []).append((fi, field))
+        emitted_oneofs: set[int] = set()
+        for fi, field in enumerate(message.field):
+            if field.HasField("oneof_index") and not field.proto3_optional:
+                index = field.oneof_index
+                if index in emitted_oneofs:
+                    continue
+                emitted_oneofs.add(index)
+                out.append(f"  oneof {message.oneof_decl[index].name} {{")
+                for ofi, ofield in real_oneofs[index]:
+                    _emit_comment(out, comments.get((4, mi, 2, ofi)), "    ")
+                    out.append(
+                        f"    {_type_of(ofield)} {ofield.name} = {ofield.number}{_field_options(ofield)};"
+                    )
+                out.append("  }")
+                continue
+            _emit_comment(out, comments.get((4, mi, 2, fi)), "  ")
+            label = "repeated " if field.label == _REPEATED else "optional " if field.proto3_optional else ""
+            out.append(f"  {label}{_type_of(field)} {field.name} = {field.number}{_field_options(field)};")
+        out.append("}")
+        out.append("")
+    for si, service in enumerate(file.service):
+        _emit_comment(out, comments.get((6, si)), "")
+        out.append(f"service {service.name} {{")
+        for method in service.method:
+            stream = "stream " if method.server_streaming else ""
+            out.append(f"  rpc {method.name}({method.input_type}) returns ({stream}{method.output_type});")
+        out.append("}")
+        out.append("")
+    return "\n".join(out).rstrip("\n") + "\n"
+
+
+def _field_options(field: descriptor_pb2.FieldDescriptorProto) -> str:
+    if field.json_name and field.json_name != _default_json_name(field.name):
+        return f' [json_name = "{field.json_name}"]'
+    return ""
+
+
+def _default_json_name(name: str) -> str:
+    parts = name.split("_")
+    out = parts[0]
+    for part in parts[1:]:
+        out += part[:1].upper() + part[1:]
+    return out

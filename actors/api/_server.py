@@ -1,0 +1,341 @@
+"""The API server: generated services, health, reflection, TLS; and ``python -m actors.main core``."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import signal
+import sys
+import threading
+from collections.abc import Mapping, Sequence
+from concurrent import futures
+from pathlib import Path
+from typing import Any
+
+import grpc
+import sqlalchemy as sa
+import structlog
+from google.protobuf import descriptor_pool
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
+
+from actors.store import Store
+
+from ._auth import Authenticator
+from ._protos import Protos
+from ._service import ApiService, UploadLog
+
+__all__ = ["DEFAULT_ADDRESS", "DEFAULT_MAX_MESSAGE_BYTES", "ApiServer", "core_main", "serve"]
+
+log = structlog.get_logger("actors.api")
+
+DEFAULT_ADDRESS = "127.0.0.1:50051"
+DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+
+
+def _safe_url(url: str) -> str:
+    """``url`` with its password hidden, for logs."""
+    try:
+        return sa.make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "(unprintable URL)"
+
+
+def _read_pem(value: str | bytes) -> bytes:
+    """PEM data given inline, or read from the file ``value`` names."""
+    if isinstance(value, bytes):
+        return value
+    if value.lstrip().startswith("-----BEGIN"):
+        return value.encode("ascii")
+    return Path(value).read_bytes()
+
+
+class _Pools:
+    """Looks symbols up in the current generated pool, then in the default one (health, reflection)."""
+
+    def __init__(self, service: ApiService) -> None:
+        self._service = service
+        self._default = descriptor_pool.Default()
+
+    def _try(self, method: str, *args: Any) -> Any:
+        try:
+            return getattr(self._service.protos.pool, method)(*args)
+        except KeyError:
+            return getattr(self._default, method)(*args)
+
+    def FindFileByName(self, name: str) -> Any:
+        return self._try("FindFileByName", name)
+
+    def FindFileContainingSymbol(self, symbol: str) -> Any:
+        return self._try("FindFileContainingSymbol", symbol)
+
+    def FindMessageTypeByName(self, name: str) -> Any:
+        return self._try("FindMessageTypeByName", name)
+
+    def FindExtensionByNumber(self, message: Any, number: int) -> Any:
+        return self._default.FindExtensionByNumber(message, number)
+
+    def FindAllExtensions(self, message: Any) -> Any:
+        return self._default.FindAllExtensions(message)
+
+
+class _Reflection(reflection.ReflectionServicer):
+    """Server reflection over the generated services, following schema uploads."""
+
+    def __init__(self, service: ApiService) -> None:
+        self._api = service
+        self._pools = _Pools(service)
+
+    @property
+    def _pool(self) -> Any:
+        return self._pools
+
+    @property
+    def _service_names(self) -> tuple[str, ...]:
+        return tuple(
+            sorted(
+                [
+                    *self._api.protos.service_names,
+                    health.SERVICE_NAME,
+                    reflection.SERVICE_NAME,
+                ]
+            )
+        )
+
+
+class ApiServer:
+    """The gRPC API over a :class:`~actors.store.Store`.
+
+    Args:
+        store: the objects to serve; uploads of xproto files extend its schema.
+        address: ``host:port`` to listen on; port 0 picks a free one (see :attr:`port`).
+        users: the ``api.users`` configuration (see :class:`~actors.api.Authenticator`);
+            none means anonymous read-only access.
+        tls: ``{"cert": ..., "key": ...}``, file paths or PEM text; plain TCP when ``None``.
+        max_message_bytes: the largest request accepted (larger ones get ``RESOURCE_EXHAUSTED``).
+        max_workers: threads serving calls; each open Watch stream holds one.
+        token_secret: the key that signs login tokens (random per process when ``None``).
+        keep_uploads: keep uploaded xproto files in the store's database and load them
+            again on the next start.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        address: str = DEFAULT_ADDRESS,
+        users: Sequence[Mapping[str, Any]] | None = None,
+        tls: Mapping[str, Any] | None = None,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        max_workers: int = 64,
+        token_secret: bytes | str | None = None,
+        keep_uploads: bool = True,
+    ) -> None:
+        self.store = store
+        self.auth = Authenticator(users, token_secret=token_secret)
+        self.tls = tls is not None
+        self.service = ApiService(
+            store,
+            self.auth,
+            uploads=UploadLog(store) if keep_uploads else None,
+            on_schema_change=self._schema_changed,
+        )
+        self._health = health.HealthServicer(experimental_non_blocking=True)
+        options = [
+            ("grpc.max_receive_message_length", max_message_bytes),
+            ("grpc.max_send_message_length", -1),
+            ("grpc.so_reuseport", 0),
+            ("grpc.keepalive_permit_without_calls", 1),
+            ("grpc.http2.min_recv_ping_interval_without_data_ms", 5000),
+            ("grpc.http2.max_ping_strikes", 0),
+        ]
+        self._executor = futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="actors-api")
+        self._server = grpc.server(self._executor, handlers=[self.service], options=options)
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
+        reflection_pb2_grpc.add_ServerReflectionServicer_to_server(_Reflection(self.service), self._server)
+        if tls is not None:
+            credentials = grpc.ssl_server_credentials([(_read_pem(tls["key"]), _read_pem(tls["cert"]))])
+            port = self._server.add_secure_port(address, credentials)
+        else:
+            port = self._server.add_insecure_port(address)
+        if not port:
+            raise OSError(f"the API cannot listen on {address}")
+        self.port: int = port
+        host = address.rsplit(":", 1)[0]
+        #: ``host:port`` actually listened on (the port filled in when 0 was asked).
+        self.address = f"{host}:{port}"
+        if tls is None and users and host.strip("[]") not in ("127.0.0.1", "localhost", "::1"):
+            log.warning(
+                "API credentials travel unencrypted: configure api.tls",
+                address=self.address,
+            )
+        self._started = False
+        self._stopped = threading.Event()
+        self._set_health(self.service.protos)
+
+    def _set_health(self, protos: Protos) -> None:
+        serving = health_pb2.HealthCheckResponse.SERVING
+        self._health.set("", serving)
+        for name in protos.service_names:
+            self._health.set(name, serving)
+
+    def _schema_changed(self, protos: Protos) -> None:
+        self._set_health(protos)
+
+    @property
+    def protos(self) -> Protos:
+        """The descriptors of the services served now."""
+        return self.service.protos
+
+    def start(self) -> ApiServer:
+        if not self._started:
+            self._server.start()
+            self._started = True
+            log.info("API serving", address=self.address, tls=self.tls, models=len(self.protos.models))
+        return self
+
+    def stop(self, grace: float | None = 1.0) -> None:
+        """Stop accepting calls, end watch streams, wait up to ``grace`` seconds for the others."""
+        if self._stopped.is_set():
+            return
+        self._stopped.set()
+        self._health.enter_graceful_shutdown()
+        self.service.stop()
+        self._server.stop(grace).wait()
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        log.info("API stopped", address=self.address)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until :meth:`stop` (from another thread); ``False`` on timeout."""
+        return self._stopped.wait(timeout)
+
+    def __enter__(self) -> ApiServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def serve(
+    store: Store,
+    *,
+    address: str = DEFAULT_ADDRESS,
+    users: Sequence[Mapping[str, Any]] | None = None,
+    tls: Mapping[str, Any] | None = None,
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    **options: Any,
+) -> ApiServer:
+    """Start serving ``store`` over gRPC; returns the running :class:`ApiServer`.
+
+    The arguments are those of :class:`ApiServer`; ``users``, ``tls`` and
+    ``max_message_bytes`` come from the ``api`` configuration keys.
+    """
+    return ApiServer(
+        store, address=address, users=users, tls=tls, max_message_bytes=max_message_bytes, **options
+    ).start()
+
+
+# -- python -m actors.main core ------------------------------------------------------
+
+
+def _core_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="actors core",
+        description="Serve the model API alone: generated gRPC services over a store.",
+    )
+    parser.add_argument("--config", help="configuration file (store.url, models_dir, api.*)")
+    parser.add_argument("--store-url", help="SQLAlchemy URL of the store (overrides store.url)")
+    parser.add_argument(
+        "--address", help=f"host:port to listen on (overrides api.address; default {DEFAULT_ADDRESS})"
+    )
+    parser.add_argument(
+        "--models",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="xproto file or folder to load besides the built-in models (repeatable; adds to models_dir)",
+    )
+    parser.add_argument("--token-secret-file", help="file holding the key that signs login tokens")
+    return parser
+
+
+def core_main(argv: Sequence[str] | None = None) -> int:
+    """``python -m actors.main core``: serve the API until SIGINT or SIGTERM. Returns the exit status."""
+    args = _core_parser().parse_args(list(argv) if argv is not None else None)
+    from actors.models import SchemaError, XprotoSyntaxError, load_schema
+
+    settings: dict[str, Any] = {
+        "store_url": None,
+        "address": DEFAULT_ADDRESS,
+        "users": [],
+        "tls": None,
+        "max_message_bytes": DEFAULT_MAX_MESSAGE_BYTES,
+        "models": [],
+    }
+    if args.config:
+        from actors.config import ConfigError, load_config
+
+        try:
+            config = load_config(args.config)
+        except ConfigError as exc:
+            print(f"actors core: {exc}", file=sys.stderr)
+            return 2
+        settings["store_url"] = config.get("store.url")
+        settings["address"] = config.get("api.address", DEFAULT_ADDRESS)
+        settings["users"] = config.get("api.users", []) or []
+        settings["tls"] = config.get("api.tls")
+        settings["max_message_bytes"] = config.get("api.max_message_bytes", DEFAULT_MAX_MESSAGE_BYTES)
+        if config.get("models_dir"):
+            settings["models"].append(config.get("models_dir"))
+    if args.store_url:
+        settings["store_url"] = args.store_url
+    if args.address:
+        settings["address"] = args.address
+    settings["models"].extend(args.models)
+    url = settings["store_url"] or "sqlite:///" + os.path.abspath(os.path.join("data", "core.db"))
+    secret = Path(args.token_secret_file).read_bytes().strip() if args.token_secret_file else None
+    try:
+        schema = load_schema(settings["models"])
+    except (XprotoSyntaxError, SchemaError, OSError) as exc:
+        print(f"actors core: cannot load the models: {exc}", file=sys.stderr)
+        return 2
+    store = Store(url, schema)
+    try:
+        server = serve(
+            store,
+            address=settings["address"],
+            users=settings["users"],
+            tls=settings["tls"],
+            max_message_bytes=settings["max_message_bytes"],
+            token_secret=secret,
+        )
+    except (OSError, ValueError) as exc:
+        store.close()
+        print(f"actors core: {exc}", file=sys.stderr)
+        return 2
+    done = threading.Event()
+
+    def _stop(signum: int, frame: Any) -> None:
+        done.set()
+
+    previous = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(ValueError):  # not the main thread
+            previous[sig] = signal.signal(sig, _stop)
+    mode = "read-only, no users configured" if server.auth.open else f"{len(server.auth.usernames)} users"
+    print(
+        f"actors core: serving {len(server.protos.models)} models on {server.address} "
+        f"({'TLS' if server.tls else 'plaintext'}, {mode}), store {_safe_url(store.url)}",
+        file=sys.stderr,
+        flush=True,
+    )
+    try:
+        while not done.wait(0.5):
+            pass
+    finally:
+        server.stop(grace=5.0)
+        store.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 0
