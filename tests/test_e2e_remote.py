@@ -99,11 +99,15 @@ def test_reference_examples_against_a_core_in_another_process(core, tmp_path):
         assert sync.store is None  # no local store: every read and write goes over gRPC
         assert sync.load_errors == []
         # The synchronizer uploaded its xproto at start: the core serves MyModel now.
-        john = wait_for(lambda: models.MyModel.objects.filter(first_name="John").first(), description="the pull")
+        john = wait_for(
+            lambda: models.MyModel.objects.filter(first_name="John").first(), description="the pull"
+        )
         assert john.no_sync is True
         jane = models.MyModel(first_name="Jane", last_name="Roe")
         jane.save()
-        wait_for(lambda: models.MyModel.objects.get(id=jane.id).backend_status == "OK", description="the sync")
+        wait_for(
+            lambda: models.MyModel.objects.get(id=jane.id).backend_status == "OK", description="the sync"
+        )
         synced = models.MyModel.objects.get(id=jane.id)
         assert synced.enacted == synced.updated
         owner = models.Service(name="svc")

@@ -49,7 +49,9 @@ def replica(store: Store, ledger: Ledger, name: str) -> Any:
     accessor = ModelAccessor(store, caller=Caller.SYNCHRONIZER)
     settings = RuntimeSettings()
     f = factory(SyncMyModel)
-    spec = ChildSpec("SyncMyModel", SyncStepActor, (f,), interests=SyncStepActor.interests(f, accessor, settings))
+    spec = ChildSpec(
+        "SyncMyModel", SyncStepActor, (f,), interests=SyncStepActor.interests(f, accessor, settings)
+    )
     return Supervisor.start([spec], accessor=accessor, clock=FakeClock(), settings=settings)
 
 
@@ -65,7 +67,9 @@ def test_two_replicas_share_the_work_and_sync_each_object_once(postgres_url):
         a = replica(first, ledger, "a")
         b = replica(second, ledger, "b")
         try:
-            wait_for(lambda: not first.pending("MyModel", "sync"), timeout=60, description="all objects synced")
+            wait_for(
+                lambda: not first.pending("MyModel", "sync"), timeout=60, description="all objects synced"
+            )
             with ledger.lock:
                 assert ledger.overlaps == []
                 assert set(ledger.calls.values()) == {1}
