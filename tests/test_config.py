@@ -72,7 +72,9 @@ ERROR_CASES = [
     pytest.param(
         "name: x\nevent_bus:\n  endpoint: kafka\n  endpiont: kafka:9092\n",
         'config.yaml: event_bus.endpiont: unknown key (did you mean "endpoint"?); '
-        "allowed keys: dead_letter_topic, endpoint, kind, max_retries, retry_backoff",
+        "allowed keys: commit_interval, connect_timeout, consumer, dead_letter_timeout, dead_letter_topic, "
+        "endpoint, health_grace, kind, max_poll_records, max_retries, metadata_max_age, poll_timeout, "
+        "producer, reconnect_backoff, reconnect_backoff_max, retry_backoff, retry_backoff_max",
         "event_bus.endpiont",
         id="unknown-nested-key",
     ),

@@ -1,4 +1,7 @@
-"""Event steps against a real Kafka broker (``kafka_bootstrap``: one per session; ``local_kafka``: the test's own).
+"""Event steps against a real Kafka broker.
+
+``kafka_bootstrap`` is one broker for the session; ``local_kafka`` a broker of the
+test's own, which it stops and starts.
 
 Every test makes its own topics and consumer group, so tests do not see each
 other's events. Waits are on conditions with deadlines, never bare sleeps.
@@ -52,7 +55,9 @@ def create_topic(bootstrap: str, name: str, partitions: int = 4) -> str:
         admin.close()
     probe = KafkaConsumer(bootstrap_servers=bootstrap)
     try:
-        wait_for(lambda: len(probe.partitions_for_topic(name) or ()) == partitions, description=f"topic {name}")
+        wait_for(
+            lambda: len(probe.partitions_for_topic(name) or ()) == partitions, description=f"topic {name}"
+        )
     finally:
         probe.close()
     return name
@@ -86,7 +91,9 @@ def caught_up(bootstrap: str, group: str, topic: str) -> bool:
 
 
 def read_topic(bootstrap: str, topic: str, count: int, timeout: float = 20.0) -> list[Any]:
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False)
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
+    )
     consumer.subscribe([topic])
     records: list[Any] = []
     try:
@@ -167,7 +174,8 @@ def run_actor(tmp_path: Path) -> Iterator[Callable[..., Running]]:
 def examples_synchronizer(tmp_path: Path, bootstrap: str, name: str) -> Synchronizer:
     data = yaml.safe_load((EXAMPLES / "config.yaml").read_text())
     data.pop("pull_steps_dir")  # its John Doe (no_sync) would shadow the event's John Doe
-    data.update(name=name, data_dir=str(tmp_path / "data"), event_bus={"kind": "kafka", "endpoint": bootstrap})
+    data.update(name=name, data_dir=str(tmp_path / "data"))
+    data["event_bus"] = {"kind": "kafka", "endpoint": bootstrap}
     return Synchronizer(Config.from_dict(data, base_dir=EXAMPLES))
 
 
@@ -192,10 +200,13 @@ def test_the_reference_event_step_creates_the_object_and_its_sync_step_runs(
             description="the sync step",
         )
         assert synced.enacted is not None and synced.enacted >= synced.updated
-        # A second identical event creates nothing (our produce() helper takes the str as the reference wrote it).
-        produce("MyTopic", value=json.dumps({"first_name": "John", "last_name": "Doe"}), endpoint=kafka_bootstrap)
-        wait_for(lambda: caught_up(kafka_bootstrap, name, "MyTopic"), timeout=20, description="the second event")
+        # A second identical event creates nothing. (Our produce() helper takes the str value
+        # as the reference wrote it.)
+        value = json.dumps({"first_name": "John", "last_name": "Doe"})
+        produce("MyTopic", value=value, endpoint=kafka_bootstrap)
+        wait_for(lambda: caught_up(kafka_bootstrap, name, "MyTopic"), timeout=20, description="2nd event")
         assert models.MyModel.objects.filter(first_name="John", last_name="Doe").count() == 1
+        assert sync.wait_idle(timeout=20)  # caught up with MyTopic, nothing buffered or uncommitted
         status = sync.status()
         assert status["MyModelEventStep"].state == "running" and status["MyModelEventStep"].done >= 2
         assert status["SyncMyModel"].done >= 1
@@ -279,7 +290,9 @@ def test_no_broker_at_start_then_the_broker_comes(
             seen.add(event.value)  # type: ignore[arg-type]
 
     local_kafka.stop()
-    running = run_actor(LateStep, local_kafka.bootstrap, unique("g"), connect_timeout=0.5, reconnect_backoff_max=1)
+    running = run_actor(
+        LateStep, local_kafka.bootstrap, unique("g"), connect_timeout=0.5, reconnect_backoff_max=1
+    )
     wait_for(lambda: running.state.state == "degraded", timeout=20)
     assert "no broker answers" in running.state.detail["bus"]
     local_kafka.start()
@@ -393,7 +406,7 @@ class Worker:
             self.lines.append(line.strip())
 
     def partitions(self) -> list[str]:
-        found = [line.split(" ", 1)[1] if " " in line else "" for line in self.lines if line.startswith("partitions")]
+        found = [line.partition(" ")[2] for line in self.lines if line.startswith("partitions")]
         return found[-1].split(",") if found and found[-1] else []
 
     def stop(self) -> None:
@@ -408,13 +421,15 @@ class Worker:
                 self.process.wait(10)
 
 
-def test_two_synchronizer_processes_in_one_group_share_the_partitions(kafka_bootstrap: str, tmp_path: Path) -> None:
+def test_two_synchronizer_processes_in_one_group_share_the_partitions(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
     topic = create_topic(kafka_bootstrap, unique("scale"), partitions=4)
     name = unique("pair")
     outs = [tmp_path / "a.out", tmp_path / "b.out"]
     workers = [
-        Worker(write_synchronizer(tmp_path / f"w{i}", name, kafka_bootstrap, RECORDING_STEP.format(topic=topic, out=str(out))))
-        for i, out in enumerate(outs)
+        Worker(write_synchronizer(tmp_path / f"w{i}", name, kafka_bootstrap, step))
+        for i, step in enumerate(RECORDING_STEP.format(topic=topic, out=str(out)) for out in outs)
     ]
     try:
         # both members are in the group, and each owns some partitions
@@ -486,7 +501,8 @@ def test_a_crashed_event_step_restarts_alone_and_resumes_from_the_committed_offs
         send_all(kafka_bootstrap, topic, [str(i).encode() for i in range(100)])
         wait_for(lambda: out.exists() and len(out.read_text().split()) == 100, timeout=60)
         status = sync.status()
-        assert status["RecordingStep"].restarts == 1 and "SystemExit" in (status["RecordingStep"].last_error or "")
+        crashed = status["RecordingStep"]
+        assert crashed.restarts == 1 and "SystemExit" in (crashed.last_error or "")
         assert status["OtherStep"].restarts == 0 and status["OtherStep"].state == "running"
         # events before the crash were committed as the actor died: none is handled twice
         counts = Counter(out.read_text().split())

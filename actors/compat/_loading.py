@@ -27,6 +27,7 @@ from actors.steps import (
     import_folder,
     model_names,
     unload_namespace,
+    validate_event_step,
 )
 
 from ._activate import activated
@@ -163,10 +164,6 @@ def _problems(cls: Any, accessor: ModelAccessor) -> Iterator[str]:
         if getattr(cls, "model", None) is None and accessor.has_model_class(cls.model_name):
             cls.model = accessor.get_model_class(cls.model_name)  # as the original's policy engine
     elif issubclass(cls, EventStep):
-        if cls.technology != "kafka":
-            yield f"technology: {cls.technology!r} is not supported (only 'kafka')"
-        topics, pattern = getattr(cls, "topics", None), getattr(cls, "pattern", None)
-        if topics and pattern:
-            yield "both topics and pattern are set; set one of them"
-        elif not topics and not pattern:
-            yield "neither topics nor pattern is set"
+        invalid = validate_event_step(cls)
+        if invalid:
+            yield invalid

@@ -96,6 +96,7 @@ class ModelAccessor:
             "_accessor": self,
             "_fields": dict(fields),
             "_columns": {f.column: f for f in fields.values()},
+            "_defaults": {f.column: f.default for f in fields.values()},
             "__module__": "actors.models.generated",
             "__qualname__": name,
             "__doc__": schema[name].options.get("description") or f"Objects of model {name}.",

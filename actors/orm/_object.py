@@ -34,6 +34,8 @@ class ORMWrapper:
     _model: ClassVar[str]
     _fields: ClassVar[dict[str, FieldSpec]] = {}
     _columns: ClassVar[dict[str, FieldSpec]] = {}
+    #: Column -> default value, computed once per class (``FieldSpec.default`` parses each time).
+    _defaults: ClassVar[dict[str, Any]] = {}
     objects: ClassVar[Manager[Any]]
     deleted_objects: ClassVar[Manager[Any]]
     DoesNotExist: ClassVar[type[DoesNotExist]] = DoesNotExist
@@ -45,9 +47,7 @@ class ORMWrapper:
     def __init__(self, **values: Any) -> None:
         if "_model" not in type(self).__dict__:
             raise TypeError(f"{type(self).__name__} is not bound to a model; use accessor.get_model_class()")
-        data: dict[str, Any] = {"id": None}
-        for f in self._columns.values():
-            data[f.column] = f.default
+        data: dict[str, Any] = {"id": None, **self._defaults}
         object.__setattr__(self, "_data", data)
         object.__setattr__(self, "_loaded", {})
         object.__setattr__(self, "_links", {})

@@ -55,6 +55,13 @@ class OffsetTracker:
             }
             return {tp: off for tp, off in wanted.items() if off > self._sent.get(tp, -1)}
 
+    def unconfirmed(self) -> dict[TopicPartition, int]:
+        """Offsets handled but not acknowledged (sent or not): what a last, blocking commit needs."""
+        with self._lock:
+            return {
+                tp: off for tp, off in self._processed.items() if off > self._confirmed.get(tp, -1)
+            }
+
     def uncommitted(self) -> int:
         """How many partitions have handled offsets the broker has not acknowledged."""
         with self._lock:

@@ -11,6 +11,10 @@ Who sends what:
 - timers -> supervisor: :class:`CheckDeadlines`, :class:`RestartChild`
 - anyone -> supervisor: :class:`GetStatus` (reply: ``dict[str, ChildStatus]``),
   :class:`IsIdle` (reply: ``bool``), :class:`Shutdown`
+- event-step actor -> itself: :class:`Connect` (build the consumer; again after a backoff
+  while no broker answers), :class:`Poll` (poll once, handle a slice of events);
+  its timers: :class:`RetryDue` (a failed event's wait is over); its dead-letter
+  producer: :class:`DeadLettered` (a dead-letter write ended)
 """
 
 from __future__ import annotations
@@ -27,11 +31,15 @@ __all__ = [
     "CheckDeadlines",
     "ChildDied",
     "ChildStatus",
+    "Connect",
+    "DeadLettered",
     "Drain",
     "GetStatus",
     "IsIdle",
-    "Resync",
+    "Poll",
     "RestartChild",
+    "Resync",
+    "RetryDue",
     "Route",
     "Shutdown",
     "Tick",
@@ -134,3 +142,32 @@ class ChildStatus:
     queue_depth: int = 0
     busy_for: float | None = None
     detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Connect:
+    """Event-step actor: build the Kafka consumer (sent again by a timer while no broker answers)."""
+
+
+@dataclass(frozen=True)
+class Poll:
+    """Event-step actor: poll the consumer once and handle a slice of the buffered events."""
+
+
+@dataclass(frozen=True)
+class RetryDue:
+    """Event-step actor: the event at ``offset`` of ``topic``/``partition`` may be tried again."""
+
+    topic: str
+    partition: int
+    offset: int
+
+
+@dataclass(frozen=True)
+class DeadLettered:
+    """Event-step actor: the dead-letter write of that event ended (``error`` is ``None`` if stored)."""
+
+    topic: str
+    partition: int
+    offset: int
+    error: str | None = None

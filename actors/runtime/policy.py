@@ -12,8 +12,7 @@ import contextlib
 from collections import OrderedDict
 from typing import Any
 
-from actors.steps import Policy
-from actors.steps._discovery import StepFactory
+from actors.steps import Policy, StepFactory
 from actors.store import Caller, NotFound, Pending, WriteContext, row_is_pending
 
 from ._child import ChildActor, ChildContext, StepExit

@@ -7,8 +7,7 @@ so runs never overlap and a slow pull step delays only itself.
 
 from __future__ import annotations
 
-from actors.steps import PullStep
-from actors.steps._discovery import StepFactory
+from actors.steps import PullStep, StepFactory
 from actors.store import Caller
 
 from ._child import ChildActor, ChildContext, StepExit

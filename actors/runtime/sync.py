@@ -17,8 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from actors.orm import ModelAccessor, ORMWrapper
-from actors.steps import SyncStep
-from actors.steps._discovery import StepFactory
+from actors.steps import StepFactory, SyncStep
 from actors.store import Caller, NotFound, Pending, WriteContext, row_is_pending
 
 from ._child import ChildActor, ChildContext, StepExit

@@ -13,7 +13,7 @@ from ._discovery import (
     is_abstract_step,
     unload_namespace,
 )
-from ._eventstep import EventStep
+from ._eventstep import EventStep, validate_event_step
 from ._exceptions import DeferredException, InnocuousException
 from ._policy import Policy
 from ._pullstep import PullStep
@@ -37,4 +37,5 @@ __all__ = [
     "is_abstract_step",
     "model_names",
     "unload_namespace",
+    "validate_event_step",
 ]

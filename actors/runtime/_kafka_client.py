@@ -1,0 +1,550 @@
+"""The event bus as the event-step actor sees it: options, a consumer and a dead-letter sink.
+
+The actor talks to Kafka only through the two small protocols here,
+:class:`ConsumerClient` and :class:`DeadLetterSink`, so its message tests run
+with in-memory stand-ins and no broker. :class:`KafkaConsumerClient` and
+:class:`KafkaDeadLetterSink` are the real ones, on kafka-python.
+
+kafka-python facts this module deals with (3.x; 2.x also works):
+
+- A ``KafkaConsumer`` is not thread-safe: only the actor's thread uses it.
+- Since 3.0 its network I/O runs on a background thread, and a rebalance
+  listener is called on that thread while the caller waits inside ``poll()``
+  or ``close()``. A plain listener may not call blocking consumer methods
+  there (``commit()`` raises), so the listener is the asynchronous kind and
+  awaits its commit. On 2.x the plain kind runs inside ``poll()`` and commits
+  directly.
+- A consumer whose constructor cannot reach any broker raises
+  ``KafkaTimeoutError`` (2.x: ``NoBrokersAvailable``) and, in 3.0, leaves its
+  I/O thread running; :class:`_ClosingKafkaConsumer` closes it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import kafka
+import kafka.errors
+from kafka.structs import OffsetAndMetadata, TopicPartition
+
+__all__ = [
+    "DEFAULT_PORT",
+    "BusOptions",
+    "ConsumerClient",
+    "ConsumerFactory",
+    "ConsumerSpec",
+    "DeadLetterSink",
+    "EventBusError",
+    "KafkaConsumerClient",
+    "KafkaDeadLetterSink",
+    "RebalanceHandler",
+    "SinkFactory",
+    "bootstrap_servers",
+    "is_outage",
+    "subscription_pattern",
+]
+
+#: The port of a bootstrap server given as a bare host name.
+DEFAULT_PORT = 9092
+
+_GLOBAL_FLAGS = re.compile(r"^\(\?[aiLmsux]+\)")
+
+
+class EventBusError(ValueError):
+    """The ``event_bus`` configuration cannot work (no endpoint, an unknown kind...)."""
+
+
+def bootstrap_servers(endpoint: Any) -> tuple[str, ...]:
+    """``"host:port"``, ``"h1:p1,h2:p2"`` or a list of them, as a tuple of ``host:port``.
+
+    A server without a port gets :data:`DEFAULT_PORT` (as kafka-python does).
+    """
+    if endpoint is None or endpoint == "" or endpoint == []:
+        raise EventBusError("event_bus.endpoint is not set: give the Kafka bootstrap server(s), host:port")
+    items: Iterable[Any] = [endpoint] if isinstance(endpoint, str) else endpoint
+    servers: list[str] = []
+    for item in items:
+        if not isinstance(item, str):
+            raise EventBusError(f"event_bus.endpoint: expected host:port strings, got {item!r}")
+        for part in item.split(","):
+            part = part.strip()
+            if not part:
+                continue
+            if part.startswith("["):  # [IPv6]:port or [IPv6]
+                port = part.rpartition("]")[2]
+                if port and not (port.startswith(":") and port[1:].isdigit()):
+                    raise EventBusError(f"event_bus.endpoint: {part!r} is not [address]:port")
+                servers.append(part if port else f"{part}:{DEFAULT_PORT}")
+            elif part.count(":") == 0:
+                servers.append(f"{part}:{DEFAULT_PORT}")
+            elif part.count(":") == 1:
+                if not part.rpartition(":")[2].isdigit():
+                    raise EventBusError(f"event_bus.endpoint: {part!r} is not host:port")
+                servers.append(part)
+            else:  # a bare IPv6 address
+                servers.append(f"[{part}]:{DEFAULT_PORT}")
+    if not servers:
+        raise EventBusError("event_bus.endpoint is empty: give the Kafka bootstrap server(s), host:port")
+    return tuple(servers)
+
+
+def subscription_pattern(pattern: str, exclude: Iterable[str] = ()) -> str:
+    """The regex handed to kafka-python for an event step's ``pattern``.
+
+    kafka-python tests topic names with ``re.match`` (anchored at the start);
+    the original framework's client searched the whole name. The result
+    searches like the original (``^`` and ``$`` anchor as usual) and never
+    matches the topics of ``exclude`` (the dead-letter topic: a step must not
+    consume its own dead letters). Global inline flags such as ``(?i)`` are
+    kept in front.
+    """
+    flags = ""
+    m = _GLOBAL_FLAGS.match(pattern)
+    if m:
+        flags, pattern = m.group(0), pattern[m.end() :]
+    guard = "".join(f"(?!{re.escape(topic)}$)" for topic in exclude)
+    return f"{flags}{guard}.*?(?:{pattern})"
+
+
+#: Kafka errors that waiting will not cure: configuration, authentication, authorization, versions.
+_FATAL: tuple[type[BaseException], ...] = tuple(
+    error
+    for name in (
+        "KafkaConfigurationError",
+        "AuthorizationError",
+        "AuthenticationFailedError",
+        "SaslAuthenticationFailedError",
+        "UnsupportedVersionError",
+        "UnsupportedCodecError",
+    )
+    if isinstance(error := getattr(kafka.errors, name, None), type)
+)
+
+
+def is_outage(exc: BaseException) -> bool:
+    """Whether ``exc`` means "the bus cannot be reached now" (retry later) rather than a mistake."""
+    if isinstance(exc, _FATAL):
+        return False
+    return isinstance(exc, kafka.errors.KafkaError | OSError | TimeoutError)
+
+
+def _seconds(value: Any, name: str, default: float) -> float:
+    if value is None:
+        return default
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise EventBusError(f"event_bus.{name}: expected a number of seconds, got {value!r}") from None
+    if number < 0:
+        raise EventBusError(f"event_bus.{name}: expected a number of seconds >= 0, got {value!r}")
+    return number
+
+
+@dataclass(frozen=True)
+class BusOptions:
+    """What an event-step actor needs to know about the bus: ``event_bus`` plus the group.
+
+    The documented keys (``kind``, ``endpoint``, ``dead_letter_topic``,
+    ``max_retries``, ``retry_backoff``) come from the config; the others are
+    tuning knobs with sensible defaults, read from the same mapping when
+    present (tests and benchmarks set them).
+    """
+
+    servers: tuple[str, ...]
+    group: str
+    dead_letter_topic: str
+    max_retries: int = 3
+    retry_backoff: float = 0.5
+    #: Longest wait between two attempts at one event.
+    retry_backoff_max: float = 30.0
+    #: How long one ``poll()`` waits for records when nothing is buffered.
+    poll_timeout: float = 0.1
+    max_poll_records: int = 500
+    #: Processed offsets are committed at least this often (and whenever the actor is caught up).
+    commit_interval: float = 1.0
+    #: Topic metadata refresh: how soon a new topic matching a ``pattern`` is picked up.
+    metadata_max_age: float = 5.0
+    #: How long one attempt to reach a bootstrap server may block the actor.
+    connect_timeout: float = 2.0
+    #: Waits between attempts to build the consumer when no broker answers: doubling, capped.
+    reconnect_backoff: float = 0.5
+    reconnect_backoff_max: float = 30.0
+    #: How long the group coordinator may stay unreachable before the actor reports ``degraded``.
+    health_grace: float = 2.0
+    #: How long a dead-letter write may wait for the broker.
+    dead_letter_timeout: float = 10.0
+    #: Extra ``KafkaConsumer`` / ``KafkaProducer`` options (kafka-python names).
+    consumer: Mapping[str, Any] = field(default_factory=dict)
+    producer: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_settings(cls, event_bus: Mapping[str, Any], group: str) -> BusOptions:
+        """Read ``event_bus`` (a mapping); :class:`EventBusError` naming the key at fault."""
+        bus = dict(event_bus or {})
+        kind = bus.get("kind", "kafka")
+        if kind != "kafka":
+            raise EventBusError(f"event_bus.kind: {kind!r} is not supported (only 'kafka')")
+        servers = bootstrap_servers(bus.get("endpoint"))
+        retries = bus.get("max_retries", 3)
+        if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:
+            raise EventBusError(f"event_bus.max_retries: expected an integer >= 0, got {retries!r}")
+        records = bus.get("max_poll_records", 500)
+        if not isinstance(records, int) or isinstance(records, bool) or records < 1:
+            raise EventBusError(f"event_bus.max_poll_records: expected an integer >= 1, got {records!r}")
+        for key in ("consumer", "producer"):
+            if not isinstance(bus.get(key) or {}, Mapping):
+                raise EventBusError(f"event_bus.{key}: expected a mapping of kafka-python options")
+        defaults = cls.__dataclass_fields__
+        seconds = {
+            name: _seconds(bus.get(name), name, defaults[name].default)  # type: ignore[arg-type]
+            for name in (
+                "retry_backoff",
+                "retry_backoff_max",
+                "poll_timeout",
+                "commit_interval",
+                "metadata_max_age",
+                "connect_timeout",
+                "reconnect_backoff",
+                "reconnect_backoff_max",
+                "health_grace",
+                "dead_letter_timeout",
+            )
+        }
+        return cls(
+            servers=servers,
+            group=group,
+            dead_letter_topic=str(bus.get("dead_letter_topic") or f"{group}.dead-letters"),
+            max_retries=retries,
+            max_poll_records=records,
+            consumer=dict(bus.get("consumer") or {}),
+            producer=dict(bus.get("producer") or {}),
+            **seconds,
+        )
+
+
+# -- the consumer seam ---------------------------------------------------------
+class RebalanceHandler(Protocol):
+    """The actor's side of a rebalance (called on the consumer's I/O thread)."""
+
+    def revoking(self, partitions: set[TopicPartition], lost: bool) -> dict[TopicPartition, int]:
+        """Partitions are being given up: the offsets to commit first (none when ``lost``)."""
+        ...
+
+    def revoked(
+        self,
+        partitions: set[TopicPartition],
+        offsets: Mapping[TopicPartition, int],
+        error: BaseException | None,
+    ) -> None:
+        """After the commit of ``offsets`` (``error`` if it failed); the partitions are gone."""
+        ...
+
+    def assigned(self, partitions: set[TopicPartition]) -> None:
+        """Partitions now belong to this consumer (fetching starts at their committed offsets)."""
+        ...
+
+
+@dataclass(frozen=True)
+class ConsumerSpec:
+    """What to build: a consumer in ``options.group`` on ``topics`` or ``pattern``."""
+
+    options: BusOptions
+    name: str
+    handler: RebalanceHandler
+    topics: tuple[str, ...] = ()
+    pattern: str | None = None
+
+
+class ConsumerClient(Protocol):
+    """The consumer operations the actor uses (all from the actor's thread)."""
+
+    def poll(self, timeout: float, max_records: int) -> Mapping[TopicPartition, Sequence[Any]]:
+        """Records by partition, in offset order; waits up to ``timeout`` seconds for some."""
+        ...
+
+    def pause(self, partitions: Iterable[TopicPartition]) -> None: ...
+
+    def resume(self, partitions: Iterable[TopicPartition]) -> None: ...
+
+    def assignment(self) -> set[TopicPartition]: ...
+
+    def commit(self, offsets: Mapping[TopicPartition, int], timeout: float) -> None:
+        """Commit and wait; raises if the commit failed."""
+        ...
+
+    def commit_async(
+        self,
+        offsets: Mapping[TopicPartition, int],
+        callback: Callable[[Mapping[TopicPartition, int], BaseException | None], None],
+    ) -> None:
+        """Send a commit; ``callback(offsets, error)`` later, from a later ``poll()`` or commit."""
+        ...
+
+    def problem(self) -> str | None:
+        """Why the bus looks unreachable right now, or ``None`` when it looks fine."""
+        ...
+
+    def joining(self) -> bool:
+        """Whether the consumer is (re)joining its group: ``poll()`` must then wait long enough."""
+        ...
+
+    def close(self, timeout: float) -> None:
+        """Leave the group (the handler's ``revoking`` runs first) and release everything."""
+        ...
+
+
+ConsumerFactory = Callable[[ConsumerSpec], ConsumerClient]
+
+
+def _oam(offsets: Mapping[TopicPartition, int]) -> dict[TopicPartition, OffsetAndMetadata]:
+    return {tp: OffsetAndMetadata(offset, "", -1) for tp, offset in offsets.items()}
+
+
+class _ClosingKafkaConsumer(kafka.KafkaConsumer):
+    """A ``KafkaConsumer`` that does not leak its I/O thread when no broker answers."""
+
+    def __init__(self, *topics: str, **configs: Any) -> None:
+        try:
+            super().__init__(*topics, **configs)
+        except BaseException:
+            client = getattr(self, "_client", None)
+            if client is not None:
+                with contextlib.suppress(Exception):
+                    client.close()
+            raise
+
+
+_AsyncListenerBase: Any = getattr(kafka, "AsyncConsumerRebalanceListener", None)
+
+
+def _make_listener(client: KafkaConsumerClient, handler: RebalanceHandler) -> Any:
+    if _AsyncListenerBase is not None:
+
+        class AsyncListener(_AsyncListenerBase):
+            async def on_partitions_revoked(self, revoked: Any) -> None:
+                await client._revoke_async(set(revoked), lost=False)
+
+            async def on_partitions_lost(self, lost: Any) -> None:
+                await client._revoke_async(set(lost), lost=True)
+
+            async def on_partitions_assigned(self, assigned: Any) -> None:
+                handler.assigned(set(assigned))
+
+        return AsyncListener()
+
+    class Listener(kafka.ConsumerRebalanceListener):  # kafka-python 2.x
+        def on_partitions_revoked(self, revoked: Any) -> None:
+            client._revoke_sync(set(revoked))
+
+        def on_partitions_assigned(self, assigned: Any) -> None:
+            handler.assigned(set(assigned))
+
+    return Listener()
+
+
+class KafkaConsumerClient:
+    """:class:`ConsumerClient` on a kafka-python ``KafkaConsumer`` with manual commits.
+
+    Offsets are committed only when the actor says so; a new group starts at
+    the earliest retained event (``auto_offset_reset="earliest"``, as the
+    original framework), overridable through ``event_bus.consumer``.
+    Construction raises when no bootstrap server answers within
+    ``options.connect_timeout``.
+    """
+
+    def __init__(self, spec: ConsumerSpec) -> None:
+        options = spec.options
+        self._handler = spec.handler
+        config: dict[str, Any] = {
+            "bootstrap_servers": list(options.servers),
+            "group_id": options.group,
+            "client_id": f"{options.group}.{spec.name}",
+            "enable_auto_commit": False,
+            "auto_offset_reset": "earliest",
+            "max_poll_records": options.max_poll_records,
+            "metadata_max_age_ms": max(1, int(options.metadata_max_age * 1000)),
+        }
+        if "bootstrap_timeout_ms" in kafka.KafkaConsumer.DEFAULT_CONFIG:
+            config["bootstrap_timeout_ms"] = max(1, int(options.connect_timeout * 1000))
+        config.update(options.consumer)
+        self._consumer = _ClosingKafkaConsumer(**config)
+        try:
+            listener = _make_listener(self, spec.handler)
+            if spec.pattern is not None:
+                pattern = subscription_pattern(spec.pattern, [options.dead_letter_topic])
+                self._consumer.subscribe(pattern=pattern, listener=listener)
+            else:
+                self._consumer.subscribe(topics=list(spec.topics), listener=listener)
+        except BaseException:
+            self._consumer.close(autocommit=False)
+            raise
+
+    # -- rebalance (on the I/O thread in 3.x, inside poll() in 2.x) -----------
+    async def _revoke_async(self, partitions: set[TopicPartition], lost: bool) -> None:
+        offsets = self._handler.revoking(partitions, lost)
+        error: BaseException | None = None
+        if offsets and not lost:
+            try:
+                await self._consumer.commit_async(_oam(offsets))
+            except Exception as exc:
+                error = exc
+        self._handler.revoked(partitions, offsets if not lost else {}, error)
+
+    def _revoke_sync(self, partitions: set[TopicPartition]) -> None:
+        offsets = self._handler.revoking(partitions, False)
+        error: BaseException | None = None
+        if offsets:
+            try:
+                self._consumer.commit(_oam(offsets))
+            except Exception as exc:
+                error = exc
+        self._handler.revoked(partitions, offsets, error)
+
+    # -- ConsumerClient -------------------------------------------------------
+    def poll(self, timeout: float, max_records: int) -> Mapping[TopicPartition, Sequence[Any]]:
+        result: Mapping[TopicPartition, Sequence[Any]] = self._consumer.poll(
+            timeout_ms=max(0, int(timeout * 1000)), max_records=max_records
+        )
+        return result
+
+    def pause(self, partitions: Iterable[TopicPartition]) -> None:
+        self._consumer.pause(*partitions)
+
+    def resume(self, partitions: Iterable[TopicPartition]) -> None:
+        self._consumer.resume(*partitions)
+
+    def assignment(self) -> set[TopicPartition]:
+        return set(self._consumer.assignment() or ())
+
+    def commit(self, offsets: Mapping[TopicPartition, int], timeout: float) -> None:
+        if offsets:
+            self._consumer.commit(_oam(offsets), timeout_ms=max(1, int(timeout * 1000)))
+
+    def commit_async(
+        self,
+        offsets: Mapping[TopicPartition, int],
+        callback: Callable[[Mapping[TopicPartition, int], BaseException | None], None],
+    ) -> None:
+        sent = dict(offsets)
+
+        def done(_offsets: Any, response: Any) -> None:
+            callback(sent, response if isinstance(response, BaseException) else None)
+
+        try:
+            self._consumer.commit_async(_oam(sent), callback=done)
+        except Exception as exc:
+            callback(sent, exc)
+
+    def problem(self) -> str | None:
+        coordinator = getattr(self._consumer, "_coordinator", None)
+        unknown = getattr(coordinator, "coordinator_unknown", None)
+        if unknown is None:  # another kafka-python: no probe, rely on errors
+            return None
+        try:
+            return "the group coordinator cannot be reached" if unknown() else None
+        except Exception as exc:
+            return f"{type(exc).__name__}: {exc}"
+
+    def joining(self) -> bool:
+        # kafka-python 3.0.12 drops a JoinGroup/SyncGroup answer that arrives between two
+        # poll() calls and starts over: with short (or zero) poll timeouts a member can stay
+        # "rebalancing" for ever. While not stable, the actor polls with a long timeout.
+        metadata = getattr(self._consumer, "group_metadata", None)
+        if metadata is None:
+            return False
+        try:
+            return bool(metadata().state != "<stable>")
+        except Exception:
+            return False
+
+    def caught_up(self) -> bool:
+        """In a stable group, with every assigned partition read up to its high-water mark."""
+        consumer = self._consumer
+        metadata = getattr(consumer, "group_metadata", None)
+        if metadata is not None and metadata().state != "<stable>":
+            return False
+        states = getattr(getattr(consumer, "_subscription", None), "assignment", None)
+        if states is None:  # another kafka-python: no probe
+            return True
+        for tp in consumer.assignment():
+            highwater = consumer.highwater(tp)
+            state = states.get(tp)
+            position = getattr(state, "position", None)
+            if highwater is None or position is None or position.offset < highwater:
+                return False
+        return True
+
+    def close(self, timeout: float) -> None:
+        self._consumer.close(autocommit=False, timeout_ms=max(1, int(timeout * 1000)))
+
+
+# -- the dead-letter seam -------------------------------------------------------
+class DeadLetterSink(Protocol):
+    """Where an event that keeps failing is written."""
+
+    def send(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        headers: list[tuple[str, bytes]],
+        callback: Callable[[BaseException | None], None],
+    ) -> None:
+        """Write one record; ``callback(None)`` once the broker stored it, ``callback(error)`` if not.
+
+        The callback may run on any thread (it should only send a message).
+        """
+        ...
+
+    def close(self, timeout: float) -> None: ...
+
+
+SinkFactory = Callable[[BusOptions], DeadLetterSink]
+
+
+class KafkaDeadLetterSink:
+    """:class:`DeadLetterSink` on a kafka-python ``KafkaProducer`` (``acks="all"``), built at first use."""
+
+    def __init__(self, options: BusOptions) -> None:
+        self._options = options
+        self._producer: Any = None
+
+    def _ensure(self) -> Any:
+        if self._producer is None:
+            timeout_ms = max(1, int(self._options.dead_letter_timeout * 1000))
+            config: dict[str, Any] = {
+                "bootstrap_servers": list(self._options.servers),
+                "client_id": f"{self._options.group}.dead-letters",
+                "acks": "all",
+                "max_block_ms": timeout_ms,
+            }
+            if "bootstrap_timeout_ms" in kafka.KafkaProducer.DEFAULT_CONFIG:
+                config["bootstrap_timeout_ms"] = max(1, int(self._options.connect_timeout * 1000))
+            config.update(self._options.producer)
+            self._producer = kafka.KafkaProducer(**config)
+        return self._producer
+
+    def send(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        headers: list[tuple[str, bytes]],
+        callback: Callable[[BaseException | None], None],
+    ) -> None:
+        try:
+            future = self._ensure().send(topic, key=key, value=value, headers=headers)
+        except Exception as exc:
+            callback(exc)
+            return
+        future.add_callback(lambda _metadata: callback(None))
+        future.add_errback(callback)
+
+    def close(self, timeout: float) -> None:
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            producer.close(timeout=timeout)

@@ -1,0 +1,742 @@
+"""The event-step actor: one Kafka consumer per ``EventStep``, and no event lost.
+
+One :class:`EventStepActor` runs each event step. It owns a kafka-python
+consumer in the synchronizer's consumer group (the group id is the
+synchronizer's ``name``), subscribed to the step's ``topics`` or ``pattern``,
+and calls ``process_event(event)`` with an :class:`Event` for every record.
+
+Delivery is at least once:
+
+- Offsets are committed by hand, and only up to what was handled: each
+  partition's events are processed in offset order, so the committed offset
+  (the next one to read) never passes an event whose ``process_event`` has not
+  returned, nor one with an unfinished predecessor in its partition.
+- A failing event is tried again after ``retry_backoff`` seconds, doubling,
+  ``max_retries`` times; meanwhile its partition is paused (its later events
+  wait, in order) while the other partitions keep flowing. Then it is written to
+  the dead-letter topic, with the error and its origin in headers, and
+  consumption goes on past it.
+- On a rebalance the processed offsets of the partitions being given up are
+  committed first; on shutdown the running slice of events finishes and its
+  offsets are committed; when the actor dies (step code exits) what was
+  processed is committed and the rest is delivered again to its replacement.
+
+The actor never blocks for long inside one message: a :class:`Poll` message it
+sends itself polls the consumer with a short timeout, handles a bounded slice
+of events, commits when due and sends the next :class:`Poll`. With no broker at
+start it keeps trying (:class:`Connect`, capped exponential backoff); when the
+broker goes away mid-stream kafka-python reconnects by itself. Either way the
+actor reports ``degraded`` (``detail["bus"]`` says why) and logs once per change.
+
+:func:`validate_event_step` is the load-time check of a step class.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pykka
+from kafka.structs import TopicPartition
+
+from actors.steps import EventStep, StepFactory, validate_event_step
+from actors.store import Caller
+
+from . import produce as _produce
+from ._child import ChildActor, ChildContext
+from ._kafka_client import (
+    BusOptions,
+    ConsumerClient,
+    ConsumerFactory,
+    ConsumerSpec,
+    DeadLetterSink,
+    EventBusError,
+    KafkaConsumerClient,
+    KafkaDeadLetterSink,
+    SinkFactory,
+    is_outage,
+)
+from ._kafka_offsets import OffsetTracker
+from .clock import Timer
+from .messages import Connect, DeadLettered, Poll, RetryDue
+
+__all__ = [
+    "DEAD_LETTER_HEADERS",
+    "Event",
+    "EventStepActor",
+    "EventStepError",
+    "validate_event_step",
+]
+
+#: Headers of a dead-letter record, in this order, before the original record's own headers.
+DEAD_LETTER_HEADERS = (
+    "error",
+    "error_type",
+    "origin_topic",
+    "origin_partition",
+    "origin_offset",
+    "origin_timestamp",
+    "step",
+    "group",
+    "attempts",
+)
+
+#: Longest run of ``process_event`` calls inside one message (seconds, wall clock).
+SLICE = 0.05
+#: How many events of one partition run before the next partition gets a turn.
+BURST = 100
+#: Longest error text put into a dead-letter header.
+MAX_ERROR = 2000
+#: How long one ``poll()`` waits while the consumer (re)joins its group (see ``ConsumerClient.joining``).
+JOIN_POLL = 1.0
+
+_new = object.__new__
+_set = object.__setattr__
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One record from the bus, as ``process_event(event)`` receives it.
+
+    ``value`` and ``key`` are the raw bytes (``json.loads(event.value)`` works
+    on bytes); ``timestamp`` is Kafka's, in milliseconds since the epoch;
+    ``headers`` is a tuple of ``(name, bytes)``.
+    """
+
+    topic: str
+    key: bytes | None
+    value: bytes | None
+    timestamp: int | None
+    partition: int
+    offset: int
+    headers: tuple[tuple[str, bytes], ...] = ()
+
+    @classmethod
+    def from_record(cls, record: Any) -> Event:
+        """An event from a kafka-python ``ConsumerRecord`` (or anything with the same attributes)."""
+        event: Event = _new(cls)
+        _set(event, "topic", record.topic)
+        _set(event, "key", record.key)
+        _set(event, "value", record.value)
+        _set(event, "timestamp", record.timestamp)
+        _set(event, "partition", record.partition)
+        _set(event, "offset", record.offset)
+        headers = record.headers
+        _set(event, "headers", tuple(headers) if headers else ())
+        return event
+
+
+class EventStepError(Exception):
+    """An event step that cannot run: its class (topics/pattern/technology) or the ``event_bus`` config."""
+
+
+@dataclass
+class _Failure:
+    """The head event of a partition that failed, and what happens to it next."""
+
+    record: Any
+    attempts: int
+    error: str
+    error_type: str
+    #: The partition waits (a retry timer, or a dead-letter write in flight).
+    waiting: bool = True
+    timer: Timer | None = None
+    #: Past ``max_retries``: the event goes to the dead-letter topic.
+    dead_letter: bool = False
+    #: A dead-letter write was sent and its answer is pending.
+    sending: bool = False
+
+
+class _Rebalance:
+    """The actor's side of a rebalance, called on kafka-python's I/O thread.
+
+    It only reads and updates the offset tracker (thread-safe) and records the
+    partitions given up; the actor drops their buffered events after ``poll()``.
+    """
+
+    def __init__(self, actor: EventStepActor) -> None:
+        self.actor = actor
+        self.tracker = actor.tracker
+        self.lock = threading.Lock()
+        self.gone: set[TopicPartition] = set()
+        #: The partitions this consumer owns now (for the status).
+        self.owned: set[TopicPartition] = set()
+
+    def revoking(self, partitions: set[TopicPartition], lost: bool) -> dict[TopicPartition, int]:
+        if lost:
+            return {}
+        return self.tracker.to_commit(partitions)
+
+    def revoked(
+        self,
+        partitions: set[TopicPartition],
+        offsets: Mapping[TopicPartition, int],
+        error: BaseException | None,
+    ) -> None:
+        log = self.actor.log
+        if offsets and error is None:
+            self.tracker.confirmed(offsets)
+            log.info("offsets committed before a rebalance", partitions=_names(offsets))
+        elif error is not None:
+            log.warning(
+                "offsets not committed before a rebalance: those events will be delivered again",
+                partitions=_names(offsets),
+                error=f"{type(error).__name__}: {error}",
+            )
+        self.tracker.forget(partitions)
+        with self.lock:
+            self.gone.update(partitions)
+            self.owned.difference_update(partitions)
+
+    def assigned(self, partitions: set[TopicPartition]) -> None:
+        with self.lock:
+            self.owned.update(partitions)
+        self.actor.log.info("partitions assigned", partitions=_names(partitions))
+
+    def owned_names(self) -> list[str]:
+        with self.lock:
+            return _names(self.owned)
+
+    def take_gone(self) -> set[TopicPartition]:
+        with self.lock:
+            gone, self.gone = self.gone, set()
+        return gone
+
+
+def _tell(ref: pykka.ActorRef[Any], message: Any) -> None:
+    """For timers and client callbacks, which may fire after the actor stopped."""
+    with contextlib.suppress(pykka.ActorDeadError):
+        ref.tell(message)
+
+
+def _names(partitions: Any) -> list[str]:
+    return sorted(f"{tp.topic}[{tp.partition}]" for tp in partitions)
+
+
+def _describe(exc: BaseException) -> str:
+    """``Type: message`` on one line (kafka-python's errors already start with their type)."""
+    name = type(exc).__name__
+    text = " ".join(str(exc).split())
+    if not text:
+        return name
+    return text if text.startswith(name) else f"{name}: {text}"
+
+
+class EventStepActor(ChildActor):
+    """Runs one event step: consumes its topics, calls ``process_event``, commits what was handled.
+
+    Started by the supervisor as ``EventStepActor.start(ctx, factory)``; tests
+    may pass ``consumer_factory`` and ``sink_factory`` (see
+    :mod:`actors.runtime._kafka_client`) to run it without a broker.
+    """
+
+    kind = "event"
+
+    def __init__(
+        self,
+        ctx: ChildContext,
+        factory: StepFactory,
+        *,
+        consumer_factory: ConsumerFactory | None = None,
+        sink_factory: SinkFactory | None = None,
+    ) -> None:
+        super().__init__(ctx)
+        self.factory = factory
+        self.consumer_factory: ConsumerFactory = consumer_factory or KafkaConsumerClient
+        self.sink_factory: SinkFactory = sink_factory or KafkaDeadLetterSink
+        self.options: BusOptions | None = None
+        self.step: EventStep | None = None
+        self.consumer: ConsumerClient | None = None
+        self.sink: DeadLetterSink | None = None
+        self.tracker = OffsetTracker()
+        self.rebalance = _Rebalance(self)
+        #: Records fetched and not yet handled, per partition, in offset order.
+        self.buffers: dict[TopicPartition, deque[Any]] = {}
+        #: The next offset expected per partition (a record below it is a duplicate).
+        self.next_offset: dict[TopicPartition, int] = {}
+        self.failures: dict[TopicPartition, _Failure] = {}
+        self.paused: set[TopicPartition] = set()
+        self.poll_scheduled = False
+        self.connect_timer: Timer | None = None
+        self.connect_delay = 0.0
+        self.connected_once = False
+        self.degraded = False
+        self.problem_since: float | None = None
+        self.polled_empty = False
+        self.last_commit = 0.0
+        self.dead_lettered = 0
+        self.retried = 0
+        self.handlers.update(
+            {
+                Connect: self.on_connect,
+                Poll: self.on_poll,
+                RetryDue: self.on_retry_due,
+                DeadLettered: self.on_dead_lettered,
+            }
+        )
+
+    # -- life -----------------------------------------------------------------
+    def on_start(self) -> None:
+        super().on_start()
+        cls: Any = self.factory.cls
+        self.ctx.state.detail.update(
+            {"topics": list(cls.topics)} if getattr(cls, "topics", None) else {"pattern": cls.pattern}
+        )
+        self.ctx.state.detail["bus"] = "connecting"
+        self.actor_ref.tell(Connect())
+
+    def on_stop(self) -> None:
+        self._shutdown("stop")
+
+    def on_failure(self, exc_type: Any, exc_value: Any, traceback: Any) -> None:
+        self._shutdown("crash")
+        super().on_failure(exc_type, exc_value, traceback)
+
+    def is_idle(self) -> bool:
+        """Nothing in hand: caught up with the bus (or unable to reach it), nothing buffered or retrying."""
+        if self.consumer is None or self.degraded:
+            return True
+        if self.failures or any(self.buffers.values()) or self.tracker.uncommitted():
+            return False
+        return self.polled_empty and _caught_up(self.consumer)
+
+    def _shutdown(self, why: str) -> None:
+        """Commit what was processed, leave the group, close the dead-letter producer."""
+        for timer in [self.connect_timer, *(f.timer for f in self.failures.values())]:
+            if timer is not None:
+                timer.cancel()
+        self.connect_timer = None
+        # The commit and the close share the supervisor's shutdown budget (and the bus may be down).
+        timeout = max(0.5, min(5.0, self.ctx.settings.shutdown_timeout / 3))
+        if self.degraded:
+            timeout = min(timeout, 1.0)
+        consumer, self.consumer = self.consumer, None
+        if consumer is not None:
+            offsets = self.tracker.unconfirmed()
+            if offsets:
+                try:
+                    consumer.commit(offsets, timeout)
+                    self.tracker.confirmed(offsets)
+                    self.log.info(f"offsets committed on {why}", partitions=_names(offsets))
+                except Exception as exc:
+                    self.log.warning(
+                        f"offsets not committed on {why}: those events will be delivered again",
+                        error=_describe(exc),
+                    )
+            try:
+                consumer.close(timeout)
+            except Exception as exc:
+                self.log.warning("consumer did not close cleanly", error=_describe(exc))
+        sink, self.sink = self.sink, None
+        if sink is not None:
+            try:
+                sink.close(timeout)
+            except Exception as exc:
+                self.log.warning("dead-letter producer did not close cleanly", error=_describe(exc))
+
+    # -- connecting -----------------------------------------------------------
+    def _prepare(self) -> BusOptions:
+        """Check the step class and the ``event_bus`` config; :class:`EventStepError` if either is wrong."""
+        if self.options is None:
+            where = f"event step {self.factory.name} ({self.factory.path})"
+            problem = validate_event_step(self.factory.cls)
+            if problem is not None:
+                raise EventStepError(f"{where}: {problem}")
+            try:
+                self.options = BusOptions.from_settings(self.ctx.settings.event_bus, self.ctx.settings.name)
+            except EventBusError as exc:
+                raise EventStepError(f"{where}: {exc}") from None
+        return self.options
+
+    def on_connect(self, _message: Connect) -> None:
+        self.connect_timer = None
+        if self.consumer is not None:
+            return
+        options = self._prepare()
+        if self.step is None:
+            self.step = self.call_user(self.factory.make)
+        cls: Any = self.factory.cls
+        topics = tuple(cls.topics) if getattr(cls, "topics", None) else ()
+        spec = ConsumerSpec(
+            options=options,
+            name=self.factory.name,
+            handler=self.rebalance,
+            topics=topics,
+            pattern=None if topics else cls.pattern,
+        )
+        try:
+            self.consumer = self.consumer_factory(spec)
+        except Exception as exc:
+            if not is_outage(exc):
+                raise
+            delay = min(max(options.reconnect_backoff, self.connect_delay * 2), options.reconnect_backoff_max)
+            self.connect_delay = delay
+            servers = ",".join(options.servers)
+            self._bus_down(f"no broker answers at {servers}: {_describe(exc)}", next_attempt=delay)
+            ref = self.actor_ref
+            self.connect_timer = self.ctx.clock.call_later(delay, lambda: _tell(ref, Connect()))
+            return
+        self.connect_delay = 0.0
+        if not self.connected_once:
+            self.connected_once = True
+            self.log.info(
+                "event step consuming",
+                group=options.group,
+                servers=list(options.servers),
+                **({"topics": list(topics)} if topics else {"pattern": cls.pattern}),
+            )
+        self._bus_up()
+        self._schedule_poll()
+
+    # -- the poll loop --------------------------------------------------------
+    def _schedule_poll(self) -> None:
+        if not self.poll_scheduled and self.consumer is not None:
+            self.poll_scheduled = True
+            self.actor_ref.tell(Poll())
+
+    def _ready(self) -> list[TopicPartition]:
+        failures = self.failures
+        return [
+            tp for tp, buf in self.buffers.items() if buf and (tp not in failures or not failures[tp].waiting)
+        ]
+
+    def on_poll(self, _message: Poll) -> None:
+        self.poll_scheduled = False
+        consumer = self.consumer
+        options = self.options
+        if consumer is None or options is None:
+            return
+        ready = self._ready()
+        timeout = 0.0 if ready else options.poll_timeout
+        if consumer.joining():
+            timeout = max(timeout, JOIN_POLL)
+        error: BaseException | None = None
+        try:
+            batch = consumer.poll(timeout, options.max_poll_records)
+        except Exception as exc:
+            if not is_outage(exc):
+                raise
+            batch, error = {}, exc
+        self._drop_revoked()
+        if batch:
+            self._buffer(batch)
+        self.polled_empty = not batch
+        ready = self._ready()  # again: the poll may have taken partitions away, or brought events
+        if ready:
+            self._process(ready)
+        self._sync_pauses()
+        self._maybe_commit()
+        self._check_health(error)
+        self._update_status()
+        self._schedule_poll()
+
+    def _buffer(self, batch: Mapping[TopicPartition, Sequence[Any]]) -> None:
+        for tp, records in batch.items():
+            if not records:
+                continue
+            expected = self.next_offset.get(tp)
+            if expected is not None and records[0].offset < expected:
+                records = [r for r in records if r.offset >= expected]
+                if not records:
+                    continue
+            buf = self.buffers.get(tp)
+            if buf is None:
+                buf = self.buffers[tp] = deque()
+            buf.extend(records)
+            self.next_offset[tp] = records[-1].offset + 1
+
+    def _drop_revoked(self) -> None:
+        """Forget the events of partitions given up in a rebalance (their next owner re-reads them)."""
+        gone = self.rebalance.take_gone()
+        if gone:
+            self.tracker.forget(gone)
+        for tp in gone:
+            self.buffers.pop(tp, None)
+            self.next_offset.pop(tp, None)
+            self.paused.discard(tp)
+            failure = self.failures.pop(tp, None)
+            if failure is not None and failure.timer is not None:
+                failure.timer.cancel()
+
+    def _process(self, ready: list[TopicPartition]) -> None:
+        """Run ``process_event`` over the ready partitions, round robin, for at most :data:`SLICE` seconds."""
+        step = self.step
+        options = self.options
+        assert step is not None and options is not None
+        process = step.process_event
+        make = Event.from_record
+        buffers = self.buffers
+        handled: dict[TopicPartition, int] = {}
+        failed: list[tuple[TopicPartition, Any, Exception]] = []
+        clock = time.monotonic
+        deadline = clock() + SLICE
+        count = 0
+
+        def run() -> None:
+            nonlocal count
+            turn = list(ready)
+            while turn:
+                for tp in list(turn):
+                    buf = buffers[tp]
+                    n = 0
+                    try:
+                        while buf and n < BURST:
+                            record = buf[0]
+                            try:
+                                process(make(record))
+                            except Exception as exc:
+                                failed.append((tp, record, exc))
+                                turn.remove(tp)
+                                break
+                            buf.popleft()
+                            handled[tp] = record.offset
+                            n += 1
+                            if clock() >= deadline:
+                                return
+                        else:
+                            if not buf:
+                                turn.remove(tp)
+                    finally:
+                        count += n
+
+        token = _produce._current.set(options.servers)
+        try:
+            self.call_user(run, caller=Caller.SYNCHRONIZER)
+        finally:
+            _produce._current.reset(token)
+            for tp, offset in handled.items():
+                self.tracker.processed(tp, offset)
+                failure = self.failures.get(tp)
+                if failure is not None and failure.record.offset <= offset:
+                    del self.failures[tp]  # it succeeded on a retry
+            self.ctx.state.done += count
+        for tp, record, exc in failed:
+            self._failed(tp, record, exc)
+
+    # -- failures, retries, dead letters --------------------------------------
+    def _failed(self, tp: TopicPartition, record: Any, exc: Exception) -> None:
+        options = self.options
+        assert options is not None
+        previous = self.failures.get(tp)
+        again = previous is not None and previous.record.offset == record.offset
+        attempts = previous.attempts + 1 if previous is not None and again else 1
+        failure = _Failure(record, attempts, _describe(exc)[:MAX_ERROR], type(exc).__name__)
+        self.failures[tp] = failure
+        where = f"{tp.topic}[{tp.partition}]@{record.offset}"
+        self.ctx.state.detail["last_event_error"] = f"{where}: {failure.error}"
+        if attempts <= options.max_retries:
+            delay = min(options.retry_backoff * 2 ** (attempts - 1), options.retry_backoff_max)
+            self.retried += 1
+            self.log.warning(
+                "event failed, will retry",
+                topic=tp.topic,
+                partition=tp.partition,
+                offset=record.offset,
+                attempt=attempts,
+                max_retries=options.max_retries,
+                retry_in=delay,
+                error=failure.error,
+            )
+            ref, offset = self.actor_ref, record.offset
+            failure.timer = self.ctx.clock.call_later(
+                delay, lambda: _tell(ref, RetryDue(tp.topic, tp.partition, offset))
+            )
+        else:
+            failure.dead_letter = True
+            self._send_dead_letter(tp, failure)
+        self._sync_pauses()
+
+    def on_retry_due(self, message: RetryDue) -> None:
+        tp = TopicPartition(message.topic, message.partition)
+        failure = self.failures.get(tp)
+        if failure is None or failure.record.offset != message.offset or failure.sending:
+            return
+        failure.timer = None
+        if failure.dead_letter:
+            self._send_dead_letter(tp, failure)  # the previous write failed: again
+            return
+        failure.waiting = False
+        self._sync_pauses()
+        self._schedule_poll()
+
+    def _send_dead_letter(self, tp: TopicPartition, failure: _Failure) -> None:
+        options = self.options
+        assert options is not None
+        record = failure.record
+        failure.waiting = True
+        failure.sending = True
+        if self.sink is None:
+            self.sink = self.sink_factory(options)
+        headers: list[tuple[str, bytes]] = [
+            ("error", failure.error.encode("utf-8", "replace")),
+            ("error_type", failure.error_type.encode()),
+            ("origin_topic", tp.topic.encode()),
+            ("origin_partition", str(tp.partition).encode()),
+            ("origin_offset", str(record.offset).encode()),
+            ("origin_timestamp", str(record.timestamp).encode()),
+            ("step", self.factory.name.encode()),
+            ("group", options.group.encode()),
+            ("attempts", str(failure.attempts).encode()),
+            *(record.headers or ()),
+        ]
+        ref, offset = self.actor_ref, record.offset
+
+        def done(error: BaseException | None) -> None:
+            text = None if error is None else _describe(error)
+            _tell(ref, DeadLettered(tp.topic, tp.partition, offset, text))
+
+        self.sink.send(options.dead_letter_topic, record.key, record.value, headers, done)
+
+    def on_dead_lettered(self, message: DeadLettered) -> None:
+        options = self.options
+        assert options is not None
+        tp = TopicPartition(message.topic, message.partition)
+        failure = self.failures.get(tp)
+        if failure is None or failure.record.offset != message.offset or not failure.sending:
+            return  # the partition was given up meanwhile
+        failure.sending = False
+        if message.error is not None:
+            delay = min(options.retry_backoff * 2 ** min(failure.attempts, 16), options.retry_backoff_max)
+            self.log.warning(
+                "dead-letter write failed, will retry",
+                topic=tp.topic,
+                partition=tp.partition,
+                offset=message.offset,
+                dead_letter_topic=options.dead_letter_topic,
+                retry_in=delay,
+                error=message.error,
+            )
+            ref, offset = self.actor_ref, message.offset
+            failure.timer = self.ctx.clock.call_later(
+                delay, lambda: _tell(ref, RetryDue(tp.topic, tp.partition, offset))
+            )
+            return
+        del self.failures[tp]
+        buf = self.buffers.get(tp)
+        if buf and buf[0].offset == message.offset:
+            buf.popleft()
+        self.tracker.processed(tp, message.offset)
+        self.dead_lettered += 1
+        self.ctx.state.failed += 1
+        self.log.warning(
+            "event sent to the dead-letter topic",
+            topic=tp.topic,
+            partition=tp.partition,
+            offset=message.offset,
+            dead_letter_topic=options.dead_letter_topic,
+            attempts=failure.attempts,
+            error=failure.error,
+        )
+        self._sync_pauses()
+        self._update_status()
+        self._schedule_poll()
+
+    # -- flow control -----------------------------------------------------------
+    def _sync_pauses(self) -> None:
+        """Pause partitions that wait on a failure or hold a full buffer; resume the others."""
+        consumer, options = self.consumer, self.options
+        if consumer is None or options is None:
+            return
+        high = options.max_poll_records
+        wanted = {tp for tp, f in self.failures.items() if f.waiting}
+        wanted.update(tp for tp, buf in self.buffers.items() if len(buf) >= high)
+        if wanted == self.paused:
+            return
+        assigned = consumer.assignment()
+        pause = [tp for tp in wanted - self.paused if tp in assigned]
+        resume = [tp for tp in self.paused - wanted if tp in assigned]
+        if pause:
+            consumer.pause(pause)
+        if resume:
+            consumer.resume(resume)
+        self.paused = {tp for tp in wanted if tp in assigned}
+
+    # -- commits ------------------------------------------------------------------
+    def _maybe_commit(self) -> None:
+        consumer, options = self.consumer, self.options
+        if consumer is None or options is None:
+            return
+        offsets = self.tracker.to_commit()
+        if not offsets:
+            return
+        now = self.ctx.clock.now()
+        caught_up = self.polled_empty and not self._ready()
+        if not caught_up and now - self.last_commit < options.commit_interval:
+            return
+        self.last_commit = now
+        assigned = consumer.assignment()
+        offsets = {tp: offset for tp, offset in offsets.items() if tp in assigned}
+        if not offsets:
+            return
+        self.tracker.sending(offsets)
+        consumer.commit_async(offsets, self._committed)
+
+    def _committed(self, offsets: Mapping[TopicPartition, int], error: BaseException | None) -> None:
+        if error is None:
+            self.tracker.confirmed(offsets)
+            return
+        self.tracker.failed(offsets)
+        if not self.degraded:
+            self.log.info("offset commit failed, will retry", error=_describe(error))
+
+    # -- health -------------------------------------------------------------------
+    def _check_health(self, error: BaseException | None) -> None:
+        consumer, options = self.consumer, self.options
+        if consumer is None or options is None:
+            return
+        problem = _describe(error) if error is not None else consumer.problem()
+        if problem is None:
+            self.problem_since = None
+            if self.degraded:
+                self._bus_up()
+            return
+        now = self.ctx.clock.now()
+        if self.problem_since is None:
+            self.problem_since = now
+        if not self.degraded and now - self.problem_since >= options.health_grace:
+            self._bus_down(f"{problem} (at {','.join(options.servers)})")
+
+    def _bus_down(self, problem: str, next_attempt: float | None = None) -> None:
+        state = self.ctx.state
+        text = problem if next_attempt is None else f"{problem}; next attempt in {next_attempt:g} s"
+        state.detail["bus"] = f"down: {text}"
+        if state.state in ("starting", "running"):
+            state.state = "degraded"
+        if not self.degraded:
+            self.degraded = True
+            self.log.warning("event bus unreachable, retrying", problem=problem)
+
+    def _bus_up(self) -> None:
+        state = self.ctx.state
+        state.detail["bus"] = "up"
+        if state.state in ("starting", "degraded"):
+            state.state = "running"
+        if self.degraded:
+            self.degraded = False
+            self.problem_since = None
+            self.log.info("event bus reachable again")
+
+    def _update_status(self) -> None:
+        state = self.ctx.state
+        state.queue_depth = sum(len(buf) for buf in self.buffers.values())
+        detail = state.detail
+        detail["retrying"] = sum(1 for f in self.failures.values() if not f.dead_letter)
+        detail["dead_lettered"] = self.dead_lettered
+        detail["retries"] = self.retried
+        detail["paused"] = len(self.paused)
+        detail["partitions"] = self.rebalance.owned_names()
+
+
+def _caught_up(consumer: ConsumerClient) -> bool:
+    probe: Callable[[], bool] | None = getattr(consumer, "caught_up", None)
+    if probe is None:
+        return True
+    try:
+        return bool(probe())
+    except Exception:
+        return True
