@@ -33,7 +33,17 @@ __all__ = [
     "acting_as",
     "load_config",
     "load_schema",
+    "produce",
     "register_convenience_wrapper",
 ]
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> object:
+    # ``produce`` imports kafka-python: only when asked for.
+    if name == "produce":
+        from actors.runtime.produce import produce
+
+        return produce
+    raise AttributeError(f"module 'actors' has no attribute {name!r}")

@@ -22,6 +22,7 @@ kafka-python facts this module deals with (3.x; 2.x also works):
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -30,6 +31,11 @@ from typing import Any, Protocol
 import kafka
 import kafka.errors
 from kafka.structs import OffsetAndMetadata, TopicPartition
+
+# kafka-python logs every connection attempt (an outage fills the log); the actor logs each
+# change of the bus's state once instead. A level set by the user's logging config wins.
+if logging.getLogger("kafka").level == logging.NOTSET:
+    logging.getLogger("kafka").setLevel(logging.CRITICAL)
 
 __all__ = [
     "DEFAULT_PORT",
