@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
-import socket
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import TypeVar
+
+# The port helpers live with the local servers (scripts/), which the tests use anyway.
+_SCRIPTS = str(Path(__file__).resolve().parent.parent / "scripts")
+if _SCRIPTS not in sys.path:
+    sys.path.append(_SCRIPTS)
+from _local_server import free_port, free_ports
 
 __all__ = ["free_port", "free_ports", "wait_for"]
 
@@ -48,22 +55,3 @@ def wait_for(
     if last_error is not None:
         message += f"; last error: {last_error!r}"
     raise AssertionError(message)
-
-
-def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
-    """``count`` different TCP ports that nothing listens on right now."""
-    sockets: list[socket.socket] = []
-    try:
-        for _ in range(count):
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sock.bind((host, 0))
-            sockets.append(sock)
-        return [int(sock.getsockname()[1]) for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that nothing listens on right now."""
-    return free_ports(1, host)[0]
