@@ -12,7 +12,7 @@ from typing import TypeVar
 _SCRIPTS = str(Path(__file__).resolve().parent.parent / "scripts")
 if _SCRIPTS not in sys.path:
     sys.path.append(_SCRIPTS)
-from _local_server import free_port, free_ports
+from _local_server import free_port, free_ports  # noqa: E402 - needs _SCRIPTS on sys.path
 
 __all__ = ["free_port", "free_ports", "wait_for"]
 
