@@ -253,10 +253,10 @@ def test_other_formatters_get_a_readable_message() -> None:
 def test_stdlib_records_are_rendered_too() -> None:
     out = io.StringIO()
     create_logger(stream_config(out, {"()": "actors.logs.JSONFormatter"}))
-    logging.getLogger("kafka.conn").warning("broker %s down", "k1", extra={"attempt": 2})
+    logging.getLogger("somelib.conn").warning("broker %s down", "k1", extra={"attempt": 2})
     (record,) = json_lines(out)
     assert record["event"] == "broker k1 down"
-    assert (record["level"], record["logger"], record["attempt"]) == ("warning", "kafka.conn", 2)
+    assert (record["level"], record["logger"], record["attempt"]) == ("warning", "somelib.conn", 2)
     assert re.fullmatch(TIMESTAMP, record["timestamp"])
 
 
