@@ -13,8 +13,8 @@ from actors.models import Schema, load_schema, parse_xproto
 from actors.store import Store
 
 __all__ = [
-    "MODELS",
     "EXTRA_FIELD",
+    "MODELS",
     "StepClock",
     "make_schema",
     "open_store",

@@ -6,6 +6,8 @@ database (``-m "not postgres"`` skips the second).
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -122,10 +124,14 @@ def test_synchronizer_update_does_not_bump_updated(store: Store, clock: StepCloc
     assert stored["changed_by_step"] is None and stored["changed_by_policy"] is None
 
 
-def test_synchronizer_update_with_always_update_timestamp_bumps_updated(store: Store, clock: StepClock) -> None:
+def test_synchronizer_update_with_always_update_timestamp_bumps_updated(
+    store: Store, clock: StepClock
+) -> None:
     row = store.create("Widget", {"name": "w"})
     clock.t = 4000.0
-    store.update("Widget", row["id"], {"name": "v"}, WriteContext(Caller.SYNCHRONIZER, always_update_timestamp=True))
+    store.update(
+        "Widget", row["id"], {"name": "v"}, WriteContext(Caller.SYNCHRONIZER, always_update_timestamp=True)
+    )
     stored = store.get("Widget", row["id"])
     assert stored is not None and stored["updated"] == 4000.0
 
@@ -230,7 +236,7 @@ def test_update_and_delete_of_a_missing_object_raise_not_found(store: Store) -> 
 
 def test_now_is_strictly_increasing_even_when_the_clock_stands_still(store: Store) -> None:
     stamps = [store.now() for _ in range(100)]
-    assert all(a < b for a, b in zip(stamps, stamps[1:], strict=False))
+    assert all(a < b for a, b in itertools.pairwise(stamps))
 
 
 # -- deletion and purge -----------------------------------------------------------------
@@ -292,7 +298,9 @@ def test_object_owing_a_delete_policy_is_kept_until_policed(store: Store, clock:
 
 
 def test_object_owing_both_is_kept_until_both_are_done(store: Store, clock: StepClock) -> None:
-    row = store.create("Widget", {"name": "w", "backend_need_delete": True, "backend_need_delete_policy": True})
+    row = store.create(
+        "Widget", {"name": "w", "backend_need_delete": True, "backend_need_delete_policy": True}
+    )
     store.delete("Widget", row["id"])
     store.update("Widget", row["id"], {"backend_need_reap": True}, SYNC)
     assert store.get("Widget", row["id"]) is not None, "the delete policy has not run"
@@ -350,7 +358,9 @@ def test_three_level_inheritance_reads_through_every_level(store: Store) -> None
     assert ids(store.select("ServiceInstance")) == [row["id"], other["id"]]
     assert ids(store.select("MyInstance")) == [row["id"]]
     assert store.get("SubInstance", other["id"]) is None
-    assert ids(store.select("SubInstance", where(cond("name", "eq", "si"), cond("level", "gte", 3)))) == [row["id"]]
+    assert ids(store.select("SubInstance", where(cond("name", "eq", "si"), cond("level", "gte", 3)))) == [
+        row["id"]
+    ]
     assert store.count("ServiceInstance") == 2 and store.count("SubInstance") == 1
 
 
@@ -360,7 +370,12 @@ def test_three_level_inheritance_updates_and_pending(store: Store, clock: StepCl
     store.update("SubInstance", row["id"], {"name": "renamed", "flavor": "small", "level": 4}, CLIENT)
     stored = store.get("SubInstance", row["id"])
     assert stored is not None
-    assert (stored["name"], stored["flavor"], stored["level"], stored["updated"]) == ("renamed", "small", 4, 10_000.0)
+    assert (stored["name"], stored["flavor"], stored["level"], stored["updated"]) == (
+        "renamed",
+        "small",
+        4,
+        10_000.0,
+    )
     with pytest.raises(ValidationError, match="level"):
         store.update("ServiceInstance", row["id"], {"level": 5})
     store.update("ServiceInstance", row["id"], {"enacted": clock.tick()}, SYNC)
@@ -388,7 +403,9 @@ def test_notices_name_the_leaf_model(store: Store) -> None:
     row = make_sub(store)
     seq = store.last_seq()
     store.update("ServiceInstance", row["id"], {"name": "x"})
-    assert [(n.model, n.kind, n.id) for n in store.changes_since(seq)] == [("SubInstance", "update", row["id"])]
+    assert [(n.model, n.kind, n.id) for n in store.changes_since(seq)] == [
+        ("SubInstance", "update", row["id"])
+    ]
 
 
 def test_abstract_and_unknown_models_have_no_objects(store: Store) -> None:
@@ -403,9 +420,37 @@ def test_abstract_and_unknown_models_have_no_objects(store: Store) -> None:
 # -- queries ----------------------------------------------------------------------------
 
 
-@pytest.fixture
-def widgets(store: Store) -> dict[str, int]:
+MODULE_BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+
+
+@contextlib.contextmanager
+def module_store(request: pytest.FixtureRequest, folder: Path) -> Iterator[Store]:
+    if request.param == "sqlite":
+        with open_store(sqlite_url(folder)) as s:
+            yield s
+        return
+    with postgres_database(request.getfixturevalue("postgres_url")) as url, open_store(url) as s:
+        yield s
+
+
+@pytest.fixture(scope="module", params=MODULE_BACKENDS)
+def shared(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
+    """One store for the query tests, which only read (saves a store per case)."""
+    with module_store(request, tmp_path_factory.mktemp("shared")) as s:
+        yield s
+
+
+@pytest.fixture(scope="module", params=MODULE_BACKENDS)
+def rejecting(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
+    """One store for the validation tests, whose writes are all rejected."""
+    with module_store(request, tmp_path_factory.mktemp("rejecting")) as s:
+        yield s
+
+
+@pytest.fixture(scope="module")
+def widgets(shared: Store) -> dict[str, int]:
     """Six widgets; names chosen for the string operators (one NULL name)."""
+    store = shared
     specs = [
         ("alpha", 1, 1.5, "red"),
         ("Beta", 2, 2.5, "blue"),
@@ -460,11 +505,11 @@ def names(store: Store, query: Query) -> list[str | None]:
     ],
 )
 def test_select_with_each_operator(
-    store: Store, widgets: dict[str, int], column: str, op: str, value: Any, expected: list[str | None]
+    shared: Store, widgets: dict[str, int], column: str, op: str, value: Any, expected: list[str | None]
 ) -> None:
     query = where(cond(column, op, value))
-    assert names(store, query) == expected
-    assert store.count("Widget", query) == len(expected)
+    assert names(shared, query) == expected
+    assert shared.count("Widget", query) == len(expected)
 
 
 @pytest.mark.parametrize(
@@ -485,35 +530,50 @@ def test_select_with_each_operator(
     ],
 )
 def test_exclude_keeps_null_rows_like_django(
-    store: Store, widgets: dict[str, int], column: str, op: str, value: Any, expected: list[str | None]
+    shared: Store, widgets: dict[str, int], column: str, op: str, value: Any, expected: list[str | None]
 ) -> None:
     query = Query(exclude=(cond(column, op, value),))
-    assert names(store, query) == expected
-    assert store.count("Widget", query) == len(expected)
+    assert names(shared, query) == expected
+    assert shared.count("Widget", query) == len(expected)
 
 
-def test_where_and_exclude_combine(store: Store, widgets: dict[str, int]) -> None:
-    query = Query(where=(cond("color", "eq", "red"),), exclude=(cond("size", "gte", 3), cond("name", "eq", None)))
-    assert names(store, query) == ["alpha"]
+def test_where_and_exclude_combine(shared: Store, widgets: dict[str, int]) -> None:
+    query = Query(
+        where=(cond("color", "eq", "red"),), exclude=(cond("size", "gte", 3), cond("name", "eq", None))
+    )
+    assert names(shared, query) == ["alpha"]
 
 
-def test_order_by_limit_offset(store: Store, widgets: dict[str, int]) -> None:
+def test_order_by_limit_offset(shared: Store, widgets: dict[str, int]) -> None:
     # (NULLs sort first on SQLite and last on PostgreSQL, as in plain SQL: filtered out here.)
     not_null = (cond("size", "isnull", False),)
-    assert names(store, Query(where=not_null, order_by=("-size",))) == ["x_y", "ALPHABET", "gamma 50%", "Beta", "alpha"]
-    assert names(store, Query(order_by=("color", "-id"))) == ["ALPHABET", "Beta", None, "x_y", "gamma 50%", "alpha"]
-    assert names(store, Query(order_by=("ratio",), where=(cond("ratio", "isnull", False),))) == [
+    assert names(shared, Query(where=not_null, order_by=("-size",))) == [
+        "x_y",
+        "ALPHABET",
+        "gamma 50%",
+        "Beta",
+        "alpha",
+    ]
+    assert names(shared, Query(order_by=("color", "-id"))) == [
+        "ALPHABET",
+        "Beta",
+        None,
+        "x_y",
+        "gamma 50%",
+        "alpha",
+    ]
+    assert names(shared, Query(order_by=("ratio",), where=(cond("ratio", "isnull", False),))) == [
         "ALPHABET",
         "alpha",
         "Beta",
         "x_y",
     ]
-    assert names(store, Query(limit=2)) == ["alpha", "Beta"]
-    assert names(store, Query(limit=2, offset=3)) == ["ALPHABET", "x_y"]
-    assert names(store, Query(offset=4)) == ["x_y", None]
-    assert names(store, Query(limit=0)) == []
+    assert names(shared, Query(limit=2)) == ["alpha", "Beta"]
+    assert names(shared, Query(limit=2, offset=3)) == ["ALPHABET", "x_y"]
+    assert names(shared, Query(offset=4)) == ["x_y", None]
+    assert names(shared, Query(limit=0)) == []
     with pytest.raises(ValidationError, match="nope"):
-        store.select("Widget", Query(order_by=("nope",)))
+        shared.select("Widget", Query(order_by=("nope",)))
 
 
 def test_order_by_and_filter_on_a_link_by_field_name(store: Store) -> None:
@@ -526,13 +586,13 @@ def test_order_by_and_filter_on_a_link_by_field_name(store: Store) -> None:
     assert ids(store.select("Widget", where(cond("owner", "in", [s1["id"]])))) == [b["id"]]
 
 
-def test_select_by_id(store: Store, widgets: dict[str, int]) -> None:
+def test_select_by_id(shared: Store, widgets: dict[str, int]) -> None:
     alpha = widgets["alpha"]
-    assert names(store, where(cond("id", "eq", alpha))) == ["alpha"]
-    assert names(store, where(cond("id", "in", [alpha, widgets["x_y"]]))) == ["alpha", "x_y"]
-    assert len(names(store, where(cond("id", "gt", alpha)))) == 5
+    assert names(shared, where(cond("id", "eq", alpha))) == ["alpha"]
+    assert names(shared, where(cond("id", "in", [alpha, widgets["x_y"]]))) == ["alpha", "x_y"]
+    assert len(names(shared, where(cond("id", "gt", alpha)))) == 5
     with pytest.raises(ValidationError, match="id"):
-        store.select("Widget", where(cond("id", "eq", "1")))
+        shared.select("Widget", where(cond("id", "eq", "1")))
 
 
 @pytest.mark.parametrize(
@@ -546,9 +606,9 @@ def test_select_by_id(store: Store, widgets: dict[str, int]) -> None:
         (cond("name", "between", "x"), "operator"),
     ],
 )
-def test_bad_queries_are_rejected(store: Store, condition: Condition, message: str) -> None:
+def test_bad_queries_are_rejected(shared: Store, condition: Condition, message: str) -> None:
     with pytest.raises(ValidationError, match=message):
-        store.select("Widget", where(condition))
+        shared.select("Widget", where(condition))
 
 
 # -- validation -------------------------------------------------------------------------
@@ -580,8 +640,9 @@ def test_bad_queries_are_rejected(store: Store, condition: Condition, message: s
     ],
 )
 def test_invalid_values_are_rejected_naming_model_and_field(
-    store: Store, model: str, values: dict[str, Any], message: str
+    rejecting: Store, model: str, values: dict[str, Any], message: str
 ) -> None:
+    store = rejecting
     kept = store.create("Widget", {"name": "kept", "size": 1})
     before = store.select("Widget")
     seq = store.last_seq()
@@ -711,7 +772,7 @@ def test_journal_sequence_and_changes_since(store: Store) -> None:
     assert notices[1].origin == "tester" and notices[0].origin is None
     assert store.changes_since(seqs[2]) == notices[3:]
     assert store.changes_since(0, limit=2) == notices[:2]
-    assert all(x.at <= y.at for x, y in zip(notices, notices[1:], strict=False))
+    assert all(x.at <= y.at for x, y in itertools.pairwise(notices))
 
 
 def test_subscribers_get_notices_after_commit_in_order(store: Store) -> None:
@@ -827,7 +888,9 @@ def test_pending_is_empty_after_success(store: Store, clock: StepClock) -> None:
         {"enacted": max(row["updated"], row["changed_by_policy"]), "backend_status": "OK", "backend_code": 1},
         SYNC,
     )
-    store.update("Widget", a, {"policed": max(row["updated"], row["changed_by_step"]), "policy_code": 1}, SYNC)
+    store.update(
+        "Widget", a, {"policed": max(row["updated"], row["changed_by_step"]), "policy_code": 1}, SYNC
+    )
     assert pending_ids(store) == {which: [] for which in PENDING}
 
 
@@ -879,6 +942,7 @@ def test_concurrent_writers_on_two_stores_over_one_file(tmp_path: Path) -> None:
     """Two processes' worth of stores on one file: SQLite's own locking serialises them."""
     url = sqlite_url(tmp_path)
     with open_store(url) as one, open_store(url) as two:
+
         def writer(store: Store, tag: str) -> None:
             for i in range(30):
                 store.create("MyModel", {"first_name": tag, "last_name": str(i)})
@@ -903,5 +967,7 @@ def test_sqlite_plans_pending_with_the_partial_index(tmp_path: Path, which: str,
         select = next(s for s in statements if s.lstrip().upper().startswith("SELECT"))
         root = store.tables.chain(model)[0].name
         with store.engine.connect() as conn:
-            plan = " ".join(str(r[-1]) for r in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + select).fetchall())
+            plan = " ".join(
+                str(r[-1]) for r in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + select).fetchall()
+            )
         assert f"USING INDEX ix_{root}_pending_{which}" in plan, plan
