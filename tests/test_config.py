@@ -541,6 +541,10 @@ def test_env_overrides_nested_keys_with_yaml_scalars(workdir: Path) -> None:
         "ACTORS_ACCESSOR__USERNAME": "admin",
         "ACTORS_ACCESSOR__PASSWORD": "12345",
         "ACTORS_CONFIG": "/elsewhere/config.yaml",
+        # The development tools' own settings are not config keys.
+        "ACTORS_KAFKA_CACHE": "/root/.cache/actors-kafka",
+        "ACTORS_PG_USER": "postgres",
+        "ACTORS_TEST_POSTGRES_URL": "postgresql+psycopg://x@127.0.0.1:1/y",
         "OTHER_VARIABLE": "ignored",
     }
     cfg = load_config("config.yaml", env=env)

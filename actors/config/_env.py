@@ -14,8 +14,10 @@ from ._schema import expected_type
 __all__ = ["PREFIX", "RESERVED", "apply_env"]
 
 PREFIX = "ACTORS_"
-# Variables with the prefix that are not overrides.
+# Variables with the prefix that are not overrides: the main job's config path, and the
+# settings of the development tools (scripts/local_kafka.py, local_postgres.py, the tests).
 RESERVED = frozenset({"ACTORS_CONFIG"})
+RESERVED_PREFIXES = ("ACTORS_KAFKA_", "ACTORS_PG_", "ACTORS_TEST_")
 
 
 def apply_env(
@@ -39,7 +41,7 @@ def apply_env(
     """
     sources: dict[tuple[str, ...], str] = {}
     for variable in sorted(env):
-        if not variable.startswith(PREFIX) or variable in RESERVED:
+        if not variable.startswith(PREFIX) or variable in RESERVED or variable.startswith(RESERVED_PREFIXES):
             continue
         parts = tuple(part.lower() for part in variable[len(PREFIX) :].split("__"))
         if not all(parts):
