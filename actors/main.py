@@ -80,7 +80,7 @@ def run(argv: Sequence[str]) -> int:
     # Installed before anything starts: a signal during start-up stops cleanly too.
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        return _serve(synchronizer, stop, log)
+        _serve(synchronizer, stop, log)
     except (XprotoSyntaxError, SchemaError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -88,9 +88,12 @@ def run(argv: Sequence[str]) -> int:
         synchronizer.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+    log.info("stopped")
+    return 0
 
 
-def _serve(synchronizer: Synchronizer, stop: threading.Event, log: Any) -> int:
+def _serve(synchronizer: Synchronizer, stop: threading.Event, log: Any) -> None:
+    """Start, report what runs, and wait for a stop signal."""
     synchronizer.start()
     config = synchronizer.config
     store = synchronizer.store
@@ -106,9 +109,6 @@ def _serve(synchronizer: Synchronizer, stop: threading.Event, log: Any) -> int:
     for error in synchronizer.load_errors:
         log.error("not loaded", error=str(error))
     stop.wait()
-    synchronizer.stop()
-    log.info("stopped")
-    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -22,13 +22,8 @@ __all__ = [
     "sqlite_url",
 ]
 
-#: ``MyModel`` is the reference's model; ``Widget`` has one field of each kind;
-#: ``ServiceInstance`` -> ``MyInstance`` -> ``SubInstance`` is a three-table chain.
-MODELS = """
-message MyModel (XOSBase) {
-    required string first_name = 1 [null = False, blank = False];
-    required string last_name = 2 [null = False, blank = False];
-}
+#: ``Widget`` has one field of each kind.
+WIDGET = """
 message Widget (XOSBase) {
     optional string name = 1 [max_length = 20];
     optional int32 size = 2 [default = 7];
@@ -40,6 +35,19 @@ message Widget (XOSBase) {
     optional text notes = 7;
     optional manytoone owner->Service:widgets = 8 [db_index = True];
 }
+"""
+
+#: ``MyModel`` is the reference's model; ``ServiceInstance`` -> ``MyInstance`` ->
+#: ``SubInstance`` is a three-table chain.
+MODELS = (
+    """
+message MyModel (XOSBase) {
+    required string first_name = 1 [null = False, blank = False];
+    required string last_name = 2 [null = False, blank = False];
+}
+"""
+    + WIDGET
+    + """
 message MyService (Service) {
     optional string region = 1 [max_length = 30];
 }
@@ -50,23 +58,17 @@ message SubInstance (MyInstance) {
     optional int32 level = 1 [default = 1];
 }
 """
+)
 
-#: Added by the migration tests: a new field on a root model and on a derived one.
-EXTRA_FIELD = """
-message Widget (XOSBase) {
-    optional string name = 1 [max_length = 20];
-    optional int32 size = 2 [default = 7];
-    optional uint32 weight = 3;
-    optional float ratio = 4;
-    required bool active = 5 [default = True, null = False];
-    required string color = 6 [default = "red", null = False, max_length = 10,
-                               choices = "(('red', 'Red'), ('blue', 'Blue'))"];
-    optional text notes = 7;
-    optional manytoone owner->Service:widgets = 8 [db_index = True];
+#: Used by the migration tests: ``Widget`` with two more fields.
+EXTRA_FIELD = WIDGET.replace(
+    "\n}\n",
+    """
     required int32 priority = 9 [default = 5, null = False];
     optional string label = 10 [default = "none", max_length = 10];
 }
-"""
+""",
+)
 
 
 def make_schema(text: str = MODELS) -> Schema:

@@ -31,6 +31,7 @@ from actors.store import (
     Query,
     Store,
     ValidationError,
+    WriteContext,
 )
 
 from ._auth import Authenticator, Principal
@@ -456,25 +457,25 @@ class ApiService(grpc.GenericRpcHandler):
             values[name] = None
         return values
 
-    def _create(self, model: str, request: bytes, context: grpc.ServicerContext) -> Any:
+    def _write_request(
+        self, model: str, request: bytes, context: grpc.ServicerContext
+    ) -> tuple[Any, WriteContext, dict[str, Any]]:
+        """Check the caller may write, parse a ``<M>Write``: the model's types, options, values."""
         principal = self._principal(context)
         principal.check_write()
         _protos, types = self._model(model, context)
         req = self._parse(types.write, request)
         ctx = write_options(req.options)
         principal.check_write(ctx.caller)
-        values = self._write_values(model, types, req)
+        return types, ctx, self._write_values(model, types, req)
+
+    def _create(self, model: str, request: bytes, context: grpc.ServicerContext) -> Any:
+        types, ctx, values = self._write_request(model, request, context)
         row = self.store.create(model, values, ctx)
         return row_to_message(types.message, row)
 
     def _update(self, model: str, request: bytes, context: grpc.ServicerContext) -> Any:
-        principal = self._principal(context)
-        principal.check_write()
-        _protos, types = self._model(model, context)
-        req = self._parse(types.write, request)
-        ctx = write_options(req.options)
-        principal.check_write(ctx.caller)
-        values = self._write_values(model, types, req)
+        types, ctx, values = self._write_request(model, request, context)
         id = values.pop("id", None)
         if id is None:
             raise ValidationError(f"{model}.id is required to Update (set object.id)")

@@ -307,7 +307,7 @@ class Store:
         """Publish journal entries written by other processes (PostgreSQL only)."""
         with self._catch_up_lock:
             # Sequence numbers can commit out of order: re-read a window behind the cursor.
-            fresh = [n for n in self.changes_since(max(0, self._cursor - CATCH_UP_WINDOW), 10_000)]
+            fresh = self.changes_since(max(0, self._cursor - CATCH_UP_WINDOW), 10_000)
             with self._seen_lock:
                 fresh = [n for n in fresh if n.seq not in self._seen]
             self._remember(fresh)
