@@ -293,6 +293,7 @@ def latency_bare(bootstrap: str, count: int, period: float) -> tuple[float, floa
         auto_offset_reset="earliest",
     )
     consumer.subscribe([topic])
+
     def joined() -> bool:
         consumer.poll(timeout_ms=poll_timeout(consumer))
         return bool(consumer.assignment())

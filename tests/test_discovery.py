@@ -278,7 +278,7 @@ def test_modules_are_registered_under_the_namespace(tmp_path: Path, namespace: s
     )
     modules, errors = import_folder(folder, namespace=namespace)
     assert errors == []
-    (file, module), = modules
+    ((file, module),) = modules
     assert file == folder / "withdata.py"
     assert module.__name__ == f"{namespace}.withdata"
     assert "withdata" not in sys.modules

@@ -26,6 +26,7 @@ from actors.store import (
     Store,
     ValidationError,
     WriteContext,
+    as_dict,
     check_value,
     row_is_pending,
 )
@@ -892,6 +893,22 @@ def test_pending_is_empty_after_success(store: Store, clock: StepClock) -> None:
         "Widget", a, {"policed": max(row["updated"], row["changed_by_step"]), "policy_code": 1}, SYNC
     )
     assert pending_ids(store) == {which: [] for which in PENDING}
+
+
+def test_reads_return_read_only_rows_with_python_types(store: Store) -> None:
+    made = store.create("Widget", {"name": "w", "ratio": 0.5, "weight": 2**32 - 1, "active": False})
+    read = [store.get("Widget", made["id"]), *store.select("Widget"), *store.pending("Widget", "sync")]
+    for row in read:
+        assert row is not None
+        assert row == made and dict(row) == made  # equal to the dict the create returned
+        assert row["active"] is False and row["deleted"] is False  # booleans, on SQLite too
+        assert row["ratio"] == 0.5 and row["weight"] == 2**32 - 1 and row.get("missing", 3) == 3
+        assert "name" in row and "missing" not in row and sorted(row) == sorted(made)
+        with pytest.raises(TypeError):
+            row["name"] = "changed"  # type: ignore[index]
+        copy = as_dict(row)
+        copy["name"] = "changed"
+        assert row["name"] == "w"
 
 
 def test_pending_of_a_model_without_objects_and_bad_kind(store: Store) -> None:

@@ -273,10 +273,10 @@ def _check_model(schema: Schema, model: str) -> None:
 
 
 def _print_rows(
-    out: IO[str], args: argparse.Namespace, schema: Schema, model: str, rows: list[dict[str, Any]]
+    out: IO[str], args: argparse.Namespace, schema: Schema, model: str, rows: list[Mapping[str, Any]]
 ) -> None:
     if args.json:
-        out.write(json.dumps(rows, indent=2) + "\n")
+        out.write(json.dumps([dict(row) for row in rows], indent=2) + "\n")
         return
     if args.fields:
         columns = []

@@ -56,9 +56,7 @@ class CompatFinder(importlib.abc.MetaPathFinder):
                     name=fullname,
                 )
             return None
-        return importlib.machinery.ModuleSpec(
-            fullname, self._loader, is_package=hasattr(module, "__path__")
-        )
+        return importlib.machinery.ModuleSpec(fullname, self._loader, is_package=hasattr(module, "__path__"))
 
     def __repr__(self) -> str:
         return "<actors.compat finder>"

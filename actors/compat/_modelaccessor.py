@@ -82,8 +82,9 @@ def _lookup(module_name: str, name: str) -> Any:
         return accessor.get_model_class(name)
     message = f"no model named {name!r} in this synchronizer (models: {', '.join(_model_names(accessor))})"
     if _from_import_statement():
-        raise UnknownModelImportError(f"cannot import name {name!r} from {module_name!r}: {message}",
-                                      name=module_name)
+        raise UnknownModelImportError(
+            f"cannot import name {name!r} from {module_name!r}: {message}", name=module_name
+        )
     raise UnknownModelError(f"module {module_name!r} has no attribute {name!r}: {message}")
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from actors.models import FieldSpec
-from actors.store import Caller, Row, ValidationError, WriteContext, check_value
+from actors.store import Caller, Row, ValidationError, WriteContext, as_dict, check_value
 
 from ._context import current_caller
 
@@ -59,8 +59,9 @@ class ORMWrapper:
     @classmethod
     def _from_row(cls, row: Row) -> ORMWrapper:
         obj = cls.__new__(cls)
-        object.__setattr__(obj, "_data", dict(row))
-        object.__setattr__(obj, "_loaded", dict(row))
+        data = as_dict(row)
+        object.__setattr__(obj, "_data", data)
+        object.__setattr__(obj, "_loaded", dict(data))
         object.__setattr__(obj, "_links", {})
         return obj
 

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from actors.orm import ModelAccessor, ORMWrapper
-from actors.store import Condition, Query, row_is_pending
+from actors.store import Condition, Query, Row, row_is_pending
 
 __all__ = ["Dependencies", "Key"]
 
@@ -49,10 +49,10 @@ class Dependencies:
         lineage = [model, *schema.ancestors(model)] if model in schema else [model]
         return [entry for m in lineage for entry in self.graph.get(m, ())]
 
-    def unsynced_dependencies(self, obj: ORMWrapper) -> list[tuple[str, dict[str, Any]]]:
+    def unsynced_dependencies(self, obj: ORMWrapper) -> list[tuple[str, Row]]:
         """``(model, row)`` of each linked object this one depends on that still needs sync."""
         leaf = obj._data.get("leaf_model_name") or obj._model
-        out = []
+        out: list[tuple[str, Row]] = []
         for _dep_model, src, _dst in self._entries_for(leaf if leaf in self.accessor.schema else obj._model):
             if not src:
                 continue
@@ -66,11 +66,11 @@ class Dependencies:
                     out.append((target._model, row))
         return out
 
-    def undeleted_dependents(self, obj: ORMWrapper) -> list[tuple[str, dict[str, Any]]]:
+    def undeleted_dependents(self, obj: ORMWrapper) -> list[tuple[str, Row]]:
         """``(model, row)`` of each deleted object depending on this one whose delete is still owed."""
         schema = self.accessor.schema
         leaf = obj._data.get("leaf_model_name") or obj._model
-        out = []
+        out: list[tuple[str, Row]] = []
         for source, entries in self.graph.items():
             if source not in schema or schema[source].abstract:
                 continue

@@ -50,17 +50,17 @@ class OffsetTracker:
     def to_commit(self, partitions: Iterable[TopicPartition] | None = None) -> dict[TopicPartition, int]:
         """Offsets handled but not yet sent in a commit (for ``partitions``, default all)."""
         with self._lock:
-            wanted = self._processed if partitions is None else {
-                tp: self._processed[tp] for tp in partitions if tp in self._processed
-            }
+            wanted = (
+                self._processed
+                if partitions is None
+                else {tp: self._processed[tp] for tp in partitions if tp in self._processed}
+            )
             return {tp: off for tp, off in wanted.items() if off > self._sent.get(tp, -1)}
 
     def unconfirmed(self) -> dict[TopicPartition, int]:
         """Offsets handled but not acknowledged (sent or not): what a last, blocking commit needs."""
         with self._lock:
-            return {
-                tp: off for tp, off in self._processed.items() if off > self._confirmed.get(tp, -1)
-            }
+            return {tp: off for tp, off in self._processed.items() if off > self._confirmed.get(tp, -1)}
 
     def uncommitted(self) -> int:
         """How many partitions have handled offsets the broker has not acknowledged."""

@@ -13,7 +13,7 @@ from collections import OrderedDict
 from typing import Any
 
 from actors.steps import Policy, StepFactory
-from actors.store import Caller, NotFound, Pending, WriteContext, row_is_pending
+from actors.store import Caller, NotFound, Pending, Row, WriteContext, row_is_pending
 
 from ._child import ChildActor, ChildContext, StepExit
 from ._deps import Key
@@ -32,7 +32,7 @@ class PolicyActor(ChildActor):
         self.policies: list[Policy] | None = None
         self.models: list[str] = list(dict.fromkeys(_model_name(f) for f in factories))
         self.queue: OrderedDict[Key, str] = OrderedDict()
-        self.rows: dict[Key, dict[str, Any]] = {}
+        self.rows: dict[Key, Row] = {}
         self.drain_scheduled = False
         self.handlers.update({Changed: self.on_changed, Resync: self.on_resync, Drain: self.on_drain})
 
@@ -110,7 +110,7 @@ class PolicyActor(ChildActor):
         ctx = WriteContext(Caller.SYNCHRONIZER, update_fields=tuple(fields), origin=self.ctx.name)
         self.ctx.accessor.backend.update(model, id, fields, ctx)
 
-    def _process(self, key: Key, model: str, row: dict[str, Any] | None) -> None:
+    def _process(self, key: Key, model: str, row: Row | None) -> None:
         accessor = self.ctx.accessor
         schema = accessor.schema
         row = row if row is not None else accessor.backend.get(model, key[1])
@@ -152,7 +152,7 @@ class PolicyActor(ChildActor):
             if callable(after):
                 self.call_user(after, obj, caller=Caller.SYNCHRONIZER)
 
-    def _failed(self, model: str, row: dict[str, Any], exc: BaseException) -> None:
+    def _failed(self, model: str, row: Row, exc: BaseException) -> None:
         self.log.warning("policy failed", model=model, id=row["id"], error=error_text(exc))
         self.ctx.state.failed += 1
         self._write(model, row["id"], policy_failure_fields(exc))

@@ -18,7 +18,7 @@ from typing import Any
 
 from actors.orm import ModelAccessor, ORMWrapper
 from actors.steps import StepFactory, SyncStep
-from actors.store import Caller, NotFound, Pending, WriteContext, row_is_pending
+from actors.store import Caller, NotFound, Pending, Row, WriteContext, row_is_pending
 
 from ._child import ChildActor, ChildContext, StepExit
 from ._deps import Dependencies, Key
@@ -40,7 +40,7 @@ DRAIN_SECONDS = 0.05
 @dataclass
 class _Item:
     model: str
-    row: dict[str, Any] | None = None
+    row: Row | None = None
 
 
 class SyncStepActor(ChildActor):
@@ -249,7 +249,7 @@ class SyncStepActor(ChildActor):
         finally:
             self.ctx.locks.release(key)
 
-    def _still_pending(self, row: dict[str, Any]) -> bool:
+    def _still_pending(self, row: Row) -> bool:
         return self.custom_fetch or row_is_pending(row, "sync_deleted" if row.get("deleted") else "sync")
 
     @contextmanager
@@ -262,7 +262,7 @@ class SyncStepActor(ChildActor):
         with backend.claim(model, id) as held:  # type: ignore[attr-defined]
             yield SHARED if held else False
 
-    def _run(self, key: Key, item: _Item, row: dict[str, Any]) -> None:
+    def _run(self, key: Key, item: _Item, row: Row) -> None:
         step = self._ensure_step()
         accessor = self.ctx.accessor
         obj: ORMWrapper = accessor.get_model_class(item.model)._from_row(row)
@@ -303,7 +303,7 @@ class SyncStepActor(ChildActor):
                 self.call_user(after, obj, caller=Caller.SYNCHRONIZER)
             self._done(key)
 
-    def _call(self, fn: Any, obj: ORMWrapper, row: dict[str, Any], item: _Item, key: Key) -> bool:
+    def _call(self, fn: Any, obj: ORMWrapper, row: Row, item: _Item, key: Key) -> bool:
         """Run a handler; on failure write the status, schedule the retry and return False."""
         try:
             self.call_user(fn, obj, caller=Caller.STEP, deadline=getattr(self.step, "deadline", None))
@@ -315,7 +315,7 @@ class SyncStepActor(ChildActor):
             self._failed(key, item, row, exc)
             return False
 
-    def _failed(self, key: Key, item: _Item, row: dict[str, Any], exc: BaseException) -> None:
+    def _failed(self, key: Key, item: _Item, row: Row, exc: BaseException) -> None:
         now = self.ctx.clock.now()
         fields, next_run = failure_fields(row, exc, now, self.ctx.settings.backoff_disabled)
         self.log.warning("sync failed", model=item.model, id=row["id"], error=error_text(exc))

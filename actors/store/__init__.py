@@ -2,7 +2,8 @@
 
 from ._notices import ChangeNotice, Unsubscribe
 from ._query import OPERATORS, Caller, Condition, Pending, Query, WriteContext, parse_lookup
-from ._store import NotFound, Row, Store, StoreError, ValidationError, check_value
+from ._rows import Record, Row, as_dict
+from ._store import NotFound, Store, StoreError, ValidationError, check_value
 from ._tables import pending_condition, row_is_pending
 
 __all__ = [
@@ -13,12 +14,14 @@ __all__ = [
     "NotFound",
     "Pending",
     "Query",
+    "Record",
     "Row",
     "Store",
     "StoreError",
     "Unsubscribe",
     "ValidationError",
     "WriteContext",
+    "as_dict",
     "check_value",
     "parse_lookup",
     "pending_condition",

@@ -7,7 +7,6 @@ entry and is published as a :class:`ChangeNotice` after the commit.
 
 from __future__ import annotations
 
-import itertools
 import operator
 import os
 import threading
@@ -27,13 +26,12 @@ from actors.models import FieldSpec, Schema
 from ._listen import CHANNEL, PostgresListener
 from ._notices import ChangeNotice, Notifier, Unsubscribe
 from ._query import Caller, Condition, Pending, Query, WriteContext
+from ._rows import Converter, Row, fetch_records
 from ._tables import Tables, pending_condition
 
 __all__ = ["NotFound", "Row", "Store", "StoreError", "ValidationError", "check_value"]
 
 log = structlog.get_logger("actors.store")
-
-Row = dict[str, Any]
 
 _INT_RANGES = {
     "int32": (-(2**31), 2**31 - 1),
@@ -47,6 +45,11 @@ _INT_RANGES = {
 #: PostgreSQL listener re-reads the journal (sequence values may commit out of order).
 SEEN_KEEP = 100_000
 CATCH_UP_WINDOW = 1000
+
+#: How much of an SQLite file each connection reads through a memory map instead of
+#: read() calls. The mapping is the operating system's shared page cache, not memory
+#: of ours; a query that visits a thousand scattered rows takes a fifth to a third less.
+SQLITE_MMAP_BYTES = 256 * 1024 * 1024
 
 
 class StoreError(Exception):
@@ -108,6 +111,7 @@ class Store:
         self._selects: dict[str, sa.Select[Any]] = {}
         self._pending: dict[tuple[str, str], sa.Select[Any]] = {}
         self._field_columns: dict[str, dict[str, FieldSpec]] = {}
+        self._converters: dict[str, dict[str, Converter]] = {}
         self._default_values: dict[str, dict[str, Any]] = {}
         self._owners: dict[str, dict[str, sa.Table]] = {}
         #: select/count statements by query shape; values are bound parameters.
@@ -233,6 +237,18 @@ class Store:
             stmt = self._inserts[table.name] = table.insert()
         return stmt
 
+    def _records(self, model: str, result: sa.CursorResult[Any]) -> list[Row]:
+        """The rows of a SELECT over ``model``'s columns, as read-only records."""
+        convert = self._converters.get(model)
+        if convert is None:
+            # SQLite stores booleans as 0/1; the other column types come back as they went in.
+            convert = self._converters[model] = {
+                column: bool
+                for column, f in self._fields_by_column(model).items()
+                if self.dialect == "sqlite" and f.kind == "bool" and not f.is_link
+            }
+        return fetch_records(result, convert)
+
     def _fields_by_column(self, model: str) -> dict[str, FieldSpec]:
         fields = self._field_columns.get(model)
         if fields is None:
@@ -354,13 +370,13 @@ class Store:
         """The object (deleted or not) or ``None``."""
         stmt = self._select_by_id(model)
         with self._read() as conn:
-            rows = _rows(conn.execute(stmt, {"_id": id}))
+            rows = self._records(model, conn.execute(stmt, {"_id": id}))
         return rows[0] if rows else None
 
     def select(self, model: str, query: Query = Query()) -> list[Row]:
         stmt, params = self._query_statement("select", model, query)
         with self._read() as conn:
-            return _rows(conn.execute(stmt, params))
+            return self._records(model, conn.execute(stmt, params))
 
     def count(self, model: str, query: Query = Query()) -> int:
         stmt, params = self._query_statement("count", model, query)
@@ -423,7 +439,7 @@ class Store:
         if limit is not None:
             stmt = stmt.limit(limit)
         with self._read() as conn:
-            return _rows(conn.execute(stmt))
+            return self._records(model, conn.execute(stmt))
 
     def _column(self, model: str, columns: Mapping[str, sa.ColumnElement], name: str) -> sa.ColumnElement:
         col = columns.get(name)
@@ -493,11 +509,13 @@ class Store:
         return (col.name, op), lambda: compare(col, sa.bindparam(name))
 
     # -- writes ---------------------------------------------------------------
-    def create(self, model: str, values: Mapping[str, Any], ctx: WriteContext = WriteContext()) -> Row:
+    def create(
+        self, model: str, values: Mapping[str, Any], ctx: WriteContext = WriteContext()
+    ) -> dict[str, Any]:
         """Insert an object; returns every column of it, ``id`` included."""
         self._check_model(model)
         fields = self._fields_by_column(model)
-        row: Row = {}
+        row: dict[str, Any] = {}
         for column, value in values.items():
             if column == "id" and value is None:
                 continue
@@ -527,7 +545,7 @@ class Store:
 
     def update(
         self, model: str, id: int, values: Mapping[str, Any], ctx: WriteContext = WriteContext()
-    ) -> Row:
+    ) -> dict[str, Any]:
         """Write ``values`` (or only ``ctx.update_fields`` of them); returns the columns written.
 
         The bookkeeping rules apply: a client write bumps ``updated``; a synchronizer
@@ -542,7 +560,7 @@ class Store:
                 if name not in self._fields_by_column(model):
                     raise ValidationError(f"model {model} has no field {name!r}")
             values = {k: v for k, v in values.items() if k in ctx.update_fields}
-        changes: Row = {}
+        changes: dict[str, Any] = {}
         for column, value in values.items():
             if column == "id":
                 if value is not None and value != id:
@@ -564,7 +582,9 @@ class Store:
                 self._reap_if_done(conn, notices, leaf, state, now, ctx.origin)
         return changes
 
-    def _apply_update(self, conn: sa.Connection, model: str, id: int, changes: Row) -> tuple[bool, Row]:
+    def _apply_update(
+        self, conn: sa.Connection, model: str, id: int, changes: dict[str, Any]
+    ) -> tuple[bool, Row]:
         """Write ``changes``; returns whether the object was deleted before, and its state after.
 
         Raises :class:`NotFound`. For a one-table model the UPDATE returns the state
@@ -583,10 +603,10 @@ class Store:
             and "deleted" not in changes
             and self.engine.dialect.update_returning
         ):
-            rows = _rows(conn.execute(self._update_returning(root), {"_id": id, **root_part}))
-            if not rows:
+            state = conn.execute(self._update_returning(root), {"_id": id, **root_part}).mappings().first()
+            if state is None:
                 raise NotFound(f"{model} id {id} does not exist")
-            return bool(rows[0].get("deleted")), rows[0]
+            return bool(state.get("deleted")), dict(state)
         current = self._locked_row(conn, model, id)
         for table in chain:
             part = by_table.get(table.name)
@@ -627,7 +647,7 @@ class Store:
                 return
             if current["deleted"]:
                 return
-            changes: Row = {"deleted": True, "enacted": None, "policed": None}
+            changes: dict[str, Any] = {"deleted": True, "enacted": None, "policed": None}
             if ctx.caller is Caller.CLIENT or ctx.always_update_timestamp:
                 changes["updated"] = now
             self._write_columns(conn, model, id, changes)
@@ -640,7 +660,7 @@ class Store:
         return leaf if isinstance(leaf, str) and leaf in self.tables.by_model else model
 
     def _locked_row(self, conn: sa.Connection, model: str, id: int) -> Row:
-        rows = _rows(conn.execute(self._select_by_id(model, for_update=True), {"_id": id}))
+        rows = self._records(model, conn.execute(self._select_by_id(model, for_update=True), {"_id": id}))
         if not rows:
             raise NotFound(f"{model} id {id} does not exist")
         return rows[0]
@@ -683,7 +703,9 @@ class Store:
             conn.execute(table.delete().where(table.c.id == id))
         self._journal(conn, notices, model, id, "purge", now, origin)
 
-    def _stamp(self, model: str, row: Row, ctx: WriteContext, now: float, written: set[str]) -> None:
+    def _stamp(
+        self, model: str, row: dict[str, Any], ctx: WriteContext, now: float, written: set[str]
+    ) -> None:
         if ctx.caller not in (Caller.STEP, Caller.POLICY):
             return
         if not written - self._bookkeeping.get(model, set()) - {"id"}:
@@ -790,12 +812,6 @@ def _excluding(
     return lambda: sa.or_(sa.not_(build()), col.is_(None))
 
 
-def _rows(result: sa.CursorResult[Any]) -> list[Row]:
-    """Result rows as dicts (faster than ``dict(row)`` over ``result.mappings()``)."""
-    keys = list(result.keys())
-    return list(map(dict, map(zip, itertools.repeat(keys), result.fetchall())))
-
-
 def _as_id(model: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise ValidationError(f"{model}.id: expected an integer, got {value!r}")
@@ -876,6 +892,7 @@ def _make_engine(url: str) -> sa.Engine:
         if not memory:
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute(f"PRAGMA mmap_size={SQLITE_MMAP_BYTES}")
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.close()
 
