@@ -4,11 +4,14 @@ The root of each inheritance chain (the first concrete model under the abstract
 ``XOSBase``) holds the bookkeeping columns; a derived model's table holds ``id``
 and the fields its parent chain does not store. The four synchronizer queries
 are partial indexes on the root table, so each is an index scan of just the
-rows it returns.
+rows it returns. On SQLite those indexes are *covering*: they hold every column
+of the root table (for the few rows they index), so the query reads its rows from
+the index alone instead of looking each one up in the table.
 """
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -16,7 +19,7 @@ import sqlalchemy as sa
 
 from actors.models import FieldSpec, Schema
 
-__all__ = ["JOURNAL", "Tables", "column_type", "pending_condition", "row_is_pending"]
+__all__ = ["JOURNAL", "Tables", "column_type", "pending_condition", "pending_index_prefix", "row_is_pending"]
 
 JOURNAL = "actors_changes"
 
@@ -96,10 +99,16 @@ PENDING_KINDS = ("sync", "sync_deleted", "policy", "policy_deleted")
 
 
 class Tables:
-    """SQLAlchemy ``Table`` objects for every concrete model of a schema."""
+    """SQLAlchemy ``Table`` objects for every concrete model of a schema.
 
-    def __init__(self, schema: Schema) -> None:
+    ``covering``: the pending indexes list every column of the root table (SQLite's
+    way to an index-only scan). Their names end with a digest of those columns, so
+    a table that gains a column gets a new index (see ``Store.migrate``).
+    """
+
+    def __init__(self, schema: Schema, *, covering: bool = False) -> None:
         self.schema = schema
+        self.covering = covering
         self.metadata = sa.MetaData()
         self.journal = sa.Table(
             JOURNAL,
@@ -136,11 +145,15 @@ class Tables:
             )
         table = sa.Table(self.table_name(model), self.metadata, *columns)
         if is_root and all(name in table.c for name in BOOKKEEPING):
+            indexed = list(table.c) if self.covering else [table.c.id]
+            suffix = ""
+            if self.covering:
+                suffix = f"_{zlib.crc32(' '.join(c.name for c in indexed).encode()):08x}"
             for which in PENDING_KINDS:
                 where = pending_condition(which, table.c.__getitem__)
                 sa.Index(
-                    f"ix_{table.name}_pending_{which}",
-                    table.c.id,
+                    f"{pending_index_prefix(table.name)}{which}{suffix}",
+                    *indexed,
                     sqlite_where=where,
                     postgresql_where=where,
                 )
@@ -160,6 +173,11 @@ class Tables:
             for col in table.c:
                 out.setdefault(col.name, table)
         return out
+
+
+def pending_index_prefix(table: str) -> str:
+    """What the names of ``table``'s pending indexes start with."""
+    return f"ix_{table}_pending_"
 
 
 def _lt(a: object, b: object) -> bool:
