@@ -151,9 +151,7 @@ class ChildActor(pykka.ThreadingActor):
 
     def schedule(self, slot: str, delay: float, message: Any) -> None:
         """Send ``message`` to this actor after ``delay`` seconds; replaces the slot's earlier timer."""
-        old = self._timers.pop(slot, None)
-        if old is not None:
-            old.cancel()
+        self.cancel(slot)
         ref = self.actor_ref
 
         def fire() -> None:
@@ -161,6 +159,12 @@ class ChildActor(pykka.ThreadingActor):
                 ref.tell(message)
 
         self._timers[slot] = self.ctx.clock.call_later(delay, fire)
+
+    def cancel(self, slot: str) -> None:
+        """Drop the slot's timer, if it has one (fired or not)."""
+        timer = self._timers.pop(slot, None)
+        if timer is not None:
+            timer.cancel()
 
     def cancel_timers(self) -> None:
         for timer in self._timers.values():

@@ -62,7 +62,6 @@ from ._kafka_client import (
     is_outage,
 )
 from ._kafka_offsets import OffsetTracker
-from .clock import Timer
 from .messages import Connect, DeadLettered, Poll, RetryDue
 
 __all__ = [
@@ -145,7 +144,6 @@ class _Failure:
     error_type: str
     #: The partition waits (a retry timer, or a dead-letter write in flight).
     waiting: bool = True
-    timer: Timer | None = None
     #: Past ``max_retries``: the event goes to the dead-letter topic.
     dead_letter: bool = False
     #: A dead-letter write was sent and its answer is pending.
@@ -208,8 +206,13 @@ class _Rebalance:
         return gone
 
 
+def _retry_slot(tp: TopicPartition) -> str:
+    """The timer slot of a partition's retry (see :meth:`ChildActor.schedule`)."""
+    return f"retry {tp.topic}[{tp.partition}]"
+
+
 def _tell(ref: pykka.ActorRef[Any], message: Any) -> None:
-    """For timers and client callbacks, which may fire after the actor stopped."""
+    """For client callbacks, which may fire after the actor stopped."""
     with contextlib.suppress(pykka.ActorDeadError):
         ref.tell(message)
 
@@ -262,7 +265,6 @@ class EventStepActor(ChildActor):
         self.failures: dict[TopicPartition, _Failure] = {}
         self.paused: set[TopicPartition] = set()
         self.poll_scheduled = False
-        self.connect_timer: Timer | None = None
         self.connect_delay = 0.0
         self.connected_once = False
         self.degraded = False
@@ -307,10 +309,7 @@ class EventStepActor(ChildActor):
 
     def _shutdown(self, why: str) -> None:
         """Commit what was processed, leave the group, close the dead-letter producer."""
-        for timer in [self.connect_timer, *(f.timer for f in self.failures.values())]:
-            if timer is not None:
-                timer.cancel()
-        self.connect_timer = None
+        self.cancel_timers()
         # The commit and the close share the supervisor's shutdown budget (and the bus may be down).
         timeout = max(0.5, min(5.0, self.ctx.settings.shutdown_timeout / 3))
         if self.degraded:
@@ -354,7 +353,6 @@ class EventStepActor(ChildActor):
         return self.options
 
     def on_connect(self, _message: Connect) -> None:
-        self.connect_timer = None
         if self.consumer is not None:
             return
         options = self._prepare()
@@ -378,8 +376,7 @@ class EventStepActor(ChildActor):
             self.connect_delay = delay
             servers = ",".join(options.servers)
             self._bus_down(f"no broker answers at {servers}: {_describe(exc)}", next_attempt=delay)
-            ref = self.actor_ref
-            self.connect_timer = self.ctx.clock.call_later(delay, lambda: _tell(ref, Connect()))
+            self.schedule("connect", delay, Connect())
             return
         self.connect_delay = 0.0
         if not self.connected_once:
@@ -459,9 +456,8 @@ class EventStepActor(ChildActor):
             self.buffers.pop(tp, None)
             self.next_offset.pop(tp, None)
             self.paused.discard(tp)
-            failure = self.failures.pop(tp, None)
-            if failure is not None and failure.timer is not None:
-                failure.timer.cancel()
+            self.failures.pop(tp, None)
+            self.cancel(_retry_slot(tp))
 
     def _process(self, ready: list[TopicPartition]) -> None:
         """Run ``process_event`` over the ready partitions, round robin, for at most :data:`SLICE` seconds."""
@@ -542,10 +538,7 @@ class EventStepActor(ChildActor):
                 retry_in=delay,
                 error=failure.error,
             )
-            ref, offset = self.actor_ref, record.offset
-            failure.timer = self.ctx.clock.call_later(
-                delay, lambda: _tell(ref, RetryDue(tp.topic, tp.partition, offset))
-            )
+            self.schedule(_retry_slot(tp), delay, RetryDue(tp.topic, tp.partition, record.offset))
         else:
             failure.dead_letter = True
             self._send_dead_letter(tp, failure)
@@ -556,7 +549,6 @@ class EventStepActor(ChildActor):
         failure = self.failures.get(tp)
         if failure is None or failure.record.offset != message.offset or failure.sending:
             return
-        failure.timer = None
         if failure.dead_letter:
             self._send_dead_letter(tp, failure)  # the previous write failed: again
             return
@@ -611,10 +603,7 @@ class EventStepActor(ChildActor):
                 retry_in=delay,
                 error=message.error,
             )
-            ref, offset = self.actor_ref, message.offset
-            failure.timer = self.ctx.clock.call_later(
-                delay, lambda: _tell(ref, RetryDue(tp.topic, tp.partition, offset))
-            )
+            self.schedule(_retry_slot(tp), delay, RetryDue(tp.topic, tp.partition, message.offset))
             return
         del self.failures[tp]
         buf = self.buffers.get(tp)

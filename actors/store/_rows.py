@@ -25,7 +25,7 @@ Converter = Callable[[Any], Any] | None
 
 
 class Layout:
-    """The columns of one statement's rows: names, positions and conversions."""
+    """The columns of one statement's rows: names, positions and conversions (built once per shape)."""
 
     __slots__ = ("convert", "index", "keys")
 
@@ -80,15 +80,13 @@ def as_dict(row: Row) -> dict[str, Any]:
     return row.to_dict() if type(row) is Record else dict(row)
 
 
-def fetch_records(result: sa.CursorResult[Any], convert: Mapping[str, Converter]) -> list[Row]:
+def fetch_records(result: sa.CursorResult[Any], layout: Layout) -> list[Row]:
     """Every row of a SELECT's ``result`` as :class:`Record` objects; closes the result.
 
     The rows are taken from the driver's cursor, skipping SQLAlchemy's per-row result
-    processing; ``convert`` gives, by column name, the conversions that processing
-    would have made (only SQLite's booleans need one for the store's column types).
+    processing; ``layout`` (whose keys are the result's) carries the conversions that
+    processing would have made (only SQLite's booleans need one for the store's types).
     """
-    keys = list(result.keys())
-    layout = Layout(keys, [convert.get(key) for key in keys])
     values = result.cursor.fetchall()
     result.close()
     return [Record(layout, v) for v in values]

@@ -26,10 +26,10 @@ from actors.models import FieldSpec, Schema
 from ._listen import CHANNEL, PostgresListener
 from ._notices import ChangeNotice, Notifier, Unsubscribe
 from ._query import Caller, Condition, Pending, Query, WriteContext
-from ._rows import Converter, Row, fetch_records
+from ._rows import Layout, Row, fetch_records
 from ._tables import Tables, pending_condition, pending_index_prefix
 
-__all__ = ["NotFound", "Row", "Store", "StoreError", "ValidationError", "check_value"]
+__all__ = ["NotFound", "Store", "StoreError", "ValidationError", "check_value"]
 
 log = structlog.get_logger("actors.store")
 
@@ -111,7 +111,7 @@ class Store:
         self._selects: dict[str, sa.Select[Any]] = {}
         self._pending: dict[tuple[str, str], sa.Select[Any]] = {}
         self._field_columns: dict[str, dict[str, FieldSpec]] = {}
-        self._converters: dict[str, dict[str, Converter]] = {}
+        self._layouts: dict[tuple[str, tuple[str, ...]], Layout] = {}
         self._default_values: dict[str, dict[str, Any]] = {}
         self._owners: dict[str, dict[str, sa.Table]] = {}
         #: select/count statements by query shape; values are bound parameters.
@@ -153,9 +153,9 @@ class Store:
                 for index in table.indexes:
                     if index.name not in indexes:
                         index.create(conn)
-                wanted = {index.name for index in table.indexes}
-                for name in sorted(n for n in indexes if n):
-                    if name.startswith(pending_index_prefix(table.name)) and name not in wanted:
+                stale = indexes - {index.name for index in table.indexes}
+                for name in stale:
+                    if name and name.startswith(pending_index_prefix(table.name)):
                         conn.exec_driver_sql(f'DROP INDEX "{name}"')
 
     def _default_for_column(self, table: sa.Table, column: str) -> Any:
@@ -247,15 +247,14 @@ class Store:
 
     def _records(self, model: str, result: sa.CursorResult[Any]) -> list[Row]:
         """The rows of a SELECT over ``model``'s columns, as read-only records."""
-        convert = self._converters.get(model)
-        if convert is None:
+        keys = tuple(result.keys())
+        layout = self._layouts.get((model, keys))
+        if layout is None:
             # SQLite stores booleans as 0/1; the other column types come back as they went in.
-            convert = self._converters[model] = {
-                column: bool
-                for column, f in self._fields_by_column(model).items()
-                if self.dialect == "sqlite" and f.kind == "bool" and not f.is_link
-            }
-        return fetch_records(result, convert)
+            fields = self._fields_by_column(model) if self.dialect == "sqlite" else {}
+            convert = [bool if key in fields and fields[key].kind == "bool" else None for key in keys]
+            layout = self._layouts[(model, keys)] = Layout(keys, convert)
+        return fetch_records(result, layout)
 
     def _fields_by_column(self, model: str) -> dict[str, FieldSpec]:
         fields = self._field_columns.get(model)

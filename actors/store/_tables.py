@@ -145,9 +145,9 @@ class Tables:
             )
         table = sa.Table(self.table_name(model), self.metadata, *columns)
         if is_root and all(name in table.c for name in BOOKKEEPING):
-            indexed = list(table.c) if self.covering else [table.c.id]
-            suffix = ""
+            indexed, suffix = [table.c.id], ""
             if self.covering:
+                indexed = list(table.c)
                 suffix = f"_{zlib.crc32(' '.join(c.name for c in indexed).encode()):08x}"
             for which in PENDING_KINDS:
                 where = pending_condition(which, table.c.__getitem__)
