@@ -7,6 +7,7 @@ Specs are plain frozen values: they carry no database or ORM state.
 from __future__ import annotations
 
 import ast
+import functools
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -93,7 +94,7 @@ class FieldSpec:
     def has_default(self) -> bool:
         return "default" in self.options
 
-    @property
+    @functools.cached_property
     def default(self) -> Any:
         """The declared default coerced to the field's type, else the type's zero value."""
         if "default" not in self.options:
@@ -118,7 +119,7 @@ class FieldSpec:
         value = self.options.get("max_length")
         return int(value) if value is not None else None
 
-    @property
+    @functools.cached_property
     def choices(self) -> tuple[tuple[Any, Any], ...] | None:
         """``choices = "(('a', 'A'), ('b', 'B'))"`` parsed into pairs."""
         raw = self.options.get("choices")
@@ -129,6 +130,11 @@ class FieldSpec:
             return tuple((pair[0], pair[1]) for pair in parsed)
         except (ValueError, SyntaxError, TypeError, IndexError):
             return None
+
+    @functools.cached_property
+    def choice_values(self) -> frozenset[Any]:
+        """The stored values that ``choices`` allows (empty when it has none)."""
+        return frozenset(c[0] for c in self.choices or ())
 
 
 @dataclass(frozen=True)

@@ -110,7 +110,9 @@ class ModelAccessor:
                 attrs[f.name] = Field(name, f, f.column)
         for source, f in schema.reverse_links(name):
             reverse = f.link.reverse if f.link else None
-            if reverse and reverse not in attrs and reverse not in user_names and source in self._concrete():
+            if not reverse or reverse in attrs or reverse in user_names:
+                continue
+            if self.has_model_class(source):
                 attrs[reverse] = Reverse(source, f)
         parent_dne = bases[-1].DoesNotExist if hasattr(bases[-1], "DoesNotExist") else DoesNotExist
         attrs["DoesNotExist"] = type("DoesNotExist", (parent_dne,), {"__qualname__": f"{name}.DoesNotExist"})
@@ -119,9 +121,6 @@ class ModelAccessor:
         cls.deleted_objects = Manager(cls, deleted=True)
         self._classes[name] = cls
         return cls
-
-    def _concrete(self) -> set[str]:
-        return {spec.name for spec in self.schema.concrete()}
 
     # -- helpers of the original's model accessor -----------------------------
     def pending(self, model: str, which: Pending | str, *, limit: int | None = None) -> list[ORMWrapper]:

@@ -156,7 +156,6 @@ class Manager(QuerySet[T]):
 
     def _fetch(self) -> list[T]:
         # A manager is never cached: every use reads the current state.
-        self._cache = None
         items = super()._fetch()
         self._cache = None
         return items

@@ -48,10 +48,6 @@ def register_convenience_wrapper(model_name: str, wrapper: type[ORMWrapper]) -> 
     (_current.get() or _default).register(model_name, wrapper)
 
 
-def default_registry() -> WrapperRegistry:
-    return _default
-
-
 @contextmanager
 def registering_into(registry: WrapperRegistry) -> Iterator[WrapperRegistry]:
     token = _current.set(registry)

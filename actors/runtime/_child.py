@@ -13,15 +13,21 @@ import pykka
 import structlog
 
 from actors.orm import ModelAccessor, acting_as
-from actors.store import Caller
+from actors.store import Caller, WriteContext
 
 from .clock import Clock, Timer
 from .messages import ChildDied, ChildStatus, IsIdle
 from .settings import RuntimeSettings
 
-__all__ = ["ChildActor", "ChildContext", "ChildState", "ObjectLocks", "StepExit"]
+__all__ = ["ChildActor", "ChildContext", "ChildState", "ObjectLocks", "StepExit", "tell_quietly"]
 
 T = TypeVar("T")
+
+
+def tell_quietly(ref: pykka.ActorRef[Any], message: Any) -> None:
+    """``ref.tell(message)``, ignoring an actor that has stopped (for timers and client callbacks)."""
+    with suppress(pykka.ActorDeadError):
+        ref.tell(message)
 
 
 class StepExit(Exception):
@@ -153,12 +159,7 @@ class ChildActor(pykka.ThreadingActor):
         """Send ``message`` to this actor after ``delay`` seconds; replaces the slot's earlier timer."""
         self.cancel(slot)
         ref = self.actor_ref
-
-        def fire() -> None:
-            with suppress(pykka.ActorDeadError):
-                ref.tell(message)
-
-        self._timers[slot] = self.ctx.clock.call_later(delay, fire)
+        self._timers[slot] = self.ctx.clock.call_later(delay, lambda: tell_quietly(ref, message))
 
     def cancel(self, slot: str) -> None:
         """Drop the slot's timer, if it has one (fired or not)."""
@@ -198,6 +199,11 @@ class ChildActor(pykka.ThreadingActor):
         finally:
             if not self.stale:
                 state.busy_since = None
+
+    def write_status(self, model: str, id: int, fields: dict[str, Any]) -> None:
+        """Write bookkeeping ``fields`` as the synchronizer; the notice of the write names this actor."""
+        ctx = WriteContext(Caller.SYNCHRONIZER, update_fields=tuple(fields), origin=self.ctx.name)
+        self.ctx.accessor.backend.update(model, id, fields, ctx)
 
     def make_step(self, factory: Any) -> Any:
         """A fresh instance of a step class, constructed in the user context, with the accessor set."""

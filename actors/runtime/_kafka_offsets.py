@@ -64,8 +64,7 @@ class OffsetTracker:
 
     def uncommitted(self) -> int:
         """How many partitions have handled offsets the broker has not acknowledged."""
-        with self._lock:
-            return sum(1 for tp, off in self._processed.items() if off > self._confirmed.get(tp, -1))
+        return len(self.unconfirmed())
 
     def sending(self, offsets: Mapping[TopicPartition, int]) -> None:
         """A commit of ``offsets`` was sent (the answer comes later)."""

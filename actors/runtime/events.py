@@ -33,7 +33,6 @@ actor reports ``degraded`` (``detail["bus"]`` says why) and logs once per change
 
 from __future__ import annotations
 
-import contextlib
 import threading
 import time
 from collections import deque
@@ -41,14 +40,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import pykka
 from kafka.structs import TopicPartition
 
 from actors.steps import EventStep, StepFactory, validate_event_step
 from actors.store import Caller
 
 from . import produce as _produce
-from ._child import ChildActor, ChildContext
+from ._child import ChildActor, ChildContext, tell_quietly
 from ._kafka_client import (
     BusOptions,
     ConsumerClient,
@@ -211,12 +209,6 @@ def _retry_slot(tp: TopicPartition) -> str:
     return f"retry {tp.topic}[{tp.partition}]"
 
 
-def _tell(ref: pykka.ActorRef[Any], message: Any) -> None:
-    """For client callbacks, which may fire after the actor stopped."""
-    with contextlib.suppress(pykka.ActorDeadError):
-        ref.tell(message)
-
-
 def _names(partitions: Any) -> list[str]:
     return sorted(f"{tp.topic}[{tp.partition}]" for tp in partitions)
 
@@ -285,10 +277,7 @@ class EventStepActor(ChildActor):
     # -- life -----------------------------------------------------------------
     def on_start(self) -> None:
         super().on_start()
-        cls: Any = self.factory.cls
-        self.ctx.state.detail.update(
-            {"topics": list(cls.topics)} if getattr(cls, "topics", None) else {"pattern": cls.pattern}
-        )
+        self.ctx.state.detail.update(self._subscription())
         self.ctx.state.detail["bus"] = "connecting"
         self.actor_ref.tell(Connect())
 
@@ -352,20 +341,24 @@ class EventStepActor(ChildActor):
                 raise EventStepError(f"{where}: {exc}") from None
         return self.options
 
+    def _subscription(self) -> dict[str, Any]:
+        """``{"topics": [...]}`` or ``{"pattern": ...}``, as the step class declares."""
+        cls: Any = self.factory.cls
+        return {"topics": list(cls.topics)} if getattr(cls, "topics", None) else {"pattern": cls.pattern}
+
     def on_connect(self, _message: Connect) -> None:
         if self.consumer is not None:
             return
         options = self._prepare()
         if self.step is None:
             self.step = self.call_user(self.factory.make)
-        cls: Any = self.factory.cls
-        topics = tuple(cls.topics) if getattr(cls, "topics", None) else ()
+        subscription = self._subscription()
         spec = ConsumerSpec(
             options=options,
             name=self.factory.name,
             handler=self.rebalance,
-            topics=topics,
-            pattern=None if topics else cls.pattern,
+            topics=tuple(subscription.get("topics", ())),
+            pattern=subscription.get("pattern"),
         )
         try:
             self.consumer = self.consumer_factory(spec)
@@ -385,7 +378,7 @@ class EventStepActor(ChildActor):
                 "event step consuming",
                 group=options.group,
                 servers=list(options.servers),
-                **({"topics": list(topics)} if topics else {"pattern": cls.pattern}),
+                **subscription,
             )
         self._bus_up()
         self._schedule_poll()
@@ -500,11 +493,10 @@ class EventStepActor(ChildActor):
                     finally:
                         count += n
 
-        token = _produce._current.set(options.servers)
         try:
-            self.call_user(run, caller=Caller.SYNCHRONIZER)
+            with _produce.using_event_bus(options.servers):
+                self.call_user(run, caller=Caller.SYNCHRONIZER)
         finally:
-            _produce._current.reset(token)
             for tp, offset in handled.items():
                 self.tracker.processed(tp, offset)
                 failure = self.failures.get(tp)
@@ -580,7 +572,7 @@ class EventStepActor(ChildActor):
 
         def done(error: BaseException | None) -> None:
             text = None if error is None else _describe(error)
-            _tell(ref, DeadLettered(tp.topic, tp.partition, offset, text))
+            tell_quietly(ref, DeadLettered(tp.topic, tp.partition, offset, text))
 
         self.sink.send(options.dead_letter_topic, record.key, record.value, headers, done)
 

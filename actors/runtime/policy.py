@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import contextlib
 from collections import OrderedDict
-from typing import Any
 
 from actors.steps import Policy, StepFactory
-from actors.store import Caller, NotFound, Pending, Row, WriteContext, row_is_pending
+from actors.store import Caller, NotFound, Pending, Row, row_is_pending
 
 from ._child import ChildActor, ChildContext, StepExit
 from ._deps import Key
@@ -31,8 +30,8 @@ class PolicyActor(ChildActor):
         self.factories = factories
         self.policies: list[Policy] | None = None
         self.models: list[str] = list(dict.fromkeys(_model_name(f) for f in factories))
-        self.queue: OrderedDict[Key, str] = OrderedDict()
-        self.rows: dict[Key, Row] = {}
+        #: Objects to look at: the model whose policies apply, and the row if a query read it.
+        self.queue: OrderedDict[Key, tuple[str, Row | None]] = OrderedDict()
         self.drain_scheduled = False
         self.handlers.update({Changed: self.on_changed, Resync: self.on_resync, Drain: self.on_drain})
 
@@ -63,8 +62,7 @@ class PolicyActor(ChildActor):
                 for row in backend.pending(model, which):
                     key = self._key(model, row["id"])
                     if key not in self.queue:
-                        self.queue[key] = model
-                        self.rows[key] = row
+                        self.queue[key] = (model, row)
         self.ctx.state.queue_depth = len(self.queue)
         self.schedule("resync", self.ctx.settings.resync_period, Resync("period"))
         self._ensure_drain()
@@ -77,21 +75,18 @@ class PolicyActor(ChildActor):
         key = self._key(notice.model, notice.id)
         if notice.kind == "purge":
             self.queue.pop(key, None)
-            self.rows.pop(key, None)
         else:
             model = next((m for m in self.models if m in schema and schema.is_a(notice.model, m)), None)
             if model is None:
                 return
-            self.queue[key] = model
-            self.rows.pop(key, None)
+            self.queue[key] = (model, None)
         self.ctx.state.queue_depth = len(self.queue)
         self._ensure_drain()
 
     def on_drain(self, _message: Drain) -> None:
         self.drain_scheduled = False
         if self.queue:
-            key, model = self.queue.popitem(last=False)
-            row = self.rows.pop(key, None)
+            key, (model, row) = self.queue.popitem(last=False)
             self.ctx.state.queue_depth = len(self.queue)
             with contextlib.suppress(NotFound):
                 self._process(key, model, row)
@@ -106,10 +101,6 @@ class PolicyActor(ChildActor):
             self.actor_ref.tell(Drain())
 
     # -- one object -----------------------------------------------------------
-    def _write(self, model: str, id: int, fields: dict[str, Any]) -> None:
-        ctx = WriteContext(Caller.SYNCHRONIZER, update_fields=tuple(fields), origin=self.ctx.name)
-        self.ctx.accessor.backend.update(model, id, fields, ctx)
-
     def _process(self, key: Key, model: str, row: Row | None) -> None:
         accessor = self.ctx.accessor
         schema = accessor.schema
@@ -145,7 +136,7 @@ class PolicyActor(ChildActor):
             self._failed(model, row, exc)
             return
         needs_delete_policy = any(hasattr(p, "handle_delete") for p in applicable)
-        self._write(model, row["id"], policy_success_fields(row, needs_delete_policy))
+        self.write_status(model, row["id"], policy_success_fields(row, needs_delete_policy))
         self.ctx.state.done += 1
         for policy, obj in objects:
             after = getattr(policy, "after_policy_save", None)
@@ -155,7 +146,7 @@ class PolicyActor(ChildActor):
     def _failed(self, model: str, row: Row, exc: BaseException) -> None:
         self.log.warning("policy failed", model=model, id=row["id"], error=error_text(exc))
         self.ctx.state.failed += 1
-        self._write(model, row["id"], policy_failure_fields(exc))
+        self.write_status(model, row["id"], policy_failure_fields(exc))
 
 
 def _model_name(factory: StepFactory) -> str:

@@ -19,7 +19,7 @@ import structlog
 
 from actors.orm import ModelAccessor
 
-from ._child import ChildActor, ChildContext, ChildState, ObjectLocks
+from ._child import ChildActor, ChildContext, ChildState, ObjectLocks, tell_quietly
 from .changefeed import ChangeFeedActor
 from .clock import Clock, Timer
 from .messages import (
@@ -198,12 +198,7 @@ class Supervisor(pykka.ThreadingActor):
 
     def _tell_later(self, delay: float, message: Any) -> Timer:
         ref = self.actor_ref
-
-        def fire() -> None:
-            with suppress(pykka.ActorDeadError):
-                ref.tell(message)
-
-        return self.clock.call_later(delay, fire)
+        return self.clock.call_later(delay, lambda: tell_quietly(ref, message))
 
     def _on_check_deadlines(self) -> None:
         if self.stopping:

@@ -18,7 +18,7 @@ from typing import Any
 
 from actors.orm import ModelAccessor, ORMWrapper
 from actors.steps import StepFactory, SyncStep
-from actors.store import Caller, NotFound, Pending, Row, WriteContext, row_is_pending
+from actors.store import Caller, NotFound, Pending, Row, row_is_pending
 
 from ._child import ChildActor, ChildContext, StepExit
 from ._deps import Dependencies, Key
@@ -99,12 +99,12 @@ class SyncStepActor(ChildActor):
         if self.custom_fetch:
             for deleted in (False, True):
                 for obj in self.call_user(step.fetch_pending, deleted) or ():
-                    self._enqueue(self._key(obj._model, obj.id), _Item(obj._model, dict(obj._data)))
+                    self._enqueue(self.deps.key(obj._model, obj.id), _Item(obj._model, dict(obj._data)))
         else:
             for model in self.models:
                 for which in (Pending.SYNC, Pending.SYNC_DELETED):
                     for row in accessor.backend.pending(model, which):
-                        self._enqueue(self._key(model, row["id"]), _Item(model, row))
+                        self._enqueue(self.deps.key(model, row["id"]), _Item(model, row))
         # Objects waiting on others are looked at again too: a lost notice never strands them.
         for key, item in list(self.waiting_items.items()):
             self._enqueue(key, item)
@@ -119,7 +119,7 @@ class SyncStepActor(ChildActor):
         schema = self.ctx.accessor.schema
         if notice.model not in schema:
             return
-        key = self._key(notice.model, notice.id)
+        key = self.deps.key(notice.model, notice.id)
         if notice.origin != self.ctx.name:
             self._wake_waiters(key)
         else:
@@ -147,7 +147,7 @@ class SyncStepActor(ChildActor):
         for key, (due, item) in list(self.deferred.items()):
             if due <= now:
                 del self.deferred[key]
-                self._enqueue(key, _Item(item.model))
+                self._enqueue(key, item)
         self._arm_timer()
         self._ensure_drain()
 
@@ -166,9 +166,6 @@ class SyncStepActor(ChildActor):
         self._ensure_drain()
 
     # -- queue ----------------------------------------------------------------
-    def _key(self, model: str, id: int) -> Key:
-        return (self.ctx.accessor.schema.root(model), id)
-
     def _enqueue(self, key: Key, item: _Item) -> None:
         if key in self.queue and item.row is not None and self.queue[key].row is None:
             return  # a pending re-read is fresher than a resync row
@@ -214,10 +211,6 @@ class SyncStepActor(ChildActor):
         self._ensure_drain()
 
     # -- one object -----------------------------------------------------------
-    def _write(self, model: str, id: int, fields: dict[str, Any]) -> None:
-        ctx = WriteContext(Caller.SYNCHRONIZER, update_fields=tuple(fields), origin=self.ctx.name)
-        self.ctx.accessor.backend.update(model, id, fields, ctx)
-
     def _process(self, key: Key, item: _Item) -> None:
         accessor = self.ctx.accessor
         row = item.row if item.row is not None else accessor.backend.get(item.model, key[1])
@@ -273,7 +266,7 @@ class SyncStepActor(ChildActor):
                 self._wait(key, item, [self.deps.key(m, r["id"]) for m, r in blockers])
                 return
             if self._call(step.delete_record, obj, row, item, key):
-                self._write(item.model, id, {"backend_need_reap": True})
+                self.write_status(item.model, id, {"backend_need_reap": True})
                 self._done(key)
             return
         unsynced = self.deps.unsynced_dependencies(obj)
@@ -291,13 +284,13 @@ class SyncStepActor(ChildActor):
                     failed[0], failed[1]["id"], str(failed[1].get("backend_status") or "")
                 )
                 if row.get("backend_status") != fields["backend_status"]:
-                    self._write(item.model, id, fields)
+                    self.write_status(item.model, id, fields)
             self._wait(key, item, [self.deps.key(m, r["id"]) for m, r in unsynced])
             return
         if not row.get("backend_need_delete"):
-            self._write(item.model, id, {"backend_need_delete": True})
+            self.write_status(item.model, id, {"backend_need_delete": True})
         if self._call(step.sync_record, obj, row, item, key):
-            self._write(item.model, id, success_fields(row, self.ctx.clock.now()))
+            self.write_status(item.model, id, success_fields(row, self.ctx.clock.now()))
             after = getattr(step, "after_sync_save", None)
             if callable(after):
                 self.call_user(after, obj, caller=Caller.SYNCHRONIZER)
@@ -320,7 +313,7 @@ class SyncStepActor(ChildActor):
         fields, next_run = failure_fields(row, exc, now, self.ctx.settings.backoff_disabled)
         self.log.warning("sync failed", model=item.model, id=row["id"], error=error_text(exc))
         self.ctx.state.failed += 1
-        self._write(item.model, row["id"], fields)
+        self.write_status(item.model, row["id"], fields)
         self._wake_waiters(key)
         if not self.ctx.settings.backoff_disabled:
             self._defer(key, item, next_run)

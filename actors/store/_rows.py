@@ -27,12 +27,13 @@ Converter = Callable[[Any], Any] | None
 class Layout:
     """The columns of one statement's rows: names, positions and conversions (built once per shape)."""
 
-    __slots__ = ("convert", "index", "keys")
+    __slots__ = ("convert", "converting", "index", "keys")
 
     def __init__(self, keys: Sequence[str], convert: Sequence[Converter]) -> None:
         self.keys = tuple(keys)
         self.index = {key: i for i, key in enumerate(self.keys)}
         self.convert = tuple(convert)
+        self.converting = any(self.convert)
 
 
 class Record(Mapping[str, Any]):
@@ -63,7 +64,7 @@ class Record(Mapping[str, Any]):
         """A new dict with the same items (faster than ``dict(record)``)."""
         layout = self._layout
         values = self._values
-        if any(layout.convert):
+        if layout.converting:
             pairs = zip(values, layout.convert, strict=True)
             values = [v if c is None or v is None else c(v) for v, c in pairs]
         return dict(zip(layout.keys, values, strict=True))

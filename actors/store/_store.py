@@ -223,10 +223,7 @@ class Store:
         key = (model, for_update)
         stmt = self._by_id.get(key)
         if stmt is None:
-            joined, columns = self._join(model)
-            stmt = (
-                sa.select(*columns.values()).select_from(joined).where(columns["id"] == sa.bindparam("_id"))
-            )
+            stmt = self._select_all(model).where(self._join(model)[1]["id"] == sa.bindparam("_id"))
             if for_update and self.dialect == "postgresql":
                 stmt = stmt.with_for_update()
             self._by_id[key] = stmt
@@ -598,27 +595,13 @@ class Store:
         (``RETURNING``), saving the SELECT that a write would otherwise start with.
         """
         chain = self.tables.chain(model)
-        root = chain[0]
-        by_table: dict[str, dict[str, Any]] = {}
-        owner = self._column_tables(model)
-        for column, value in changes.items():
-            by_table.setdefault(owner[column].name, {})[column] = value
-        root_part = by_table.get(root.name)
-        if (
-            len(chain) == 1
-            and root_part
-            and "deleted" not in changes
-            and self.engine.dialect.update_returning
-        ):
-            state = conn.execute(self._update_returning(root), {"_id": id, **root_part}).mappings().first()
+        if len(chain) == 1 and changes and "deleted" not in changes and self.engine.dialect.update_returning:
+            state = conn.execute(self._update_returning(chain[0]), {"_id": id, **changes}).mappings().first()
             if state is None:
                 raise NotFound(f"{model} id {id} does not exist")
             return bool(state.get("deleted")), dict(state)
         current = self._locked_row(conn, model, id)
-        for table in chain:
-            part = by_table.get(table.name)
-            if part:
-                conn.execute(self._update_stmt(table), {"_id": id, **part})
+        self._write_columns(conn, model, id, changes)
         return bool(current.get("deleted")), {**current, **changes}
 
     def _update_returning(self, table: sa.Table) -> sa.Update:
@@ -871,7 +854,7 @@ def check_value(model: str, f: FieldSpec, value: Any) -> Any:
                 raise ValidationError(f"{model}.{f.column}: {value!r} is outside {bound} {limit}")
     if "choices" in options:
         choices = f.choices
-        if choices and value not in {c[0] for c in choices} and value != f.default:
+        if choices and value not in f.choice_values and value != f.default:
             allowed = ", ".join(repr(c[0]) for c in choices)
             raise ValidationError(f"{model}.{f.column}: {value!r} is not one of the choices ({allowed})")
     return value
