@@ -69,7 +69,7 @@ def run(argv: Sequence[str]) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     log = create_logger(config.get("logging"), name="actors.main")
-    serve = bool(config.get("api.enabled", True)) and not args.no_api
+    serve = bool(config.get("api.enabled")) and not args.no_api
     synchronizer = Synchronizer(config, serve_api=serve)
     stop = threading.Event()
 

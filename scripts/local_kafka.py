@@ -315,12 +315,6 @@ class LocalKafka(LocalServer):
         """``"127.0.0.1:<port>"``, for ``bootstrap_servers``."""
         return f"{self.host}:{self.port}"
 
-    @property
-    def pid(self) -> int | None:
-        """The JVM's process id while it runs."""
-        process = self._process
-        return process.pid if process is not None and process.poll() is None else None
-
     def __repr__(self) -> str:
         """Version, address and state."""
         where = f"{self.host}:{self._port}" if self._port else "not started"

@@ -48,13 +48,7 @@ class CliError(Exception):
 
 
 def _find_field(schema: Schema, model: str, name: str) -> FieldSpec | None:
-    fields = schema.fields(model)
-    if name in fields:
-        return fields[name]
-    for f in fields.values():
-        if f.column == name:
-            return f
-    return None
+    return schema.fields(model).get(name) or schema.fields_by_column(model).get(name)
 
 
 def _typed(model: str, f: FieldSpec | None, name: str, raw: str) -> Any:
@@ -174,7 +168,7 @@ def _default_columns(schema: Schema, model: str) -> list[str]:
         ):
             continue
         out.append(f.column)
-    if "backend_status" in {f.column for f in schema.fields(model).values()}:
+    if "backend_status" in schema.fields_by_column(model):
         out.append("backend_status")
     return out
 
@@ -308,7 +302,7 @@ def _objects(args: argparse.Namespace, out: IO[str]) -> int:
         _check_model(schema, model)
         if args.action == "list":
             where = [_lookup(schema, model, text) for text in args.lookups]
-            if not args.deleted and "deleted" in {f.column for f in schema.fields(model).values()}:
+            if not args.deleted and "deleted" in schema.fields_by_column(model):
                 where.insert(0, Condition("deleted", "eq", False))
             query = Query(
                 where=tuple(where), order_by=tuple(args.order_by), limit=args.limit, offset=args.offset

@@ -17,7 +17,6 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from pathlib import Path
 from typing import Any
 
 import grpc
@@ -47,6 +46,7 @@ from ._wire import (
     message_to_changes,
     notice_from_message,
     query_to_message,
+    read_pem,
     row_from_message,
     schema_from_json,
     write_options_to_message,
@@ -107,6 +107,26 @@ def _raise(exc: grpc.RpcError, endpoint: str) -> None:
     raise RemoteError(f"{code.name}: {details}", code) from None
 
 
+def _query_request(model: str, query: Query) -> Callable[[Protos, ModelTypes], Any]:
+    """Builds the ``FilterRequest`` of ``query`` (for Filter and Count)."""
+
+    def build(p: Protos, t: ModelTypes) -> Any:
+        try:
+            return query_to_message(p.api, query)
+        except TypeError as exc:
+            raise ValidationError(f"{model}: {exc}") from None
+
+    return build
+
+
+def _parse_row(p: Protos, t: ModelTypes, data: bytes) -> Row:
+    return row_from_message(t.message.FromString(data), t.column_names)
+
+
+def _parse_rows(p: Protos, t: ModelTypes, data: bytes) -> list[Row]:
+    return [row_from_message(item, t.column_names) for item in t.list.FromString(data).items]
+
+
 class RemoteBackend:
     """The ORM backend over a core's gRPC API.
 
@@ -152,16 +172,8 @@ class RemoteBackend:
         if tls_ca is not None:
             if tls_server_name:
                 options.append(("grpc.ssl_target_name_override", tls_server_name))
-            pem = (
-                tls_ca
-                if isinstance(tls_ca, bytes)
-                else (
-                    tls_ca.encode("ascii")
-                    if tls_ca.lstrip().startswith("-----BEGIN")
-                    else Path(tls_ca).read_bytes()
-                )
-            )
-            self._channel = grpc.secure_channel(endpoint, grpc.ssl_channel_credentials(pem), options=options)
+            credentials = grpc.ssl_channel_credentials(read_pem(tls_ca))
+            self._channel = grpc.secure_channel(endpoint, credentials, options=options)
         else:
             self._channel = grpc.insecure_channel(endpoint, options=options)
         self._auth: tuple[tuple[str, str], ...] = ()
@@ -317,38 +329,19 @@ class RemoteBackend:
                 model,
                 "Get",
                 lambda p, t: p.message("GetRequest")(id=id),
-                lambda p, t, data: row_from_message(t.message.FromString(data), self._columns(model, t)),
+                _parse_row,
             )
         except NotFound:
             return None
 
-    def _columns(self, model: str, types: ModelTypes) -> list[str]:
-        return [f.name for f in types.message.DESCRIPTOR.fields]
-
     def select(self, model: str, query: Query = _ALL) -> list[Row]:
-        def build(p: Protos, t: ModelTypes) -> Any:
-            try:
-                return query_to_message(p.api, query)
-            except TypeError as exc:
-                raise ValidationError(f"{model}: {exc}") from None
-
-        def parse(p: Protos, t: ModelTypes, data: bytes) -> list[Row]:
-            columns = self._columns(model, t)
-            return [row_from_message(item, columns) for item in t.list.FromString(data).items]
-
-        return self._model_call(model, "Filter", build, parse)
+        return self._model_call(model, "Filter", _query_request(model, query), _parse_rows)
 
     def count(self, model: str, query: Query = _ALL) -> int:
-        def build(p: Protos, t: ModelTypes) -> Any:
-            try:
-                return query_to_message(p.api, query)
-            except TypeError as exc:
-                raise ValidationError(f"{model}: {exc}") from None
-
         return self._model_call(
             model,
             "Count",
-            build,
+            _query_request(model, query),
             lambda p, t, data: int(p.message("CountResponse").FromString(data).count),
         )
 
@@ -361,11 +354,7 @@ class RemoteBackend:
                 req.limit = limit
             return req
 
-        def parse(p: Protos, t: ModelTypes, data: bytes) -> list[Row]:
-            columns = self._columns(model, t)
-            return [row_from_message(item, columns) for item in t.list.FromString(data).items]
-
-        return self._model_call(model, "Filter", build, parse)
+        return self._model_call(model, "Filter", build, _parse_rows)
 
     def _checked(self, model: str, values: Mapping[str, Any]) -> dict[str, Any]:
         """``values`` checked as the store checks them (same messages), before they travel."""
@@ -377,7 +366,7 @@ class RemoteBackend:
             raise ValidationError(f"unknown model {model!r}")
         if schema[model].abstract:
             raise ValidationError(f"model {model} is abstract and has no objects")
-        fields = {f.column: f for f in schema.fields(model).values()}
+        fields = schema.fields_by_column(model)
         out: dict[str, Any] = {}
         for column, value in values.items():
             if column == "id":
@@ -407,7 +396,7 @@ class RemoteBackend:
             model,
             "Create",
             lambda p, t: self._write_request(t, checked, ctx, p),
-            lambda p, t, data: row_from_message(t.message.FromString(data), self._columns(model, t)),
+            _parse_row,
             idempotent=False,
         )
 
@@ -416,9 +405,7 @@ class RemoteBackend:
         if isinstance(id, bool) or not isinstance(id, int):
             raise ValidationError(f"{model}.id: expected an integer, got {id!r}")
         if ctx.update_fields is not None:
-            columns = (
-                {f.column for f in self._schema.fields(model).values()} if model in self._schema else set()
-            )
+            columns = self._schema.fields_by_column(model) if model in self._schema else {}
             for name in ctx.update_fields:
                 if name not in columns:
                     raise ValidationError(f"model {model} has no field {name!r}")

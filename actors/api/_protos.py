@@ -411,7 +411,9 @@ class ModelTypes:
     list: Any
     write: Any
     changes: Any
-    #: Column names of the message (``id`` included).
+    #: Column names of the message (``id`` included), in field order.
+    column_names: tuple[str, ...]
+    #: The same names, for membership tests.
     columns: frozenset[str]
     #: A fingerprint of the model's message: changes when its fields do.
     digest: str
@@ -468,6 +470,7 @@ class Protos:
             list=find("List"),
             write=find("Write"),
             changes=find("Changes"),
+            column_names=tuple(f.name for f in desc.fields),
             columns=frozenset(f.name for f in desc.fields),
             digest=digest,
         )

@@ -25,6 +25,7 @@ from actors.store import Store
 from ._auth import Authenticator
 from ._protos import Protos
 from ._service import ApiService, UploadLog
+from ._wire import read_pem
 
 __all__ = ["DEFAULT_ADDRESS", "DEFAULT_MAX_MESSAGE_BYTES", "ApiServer", "core_main", "serve"]
 
@@ -40,15 +41,6 @@ def _safe_url(url: str) -> str:
         return sa.make_url(url).render_as_string(hide_password=True)
     except Exception:
         return "(unprintable URL)"
-
-
-def _read_pem(value: str | bytes) -> bytes:
-    """PEM data given inline, or read from the file ``value`` names."""
-    if isinstance(value, bytes):
-        return value
-    if value.lstrip().startswith("-----BEGIN"):
-        return value.encode("ascii")
-    return Path(value).read_bytes()
 
 
 class _Pools:
@@ -139,7 +131,7 @@ class ApiServer:
             store,
             self.auth,
             uploads=UploadLog(store) if keep_uploads else None,
-            on_schema_change=self._schema_changed,
+            on_schema_change=self._set_health,
         )
         self._health = health.HealthServicer(experimental_non_blocking=True)
         options = [
@@ -155,7 +147,7 @@ class ApiServer:
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
         reflection_pb2_grpc.add_ServerReflectionServicer_to_server(_Reflection(self.service), self._server)
         if tls is not None:
-            credentials = grpc.ssl_server_credentials([(_read_pem(tls["key"]), _read_pem(tls["cert"]))])
+            credentials = grpc.ssl_server_credentials([(read_pem(tls["key"]), read_pem(tls["cert"]))])
             port = self._server.add_secure_port(address, credentials)
         else:
             port = self._server.add_insecure_port(address)
@@ -179,9 +171,6 @@ class ApiServer:
         self._health.set("", serving)
         for name in protos.service_names:
             self._health.set(name, serving)
-
-    def _schema_changed(self, protos: Protos) -> None:
-        self._set_health(protos)
 
     @property
     def protos(self) -> Protos:
@@ -282,10 +271,10 @@ def core_main(argv: Sequence[str] | None = None) -> int:
             print(f"actors core: {exc}", file=sys.stderr)
             return 2
         settings["store_url"] = config.get("store.url")
-        settings["address"] = config.get("api.address", DEFAULT_ADDRESS)
+        settings["address"] = config.get("api.address")
         settings["users"] = config.get("api.users", []) or []
         settings["tls"] = config.get("api.tls")
-        settings["max_message_bytes"] = config.get("api.max_message_bytes", DEFAULT_MAX_MESSAGE_BYTES)
+        settings["max_message_bytes"] = config.get("api.max_message_bytes")
         if config.get("models_dir"):
             settings["models"].append(config.get("models_dir"))
     if args.store_url:

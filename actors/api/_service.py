@@ -129,6 +129,14 @@ def merge_models(
     Raises:
         ApiError: ``FAILED_PRECONDITION`` for a conflicting model or a schema that does not resolve.
     """
+    merged, changed, _protos = _merge_models(schema, specs, strict=strict)
+    return merged, changed
+
+
+def _merge_models(
+    schema: Schema, specs: Iterable[ModelSpec], *, strict: bool
+) -> tuple[Schema, list[str], Protos | None]:
+    """:func:`merge_models`, plus the descriptors of the new schema (``None`` when nothing changed)."""
     current = {spec.name: spec for spec in schema}
     out = dict(current)
     changed: list[str] = []
@@ -165,13 +173,13 @@ def merge_models(
             ErrorKind.CONFLICT,
         )
     if not changed:
-        return schema, []
+        return schema, [], None
     try:
         merged = Schema(out.values())
-        Protos.from_schema(merged)
+        protos = Protos.from_schema(merged)
     except SchemaError as exc:
         raise ApiError(grpc.StatusCode.FAILED_PRECONDITION, str(exc), ErrorKind.CONFLICT) from None
-    return merged, changed
+    return merged, changed, protos
 
 
 class UploadLog:
@@ -254,12 +262,8 @@ class ApiService(grpc.GenericRpcHandler):
         self._stopping = threading.Event()
         self._watchers: set[queue.SimpleQueue[Any]] = set()
         self._watchers_lock = threading.Lock()
-        self._fields_cache: dict[
-            tuple[Schema, str], tuple[Mapping[str, FieldSpec], Mapping[str, FieldSpec]]
-        ] = {}
-        if uploads is not None:
-            self._restore_uploads(uploads)
-        self.protos = Protos.from_schema(store.schema)
+        restored = self._restore_uploads(uploads) if uploads is not None else None
+        self.protos = restored or Protos.from_schema(store.schema)
         self._core: dict[str, tuple[Behavior, bool]] = {
             "GetSchema": (self._get_schema, False),
             "GetProtos": (self._get_protos, False),
@@ -279,22 +283,24 @@ class ApiService(grpc.GenericRpcHandler):
             "Watch": (self._model_watch, True),
         }
 
-    def _restore_uploads(self, uploads: UploadLog) -> None:
-        files = uploads.files()
-        if not files:
-            return
+    def _restore_uploads(self, uploads: UploadLog) -> Protos | None:
+        """Apply the uploaded files again; the descriptors of the resulting schema if it changed."""
         schema = self.store.schema
         changed: list[str] = []
-        for name, content in files:
+        protos: Protos | None = None
+        for name, content in uploads.files():
             try:
                 specs = parse_files([(name, content)])
-                schema, names = merge_models(schema, specs, strict=False)
-                changed.extend(names)
+                schema, names, built = _merge_models(schema, specs, strict=False)
             except ApiError as exc:
                 log.warning("uploaded xproto file skipped", file=name, reason=exc.message)
+                continue
+            changed.extend(names)
+            protos = built or protos
         if changed:
             self.store.set_schema(schema)
             log.info("uploaded models restored", models=sorted(set(changed)))
+        return protos
 
     def stop(self) -> None:
         """Wake every watch stream so the server can stop at once."""
@@ -528,17 +534,11 @@ class ApiService(grpc.GenericRpcHandler):
         return Query(conditions[0], conditions[1], tuple(req.order_by), limit, offset), None
 
     def _lookup_fields(self, model: str) -> tuple[Mapping[str, FieldSpec], Mapping[str, FieldSpec]]:
-        """``model``'s fields by name and by column, cached per schema."""
+        """``model``'s fields by name and by column (none for a model the schema lacks)."""
         schema = self.store.schema
-        key = (schema, model)
-        cached = self._fields_cache.get(key)
-        if cached is None:
-            fields = schema.fields(model) if model in schema else {}
-            cached = (fields, {f.column: f for f in fields.values()})
-            if len(self._fields_cache) > 1000:
-                self._fields_cache.clear()
-            self._fields_cache[key] = cached
-        return cached
+        if model not in schema:
+            return {}, {}
+        return schema.fields(model), schema.fields_by_column(model)
 
     @staticmethod
     def _check_lookup(model: str, cond: Condition, f: FieldSpec | None) -> None:
@@ -647,9 +647,8 @@ class ApiService(grpc.GenericRpcHandler):
             files.append((name, f.content))
         specs = parse_files(files)
         with self._schema_lock:
-            schema, changed = merge_models(self.store.schema, specs)
-            if changed:
-                new_protos = Protos.from_schema(schema)
+            schema, changed, new_protos = _merge_models(self.store.schema, specs, strict=True)
+            if new_protos is not None:
                 self.store.set_schema(schema)
                 if self.uploads is not None:
                     self.uploads.save(files)

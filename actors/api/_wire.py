@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -20,12 +21,12 @@ __all__ = [
     "changes_to_message",
     "condition_from_message",
     "condition_to_message",
-    "message_columns",
     "message_to_changes",
     "message_values",
     "notice_from_message",
     "notice_to_message",
     "query_to_message",
+    "read_pem",
     "row_from_message",
     "row_to_message",
     "schema_from_json",
@@ -87,8 +88,13 @@ def message_values(msg: Any) -> dict[str, Any]:
     return {f.name: value for f, value in msg.ListFields()}
 
 
-def message_columns(cls: Any) -> list[str]:
-    return [f.name for f in cls.DESCRIPTOR.fields]
+def read_pem(value: str | bytes) -> bytes:
+    """PEM data given inline, or read from the file ``value`` names."""
+    if isinstance(value, bytes):
+        return value
+    if value.lstrip().startswith("-----BEGIN"):
+        return value.encode("ascii")
+    return Path(value).read_bytes()
 
 
 def row_from_message(msg: Any, columns: Iterable[str]) -> dict[str, Any]:

@@ -31,6 +31,7 @@ from actors.steps import (
 )
 
 from ._activate import activated
+from ._modelaccessor import _model_names
 
 __all__ = ["Loaded", "load_synchronizer"]
 
@@ -141,6 +142,9 @@ def _check(factory: StepFactory, accessor: ModelAccessor) -> str | None:
     try:
         for problem in _problems(cls, accessor):
             return problem
+        policy = issubclass(cls, Policy) and accessor.has_model_class(cls.model_name)
+        if policy and getattr(cls, "model", None) is None:
+            cls.model = accessor.get_model_class(cls.model_name)  # as the original's policy engine
         factory.make()
     except Exception as exc:
         return describe(exc)
@@ -150,8 +154,7 @@ def _check(factory: StepFactory, accessor: ModelAccessor) -> str | None:
 def _unknown(names: list[str], accessor: ModelAccessor) -> Iterator[str]:
     for name in names:
         if name not in accessor.schema:
-            known = ", ".join(sorted(spec.name for spec in accessor.schema.concrete()))
-            yield f"no model named {name!r} (models: {known})"
+            yield f"no model named {name!r} (models: {', '.join(_model_names(accessor))})"
 
 
 def _problems(cls: Any, accessor: ModelAccessor) -> Iterator[str]:
@@ -161,8 +164,6 @@ def _problems(cls: Any, accessor: ModelAccessor) -> Iterator[str]:
     elif issubclass(cls, Policy):
         for problem in _unknown([cls.model_name], accessor):
             yield f"model_name: {problem}"
-        if getattr(cls, "model", None) is None and accessor.has_model_class(cls.model_name):
-            cls.model = accessor.get_model_class(cls.model_name)  # as the original's policy engine
     elif issubclass(cls, EventStep):
         invalid = validate_event_step(cls)
         if invalid:

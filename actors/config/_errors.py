@@ -58,17 +58,6 @@ class ConfigError(Exception):
         got = describe(value, secret=is_secret(key))
         return cls(f"expected {expected}, got {got}{note}", path=path, key=key, expected=expected)
 
-    def with_path(self, path: str | None) -> ConfigError:
-        """Return a copy of this error that names the file *path*."""
-        return ConfigError(
-            self.message,
-            path=path,
-            key=self.key,
-            expected=self.expected,
-            line=self.line,
-            column=self.column,
-        )
-
     def __str__(self) -> str:
         where = self.path or ""
         if where and self.line is not None:

@@ -157,11 +157,7 @@ class ModelSpec:
 
 
 class Schema:
-    """An immutable, validated set of models with inheritance resolved.
-
-    ``Schema.merge`` adds models (for instance a synchronizer's xproto on top of
-    the built-in ones) and returns a new schema.
-    """
+    """An immutable, validated set of models with inheritance resolved."""
 
     def __init__(self, models: Iterable[ModelSpec] = ()) -> None:
         self._models: dict[str, ModelSpec] = {}
@@ -178,6 +174,9 @@ class Schema:
             self._ancestors[name] = self._resolve_ancestors(name, ())
         for name in self._models:
             self._fields[name] = self._resolve_fields(name)
+        self._by_column = {
+            name: {f.column: f for f in fields.values()} for name, fields in self._fields.items()
+        }
         self._validate_links()
 
     # -- construction helpers -------------------------------------------------
@@ -246,10 +245,6 @@ class Schema:
     def concrete(self) -> list[ModelSpec]:
         return [m for m in self._models.values() if not m.abstract]
 
-    def merge(self, models: Iterable[ModelSpec]) -> Schema:
-        """A new schema with ``models`` added (a model redeclared identically is fine)."""
-        return Schema([*self._models.values(), *models])
-
     def ancestors(self, name: str) -> tuple[str, ...]:
         """Every base of ``name``, nearest first (depth-first, like Python's MRO)."""
         return self._ancestors[name]
@@ -263,6 +258,10 @@ class Schema:
     def fields(self, name: str) -> dict[str, FieldSpec]:
         """All fields of ``name``, inherited first, by field name."""
         return self._fields[name]
+
+    def fields_by_column(self, name: str) -> dict[str, FieldSpec]:
+        """All fields of ``name`` by stored column name (a link ``owner`` is ``owner_id``)."""
+        return self._by_column[name]
 
     def field(self, name: str, field_name: str) -> FieldSpec:
         try:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -92,17 +91,8 @@ class Synchronizer:
                 backend.upload_models(models_dir)
             return ModelAccessor(backend, caller=Caller.SYNCHRONIZER)
         schema = load_schema([models_dir] if models_dir else [])
-        self.store = Store(self.store_url(), schema)
+        self.store = Store(str(self.config.get("store.url")), schema)  # resolved by the config
         return ModelAccessor(self.store, caller=Caller.SYNCHRONIZER)
-
-    def store_url(self) -> str:
-        """``store.url`` from the config, else a SQLite file in ``data_dir``."""
-        url = self.config.get("store.url", None)
-        if url:
-            return str(url)
-        base = getattr(self.config, "base_dir", None) or os.getcwd()
-        data_dir = os.path.join(base, self.config.get("data_dir", None) or "data")
-        return "sqlite:///" + os.path.join(os.path.abspath(data_dir), "actors.db")
 
     def user_context(self) -> AbstractContextManager[Any]:
         """The context step code runs in: compat import paths, this config, this accessor."""
@@ -240,8 +230,8 @@ def _start_api(store: Store, config: Config) -> Any:
 
     return serve(
         store,
-        address=str(config.get("api.address", "127.0.0.1:50051")),
+        address=str(config.get("api.address")),
         users=config.get("api.users", None),
         tls=config.get("api.tls", None),
-        max_message_bytes=int(config.get("api.max_message_bytes", 4 * 1024 * 1024)),
+        max_message_bytes=int(config.get("api.max_message_bytes")),
     )

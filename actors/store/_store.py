@@ -110,7 +110,6 @@ class Store:
         self._inserts: dict[str, sa.Insert] = {}
         self._selects: dict[str, sa.Select[Any]] = {}
         self._pending: dict[tuple[str, str], sa.Select[Any]] = {}
-        self._field_columns: dict[str, dict[str, FieldSpec]] = {}
         self._layouts: dict[tuple[str, tuple[str, ...]], Layout] = {}
         self._default_values: dict[str, dict[str, Any]] = {}
         self._owners: dict[str, dict[str, sa.Table]] = {}
@@ -248,23 +247,17 @@ class Store:
         layout = self._layouts.get((model, keys))
         if layout is None:
             # SQLite stores booleans as 0/1; the other column types come back as they went in.
-            fields = self._fields_by_column(model) if self.dialect == "sqlite" else {}
+            fields = self.schema.fields_by_column(model) if self.dialect == "sqlite" else {}
             convert = [bool if key in fields and fields[key].kind == "bool" else None for key in keys]
             layout = self._layouts[(model, keys)] = Layout(keys, convert)
         return fetch_records(result, layout)
 
-    def _fields_by_column(self, model: str) -> dict[str, FieldSpec]:
-        fields = self._field_columns.get(model)
-        if fields is None:
-            fields = self._field_columns[model] = {f.column: f for f in self.schema.fields(model).values()}
-        return fields
-
     def _defaults(self, model: str) -> dict[str, Any]:
-        """Column -> default value of every field of ``model`` (``FieldSpec.default`` parses each time)."""
+        """Column -> default value of every field of ``model``, built once per model."""
         defaults = self._default_values.get(model)
         if defaults is None:
             defaults = self._default_values[model] = {
-                column: f.default for column, f in self._fields_by_column(model).items()
+                column: f.default for column, f in self.schema.fields_by_column(model).items()
             }
         return defaults
 
@@ -360,7 +353,7 @@ class Store:
     # -- validation -----------------------------------------------------------
     def coerce(self, model: str, column: str, value: Any) -> Any:
         """``value`` checked against ``model.column``; raises :class:`ValidationError`."""
-        f = self._fields_by_column(model).get(column)
+        f = self.schema.fields_by_column(model).get(column)
         if f is None:
             if column == "id":
                 if value is None or (isinstance(value, int) and not isinstance(value, bool)):
@@ -518,7 +511,7 @@ class Store:
     ) -> dict[str, Any]:
         """Insert an object; returns every column of it, ``id`` included."""
         self._check_model(model)
-        fields = self._fields_by_column(model)
+        fields = self.schema.fields_by_column(model)
         row: dict[str, Any] = {}
         for column, value in values.items():
             if column == "id" and value is None:
@@ -561,7 +554,7 @@ class Store:
         id = _as_id(model, id)
         if ctx.update_fields is not None:
             for name in ctx.update_fields:
-                if name not in self._fields_by_column(model):
+                if name not in self.schema.fields_by_column(model):
                     raise ValidationError(f"model {model} has no field {name!r}")
             values = {k: v for k, v in values.items() if k in ctx.update_fields}
         changes: dict[str, Any] = {}
@@ -574,7 +567,7 @@ class Store:
         changes.pop("leaf_model_name", None)
         with self._write() as (conn, notices):
             now = self.now()
-            if "updated" in self._fields_by_column(model) and (
+            if "updated" in self.schema.fields_by_column(model) and (
                 ctx.caller is Caller.CLIENT or ctx.always_update_timestamp
             ):
                 changes["updated"] = now
@@ -701,7 +694,7 @@ class Store:
         if not written - self._bookkeeping.get(model, set()) - {"id"}:
             return
         column = "changed_by_step" if ctx.caller is Caller.STEP else "changed_by_policy"
-        if column in self._fields_by_column(model):
+        if column in self.schema.fields_by_column(model):
             row[column] = now
 
     @staticmethod
