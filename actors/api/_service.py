@@ -463,16 +463,27 @@ class ApiService(grpc.GenericRpcHandler):
             values[name] = None
         return values
 
+    def _authorized_write(
+        self,
+        model: str,
+        request: bytes,
+        context: grpc.ServicerContext,
+        message: Callable[[Protos, ModelTypes], Any],
+    ) -> tuple[Protos, ModelTypes, Any, WriteContext]:
+        """Check the caller may write, parse the request (``message`` picks its class) and its options."""
+        principal = self._principal(context)
+        principal.check_write()
+        protos, types = self._model(model, context)
+        req = self._parse(message(protos, types), request)
+        ctx = write_options(req.options)
+        principal.check_write(ctx.caller)
+        return protos, types, req, ctx
+
     def _write_request(
         self, model: str, request: bytes, context: grpc.ServicerContext
     ) -> tuple[Any, WriteContext, dict[str, Any]]:
-        """Check the caller may write, parse a ``<M>Write``: the model's types, options, values."""
-        principal = self._principal(context)
-        principal.check_write()
-        _protos, types = self._model(model, context)
-        req = self._parse(types.write, request)
-        ctx = write_options(req.options)
-        principal.check_write(ctx.caller)
+        """A checked ``<M>Write``: the model's types, options, values."""
+        _protos, types, req, ctx = self._authorized_write(model, request, context, lambda p, t: t.write)
         return types, ctx, self._write_values(model, types, req)
 
     def _create(self, model: str, request: bytes, context: grpc.ServicerContext) -> Any:
@@ -489,16 +500,14 @@ class ApiService(grpc.GenericRpcHandler):
         return changes_to_message(types.changes, changes)
 
     def _delete(self, model: str, request: bytes, context: grpc.ServicerContext) -> Any:
-        principal = self._principal(context)
-        principal.check_write()
-        protos, _types = self._model(model, context)
-        req = self._parse(protos.message("DeleteRequest"), request)
-        ctx = write_options(req.options)
-        principal.check_write(ctx.caller)
+        protos, _types, req, ctx = self._authorized_write(
+            model, request, context, lambda p, t: p.message("DeleteRequest")
+        )
         self.store.delete(model, self._id(req.id, model), ctx, purge=req.purge)
         return protos.message("DeleteResponse")()
 
-    def _filter_query(self, model: str, req: Any) -> tuple[Query | None, Pending | None]:
+    def _filter_query(self, model: str, req: Any) -> tuple[Query, Pending | None]:
+        """The query of a ``FilterRequest``, or its pending query (then only ``limit`` is set)."""
         limit, offset = self._paging(req)
         if req.pending:
             try:
@@ -514,7 +523,7 @@ class ApiService(grpc.GenericRpcHandler):
                     grpc.StatusCode.INVALID_ARGUMENT,
                     "pending cannot be combined with where, exclude, order_by or offset (only limit)",
                 )
-            return None, which
+            return Query(limit=limit), which
         conditions = []
         fields, by_column = self._lookup_fields(model)
         for group in (req.where, req.exclude):
@@ -560,10 +569,8 @@ class ApiService(grpc.GenericRpcHandler):
         req = self._parse(protos.message("FilterRequest"), request)
         query, which = self._filter_query(model, req)
         if which is not None:
-            limit = req.limit if req.HasField("limit") else None
-            rows = self.store.pending(model, which, limit=limit)
+            rows = self.store.pending(model, which, limit=query.limit)
         else:
-            assert query is not None
             rows = self.store.select(model, query)
         return types.list(items=[row_to_message(types.message, row) for row in rows])
 
@@ -573,10 +580,8 @@ class ApiService(grpc.GenericRpcHandler):
         req = self._parse(protos.message("FilterRequest"), request)
         query, which = self._filter_query(model, req)
         if which is not None:
-            limit = req.limit if req.HasField("limit") else None
-            count = len(self.store.pending(model, which, limit=limit))
+            count = len(self.store.pending(model, which, limit=query.limit))
         else:
-            assert query is not None
             if query.limit is not None or query.offset:
                 count = len(self.store.select(model, query))
             else:
