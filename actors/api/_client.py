@@ -34,7 +34,8 @@ from actors.store import (
     Unsubscribe,
     ValidationError,
     WriteContext,
-    check_value,
+    check_column,
+    check_id,
 )
 
 from ._protos import CORE_SERVICE, ModelTypes, Protos, base_protos
@@ -322,8 +323,7 @@ class RemoteBackend:
         return int(protos.message("NowResponse").FromString(data).last_seq)
 
     def get(self, model: str, id: int) -> Row | None:
-        if isinstance(id, bool) or not isinstance(id, int):
-            raise ValidationError(f"{model}.id: expected an integer, got {id!r}")
+        check_id(model, id)
         try:
             return self._model_call(
                 model,
@@ -366,19 +366,7 @@ class RemoteBackend:
             raise ValidationError(f"unknown model {model!r}")
         if schema[model].abstract:
             raise ValidationError(f"model {model} is abstract and has no objects")
-        fields = schema.fields_by_column(model)
-        out: dict[str, Any] = {}
-        for column, value in values.items():
-            if column == "id":
-                if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
-                    raise ValidationError(f"{model}.id: expected an integer, got {value!r}")
-                out[column] = value
-                continue
-            f = fields.get(column)
-            if f is None:
-                raise ValidationError(f"model {model} has no field {column!r}")
-            out[column] = check_value(model, f, value)
-        return out
+        return {column: check_column(schema, model, column, value) for column, value in values.items()}
 
     def _write_request(
         self, types: ModelTypes, values: Mapping[str, Any], ctx: WriteContext, protos: Protos
@@ -402,8 +390,7 @@ class RemoteBackend:
 
     def update(self, model: str, id: int, values: Mapping[str, Any], ctx: WriteContext | None = None) -> Row:
         ctx = ctx if ctx is not None else WriteContext(self.caller)
-        if isinstance(id, bool) or not isinstance(id, int):
-            raise ValidationError(f"{model}.id: expected an integer, got {id!r}")
+        check_id(model, id)
         if ctx.update_fields is not None:
             columns = self._schema.fields_by_column(model) if model in self._schema else {}
             for name in ctx.update_fields:
@@ -424,8 +411,7 @@ class RemoteBackend:
 
     def delete(self, model: str, id: int, ctx: WriteContext | None = None, *, purge: bool = False) -> None:
         ctx = ctx if ctx is not None else WriteContext(self.caller)
-        if isinstance(id, bool) or not isinstance(id, int):
-            raise ValidationError(f"{model}.id: expected an integer, got {id!r}")
+        check_id(model, id)
 
         def build(p: Protos, t: ModelTypes) -> Any:
             return p.message("DeleteRequest")(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from actors.models import FieldSpec
-from actors.store import Caller, Row, ValidationError, WriteContext, as_dict, check_value
+from actors.store import Caller, Row, ValidationError, WriteContext, as_dict, check_id, check_value
 
 from ._context import current_caller
 
@@ -83,9 +83,7 @@ class ORMWrapper:
 
     @id.setter
     def id(self, value: int | None) -> None:
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
-            raise ValidationError(f"{self._model}.id: expected an integer, got {value!r}")
-        self._data["id"] = value
+        self._data["id"] = value if value is None else check_id(self._model, value)
 
     @property
     def pk(self) -> int | None:

@@ -3,7 +3,7 @@
 from ._notices import ChangeNotice, Unsubscribe
 from ._query import OPERATORS, Caller, Condition, Pending, Query, WriteContext, parse_lookup
 from ._rows import Record, Row, as_dict
-from ._store import NotFound, Store, StoreError, ValidationError, check_value
+from ._store import NotFound, Store, StoreError, ValidationError, check_column, check_id, check_value
 from ._tables import pending_condition, row_is_pending
 
 __all__ = [
@@ -22,6 +22,8 @@ __all__ = [
     "ValidationError",
     "WriteContext",
     "as_dict",
+    "check_column",
+    "check_id",
     "check_value",
     "parse_lookup",
     "pending_condition",

@@ -29,7 +29,7 @@ from ._query import Caller, Condition, Pending, Query, WriteContext
 from ._rows import Layout, Row, fetch_records
 from ._tables import Tables, pending_condition, pending_index_prefix
 
-__all__ = ["NotFound", "Store", "StoreError", "ValidationError", "check_value"]
+__all__ = ["NotFound", "Store", "StoreError", "ValidationError", "check_column", "check_id", "check_value"]
 
 log = structlog.get_logger("actors.store")
 
@@ -353,14 +353,7 @@ class Store:
     # -- validation -----------------------------------------------------------
     def coerce(self, model: str, column: str, value: Any) -> Any:
         """``value`` checked against ``model.column``; raises :class:`ValidationError`."""
-        f = self.schema.fields_by_column(model).get(column)
-        if f is None:
-            if column == "id":
-                if value is None or (isinstance(value, int) and not isinstance(value, bool)):
-                    return value
-                raise ValidationError(f"{model}.id: expected an integer, got {value!r}")
-            raise ValidationError(f"model {model} has no field {column!r}")
-        return check_value(model, f, value)
+        return check_column(self.schema, model, column, value)
 
     # -- reads ----------------------------------------------------------------
     def get(self, model: str, id: int) -> Row | None:
@@ -498,7 +491,7 @@ class Store:
             return (col.name, op), lambda: sa.func.lower(col).like(sa.func.lower(text), escape="/")
         if value is None:
             raise ValidationError(f"{model}.{cond.column}__{op}: cannot compare with None")
-        value = self.coerce(model, col.name, value) if col.name != "id" else _as_id(model, value)
+        value = self.coerce(model, col.name, value) if col.name != "id" else check_id(model, value)
         compare = _COMPARISONS.get(op)
         if compare is None:
             raise ValidationError(f"unknown lookup operator {op!r}")
@@ -551,7 +544,7 @@ class Store:
         A deleted object whose deletion is complete is purged.
         """
         self._check_model(model)
-        id = _as_id(model, id)
+        id = check_id(model, id)
         if ctx.update_fields is not None:
             for name in ctx.update_fields:
                 if name not in self.schema.fields_by_column(model):
@@ -620,7 +613,7 @@ class Store:
         is purged at once.
         """
         self._check_model(model)
-        id = _as_id(model, id)
+        id = check_id(model, id)
         with self._write() as (conn, notices):
             current = self._locked_row(conn, model, id)
             leaf = self._leaf(current, model)
@@ -795,7 +788,18 @@ def _excluding(
     return lambda: sa.or_(sa.not_(build()), col.is_(None))
 
 
-def _as_id(model: str, value: Any) -> int:
+def check_column(schema: Schema, model: str, column: str, value: Any) -> Any:
+    """``value`` checked against ``model.column`` of ``schema`` (``id`` may be ``None``: not assigned yet)."""
+    if column == "id":
+        return value if value is None else check_id(model, value)
+    f = schema.fields_by_column(model).get(column)
+    if f is None:
+        raise ValidationError(f"model {model} has no field {column!r}")
+    return check_value(model, f, value)
+
+
+def check_id(model: str, value: Any) -> int:
+    """``value`` as an object id of ``model``; :class:`ValidationError` if it is not an integer."""
     if isinstance(value, bool) or not isinstance(value, int):
         raise ValidationError(f"{model}.id: expected an integer, got {value!r}")
     return value
