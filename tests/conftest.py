@@ -9,12 +9,15 @@ A service starts only when a test asks for its fixture, once per session:
   topics and consumer groups: the broker is shared by the whole session.
 * ``local_kafka`` -- a broker of the test's own (a ``LocalKafka``), which it may stop and start.
 * ``free_port`` -- a TCP port that nothing listens on (``tests.helpers.free_ports`` gives several).
+* ``keep_root_logging`` -- puts the root logger's handlers and level back after the test
+  (for tests that load user modules, which apply their logging dictConfig).
 
 Fixtures for other parts of the suite live in plugin modules listed in ``pytest_plugins``.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from collections.abc import Iterator
@@ -78,3 +81,13 @@ def local_kafka() -> Iterator[LocalKafka]:
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
     return _free_port()
+
+
+@pytest.fixture
+def keep_root_logging() -> Iterator[None]:
+    """User modules apply their logging dictConfig; put the root logger back afterwards."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)

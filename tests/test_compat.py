@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import json
-import logging
 import shutil
 import sys
 import threading
@@ -89,14 +88,7 @@ PATHS: dict[str, dict[str, Any]] = {
 TOP_LEVEL = sorted({name.partition(".")[0] for name in PATHS})
 
 
-@pytest.fixture(autouse=True)
-def _keep_logging() -> Iterator[None]:
-    """User modules apply their logging dictConfig; put the root logger back afterwards."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
+pytestmark = pytest.mark.usefixtures("keep_root_logging")
 
 
 def _accessor(xproto: str = XPROTO) -> ModelAccessor:

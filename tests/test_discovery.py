@@ -51,14 +51,7 @@ def namespace() -> Iterator[str]:
     unload_namespace(name)
 
 
-@pytest.fixture(autouse=True)
-def _keep_logging() -> Iterator[None]:
-    """User modules apply their logging dictConfig; put the root logger back afterwards."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
+pytestmark = pytest.mark.usefixtures("keep_root_logging")
 
 
 STEP_HEADER = "from actors.steps import SyncStep, Policy, PullStep, EventStep\n"
