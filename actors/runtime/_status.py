@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import traceback
 from collections.abc import Mapping
 from typing import Any
@@ -26,6 +27,8 @@ BACKOFF_CAP = 8 * 3600.0
 #: A deferred object is tried again this many seconds after each attempt (no backoff, no busy loop).
 DEFERRED_RETRY = 1.0
 SEPARATOR = " // "
+#: Frames of files under this folder are the framework's, not the policy's.
+_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
 
 
 def register_of(row: Mapping[str, Any]) -> dict[str, Any]:
@@ -116,6 +119,15 @@ def policy_success_fields(row: Mapping[str, Any], needs_delete_policy: bool) -> 
 
 
 def policy_failure_fields(exc: BaseException) -> dict[str, Any]:
-    """The error, then a short traceback (the last frames), as the original kept them."""
-    frames = "".join(traceback.format_tb(exc.__traceback__, limit=-3))
-    return {"policy_status": f"{type(exc).__name__}: {error_text(exc)}\n{frames}"[:1024], "policy_code": 2}
+    """The exception with a one-frame traceback, in the form the original wrote (``format_exc(limit=1)``).
+
+    The frame is the first one outside this package (the line of the policy that
+    raised or called what raised); the original showed the line of its own loop
+    that called the policy, which says less.
+    """
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if not f.filename.startswith(_PACKAGE)]
+    text = "".join(traceback.format_exception_only(type(exc), exc))
+    if frames:
+        frame = "".join(traceback.StackSummary.from_list(frames[:1]).format())
+        text = f"Traceback (most recent call last):\n{frame}{text}"
+    return {"policy_status": text[:1024], "policy_code": 2}
