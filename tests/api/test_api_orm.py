@@ -142,6 +142,25 @@ def test_errors_match_the_local_store(accessor: ModelAccessor) -> None:
         list(Widget.objects.filter(nope=3))
 
 
+def test_numeric_strings_filter_numeric_fields(accessor: ModelAccessor) -> None:
+    """``portId="1"`` from an event filters an integer field, locally and through the API."""
+    Service, Widget = accessor.Service, accessor.Widget
+    svc = Service(name="svc")
+    svc.save()
+    a = Widget(name="a", size=1, weight=0.5, owner=svc)
+    a.save()
+    b = Widget(name="b", size=2, weight=2.0)
+    b.save()
+    assert [w.name for w in Widget.objects.filter(size="1")] == ["a"]
+    assert [w.name for w in Widget.objects.filter(size__in=["1", "2"])] == ["a", "b"]
+    assert [w.name for w in Widget.objects.filter(weight__gt="1")] == ["b"]
+    assert [w.name for w in Widget.objects.filter(owner_id=str(svc.id))] == ["a"]
+    assert [w.name for w in Widget.objects.filter(id=str(b.id))] == ["b"]
+    assert Widget.objects.exclude(size="1").count() == 1
+    with pytest.raises(ValidationError, match=r"Widget\.size: expected an integer, got 'one'"):
+        list(Widget.objects.filter(size="one"))
+
+
 def test_convenience_wrapper(remote: Callable[..., RemoteBackend]) -> None:
     registry = WrapperRegistry()
 
