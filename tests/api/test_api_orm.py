@@ -161,6 +161,28 @@ def test_numeric_strings_filter_numeric_fields(accessor: ModelAccessor) -> None:
         list(Widget.objects.filter(size="one"))
 
 
+def test_models_uploaded_after_connecting_are_found_by_name(remote: Callable[..., RemoteBackend]) -> None:
+    """A client asks the core again for a model name it does not know, instead of failing."""
+    from actors.compat import activated
+    from actors.config import Config
+
+    accessor = ModelAccessor(remote("sync"), caller=Caller.CLIENT)
+    assert accessor.Widget.objects.count() == 0  # connected, schema fetched, classes built
+    assert not accessor.has_model_class("Gizmo")
+    remote("admin").upload_models({"gizmos.xproto": "message Gizmo (XOSBase) { optional string label = 1; }"})
+    Gizmo = accessor.Gizmo  # no refresh_schema() by hand
+    Gizmo(label="g").save()
+    assert [g.label for g in accessor.Gizmo.objects.all()] == ["g"]
+    # The original's import path finds it too.
+    remote("admin").upload_models({"d.xproto": "message Doohickey (XOSBase) { optional int32 n = 1; }"})
+    with activated(Config.from_dict({"name": "late-models"}), accessor):
+        from xossynchronizer.modelaccessor import Doohickey
+
+        assert Doohickey.objects.count() == 0
+    with pytest.raises(AttributeError, match="no model named 'Nope'"):
+        accessor.Nope  # noqa: B018
+
+
 def test_convenience_wrapper(remote: Callable[..., RemoteBackend]) -> None:
     registry = WrapperRegistry()
 
