@@ -424,3 +424,84 @@ def test_a_deferred_object_is_retried_even_with_backoff_disabled(store):
         assert calls.of("sync") == [obj.id, obj.id]
     finally:
         ref.stop()
+
+
+DEFERRING_STEP = """
+from xossynchronizer.steps.syncstep import SyncStep, DeferredException
+import {shared} as shared
+
+class SyncMyModel(SyncStep):
+    observes = "MyModel"
+
+    def sync_record(self, o):
+        shared.attempts.append(o.id)
+        if not o.policed:
+            raise DeferredException("waiting for the policy")
+    # No delete_record: the original's default lets deleted objects go.
+"""
+
+SLOW_POLICY = """
+from xossynchronizer.model_policies.policy import Policy
+import {shared} as shared
+
+class MyModelPolicy(Policy):
+    model_name = "MyModel"
+
+    def handle_create(self, o):
+        assert shared.release.wait(10)
+"""
+
+
+def test_a_synchronizer_syncs_a_deferring_step_a_second_after_its_policy(tmp_path):
+    """End to end, as real services do: the step defers until the policy ran; deletion needs no step code."""
+    import sys
+    import types
+    import uuid
+
+    from actors.config import Config
+    from actors.orm import ModelAccessor
+    from actors.runtime import FakeClock, Synchronizer
+    from actors.store import Caller
+
+    from .helpers import wait_for
+    from .runtime_support import MODELS
+
+    shared = types.ModuleType(f"shared_{uuid.uuid4().hex}")
+    shared.attempts = []  # type: ignore[attr-defined]
+    shared.release = threading.Event()  # type: ignore[attr-defined]
+    sys.modules[shared.__name__] = shared
+    for folder, text in (("models", MODELS), ("steps", DEFERRING_STEP), ("policies", SLOW_POLICY)):
+        (tmp_path / folder).mkdir()
+        name = "m.xproto" if folder == "models" else f"{folder}.py"
+        (tmp_path / folder / name).write_text(text.replace("{shared}", shared.__name__))
+    config = Config.from_dict(
+        {"name": "defer", "models_dir": "models", "steps_dir": "steps", "model_policies_dir": "policies"},
+        base_dir=tmp_path,
+    )
+    sync = Synchronizer(config, clock=FakeClock()).start()
+    try:
+        assert not sync.load_errors
+        c = ModelAccessor(sync.model_accessor.backend, caller=Caller.CLIENT)
+        obj = c.MyModel(first_name="A", last_name="B")
+        obj.save()
+        wait_for(
+            lambda: c.MyModel.objects.get(id=obj.id).backend_status == "waiting for the policy",
+            description="deferred",
+        )
+        assert c.MyModel.objects.get(id=obj.id).backend_code == 0
+        sync.clock.advance(1.0)  # type: ignore[attr-defined]
+        wait_for(
+            lambda: json.loads(c.MyModel.objects.get(id=obj.id).backend_register)["failures"] == 2,
+            description="deferred again, a second later",
+        )
+        shared.release.set()
+        wait_for(lambda: c.MyModel.objects.get(id=obj.id).policy_code == 1, description="the policy")
+        sync.clock.advance(1.0)  # type: ignore[attr-defined]  # a second, not a minute
+        wait_for(lambda: c.MyModel.objects.get(id=obj.id).backend_status == "OK", description="synced")
+        assert len(shared.attempts) == 3  # one per second at most: no busy loop while deferred
+        c.MyModel.objects.get(id=obj.id).delete()
+        wait_for(lambda: c.MyModel.deleted_objects.count() == 0, description="reaped")
+    finally:
+        shared.release.set()
+        sync.stop()
+        del sys.modules[shared.__name__]
