@@ -122,10 +122,12 @@ def policy_failure_fields(exc: BaseException) -> dict[str, Any]:
     """The exception with a one-frame traceback, in the form the original wrote (``format_exc(limit=1)``).
 
     The frame is the first one outside this package (the line of the policy that
-    raised or called what raised); the original showed the line of its own loop
-    that called the policy, which says less.
+    raised or called what raised), else the innermost; the original showed the
+    line of its own loop that called the policy, which says less. An exception
+    without a traceback gives the last line alone.
     """
-    frames = [f for f in traceback.extract_tb(exc.__traceback__) if not f.filename.startswith(_PACKAGE)]
+    stack = traceback.extract_tb(exc.__traceback__)
+    frames = [f for f in stack if not f.filename.startswith(_PACKAGE)] or stack[-1:]
     text = "".join(traceback.format_exception_only(type(exc), exc))
     if frames:
         frame = "".join(traceback.StackSummary.from_list(frames[:1]).format())
