@@ -58,7 +58,18 @@ class ModelAccessor:
             return cls
 
     def has_model_class(self, name: str) -> bool:
-        return name in self.schema and not self.schema[name].abstract
+        """Whether ``name`` is a concrete model; a remote core is asked again for a name it lacks.
+
+        A client learns models uploaded after it connected this way (the backend's
+        ``refresh_schema()``, where it has one: the gRPC client); the local store
+        always knows its models.
+        """
+        schema = self.schema
+        if name not in schema and not name.startswith("_"):
+            refresh = getattr(self.backend, "refresh_schema", None)
+            if callable(refresh):
+                schema = refresh()
+        return name in schema and not schema[name].abstract
 
     @property
     def all_model_classes(self) -> dict[str, type[ORMWrapper]]:

@@ -25,7 +25,7 @@ from actors.models import FieldSpec, Schema
 
 from ._listen import CHANNEL, PostgresListener
 from ._notices import ChangeNotice, Notifier, Unsubscribe
-from ._query import Caller, Condition, Pending, Query, WriteContext
+from ._query import Caller, Condition, Pending, Query, WriteContext, number_from_text
 from ._rows import Layout, Row, fetch_records
 from ._tables import Tables, pending_condition, pending_index_prefix
 
@@ -355,6 +355,16 @@ class Store:
         """``value`` checked against ``model.column``; raises :class:`ValidationError`."""
         return check_column(self.schema, model, column, value)
 
+    def coerce_lookup(self, model: str, column: str, value: Any) -> Any:
+        """A filter value checked against ``model.column``; a numeric string counts as its number."""
+        if isinstance(value, str):
+            f = self.schema.fields_by_column(model).get(column)
+            integer = column == "id" or (f is not None and (f.is_link or f.kind in _INT_RANGES))
+            if integer or (f is not None and f.kind in ("float", "double")):
+                number = number_from_text(value, integer=integer)
+                value = value if number is None else number
+        return check_column(self.schema, model, column, value)
+
     # -- reads ----------------------------------------------------------------
     def get(self, model: str, id: int) -> Row | None:
         """The object (deleted or not) or ``None``."""
@@ -473,7 +483,7 @@ class Store:
         if op == "in":
             if isinstance(value, str | bytes) or not isinstance(value, Iterable):
                 raise ValidationError(f"{model}.{cond.column}__in: expected a list, got {value!r}")
-            params[name] = [self.coerce(model, col.name, v) for v in value]
+            params[name] = [self.coerce_lookup(model, col.name, v) for v in value]
             return (col.name, op), lambda: col.in_(sa.bindparam(name, expanding=True))
         if op in ("iexact", "contains", "icontains"):
             if not isinstance(value, str):
@@ -491,7 +501,7 @@ class Store:
             return (col.name, op), lambda: sa.func.lower(col).like(sa.func.lower(text), escape="/")
         if value is None:
             raise ValidationError(f"{model}.{cond.column}__{op}: cannot compare with None")
-        value = self.coerce(model, col.name, value) if col.name != "id" else check_id(model, value)
+        value = self.coerce_lookup(model, col.name, value)
         compare = _COMPARISONS.get(op)
         if compare is None:
             raise ValidationError(f"unknown lookup operator {op!r}")
