@@ -307,6 +307,27 @@ def test_session_folders_are_importable_from_every_folder(tmp_path: Path, namesp
     assert f"{namespace}.pull.pull" in sys.modules and f"{namespace}.events.events" in sys.modules
 
 
+def test_a_library_found_outside_the_session_stays(tmp_path: Path, namespace: str) -> None:
+    # The config folder is often the working folder, already on sys.path (with the project's
+    # own packages in it): what a step imports from there is not a helper to drop.
+    library = tmp_path / "lib"
+    _write(library / "_already_importable", {"__init__.py": "VALUE = 1\n"})
+    steps = _write(
+        tmp_path / "steps",
+        {"s.py": STEP_HEADER + "import _already_importable\nclass SyncS(SyncStep):\n    observes = 'S'\n"},
+    )
+    sys.path.insert(0, str(library))
+    try:
+        with import_session([steps, library]):
+            (_step,), errors = discover(steps, SyncStep, namespace=namespace)
+            assert errors == []
+        assert "_already_importable" in sys.modules
+        assert sys.path[0] == str(library), "a folder already on sys.path is left where it was"
+    finally:
+        sys.path.remove(str(library))
+        sys.modules.pop("_already_importable", None)
+
+
 def test_import_file(tmp_path: Path, namespace: str) -> None:
     _write(
         tmp_path,

@@ -189,26 +189,33 @@ def _check_namespace(namespace: str) -> None:
         raise ValueError(f"namespace must be a dotted Python name, got {namespace!r}")
 
 
-def _inside(path: str | None, folder: Path) -> bool:
-    if not path:
-        return False
-    try:
-        return Path(path).resolve().is_relative_to(folder)
-    except (OSError, ValueError):
-        return False
-
-
 @dataclass
 class _Session:
     """The state of the outermost :func:`import_session` (guarded by ``_import_lock``)."""
 
     before: set[str]
+    #: The folders this session put on ``sys.path`` (not those that were there already).
     folders: list[Path] = field(default_factory=list)
     entries: list[str] = field(default_factory=list)
     namespaces: set[str] = field(default_factory=set)
 
-    def keeps(self, name: str) -> bool:
-        return any(name == ns or name.startswith(ns + ".") for ns in self.namespaces)
+    def drops(self, name: str, module: types.ModuleType | None) -> bool:
+        """Whether ``name`` is a plain-name module found through one of this session's folders."""
+        if any(name == ns or name.startswith(ns + ".") for ns in self.namespaces):
+            return False
+        file = getattr(module, "__file__", None)
+        if not file:
+            return False
+        try:
+            path = Path(file).resolve()
+        except (OSError, ValueError):
+            return False
+        parts = name.split(".")
+        for folder in self.folders:
+            base = folder.joinpath(*parts)
+            if path in (base.with_name(base.name + ".py"), base / "__init__.py"):
+                return True
+        return False
 
 
 _session: _Session | None = None
@@ -218,13 +225,16 @@ _session: _Session | None = None
 def import_session(folders: Iterable[str | os.PathLike[str]] = ()) -> Iterator[None]:
     """Make ``folders`` importable by plain name (``from helpers import x``) inside the block.
 
-    The folders go to the front of ``sys.path``, in the order given. Sessions
+    The folders go to the front of ``sys.path``, in the order given (a folder
+    already on ``sys.path`` stays where it is and is left alone). Sessions
     nest (one thread at a time: the block holds the import lock): a module a
     step imports by plain name is imported once for the outermost session and
     shared by every file imported in it. When the outermost session ends, its
     folders leave ``sys.path`` and those plain-name modules leave
     ``sys.modules`` (the files that imported them keep them), so another
-    synchronizer's ``helpers`` is not mistaken for this one's. Files imported
+    synchronizer's ``helpers`` is not mistaken for this one's (only modules
+    found through the session's own folders are dropped: a library a step
+    imports for the first time stays). Files imported
     by :func:`import_folder` / :func:`import_file` stay, under their namespace.
     """
     global _session
@@ -235,14 +245,16 @@ def import_session(folders: Iterable[str | os.PathLike[str]] = ()) -> Iterator[N
             _session = _Session(before=set(sys.modules))
         session = _session
         assert session is not None
+        on_path = {Path(p or os.curdir).resolve() for p in sys.path if isinstance(p, str)}
         for folder in folders:
             resolved = Path(folder).resolve()
-            if resolved not in session.folders:
-                session.folders.append(resolved)
+            if resolved in on_path:  # importable already (the working folder...): not ours to clean up
+                continue
+            session.folders.append(resolved)
             entry = os.fspath(resolved)
-            if entry not in session.entries:
-                sys.path.insert(len(session.entries), entry)
-                session.entries.append(entry)
+            sys.path.insert(len(session.entries), entry)
+            session.entries.append(entry)
+            on_path.add(resolved)
         try:
             yield
         finally:
@@ -251,9 +263,7 @@ def import_session(folders: Iterable[str | os.PathLike[str]] = ()) -> Iterator[N
                 for entry in session.entries:
                     _remove_path_entry(entry)
                 for name in set(sys.modules) - session.before:
-                    module = sys.modules.get(name)
-                    file = getattr(module, "__file__", None)
-                    if not session.keeps(name) and any(_inside(file, f) for f in session.folders):
+                    if session.drops(name, sys.modules.get(name)):
                         del sys.modules[name]
 
 
