@@ -3,7 +3,8 @@
 Models the core does not have yet are declared here; a model the built-in core already
 declares is taken from the core instead (``_schema``), so these tests keep working when
 the core gains Slice, Site, Network... Objects are created with the fields upstream's
-core.xproto requires.
+core.xproto requires; what upstream's core no longer has (Instance, Controller,
+SiteDeployment, a Node with a site deployment) uses names the core will not take.
 """
 
 from __future__ import annotations
@@ -105,13 +106,13 @@ message Controller (XOSBase) {
 message SiteDeployment (XOSBase) {
     optional manytoone controller->Controller:sitedeployments = 1 [db_index = True];
 }
-message Node (XOSBase) {
+message ComputeNode (XOSBase) {
     required string name = 1 [max_length = 200];
     optional manytoone site_deployment->SiteDeployment:nodes = 2 [db_index = True];
 }
 message Instance (XOSBase) {
     required string name = 1 [max_length = 200];
-    optional manytoone node->Node:instances = 2 [db_index = True];
+    optional manytoone node->ComputeNode:instances = 2 [db_index = True];
 }
 message InstancePort (XOSBase) {
     required manytoone network->Network:instance_ports = 1 [db_index = True];
@@ -121,7 +122,10 @@ message InstancePort (XOSBase) {
 message AddressPool (XOSBase) {
     required string name = 1 [max_length = 32];
     optional text addresses = 2;
-    optional text inuse = 3;
+    required string gateway_ip = 3 [max_length = 32];
+    required string gateway_mac = 4 [max_length = 32];
+    required string cidr = 5 [max_length = 32];
+    optional text inuse = 6;
 }
 message Tag (XOSBase) {
     required manytoone service->Service:tags = 1 [db_index = True];
@@ -349,7 +353,11 @@ def test_unique_service_specific_id_and_set_owner(orm: ModelAccessor, chain: dic
 
 # -- the other core models ----------------------------------------------------------------
 def test_address_pool(orm: ModelAccessor) -> None:
-    pool = _save(orm.AddressPool(name="p", addresses="10.0.0.1 10.0.0.2 10.0.0.3", inuse="10.0.0.2"))
+    pool = orm.AddressPool(
+        name="p", gateway_ip="10.0.0.254", gateway_mac="02:42:0a:00:00:fe", cidr="10.0.0.0/24"
+    )
+    pool.addresses, pool.inuse = "10.0.0.1 10.0.0.2 10.0.0.3", "10.0.0.2"
+    pool.save()
     assert pool.get_address() == "10.0.0.1"
     assert pool.get_address() == "10.0.0.3", "10.0.0.2 is already in use"
     assert pool.get_address() is None
@@ -384,7 +392,7 @@ def test_slice_network_port_instance(orm: ModelAccessor) -> None:
     assert [s.name for s in management.slices.all()] == ["vsg"] and natnet.slices.count() == 0
     # Instance: the addresses of its ports, its controller through node and site deployment.
     controller = _save(orm.Controller(name="ctl", auth_url="http://k/v2.0"))
-    node = _save(orm.Node(name="n1", site_deployment=_save(orm.SiteDeployment(controller=controller))))
+    node = _save(orm.ComputeNode(name="n1", site_deployment=_save(orm.SiteDeployment(controller=controller))))
     vm = _save(orm.Instance(name="vm", node=node))
     _save(orm.InstancePort(network=natnet, instance=vm, ip="172.16.0.2"))
     assert vm.get_ssh_ip() == "172.16.0.2", "no management network: the nat one"

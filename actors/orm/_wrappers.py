@@ -36,19 +36,23 @@ class WrapperRegistry:
     def __init__(self) -> None:
         self._wrappers: dict[str, type[ORMWrapper]] = {}
         self._model_classes: dict[str, type[ORMWrapper]] = {}
-        self._composed: dict[tuple[str, int], type[ORMWrapper] | None] = {}
+        self._composed: dict[str, type[ORMWrapper] | None] = {}
         self.version = 0
 
     def register(self, model_name: str, wrapper: type[ORMWrapper]) -> None:
         """Make ``wrapper`` the convenience wrapper of ``model_name`` (replacing an earlier one)."""
         _check(model_name, wrapper, "convenience wrapper")
         self._wrappers[model_name] = wrapper
-        self.version += 1
+        self._changed()
 
     def register_model_class(self, model_name: str, cls: type[ORMWrapper]) -> None:
         """Add ``cls`` (a class of the synchronizer's ``models.py``) to the objects of ``model_name``."""
         _check(model_name, cls, "models.py class")
         self._model_classes[model_name] = cls
+        self._changed()
+
+    def _changed(self) -> None:
+        self._composed.clear()
         self.version += 1
 
     def get(self, model_name: str) -> type[ORMWrapper] | None:
@@ -58,10 +62,9 @@ class WrapperRegistry:
         the convenience wrapper first; a source that another already derives
         from (``class W(ORMWrapperService)``) is not repeated.
         """
-        key = (model_name, self.version)
-        if key not in self._composed:
-            self._composed[key] = self._compose(model_name)
-        return self._composed[key]
+        if model_name not in self._composed:
+            self._composed[model_name] = self._compose(model_name)
+        return self._composed[model_name]
 
     def _compose(self, model_name: str) -> type[ORMWrapper] | None:
         found = [
