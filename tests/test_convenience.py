@@ -460,3 +460,32 @@ def test_service_wrappers_extend_the_core_ones(orm: ModelAccessor, chain: dict[s
     assert orm.RCORDSubscriber.objects.get(id=chain["sub"].id).eastbound_service_instances == [
         chain["volt_si"]
     ]
+
+
+def test_extensions_that_cannot_be_combined_are_named() -> None:
+    from actors.orm import WrapperRegistry
+
+    class A(ORMWrapper):
+        pass
+
+    class B(ORMWrapper):
+        pass
+
+    class Wrapper(A, B):
+        pass
+
+    class FromModelsPy(B, A):
+        pass
+
+    registry = WrapperRegistry()
+    registry.register("Service", Wrapper)
+    assert registry.get("Service") is not None and "Service" in registry
+    version = registry.version
+    with pytest.raises(
+        TypeError, match=r"the extensions of Service \(.*Wrapper, .*FromModelsPy, ORMWrapperService\)"
+    ):
+        registry.register_model_class("Service", FromModelsPy)
+    assert registry.version == version and registry.get("Service").__mro__[1] is Wrapper, "nothing registered"
+    with pytest.raises(TypeError, match="must subclass ORMWrapper"):
+        registry.register_model_class("Service", object)  # type: ignore[arg-type]
+    assert "Slice" not in registry and registry.get("Slice") is CORE_WRAPPERS["Slice"]

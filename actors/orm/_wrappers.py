@@ -40,19 +40,35 @@ class WrapperRegistry:
         self.version = 0
 
     def register(self, model_name: str, wrapper: type[ORMWrapper]) -> None:
-        """Make ``wrapper`` the convenience wrapper of ``model_name`` (replacing an earlier one)."""
+        """Make ``wrapper`` the convenience wrapper of ``model_name`` (replacing an earlier one).
+
+        Raises ``TypeError`` (and registers nothing) if ``wrapper`` is not an
+        ``ORMWrapper`` or cannot be combined with the model's other classes.
+        """
         _check(model_name, wrapper, "convenience wrapper")
-        self._wrappers[model_name] = wrapper
-        self._changed()
+        self._add(self._wrappers, model_name, wrapper)
 
     def register_model_class(self, model_name: str, cls: type[ORMWrapper]) -> None:
-        """Add ``cls`` (a class of the synchronizer's ``models.py``) to the objects of ``model_name``."""
-        _check(model_name, cls, "models.py class")
-        self._model_classes[model_name] = cls
-        self._changed()
+        """Add ``cls`` (a class of the synchronizer's ``models.py``) to the objects of ``model_name``.
 
-    def _changed(self) -> None:
+        Raises ``TypeError`` as :meth:`register` does.
+        """
+        _check(model_name, cls, "models.py class")
+        self._add(self._model_classes, model_name, cls)
+
+    def _add(self, table: dict[str, type[ORMWrapper]], model_name: str, cls: type[ORMWrapper]) -> None:
+        previous = table.get(model_name)
+        table[model_name] = cls
+        try:
+            composed = self._compose(model_name)
+        except TypeError:
+            if previous is None:
+                del table[model_name]
+            else:
+                table[model_name] = previous
+            raise
         self._composed.clear()
+        self._composed[model_name] = composed
         self.version += 1
 
     def get(self, model_name: str) -> type[ORMWrapper] | None:
