@@ -91,9 +91,13 @@ class ModelAccessor:
         parent = schema.parent(name)
         if parent is not None:
             bases.append(self.get_model_class(parent))
-        elif wrapper is None:
-            inherited = next((w for a in schema.ancestors(name) if (w := self.wrappers.get(a))), None)
-            bases.append(inherited or ORMWrapper)
+        else:  # a root model: also the wrappers of its abstract bases (XOSBase), nearest first
+            for ancestor in schema.ancestors(name):
+                inherited = self.wrappers.get(ancestor)
+                if inherited is not None and not any(issubclass(b, inherited) for b in bases):
+                    bases.append(inherited)
+            if not bases:
+                bases.append(ORMWrapper)
         fields = schema.fields(name)
         user_names = {
             attr
