@@ -82,7 +82,10 @@ class OwnerLock:
         except BaseException:
             os.close(fd)
             raise
-        command = " ".join(getattr(sys, "orig_argv", sys.argv))[:_COMMAND_CHARS]
+        argv = list(getattr(sys, "orig_argv", sys.argv))
+        if argv:
+            argv[0] = os.path.basename(argv[0])
+        command = " ".join(argv)[:_COMMAND_CHARS]
         info = {
             "pid": os.getpid(),
             "host": socket.gethostname(),
