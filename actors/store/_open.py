@@ -47,7 +47,7 @@ def claim_file(url: str, *, exclusive: bool) -> OwnerLock | None:
     try:
         os.makedirs(folder, exist_ok=True)
     except (FileExistsError, NotADirectoryError) as exc:
-        reason = f"{exc.filename} is a file, not a folder"
+        reason = f"{_blocking_file(folder)} is a file, not a folder"
         raise _error(url, f"cannot create the folder {folder}: {reason}") from exc
     except OSError as exc:
         raise _error(url, f"cannot create the folder {folder}: {_os_reason(exc)}") from exc
@@ -65,19 +65,29 @@ def claim_file(url: str, *, exclusive: bool) -> OwnerLock | None:
         raise _error(url, reason) from exc
 
 
-def check_database(engine: sa.Engine) -> None:
-    """Connect once; on an SQLite file also take and drop the write lock (writes nothing).
+def _blocking_file(folder: str) -> str:
+    """The nearest existing path at or above ``folder`` (a file, when makedirs failed so)."""
+    path = folder
+    while not os.path.exists(path) and os.path.dirname(path) != path:
+        path = os.path.dirname(path)
+    return path
 
-    The connection reads the file's header (a file that is not a database fails here)
-    and a write lock is refused on a read-only file, so both are found before anything
-    is written. Errors propagate as the driver raises them (see :func:`open_errors`).
+
+def check_database(url: str, engine: sa.Engine) -> None:
+    """Connect once, before anything is written; an SQLite file must also be writable.
+
+    The connection reads an SQLite file's header (a file that is not a database fails
+    here) and a PostgreSQL server checks the login. SQLite opens a file it may not
+    write read-only without a word, and would fail only at the first write: that is
+    checked here instead. Driver errors propagate as raised (see :func:`open_errors`).
     """
-    with engine.connect() as conn:
-        if engine.dialect.name == "sqlite" and sqlite_file(str(engine.url)) is not None:
-            dbapi = conn.connection.dbapi_connection
-            assert dbapi is not None
-            dbapi.execute("BEGIN IMMEDIATE")
-            dbapi.execute("ROLLBACK")
+    database = sqlite_file(url)
+    if database is not None and os.path.exists(database):
+        for mode, problem in ((os.R_OK, "not readable"), (os.W_OK, "read-only")):
+            if not os.access(database, mode):
+                raise _error(url, f"the file is {problem}")
+    with engine.connect():
+        pass
 
 
 @contextmanager

@@ -97,7 +97,7 @@ class Store:
         self._seen_order: deque[int] = deque()
         self._set_schema(schema)
         with open_errors(url, on_error=self.close):
-            check_database(self.engine)
+            check_database(url, self.engine)
             self.migrate()
 
     # -- schema ---------------------------------------------------------------
