@@ -108,7 +108,9 @@ class OwnerLock:
         """Free the lock (the lock file stays; the next owner overwrites it)."""
         fd, self._fd = self._fd, None
         if fd is not None:
-            os.close(fd)  # closing the descriptor drops the flock
+            # Closing drops the flock once no copy of the descriptor is left. No LOCK_UN:
+            # in a forked child it would unlock the parent's file too.
+            os.close(fd)
 
     def __del__(self) -> None:
         self.release()
