@@ -18,7 +18,7 @@ from contextlib import contextmanager
 import sqlalchemy as sa
 
 from ._errors import StoreOpenError, safe_url
-from ._owner import OwnerLock
+from ._owner import OwnerLock, lock_path
 
 __all__ = ["check_database", "claim_file", "open_errors", "sqlite_file"]
 
@@ -55,13 +55,16 @@ def claim_file(url: str, *, exclusive: bool) -> OwnerLock | None:
         raise _error(url, f"{database} is a folder, not a database file")
     if not exclusive:
         return None
+    path = lock_path(database)
     try:
         return OwnerLock.take(url, database)
     except OSError as exc:
-        if isinstance(exc, PermissionError) or exc.errno == errno.EROFS:
-            reason = f"the folder {folder} is not writable (cannot create the lock file {exc.filename})"
+        if os.path.exists(path):
+            reason = f"cannot open the lock file {path}: {exc.strerror or exc}"
+        elif isinstance(exc, PermissionError) or exc.errno == errno.EROFS:
+            reason = f"the folder {folder} is not writable (cannot create the lock file {path})"
         else:
-            reason = f"cannot create the lock file beside it: {_os_reason(exc)}"
+            reason = f"cannot create the lock file {path}: {exc.strerror or exc}"
         raise _error(url, reason) from exc
 
 
