@@ -341,7 +341,7 @@ def test_minimal_file_gets_every_default(workdir: Path) -> None:
     assert cfg.name == "mysync"
     assert cfg.get("backoff_disabled") is False
     assert cfg.get("required_models") == []
-    assert cfg.get("accessor") == {"kind": "local"}
+    assert cfg.get("accessor") == {"kind": "local", "connect_timeout": 30}
     assert cfg.get("event_bus") == {
         "kind": "kafka",
         "max_retries": 3,
