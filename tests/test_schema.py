@@ -22,7 +22,8 @@ from actors.models import (
     xproto_files,
 )
 
-BUILTIN_NAMES = [
+#: The service graph first, then the rest of the XOS core, in core.xproto's order.
+SERVICE_GRAPH = [
     "XOSBase",
     "Service",
     "ServiceAttribute",
@@ -30,6 +31,13 @@ BUILTIN_NAMES = [
     "ServiceInstance",
     "ServiceInstanceAttribute",
     "ServiceInstanceLink",
+]
+BUILTIN_NAMES = [
+    *SERVICE_GRAPH,
+    *("Site User Privilege Role TrustDomain Principal Flavor Image Node NodeLabel Slice "
+      "ComputeServiceInstance NetworkTemplate Network NetworkParameterType NetworkParameter NetworkSlice "
+      "Port AddressPool ServicePort InterfaceType ServiceInterface Tag BackupFile BackupOperation "
+      "XOSCore XOSGuiExtension ServiceGraphConstraint").split(),
 ]
 
 #: Every bookkeeping field of XOSBase: (type, nullable, default).
@@ -170,6 +178,12 @@ def test_service_graph_models() -> None:
         ("ServiceDependency", "provider_service"),
         ("ServiceDependency", "subscriber_service"),
         ("ServiceAttribute", "service"),
+        ("TrustDomain", "owner"),
+        ("Slice", "service"),
+        ("AddressPool", "service"),
+        ("ServicePort", "service"),
+        ("ServiceInterface", "service"),
+        ("Tag", "service"),
     }
 
 

@@ -23,6 +23,7 @@ from sqlalchemy.pool import StaticPool
 
 from actors.models import FieldSpec, Schema
 
+from ._cascade import cascade_delete, fill_owner
 from ._listen import CHANNEL, PostgresListener
 from ._notices import ChangeNotice, Notifier, Unsubscribe
 from ._query import Caller, Condition, Pending, Query, WriteContext
@@ -513,6 +514,7 @@ class Store:
         for column, default in self._defaults(model).items():
             if column not in row:
                 row[column] = default
+        fill_owner(self, model, row)
         self._check_required(model, row, fields)
         now = self.now()
         if "created" in fields:
@@ -620,6 +622,8 @@ class Store:
             now = self.now()
             if purge or "deleted" not in current:
                 self._purge(conn, notices, leaf, id, now, ctx.origin)
+                if not current.get("deleted"):
+                    cascade_delete(self, conn, notices, leaf, dict(current), now, ctx)
                 return
             if current["deleted"]:
                 return
@@ -629,6 +633,7 @@ class Store:
             self._write_columns(conn, model, id, changes)
             self._journal(conn, notices, leaf, id, "delete", now, ctx.origin)
             self._reap_if_done(conn, notices, leaf, {**current, **changes}, now, ctx.origin)
+            cascade_delete(self, conn, notices, leaf, dict(current), now, ctx)
 
     def _leaf(self, row: Row, model: str) -> str:
         """The most derived model of a stored object (its rows span that model's chain)."""
