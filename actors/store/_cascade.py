@@ -15,7 +15,7 @@ and ``Store.delete``).
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -48,8 +48,8 @@ def owner_class(schema: Schema, model: str) -> str | None:
     return None
 
 
-def fill_owner(store: Store, model: str, row: dict[str, Any]) -> None:
-    """Set ``row["owner_id"]`` for a new object of a model with ``owner_class_name``.
+def fill_owner(store: Store, model: str, values: Mapping[str, Any]) -> Mapping[str, Any]:
+    """``values`` of a new object, with ``owner_id`` set if its model has ``owner_class_name``.
 
     As XOS: an owner that already is a live object of the owner class is kept;
     otherwise the owner becomes the live object of that class with the lowest id
@@ -59,26 +59,26 @@ def fill_owner(store: Store, model: str, row: dict[str, Any]) -> None:
     (``Cannot find eligible owner of class X``).
     """
     schema = store.schema
-    if "owner_id" not in schema.fields_by_column(model) or row.get("deleted"):
-        return
+    if "owner_id" not in schema.fields_by_column(model) or values.get("deleted"):
+        return values
     wanted = owner_class(schema, model)
     if wanted is None:
-        return
+        return values
     from ._store import ValidationError
 
     if wanted not in schema or schema[wanted].abstract:
         raise ValidationError(f"{model}: Cannot find owner class {wanted}")
     live = Condition("deleted", "eq", False) if "deleted" in schema.fields_by_column(wanted) else None
     where = (live,) if live else ()
-    current = row.get("owner_id")
+    current = values.get("owner_id")
     if current is not None and store.select(
         wanted, Query(where=(*where, Condition("id", "eq", current)), limit=1)
     ):
-        return
+        return values
     owners = store.select(wanted, Query(where=where, order_by=("id",), limit=1))
     if not owners:
         raise ValidationError(f"{model}: Cannot find eligible owner of class {wanted}")
-    row["owner_id"] = owners[0]["id"]
+    return {**values, "owner_id": owners[0]["id"]}
 
 
 @functools.lru_cache(maxsize=64)

@@ -104,7 +104,7 @@ class Store:
     # -- schema ---------------------------------------------------------------
     def _set_schema(self, schema: Schema) -> None:
         self.schema = schema
-        self.tables = Tables(schema, covering=self.dialect == "sqlite")
+        self.tables = Tables.of(schema, covering=self.dialect == "sqlite")
         self._joins: dict[str, tuple[sa.FromClause, dict[str, sa.ColumnElement]]] = {}
         self._by_id: dict[tuple[str, bool], sa.Select[Any]] = {}
         self._updates: dict[str, sa.Update] = {}
@@ -505,6 +505,7 @@ class Store:
     ) -> dict[str, Any]:
         """Insert an object; returns every column of it, ``id`` included."""
         self._check_model(model)
+        values = fill_owner(self, model, values)
         fields = self.schema.fields_by_column(model)
         row: dict[str, Any] = {}
         for column, value in values.items():
@@ -514,7 +515,6 @@ class Store:
         for column, default in self._defaults(model).items():
             if column not in row:
                 row[column] = default
-        fill_owner(self, model, row)
         self._check_required(model, row, fields)
         now = self.now()
         if "created" in fields:
