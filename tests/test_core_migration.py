@@ -32,14 +32,16 @@ message XOSBase {
     optional string backend_register = 6 [default = "{}", max_length = 1024, feedback_state = True];
     required bool backend_need_delete = 7 [default = False, bookkeeping_state = True];
     required bool backend_need_reap = 8 [default = False, bookkeeping_state = True];
-    required string backend_status = 9 [default = "Provisioning in progress", max_length = 1024, feedback_state = True];
+    required string backend_status = 9 [default = "Provisioning in progress", max_length = 1024,
+                                        feedback_state = True];
     required int32 backend_code = 10 [default = 0, feedback_state = True];
     required bool deleted = 11 [default = False, bookkeeping_state = True];
     required bool write_protect = 12 [default = False, bookkeeping_state = True];
     required bool lazy_blocked = 13 [default = False, bookkeeping_state = True];
     required bool no_sync = 14 [default = False, bookkeeping_state = True];
     required bool no_policy = 15 [default = False, bookkeeping_state = True];
-    optional string policy_status = 16 [default = "Policy in process", max_length = 1024, feedback_state = True];
+    optional string policy_status = 16 [default = "Policy in process", max_length = 1024,
+                                        feedback_state = True];
     optional int32 policy_code = 17 [default = 0, feedback_state = True];
     required string leaf_model_name = 18 [null = False, max_length = 1024, bookkeeping_state = True];
     required bool backend_need_delete_policy = 19 [default = False, bookkeeping_state = True];

@@ -251,7 +251,9 @@ def test_deleting_a_service_deletes_what_links_to_it_recursively(store: Store) -
 
     # Synced objects stay, deleted, for their step's delete_record; the others are purged.
     si_row = store.get("DemoComputeServiceInstance", si["id"])
-    assert si_row is not None and si_row["deleted"] and si_row["enacted"] is None and si_row["policed"] is None
+    assert (
+        si_row is not None and si_row["deleted"] and si_row["enacted"] is None and si_row["policed"] is None
+    )
     link_row = store.get("ServiceInstanceLink", link["id"])
     assert link_row is not None and link_row["deleted"]
     for model, id in [
@@ -350,7 +352,10 @@ def test_deleting_a_link_counts_on_its_live_provider(store: Store) -> None:
     links = [
         store.create(
             "ServiceInstanceLink",
-            {"provider_service_instance_id": provider["id"], "subscriber_service_instance_id": subscriber["id"]},
+            {
+                "provider_service_instance_id": provider["id"],
+                "subscriber_service_instance_id": subscriber["id"],
+            },
         )
         for _ in range(2)
     ]

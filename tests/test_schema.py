@@ -34,10 +34,36 @@ SERVICE_GRAPH = [
 ]
 BUILTIN_NAMES = [
     *SERVICE_GRAPH,
-    *("Site User Privilege Role TrustDomain Principal Flavor Image Node NodeLabel Slice "
-      "ComputeServiceInstance NetworkTemplate Network NetworkParameterType NetworkParameter NetworkSlice "
-      "Port AddressPool ServicePort InterfaceType ServiceInterface Tag BackupFile BackupOperation "
-      "XOSCore XOSGuiExtension ServiceGraphConstraint").split(),
+    *[
+        "Site",
+        "User",
+        "Privilege",
+        "Role",
+        "TrustDomain",
+        "Principal",
+        "Flavor",
+        "Image",
+        "Node",
+        "NodeLabel",
+        "Slice",
+        "ComputeServiceInstance",
+        "NetworkTemplate",
+        "Network",
+        "NetworkParameterType",
+        "NetworkParameter",
+        "NetworkSlice",
+        "Port",
+        "AddressPool",
+        "ServicePort",
+        "InterfaceType",
+        "ServiceInterface",
+        "Tag",
+        "BackupFile",
+        "BackupOperation",
+        "XOSCore",
+        "XOSGuiExtension",
+        "ServiceGraphConstraint",
+    ],
 ]
 
 #: Every bookkeeping field of XOSBase: (type, nullable, default).

@@ -329,7 +329,8 @@ def test_manytomany_is_parsed_and_kept_apart_from_stored_fields() -> None:
         """
         message Network (XOSBase) {
             required string name = 1;
-            optional manytomany permitted_slices->Slice/Network_permitted_slices:availableNetworks = 18:1005 [];
+            optional manytomany permitted_slices->Slice/Network_permitted_slices:availableNetworks
+                = 18:1005 [];
             required manytomany eps->Port/Net_eps:nets = 7 [db_index = False];
         }
         """
@@ -363,7 +364,9 @@ def test_python_bases_are_set_aside() -> None:
     )
     assert user.bases == () and user.options["python_bases"] == "AbstractBaseUser,PlModelMixIn"
     assert instance.bases == ("XOSBase",) and instance.options["python_bases"] == "AttributeMixin"
-    assert "lists base AttributeMixin twice" in error_of("message M (AttributeMixin, AttributeMixin) {}").message
+    assert (
+        "lists base AttributeMixin twice" in error_of("message M (AttributeMixin, AttributeMixin) {}").message
+    )
 
 
 def test_xos_model_and_field_options_are_kept() -> None:
@@ -399,7 +402,15 @@ def test_xos_model_and_field_options_are_kept() -> None:
 
 @pytest.mark.parametrize(
     ("value", "expected"),
-    [(True, True), ("True", True), ("true", True), (1, True), (False, False), ("False", False), (None, False)],
+    [
+        (True, True),
+        ("True", True),
+        ("true", True),
+        (1, True),
+        (False, False),
+        ("False", False),
+        (None, False),
+    ],
 )
 def test_option_true(value: Any, expected: bool) -> None:
     assert option_true(value) is expected
@@ -431,7 +442,8 @@ def test_upstream_core_xproto_parses_into_its_models() -> None:
     assert len(specs) == len(models) == 35
     assert {"XOSBase", "User", "Privilege", "Site", "Slice", "TrustDomain", "Principal", "Image", "Flavor",
             "Node", "NodeLabel", "Network", "NetworkTemplate", "NetworkSlice", "Port", "Tag", "Service",
-            "ServiceInstance", "ServiceInstanceLink", "ComputeServiceInstance", "XOSCore"} <= set(models)  # fmt: skip
+            "ServiceInstance", "ServiceInstanceLink", "ComputeServiceInstance",
+            "XOSCore"} <= set(models)  # fmt: skip
     schema = Schema(specs)  # every base and link target resolves
 
     base = models["XOSBase"]
@@ -452,7 +464,10 @@ def test_upstream_core_xproto_parses_into_its_models() -> None:
     assert models["Site"].options["policy"] == "site_policy" and models["Site"].bases == ("XOSBase",)
     assert schema.field("Site", "login_base").max_length == 50
 
-    assert models["Service"].bases == ("XOSBase",) and models["Service"].options["python_bases"] == "AttributeMixin"
+    assert (
+        models["Service"].bases == ("XOSBase",)
+        and models["Service"].options["python_bases"] == "AttributeMixin"
+    )
     kind = schema.field("Service", "kind")
     assert kind.default == "generic" and ("data", "Data Plane") in (kind.choices or ())
     assert schema.field("Service", "site").link == LinkSpec("Site", "service", 1012)
@@ -461,8 +476,12 @@ def test_upstream_core_xproto_parses_into_its_models() -> None:
     assert owner.link == LinkSpec("Service", "service_instances", 1009) and not owner.nullable
     assert schema.field("ServiceInstance", "link_deleted_count").default == 0
     assert schema.ancestors("ComputeServiceInstance") == ("ServiceInstance", "XOSBase")
-    assert schema.field("ComputeServiceInstance", "slice").link == LinkSpec("Slice", "computeserviceinstances", 1001)
-    assert schema.field("ComputeServiceInstance", "image").link == LinkSpec("Image", "computeserviceinstances", 1001)
+    assert schema.field("ComputeServiceInstance", "slice").link == LinkSpec(
+        "Slice", "computeserviceinstances", 1001
+    )
+    assert schema.field("ComputeServiceInstance", "image").link == LinkSpec(
+        "Image", "computeserviceinstances", 1001
+    )
 
     slice_ = models["Slice"]
     assert slice_.options["plural"] == "Slices" and slice_.options["policy"] == "slice_policy"
@@ -540,7 +559,8 @@ def test_empty_input() -> None:
         # syntax errors: what was found, what was expected
         (
             "messages Foo {}",
-            "1:1: unexpected 'messages', expected 'message', 'policy', 'option', 'syntax', 'package' or 'import'",
+            "1:1: unexpected 'messages', expected 'message', 'policy', 'option', "
+            "'syntax', 'package' or 'import'",
         ),
         (
             "message Foo {",
@@ -573,7 +593,11 @@ def test_empty_input() -> None:
             "message M { } @",
             "1:15: unexpected '@', expected 'message', 'policy', 'option', 'syntax', 'package' or 'import'",
         ),
-        ("\u00a0", "1:1: unexpected '\\xa0', expected 'message', 'policy', 'option', 'syntax', 'package' or 'import'"),
+        (
+            "\u00a0",
+            "1:1: unexpected '\\xa0', expected 'message', 'policy', 'option', "
+            "'syntax', 'package' or 'import'",
+        ),
         (
             'message M { optional string x = 1 [a = "abc]; }',
             "1:40: unterminated string, expected a closing '\"' on the same line",

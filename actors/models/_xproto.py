@@ -560,7 +560,9 @@ class _MessageBuilder:
             number=value,
             modifier=self._modifier(modifier),
             options=self._field_options(options),
-            link=LinkSpec(model=str(target), reverse=reverse_name, reverse_number=reverse_value, through=via_name),
+            link=LinkSpec(
+                model=str(target), reverse=reverse_name, reverse_number=reverse_value, through=via_name
+            ),
             origin=self._origin(tree),
         )
         self._append(spec, name, value)

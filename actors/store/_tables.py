@@ -211,7 +211,10 @@ def _fingerprint(schema: Schema) -> str:
                 spec.name,
                 spec.bases,
                 sorted(spec.options.items(), key=repr),
-                [(f.name, f.kind, f.modifier, sorted(f.options.items(), key=repr), f.link) for f in spec.fields],
+                [
+                    (f.name, f.kind, f.modifier, sorted(f.options.items(), key=repr), f.link)
+                    for f in spec.fields
+                ],
             )
             for spec in schema
         ]
