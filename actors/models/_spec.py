@@ -93,7 +93,7 @@ class FieldSpec:
         """Whether ``None`` is a legal value: ``null = True`` or an optional link/field."""
         null = self.options.get("null")
         if null is not None:
-            return bool(null)
+            return option_true(null)
         return self.modifier == "optional"
 
     @property
