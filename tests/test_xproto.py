@@ -418,8 +418,8 @@ def test_option_true(value: Any, expected: bool) -> None:
 
 def test_quoted_flags() -> None:
     assert one('message Base { option abstract = "True"; }').abstract
-    quoted = one('message M { optional string a = 1 [null = "False"]; required string b = 2 [null = "True"]; }')
-    assert [f.nullable for f in quoted.fields] == [False, True]
+    quoted = one('message M { optional string a = 1 [null = "False"]; required string b = 2 [null = "1"]; }')
+    assert [f.nullable for f in quoted.fields] == [False, False]
 
 
 def test_link_default_naming_a_function_is_no_default() -> None:

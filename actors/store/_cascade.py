@@ -15,7 +15,7 @@ and ``Store.delete``).
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -117,25 +117,66 @@ def cascade_delete(
     stack = [(model, row["id"])]
     while stack:
         target, target_id = stack.pop()
-        for dependent, column in links_to(schema, target):
-            for found in _live(store, conn, dependent, column, target_id):
-                leaf = store._leaf(found, dependent)
-                key = (schema.root(leaf), found["id"])
-                if key in seen:
-                    continue
-                seen.add(key)
-                _soft_delete(store, conn, notices, leaf, dict(found), now, ctx)
-                stack.append((leaf, found["id"]))
+        query = _dependents(store.tables, schema, target)
+        if query is None:
+            continue
+        statement, models = query
+        for found in conn.execute(statement, {"_target": target_id}).mappings().all():
+            leaf = store._leaf(dict(found), models[found["k"]])
+            key = (schema.root(leaf), found["id"])
+            if key in seen:
+                continue
+            seen.add(key)
+            state = {name: found[name] for name in _STATE if name in found["columns"].split()}
+            _soft_delete(store, conn, notices, leaf, state, now, ctx)
+            stack.append((leaf, found["id"]))
     if schema.is_a(model, LINK_MODEL) and row.get(LINK_PROVIDER) is not None:
         _count_link_deletion(store, conn, notices, row[LINK_PROVIDER], now, ctx)
 
 
-def _live(store: Store, conn: sa.Connection, model: str, column: str, id: int) -> Iterable[Any]:
-    where: tuple[Condition, ...] = (Condition(column, "eq", id),)
-    if "deleted" in store.schema.fields_by_column(model):
-        where += (Condition("deleted", "eq", False),)
-    stmt, params = store._query_statement("select", model, Query(where=where))
-    return store._records(model, conn.execute(stmt, params))
+#: What a cascade reads of each dependent: what decides how it is deleted.
+_STATE = (
+    "id",
+    "leaf_model_name",
+    "deleted",
+    "backend_need_delete",
+    "backend_need_reap",
+    "backend_need_delete_policy",
+    "policed",
+)
+
+
+@functools.lru_cache(maxsize=256)
+def _dependents(tables: Any, schema: Schema, model: str) -> tuple[sa.Executable, tuple[str, ...]] | None:
+    """One ``UNION ALL`` of the live objects whose links point at ``:_target`` of ``model``.
+
+    A row holds ``k`` (the index of its model in the names returned with the
+    statement), ``columns`` (which of :data:`_STATE` that model has) and those
+    columns (NULL where the model lacks one). Built once per tables and model: one
+    query per deleted object, however many links point at its model.
+    """
+    links = links_to(schema, model)
+    if not links:
+        return None
+    selects = []
+    for k, (dependent, column) in enumerate(links):
+        chain = tables.chain(dependent)
+        joined: sa.FromClause = chain[0]
+        columns: dict[str, sa.ColumnElement[Any]] = {}
+        for table in chain:
+            if table is not chain[0]:
+                joined = joined.join(table, table.c.id == chain[0].c.id)
+            for col in table.c:
+                columns.setdefault(col.name, col)
+        present = " ".join(name for name in _STATE if name in columns)
+        picked: list[sa.ColumnElement[Any]] = [sa.literal(k).label("k"), sa.literal(present).label("columns")]
+        picked += [columns[name].label(name) if name in columns else sa.null().label(name) for name in _STATE]
+        select = sa.select(*picked).select_from(joined).where(columns[column] == sa.bindparam("_target"))
+        if "deleted" in columns:
+            select = select.where(sa.not_(columns["deleted"]))
+        selects.append(select)
+    statement: sa.Executable = selects[0] if len(selects) == 1 else sa.union_all(*selects)
+    return statement, tuple(dependent for dependent, _ in links)
 
 
 def _soft_delete(
