@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from actors.api import RemoteBackend, hash_password, serve
 from actors.models import FieldSpec, load_schema, parse_file, parse_xproto
 from actors.orm import ModelAccessor
 from actors.store import Caller, Store, ValidationError, WriteContext
@@ -386,3 +387,37 @@ def test_links_deleted_with_their_provider_are_not_counted(store: Store) -> None
     # A link whose provider is already deleted: deleting it counts nothing either.
     store.delete("ServiceInstanceLink", link["id"])
     assert store.get("DemoComputeServiceInstance", provider["id"])["link_deleted_count"] == 0
+
+
+# -- the same over gRPC -------------------------------------------------------------------
+
+
+def test_owner_and_cascade_for_a_client_over_grpc(tmp_path: Path) -> None:
+    """A client of a core creates a service instance without owner and deletes its service."""
+    users = [{"username": "sync", "password_hash": hash_password("pw"), "role": "synchronizer"}]
+    with open_store(sqlite_url(tmp_path), demo_schema(tmp_path)) as store:
+        server = serve(store, address="127.0.0.1:0", users=users)
+        backend = RemoteBackend(server.address, username="sync", password="pw", timeout=10.0)
+        try:
+            orm = ModelAccessor(backend, caller=Caller.CLIENT)
+            with pytest.raises(
+                ValidationError, match="Cannot find eligible owner of class DemoComputeService"
+            ):
+                orm.DemoSubscriber(name="early").save()
+            demo = orm.DemoComputeService(name="demo")
+            demo.save()
+            sub = orm.DemoSubscriber(name="sub")
+            sub.save()
+            assert sub.owner_id == demo.id
+            other = orm.DemoSubscriber(name="other")
+            other.save()
+            link = orm.ServiceInstanceLink(provider_service_instance=sub, subscriber_service_instance=other)
+            link.save()
+            link.delete()
+            assert orm.DemoSubscriber.objects.get(id=sub.id).link_deleted_count == 1
+            demo.delete()
+            assert not orm.DemoSubscriber.objects.filter(name__in=["sub", "other"]).exists()
+            assert store.get("DemoSubscriber", sub.id) is None  # never synced: purged at once
+        finally:
+            backend.close()
+            server.stop(grace=0)

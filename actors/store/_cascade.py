@@ -28,7 +28,7 @@ from ._query import Caller, Condition, Query, WriteContext
 if TYPE_CHECKING:
     from ._store import Store
 
-__all__ = ["OWNER_OPTION", "cascade_delete", "fill_owner", "links_to"]
+__all__ = ["OWNER_OPTION", "cascade_delete", "fill_owner", "links_to", "owner_to_fill"]
 
 #: The model option naming the class of service that owns a model's instances.
 OWNER_OPTION = "owner_class_name"
@@ -46,6 +46,17 @@ def owner_class(schema: Schema, model: str) -> str | None:
         if value:
             return str(value)
     return None
+
+
+def owner_to_fill(schema: Schema, model: str, values: Mapping[str, Any]) -> Mapping[str, Any]:
+    """``values`` without an ``owner_id`` of ``None`` when the store fills the owner of ``model``.
+
+    For a client that checks values before sending them to a core (where
+    :func:`fill_owner` runs): a missing owner is not an error for such a model.
+    """
+    if values.get("owner_id", 0) is None and model in schema and owner_class(schema, model):
+        return {k: v for k, v in values.items() if k != "owner_id"}
+    return values
 
 
 def fill_owner(store: Store, model: str, values: Mapping[str, Any]) -> Mapping[str, Any]:
