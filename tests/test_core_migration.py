@@ -189,3 +189,18 @@ def test_an_open_store_switched_to_the_core_models_keeps_every_row(tmp_path: Pat
         store.set_schema(new_schema())
         check_kept(store, rows)
         assert "Slice" in store.tables.by_model
+
+
+def test_stores_of_the_same_declarations_share_their_tables(tmp_path: Path) -> None:
+    """Building the tables of ~35 models costs more than creating them: stores share them."""
+    with (
+        open_store(sqlite_url(tmp_path, "a.db"), new_schema()) as a,
+        open_store(sqlite_url(tmp_path, "b.db"), new_schema()) as b,
+        open_store(sqlite_url(tmp_path, "c.db"), old_schema()) as c,
+    ):
+        assert a.schema is not b.schema and a.tables is b.tables
+        assert c.tables is not a.tables and "Slice" not in c.tables.by_model
+        c.set_schema(new_schema())
+        assert c.tables is a.tables
+    with open_store("sqlite://", new_schema()) as memory:  # same declarations, same tables
+        assert memory.tables is a.tables
