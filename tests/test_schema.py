@@ -22,7 +22,8 @@ from actors.models import (
     xproto_files,
 )
 
-BUILTIN_NAMES = [
+#: The service graph first, then the rest of the XOS core, in core.xproto's order.
+SERVICE_GRAPH = [
     "XOSBase",
     "Service",
     "ServiceAttribute",
@@ -30,6 +31,39 @@ BUILTIN_NAMES = [
     "ServiceInstance",
     "ServiceInstanceAttribute",
     "ServiceInstanceLink",
+]
+BUILTIN_NAMES = [
+    *SERVICE_GRAPH,
+    *[
+        "Site",
+        "User",
+        "Privilege",
+        "Role",
+        "TrustDomain",
+        "Principal",
+        "Flavor",
+        "Image",
+        "Node",
+        "NodeLabel",
+        "Slice",
+        "ComputeServiceInstance",
+        "NetworkTemplate",
+        "Network",
+        "NetworkParameterType",
+        "NetworkParameter",
+        "NetworkSlice",
+        "Port",
+        "AddressPool",
+        "ServicePort",
+        "InterfaceType",
+        "ServiceInterface",
+        "Tag",
+        "BackupFile",
+        "BackupOperation",
+        "XOSCore",
+        "XOSGuiExtension",
+        "ServiceGraphConstraint",
+    ],
 ]
 
 #: Every bookkeeping field of XOSBase: (type, nullable, default).
@@ -170,6 +204,12 @@ def test_service_graph_models() -> None:
         ("ServiceDependency", "provider_service"),
         ("ServiceDependency", "subscriber_service"),
         ("ServiceAttribute", "service"),
+        ("TrustDomain", "owner"),
+        ("Slice", "service"),
+        ("AddressPool", "service"),
+        ("ServicePort", "service"),
+        ("ServiceInterface", "service"),
+        ("Tag", "service"),
     }
 
 
@@ -383,3 +423,16 @@ def test_the_example_of_the_model_docs_loads() -> None:
         "app_label": "mysvc",
         "verbose_name": "My Service Instance",
     }
+
+
+def test_the_policy_example_of_the_model_docs_loads() -> None:
+    docs = Path(__file__).resolve().parent.parent / "docs" / "models.md"
+    if not docs.exists():  # pragma: no cover - docs are not shipped with the package
+        pytest.skip("docs/models.md not found")
+    blocks = docs.read_text(encoding="utf-8").split("```proto\n")[1:]
+    (example,) = [block.split("```", 1)[0] for block in blocks if block.startswith("policy ")]
+    schema = load_schema(extra=parse_xproto(example, "docs/models.md"))
+    campus = schema["Campus"]
+    assert campus.bases == ("XOSBase",) and campus.options["policy"] == "site_policy"
+    assert campus.options["python_bases"] == "AttributeMixin"
+    assert [f.name for f in campus.manytomany] == ["nodes"] and "nodes" not in schema.fields("Campus")

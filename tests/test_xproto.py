@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pickle
 import string
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,7 +16,10 @@ from actors.models import (
     FieldSpec,
     LinkSpec,
     ModelSpec,
+    Schema,
     XprotoSyntaxError,
+    option_true,
+    parse_file,
     parse_xproto,
 )
 
@@ -277,6 +281,235 @@ def test_policy_reference_is_recorded() -> None:
     assert spec.options == {"policy": "slice_policy"}
 
 
+# -- the XOS dialect ----------------------------------------------------------------
+
+
+def upstream_file(name: str) -> Path:
+    """A file of the shared upstream test data (``shared/upstream/``), or skip the test.
+
+    The folder ``shared/`` sits beside the clone (in CI) or higher up (in a worktree):
+    the nearest one among the repository's parents is used.
+    """
+    root = Path(__file__).resolve().parents[1]
+    for folder in root.parents:
+        path = folder / "shared" / "upstream" / name
+        if path.is_file():
+            return path
+    pytest.skip(f"upstream test data shared/upstream/{name} not found beside or above {root}")
+
+
+def test_policy_definitions_are_accepted_and_ignored() -> None:
+    specs = parse_xproto(
+        """
+        policy admin_policy < ctx.user.is_admin >
+        policy write_rule <
+                 ctx.user.is_admin
+                 | (ctx.write_access -> exists Privilege: Privilege.object_type = "Site>"
+                    & Privilege.object_id = obj.id) >
+        policy no_spaces < {{ ' ' not in obj.name and len(obj.name) > 0 }} >
+        policy nested < *write_rule(site) & *admin_policy(owner) >
+        message Site::write_rule (XOSBase) { optional string name = 1; }
+        policy after_message < obj.creator >
+        """
+    )
+    (site,) = specs
+    assert site.name == "Site" and site.bases == ("XOSBase",)
+    assert site.options == {"policy": "write_rule"}
+    assert [f.name for f in site.fields] == ["name"]
+
+
+def test_empty_option_list() -> None:
+    f = field_of("message M { optional string s = 20 []; optional int32 n = 21 [ ]; }", "s")
+    assert f.options == {} and f.number == 20
+    assert field_of("message M { optional int32 n = 21 [ /* none */ ]; }", "n").options == {}
+
+
+def test_manytomany_is_parsed_and_kept_apart_from_stored_fields() -> None:
+    spec = one(
+        """
+        message Network (XOSBase) {
+            required string name = 1;
+            optional manytomany permitted_slices->Slice/Network_permitted_slices:availableNetworks
+                = 18:1005 [];
+            required manytomany eps->Port/Net_eps:nets = 7 [db_index = False];
+        }
+        """
+    )
+    assert [f.name for f in spec.fields] == ["name"]
+    slices, eps = spec.manytomany
+    assert slices.kind == "manytomany" and not slices.is_link
+    assert slices.link == LinkSpec("Slice", "availableNetworks", 1005, through="Network_permitted_slices")
+    assert (slices.number, slices.modifier, slices.options) == (18, "optional", {})
+    assert eps.link == LinkSpec("Port", "nets", None, through="Net_eps")
+    assert eps.options == {"db_index": False}
+    # Names and numbers are still unique across both kinds.
+    error = error_of("message M { optional string a = 1; optional manytomany a->M/T:ms = 2; }")
+    assert "duplicate field name 'a'" in error.message
+    error = error_of("message M { optional manytomany a->M/T:ms = 1; optional string b = 1; }")
+    assert "duplicate field number 1 in message M (already used by 'a')" in error.message
+
+
+def test_manytomany_target_must_exist() -> None:
+    specs = parse_xproto("message M { optional manytomany n->Nowhere/M_n:ms = 1; }", "m.xproto")
+    with pytest.raises(ValueError, match=r"m.xproto:1: field M.n links to unknown model Nowhere"):
+        Schema(specs)
+
+
+def test_python_bases_are_set_aside() -> None:
+    user, instance = parse_xproto(
+        """
+        message User::user_policy (AbstractBaseUser, PlModelMixIn) { required string email = 2; }
+        message ServiceInstance (XOSBase, AttributeMixin) { optional string name = 1; }
+        """
+    )
+    assert user.bases == () and user.options["python_bases"] == "AbstractBaseUser,PlModelMixIn"
+    assert instance.bases == ("XOSBase",) and instance.options["python_bases"] == "AttributeMixin"
+    assert (
+        "lists base AttributeMixin twice" in error_of("message M (AttributeMixin, AttributeMixin) {}").message
+    )
+
+
+def test_xos_model_and_field_options_are_kept() -> None:
+    spec = one(
+        """
+        option app_label = "simpleexampleservice";
+        option name = "simpleexampleservice";
+        message SimpleExampleServiceInstance (ServiceInstance) {
+            option owner_class_name = "SimpleExampleService";
+            option verbose_name = "Example Service Instance";
+            option sync_implemented = "True";
+            option policy_implemented = "True";
+            option custom_python = True;
+            option legacy = "True";
+            option validators = "has_name:Instance has no name";
+            option skip_init = True;
+            option plural = "SimpleExampleServiceInstances";
+            required string tenant_message = 10 [help_text = "m", max_length = 254, tosca_key = True,
+                unique_with = "owner", gui_hidden = True, feedback_state = True, bookkeeping_state = True,
+                content_type = "stripped", text = True, tosca_key_one_of = owner];
+        }
+        """
+    )
+    assert spec.options["owner_class_name"] == "SimpleExampleService"
+    assert spec.options["sync_implemented"] == "True" and spec.flag("sync_implemented")
+    assert spec.flag("policy_implemented") and spec.flag("custom_python") and spec.flag("legacy")
+    assert not spec.flag("abstract") and not spec.abstract
+    assert spec.options["validators"] == "has_name:Instance has no name"
+    (f,) = spec.fields
+    assert f.options["unique_with"] == "owner" and f.options["tosca_key_one_of"] == "owner"
+    assert f.options["tosca_key"] is True and f.options["text"] is True
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (True, True),
+        ("True", True),
+        ("true", True),
+        (1, True),
+        (False, False),
+        ("False", False),
+        (None, False),
+    ],
+)
+def test_option_true(value: Any, expected: bool) -> None:
+    assert option_true(value) is expected
+
+
+def test_quoted_flags() -> None:
+    assert one('message Base { option abstract = "True"; }').abstract
+    quoted = one('message M { optional string a = 1 [null = "False"]; required string b = 2 [null = "1"]; }')
+    assert [f.nullable for f in quoted.fields] == [False, False]
+
+
+def test_link_default_naming_a_function_is_no_default() -> None:
+    spec = one(
+        """
+        message Node (XOSBase) {
+            required manytoone site->Site:nodes = 7:1006 [default = get_first_site];
+            optional manytoone owner->Service = 8 [default = 3];
+            optional manytoone other->Service = 9 [default = "3"];
+        }
+        """
+    )
+    site, owner, other = spec.fields
+    assert site.options["default"] == "get_first_site" and site.default is None
+    assert owner.default == 3
+    assert other.default is None
+
+
+def test_upstream_core_xproto_parses_into_its_models() -> None:
+    specs = parse_file(upstream_file("xos-core.xproto"))
+    models = {spec.name: spec for spec in specs}
+    assert len(specs) == len(models) == 35
+    assert {"XOSBase", "User", "Privilege", "Site", "Slice", "TrustDomain", "Principal", "Image", "Flavor",
+            "Node", "NodeLabel", "Network", "NetworkTemplate", "NetworkSlice", "Port", "Tag", "Service",
+            "ServiceInstance", "ServiceInstanceLink", "ComputeServiceInstance",
+            "XOSCore"} <= set(models)  # fmt: skip
+    schema = Schema(specs)  # every base and link target resolves
+
+    base = models["XOSBase"]
+    assert base.abstract and base.flag("custom_python") and base.options["custom_header"] == "xosbase_header"
+    assert [f.name for f in base.fields][:3] == ["created", "updated", "enacted"]
+    assert base.fields[1].options == {
+        "default": "now()", "content_type": "date", "bookkeeping_state": True,
+        "help_text": "Time this model was changed by a non-synchronizer",
+    }  # fmt: skip
+
+    user = models["User"]
+    assert user.bases == () and user.options["python_bases"] == "AbstractBaseUser,PlModelMixIn"
+    assert user.options["policy"] == "user_policy" and user.options["skip_django"] is True
+    assert schema.field("User", "site").link == LinkSpec("Site", "users", 1001)
+    assert schema.field("User", "timezone").default == "America/New_York"
+    assert schema.field("User", "is_admin").default is False
+
+    assert models["Site"].options["policy"] == "site_policy" and models["Site"].bases == ("XOSBase",)
+    assert schema.field("Site", "login_base").max_length == 50
+
+    assert (
+        models["Service"].bases == ("XOSBase",)
+        and models["Service"].options["python_bases"] == "AttributeMixin"
+    )
+    kind = schema.field("Service", "kind")
+    assert kind.default == "generic" and ("data", "Data Plane") in (kind.choices or ())
+    assert schema.field("Service", "site").link == LinkSpec("Site", "service", 1012)
+
+    owner = schema.field("ServiceInstance", "owner")
+    assert owner.link == LinkSpec("Service", "service_instances", 1009) and not owner.nullable
+    assert schema.field("ServiceInstance", "link_deleted_count").default == 0
+    assert schema.ancestors("ComputeServiceInstance") == ("ServiceInstance", "XOSBase")
+    assert schema.field("ComputeServiceInstance", "slice").link == LinkSpec(
+        "Slice", "computeserviceinstances", 1001
+    )
+    assert schema.field("ComputeServiceInstance", "image").link == LinkSpec(
+        "Image", "computeserviceinstances", 1001
+    )
+
+    slice_ = models["Slice"]
+    assert slice_.options["plural"] == "Slices" and slice_.options["policy"] == "slice_policy"
+    assert slice_.options["validators"].startswith("slice_name_no_spaces:")
+    assert schema.field("Slice", "max_instances").default == 10
+    assert schema.field("Slice", "default_isolation").default == "vm"
+    assert schema.field("Slice", "trust_domain").link == LinkSpec("TrustDomain", "slices", 1002)
+    assert schema.field("Slice", "creator").link == LinkSpec("User", "slices", 1004)
+    assert schema.field("TrustDomain", "owner").link == LinkSpec("Service", "owned_trust_domains", 1011)
+
+    (permitted,) = models["Network"].manytomany
+    assert permitted.link == LinkSpec("Slice", "availableNetworks", 1005, through="Network_permitted_slices")
+    assert permitted.options == {}
+    assert "permitted_slices" not in schema.fields("Network")
+    (labelled,) = models["NodeLabel"].manytomany
+    assert labelled.link == LinkSpec("Node", "nodelabels", 1002, through="NodeLabel_node")
+
+    node_site = schema.field("Node", "site")
+    assert node_site.options["default"] == "get_first_site" and node_site.default is None
+    assert schema.field("Port", "network").options["unique_with"] == "service_instance"
+    assert models["XOSGuiExtension"].options["policy"] == "admin_policy"
+    link = schema.fields("ServiceInstanceLink")
+    assert link["subscriber_network"].link == LinkSpec("Network", "subscribed_links", 1004)
+    assert link["subscriber_network"].options["tosca_key_one_of"] == "subscriber_service_instance"
+
+
 # -- layout, comments and ignored statements -------------------------------------------
 
 
@@ -328,7 +561,8 @@ def test_empty_input() -> None:
         # syntax errors: what was found, what was expected
         (
             "messages Foo {}",
-            "1:1: unexpected 'messages', expected 'message', 'option', 'syntax', 'package' or 'import'",
+            "1:1: unexpected 'messages', expected 'message', 'policy', 'option', "
+            "'syntax', 'package' or 'import'",
         ),
         (
             "message Foo {",
@@ -350,15 +584,22 @@ def test_empty_input() -> None:
             "1:37: unexpected '1', expected '+' or an identifier",
         ),
         ("message M { optional string x = 1 [a = 1 b = 2]; }", "1:42: unexpected 'b', expected ']' or ','"),
-        ("message M { optional string x = 1 []; }", "1:36: unexpected ']', expected an identifier"),
+        ("message M { optional string x = 1 [,]; }", "1:36: unexpected ',', expected ']' or an identifier"),
+        ("policy p ctx.user.is_admin >", "1:10: unexpected 'ctx', expected '<' policy expression '>'"),
+        ("policy p < a -> b", "1:10: unterminated policy expression, expected a closing '>'"),
+        ("policy < a >", "1:8: unexpected '< a >', expected an identifier"),
         ("message M { optional string x = 1 [a = ]; }", "1:40: unexpected ']', expected a value"),
         ("option x = ;", "1:12: unexpected ';', expected a value"),
         ("option x = 1", "1:13: unexpected end of file, expected ';'"),
         (
             "message M { } @",
-            "1:15: unexpected '@', expected 'message', 'option', 'syntax', 'package' or 'import'",
+            "1:15: unexpected '@', expected 'message', 'policy', 'option', 'syntax', 'package' or 'import'",
         ),
-        ("\u00a0", "1:1: unexpected '\\xa0', expected 'message', 'option', 'syntax', 'package' or 'import'"),
+        (
+            "\u00a0",
+            "1:1: unexpected '\\xa0', expected 'message', 'policy', 'option', "
+            "'syntax', 'package' or 'import'",
+        ),
         (
             'message M { optional string x = 1 [a = "abc]; }',
             "1:40: unterminated string, expected a closing '\"' on the same line",
@@ -370,11 +611,6 @@ def test_empty_input() -> None:
         ("message M {}\n/* never closed", "2:1: unterminated comment, expected '*/'"),
         ("syntax = proto3;", "1:10: unexpected 'proto3', expected a string"),
         # unsupported constructs
-        (
-            "message M { required manytomany n->Node/NodeLabel_node:nodes = 2:1002; }",
-            "1:22: field 'n': manytomany links are not supported; "
-            "declare a model for the relation with two manytoone links instead",
-        ),
         (
             "message M { optional manytoone n->Node/Through:ns = 2; }",
             "1:40: field 'n': only manytomany links have a through model",
@@ -392,8 +628,8 @@ def test_empty_input() -> None:
             "1:13: 'repeated' fields are not supported (declare a manytoone link on the other model)",
         ),
         (
-            "policy p < ctx.user.is_admin >\n",
-            "1:1: 'policy' definitions are not supported (access policies belong to the XOS core)",
+            "message M { policy p < True > }",
+            "1:13: 'policy' definitions belong at file level",
         ),
         (
             "enum E { A = 0; }",
@@ -475,6 +711,7 @@ message MyModel (XOSBase) {
     optional onetoone peer->MyModel = 4; // trailing
 }
 message Other::p (MyModel, Mixin) { optional text t = 1; }
+policy p < ctx.user.is_admin | (ctx.write_access -> {{ obj.n > 1 }}) >
 """
 
 TOKENS = [
@@ -482,6 +719,7 @@ TOKENS = [
     "string", "int32", "bool", "float", "{", "}", "(", ")", "[", "]", "=", ";", ":", "::",
     "->", "/", "+", ",", ".", "Foo", "id", '"s"', "'s'", '"', "'", "\\", "1", "-2.5", "True",
     "None", "//c\n", "/*", "*/", "\n", "enum", "policy", "syntax", "import", "package",
+    "<", ">", "{{", "}}", "policy p <", "AttributeMixin", "[]",
 ]  # fmt: skip
 
 

@@ -36,6 +36,7 @@ from actors.store import (
     WriteContext,
     check_column,
     check_id,
+    owner_to_fill,
 )
 
 from ._protos import CORE_SERVICE, ModelTypes, Protos, base_protos
@@ -404,7 +405,7 @@ class RemoteBackend:
 
         return self._model_call(model, "Filter", build, _parse_rows)
 
-    def _checked(self, model: str, values: Mapping[str, Any]) -> dict[str, Any]:
+    def _checked(self, model: str, values: Mapping[str, Any], creating: bool = False) -> dict[str, Any]:
         """``values`` checked as the store checks them (same messages), before they travel."""
         schema = self._schema
         if model not in schema:
@@ -414,6 +415,8 @@ class RemoteBackend:
             raise ValidationError(f"unknown model {model!r}")
         if schema[model].abstract:
             raise ValidationError(f"model {model} is abstract and has no objects")
+        if creating:  # the core fills a missing owner from the model's owner_class_name
+            values = owner_to_fill(schema, model, values)
         return {column: check_column(schema, model, column, value) for column, value in values.items()}
 
     def _write_request(
@@ -425,7 +428,7 @@ class RemoteBackend:
 
     def create(self, model: str, values: Mapping[str, Any], ctx: WriteContext | None = None) -> Row:
         ctx = ctx if ctx is not None else WriteContext(self.caller)
-        checked = self._checked(model, values)
+        checked = self._checked(model, values, creating=True)
         if checked.get("id", 0) is None:
             del checked["id"]
         return self._model_call(

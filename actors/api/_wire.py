@@ -249,6 +249,7 @@ def _field_json(f: FieldSpec) -> dict[str, Any]:
         "options": _jsonable(dict(f.options)),
         "link": (
             {"model": f.link.model, "reverse": f.link.reverse, "reverse_number": f.link.reverse_number}
+            | ({"through": f.link.through} if f.link.through else {})
             if f.link is not None
             else None
         ),
@@ -262,7 +263,7 @@ def model_to_json(spec: ModelSpec) -> dict[str, Any]:
         "bases": list(spec.bases),
         "options": _jsonable(dict(spec.options)),
         "origin": spec.origin,
-        "fields": [_field_json(f) for f in spec.fields],
+        "fields": [_field_json(f) for f in (*spec.fields, *spec.manytomany)],
     }
 
 
@@ -292,7 +293,8 @@ def schema_from_json(text: str) -> Schema:
             ModelSpec(
                 name=m["name"],
                 bases=tuple(m.get("bases", ())),
-                fields=fields,
+                fields=tuple(f for f in fields if f.kind != "manytomany"),
+                manytomany=tuple(f for f in fields if f.kind == "manytomany"),
                 options=m.get("options") or {},
                 origin=m.get("origin", ""),
             )

@@ -17,6 +17,7 @@ from ._spec import (
     ModelSpec,
     Schema,
     SchemaError,
+    option_true,
 )
 from ._xproto import XprotoSyntaxError, parse_xproto
 
@@ -33,6 +34,7 @@ __all__ = [
     "XprotoSyntaxError",
     "builtin_models",
     "load_schema",
+    "option_true",
     "parse_file",
     "parse_xproto",
     "xproto_files",

@@ -22,6 +22,7 @@ __all__ = [
     "ModelSpec",
     "Schema",
     "SchemaError",
+    "option_true",
 ]
 
 #: xproto scalar kinds and the Python type of their values.
@@ -49,11 +50,16 @@ class SchemaError(ValueError):
 
 @dataclass(frozen=True)
 class LinkSpec:
-    """The target of a ``manytoone``/``onetoone`` field: ``owner->Service:service_instances``."""
+    """The target of a link field: ``owner->Service:service_instances``.
+
+    ``through`` is the relation table a ``manytomany`` field names
+    (``nodes->Node/NodeLabel_node:labels``); other links have none.
+    """
 
     model: str
     reverse: str | None = None
     reverse_number: int | None = None
+    through: str | None = None
 
 
 @dataclass(frozen=True)
@@ -87,7 +93,7 @@ class FieldSpec:
         """Whether ``None`` is a legal value: ``null = True`` or an optional link/field."""
         null = self.options.get("null")
         if null is not None:
-            return bool(null)
+            return option_true(null)
         return self.modifier == "optional"
 
     @property
@@ -100,7 +106,11 @@ class FieldSpec:
         if "default" not in self.options:
             return None if (self.nullable or self.is_link) else self.python_type()
         value = self.options["default"]
-        if value is None or self.is_link:
+        if self.is_link:
+            # An id; XOS also allows the name of a Python function (``get_first_site``),
+            # which is not evaluated here: such a link has no default.
+            return value if isinstance(value, int) and not isinstance(value, bool) else None
+        if value is None:
             return value
         if isinstance(value, str) and self.python_type is not str:
             if value in ("now()", "None"):
@@ -139,21 +149,40 @@ class FieldSpec:
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """One ``message``: its own fields (not inherited ones), bases and options."""
+    """One ``message``: its own fields (not inherited ones), bases and options.
+
+    ``manytomany`` holds the message's ``manytomany`` fields, which are parsed and
+    checked but not stored (see docs/models.md); ``fields`` never holds them.
+    """
 
     name: str
     bases: tuple[str, ...] = ()
     fields: tuple[FieldSpec, ...] = ()
     options: Mapping[str, Any] = field(default_factory=dict)
     origin: str = ""
+    manytomany: tuple[FieldSpec, ...] = ()
+
+    def flag(self, option: str) -> bool:
+        """Whether a yes/no option is set: ``True``, or XOS's quoted ``"True"``."""
+        return option_true(self.options.get(option))
 
     @property
     def abstract(self) -> bool:
-        return bool(self.options.get("abstract")) or self.name == ABSTRACT_ROOT
+        return self.flag("abstract") or self.name == ABSTRACT_ROOT
 
     @property
     def verbose_name(self) -> str:
         return str(self.options.get("verbose_name", self.name))
+
+
+def option_true(value: Any) -> bool:
+    """An option value read as yes/no: ``True``, ``"True"``/``"true"`` and non-zero numbers are yes.
+
+    XOS files write flags both ways (``custom_python = True``, ``legacy = "True"``).
+    """
+    if isinstance(value, str):
+        return value.strip().lower() == "true"
+    return bool(value)
 
 
 class Schema:
@@ -216,7 +245,7 @@ class Schema:
 
     def _validate_links(self) -> None:
         for name, fields in self._fields.items():
-            for f in fields.values():
+            for f in (*fields.values(), *self._models[name].manytomany):
                 if f.link is not None and f.link.model not in self._models:
                     raise SchemaError(
                         f"{f.origin}: field {name}.{f.name} links to unknown model {f.link.model}"

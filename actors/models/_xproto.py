@@ -31,6 +31,12 @@ from ._spec import SCALAR_KINDS, FieldSpec, LinkSpec, ModelSpec
 
 __all__ = ["XprotoSyntaxError", "parse_xproto"]
 
+#: Bases that name Python classes of the XOS core rather than xproto messages: Django's
+#: user base, the change-tracking mixin and the attribute helpers. They carry no fields
+#: of their own in xproto (XOS adds their methods in Python), so they are taken out of
+#: ``ModelSpec.bases`` and kept, comma-separated, in the option ``python_bases``.
+PYTHON_BASES = frozenset({"AbstractBaseUser", "PlModelMixIn", "AttributeMixin"})
+
 #: Largest field (and reverse link) number: protobuf's limit, 2**29 - 1.
 MAX_FIELD_NUMBER = 536_870_911
 
@@ -65,6 +71,7 @@ _KEYWORDS = {
     "_WEAK": "weak",
     "_OPTION": "option",
     "_MESSAGE": "message",
+    "_POLICY": "policy",
     "REQUIRED": "required",
     "OPTIONAL": "optional",
     "MANYTOONE": "manytoone",
@@ -74,13 +81,17 @@ _KEYWORDS = {
     "FALSE": "False|false",
     "NONE": "None",
     # Constructs of protobuf/xproto that this subset rejects with a clear message.
-    "UNSUPPORTED_TOP": "policy|enum|service|extend",
+    "UNSUPPORTED_TOP": "enum|service|extend",
     "UNSUPPORTED_MEMBER": "message|enum|policy|oneof|extend|extensions|reserved|repeated|map|group",
 }
 
 _WORD_END = "(?![A-Za-z0-9_])"
 
 _STRING_PATTERN = r"""(?:"(?:[^"\\\r\n]|\\[^\r\n])*"|'(?:[^'\\\r\n]|\\[^\r\n])*')"""
+
+#: A policy body, ``< expression >``: up to the first ``>`` that is not part of ``->``,
+#: of a string, or of a ``{{ python }}`` block. Its text is kept, never evaluated.
+_POLICY_PATTERN = r"""<(?:->|-(?!>)|\{\{[\s\S]*?\}\}|\{(?!\{)|"[^"\n]*"|'[^'\n]*'|[^>"'{-])*>"""
 
 _EXPONENT = "(?:[eE][+-]?[0-9]+)"
 _NUMBER_PATTERN = (
@@ -90,13 +101,14 @@ _NUMBER_PATTERN = (
 _GRAMMAR = (
     r"""
 start: _top*
-_top: file_option | message | syntax_stmt | package_stmt | import_stmt | _SEMI | UNSUPPORTED_TOP
+_top: file_option | message | policy | syntax_stmt | package_stmt | import_stmt | _SEMI | UNSUPPORTED_TOP
 
 syntax_stmt: _SYNTAX _EQUALS STRING _SEMI
 package_stmt: _PACKAGE IDENT (_DOT IDENT)* _SEMI
 import_stmt: _IMPORT (_PUBLIC | _WEAK)? STRING _SEMI
 file_option: _OPTION IDENT _EQUALS value _SEMI
 
+policy: _POLICY IDENT POLICY_BODY
 message: _MESSAGE IDENT [policy_ref] [bases] _LBRACE _member* _RBRACE
 policy_ref: _DCOLON IDENT
 bases: _LPAR IDENT (_COMMA IDENT)* _RPAR
@@ -112,7 +124,7 @@ through: _SLASH IDENT
 reverse: _COLON (IDENT | PLUS)
 reverse_number: _COLON INT
 
-field_options: _LSQB field_option (_COMMA field_option)* _RSQB
+field_options: _LSQB (field_option (_COMMA field_option)*)? _RSQB
 field_option: IDENT _EQUALS value
 value: STRING | NUMBER | TRUE | FALSE | NONE | BARE_WORD
 
@@ -122,6 +134,7 @@ BARE_WORD: /[A-Za-z_][A-Za-z0-9_]*/
 INT: /[0-9]+(?![A-Za-z0-9_.])/
 NUMBER: /@NUMBER@/
 STRING: /@STRING@/
+POLICY_BODY: /@POLICY@/
 
 _LBRACE: "{"
 _RBRACE: "}"
@@ -145,7 +158,9 @@ WHITESPACE: /[ \t\r\n\f\v\ufeff]+/
 %ignore LINE_COMMENT
 %ignore BLOCK_COMMENT
 %ignore WHITESPACE
-""".replace("@STRING@", _STRING_PATTERN).replace("@NUMBER@", _NUMBER_PATTERN)
+""".replace("@STRING@", _STRING_PATTERN)
+    .replace("@NUMBER@", _NUMBER_PATTERN)
+    .replace("@POLICY@", _POLICY_PATTERN)
     + "\n".join(f"{name}.2: /(?:{words}){_WORD_END}/" for name, words in _KEYWORDS.items())
     + "\n"
 )
@@ -177,6 +192,8 @@ _EXPECTED_NAMES: dict[str, str | None] = {
     "_SEMI": "';'",
     "PLUS": "'+'",
     "_MESSAGE": "'message'",
+    "_POLICY": "'policy'",
+    "POLICY_BODY": "'<' policy expression '>'",
     "_OPTION": "'option'",
     "_SYNTAX": "'syntax'",
     "_PACKAGE": "'package'",
@@ -203,7 +220,7 @@ _EXPECTED_NAMES: dict[str, str | None] = {
 }
 
 _UNSUPPORTED_REASONS = {
-    "policy": "'policy' definitions are not supported (access policies belong to the XOS core)",
+    "policy": "'policy' definitions belong at file level",
     "enum": "'enum' declarations are not supported (use a string field with 'choices')",
     "service": "'service' declarations are not supported (the model API is generated from messages)",
     "extend": "'extend' is not supported",
@@ -281,6 +298,8 @@ def _found(rest: str, word: str, expected: str) -> str:
     """``<what was found>, expected <what>``; ``rest`` is the text from the error on."""
     if rest.startswith("/*"):
         return "unterminated comment, expected '*/'"
+    if rest.startswith("<") and "policy expression" in expected:
+        return "unterminated policy expression, expected a closing '>'"
     if rest[:1] in ("'", '"') and not re.match(_STRING_PATTERN, rest):
         return f"unterminated string, expected a closing {rest[0]!r} on the same line"
     return f"unexpected {_shown(word)}, expected {expected}"
@@ -415,6 +434,7 @@ class _MessageBuilder:
         self.filename = filename
         self.model = model
         self.fields: list[FieldSpec] = []
+        self.manytomany: list[FieldSpec] = []
         self.options: dict[str, Any] = {}
         self.names: dict[str, int] = {}
         self.numbers: dict[int, str] = {}
@@ -478,7 +498,10 @@ class _MessageBuilder:
         self.names[spec.name] = name.line or 0
         self.numbers[number] = spec.name
         self.columns[spec.column] = spec.name
-        self.fields.append(spec)
+        if spec.kind == "manytomany":
+            self.manytomany.append(spec)
+        else:
+            self.fields.append(spec)
 
     def _origin(self, tree: Tree[Token]) -> str:
         return f"{self.filename}:{_first_token(tree).line}"
@@ -510,16 +533,13 @@ class _MessageBuilder:
         modifier, kind, name, target, through, reverse, number, reverse_number, options = tree.children
         assert isinstance(kind, Token) and isinstance(name, Token) and isinstance(target, Token)
         assert isinstance(number, Token)
-        if kind.type == "MANYTOMANY":
-            raise _Failure(
-                f"field {str(name)!r}: manytomany links are not supported; declare a model for the "
-                "relation with two manytoone links instead",
-                kind,
-            )
+        via_name: str | None = None
         if isinstance(through, Tree):
             via = through.children[0]
             assert isinstance(via, Token)
-            raise _Failure(f"field {str(name)!r}: only manytomany links have a through model", via)
+            if kind.type != "MANYTOMANY":
+                raise _Failure(f"field {str(name)!r}: only manytomany links have a through model", via)
+            via_name = str(via)
         self._check_name(name)
         value = self._check_number(number)
         reverse_name: str | None = None
@@ -540,7 +560,9 @@ class _MessageBuilder:
             number=value,
             modifier=self._modifier(modifier),
             options=self._field_options(options),
-            link=LinkSpec(model=str(target), reverse=reverse_name, reverse_number=reverse_value),
+            link=LinkSpec(
+                model=str(target), reverse=reverse_name, reverse_number=reverse_value, through=via_name
+            ),
             origin=self._origin(tree),
         )
         self._append(spec, name, value)
@@ -550,19 +572,25 @@ def _message(tree: Tree[Token], filename: str, file_options: dict[str, Any]) -> 
     name, policy, bases, *members = tree.children
     assert isinstance(name, Token)
     base_names: list[str] = []
+    python_bases: list[str] = []
     if isinstance(bases, Tree):
         for base in bases.children:
             assert isinstance(base, Token)
             if str(base) == str(name):
                 raise _Failure(f"message {name} cannot inherit from itself", base)
-            if str(base) in base_names:
+            if str(base) in base_names or str(base) in python_bases:
                 raise _Failure(f"message {name} lists base {base} twice", base)
-            base_names.append(str(base))
+            if str(base) in PYTHON_BASES:
+                python_bases.append(str(base))
+            else:
+                base_names.append(str(base))
     builder = _MessageBuilder(filename, str(name))
     if isinstance(policy, Tree):
         policy_name = policy.children[0]
         assert isinstance(policy_name, Token)
         builder.options["policy"] = str(policy_name)
+    if python_bases:
+        builder.options["python_bases"] = ",".join(python_bases)
     for member in members:
         assert isinstance(member, Tree)
         builder.add(member)
@@ -570,6 +598,7 @@ def _message(tree: Tree[Token], filename: str, file_options: dict[str, Any]) -> 
         name=str(name),
         bases=tuple(base_names),
         fields=tuple(builder.fields),
+        manytomany=tuple(builder.manytomany),
         options={**file_options, **builder.options},
         origin=f"{filename}:{name.line}",
     )
@@ -586,7 +615,8 @@ def _build(tree: Tree[Token], filename: str) -> list[ModelSpec]:
             file_options[key] = value
         elif item.data == "message":
             messages.append(item)
-        # syntax, package and import statements carry nothing we use.
+        # syntax, package, import and policy statements carry nothing we use: a policy
+        # is an access rule or validator of the XOS core's API server (see docs/models.md).
     specs: list[ModelSpec] = []
     seen: dict[str, str] = {}
     for message in messages:

@@ -22,6 +22,7 @@ from sqlalchemy.pool import StaticPool
 
 from actors.models import FieldSpec, Schema
 
+from ._cascade import cascade_delete, fill_owner
 from ._errors import NotFound, StoreError, ValidationError
 from ._listen import CHANNEL, PostgresListener
 from ._notices import ChangeNotice, Notifier, Unsubscribe
@@ -103,7 +104,7 @@ class Store:
     # -- schema ---------------------------------------------------------------
     def _set_schema(self, schema: Schema) -> None:
         self.schema = schema
-        self.tables = Tables(schema, covering=self.dialect == "sqlite")
+        self.tables = Tables.of(schema, covering=self.dialect == "sqlite")
         self._joins: dict[str, tuple[sa.FromClause, dict[str, sa.ColumnElement]]] = {}
         self._by_id: dict[tuple[str, bool], sa.Select[Any]] = {}
         self._updates: dict[str, sa.Update] = {}
@@ -520,6 +521,7 @@ class Store:
     ) -> dict[str, Any]:
         """Insert an object; returns every column of it, ``id`` included."""
         self._check_model(model)
+        values = fill_owner(self, model, values)
         fields = self.schema.fields_by_column(model)
         row: dict[str, Any] = {}
         for column, value in values.items():
@@ -636,6 +638,8 @@ class Store:
             now = self.now()
             if purge or "deleted" not in current:
                 self._purge(conn, notices, leaf, id, now, ctx.origin)
+                if not current.get("deleted"):
+                    cascade_delete(self, conn, notices, leaf, dict(current), now, ctx)
                 return
             if current["deleted"]:
                 return
@@ -645,6 +649,7 @@ class Store:
             self._write_columns(conn, model, id, changes)
             self._journal(conn, notices, leaf, id, "delete", now, ctx.origin)
             self._reap_if_done(conn, notices, leaf, {**current, **changes}, now, ctx.origin)
+            cascade_delete(self, conn, notices, leaf, dict(current), now, ctx)
 
     def _leaf(self, row: Row, model: str) -> str:
         """The most derived model of a stored object (its rows span that model's chain)."""

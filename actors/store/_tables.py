@@ -11,7 +11,9 @@ the index alone instead of looking each one up in the table.
 
 from __future__ import annotations
 
+import threading
 import zlib
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -106,6 +108,32 @@ class Tables:
     a table that gains a column gets a new index (see ``Store.migrate``).
     """
 
+    #: Tables built for recent schemas, by what decides the tables (see :meth:`of`).
+    _built: OrderedDict[tuple[str, bool], Tables] = OrderedDict()
+    _built_lock = threading.Lock()
+    CACHED = 16
+
+    @classmethod
+    def of(cls, schema: Schema, *, covering: bool = False) -> Tables:
+        """``Tables(schema, covering=...)``, shared by every schema with the same declarations.
+
+        Building the SQLAlchemy tables of the ~35 built-in models costs about as much as
+        creating them in SQLite, and every store (every test, every ``set_schema``) used
+        to build its own. The objects are never changed once built, so stores share them.
+        """
+        key = (_fingerprint(schema), covering)
+        with cls._built_lock:
+            tables = cls._built.get(key)
+            if tables is not None:
+                cls._built.move_to_end(key)
+                return tables
+        tables = cls(schema, covering=covering)
+        with cls._built_lock:
+            cls._built[key] = tables
+            while len(cls._built) > cls.CACHED:
+                cls._built.popitem(last=False)
+        return tables
+
     def __init__(self, schema: Schema, *, covering: bool = False) -> None:
         self.schema = schema
         self.covering = covering
@@ -173,6 +201,24 @@ class Tables:
             for col in table.c:
                 out.setdefault(col.name, table)
         return out
+
+
+def _fingerprint(schema: Schema) -> str:
+    """Every declaration of ``schema`` that tables depend on (not where it was declared)."""
+    return repr(
+        [
+            (
+                spec.name,
+                spec.bases,
+                sorted(spec.options.items(), key=repr),
+                [
+                    (f.name, f.kind, f.modifier, sorted(f.options.items(), key=repr), f.link)
+                    for f in spec.fields
+                ],
+            )
+            for spec in schema
+        ]
+    )
 
 
 def pending_index_prefix(table: str) -> str:

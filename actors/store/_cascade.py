@@ -1,0 +1,234 @@
+"""What the XOS core does when objects are saved and deleted, beyond the bookkeeping.
+
+- :func:`fill_owner`: a new ``ServiceInstance`` of a model with the option
+  ``owner_class_name`` gets its ``owner`` from the one live service of that class,
+  as XOS's ``ServiceInstance.set_owner`` does.
+- :func:`cascade_delete`: deleting an object soft-deletes, recursively, every live
+  object whose links point at it (XOS's links all cascade, as Django's ``CASCADE``);
+  deleting a ``ServiceInstanceLink`` counts the deletion in its provider's
+  ``link_deleted_count``, which model policies watch.
+
+Both run inside the store's write path; the store calls them (see ``Store.create``
+and ``Store.delete``).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+
+from actors.models import Schema
+
+from ._notices import ChangeNotice
+from ._query import Caller, Condition, Query, WriteContext
+
+if TYPE_CHECKING:
+    from ._store import Store
+
+__all__ = ["OWNER_OPTION", "cascade_delete", "fill_owner", "links_to", "owner_to_fill"]
+
+#: The model option naming the class of service that owns a model's instances.
+OWNER_OPTION = "owner_class_name"
+
+#: The link whose deletion is counted on its provider, and the counter.
+LINK_MODEL = "ServiceInstanceLink"
+LINK_PROVIDER = "provider_service_instance_id"
+LINK_COUNTER = "link_deleted_count"
+
+
+def owner_class(schema: Schema, model: str) -> str | None:
+    """The ``owner_class_name`` of ``model`` or of its nearest base that sets it."""
+    for name in (model, *schema.ancestors(model)):
+        value = schema[name].options.get(OWNER_OPTION)
+        if value:
+            return str(value)
+    return None
+
+
+def owner_to_fill(schema: Schema, model: str, values: Mapping[str, Any]) -> Mapping[str, Any]:
+    """``values`` without an ``owner_id`` of ``None`` when the store fills the owner of ``model``.
+
+    For a client that checks values before sending them to a core (where
+    :func:`fill_owner` runs): a missing owner is not an error for such a model.
+    """
+    if values.get("owner_id", 0) is None and model in schema and owner_class(schema, model):
+        return {k: v for k, v in values.items() if k != "owner_id"}
+    return values
+
+
+def fill_owner(store: Store, model: str, values: Mapping[str, Any]) -> Mapping[str, Any]:
+    """``values`` of a new object, with ``owner_id`` set if its model has ``owner_class_name``.
+
+    As XOS: an owner that already is a live object of the owner class is kept;
+    otherwise the owner becomes the live object of that class with the lowest id
+    (XOS takes the first one of the class, there is no error when several exist).
+    Objects created deleted are left alone. Raises ``ValidationError`` when the
+    class is not a model (``Cannot find owner class X``) or has no live object
+    (``Cannot find eligible owner of class X``).
+    """
+    schema = store.schema
+    if "owner_id" not in schema.fields_by_column(model) or values.get("deleted"):
+        return values
+    wanted = owner_class(schema, model)
+    if wanted is None:
+        return values
+    from ._store import ValidationError
+
+    if wanted not in schema or schema[wanted].abstract:
+        raise ValidationError(f"{model}: Cannot find owner class {wanted}")
+    live = Condition("deleted", "eq", False) if "deleted" in schema.fields_by_column(wanted) else None
+    where = (live,) if live else ()
+    current = values.get("owner_id")
+    if current is not None and store.select(
+        wanted, Query(where=(*where, Condition("id", "eq", current)), limit=1)
+    ):
+        return values
+    owners = store.select(wanted, Query(where=where, order_by=("id",), limit=1))
+    if not owners:
+        raise ValidationError(f"{model}: Cannot find eligible owner of class {wanted}")
+    return {**values, "owner_id": owners[0]["id"]}
+
+
+@functools.lru_cache(maxsize=64)
+def links_to(schema: Schema, model: str) -> tuple[tuple[str, str], ...]:
+    """``(model, column)`` of every stored link column that can point at an object of ``model``.
+
+    Each column is named once, on the concrete model whose table stores it, so a
+    query on that model finds the objects of its derived models too.
+    """
+    out = []
+    for spec in schema.concrete():
+        for f in schema.own_fields(spec.name):
+            if f.link is not None and schema.is_a(model, f.link.model):
+                out.append((spec.name, f.column))
+    return tuple(out)
+
+
+def cascade_delete(
+    store: Store,
+    conn: sa.Connection,
+    notices: list[ChangeNotice],
+    model: str,
+    row: dict[str, Any],
+    now: float,
+    ctx: WriteContext,
+) -> None:
+    """Soft-delete the live dependents of the deleted object ``row`` of ``model``, recursively.
+
+    Each dependent is marked as :meth:`Store.delete` marks an object (``deleted``,
+    ``enacted`` and ``policed`` cleared, a ``delete`` notice) and purged at once when
+    it owes the backend nothing. Then, when ``row`` is a ``ServiceInstanceLink``,
+    its provider (if live) gets ``link_deleted_count`` + 1 and a new ``updated``.
+    """
+    schema = store.schema
+    seen = {(schema.root(model), row["id"])}
+    stack = [(model, row["id"])]
+    while stack:
+        target, target_id = stack.pop()
+        query = _dependents(store.tables, schema, target)
+        if query is None:
+            continue
+        statement, models = query
+        for found in conn.execute(statement, {"_target": target_id}).mappings().all():
+            leaf = store._leaf(dict(found), models[found["k"]])
+            key = (schema.root(leaf), found["id"])
+            if key in seen:
+                continue
+            seen.add(key)
+            state = {name: found[name] for name in _STATE if name in found["columns"].split()}
+            _soft_delete(store, conn, notices, leaf, state, now, ctx)
+            stack.append((leaf, found["id"]))
+    if schema.is_a(model, LINK_MODEL) and row.get(LINK_PROVIDER) is not None:
+        _count_link_deletion(store, conn, notices, row[LINK_PROVIDER], now, ctx)
+
+
+#: What a cascade reads of each dependent: what decides how it is deleted.
+_STATE = (
+    "id",
+    "leaf_model_name",
+    "deleted",
+    "backend_need_delete",
+    "backend_need_reap",
+    "backend_need_delete_policy",
+    "policed",
+)
+
+
+@functools.lru_cache(maxsize=256)
+def _dependents(tables: Any, schema: Schema, model: str) -> tuple[sa.Executable, tuple[str, ...]] | None:
+    """One ``UNION ALL`` of the live objects whose links point at ``:_target`` of ``model``.
+
+    A row holds ``k`` (the index of its model in the names returned with the
+    statement), ``columns`` (which of :data:`_STATE` that model has) and those
+    columns (NULL where the model lacks one). Built once per tables and model: one
+    query per deleted object, however many links point at its model.
+    """
+    links = links_to(schema, model)
+    if not links:
+        return None
+    selects = []
+    for k, (dependent, column) in enumerate(links):
+        chain = tables.chain(dependent)
+        joined: sa.FromClause = chain[0]
+        columns: dict[str, sa.ColumnElement[Any]] = {}
+        for table in chain:
+            if table is not chain[0]:
+                joined = joined.join(table, table.c.id == chain[0].c.id)
+            for col in table.c:
+                columns.setdefault(col.name, col)
+        present = " ".join(name for name in _STATE if name in columns)
+        picked: list[sa.ColumnElement[Any]] = [sa.literal(k).label("k"), sa.literal(present).label("columns")]
+        picked += [columns[name].label(name) if name in columns else sa.null().label(name) for name in _STATE]
+        select = sa.select(*picked).select_from(joined).where(columns[column] == sa.bindparam("_target"))
+        if "deleted" in columns:
+            select = select.where(sa.not_(columns["deleted"]))
+        selects.append(select)
+    statement: sa.Executable = selects[0] if len(selects) == 1 else sa.union_all(*selects)
+    return statement, tuple(dependent for dependent, _ in links)
+
+
+def _soft_delete(
+    store: Store,
+    conn: sa.Connection,
+    notices: list[ChangeNotice],
+    model: str,
+    row: dict[str, Any],
+    now: float,
+    ctx: WriteContext,
+) -> None:
+    if "deleted" not in row:
+        store._purge(conn, notices, model, row["id"], now, ctx.origin)
+        return
+    changes: dict[str, Any] = {"deleted": True, "enacted": None, "policed": None}
+    if ctx.caller is Caller.CLIENT or ctx.always_update_timestamp:
+        changes["updated"] = now
+    store._write_columns(conn, model, row["id"], changes)
+    store._journal(conn, notices, model, row["id"], "delete", now, ctx.origin)
+    store._reap_if_done(conn, notices, model, {**row, **changes}, now, ctx.origin)
+
+
+def _count_link_deletion(
+    store: Store,
+    conn: sa.Connection,
+    notices: list[ChangeNotice],
+    provider_id: int,
+    now: float,
+    ctx: WriteContext,
+) -> None:
+    schema = store.schema
+    provider_model = schema.field(LINK_MODEL, "provider_service_instance").link
+    assert provider_model is not None
+    rows = store._records(
+        provider_model.model,
+        conn.execute(store._select_by_id(provider_model.model, for_update=True), {"_id": provider_id}),
+    )
+    if not rows or rows[0].get("deleted") or LINK_COUNTER not in rows[0]:
+        return
+    provider = rows[0]
+    leaf = store._leaf(provider, provider_model.model)
+    changes = {LINK_COUNTER: (provider[LINK_COUNTER] or 0) + 1, "updated": now}
+    store._write_columns(conn, leaf, provider_id, changes)
+    store._journal(conn, notices, leaf, provider_id, "update", now, ctx.origin)
