@@ -318,7 +318,9 @@ def test_webpage_policy_builds_the_compute_instance_and_deleting_purges(start, w
     wait_for(lambda: svc.reload(si).backend_code == 1, description="the sync")
     models.WebPageServiceInstance.objects.get(id=si.id).delete()
     wait_for(lambda: svc.reload(si) is None, timeout=20, description="the purge")
-    wait_for(lambda: svc.reload(compute) is None or svc.reload(compute).deleted, description="compute deleted")
+    wait_for(
+        lambda: svc.reload(compute) is None or svc.reload(compute).deleted, description="compute deleted"
+    )
 
 
 def test_webpage_event_step_changes_the_page(start, kafka_bootstrap):
@@ -330,7 +332,9 @@ def test_webpage_event_step_changes_the_page(start, kafka_bootstrap):
     si = models.WebPageServiceInstance(name="evented-page", owner=world["service"], tenant_message="world")
     si.save()
     wait_for(lambda: svc.reload(si).compute_instance_id, timeout=20, description="the policy")
-    send_json(kafka_bootstrap, "WebPageEvent", {"service_instance": "evented-page", "tenant_message": "kafka"})
+    send_json(
+        kafka_bootstrap, "WebPageEvent", {"service_instance": "evented-page", "tenant_message": "kafka"}
+    )
     wait_for(lambda: "kafka" in _page_of(models, svc.reload(si)), timeout=20, description="event -> policy")
     assert svc.reload(si).tenant_message == "kafka"
 
@@ -474,6 +478,8 @@ def _access_world(models: Any, manager: DeviceManager) -> dict[str, Any]:
     models.ServiceDependency(provider_service=access, subscriber_service=home).save()
     profile = models.UnitProfile(technology="xgspon", profile_id=64)
     profile.save()
+    # The OLT's sync step waits for its profile: let the profile be synced first.
+    wait_for(lambda: models.UnitProfile.objects.get(id=profile.id).backend_code == 1, description="profile")
     return {"onos": onos, "access": access, "home": home, "profile": profile}
 
 
@@ -484,7 +490,9 @@ def _olt(svc: Service, world: dict[str, Any]) -> Any:
     )
     olt.switch_port = "16"
     olt.save()
-    return wait_for(lambda: svc.reload(olt).device_id and svc.reload(olt), timeout=20, description="OLT sync")
+    return wait_for(
+        lambda: svc.reload(olt).backend_code == 1 and svc.reload(olt), timeout=20, description="sync"
+    )
 
 
 @WHERE
@@ -522,7 +530,9 @@ def test_access_custom_python_save_hooks_of_models_py(start, device_manager):
 
 
 def test_access_sync_step_waiting_for_another_object_is_retried_promptly(start, device_manager):
-    svc = start("access", real_time=True)  # real time: the original retried a deferred object on the next pass
+    svc = start(
+        "access", real_time=True
+    )  # real time: the original retried a deferred object on the next pass
     models = svc.models
     onos = models.ControllerService(name="onos", rest_hostname="onos.local", rest_port=8181)
     onos.save()
@@ -561,11 +571,15 @@ def test_access_service_chain_convenience_methods_and_alarms(start, kafka_bootst
     wait_for(lambda: svc.reload(access_si).onu_unit_id == onu.id, timeout=20, description="the ONU attached")
     # The convenience modules, through the synchronizer's own accessor.
     own = svc.sync.model_accessor
-    assert own.AccessService.objects.get(id=world["access"].id).get_onu_sn_from_openflow("of:0001", 1) == "ONU-9"
+    assert (
+        own.AccessService.objects.get(id=world["access"].id).get_onu_sn_from_openflow("of:0001", 1) == "ONU-9"
+    )
     assert own.AccessServiceInstance.objects.get(id=access_si.id).switch_datapath_id == "of:0001"
     # The uplink goes down: an alarm naming the affected subscribers.
     stamp = "2026-12-01T10:00:00.000Z"
-    send_json(kafka_bootstrap, uplink, {"deviceId": "of:0001", "portId": "16", "enabled": False, "timestamp": stamp})
+    send_json(
+        kafka_bootstrap, uplink, {"deviceId": "of:0001", "portId": "16", "enabled": False, "timestamp": stamp}
+    )
     wait_for(lambda: svc.reload(olt).link_status == "down", timeout=20, description="the uplink event")
     alarm = json.loads(read_topic(kafka_bootstrap, alarms, 1)[0].value)
     assert alarm["state"] == "RAISED" and alarm["context"]["affected_subscribers"] == ["alice"]

@@ -11,10 +11,14 @@ class OnboardingHelpers:
         service = si.owner.leaf_model
 
         matching_entries = model_accessor.OnboardingWhiteListEntry.objects.filter(owner_id=service.id)
-        matching_entries = [e for e in matching_entries if e.serial_number.lower() == si.serial_number.lower()]
+        matching_entries = [
+            e for e in matching_entries if e.serial_number.lower() == si.serial_number.lower()
+        ]
 
         if len(matching_entries) == 0:
-            log.warn("ONU not found in whitelist", object=str(si), serial_number=si.serial_number, **si.tologdict())
+            log.warn(
+                "ONU not found in whitelist", object=str(si), serial_number=si.serial_number, **si.tologdict()
+            )
             return [False, "ONU not found in whitelist"]
 
         whitelisted = matching_entries[0]

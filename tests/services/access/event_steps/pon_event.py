@@ -33,4 +33,6 @@ class PonPortEventStep(EventStep):
             port.oper_status = oper_status
             port.save_changed_fields()
             key = "%s:%s" % (olt.device_id, port.port_no)
-            XOSKafkaProducer.produce("xos.alarms.access-service", key, json.dumps({"port": key, "state": oper_status}))
+            XOSKafkaProducer.produce(
+                "xos.alarms.access-service", key, json.dumps({"port": key, "state": oper_status})
+            )

@@ -27,7 +27,9 @@ class UplinkPortEventStep(EventStep):
         return subscribers
 
     def send_alarm(self, olt, value):
-        timestamp = time.mktime(datetime.datetime.strptime(value["timestamp"], "%Y-%m-%dT%H:%M:%S.%fZ").timetuple())
+        timestamp = time.mktime(
+            datetime.datetime.strptime(value["timestamp"], "%Y-%m-%dT%H:%M:%S.%fZ").timetuple()
+        )
         state = "RAISED" if olt.link_status == "down" else "CLEARED"
         subscribers = [x.name for x in self.subscriber_olt_closure(olt)]
         alarm = {

@@ -44,7 +44,9 @@ class AccessServiceInstancePolicy(Policy):
         try:
             onu_serial_number = base_si.get_westbound_service_instance_properties("onu_device")
         except Exception:
-            raise Exception("AccessServiceInstance %s has no westbound ServiceInstance specifying the onu_device" % si.id)
+            raise Exception(
+                "AccessServiceInstance %s has no westbound ServiceInstance specifying the onu_device" % si.id
+            )
 
         try:
             onu = OnuUnit.objects.get(serial_number=onu_serial_number)

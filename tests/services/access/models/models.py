@@ -27,8 +27,8 @@ class OltUnit(OltUnit_decl):
     def save(self, *args, **kwargs):
         if (self.host or self.port) and self.mac_address:
             raise XOSValidationError(
-                "You can't specify both host/port and mac_address for OltUnit [host=%s, port=%s, mac_address=%s]"
-                % (self.host, self.port, self.mac_address)
+                "You can't specify both host/port and mac_address for OltUnit "
+                "[host=%s, port=%s, mac_address=%s]" % (self.host, self.port, self.mac_address)
             )
         super(OltUnit, self).save(*args, **kwargs)
 

@@ -22,7 +22,9 @@ class SyncOltUnit(SyncStep):
         try:
             UnitProfile.objects.get(technology=technology, backend_code=1)
         except IndexError:
-            raise DeferredException("Waiting for a UnitProfile (technology=%s) to be synchronized" % technology)
+            raise DeferredException(
+                "Waiting for a UnitProfile (technology=%s) to be synchronized" % technology
+            )
         return True
 
     def sync_record(self, model):
@@ -41,7 +43,9 @@ class SyncOltUnit(SyncStep):
                 "host_and_port": "%s:%s" % (model.host, model.port),
                 "controller": "%s:%s" % (onos.rest_hostname, onos.rest_port),
             }
-            request = requests.post("%s:%d/api/v1/devices" % (manager["url"], manager["port"]), json=data, timeout=5)
+            request = requests.post(
+                "%s:%d/api/v1/devices" % (manager["url"], manager["port"]), json=data, timeout=5
+            )
             if request.status_code != 200:
                 raise Exception("Failed to add OLT device: %s" % request.text)
             model.device_id = request.json()["id"]

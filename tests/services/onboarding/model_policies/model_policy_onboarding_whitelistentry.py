@@ -34,7 +34,9 @@ class OnboardingWhiteListEntryPolicy(Policy):
         whitelist.save_changed_fields()
 
     def handle_delete(self, whitelist):
-        self.logger.debug("MODEL_POLICY: handle_delete for OnboardingWhiteListEntry", serial_number=whitelist.serial_number)
+        self.logger.debug(
+            "MODEL_POLICY: handle_delete for OnboardingWhiteListEntry", serial_number=whitelist.serial_number
+        )
         assert whitelist.owner
 
         sis = self.model_accessor.OnboardingServiceInstance.objects.all()

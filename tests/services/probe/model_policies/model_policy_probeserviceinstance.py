@@ -8,7 +8,13 @@ from xossynchronizer.model_policies.policy import Policy
 sys.path.append(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from helpers import put_signal, wait_for_signal
 
-DUP_FIELD_NAMES = ["name", "some_integer", "some_other_integer", "optional_string", "optional_float_with_default"]
+DUP_FIELD_NAMES = [
+    "name",
+    "some_integer",
+    "some_other_integer",
+    "optional_string",
+    "optional_float_with_default",
+]
 
 
 class ProbeServiceInstancePolicy(Policy):

@@ -32,7 +32,9 @@ class WebPageServiceInstancePolicy(Policy):
         images = ['<img alt="%s" src="%s">' % (i.name, i.url) for i in service_instance.embedded_images.all()]
         fields["images"] = "".join(images)
 
-        template_fn = os.path.join(os.path.abspath(os.path.dirname(os.path.realpath(__file__))), "index.html.template")
+        template_fn = os.path.join(
+            os.path.abspath(os.path.dirname(os.path.realpath(__file__))), "index.html.template"
+        )
         with open(template_fn) as f:
             return string.Template(f.read()).substitute(fields)
 
@@ -61,7 +63,9 @@ class WebPageServiceInstancePolicy(Policy):
             )
             cfmap.save()
             cfmap_mnt = self.model_accessor.PodConfigVolumeMount(
-                config=cfmap, service_instance=compute_service_instance, mount_path="/usr/local/apache2/htdocs"
+                config=cfmap,
+                service_instance=compute_service_instance,
+                mount_path="/usr/local/apache2/htdocs",
             )
             cfmap_mnt.save()
 
@@ -76,7 +80,9 @@ class WebPageServiceInstancePolicy(Policy):
             )
             secret.save()
             secret_mnt = self.model_accessor.PodSecretVolumeMount(
-                secret=secret, service_instance=compute_service_instance, mount_path="/usr/local/apache2/secrets"
+                secret=secret,
+                service_instance=compute_service_instance,
+                mount_path="/usr/local/apache2/secrets",
             )
             secret_mnt.save()
 
