@@ -9,7 +9,9 @@ of a real service that uses ``xossynchronizer`` (see docs/porting.md, "Real serv
 * ``webpage`` -- ``simpleexampleservice``: a policy that builds a compute instance of another
   service (``get_service_instance_class``) from the core's Slice, Image and TrustDomain, a
   config map and a secret; a sync step without ``delete_record``; a Kafka event step;
-  ``sys_dir`` in the config;
+  ``sys_dir`` in the config; a pull step importing a helper module of the steps folder (as
+  fabric's pull step does, which worked because the original left ``steps_dir`` on
+  ``sys.path``);
 * ``onboarding`` -- ``att-workflow-driver``: event steps and policies that import a helpers
   module of the synchronizer's folder, a helper raising ``DeferredException``, a policy that
   asks for its delete policy (``backend_need_delete_policy``) and reaps;
@@ -310,6 +312,11 @@ def test_webpage_policy_builds_the_compute_instance_and_deleting_purges(start, w
     secret_mount = models.PodSecretVolumeMount.objects.filter(service_instance_id=compute.id)[0]
     secret = json.loads(models.PodSecret.objects.get(id=secret_mount.secret_id).data)
     assert secret["tenant_secret.txt"] == "cEBzc3cwcmQ="
+    # The pod service reports the pod's IP: the pull step (importing a helper of steps/) records it.
+    pods = Path(svc.sync.config.get("data_dir")) / "pods.json"
+    pods.write_text(json.dumps({compute.name: "10.42.0.7"}))
+    svc.sync.clock.advance(svc.sync.settings.pull_period)  # type: ignore[attr-defined]
+    wait_for(lambda: svc.reload(compute).pod_ip == "10.42.0.7", description="the pull step")
     # A client changes the message: the policy renders the page again.
     done.tenant_message = "again"
     done.save()
