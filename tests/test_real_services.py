@@ -31,9 +31,6 @@ another process over gRPC.
 from __future__ import annotations
 
 import json
-import socket
-import subprocess
-import sys
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -603,30 +600,3 @@ def test_access_service_chain_convenience_methods_and_alarms(start, kafka_bootst
         timeout=20,
         description="link_deleted_count -> the policy deletes the instance",
     )
-
-
-# -- found while running the services: two on one API port -------------------------------------
-
-
-def test_a_second_service_on_a_taken_api_port_exits_2_with_one_line(tmp_path):
-    examples = SERVICES.parent.parent / "steps_examples"
-    data = yaml.safe_load((examples / "config.yaml").read_text())
-    for key in ("models_dir", "steps_dir", "pull_steps_dir", "model_policies_dir"):
-        data[key] = str(examples / data[key])
-    data.pop("event_steps_dir")
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        address = f"127.0.0.1:{taken.getsockname()[1]}"
-        data.update(data_dir=str(tmp_path / "data"), api={"enabled": True, "address": address})
-        config = tmp_path / "config.yaml"
-        config.write_text(yaml.safe_dump(data))
-        result = subprocess.run(
-            [sys.executable, "-m", "actors.main", "-C", str(config)],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-    assert result.returncode == 2, result.stderr
-    last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith("error: ") and address in last and "Traceback" not in result.stderr

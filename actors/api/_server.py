@@ -146,16 +146,13 @@ class ApiServer:
         self._server = grpc.server(self._executor, handlers=[self.service], options=options)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
         reflection_pb2_grpc.add_ServerReflectionServicer_to_server(_Reflection(self.service), self._server)
-        try:
-            if tls is not None:
-                credentials = grpc.ssl_server_credentials([(read_pem(tls["key"]), read_pem(tls["cert"]))])
-                port = self._server.add_secure_port(address, credentials)
-            else:
-                port = self._server.add_insecure_port(address)
-        except RuntimeError:  # grpcio >= 1.6x raises where older versions returned 0
-            port = 0
+        if tls is not None:
+            credentials = grpc.ssl_server_credentials([(read_pem(tls["key"]), read_pem(tls["cert"]))])
+            port = self._server.add_secure_port(address, credentials)
+        else:
+            port = self._server.add_insecure_port(address)
         if not port:
-            raise OSError(f"the API cannot listen on {address} (address in use or not valid)")
+            raise OSError(f"the API cannot listen on {address}")
         self.port: int = port
         host = address.rsplit(":", 1)[0]
         #: ``host:port`` actually listened on (the port filled in when 0 was asked).
