@@ -264,6 +264,23 @@ def test_probe_delete_runs_delete_record_and_a_deleted_service_takes_its_instanc
     wait_for(lambda: svc.reload(second) is None or svc.reload(second).deleted, description="the cascade")
 
 
+def test_services_with_a_helpers_module_each_load_in_one_process(start):
+    """probe, onboarding and access each import *their own* ``helpers`` module by that plain name.
+
+    The original ran one synchronizer per process; here several run in one, side by side or
+    one after another (tests, embedding), so a module imported from one synchronizer's folder
+    must not stand in for another's, during its run or after it stopped.
+    """
+    probe = start("probe")
+    onboarding = start("onboarding")
+    probe.sync.stop()
+    access = start("access")
+    for svc in (onboarding, access):
+        assert svc.sync.load_errors == []
+    assert {"SyncOltUnit", "OnuUnitPullStep"} <= set(access.sync.status())
+    assert {"ONUEventStep", "policies"} <= set(start("onboarding").sync.status())
+
+
 # -- webpage: simpleexampleservice ------------------------------------------------------------
 
 
@@ -314,6 +331,7 @@ def test_webpage_policy_builds_the_compute_instance_and_deleting_purges(start, w
     assert secret["tenant_secret.txt"] == "cEBzc3cwcmQ="
     # The pod service reports the pod's IP: the pull step (importing a helper of steps/) records it.
     pods = Path(svc.sync.config.get("data_dir")) / "pods.json"
+    pods.parent.mkdir(parents=True, exist_ok=True)  # a remote synchronizer has no store there
     pods.write_text(json.dumps({compute.name: "10.42.0.7"}))
     svc.sync.clock.advance(svc.sync.settings.pull_period)  # type: ignore[attr-defined]
     wait_for(lambda: svc.reload(compute).pod_ip == "10.42.0.7", description="the pull step")
