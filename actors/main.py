@@ -10,7 +10,9 @@ Commands::
     python -m actors.main models ...          list models and fields of a core
     python -m actors.main protos|login|hash-password ...
 
-Exit status: 0 done (also after SIGINT/SIGTERM), 1 failed, 2 bad usage or config.
+Exit status: 0 done (also after SIGINT/SIGTERM), 1 failed, 2 bad usage or config, or a
+start that cannot go on (the store unusable or owned by another process, the API port in
+use, the remote core unreachable): one line on stderr says which.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from actors.config import ConfigError, load_config
 from actors.logs import create_logger
 from actors.models import SchemaError, XprotoSyntaxError
 from actors.runtime import Synchronizer
+from actors.store import StoreError
 
 __all__ = ["default_config_path", "main", "run"]
 
@@ -81,7 +84,7 @@ def run(argv: Sequence[str]) -> int:
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         _serve(synchronizer, stop, log)
-    except (XprotoSyntaxError, SchemaError, ValueError, OSError) as exc:
+    except (XprotoSyntaxError, SchemaError, StoreError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     finally:

@@ -20,14 +20,17 @@ from actors.compat import (
     MODULES,
     Loaded,
     SyncInstanceUsingAnsible,
+    XOSKafkaProducer,
     activated,
     current_accessor,
     is_active,
     load_synchronizer,
+    set_event_producer,
 )
+from actors.compat import _xoskafka as xoskafka_seam
 from actors.config import Config, current_config, load_config
 from actors.models import load_schema, parse_xproto
-from actors.orm import ModelAccessor, ORMWrapper, register_convenience_wrapper
+from actors.orm import DoesNotExist, ModelAccessor, ORMWrapper, convenience, register_convenience_wrapper
 from actors.steps import (
     DeferredException,
     EventStep,
@@ -37,7 +40,7 @@ from actors.steps import (
     SyncStep,
     is_abstract_step,
 )
-from actors.store import Store
+from actors.store import Store, ValidationError
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "steps_examples"
 
@@ -83,6 +86,36 @@ PATHS: dict[str, dict[str, Any]] = {
     "xossynchronizer.pull_steps.pullstep": {"PullStep": PullStep},
     "xossynchronizer.event_steps": {},
     "xossynchronizer.event_steps.eventstep": {"EventStep": EventStep},
+    "xosapi.convenience": {},
+    "xosapi.convenience.service": {
+        "ORMWrapperService": convenience.ORMWrapperService,
+        "ORMWrapper": ORMWrapper,
+        "register_convenience_wrapper": register_convenience_wrapper,
+    },
+    "xosapi.convenience.serviceinstance": {
+        "ORMWrapperServiceInstance": convenience.ORMWrapperServiceInstance
+    },
+    "xosapi.convenience.addresspool": {"ORMWrapperAddressPool": convenience.ORMWrapperAddressPool},
+    "xosapi.convenience.controller": {"ORMWrapperController": convenience.ORMWrapperController},
+    "xosapi.convenience.instance": {"ORMWrapperInstance": convenience.ORMWrapperInstance},
+    "xosapi.convenience.network": {"ORMWrapperNetwork": convenience.ORMWrapperNetwork},
+    "xosapi.convenience.onosapp": {"ORMWrapperONOSApp": convenience.ORMWrapperONOSApp},
+    "xosapi.convenience.port": {"ORMWrapperPort": convenience.ORMWrapperPort},
+    "xosapi.convenience.privilege": {"ORMWrapperPrivilege": convenience.ORMWrapperPrivilege},
+    "xosapi.convenience.slice": {"ORMWrapperSlice": convenience.ORMWrapperSlice},
+    "xosapi.convenience.tag": {"ORMWrapperTag": convenience.ORMWrapperTag},
+    "xosapi.convenience.user": {"ORMWrapperUser": convenience.ORMWrapperUser},
+    "xoskafka": {"XOSKafkaProducer": XOSKafkaProducer},
+    "xoskafka.xoskafkaproducer": {"XOSKafkaProducer": XOSKafkaProducer},
+    "xos": {},
+    "xos.exceptions": {},
+    "models_decl": {},
+    "django": {},
+    "django.core": {},
+    "django.core.exceptions": {"ObjectDoesNotExist": DoesNotExist},
+    "django.db": {},
+    "django.db.models": {},
+    "django.db.models.fields": {},
 }
 
 TOP_LEVEL = sorted({name.partition(".")[0] for name in PATHS})
@@ -334,6 +367,185 @@ def test_wrappers_register_into_the_accessor(config: Config, accessor: ModelAcce
     assert accessor.wrappers.get("MyModel") is Wrapper
     assert accessor.MyModel(first_name="Ada", last_name="Lovelace").initials == "AL"
     assert "MyModel" not in _accessor().wrappers
+
+
+def test_service_wrapper_extends_the_core_one(config: Config) -> None:
+    accessor = _accessor(
+        XPROTO + "message MyService (Service) {}\nmessage MyServiceInstance (ServiceInstance) {}"
+    )
+    with activated(config, accessor):
+        from xosapi.convenience.service import ORMWrapperService
+        from xosapi.convenience.serviceinstance import ORMWrapperServiceInstance
+        from xosapi.orm import register_convenience_wrapper as register
+
+        class ORMWrapperMyService(ORMWrapperService):
+            def get_service_instance_class_name(self) -> str:
+                return "MyServiceInstance"
+
+            @property
+            def first_provider(self) -> Any:
+                return self.provider_services[0] if self.provider_services else None
+
+        class ORMWrapperMyServiceInstance(ORMWrapperServiceInstance):
+            pass
+
+        register("MyService", ORMWrapperMyService)
+        register("MyServiceInstance", ORMWrapperMyServiceInstance)
+    mine = accessor.MyService(name="mine")
+    mine.save()
+    onos = accessor.Service(name="onos")
+    onos.save()
+    accessor.ServiceDependency(subscriber_service=mine, provider_service=onos).save()
+    assert mine.first_provider == onos and onos.subscriber_services == [mine]
+    assert mine.get_service_instance_class() is accessor.MyServiceInstance
+    si = accessor.MyServiceInstance(owner=mine)
+    si.save()
+    assert si.eastbound_service_instances == [] and si.tologdict()["model_name"] == "MyServiceInstance"
+
+
+def test_xos_exceptions(config: Config, accessor: ModelAccessor) -> None:
+    with activated(config, accessor):
+        from django.core.exceptions import ObjectDoesNotExist
+        from django.db.models.fields import NOT_PROVIDED
+        from xos.exceptions import APIException, XOSNotFound, XOSPermissionDenied, XOSValidationError
+
+    error = XOSValidationError("The IP specified is not valid: x", fields={"ip": "invalid"})
+    assert str(error) == "The IP specified is not valid: x" and error.status_code == 403
+    assert error.detail == {
+        "error": "XOSValidationError",
+        "specific_error": "The IP specified is not valid: x",
+        "fields": {"ip": "invalid"},
+    }
+    assert json.loads(error.json_detail)["fields"] == {"ip": "invalid"}
+    assert isinstance(error, ValidationError) and isinstance(error, APIException)
+    assert str(XOSPermissionDenied()) == "permission error" and isinstance(
+        XOSPermissionDenied(), PermissionError
+    )
+    assert isinstance(XOSNotFound("gone"), LookupError)
+    assert XOSValidationError.__module__ == "xos.exceptions"
+    assert NOT_PROVIDED is not None
+    with pytest.raises(ObjectDoesNotExist):
+        accessor.MyModel.objects.get(first_name="nobody")
+
+
+def test_models_decl(config: Config, accessor: ModelAccessor) -> None:
+    with activated(config, accessor):
+        from models_decl import MyModel, MyModel_decl
+
+        assert MyModel is MyModel_decl and MyModel_decl.__name__ == "MyModel_decl"
+        assert MyModel_decl.objects.count() == 0
+        accessor.MyModel(first_name="Ada", last_name="Lovelace").save()
+        assert [m.first_name for m in MyModel_decl.objects.all()] == ["Ada"]
+        with pytest.raises(MyModel_decl.DoesNotExist):
+            MyModel_decl.objects.get(first_name="nobody")
+        with pytest.raises(ImportError, match="no model named 'Nope'"):
+            from models_decl import Nope_decl  # noqa: F401
+        import models_decl
+
+        other = _accessor()
+        with activated(config, other):
+            assert models_decl.MyModel_decl is not MyModel_decl, "one per accessor"
+
+
+def test_models_py_classes_join_their_models(tmp_path: Path, config: Config) -> None:
+    (tmp_path / "models.py").write_text(
+        "from models_decl import MyModel_decl\n"
+        "class MyModel(MyModel_decl):\n"
+        "    class Meta:\n"
+        "        proxy = True\n"
+        "    def initials(self):\n"
+        "        return self.first_name[0] + self.last_name[0]\n"
+        "    def save(self, *args, **kwargs):\n"
+        "        self.last_name = self.last_name.upper()\n"
+        "        super(MyModel, self).save(*args, **kwargs)\n"
+        "class Helper(object):\n"
+        "    pass\n"
+    )
+    from actors.compat import load_models_py
+
+    accessor = _accessor()
+    with activated(config, accessor):
+        models, errors = load_models_py(tmp_path / "models.py", accessor, namespace="test_models_py_join")
+    assert (models, errors) == (["MyModel"], [])
+    ada = accessor.MyModel(first_name="Ada", last_name="Lovelace")
+    ada.save()
+    assert ada.initials() == "AL" and accessor.MyModel.objects.get(id=ada.id).last_name == "LOVELACE"
+    assert "MyModel" in accessor.wrappers
+    # A file that fails is one error naming it; nothing is registered.
+    (tmp_path / "bad.py").write_text("from models_decl import Missing_decl\n")
+    other = _accessor()
+    with activated(config, other):
+        models, errors = load_models_py(tmp_path / "bad.py", other, namespace="test_models_py_bad")
+    assert models == [] and len(errors) == 1
+    assert "bad.py" in str(errors[0]) and "no model named 'Missing'" in str(errors[0])
+
+
+class _Future:
+    def __init__(self) -> None:
+        self.errbacks: list[Any] = []
+
+    def add_errback(self, callback: Any) -> None:
+        self.errbacks.append(callback)
+
+
+class KafkaTimeoutError(Exception):
+    """Looks like kafka-python's error (its module is set below)."""
+
+
+KafkaTimeoutError.__module__ = "kafka.errors"
+
+
+@pytest.fixture
+def sent() -> Iterator[list[Any]]:
+    calls: list[Any] = []
+    previous = xoskafka_seam._sender
+
+    def sender(topic: str, key: Any, value: Any) -> Any:
+        if topic == "fails":
+            raise KafkaTimeoutError("Failed to update metadata after 60.0 secs.")
+        if topic == "broken":
+            raise TypeError("produce: key must be bytes, str or None")
+        calls.append((topic, key, value, _Future()))
+        return calls[-1][3]
+
+    set_event_producer(sender)
+    try:
+        yield calls
+    finally:
+        set_event_producer(previous)
+
+
+def test_xoskafka_producer_sends_through_the_seam(sent: list[Any], caplog: pytest.LogCaptureFixture) -> None:
+    XOSKafkaProducer.init()
+    XOSKafkaProducer.init()  # the original refused a second call; several synchronizers share a process
+    XOSKafkaProducer.produce("xos.alarms.volt", "onu-1", '{"state": "down"}')
+    [(topic, key, value, future)] = sent
+    assert (topic, key, value) == ("xos.alarms.volt", "onu-1", '{"state": "down"}')
+    # A Kafka error is logged, not raised (as the original); a delivery failure too.
+    XOSKafkaProducer.produce("fails", "k", "v")
+    future.errbacks[0](KafkaTimeoutError("delivery timed out"))
+    text = caplog.text
+    assert "Kafka Error" in text and "Failed to update metadata" in text
+    assert "Message failed delivery" in text and "delivery timed out" in text
+    with pytest.raises(TypeError, match="key must be bytes"):
+        XOSKafkaProducer.produce("broken", object(), "v")
+
+
+def test_xoskafka_producer_without_a_runtime() -> None:
+    previous = xoskafka_seam._sender
+    set_event_producer(None)
+    try:
+        with pytest.raises(RuntimeError, match="no event producer is registered"):
+            XOSKafkaProducer.produce("t", "k", "v")
+    finally:
+        set_event_producer(previous)
+
+
+def test_the_runtime_registers_the_producer() -> None:
+    import actors.runtime.produce as runtime_produce
+
+    assert xoskafka_seam._sender is not None
+    assert xoskafka_seam._sender.__module__ == runtime_produce.__name__
 
 
 def test_ansible_alias_is_an_abstract_sync_step() -> None:

@@ -209,7 +209,9 @@ def test_unknown_top_level_key_lists_the_allowed_keys(
     workdir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     write(workdir, "name: x\nnmae: y\n")
-    allowed = sorted(config_schema()["properties"])
+    # The original framework's keys that do nothing here are accepted but not offered.
+    allowed = sorted(k for k, sub in config_schema()["properties"].items() if "x-original" not in sub)
+    assert "sys_dir" not in allowed and "steps_dir" in allowed
     assert exit_message(capsys) == (
         f'config.yaml: nmae: unknown key (did you mean "name"?); allowed keys: {", ".join(allowed)}'
     )
@@ -339,7 +341,7 @@ def test_minimal_file_gets_every_default(workdir: Path) -> None:
     assert cfg.name == "mysync"
     assert cfg.get("backoff_disabled") is False
     assert cfg.get("required_models") == []
-    assert cfg.get("accessor") == {"kind": "local"}
+    assert cfg.get("accessor") == {"kind": "local", "connect_timeout": 30}
     assert cfg.get("event_bus") == {
         "kind": "kafka",
         "max_retries": 3,
@@ -586,7 +588,7 @@ def test_load_config_reads_os_environ_by_default(workdir: Path, monkeypatch: pyt
         (
             {"ACTORS_NAEM": "x"},
             'config.yaml: naem: unknown key (did you mean "name"?); allowed keys: '
-            + ", ".join(sorted(config_schema()["properties"]))
+            + ", ".join(sorted(k for k, v in config_schema()["properties"].items() if "x-original" not in v))
             + " (set by the environment variable ACTORS_NAEM)",
         ),
         (
@@ -699,6 +701,95 @@ def test_current_config_defaults_then_default_then_context() -> None:
     finally:
         set_default_config(None)
     assert current_config() is builtin
+
+
+# --- keys of the original framework ------------------------------------------------------------
+
+#: Every key the original's two config schemas allow (xosconfig synchronizer-config-schema.yaml and
+#: xos-config-schema.yaml), with a value of its original type: none of them refuses the file.
+ORIGINAL_FILE = """\
+name: simpleexampleservice
+core_version: ">=2.2.1"
+desired_state: load
+xos_dir: /opt/xos
+logging:
+  version: 1
+wrappers: [xosapi.convenience.serviceinstance]
+blueprints:
+  - name: default
+    graph: {}
+    networks: [{name: management, permit_all_slices: true}]
+dependency_graph: {}
+link_graph: /opt/xos/link-graph.json
+steps_dir: steps
+event_steps_dir: steps
+pull_steps_dir: steps
+sys_dir: /opt/xos/synchronizers/simpleexampleservice/sys
+models_dir: steps
+accessor:
+  endpoint: xos-core:50051
+  username: admin@opencord.org
+  password: letmein
+  kind: grpcapi
+kafka_bootstrap_servers: [cord-kafka:9092]
+event_bus:
+  endpoint: cord-kafka:9092
+  kind: kafka
+required_models: [SimpleExampleService]
+keep_temp_files: false
+proxy_ssh: {enabled: false, key: /opt/cord_profile/node_key, user: root}
+model_policies_dir: steps
+error_map_path: /opt/xos/error_map.txt
+feefie: {client_id: c, user_id: u}
+node_key: /opt/cord_profile/node_key
+config_dir: /opt/xos/config
+backoff_disabled: true
+images_directory: /opt/xos/images
+nova: {enabled: false, ca_ssl_cert: /c, default_flavor: m1.small, default_security_group: default}
+database: {name: xos, username: postgres, password: password}
+"""
+
+IGNORED = [
+    "desired_state", "xos_dir", "wrappers", "blueprints", "link_graph", "sys_dir",
+    "kafka_bootstrap_servers", "keep_temp_files", "proxy_ssh", "error_map_path", "feefie",
+    "node_key", "config_dir", "images_directory", "nova", "database",
+]  # fmt: skip
+
+
+def test_original_keys_are_accepted_with_a_warning_naming_each(
+    workdir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    (workdir / "steps").mkdir()
+    write(workdir, ORIGINAL_FILE)
+    with caplog.at_level("WARNING", logger="actors.config"):
+        cfg = load_config("config.yaml", env={})
+    warned = [r.getMessage() for r in caplog.records if r.name == "actors.config"]
+    assert len(warned) == len(IGNORED)
+    for key, message in zip(sorted(IGNORED), sorted(warned), strict=True):
+        assert message.startswith(
+            f"config.yaml: {key}: a key of the original framework, accepted and ignored: "
+        )
+    assert all("\n" not in m for m in warned)
+    # The keys the original shares with us keep their meaning; the others are kept as given.
+    assert cfg.get("accessor.endpoint") == "xos-core:50051" and cfg.get("backoff_disabled") is True
+    assert cfg.get("sys_dir") == "/opt/xos/synchronizers/simpleexampleservice/sys"
+    assert cfg.get("kafka_bootstrap_servers") == ["cord-kafka:9092"]
+    assert cfg.get("database.name") == "xos"
+
+
+def test_original_keys_keep_their_original_types(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    write(workdir, "name: x\nsys_dir: 5\n")
+    assert exit_message(capsys) == "config.yaml: sys_dir: expected a folder path, got 5"
+    write(workdir, "name: x\nkafka_bootstrap_servers: kafka:9092\n")
+    assert exit_message(capsys) == (
+        'config.yaml: kafka_bootstrap_servers: expected a list of strings like "host:port", got "kafka:9092"'
+    )
+
+
+def test_a_file_without_original_keys_warns_nothing(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("WARNING", logger="actors.config"):
+        Config.from_dict({"name": "x"})
+    assert not [r for r in caplog.records if r.name == "actors.config"]
 
 
 # --- docs --------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ import logging
 import pickle
 import sys
 import textwrap
+import types
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,9 @@ from actors.steps import (
     abstract_step,
     discover,
     discover_factories,
+    import_file,
     import_folder,
+    import_session,
     instantiate,
     is_abstract_step,
     unload_namespace,
@@ -250,6 +253,93 @@ def test_sibling_imports_work_and_leave_no_plain_module(tmp_path: Path, namespac
     assert step.greeting == "hi"
     assert "_discovery_helper" not in sys.modules
     assert sys.path == path_before
+
+
+def _helper_tree(root: Path) -> tuple[Path, Path]:
+    """A synchronizer root with ``helpers.py`` and two step folders importing it by plain name."""
+    _write(root, {"_session_helpers.py": "CALLS = []\n"})
+    pull = _write(
+        root / "pull_steps",
+        {
+            "pull.py": STEP_HEADER
+            + """
+            from _session_helpers import CALLS
+
+            class PullA(PullStep):
+                calls = CALLS
+            """
+        },
+    )
+    events = _write(
+        root / "event_steps",
+        {
+            "events.py": STEP_HEADER
+            + """
+            import _session_helpers
+
+            class EventA(EventStep):
+                topics = ["t"]
+                technology = "kafka"
+                calls = _session_helpers.CALLS
+            """
+        },
+    )
+    return pull, events
+
+
+def test_session_folders_are_importable_from_every_folder(tmp_path: Path, namespace: str) -> None:
+    pull, events = _helper_tree(tmp_path)
+    path_before = list(sys.path)
+    # Without the synchronizer's root on the path, the helper is not found (the old behaviour).
+    classes, errors = discover(pull, PullStep, namespace=f"{namespace}.alone")
+    assert classes == [] and "No module named '_session_helpers'" in str(errors[0])
+    with import_session([pull, events, tmp_path]):
+        assert sys.path[:3] == [str(pull.resolve()), str(events.resolve()), str(tmp_path.resolve())]
+        (pull_step,), errors = discover(pull, PullStep, namespace=f"{namespace}.pull")
+        assert errors == []
+        (event_step,), errors = discover(events, EventStep, namespace=f"{namespace}.events")
+        assert errors == []
+        step: Any = pull_step
+        assert step.calls is getattr(event_step, "calls"), "one helper module for the whole session"  # noqa: B009
+        assert "_session_helpers" in sys.modules
+    assert "_session_helpers" not in sys.modules, "dropped when the session ends"
+    assert sys.path == path_before
+    assert f"{namespace}.pull.pull" in sys.modules and f"{namespace}.events.events" in sys.modules
+
+
+def test_a_library_found_outside_the_session_stays(tmp_path: Path, namespace: str) -> None:
+    # The config folder is often the working folder, already on sys.path (with the project's
+    # own packages in it): what a step imports from there is not a helper to drop.
+    library = tmp_path / "lib"
+    _write(library / "_already_importable", {"__init__.py": "VALUE = 1\n"})
+    steps = _write(
+        tmp_path / "steps",
+        {"s.py": STEP_HEADER + "import _already_importable\nclass SyncS(SyncStep):\n    observes = 'S'\n"},
+    )
+    sys.path.insert(0, str(library))
+    try:
+        with import_session([steps, library]):
+            (_step,), errors = discover(steps, SyncStep, namespace=namespace)
+            assert errors == []
+        assert "_already_importable" in sys.modules
+        assert sys.path[0] == str(library), "a folder already on sys.path is left where it was"
+    finally:
+        sys.path.remove(str(library))
+        sys.modules.pop("_already_importable", None)
+
+
+def test_import_file(tmp_path: Path, namespace: str) -> None:
+    _write(
+        tmp_path,
+        {"_file_helper.py": "VALUE = 41\n", "models.py": "from _file_helper import VALUE\nX = VALUE + 1\n"},
+    )
+    module = import_file(tmp_path / "models.py", namespace=namespace)
+    assert module.X == 42 and module.__name__ == f"{namespace}.models"
+    assert sys.modules[f"{namespace}.models"] is module and "_file_helper" not in sys.modules
+    (tmp_path / "broken.py").write_text("raise RuntimeError('boom')\n")
+    with pytest.raises(RuntimeError, match="boom"):
+        import_file(tmp_path / "broken.py", namespace=namespace)
+    assert f"{namespace}.broken" not in sys.modules
 
 
 def test_modules_are_registered_under_the_namespace(tmp_path: Path, namespace: str) -> None:
@@ -535,3 +625,31 @@ def test_unconfigured_folders_are_skipped(tmp_path: Path) -> None:
     config = Config.from_dict({"name": "bare", "models_dir": "models"}, base_dir=tmp_path)
     loaded = load_synchronizer(config, _accessor(config))
     assert loaded.factories == [] and loaded.errors == []
+
+
+def test_a_pull_step_imports_a_module_of_the_steps_folder(tmp_path: Path) -> None:
+    helper = "def person_label(p):\n    return p.name.upper()\n"
+    _synchronizer(tmp_path, {"sync_person.py": SYNC, "person_helpers.py": helper})
+    _write(
+        tmp_path / "pull_steps",
+        {
+            "pull_people.py": """
+            from xossynchronizer.pull_steps.pullstep import PullStep
+            from person_helpers import person_label
+
+            class PullPeople(PullStep):
+                label = staticmethod(person_label)
+            """
+        },
+    )
+    data = {"name": "pulling", "models_dir": "models", "steps_dir": "steps", "pull_steps_dir": "pull_steps"}
+    config = Config.from_dict(data, base_dir=tmp_path)
+    loaded = load_synchronizer(config, _accessor(config))
+    try:
+        assert [str(e) for e in loaded.errors] == []
+        [pull] = loaded.pull_steps
+        person = types.SimpleNamespace(name="ada")  # the helper only reads .name
+        assert getattr(pull.cls, "label")(person) == "ADA"  # noqa: B009
+        assert "person_helpers" not in sys.modules
+    finally:
+        loaded.unload()

@@ -201,6 +201,38 @@ def test_filter_by_link_id_object_and_id_lookup(orm: ModelAccessor, services: tu
     assert list(Widget.objects.exclude(owner=one)) == [b, c]
 
 
+def test_numeric_strings_filter_numeric_fields(orm: ModelAccessor, services: tuple[Any, Any]) -> None:
+    """Events carry numbers as text (``portId="1"``); the original converted them in filters."""
+    one, _two = services
+    Widget = orm.Widget
+    a = Widget(name="a", size=1, weight=10, ratio=0.5, owner=one)
+    a.save()
+    b = Widget(name="b", size=2, weight=20, ratio=2.0)
+    b.save()
+    assert list(Widget.objects.filter(size="1")) == [a]
+    assert list(Widget.objects.filter(size=" 2 ")) == [b]
+    assert list(Widget.objects.filter(weight__gte="15")) == [b]
+    assert list(Widget.objects.filter(ratio="0.5")) == [a]
+    assert list(Widget.objects.filter(ratio__lt="1")) == [a]
+    assert list(Widget.objects.filter(size__in=["1", 2])) == [a, b]
+    assert list(Widget.objects.filter(owner_id=str(one.id))) == [a]
+    assert list(Widget.objects.filter(owner=str(one.id))) == [a]
+    assert list(Widget.objects.filter(id=str(b.id))) == [b]
+    assert list(Widget.objects.filter(pk__in=[str(a.id)])) == [a]
+    assert list(Widget.objects.exclude(size="1")) == [b]
+    assert Widget.objects.get(size="2") == b
+    assert Widget.objects.filter(size="-3").count() == 0
+    # Text that is no number of the field's kind is still an error, named as before.
+    with pytest.raises(ValidationError, match=r"Widget\.size: expected an integer, got '1\.5'"):
+        list(Widget.objects.filter(size="1.5"))
+    with pytest.raises(ValidationError, match=r"Widget\.ratio: expected a number, got 'nan'"):
+        list(Widget.objects.filter(ratio="nan"))
+    with pytest.raises(ValidationError, match=r"Widget\.id: expected an integer, got 'x'"):
+        list(Widget.objects.filter(id="x"))
+    # Strings stay strings for string fields.
+    assert list(Widget.objects.filter(name="1")) == []
+
+
 def test_unknown_lookups_are_rejected(orm: ModelAccessor) -> None:
     with pytest.raises(ValidationError, match=r"Widget has no field 'colour'"):
         orm.Widget.objects.filter(colour="red")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 
 import pytest
@@ -91,8 +92,13 @@ def test_policy_failure_status_and_no_retry_on_its_own_write(store):
         settle(ref)
         row = store.get("MyModel", obj.id)
         assert row["policy_code"] == 2
-        assert row["policy_status"].startswith("ValueError: cannot create")
-        assert "handle_create" in row["policy_status"]
+        # As the original wrote it (traceback.format_exc(limit=1)): the exception with one frame.
+        assert re.fullmatch(
+            r"Traceback \(most recent call last\):\n"
+            r'  File ".*test_runtime_actors\.py", line \d+, in handle_create\n'
+            r'    raise ValueError\("cannot create"\)\nValueError: cannot create\n',
+            row["policy_status"],
+        ), row["policy_status"]
         assert ctx.state.failed == 1
         assert seen.calls == [("create", obj.id)]
         seen.fail = False
@@ -102,6 +108,31 @@ def test_policy_failure_status_and_no_retry_on_its_own_write(store):
         settle(ref)
         assert seen.calls == [("create", obj.id), ("create", obj.id)]
         assert store.get("MyModel", obj.id)["policy_code"] == 1
+    finally:
+        ref.stop()
+
+
+def test_policy_failure_inside_the_framework_shows_the_policy_line(store):
+    """An error raised deep in the ORM is shown at the policy's own line, not at a framework frame."""
+
+    class Broken(Policy):
+        model_name = "MyModel"
+
+        def handle_create(self, o):
+            return o.no_such_field_here
+
+    obj = client(store).MyModel(first_name="A", last_name="B")
+    obj.save()
+    ref = PolicyActor.start(make_ctx(store, name="policies"), [factory(Broken)])
+    try:
+        settle(ref)
+        status = store.get("MyModel", obj.id)["policy_status"]
+        lines = status.splitlines()
+        assert lines[0] == "Traceback (most recent call last):"
+        assert lines[1].endswith(", in handle_create") and "test_runtime_actors.py" in lines[1]
+        assert lines[2].strip() == "return o.no_such_field_here"
+        assert lines[-1].startswith("AttributeError: ") and "no_such_field_here" in lines[-1]
+        assert "/actors/" not in status
     finally:
         ref.stop()
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from actors.runtime._status import DEFERRED_RETRY
 from actors.runtime.messages import Changed, Resync
 from actors.runtime.sync import SyncStepActor
 from actors.steps import DeferredException, InnocuousException, SyncStep
@@ -137,7 +138,7 @@ def test_a_synchronizer_save_does_not_make_the_object_dirty(store):
 
 @pytest.mark.parametrize(
     ("error", "code"),
-    [(RuntimeError("boom"), 2), (DeferredException("later"), 0), (InnocuousException("meh"), 1)],
+    [(RuntimeError("boom"), 2), (InnocuousException("meh"), 1)],
 )
 def test_failure_status_and_code(store, error, code):
     obj = client(store).MyModel(first_name="A", last_name="B")
@@ -323,3 +324,184 @@ def test_custom_fetch_pending_decides_what_is_synced(store):
         assert len(calls.of("sync")) == 1
     finally:
         ref.stop()
+
+
+def test_a_step_without_delete_record_lets_deleted_objects_go(store):
+    """As in the original, the default ``delete_record`` logs; deletion is not blocked forever."""
+    synced: list[int] = []
+
+    class OnlySync(SyncStep):
+        observes = "MyModel"
+
+        def sync_record(self, o: Any) -> None:
+            synced.append(o.id)
+
+    obj = client(store).MyModel(first_name="A", last_name="B")
+    obj.save()
+    ctx, ref = start(store, OnlySync)
+    try:
+        assert synced == [obj.id]
+        assert store.get("MyModel", obj.id)["backend_need_delete"] is True
+        obj.delete()
+        ref.tell(notice(obj, "delete"))
+        settle(ref)
+        assert store.get("MyModel", obj.id) is None  # reaped, not stuck with an error
+        assert ctx.state.failed == 0
+    finally:
+        ref.stop()
+
+
+def test_a_deferred_object_is_retried_promptly_without_backoff(store):
+    """A ``DeferredException`` is not an error: retried 1 s after each attempt, the exponent untouched."""
+    obj = client(store).MyModel(first_name="A", last_name="B")
+    obj.save()
+    calls = Calls()
+    errors: dict[int, BaseException] = {obj.id: DeferredException("waiting for the policy")}
+    ctx, ref = start(store, step_class("MyModel", calls, errors))
+    clock = ctx.clock
+    try:
+        row = store.get("MyModel", obj.id)
+        assert (row["backend_status"], row["backend_code"]) == ("waiting for the policy", 0)
+        register = json.loads(row["backend_register"])
+        assert register["exponent"] == 0 and register["failures"] == 1
+        assert register["next_run"] == clock.now() + DEFERRED_RETRY
+        assert calls.of("sync") == [obj.id]
+        # Not a hot loop: a change notice inside the second does not call the step again.
+        client(store).MyModel.objects.get(id=obj.id).save()
+        ref.tell(notice(obj))
+        settle(ref)
+        assert calls.of("sync") == [obj.id]
+        for attempt in range(2, 12):  # ten more passes: still one second apart, never a minute
+            clock.advance(DEFERRED_RETRY)
+            settle(ref)
+            assert len(calls.of("sync")) == attempt
+        register = json.loads(store.get("MyModel", obj.id)["backend_register"])
+        assert register["exponent"] == 0 and register["next_run"] == clock.now() + DEFERRED_RETRY
+        del errors[obj.id]
+        clock.advance(DEFERRED_RETRY)
+        settle(ref)
+        row = store.get("MyModel", obj.id)
+        assert (row["backend_status"], row["backend_code"]) == ("OK", 1)
+        assert row["enacted"] == row["updated"]
+    finally:
+        ref.stop()
+
+
+def test_a_real_error_after_deferrals_backs_off_as_usual(store):
+    obj = client(store).MyModel(first_name="A", last_name="B")
+    obj.save()
+    calls = Calls()
+    errors: dict[int, BaseException] = {obj.id: DeferredException("later")}
+    ctx, ref = start(store, step_class("MyModel", calls, errors))
+    clock = ctx.clock
+    try:
+        clock.advance(DEFERRED_RETRY)
+        settle(ref)
+        errors[obj.id] = RuntimeError("broken")
+        clock.advance(DEFERRED_RETRY)
+        settle(ref)
+        # The first real error retries at once, the second waits 1 x 600 s.
+        assert len(calls.of("sync")) == 4
+        row = store.get("MyModel", obj.id)
+        assert (row["backend_status"], row["backend_code"]) == ("later // broken", 2)
+        register = json.loads(row["backend_register"])
+        assert register["exponent"] == 2 and register["next_run"] == clock.now() + 600
+    finally:
+        ref.stop()
+
+
+def test_a_deferred_object_is_retried_even_with_backoff_disabled(store):
+    obj = client(store).MyModel(first_name="A", last_name="B")
+    obj.save()
+    calls = Calls()
+    ctx, ref = start(
+        store, step_class("MyModel", calls, {obj.id: DeferredException("later")}), backoff_disabled=True
+    )
+    try:
+        assert calls.of("sync") == [obj.id]
+        ctx.clock.advance(DEFERRED_RETRY)  # well before the 30 s resync
+        settle(ref)
+        assert calls.of("sync") == [obj.id, obj.id]
+    finally:
+        ref.stop()
+
+
+DEFERRING_STEP = """
+from xossynchronizer.steps.syncstep import SyncStep, DeferredException
+import {shared} as shared
+
+class SyncMyModel(SyncStep):
+    observes = "MyModel"
+
+    def sync_record(self, o):
+        shared.attempts.append(o.id)
+        if not o.policed:
+            raise DeferredException("waiting for the policy")
+    # No delete_record: the original's default lets deleted objects go.
+"""
+
+SLOW_POLICY = """
+from xossynchronizer.model_policies.policy import Policy
+import {shared} as shared
+
+class MyModelPolicy(Policy):
+    model_name = "MyModel"
+
+    def handle_create(self, o):
+        assert shared.release.wait(10)
+"""
+
+
+def test_a_synchronizer_syncs_a_deferring_step_a_second_after_its_policy(tmp_path):
+    """End to end, as real services do: the step defers until the policy ran; deletion needs no step code."""
+    import sys
+    import types
+    import uuid
+
+    from actors.config import Config
+    from actors.orm import ModelAccessor
+    from actors.runtime import FakeClock, Synchronizer
+    from actors.store import Caller
+
+    from .helpers import wait_for
+    from .runtime_support import MODELS
+
+    shared = types.ModuleType(f"shared_{uuid.uuid4().hex}")
+    shared.attempts = []  # type: ignore[attr-defined]
+    shared.release = threading.Event()  # type: ignore[attr-defined]
+    sys.modules[shared.__name__] = shared
+    for folder, text in (("models", MODELS), ("steps", DEFERRING_STEP), ("policies", SLOW_POLICY)):
+        (tmp_path / folder).mkdir()
+        name = "m.xproto" if folder == "models" else f"{folder}.py"
+        (tmp_path / folder / name).write_text(text.replace("{shared}", shared.__name__))
+    config = Config.from_dict(
+        {"name": "defer", "models_dir": "models", "steps_dir": "steps", "model_policies_dir": "policies"},
+        base_dir=tmp_path,
+    )
+    sync = Synchronizer(config, clock=FakeClock()).start()
+    try:
+        assert not sync.load_errors
+        c = ModelAccessor(sync.model_accessor.backend, caller=Caller.CLIENT)
+        obj = c.MyModel(first_name="A", last_name="B")
+        obj.save()
+        wait_for(
+            lambda: c.MyModel.objects.get(id=obj.id).backend_status == "waiting for the policy",
+            description="deferred",
+        )
+        assert c.MyModel.objects.get(id=obj.id).backend_code == 0
+        sync.clock.advance(1.0)  # type: ignore[attr-defined]
+        wait_for(
+            lambda: json.loads(c.MyModel.objects.get(id=obj.id).backend_register)["failures"] == 2,
+            description="deferred again, a second later",
+        )
+        shared.release.set()
+        wait_for(lambda: c.MyModel.objects.get(id=obj.id).policy_code == 1, description="the policy")
+        sync.clock.advance(1.0)  # type: ignore[attr-defined]  # a second, not a minute
+        wait_for(lambda: c.MyModel.objects.get(id=obj.id).backend_status == "OK", description="synced")
+        assert len(shared.attempts) == 3  # one per second at most: no busy loop while deferred
+        c.MyModel.objects.get(id=obj.id).delete()
+        wait_for(lambda: c.MyModel.deleted_objects.count() == 0, description="reaped")
+    finally:
+        shared.release.set()
+        sync.stop()
+        del sys.modules[shared.__name__]

@@ -592,8 +592,9 @@ def test_select_by_id(shared: Store, widgets: dict[str, int]) -> None:
     assert names(shared, where(cond("id", "eq", alpha))) == ["alpha"]
     assert names(shared, where(cond("id", "in", [alpha, widgets["x_y"]]))) == ["alpha", "x_y"]
     assert len(names(shared, where(cond("id", "gt", alpha)))) == 5
+    assert names(shared, where(cond("id", "eq", str(alpha)))) == ["alpha"]  # numeric text, as the original
     with pytest.raises(ValidationError, match="id"):
-        shared.select("Widget", where(cond("id", "eq", "1")))
+        shared.select("Widget", where(cond("id", "eq", "one")))
 
 
 @pytest.mark.parametrize(

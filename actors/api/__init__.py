@@ -19,7 +19,7 @@ from ._protos import (
     Protos,
     render_proto,
 )
-from ._server import DEFAULT_ADDRESS, DEFAULT_MAX_MESSAGE_BYTES, ApiServer, core_main, serve
+from ._server import DEFAULT_ADDRESS, DEFAULT_MAX_MESSAGE_BYTES, ApiServer, check_address, core_main, serve
 from ._service import ApiService, merge_models
 
 __all__ = [
@@ -41,6 +41,7 @@ __all__ = [
     "RemoteError",
     "SchemaConflict",
     "Unavailable",
+    "check_address",
     "cli_main",
     "core_main",
     "hash_password",

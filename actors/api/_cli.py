@@ -255,6 +255,7 @@ def _connect(args: argparse.Namespace) -> RemoteBackend:
         tls_ca=args.tls_ca,
         caller=Caller.CLIENT,
         timeout=args.timeout,
+        log_retries=False,
     )
 
 

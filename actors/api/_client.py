@@ -138,9 +138,15 @@ class RemoteBackend:
         tls_ca: a CA certificate (file path or PEM text) to connect with TLS.
         caller: who writes when a call gives no :class:`WriteContext`.
         timeout: seconds a call may take, waiting for the core included.
-        connect_timeout: seconds to wait for the core when fetching the schema at start.
+        connect_timeout: seconds to wait at start for the core to be reachable (default
+            ``timeout``); then :class:`Unavailable`, saying so in one line.
+        log_retries: log ``core unreachable, retrying`` while waiting at start.
         max_message_bytes: the largest response accepted.
     """
+
+    #: At start, seconds until the first ``core unreachable`` line, and the longest gap between two.
+    CONNECT_REPORT_FIRST = 1.0
+    CONNECT_REPORT_MAX = 10.0
 
     def __init__(
         self,
@@ -155,6 +161,7 @@ class RemoteBackend:
         connect_timeout: float | None = None,
         max_message_bytes: int = 256 * 1024 * 1024,
         tls_server_name: str | None = None,
+        log_retries: bool = True,
     ) -> None:
         self.endpoint = endpoint
         self.caller = caller
@@ -191,7 +198,11 @@ class RemoteBackend:
         self._last_now = 0.0
         self._protos: Protos
         self._schema: Schema
-        self.refresh_schema(timeout=connect_timeout if connect_timeout is not None else timeout)
+        try:
+            self._connect(connect_timeout if connect_timeout is not None else timeout, log_retries)
+        except BaseException:
+            self._channel.close()
+            raise
         self._sync_clock()
 
     # -- plumbing -------------------------------------------------------------
@@ -275,6 +286,43 @@ class RemoteBackend:
                 _raise(exc, self.endpoint)
             return parse(protos, types, data)
         raise RemoteError(f"the schema of model {model} keeps changing")  # pragma: no cover
+
+    def _connect(self, timeout: float, log_retries: bool) -> None:
+        """Wait until the channel to the core is ready (up to ``timeout`` s), then fetch the schema.
+
+        gRPC keeps trying to connect meanwhile, with its reconnect backoff (0.1 s to 2 s);
+        each time a wait ends without a connection one line is logged, the waits doubling
+        from :attr:`CONNECT_REPORT_FIRST` to :attr:`CONNECT_REPORT_MAX` seconds.
+        """
+        started = time.monotonic()
+        deadline = started + timeout
+        wait = self.CONNECT_REPORT_FIRST
+        ready = grpc.channel_ready_future(self._channel)
+        try:
+            while True:
+                remaining = deadline - time.monotonic()
+                try:
+                    ready.result(timeout=max(0.0, min(wait, remaining)))
+                    break
+                except grpc.FutureTimeoutError:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        raise Unavailable(
+                            f"the core at {self.endpoint} is unavailable: "
+                            f"unreachable, no connection within {timeout:g} s",
+                            grpc.StatusCode.UNAVAILABLE,
+                        ) from None
+                    wait = min(wait * 2, self.CONNECT_REPORT_MAX)
+                    if log_retries:
+                        log.warning(
+                            "core unreachable, retrying",
+                            endpoint=self.endpoint,
+                            waited=round(time.monotonic() - started, 1),
+                            gives_up_in=round(remaining, 1),
+                        )
+        finally:
+            ready.cancel()
+        self.refresh_schema(timeout=max(deadline - time.monotonic(), self.timeout))
 
     def refresh_schema(self, timeout: float | None = None) -> Schema:
         """Fetch the core's models and descriptors again (done on its own when they change)."""

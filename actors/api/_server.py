@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import os
 import signal
+import socket
 import sys
 import threading
 from collections.abc import Mapping, Sequence
@@ -14,20 +15,19 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-import sqlalchemy as sa
 import structlog
 from google.protobuf import descriptor_pool
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 
-from actors.store import Store
+from actors.store import Store, StoreOpenError, safe_url
 
 from ._auth import Authenticator
 from ._protos import Protos
 from ._service import ApiService, UploadLog
 from ._wire import read_pem
 
-__all__ = ["DEFAULT_ADDRESS", "DEFAULT_MAX_MESSAGE_BYTES", "ApiServer", "core_main", "serve"]
+__all__ = ["DEFAULT_ADDRESS", "DEFAULT_MAX_MESSAGE_BYTES", "ApiServer", "check_address", "core_main", "serve"]
 
 log = structlog.get_logger("actors.api")
 
@@ -35,12 +35,33 @@ DEFAULT_ADDRESS = "127.0.0.1:50051"
 DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 
 
-def _safe_url(url: str) -> str:
-    """``url`` with its password hidden, for logs."""
+def check_address(address: str) -> None:
+    """Raise ``OSError`` naming ``address`` if the API could not listen there (a port in use, say).
+
+    Binds a plain socket the way gRPC will (``SO_REUSEADDR``, every resolved address,
+    one success is enough) and closes it again. Done before anything else starts, so
+    a busy port is one line before any step has run. Port 0 and non-TCP addresses
+    are left to gRPC.
+    """
+    host, sep, port_text = address.rpartition(":")
+    if not sep or not port_text.isdigit() or int(port_text) == 0:
+        return
     try:
-        return sa.make_url(url).render_as_string(hide_password=True)
-    except Exception:
-        return "(unprintable URL)"
+        infos = socket.getaddrinfo(
+            host.strip("[]") or None, int(port_text), type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+    except (socket.gaierror, UnicodeError) as exc:
+        raise OSError(f"the API cannot listen on {address}: {exc}") from None
+    reason = "no address to listen on"
+    for family, kind, proto, _name, sockaddr in infos:
+        with socket.socket(family, kind, proto) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind(sockaddr)
+                return
+            except OSError as exc:
+                reason = (exc.strerror or str(exc)).lower()
+    raise OSError(f"the API cannot listen on {address}: {reason}")
 
 
 class _Pools:
@@ -124,6 +145,7 @@ class ApiServer:
         token_secret: bytes | str | None = None,
         keep_uploads: bool = True,
     ) -> None:
+        check_address(address)
         self.store = store
         self.auth = Authenticator(users, token_secret=token_secret)
         self.tls = tls is not None
@@ -146,11 +168,14 @@ class ApiServer:
         self._server = grpc.server(self._executor, handlers=[self.service], options=options)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
         reflection_pb2_grpc.add_ServerReflectionServicer_to_server(_Reflection(self.service), self._server)
-        if tls is not None:
-            credentials = grpc.ssl_server_credentials([(read_pem(tls["key"]), read_pem(tls["cert"]))])
-            port = self._server.add_secure_port(address, credentials)
-        else:
-            port = self._server.add_insecure_port(address)
+        try:
+            if tls is not None:
+                credentials = grpc.ssl_server_credentials([(read_pem(tls["key"]), read_pem(tls["cert"]))])
+                port = self._server.add_secure_port(address, credentials)
+            else:
+                port = self._server.add_insecure_port(address)
+        except RuntimeError:  # grpcio raises this when nothing could be bound
+            port = 0
         if not port:
             raise OSError(f"the API cannot listen on {address}")
         self.port: int = port
@@ -289,7 +314,12 @@ def core_main(argv: Sequence[str] | None = None) -> int:
     except (XprotoSyntaxError, SchemaError, OSError) as exc:
         print(f"actors core: cannot load the models: {exc}", file=sys.stderr)
         return 2
-    store = Store(url, schema)
+    try:
+        check_address(settings["address"])  # before the store is touched
+        store = Store(url, schema, exclusive=True)
+    except (OSError, StoreOpenError) as exc:
+        print(f"actors core: {exc}", file=sys.stderr)
+        return 2
     try:
         server = serve(
             store,
@@ -315,7 +345,7 @@ def core_main(argv: Sequence[str] | None = None) -> int:
     mode = "read-only, no users configured" if server.auth.open else f"{len(server.auth.usernames)} users"
     print(
         f"actors core: serving {len(server.protos.models)} models on {server.address} "
-        f"({'TLS' if server.tls else 'plaintext'}, {mode}), store {_safe_url(store.url)}",
+        f"({'TLS' if server.tls else 'plaintext'}, {mode}), store {safe_url(store.url)}",
         file=sys.stderr,
         flush=True,
     )

@@ -25,12 +25,14 @@ from actors.steps import (
     describe,
     discover_factories,
     import_folder,
+    import_session,
     model_names,
     unload_namespace,
     validate_event_step,
 )
 
 from ._activate import activated
+from ._custom_python import load_models_py
 from ._modelaccessor import _model_names
 
 __all__ = ["Loaded", "load_synchronizer"]
@@ -60,8 +62,11 @@ class Loaded:
     pull_steps: list[StepFactory] = field(default_factory=list)
     event_steps: list[StepFactory] = field(default_factory=list)
     errors: list[LoadError] = field(default_factory=list)
+    #: The models that gained a class from ``<models_dir>/models.py`` (``custom_python``).
+    custom_python: list[str] = field(default_factory=list)
     #: The namespace the files were imported under: ``<namespace>.steps.sync_mymodel``,
-    #: ``<namespace>.convenience.*``, ``.model_policies.*``, ``.pull_steps.*``, ``.event_steps.*``.
+    #: ``<namespace>.convenience.*``, ``<namespace>.models.models``, ``.model_policies.*``,
+    #: ``.pull_steps.*``, ``.event_steps.*``.
     namespace: str = ""
     config: Config | None = None
     accessor: ModelAccessor | None = None
@@ -95,12 +100,24 @@ def _folder(config: Config, key: str) -> Path | None:
     return Path(config.base_dir) / os.fspath(value)
 
 
+def _import_folders(config: Config) -> list[Path]:
+    """The folders synchronizer code may import from by plain name, in lookup order."""
+    folders = [f for key in (*(k for k, _, _ in _KINDS), "models_dir") if (f := _folder(config, key))]
+    folders.append(config.path.parent if config.path is not None else Path(config.base_dir))
+    return [f for f in folders if f.is_dir()]
+
+
 def load_synchronizer(config: Config, accessor: ModelAccessor, *, namespace: str | None = None) -> Loaded:
     """Import the synchronizer described by ``config``, bound to ``accessor``.
 
-    Inside :func:`~actors.compat.activated`: imports ``<models_dir>/convenience/*.py``
-    (their ``register_convenience_wrapper`` calls register into
-    ``accessor.wrappers``), then discovers ``steps_dir`` (:class:`SyncStep`),
+    Inside :func:`~actors.compat.activated`, with the synchronizer's folders
+    importable by plain name (``steps_dir``, ``pull_steps_dir``,
+    ``event_steps_dir``, ``model_policies_dir``, ``models_dir`` and the config
+    file's folder, so any step may ``from helpers import x``; see
+    :func:`~actors.steps.import_session`): imports ``<models_dir>/models.py``
+    (its classes join their models, see :func:`load_models_py`), then
+    ``<models_dir>/convenience/*.py`` (their ``register_convenience_wrapper``
+    calls register into ``accessor.wrappers``), then discovers ``steps_dir`` (:class:`SyncStep`),
     ``model_policies_dir`` (:class:`Policy`), ``pull_steps_dir`` (:class:`PullStep`)
     and ``event_steps_dir`` (:class:`EventStep`), each if configured. Each class
     found is checked (the models it names exist; an event step's ``technology``,
@@ -112,8 +129,12 @@ def load_synchronizer(config: Config, accessor: ModelAccessor, *, namespace: str
     """
     ns = namespace or _next_namespace()
     loaded = Loaded(namespace=ns, config=config, accessor=accessor)
-    with activated(config, accessor):
+    with activated(config, accessor), import_session(_import_folders(config)):
         models_dir = _folder(config, "models_dir")
+        if models_dir is not None and (models_dir / "models.py").is_file():
+            models, errors = load_models_py(models_dir / "models.py", accessor, namespace=f"{ns}.models")
+            loaded.custom_python.extend(models)
+            loaded.errors.extend(errors)
         if models_dir is not None and (models_dir / "convenience").is_dir():
             _, errors = import_folder(models_dir / "convenience", namespace=f"{ns}.convenience")
             loaded.errors.extend(errors)

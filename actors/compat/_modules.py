@@ -7,12 +7,15 @@ import types
 from collections.abc import Mapping
 from typing import Any
 
-from actors.orm import ModelAccessor, ORMWrapper, register_convenience_wrapper
+from actors.orm import DoesNotExist, ModelAccessor, ORMWrapper, convenience, register_convenience_wrapper
 from actors.steps import DeferredException, EventStep, InnocuousException, Policy, PullStep, SyncStep
 
 from ._aliases import SyncInstanceUsingAnsible
+from ._custom_python import models_decl_getattr
 from ._modelaccessor import ModelLink, module_dir, module_getattr
+from ._xos_exceptions import EXCEPTIONS
 from ._xosconfig import XOSConfig, create_logger
+from ._xoskafka import XOSKafkaProducer
 
 __all__ = ["MODULES", "TOP_LEVEL"]
 
@@ -23,16 +26,59 @@ _SYNCSTEP: dict[str, Any] = {
 }
 _ANSIBLE: dict[str, Any] = {"SyncStep": SyncStep, "SyncInstanceUsingAnsible": SyncInstanceUsingAnsible}
 
+_ORM: dict[str, Any] = {
+    "ORMWrapper": ORMWrapper,
+    "register_convenience_wrapper": register_convenience_wrapper,
+}
+
+#: ``xosapi.convenience.<module>``: the core's convenience class of each (``ORMWrapperService``...).
+_CONVENIENCE: dict[str, tuple[Mapping[str, Any], bool, bool]] = {
+    f"xosapi.convenience.{module}": ({**_ORM, name: getattr(convenience, name)}, False, False)
+    for module, name in {
+        "addresspool": "ORMWrapperAddressPool",
+        "controller": "ORMWrapperController",
+        "instance": "ORMWrapperInstance",
+        "network": "ORMWrapperNetwork",
+        "onosapp": "ORMWrapperONOSApp",
+        "port": "ORMWrapperPort",
+        "privilege": "ORMWrapperPrivilege",
+        "service": "ORMWrapperService",
+        "serviceinstance": "ORMWrapperServiceInstance",
+        "slice": "ORMWrapperSlice",
+        "tag": "ORMWrapperTag",
+        "user": "ORMWrapperUser",
+    }.items()
+}
+
+
+class NOT_PROVIDED:
+    """``django.db.models.fields.NOT_PROVIDED``: a field default that was not given."""
+
+
 #: Module name -> (attributes, is a package, is a modelaccessor module).
 _TABLE: dict[str, tuple[Mapping[str, Any], bool, bool]] = {
     "xosconfig": ({"Config": XOSConfig}, False, False),
     "multistructlog": ({"create_logger": create_logger}, False, False),
     "xosapi": ({}, True, False),
-    "xosapi.orm": (
-        {"ORMWrapper": ORMWrapper, "register_convenience_wrapper": register_convenience_wrapper},
+    "xosapi.orm": ({**_ORM, "ORMLocalObjectManager": convenience.LocalObjectManager}, False, False),
+    "xosapi.convenience": ({}, True, False),
+    **_CONVENIENCE,
+    "xoskafka": ({"XOSKafkaProducer": XOSKafkaProducer}, True, False),
+    "xoskafka.xoskafkaproducer": ({"XOSKafkaProducer": XOSKafkaProducer}, False, False),
+    # What a service's models/models.py imports (see _custom_python.py).
+    "models_decl": ({}, False, False),
+    "xos": ({}, True, False),
+    "xos.exceptions": (EXCEPTIONS, False, False),
+    "django": ({}, True, False),
+    "django.core": ({}, True, False),
+    "django.core.exceptions": (
+        {"ObjectDoesNotExist": DoesNotExist, "ValidationError": EXCEPTIONS["XOSValidationError"]},
         False,
         False,
     ),
+    "django.db": ({}, True, False),
+    "django.db.models": ({}, True, False),
+    "django.db.models.fields": ({"NOT_PROVIDED": NOT_PROVIDED}, False, False),
     "synchronizers": ({}, True, False),
     "synchronizers.new_base": ({}, True, False),
     "synchronizers.new_base.modelaccessor": ({}, False, True),
@@ -68,6 +114,7 @@ def _build() -> dict[str, types.ModuleType]:
             module.__dict__["__getattr__"] = module_getattr(name)
             module.__dict__["__dir__"] = module_dir(module)
         modules[name] = module
+    modules["models_decl"].__dict__["__getattr__"] = models_decl_getattr
     for name, module in modules.items():
         parent, _, child = name.rpartition(".")
         if parent:

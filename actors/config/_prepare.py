@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -9,9 +10,11 @@ from typing import Any
 from ._env import apply_env
 from ._errors import ConfigError, describe
 from ._resolve import resolve
-from ._schema import default_values, schema, validate
+from ._schema import default_values, original_keys, schema, validate
 
 __all__ = ["deep_merge", "plain", "prepare"]
+
+log = logging.getLogger("actors.config")
 
 # Mappings that replace the default as a whole instead of being merged into it.
 _REPLACED = frozenset({("logging",), ("dependency_graph",)})
@@ -44,8 +47,17 @@ def prepare(
     validate(data, path=path, sources=sources)
     merged = deep_merge(default_values(), data)
     resolve(merged, base_dir=base_dir, path=path)
+    _warn_original_keys(data, path)
     order = list(schema()["properties"])
     return dict(sorted(merged.items(), key=lambda item: order.index(item[0])))
+
+
+def _warn_original_keys(data: Mapping[str, Any], path: str | None) -> None:
+    """One warning per key of the original framework that does nothing here (the file still loads)."""
+    for key, why in original_keys().items():
+        if key in data:
+            where = f"{path}: " if path else ""
+            log.warning("%s%s: a key of the original framework, accepted and ignored: %s", where, key, why)
 
 
 def plain(value: Any) -> Any:

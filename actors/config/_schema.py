@@ -16,7 +16,15 @@ from jsonschema.exceptions import ValidationError, relevance
 
 from ._errors import ConfigError, dotted
 
-__all__ = ["config_schema", "default_values", "expected_type", "lookup", "schema", "validate"]
+__all__ = [
+    "config_schema",
+    "default_values",
+    "expected_type",
+    "lookup",
+    "original_keys",
+    "schema",
+    "validate",
+]
 
 _MISSING = object()
 _TYPES: dict[str, tuple[type, ...]] = {
@@ -46,6 +54,12 @@ def schema() -> dict[str, Any]:
     loaded: dict[str, Any] = yaml.safe_load(text)
     Draft202012Validator.check_schema(loaded)
     return loaded
+
+
+@functools.cache
+def original_keys() -> dict[str, str]:
+    """Top-level keys of the original framework accepted with a warning: key -> why it does nothing here."""
+    return {key: str(sub["x-original"]) for key, sub in schema()["properties"].items() if "x-original" in sub}
 
 
 def config_schema() -> dict[str, Any]:
@@ -216,7 +230,7 @@ def _translate(
     subschema = error.schema if isinstance(error.schema, Mapping) else {}
 
     if error.validator == "additionalProperties" and isinstance(instance, Mapping):
-        allowed = list(subschema.get("properties", {}))
+        allowed = [k for k, sub in subschema.get("properties", {}).items() if "x-original" not in sub]
         unknown = next((k for k in instance if k not in allowed), None)
         key_parts = (*parts, unknown)
         close = difflib.get_close_matches(str(unknown), allowed, n=1)

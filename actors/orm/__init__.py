@@ -1,5 +1,6 @@
 """The ORM: ``Model.objects.filter(...)``, ``obj.save()``, convenience wrappers, over a backend seam."""
 
+from . import convenience
 from ._accessor import ModelAccessor
 from ._backend import Backend
 from ._context import acting_as, current_caller
@@ -16,6 +17,7 @@ __all__ = [
     "QuerySet",
     "WrapperRegistry",
     "acting_as",
+    "convenience",
     "current_caller",
     "register_convenience_wrapper",
     "registering_into",

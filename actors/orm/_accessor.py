@@ -58,7 +58,18 @@ class ModelAccessor:
             return cls
 
     def has_model_class(self, name: str) -> bool:
-        return name in self.schema and not self.schema[name].abstract
+        """Whether ``name`` is a concrete model; a remote core is asked again for a name it lacks.
+
+        A client learns models uploaded after it connected this way (the backend's
+        ``refresh_schema()``, where it has one: the gRPC client); the local store
+        always knows its models.
+        """
+        schema = self.schema
+        if name not in schema and not name.startswith("_"):
+            refresh = getattr(self.backend, "refresh_schema", None)
+            if callable(refresh):
+                schema = refresh()
+        return name in schema and not schema[name].abstract
 
     @property
     def all_model_classes(self) -> dict[str, type[ORMWrapper]]:
@@ -80,9 +91,13 @@ class ModelAccessor:
         parent = schema.parent(name)
         if parent is not None:
             bases.append(self.get_model_class(parent))
-        elif wrapper is None:
-            inherited = next((w for a in schema.ancestors(name) if (w := self.wrappers.get(a))), None)
-            bases.append(inherited or ORMWrapper)
+        else:  # a root model: also the wrappers of its abstract bases (XOSBase), nearest first
+            for ancestor in schema.ancestors(name):
+                inherited = self.wrappers.get(ancestor)
+                if inherited is not None and not any(issubclass(b, inherited) for b in bases):
+                    bases.append(inherited)
+            if not bases:
+                bases.append(ORMWrapper)
         fields = schema.fields(name)
         user_names = {
             attr

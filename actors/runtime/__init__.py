@@ -1,6 +1,6 @@
 """The actor runtime: a supervisor and its children, one actor per step."""
 
-from . import messages
+from . import messages, produce  # produce registers the xoskafka.XOSKafkaProducer seam
 from ._child import ChildActor, ChildContext, ChildState, ObjectLocks, StepExit
 from ._synchronizer import Synchronizer
 from .clock import Clock, FakeClock, RealClock
@@ -24,4 +24,5 @@ __all__ = [
     "Synchronizer",
     "load_dependency_graph",
     "messages",
+    "produce",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import traceback
 from collections.abc import Mapping
 from typing import Any
@@ -11,6 +12,7 @@ from actors.steps import DeferredException, InnocuousException
 
 __all__ = [
     "BACKOFF_CAP",
+    "DEFERRED_RETRY",
     "blocked_fields",
     "error_text",
     "failure_fields",
@@ -22,7 +24,11 @@ __all__ = [
 
 #: Backoff never waits longer than this (seconds).
 BACKOFF_CAP = 8 * 3600.0
+#: A deferred object is tried again this many seconds after each attempt (no backoff, no busy loop).
+DEFERRED_RETRY = 1.0
 SEPARATOR = " // "
+#: Frames of files under this folder are the framework's, not the policy's.
+_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
 
 
 def register_of(row: Mapping[str, Any]) -> dict[str, Any]:
@@ -59,28 +65,32 @@ def failure_fields(
     """After ``sync_record`` raised: the status fields and when to try again.
 
     The last two distinct errors are kept. The first failure retries at once;
-    each later one waits ``exponent x 60 s`` (deferred or innocuous) or
-    ``exponent x 600 s`` (any other error), at most 8 hours.
+    each later one waits ``exponent x 60 s`` (innocuous) or ``exponent x 600 s``
+    (any other error), at most 8 hours. A ``DeferredException`` is not an error
+    (as in the original): no backoff, the object is tried again
+    ``DEFERRED_RETRY`` seconds after each attempt and the exponent is kept.
     """
     error = error_text(exc)
     register = register_of(row)
     failures = int(register.get("failures") or 0)
     exponent = int(register.get("exponent") or 0)
-    benign = isinstance(exc, DeferredException | InnocuousException)
-    if failures == 0 or backoff_disabled:
+    deferred = isinstance(exc, DeferredException)
+    if deferred:
+        delay = DEFERRED_RETRY
+    elif failures == 0 or backoff_disabled:
         delay = 0.0
     else:
-        delay = min(exponent * (60.0 if benign else 600.0), BACKOFF_CAP)
+        delay = min(exponent * (60.0 if isinstance(exc, InnocuousException) else 600.0), BACKOFF_CAP)
     next_run = now + delay
     previous = str(row.get("backend_status") or "").split(SEPARATOR) if failures else []
     errors = [*[e for e in previous if e and e != error][-1:], error]
     register = {
         "next_run": next_run,
-        "exponent": exponent + 1,
+        "exponent": exponent if deferred else exponent + 1,
         "last_success": register.get("last_success"),
         "failures": failures + 1,
     }
-    code = 0 if isinstance(exc, DeferredException) else 1 if isinstance(exc, InnocuousException) else 2
+    code = 0 if deferred else 1 if isinstance(exc, InnocuousException) else 2
     fields = {
         "backend_status": SEPARATOR.join(errors)[:1024],
         "backend_code": code,
@@ -109,6 +119,17 @@ def policy_success_fields(row: Mapping[str, Any], needs_delete_policy: bool) -> 
 
 
 def policy_failure_fields(exc: BaseException) -> dict[str, Any]:
-    """The error, then a short traceback (the last frames), as the original kept them."""
-    frames = "".join(traceback.format_tb(exc.__traceback__, limit=-3))
-    return {"policy_status": f"{type(exc).__name__}: {error_text(exc)}\n{frames}"[:1024], "policy_code": 2}
+    """The exception with a one-frame traceback, in the form the original wrote (``format_exc(limit=1)``).
+
+    The frame is the first one outside this package (the line of the policy that
+    raised or called what raised), else the innermost; the original showed the
+    line of its own loop that called the policy, which says less. An exception
+    without a traceback gives the last line alone.
+    """
+    stack = traceback.extract_tb(exc.__traceback__)
+    frames = [f for f in stack if not f.filename.startswith(_PACKAGE)] or stack[-1:]
+    text = "".join(traceback.format_exception_only(type(exc), exc))
+    if frames:
+        frame = "".join(traceback.StackSummary.from_list(frames[:1]).format())
+        text = f"Traceback (most recent call last):\n{frame}{text}"
+    return {"policy_status": text[:1024], "policy_code": 2}

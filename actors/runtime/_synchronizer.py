@@ -43,6 +43,13 @@ class Synchronizer:
     :class:`~actors.runtime.clock.FakeClock`); ``accessor`` replaces the store
     built from the config (the caller then owns its backend). ``serve_api``
     also serves the model API over gRPC (``api.*`` keys) on the local store.
+
+    The store it builds is the file's one owner (see ``Store(exclusive=True)``): on
+    a SQLite file another synchronizer or core already owns, :meth:`start` raises
+    :class:`~actors.store.StoreInUse`; a store that cannot be opened raises
+    :class:`~actors.store.StoreOpenError`; a remote core that does not answer within
+    ``accessor.connect_timeout`` raises :class:`~actors.api.Unavailable`; a busy API
+    port raises ``OSError``. All are one-line messages, raised before any step runs.
     """
 
     def __init__(
@@ -67,6 +74,11 @@ class Synchronizer:
 
     # -- building -------------------------------------------------------------
     @property
+    def _local(self) -> bool:
+        """Whether the models live in a store of this process (``accessor.kind`` local)."""
+        return (self.config.get("accessor", None) or {}).get("kind", "local") != "grpcapi"
+
+    @property
     def model_accessor(self) -> ModelAccessor:
         """The accessor the steps use (its classes carry the convenience wrappers)."""
         if self._accessor is None:
@@ -86,12 +98,14 @@ class Synchronizer:
                 password=accessor_cfg.get("password"),
                 token=accessor_cfg.get("token"),
                 tls_ca=accessor_cfg.get("tls_ca"),
+                connect_timeout=float(config.get("accessor.connect_timeout")),
             )
             if models_dir:
                 backend.upload_models(models_dir)
             return ModelAccessor(backend, caller=Caller.SYNCHRONIZER)
         schema = load_schema([models_dir] if models_dir else [])
-        self.store = Store(str(self.config.get("store.url")), schema)  # resolved by the config
+        # resolved by the config; exclusive: one synchronizer or core per SQLite file
+        self.store = Store(str(self.config.get("store.url")), schema, exclusive=True)
         return ModelAccessor(self.store, caller=Caller.SYNCHRONIZER)
 
     def user_context(self) -> AbstractContextManager[Any]:
@@ -154,8 +168,19 @@ class Synchronizer:
 
     # -- life -----------------------------------------------------------------
     def start(self) -> Synchronizer:
-        """Load models and steps, start the supervisor (and the API server when configured)."""
+        """Load models and steps, start the supervisor (and the API server when configured).
+
+        The API port is bound before the supervisor starts: a busy port stops the
+        start before any step has written anything.
+        """
+        serve_local = self._serve_api and self._owns_backend and self._local
+        if serve_local and self.store is None:
+            from actors.api import check_address
+
+            check_address(str(self.config.get("api.address")))  # before the store is opened
         specs = self.child_specs()
+        if serve_local and self.store is not None and self.api is None:
+            self.api = _api_server(self.store, self.config)
         self.supervisor = Supervisor.start(
             specs,
             accessor=self.model_accessor,
@@ -163,8 +188,8 @@ class Synchronizer:
             settings=self.settings,
             user_context=self.user_context,
         )
-        if self._serve_api and self.store is not None:
-            self.api = _start_api(self.store, self.config)
+        if self.api is not None:
+            self.api.start()
         log.info(
             "synchronizer started",
             name=self.settings.name,
@@ -225,10 +250,11 @@ class Synchronizer:
         self.stop()
 
 
-def _start_api(store: Store, config: Config) -> Any:
-    from actors.api import serve
+def _api_server(store: Store, config: Config) -> Any:
+    """The API server over ``store``, its port bound, not started yet."""
+    from actors.api import ApiServer
 
-    return serve(
+    return ApiServer(
         store,
         address=str(config.get("api.address")),
         users=config.get("api.users", None),

@@ -29,6 +29,7 @@ from typing import Any
 
 import kafka
 
+from actors.compat import set_event_producer
 from actors.config import current_config
 
 from ._kafka_client import EventBusError, bootstrap_servers
@@ -160,3 +161,11 @@ def close_producers(timeout: float = 5.0) -> None:
 
 
 atexit.register(close_producers)
+
+
+def _send_without_waiting(topic: str, key: Any, value: Any) -> Any:
+    return produce(topic, key, value, wait=False)
+
+
+# The compat layer's xoskafka.XOSKafkaProducer publishes through produce (compat cannot import runtime).
+set_event_producer(_send_without_waiting)

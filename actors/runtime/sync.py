@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from actors.orm import ModelAccessor, ORMWrapper
-from actors.steps import StepFactory, SyncStep
+from actors.steps import DeferredException, StepFactory, SyncStep
 from actors.store import Caller, NotFound, Pending, Row, row_is_pending
 
 from ._child import ChildActor, ChildContext, StepExit
@@ -311,11 +311,18 @@ class SyncStepActor(ChildActor):
     def _failed(self, key: Key, item: _Item, row: Row, exc: BaseException) -> None:
         now = self.ctx.clock.now()
         fields, next_run = failure_fields(row, exc, now, self.ctx.settings.backoff_disabled)
-        self.log.warning("sync failed", model=item.model, id=row["id"], error=error_text(exc))
+        deferred = isinstance(exc, DeferredException)
+        report = self.log.info if deferred else self.log.warning
+        report(
+            "sync deferred" if deferred else "sync failed",
+            model=item.model,
+            id=row["id"],
+            error=error_text(exc),
+        )
         self.ctx.state.failed += 1
         self.write_status(item.model, row["id"], fields)
         self._wake_waiters(key)
-        if not self.ctx.settings.backoff_disabled:
+        if deferred or not self.ctx.settings.backoff_disabled:
             self._defer(key, item, next_run)
 
     def _done(self, key: Key) -> None:

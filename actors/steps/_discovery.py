@@ -14,6 +14,7 @@ remembers how, so the runtime can build a fresh instance at every restart.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.machinery
 import importlib.util
@@ -22,7 +23,7 @@ import os
 import sys
 import threading
 import types
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -37,7 +38,9 @@ __all__ = [
     "describe",
     "discover",
     "discover_factories",
+    "import_file",
     "import_folder",
+    "import_session",
     "instantiate",
     "is_abstract_step",
     "unload_namespace",
@@ -186,13 +189,100 @@ def _check_namespace(namespace: str) -> None:
         raise ValueError(f"namespace must be a dotted Python name, got {namespace!r}")
 
 
-def _inside(path: str | None, folder: Path) -> bool:
-    if not path:
+@dataclass
+class _Session:
+    """The state of the outermost :func:`import_session` (guarded by ``_import_lock``)."""
+
+    before: set[str]
+    #: The folders this session put on ``sys.path`` (not those that were there already).
+    folders: list[Path] = field(default_factory=list)
+    entries: list[str] = field(default_factory=list)
+    namespaces: set[str] = field(default_factory=set)
+
+    def drops(self, name: str, module: types.ModuleType | None) -> bool:
+        """Whether ``name`` is a plain-name module found through one of this session's folders."""
+        if any(name == ns or name.startswith(ns + ".") for ns in self.namespaces):
+            return False
+        file = getattr(module, "__file__", None)
+        if not file:
+            return False
+        try:
+            path = Path(file).resolve()
+        except (OSError, ValueError):
+            return False
+        parts = name.split(".")
+        for folder in self.folders:
+            base = folder.joinpath(*parts)
+            if path in (base.with_name(base.name + ".py"), base / "__init__.py"):
+                return True
         return False
-    try:
-        return Path(path).resolve().is_relative_to(folder)
-    except (OSError, ValueError):
-        return False
+
+
+_session: _Session | None = None
+
+
+@contextlib.contextmanager
+def import_session(folders: Iterable[str | os.PathLike[str]] = ()) -> Iterator[None]:
+    """Make ``folders`` importable by plain name (``from helpers import x``) inside the block.
+
+    The folders go to the front of ``sys.path``, in the order given (a folder
+    already on ``sys.path`` stays where it is and is left alone). Sessions
+    nest (one thread at a time: the block holds the import lock): a module a
+    step imports by plain name is imported once for the outermost session and
+    shared by every file imported in it. When the outermost session ends, its
+    folders leave ``sys.path`` and those plain-name modules leave
+    ``sys.modules`` (the files that imported them keep them), so another
+    synchronizer's ``helpers`` is not mistaken for this one's (only modules
+    found through the session's own folders are dropped: a library a step
+    imports for the first time stays). Files imported
+    by :func:`import_folder` / :func:`import_file` stay, under their namespace.
+    """
+    global _session
+    with _import_lock:
+        outer = _session is None
+        if outer:
+            importlib.invalidate_caches()
+            _session = _Session(before=set(sys.modules))
+        session = _session
+        assert session is not None
+        on_path = {Path(p or os.curdir).resolve() for p in sys.path if isinstance(p, str)}
+        for folder in folders:
+            resolved = Path(folder).resolve()
+            if resolved in on_path:  # importable already (the working folder...): not ours to clean up
+                continue
+            session.folders.append(resolved)
+            entry = os.fspath(resolved)
+            sys.path.insert(len(session.entries), entry)
+            session.entries.append(entry)
+            on_path.add(resolved)
+        try:
+            yield
+        finally:
+            if outer:
+                _session = None
+                for entry in session.entries:
+                    _remove_path_entry(entry)
+                for name in set(sys.modules) - session.before:
+                    if session.drops(name, sys.modules.get(name)):
+                        del sys.modules[name]
+
+
+def _register_namespace(namespace: str) -> None:
+    _check_namespace(namespace)
+    _ensure_packages(namespace)
+    if _session is not None:
+        _session.namespaces.add(namespace)
+
+
+def import_file(file: str | os.PathLike[str], *, namespace: str) -> types.ModuleType:
+    """Import one ``.py`` file as ``<namespace>.<stem>``, its folder importable (see :func:`import_session`).
+
+    Raises what the file raises.
+    """
+    path = Path(file)
+    with import_session([path.parent]):
+        _register_namespace(namespace)
+        return _import_file(f"{namespace}.{path.stem}", path)
 
 
 def import_folder(
@@ -202,11 +292,12 @@ def import_folder(
 
     Not recursive; files whose name starts with ``test`` or ``_`` are skipped;
     files are imported in name order. The folder is on ``sys.path`` while its
-    files are imported, so they may import each other (``import helpers``);
-    such helper modules are dropped from ``sys.modules`` again afterwards, so
-    another synchronizer's ``helpers`` is not mistaken for this one's. The
-    discovered modules stay in ``sys.modules`` under their namespaced names
-    (see :func:`unload_namespace`).
+    files are imported (with any other folders of an enclosing
+    :func:`import_session`), so they may import each other and helper modules
+    (``from helpers import x``); such helper modules are dropped from
+    ``sys.modules`` when the session ends, so another synchronizer's
+    ``helpers`` is not mistaken for this one's. The discovered modules stay in
+    ``sys.modules`` under their namespaced names (see :func:`unload_namespace`).
 
     Returns the ``(file, module)`` pairs that imported and a :class:`LoadError`
     for each file that raised.
@@ -217,34 +308,17 @@ def import_folder(
         files = _candidate_files(where)
     except OSError as exc:
         return [], [LoadError(os.fspath(folder), None, describe(exc))]
-    resolved = where.resolve()
-    entry = os.fspath(resolved)
     loaded: list[tuple[Path, types.ModuleType]] = []
     errors: list[LoadError] = []
-    with _import_lock:
-        importlib.invalidate_caches()
-        before = set(sys.modules)
-        sys.path.insert(0, entry)
-        try:
-            _ensure_packages(namespace)
-            for file in files:
-                module_name = f"{namespace}.{file.stem}"
-                try:
-                    module = _import_file(module_name, file)
-                except (Exception, SystemExit) as exc:
-                    errors.append(LoadError(os.fspath(file), None, describe(exc)))
-                else:
-                    loaded.append((file, module))
-        finally:
-            _remove_path_entry(entry)
-            for name in set(sys.modules) - before:
-                helper = sys.modules.get(name)
-                if (
-                    helper is not None
-                    and not name.startswith(namespace + ".")
-                    and _inside(getattr(helper, "__file__", None), resolved)
-                ):
-                    del sys.modules[name]
+    with import_session([where]):
+        _register_namespace(namespace)
+        for file in files:
+            try:
+                module = _import_file(f"{namespace}.{file.stem}", file)
+            except (Exception, SystemExit) as exc:
+                errors.append(LoadError(os.fspath(file), None, describe(exc)))
+            else:
+                loaded.append((file, module))
     return loaded, errors
 
 

@@ -15,7 +15,9 @@ class SyncStep(StepBase):
     ``sync_record(o)`` runs for each object that changed since it was last
     enacted, ``delete_record(o)`` for each deleted object that had reached the
     backend. Raise to report a failure (see ``DeferredException`` and
-    ``InnocuousException``); return to report success.
+    ``InnocuousException``); return to report success. A step that does not
+    override ``delete_record`` lets deleted objects go (the default logs), as
+    the original's did.
     """
 
     observes: ClassVar[Any] = None
@@ -45,4 +47,10 @@ class SyncStep(StepBase):
         raise NotImplementedError(f"{type(self).__name__} does not implement sync_record")
 
     def delete_record(self, o: Any) -> None:
-        raise NotImplementedError(f"{type(self).__name__} does not implement delete_record")
+        """Nothing to remove from the backend: log it, and the object is purged (as in the original)."""
+        self.log.debug(
+            "delete_record not overridden: nothing removed from the backend",
+            step=type(self).__name__,
+            model=getattr(o, "model_name", type(o).__name__),
+            id=getattr(o, "id", None),
+        )

@@ -1,5 +1,6 @@
 """The store: model objects in SQLite or PostgreSQL, bookkeeping rules, change notices."""
 
+from ._errors import StoreInUse, StoreOpenError, safe_url
 from ._notices import ChangeNotice, Unsubscribe
 from ._query import OPERATORS, Caller, Condition, Pending, Query, WriteContext, parse_lookup
 from ._rows import Record, Row, as_dict
@@ -18,6 +19,8 @@ __all__ = [
     "Row",
     "Store",
     "StoreError",
+    "StoreInUse",
+    "StoreOpenError",
     "Unsubscribe",
     "ValidationError",
     "WriteContext",
@@ -28,4 +31,5 @@ __all__ = [
     "parse_lookup",
     "pending_condition",
     "row_is_pending",
+    "safe_url",
 ]

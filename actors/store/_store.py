@@ -8,7 +8,6 @@ entry and is published as a :class:`ChangeNotice` after the commit.
 from __future__ import annotations
 
 import operator
-import os
 import threading
 import time
 import zlib
@@ -23,9 +22,12 @@ from sqlalchemy.pool import StaticPool
 
 from actors.models import FieldSpec, Schema
 
+from ._errors import NotFound, StoreError, ValidationError
 from ._listen import CHANNEL, PostgresListener
 from ._notices import ChangeNotice, Notifier, Unsubscribe
-from ._query import Caller, Condition, Pending, Query, WriteContext
+from ._open import check_database, claim_file, open_errors
+from ._owner import OwnerLock
+from ._query import Caller, Condition, Pending, Query, WriteContext, number_from_text
 from ._rows import Layout, Row, fetch_records
 from ._tables import Tables, pending_condition, pending_index_prefix
 
@@ -52,24 +54,16 @@ CATCH_UP_WINDOW = 1000
 SQLITE_MMAP_BYTES = 256 * 1024 * 1024
 
 
-class StoreError(Exception):
-    """Base of the store's own errors."""
-
-
-class ValidationError(StoreError, ValueError):
-    """A value, field or model that the schema does not allow; the message names it."""
-
-
-class NotFound(StoreError, LookupError):
-    """No object of that model with that id."""
-
-
 class Store:
     """Model objects for one :class:`~actors.models.Schema` in one database.
 
     ``url`` is an SQLAlchemy URL: ``sqlite:///path/to/file.db`` (the folder is
     created), ``sqlite://`` (memory, for tests) or ``postgresql+psycopg://...``.
     ``clock`` gives the timestamps written into bookkeeping fields.
+    ``exclusive`` makes this store the file's one owner (synchronizers and cores
+    open theirs so): another exclusive opener of the same SQLite file, in any
+    process, gets :class:`StoreInUse` until this one is closed or its process ends.
+    A database that cannot be opened or used raises :class:`StoreOpenError`.
     """
 
     def __init__(
@@ -79,6 +73,7 @@ class Store:
         *,
         clock: Callable[[], float] = time.time,
         journal_keep: int = 100_000,
+        exclusive: bool = False,
     ) -> None:
         self.url = url
         self._clock = clock
@@ -88,7 +83,10 @@ class Store:
         self._notifier = Notifier()
         self._write_lock = threading.RLock()
         self._writer: sa.Connection | None = None  # see _write_connection
-        self.engine = _make_engine(url)
+        self._owner: OwnerLock | None = None
+        with open_errors(url, on_error=self._release_owner):
+            self._owner = claim_file(url, exclusive=exclusive)
+            self.engine = _make_engine(url)
         self.dialect = self.engine.dialect.name
         self._shared_connection = isinstance(self.engine.pool, StaticPool)
         self._listener: PostgresListener | None = None
@@ -98,7 +96,9 @@ class Store:
         self._seen: set[int] = set()
         self._seen_order: deque[int] = deque()
         self._set_schema(schema)
-        self.migrate()
+        with open_errors(url, on_error=self.close):
+            check_database(url, self.engine)
+            self.migrate()
 
     # -- schema ---------------------------------------------------------------
     def _set_schema(self, schema: Schema) -> None:
@@ -185,6 +185,12 @@ class Store:
                 self._writer.close()
                 self._writer = None
         self.engine.dispose()
+        self._release_owner()
+
+    def _release_owner(self) -> None:
+        if self._owner is not None:
+            self._owner.release()
+            self._owner = None
 
     # -- helpers --------------------------------------------------------------
     def now(self) -> float:
@@ -355,6 +361,16 @@ class Store:
         """``value`` checked against ``model.column``; raises :class:`ValidationError`."""
         return check_column(self.schema, model, column, value)
 
+    def coerce_lookup(self, model: str, column: str, value: Any) -> Any:
+        """A filter value checked against ``model.column``; a numeric string counts as its number."""
+        if isinstance(value, str):
+            f = self.schema.fields_by_column(model).get(column)
+            integer = column == "id" or (f is not None and (f.is_link or f.kind in _INT_RANGES))
+            if integer or (f is not None and f.kind in ("float", "double")):
+                number = number_from_text(value, integer=integer)
+                value = value if number is None else number
+        return check_column(self.schema, model, column, value)
+
     # -- reads ----------------------------------------------------------------
     def get(self, model: str, id: int) -> Row | None:
         """The object (deleted or not) or ``None``."""
@@ -473,7 +489,7 @@ class Store:
         if op == "in":
             if isinstance(value, str | bytes) or not isinstance(value, Iterable):
                 raise ValidationError(f"{model}.{cond.column}__in: expected a list, got {value!r}")
-            params[name] = [self.coerce(model, col.name, v) for v in value]
+            params[name] = [self.coerce_lookup(model, col.name, v) for v in value]
             return (col.name, op), lambda: col.in_(sa.bindparam(name, expanding=True))
         if op in ("iexact", "contains", "icontains"):
             if not isinstance(value, str):
@@ -491,7 +507,7 @@ class Store:
             return (col.name, op), lambda: sa.func.lower(col).like(sa.func.lower(text), escape="/")
         if value is None:
             raise ValidationError(f"{model}.{cond.column}__{op}: cannot compare with None")
-        value = self.coerce(model, col.name, value) if col.name != "id" else check_id(model, value)
+        value = self.coerce_lookup(model, col.name, value)
         compare = _COMPARISONS.get(op)
         if compare is None:
             raise ValidationError(f"unknown lookup operator {op!r}")
@@ -863,9 +879,6 @@ def _make_engine(url: str) -> sa.Engine:
         return sa.create_engine(url, pool_pre_ping=True, future=True)
     database = parsed.database
     memory = not database or database == ":memory:"
-    if not memory:
-        folder = os.path.dirname(os.path.abspath(database or ""))
-        os.makedirs(folder, exist_ok=True)
     engine = sa.create_engine(
         url,
         connect_args={"check_same_thread": False, "timeout": 30},

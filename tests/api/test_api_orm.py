@@ -142,6 +142,47 @@ def test_errors_match_the_local_store(accessor: ModelAccessor) -> None:
         list(Widget.objects.filter(nope=3))
 
 
+def test_numeric_strings_filter_numeric_fields(accessor: ModelAccessor) -> None:
+    """``portId="1"`` from an event filters an integer field, locally and through the API."""
+    Service, Widget = accessor.Service, accessor.Widget
+    svc = Service(name="svc")
+    svc.save()
+    a = Widget(name="a", size=1, weight=0.5, owner=svc)
+    a.save()
+    b = Widget(name="b", size=2, weight=2.0)
+    b.save()
+    assert [w.name for w in Widget.objects.filter(size="1")] == ["a"]
+    assert [w.name for w in Widget.objects.filter(size__in=["1", "2"])] == ["a", "b"]
+    assert [w.name for w in Widget.objects.filter(weight__gt="1")] == ["b"]
+    assert [w.name for w in Widget.objects.filter(owner_id=str(svc.id))] == ["a"]
+    assert [w.name for w in Widget.objects.filter(id=str(b.id))] == ["b"]
+    assert Widget.objects.exclude(size="1").count() == 1
+    with pytest.raises(ValidationError, match=r"Widget\.size: expected an integer, got 'one'"):
+        list(Widget.objects.filter(size="one"))
+
+
+def test_models_uploaded_after_connecting_are_found_by_name(remote: Callable[..., RemoteBackend]) -> None:
+    """A client asks the core again for a model name it does not know, instead of failing."""
+    from actors.compat import activated
+    from actors.config import Config
+
+    accessor = ModelAccessor(remote("sync"), caller=Caller.CLIENT)
+    assert accessor.Widget.objects.count() == 0  # connected, schema fetched, classes built
+    assert not accessor.has_model_class("Gizmo")
+    remote("admin").upload_models({"gizmos.xproto": "message Gizmo (XOSBase) { optional string label = 1; }"})
+    Gizmo = accessor.Gizmo  # no refresh_schema() by hand
+    Gizmo(label="g").save()
+    assert [g.label for g in accessor.Gizmo.objects.all()] == ["g"]
+    # The original's import path finds it too.
+    remote("admin").upload_models({"d.xproto": "message Doohickey (XOSBase) { optional int32 n = 1; }"})
+    with activated(Config.from_dict({"name": "late-models"}), accessor):
+        from xossynchronizer.modelaccessor import Doohickey
+
+        assert Doohickey.objects.count() == 0
+    with pytest.raises(AttributeError, match="no model named 'Nope'"):
+        accessor.Nope  # noqa: B018
+
+
 def test_convenience_wrapper(remote: Callable[..., RemoteBackend]) -> None:
     registry = WrapperRegistry()
 

@@ -1,0 +1,123 @@
+"""``ServiceInstance``: its attributes and its neighbours in the service chain."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from actors.store import ValidationError
+
+from ._attributes import AttributeMixin
+from .xosbase import ORMWrapperXOSBase
+
+__all__ = ["ORMWrapperServiceInstance"]
+
+
+class ORMWrapperServiceInstance(AttributeMixin, ORMWrapperXOSBase):
+    """Built into ``ServiceInstance`` and every model derived from it.
+
+    The chain runs west (subscriber, towards the customer) to east (provider):
+    a ``ServiceInstanceLink`` has a ``provider_service_instance`` (east) and a
+    ``subscriber_service_instance`` (west). ``self.provided_links`` are the
+    links where this instance is the provider, ``self.subscribed_links`` those
+    where it is the subscriber.
+    """
+
+    @property
+    def serviceinstanceattribute_dict(self) -> dict[str, Any]:
+        """``{name: value}`` of the instance's ``ServiceInstanceAttribute`` objects."""
+        return {a.name: a.value for a in self.service_instance_attributes.all()}
+
+    @property
+    def tenantattribute_dict(self) -> dict[str, Any]:
+        """The old name of :attr:`serviceinstanceattribute_dict`."""
+        return self.serviceinstanceattribute_dict
+
+    @property
+    def westbound_service_instances(self) -> list[Any]:
+        """The subscribers of this instance, each as its leaf model."""
+        subscribers = (link.subscriber_service_instance for link in self.provided_links.all())
+        return [si.leaf_model for si in subscribers if si is not None]
+
+    @property
+    def eastbound_service_instances(self) -> list[Any]:
+        """The providers this instance subscribes to, each as its leaf model."""
+        providers = (link.provider_service_instance for link in self.subscribed_links.all())
+        return [si.leaf_model for si in providers if si is not None]
+
+    def get_westbound_service_instance_properties(self, prop_name: str, include_self: bool = False) -> Any:
+        """The value of ``prop_name`` on the first westbound instance that has it, walking west.
+
+        With ``include_self``, this instance is looked at first. As the original,
+        only the first westbound instance of each step is followed. Raises
+        ``LookupError`` naming the instance when the chain ends without one.
+        """
+        if include_self and hasattr(self, prop_name):
+            return getattr(self, prop_name)
+        current: Any = self
+        seen = {self.id}
+        while True:
+            west = current.westbound_service_instances
+            if not west:
+                raise LookupError(
+                    f"ServiceInstance with id {current.id} has no westbound service instances"
+                    f" (looking for {prop_name!r} from {self._model} id {self.id})"
+                )
+            current = west[0]
+            if hasattr(current, prop_name):
+                return getattr(current, prop_name)
+            if current.id in seen:
+                raise LookupError(f"the service chain west of ServiceInstance {self.id} is a cycle")
+            seen.add(current.id)
+
+    def create_eastbound_instance(self) -> None:
+        """Unless already in a chain: a new instance of each provider of its owner, linked east of it."""
+        if self.eastbound_service_instances and not self.is_new:
+            return
+        link_class = self._accessor.get_model_class("ServiceInstanceLink")
+        for dependency in self.owner.subscribed_dependencies.all():
+            provider = dependency.provider_service
+            eastbound = provider.get_service_instance_class()(owner_id=provider.id)
+            eastbound.save()
+            link_class(provider_service_instance=eastbound, subscriber_service_instance=self).save()
+
+    def validate_unique_service_specific_id(self, none_okay: bool = False) -> None:
+        """The core's check: ``service_specific_id`` set (unless ``none_okay``) and unique in the model."""
+        value = self.service_specific_id
+        if value is None:
+            if not none_okay:
+                raise ValidationError(
+                    f"{self._model}: service_specific_id is None, and it's a required field"
+                )
+            return
+        conflicts = type(self).objects.filter(service_specific_id=value)
+        if self.id is not None:
+            conflicts = conflicts.exclude(id=self.id)
+        if conflicts.exists():
+            raise ValidationError(f"{self._model}: service_specific_id {value} already exists")
+
+    def set_owner(self) -> None:
+        """The core's owner rule: an owner of the model's ``owner_class_name`` (the first one) if unset.
+
+        Nothing happens for a model without that option, or when ``owner`` is
+        already an object of that class.
+        """
+        schema = self._accessor.schema
+        owner_class = next(
+            (
+                schema[m].options.get("owner_class_name")
+                for m in (self._model, *schema.ancestors(self._model))
+                if schema[m].options.get("owner_class_name")
+            ),
+            None,
+        )
+        if not owner_class:
+            return
+        if not self._accessor.has_model_class(str(owner_class)):
+            raise ValidationError(f"{self._model}: cannot find owner class {owner_class}")
+        cls = self._accessor.get_model_class(str(owner_class))
+        if self.owner_id is not None and cls.objects.filter(id=self.owner_id).exists():
+            return
+        first = cls.objects.first()
+        if first is None:
+            raise ValidationError(f"{self._model}: cannot find eligible owner of class {owner_class}")
+        self.owner = first
