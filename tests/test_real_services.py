@@ -375,26 +375,28 @@ def _onboarding_world(models: Any) -> dict[str, Any]:
     return {"service": service, "pon": pon}
 
 
-def test_onboarding_workflow_runs_from_kafka_events(start, kafka_bootstrap):
+@WHERE
+def test_onboarding_workflow_runs_from_kafka_events(start, kafka_bootstrap, where):
     auth, onu = "onboarding.authentication.events", "onboarding.onu.events"
     ensure_topics(kafka_bootstrap, auth, onu)
-    svc = start("onboarding", kafka=kafka_bootstrap)
+    svc = start("onboarding", where, kafka=kafka_bootstrap)
+    serial = f"ONU-1-{where}"  # both runs read the same topics
     assert {"SubscriberAuthEventStep", "ONUEventStep", "policies"} <= set(svc.sync.status())
     models = svc.models
     world = _onboarding_world(models)
-    models.OnuRecord(serial_number="ONU-1", pon_port=world["pon"]).save()
+    models.OnuRecord(serial_number=serial, pon_port=world["pon"]).save()
     entry = models.OnboardingWhiteListEntry(
-        owner=world["service"], serial_number="ONU-1", pon_port_id=1, device_id="of:0001"
+        owner=world["service"], serial_number=serial, pon_port_id=1, device_id="of:0001"
     )
     entry.save()
     # The ONU comes up: the event creates the instance (portNumber is a string in events).
     send_json(
         kafka_bootstrap,
         onu,
-        {"status": "activated", "serialNumber": "ONU-1", "deviceId": "of:0001", "portNumber": "16"},
+        {"status": "activated", "serialNumber": serial, "deviceId": "of:0001", "portNumber": "16"},
     )
     si = wait_for(
-        lambda: models.OnboardingServiceInstance.objects.filter(serial_number="ONU-1").first(),
+        lambda: models.OnboardingServiceInstance.objects.filter(serial_number=serial).first(),
         timeout=20,
         description="the instance the ONU event creates",
     )
@@ -405,7 +407,7 @@ def test_onboarding_workflow_runs_from_kafka_events(start, kafka_bootstrap):
         description="the policy",
     )
     assert svc.reload(si).admin_onu_state == "ENABLED"
-    send_json(kafka_bootstrap, auth, {"serialNumber": "ONU-1", "authenticationState": "APPROVED"})
+    send_json(kafka_bootstrap, auth, {"serialNumber": serial, "authenticationState": "APPROVED"})
     wait_for(
         lambda: svc.reload(si).status_message == "ONU has been validated - Authentication succeeded",
         timeout=20,
