@@ -136,7 +136,7 @@ def test_throttled_checks_skip_scrypt_and_other_hosts_still_log_in() -> None:
     for i in range(20):
         with pytest.raises(ApiError):
             auth.check_password(f"x{i}", "wrong", "ipv4:10.0.0.3:1")
-    with pytest.raises(ApiError, match="client ipv4:10.0.0.3"):
+    with pytest.raises(ApiError, match=r"client ipv4:10\.0\.0\.3"):
         auth.check_password("u", "p", "ipv4:10.0.0.3:2")
     assert auth.check_password("u", "p", "ipv4:10.0.0.4:1").username == "u"
 
