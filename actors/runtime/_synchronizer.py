@@ -17,6 +17,7 @@ from actors.orm import ModelAccessor
 from actors.steps import LoadError
 from actors.store import Caller, Store
 
+from ._isolation import CrashRecords, StepIsolation, report_previous_crashes
 from .clock import Clock, RealClock
 from .messages import ChildStatus, GetStatus, IsIdle, Shutdown
 from .policy import PolicyActor
@@ -64,6 +65,7 @@ class Synchronizer:
         self.load_errors: list[LoadError] = []
         self._loaded: Loaded | None = None
         self.supervisor: pykka.ActorRef[Supervisor] | None = None
+        self.isolation: StepIsolation | None = None
 
     # -- building -------------------------------------------------------------
     @property
@@ -156,12 +158,17 @@ class Synchronizer:
     def start(self) -> Synchronizer:
         """Load models and steps, start the supervisor (and the API server when configured)."""
         specs = self.child_specs()
+        records = CrashRecords.open(str(self.config.get("data_dir")), self.settings.name)
+        if records is not None:
+            report_previous_crashes(records)
+        self.isolation = StepIsolation(self.config, self.settings.isolation, records)
         self.supervisor = Supervisor.start(
             specs,
             accessor=self.model_accessor,
             clock=self.clock,
             settings=self.settings,
             user_context=self.user_context,
+            isolation=self.isolation,
         )
         if self._serve_api and self.store is not None:
             self.api = _start_api(self.store, self.config)
@@ -210,6 +217,9 @@ class Synchronizer:
             except (pykka.ActorDeadError, pykka.Timeout):
                 pass
             self.supervisor = None
+        if self.isolation is not None and self.isolation.records is not None:
+            self.isolation.records.close()
+        self.isolation = None
         if self._loaded is not None:
             self._loaded.unload()
             self._loaded = None
