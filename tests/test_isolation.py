@@ -38,6 +38,7 @@ message Other (XOSBase) {
 CRASHING_STEP = """
 import ctypes
 import os
+import time
 
 from xossynchronizer.steps.syncstep import SyncStep
 
@@ -53,6 +54,10 @@ class SyncThing(SyncStep):
             ctypes.string_at(0)
         if o.name == "raise":
             raise ValueError("no such thing")
+        if o.name == "hang":
+            with open(o.note, "w") as f:
+                f.write(str(os.getpid()))
+            time.sleep(300)
         o.note = "synced in %d" % os.getpid()
         o.save(update_fields=["note"])
 
@@ -186,6 +191,30 @@ def test_a_step_that_exits_or_crashes_in_its_process_fails_alone(tmp_path: Path)
         # A new object is synced by the restarted step's new child.
         Thing(name="later").save()
         wait_for(lambda: _row(sync, "Thing", "later")["backend_status"] == "OK", timeout=60)
+    finally:
+        sync.stop()
+
+
+def test_a_hung_isolated_step_is_killed_at_its_deadline(tmp_path: Path) -> None:
+    config = write_synchronizer(tmp_path, isolation="process")
+    step = tmp_path / "steps" / "sync_thing.py"
+    step.write_text(step.read_text().replace('observes = "Thing"', 'observes = "Thing"\n    deadline = 4'))
+    sync = Synchronizer(load_config(config)).start()
+    try:
+        pid_file = tmp_path / "hung.pid"
+        _client(sync).get_model_class("Thing")(name="hang", note=str(pid_file)).save()
+        pid = int(wait_for(lambda: pid_file.exists() and pid_file.read_text(), timeout=60))
+        wait_for(lambda: sync.status()["SyncThing"].restarts >= 1, timeout=60)
+
+        def gone() -> bool:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return True
+            return False
+
+        wait_for(gone, timeout=30, description="the hung step process killed")
+        assert "past its deadline" in str(sync.status()["SyncThing"].last_error)
     finally:
         sync.stop()
 

@@ -88,6 +88,7 @@ class CrashRecords:
         self.path = folder / f"{name}@{os.getpid()}-{next(_counter)}.inflight"
         self._lock = threading.Lock()
         self._slots: dict[str, int] = {}
+        self._prefixes: dict[tuple[str, str], str] = {}
         folder.mkdir(parents=True, exist_ok=True)
         self._fd: int | None = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
         fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -139,27 +140,31 @@ class CrashRecords:
         if slot is None:
             with self._lock:
                 slot = self._slots.setdefault(child, len(self._slots))
-        record: dict[str, Any] = {
-            "step": child,
-            "call": call,
-            "pid": os.getpid(),
-            "at": round(time.time(), 3),
-        }
+        # Built by hand: json.dumps per call would cost more than the two writes.
+        prefix = self._prefixes.get((child, call))
+        if prefix is None:
+            prefix = json.dumps({"step": child, "call": call, "pid": os.getpid()})[:-1]
+            self._prefixes[(child, call)] = prefix
+        line = f'{prefix},"at":{time.time():.3f}'
         obj = args[0] if args else None
         model = getattr(type(obj), "_model", None)
-        if isinstance(model, str):
-            record["model"] = model
-            record["id"] = getattr(obj, "_data", {}).get("id")
-        line = json.dumps(record, default=str).encode()[: RECORD_SIZE - 1] + b"\n"
-        with contextlib.suppress(OSError):
-            os.pwrite(fd, line, slot * RECORD_SIZE)
+        if isinstance(model, str) and model.isidentifier():
+            id = getattr(obj, "_data", {}).get("id")
+            line += f',"model":"{model}","id":{id if isinstance(id, int) else "null"}'
+        data = (line + "}").encode()[: RECORD_SIZE - 1] + b"\n"
+        try:
+            os.pwrite(fd, data, slot * RECORD_SIZE)
+        except OSError:
+            pass  # a full disk must not fail the step
 
     def leave(self, child: str) -> None:
         """Blank the slot of ``child``: its call is over."""
         fd, slot = self._fd, self._slots.get(child)
         if fd is not None and slot is not None:
-            with contextlib.suppress(OSError):
+            try:
                 os.pwrite(fd, b" ", slot * RECORD_SIZE)
+            except OSError:
+                pass
 
     def close(self) -> None:
         """A clean stop: the file goes (nothing to report at the next start)."""
