@@ -23,7 +23,9 @@ checks for that user or host are refused with ``RESOURCE_EXHAUSTED`` (saying
 when to retry) without running scrypt, for a delay that starts at
 :data:`LOCK_DELAY` seconds and doubles with each further failure, up to
 :data:`MAX_LOCK_DELAY`. At most :data:`SCRYPT_SLOTS` password hashes are
-checked at once, so guesses cannot take every handler thread and core.
+checked at once, so guesses cannot take every handler thread and core, and a
+refusal is answered after up to :data:`TARPIT` seconds, so a client guessing in
+a loop costs the server little.
 Tokens are not throttled: a client holding one keeps working.
 """
 
@@ -72,6 +74,10 @@ FAILURE_WINDOW = 300.0
 LOCK_DELAY, MAX_LOCK_DELAY = 1.0, 300.0
 #: Password hashes checked at the same time; a check waits at most SCRYPT_WAIT seconds for a slot.
 SCRYPT_SLOTS, SCRYPT_WAIT = max(1, (os.cpu_count() or 2) // 2), 5.0
+#: A refused attempt is answered after this many seconds (at most the delay left), so a client
+#: guessing in a loop sends a few attempts per second; at most TARPIT_SLOTS calls wait at once
+#: (they hold handler threads), others are answered at once.
+TARPIT, TARPIT_SLOTS = 0.5, 8
 
 
 def _b64(data: bytes) -> str:
@@ -273,6 +279,7 @@ class Authenticator:
     ) -> None:
         self.throttle = throttle or LoginThrottle()
         self._scrypt_slots = threading.BoundedSemaphore(SCRYPT_SLOTS)
+        self._tarpit_slots = threading.BoundedSemaphore(TARPIT_SLOTS)
         self._users: dict[str, tuple[str, str]] = {}
         for user in users or ():
             name = user.get("username")
@@ -324,9 +331,11 @@ class Authenticator:
         peer_key = f"peer:{host}" if host else None
         wait = self.throttle.retry_in(user_key)
         if wait > 0:
+            self._tarpit(wait)
             raise _throttled(f"user {username!r}", wait)
         wait = self.throttle.retry_in(peer_key) if peer_key else 0.0
         if wait > 0:
+            self._tarpit(wait)
             raise _throttled(f"client {host}", wait)
         if not self._password_matches(username, password):
             self.throttle.failed(user_key, USER_FAILURES)
@@ -335,6 +344,13 @@ class Authenticator:
             raise _denied(f"unknown user {username!r} or wrong password")
         self.throttle.succeeded(user_key)
         return Principal(username, self._users[username][1])
+
+    def _tarpit(self, wait: float) -> None:
+        if self._tarpit_slots.acquire(blocking=False):
+            try:
+                time.sleep(min(wait, TARPIT))
+            finally:
+                self._tarpit_slots.release()
 
     def _password_matches(self, username: str, password: str) -> bool:
         entry = self._users.get(username)
