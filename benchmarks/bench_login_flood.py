@@ -67,7 +67,11 @@ def timed(call: Any, seconds: float) -> list[float]:
 def summary(samples: list[float]) -> str:
     samples = sorted(samples)
     p99 = samples[min(len(samples) - 1, int(len(samples) * 0.99))]
-    return f"p50 {statistics.median(samples) * 1e3:7.2f} ms  p99 {p99 * 1e3:7.2f} ms  ({len(samples)} calls)"
+    mean = statistics.fmean(samples)
+    return (
+        f"mean {mean * 1e3:6.2f} ms  p50 {statistics.median(samples) * 1e3:6.2f} ms"
+        f"  p99 {p99 * 1e3:7.2f} ms  ({len(samples)} calls)"
+    )
 
 
 def main() -> None:

@@ -39,7 +39,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -418,7 +418,6 @@ class StepIsolation:
     config: Config
     default: str = "thread"
     records: CrashRecords | None = None
-    started: list[IsolatedStep] = field(default_factory=list)
 
     def mode(self, cls: type) -> str:
         """``"thread"`` or ``"process"``: the class's ``isolation``, else the configured default."""
@@ -516,9 +515,13 @@ def _worker_main(conn: Connection, spec: _WorkerSpec) -> None:
         except Exception as exc:
             reply = _Reply(error=_portable(exc))
         except BaseException as exc:
-            conn.send(_Reply(exit=f"{type(exc).__name__}: {exc}"))
+            reply = _Reply(exit=f"{type(exc).__name__}: {exc}")
+        try:
+            conn.send(reply)
+        except OSError:
+            return  # the parent is gone
+        if reply.exit is not None:
             return
-        conn.send(reply)
 
 
 def _same(a: str, b: str) -> bool:
