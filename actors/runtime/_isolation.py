@@ -14,9 +14,10 @@ whole process ends. Two things soften that:
 
 :class:`IsolatedStep`
     A step with ``isolation = "process"`` (or ``runtime.isolation: process``) runs
-    in a child process started with ``spawn``. The child loads the synchronizer's
-    steps again (same config) over an accessor whose backend forwards every read
-    and write to the parent through the pipe; the parent keeps the bookkeeping
+    in a child process: a fresh interpreter, never a fork of the threaded parent.
+    The child loads the synchronizer's steps again (same config) over an accessor
+    whose backend forwards every read and write to the parent through the socket;
+    the parent keeps the bookkeeping
     (enacted, backend_status). Each handler call sends the object's model and row,
     the child runs the handler and answers with the result or the exception. When
     the child dies the call raises :class:`StepProcessDied` (a :class:`StepExit`):
@@ -32,10 +33,12 @@ import fcntl
 import inspect
 import itertools
 import json
-import multiprocessing
 import os
 import pickle
 import signal
+import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -300,15 +303,19 @@ class IsolatedStep:
         self._accessor = accessor
         self._abandoned = abandoned
         self._lock = threading.Lock()
-        context = multiprocessing.get_context("spawn")
-        self._conn, child_end = context.Pipe()
         spec = _WorkerSpec(config, accessor.schema, _kind_of(factory.cls), factory.name, factory.path)
-        self._process = context.Process(
-            target=_worker_main, args=(child_end, spec), name=f"actors-step-{factory.name}", daemon=True
-        )
-        self._process.start()
-        child_end.close()
+        ours, theirs = socket.socketpair()
+        with ours, theirs:
+            # A fresh interpreter (not fork: the parent has threads), with the parent's sys.path.
+            self._process = subprocess.Popen(
+                [sys.executable, "-c", _BOOT, str(theirs.fileno())],
+                pass_fds=(theirs.fileno(),),
+                stdin=subprocess.DEVNULL,
+                env={**os.environ, _PATH_VARIABLE: json.dumps(sys.path)},
+            )
+            self._conn = Connection(os.dup(ours.fileno()))
         try:
+            self._conn.send(spec)
             self._exchange(None, "start", START_TIMEOUT)
         except BaseException:
             self.close()
@@ -380,9 +387,14 @@ class IsolatedStep:
         with contextlib.suppress(OSError, ValueError):
             self._conn.send(reply)
 
+    def _wait(self) -> int | None:
+        try:
+            return self._process.wait(STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            return None
+
     def _died(self, what: str) -> StepProcessDied:
-        self._process.join(STOP_TIMEOUT)
-        code = self._process.exitcode
+        code = self._wait()
         if code is None:
             how = "closed its pipe"
             self._kill()
@@ -398,15 +410,15 @@ class IsolatedStep:
         )
 
     def _kill(self) -> None:
-        if self._process.is_alive():
+        if self._process.poll() is None:
             self._process.kill()
-        self._process.join(STOP_TIMEOUT)
+        self._wait()
 
     def close(self) -> None:
         """Ask the child to end (it also ends when the pipe closes); kill it if it does not."""
         with contextlib.suppress(OSError, ValueError):
             self._conn.send(None)
-        self._process.join(STOP_TIMEOUT)
+        self._wait()
         self._kill()
         self._conn.close()
 
@@ -471,13 +483,35 @@ def _running(config: Config, accessor: ModelAccessor, caller: Caller | None) -> 
         yield
 
 
-def _worker_main(conn: Connection, spec: _WorkerSpec) -> None:
-    """The child process: load the step, then run calls until the pipe closes or says stop."""
+_PATH_VARIABLE = "ACTORS_STEP_PROCESS_PATH"
+#: What the child runs: the parent's sys.path, then the worker on the inherited socket.
+_BOOT = (
+    "import json, os, sys; "
+    f"sys.path[:] = json.loads(os.environ.pop({_PATH_VARIABLE!r})); "
+    "from actors.runtime._isolation import worker_main; worker_main(int(sys.argv[1]))"
+)
+
+
+def worker_main(fd: int) -> None:
+    """The child process: receive the step to run on socket ``fd``, load it, run calls.
+
+    It ends when the parent says stop or its end of the socket closes (the parent died).
+    """
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the parent, which stops us
-    from actors.compat import load_synchronizer
+    conn = Connection(fd)
+    try:
+        spec: _WorkerSpec = conn.recv()
+    except (EOFError, OSError):
+        return
     from actors.logs import create_logger
 
     create_logger(spec.config.get("logging"), name="actors.step_process")
+    _serve_calls(conn, spec)
+
+
+def _serve_calls(conn: Connection, spec: _WorkerSpec) -> None:
+    from actors.compat import load_synchronizer
+
     accessor = ModelAccessor(_PipeBackend(conn, spec.schema), caller=Caller.SYNCHRONIZER)
     try:
         loaded = load_synchronizer(spec.config, accessor)
