@@ -58,11 +58,13 @@ class SyncThing(SyncStep):
             with open(o.note, "w") as f:
                 f.write(str(os.getpid()))
             time.sleep(300)
-        o.note = "synced in %d" % os.getpid()
+        o.note = "synced %s in %d" % (o.name, os.getpid())
         o.save(update_fields=["note"])
 
     def after_sync_save(self, o):
-        assert o.note.startswith("synced in"), "after_sync_save sees the object sync_record changed"
+        # It sees the object sync_record changed (as in a thread), not a fresh copy.
+        o.note = o.note + " +after"
+        o.save(update_fields=["note"])
 
     def delete_record(self, o):
         pass
@@ -177,8 +179,13 @@ def test_a_step_that_exits_or_crashes_in_its_process_fails_alone(tmp_path: Path)
         fine = wait_for(
             lambda: (r := _row(sync, "Thing", "fine"))["backend_status"] == "OK" and r, timeout=60
         )
-        child_pid = int(fine["note"].removeprefix("synced in "))
+        child_pid = int(fine["note"].removeprefix("synced fine in "))
         assert child_pid != os.getpid()  # sync_record ran in the child, its save reached our store
+        # A changed object is synced again from its new row.
+        again = Thing.objects.get(id=fine["id"])
+        again.name = "fine again"
+        again.save()
+        wait_for(lambda: _row(sync, "Thing", "fine again")["note"].startswith("synced fine again in "), 60)
         # The other step and the isolated policy kept working; the synchronizer is up.
         other = sync.model_accessor.get_model_class("Other")
         policed = wait_for(lambda: "policed in" in (o := other.objects.get(id=1)).name and o, timeout=60)

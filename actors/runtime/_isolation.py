@@ -540,8 +540,9 @@ def _serve_calls(conn: Connection, spec: _WorkerSpec) -> None:
         if request is None:
             return
         try:
-            # The objects of one call are reused by the next (after_sync_save sees what sync_record set).
-            args = _from_wire(request.args, accessor, cache)
+            # after_sync_save / after_policy_save get the objects of the call before them, as in a
+            # thread (they see what sync_record set); every other call gets objects fresh from rows.
+            args = _from_wire(request.args, accessor, cache if request.method.startswith("after_") else {})
             cache = {(o._model, o._data.get("id")): o for o in args if hasattr(o, "_data")}
             with _running(spec.config, accessor, request.caller):
                 value = getattr(step, request.method)(*args)
