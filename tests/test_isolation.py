@@ -176,10 +176,9 @@ def test_a_step_that_exits_or_crashes_in_its_process_fails_alone(tmp_path: Path)
         wait_for(lambda: failed("exit", "exited with code 3 during sync_record"), timeout=60)
         wait_for(lambda: failed("segv", "was killed by signal SIGSEGV during sync_record"), timeout=60)
         wait_for(lambda: failed("raise", "no such thing"), timeout=60)
-        fine = wait_for(
-            lambda: (r := _row(sync, "Thing", "fine"))["backend_status"] == "OK" and r, timeout=60
-        )
-        child_pid = int(fine["note"].removeprefix("synced fine in "))
+        fine = wait_for(lambda: str((r := _row(sync, "Thing", "fine"))["note"]).endswith(" +after") and r, 60)
+        assert fine["backend_status"] == "OK"
+        child_pid = int(fine["note"].removeprefix("synced fine in ").removesuffix(" +after"))
         assert child_pid != os.getpid()  # sync_record ran in the child, its save reached our store
         # A changed object is synced again from its new row.
         again = Thing.objects.get(id=fine["id"])
