@@ -34,10 +34,12 @@ message Other (XOSBase) {
 }
 """
 
-#: Thing objects named "exit" call os._exit(3), "segv" crash in native code, "raise" raise.
+#: Thing objects named "exit" call os._exit(3), "segv" crash in native code, "kill" are SIGKILLed,
+#: "raise" raise, "hang" hang.
 CRASHING_STEP = """
 import ctypes
 import os
+import signal
 import time
 
 from xossynchronizer.steps.syncstep import SyncStep
@@ -52,6 +54,8 @@ class SyncThing(SyncStep):
             os._exit(3)
         if o.name == "segv":
             ctypes.string_at(0)
+        if o.name == "kill":
+            os.kill(os.getpid(), signal.SIGKILL)
         if o.name == "raise":
             raise ValueError("no such thing")
         if o.name == "hang":
@@ -165,7 +169,7 @@ def test_a_step_that_exits_or_crashes_in_its_process_fails_alone(tmp_path: Path)
         client = _client(sync)
         Thing = client.get_model_class("Thing")
         Other = client.get_model_class("Other")
-        for name in ("exit", "segv", "raise", "fine"):
+        for name in ("exit", "segv", "kill", "raise", "fine"):
             Thing(name=name).save()
         Other(name="o1").save()
 
@@ -175,6 +179,7 @@ def test_a_step_that_exits_or_crashes_in_its_process_fails_alone(tmp_path: Path)
 
         wait_for(lambda: failed("exit", "exited with code 3 during sync_record"), timeout=60)
         wait_for(lambda: failed("segv", "was killed by signal SIGSEGV during sync_record"), timeout=60)
+        wait_for(lambda: failed("kill", "was killed by signal SIGKILL during sync_record"), timeout=60)
         wait_for(lambda: failed("raise", "no such thing"), timeout=60)
         fine = wait_for(lambda: str((r := _row(sync, "Thing", "fine"))["note"]).endswith(" +after") and r, 60)
         assert fine["backend_status"] == "OK"
