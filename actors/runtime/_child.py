@@ -20,7 +20,7 @@ from .messages import ChildDied, ChildStatus, IsIdle
 from .settings import RuntimeSettings
 
 if TYPE_CHECKING:
-    from ._isolation import StepIsolation
+    from ._isolation import IsolatedStep, StepIsolation
 
 __all__ = ["ChildActor", "ChildContext", "ChildState", "ObjectLocks", "StepExit", "tell_quietly"]
 
@@ -134,7 +134,7 @@ class ChildActor(pykka.ThreadingActor):
         self.handlers: dict[type, Callable[[Any], Any]] = {IsIdle: lambda _m: self.is_idle()}
         self._timers: dict[str, Timer] = {}
         #: Child processes of this actor's isolated steps (ended with the actor).
-        self._processes: list[Any] = []
+        self._processes: list[IsolatedStep] = []
 
     @property
     def stale(self) -> bool:
@@ -243,9 +243,9 @@ class ChildActor(pykka.ThreadingActor):
         The call is in the crash records while it runs (see ``actors.runtime._isolation``).
         """
         records = self.ctx.isolation.records if self.ctx.isolation is not None else None
-        if records is not None:
-            records.enter(self.ctx.name, getattr(fn, "__name__", "call"), args)
         with self._busy(deadline), self.ctx.user_context(), acting_as(caller) if caller else nullcontext():
+            if records is not None:
+                records.enter(self.ctx.name, getattr(fn, "__name__", "call"), args)
             try:
                 return fn(*args)
             except Exception:
