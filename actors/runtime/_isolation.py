@@ -78,7 +78,7 @@ _counter = itertools.count(1)
 
 
 class StepProcessDied(StepExit):
-    """The child process of an isolated step ended during a call (exit, signal, lost pipe)."""
+    """The child process of an isolated step ended during a call (exit, signal, lost socket)."""
 
 
 # -- crash records ------------------------------------------------------------------
@@ -195,7 +195,7 @@ def report_previous_crashes(records: CrashRecords) -> list[dict[str, Any]]:
     return found
 
 
-# -- the pipe protocol ------------------------------------------------------------
+# -- the socket protocol ----------------------------------------------------------
 @dataclass(frozen=True)
 class _Obj:
     """An ORM object on the wire: rebuilt from its row by the receiving side's accessor."""
@@ -396,7 +396,7 @@ class IsolatedStep:
     def _died(self, what: str) -> StepProcessDied:
         code = self._wait()
         if code is None:
-            how = "closed its pipe"
+            how = "closed its socket"
             self._kill()
         elif code < 0:
             try:
@@ -415,7 +415,7 @@ class IsolatedStep:
         self._wait()
 
     def close(self) -> None:
-        """Ask the child to end (it also ends when the pipe closes); kill it if it does not."""
+        """Ask the child to end (it also ends when the socket closes); kill it if it does not."""
         with contextlib.suppress(OSError, ValueError):
             self._conn.send(None)
         self._wait()
@@ -446,7 +446,7 @@ class StepIsolation:
 
 # -- the child's side ---------------------------------------------------------------
 class _PipeBackend:
-    """The child's backend: every read and write runs in the parent, through the pipe."""
+    """The child's backend: every read and write runs in the parent, through the socket."""
 
     def __init__(self, conn: Connection, schema: Schema) -> None:
         self._conn = conn
