@@ -356,6 +356,7 @@ def test_minimal_file_gets_every_default(workdir: Path) -> None:
         "restart_window": 60,
         "pull_period": 5,
         "shutdown_timeout": 10,
+        "isolation": "thread",
     }
     assert cfg.get("api") == {
         "enabled": True,

@@ -15,6 +15,18 @@ Roles:
 
 With no users configured (development), every call is an anonymous ``readonly``
 call: the API can be read without credentials and cannot be written.
+
+Password guessing is throttled (:class:`LoginThrottle`): after
+:data:`USER_FAILURES` wrong passwords for one user name, or :data:`PEER_FAILURES`
+from one client host, within :data:`FAILURE_WINDOW` seconds, further password
+checks for that user or host are refused with ``RESOURCE_EXHAUSTED`` (saying
+when to retry) without running scrypt, for a delay that starts at
+:data:`LOCK_DELAY` seconds and doubles with each further failure, up to
+:data:`MAX_LOCK_DELAY`. At most :data:`SCRYPT_SLOTS` password hashes are
+checked at once, so guesses cannot take every handler thread and core, and a
+refusal is answered after up to :data:`TARPIT` seconds, so a client guessing in
+a loop costs the server little.
+Tokens are not throttled: a client holding one keeps working.
 """
 
 from __future__ import annotations
@@ -24,11 +36,13 @@ import binascii
 import hashlib
 import hmac
 import json
+import os
 import secrets
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
@@ -40,6 +54,7 @@ from ._wire import ApiError, ErrorKind
 __all__ = [
     "ROLES",
     "Authenticator",
+    "LoginThrottle",
     "Principal",
     "hash_password",
     "verify_password",
@@ -50,6 +65,19 @@ ROLES = ("admin", "synchronizer", "readonly")
 #: scrypt cost parameters of new hashes (about 16 MiB and a few tens of ms per check).
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
 DEFAULT_TOKEN_TTL = 12 * 3600.0
+
+#: Wrong passwords for one user name, or from one client host, before its checks are refused.
+USER_FAILURES, PEER_FAILURES = 5, 20
+#: Seconds a failure counts; a user or host without failures for this long starts afresh.
+FAILURE_WINDOW = 300.0
+#: The first refusal delay in seconds, doubled at each further failure, and its cap.
+LOCK_DELAY, MAX_LOCK_DELAY = 1.0, 300.0
+#: Password hashes checked at the same time; a check waits at most SCRYPT_WAIT seconds for a slot.
+SCRYPT_SLOTS, SCRYPT_WAIT = max(1, (os.cpu_count() or 2) // 2), 5.0
+#: A refused attempt is answered after this many seconds (at most the delay left), so a client
+#: guessing in a loop sends a few attempts per second; at most TARPIT_SLOTS calls wait at once
+#: (they hold handler threads), others are answered at once.
+TARPIT, TARPIT_SLOTS = 0.5, 8
 
 
 def _b64(data: bytes) -> str:
@@ -114,6 +142,87 @@ def verify_password(password: str, encoded: str) -> bool:
     return hmac.compare_digest(digest, expected)
 
 
+def peer_host(peer: str | None) -> str | None:
+    """The client host of a gRPC peer string (``ipv4:127.0.0.1:5000`` -> ``ipv4:127.0.0.1``)."""
+    if not peer:
+        return None
+    if peer.startswith(("ipv4:", "ipv6:")):
+        return peer.rpartition(":")[0]
+    return peer
+
+
+def _throttled(what: str, retry_in: float) -> ApiError:
+    seconds = max(1, int(retry_in + 0.999))
+    return ApiError(
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        f"too many failed logins for {what}: retry in {seconds} s",
+        ErrorKind.AUTH,
+    )
+
+
+@dataclass
+class _Strikes:
+    failures: deque[float] = field(default_factory=deque)
+    locks: int = 0
+    until: float = 0.0
+
+
+class LoginThrottle:
+    """Failed password checks per key (a user name, a client host), with a doubling refusal delay.
+
+    A key with ``limit`` failures within ``window`` seconds is locked: :meth:`retry_in`
+    says for how long (``LOCK_DELAY``, doubled at each failure after that, capped at
+    ``MAX_LOCK_DELAY``). A success clears the key; a key without failures for
+    ``window`` seconds starts afresh. At most ``max_keys`` keys are remembered (the
+    oldest are forgotten first). ``clock`` is monotonic seconds (tests pass their own).
+    """
+
+    def __init__(
+        self,
+        *,
+        window: float = FAILURE_WINDOW,
+        delay: float = LOCK_DELAY,
+        max_delay: float = MAX_LOCK_DELAY,
+        max_keys: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.window, self.delay, self.max_delay = window, delay, max_delay
+        self.max_keys = max_keys
+        self.clock = clock
+        self._keys: dict[str, _Strikes] = {}
+        self._lock = threading.Lock()
+
+    def retry_in(self, key: str) -> float:
+        """Seconds until ``key`` may be checked again (0: now)."""
+        with self._lock:
+            strikes = self._keys.get(key)
+            return 0.0 if strikes is None else max(0.0, strikes.until - self.clock())
+
+    def failed(self, key: str, limit: int) -> None:
+        """Count a failure of ``key``; lock it once it has ``limit`` failures in the window."""
+        now = self.clock()
+        with self._lock:
+            strikes = self._keys.pop(key, None) or _Strikes()
+            self._keys[key] = strikes  # most recently failed last: the oldest are dropped first
+            while strikes.failures and strikes.failures[0] <= now - self.window:
+                strikes.failures.popleft()
+            if not strikes.failures:
+                strikes.locks = 0
+            strikes.failures.append(now)
+            while len(strikes.failures) > limit:
+                strikes.failures.popleft()
+            if len(strikes.failures) >= limit:
+                strikes.until = now + min(self.delay * 2**strikes.locks, self.max_delay)
+                strikes.locks += 1
+            while len(self._keys) > self.max_keys:
+                del self._keys[next(iter(self._keys))]
+
+    def succeeded(self, key: str) -> None:
+        """Forget the failures of ``key``."""
+        with self._lock:
+            self._keys.pop(key, None)
+
+
 @dataclass(frozen=True)
 class Principal:
     """Who calls: a configured user, or the anonymous caller of an API without users."""
@@ -166,7 +275,11 @@ class Authenticator:
         *,
         token_secret: bytes | str | None = None,
         token_ttl: float = DEFAULT_TOKEN_TTL,
+        throttle: LoginThrottle | None = None,
     ) -> None:
+        self.throttle = throttle or LoginThrottle()
+        self._scrypt_slots = threading.BoundedSemaphore(SCRYPT_SLOTS)
+        self._tarpit_slots = threading.BoundedSemaphore(TARPIT_SLOTS)
         self._users: dict[str, tuple[str, str]] = {}
         for user in users or ():
             name = user.get("username")
@@ -206,29 +319,70 @@ class Authenticator:
         return list(self._users)
 
     # -- passwords ------------------------------------------------------------
-    def check_password(self, username: str, password: str) -> Principal:
-        """The principal of ``username`` if ``password`` is right; ``UNAUTHENTICATED`` if not."""
+    def check_password(self, username: str, password: str, peer: str | None = None) -> Principal:
+        """The principal of ``username`` if ``password`` is right; ``UNAUTHENTICATED`` if not.
+
+        ``peer`` is the gRPC peer of the call. A user name or client host with too
+        many recent failures gets ``RESOURCE_EXHAUSTED`` without its password
+        being checked (see :class:`LoginThrottle`).
+        """
+        host = peer_host(peer)
+        user_key = f"user:{username}"
+        peer_key = f"peer:{host}" if host else None
+        wait = self.throttle.retry_in(user_key)
+        if wait > 0:
+            self._tarpit(wait)
+            raise _throttled(f"user {username!r}", wait)
+        wait = self.throttle.retry_in(peer_key) if peer_key else 0.0
+        if wait > 0:
+            self._tarpit(wait)
+            raise _throttled(f"client {host}", wait)
+        if not self._password_matches(username, password):
+            self.throttle.failed(user_key, USER_FAILURES)
+            if peer_key:
+                self.throttle.failed(peer_key, PEER_FAILURES)
+            raise _denied(f"unknown user {username!r} or wrong password")
+        self.throttle.succeeded(user_key)
+        return Principal(username, self._users[username][1])
+
+    def _tarpit(self, wait: float) -> None:
+        if self._tarpit_slots.acquire(blocking=False):
+            try:
+                time.sleep(min(wait, TARPIT))
+            finally:
+                self._tarpit_slots.release()
+
+    def _password_matches(self, username: str, password: str) -> bool:
         entry = self._users.get(username)
         if entry is None:
-            raise _denied(f"unknown user {username!r} or wrong password")
-        encoded, role = entry
+            return False
+        encoded = entry[0]
         key = (username, hmac.digest(self._cache_key, password.encode("utf-8", "surrogatepass"), "sha256"))
         with self._lock:
             cached = self._verified.get(key)
         if cached == encoded:
-            return Principal(username, role)
-        if not verify_password(password, encoded):
-            raise _denied(f"unknown user {username!r} or wrong password")
+            return True
+        if not self._scrypt_slots.acquire(timeout=SCRYPT_WAIT):
+            raise ApiError(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                "too many password checks in progress: retry in 1 s (or log in once and use the token)",
+                ErrorKind.AUTH,
+            )
+        try:
+            if not verify_password(password, encoded):
+                return False
+        finally:
+            self._scrypt_slots.release()
         with self._lock:
             if len(self._verified) >= 4096:
                 self._verified.clear()
             self._verified[key] = encoded
-        return Principal(username, role)
+        return True
 
     # -- tokens ---------------------------------------------------------------
-    def login(self, username: str, password: str) -> tuple[str, float, str]:
-        """``(token, expires_at, role)`` for a valid username and password."""
-        principal = self.check_password(username, password)
+    def login(self, username: str, password: str, peer: str | None = None) -> tuple[str, float, str]:
+        """``(token, expires_at, role)`` for a valid username and password (``peer``: see check_password)."""
+        principal = self.check_password(username, password, peer)
         expires = time.time() + self._token_ttl
         payload = _b64(json.dumps({"u": username, "e": round(expires, 3)}, separators=(",", ":")).encode())
         signature = _b64(hmac.digest(self._secret, payload.encode("ascii"), "sha256"))
@@ -255,8 +409,13 @@ class Authenticator:
         return Principal(username, entry[1])
 
     # -- calls ----------------------------------------------------------------
-    def authenticate(self, metadata: Sequence[tuple[str, str | bytes]] | None) -> Principal:
-        """The principal of a call, from its metadata (``UNAUTHENTICATED`` for bad credentials)."""
+    def authenticate(
+        self, metadata: Sequence[tuple[str, str | bytes]] | None, peer: str | None = None
+    ) -> Principal:
+        """The principal of a call, from its metadata (``UNAUTHENTICATED`` for bad credentials).
+
+        ``peer`` is the call's gRPC peer, for the throttling of password checks.
+        """
         if self.open:
             return ANONYMOUS
         md: dict[str, str] = {}
@@ -278,12 +437,12 @@ class Authenticator:
                 username, sep, password = decoded.partition(":")
                 if not sep:
                     raise _denied("malformed basic credentials")
-                return self.check_password(username, password)
+                return self.check_password(username, password, peer)
             raise _denied(f"unsupported authorization scheme {scheme!r} (use Basic or Bearer)")
         if "token" in md:
             return self.check_token(md["token"])
         if "username" in md:
-            return self.check_password(md["username"], md.get("password", ""))
+            return self.check_password(md["username"], md.get("password", ""), peer)
         raise _denied(
             "credentials required: send 'authorization: Basic base64(user:password)', "
             "'authorization: Bearer <token>', or username and password metadata"

@@ -394,7 +394,7 @@ class ApiService(grpc.GenericRpcHandler):
             ) from None
 
     def _principal(self, context: grpc.ServicerContext) -> Principal:
-        return self.auth.authenticate(context.invocation_metadata())
+        return self.auth.authenticate(context.invocation_metadata(), context.peer())
 
     def _model(self, model: str, context: grpc.ServicerContext) -> tuple[Protos, ModelTypes]:
         protos = self.protos
@@ -628,7 +628,7 @@ class ApiService(grpc.GenericRpcHandler):
                 "no users are configured: nothing to log in to",
                 ErrorKind.AUTH,
             )
-        token, expires, role = self.auth.login(req.username, req.password)
+        token, expires, role = self.auth.login(req.username, req.password, context.peer())
         return protos.message("LoginResponse")(token=token, expires_at=expires, role=role)
 
     def _now(self, request: bytes, context: grpc.ServicerContext) -> Any:

@@ -179,6 +179,11 @@ def _unknown(names: list[str], accessor: ModelAccessor) -> Iterator[str]:
 
 
 def _problems(cls: Any, accessor: ModelAccessor) -> Iterator[str]:
+    isolation = getattr(cls, "isolation", None)
+    if isolation not in (None, "thread", "process"):
+        yield f"isolation must be 'thread' or 'process', got {isolation!r}"
+    elif isolation == "process" and issubclass(cls, EventStep):
+        yield "isolation = 'process' is not supported for event steps (they always run in a thread)"
     if issubclass(cls, SyncStep):
         for problem in _unknown(model_names(cls.observes), accessor):
             yield f"observes: {problem}"

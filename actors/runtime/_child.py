@@ -7,7 +7,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import pykka
 import structlog
@@ -18,6 +18,9 @@ from actors.store import Caller, WriteContext
 from .clock import Clock, Timer
 from .messages import ChildDied, ChildStatus, IsIdle
 from .settings import RuntimeSettings
+
+if TYPE_CHECKING:
+    from ._isolation import IsolatedStep, StepIsolation
 
 __all__ = ["ChildActor", "ChildContext", "ChildState", "ObjectLocks", "StepExit", "tell_quietly"]
 
@@ -106,6 +109,8 @@ class ChildContext:
     #: Entered around every call into user code (the compat import paths, current config).
     user_context: Callable[[], AbstractContextManager[Any]] = nullcontext
     deadline: float | None = None
+    #: Process isolation of steps and the crash records of calls (None: neither).
+    isolation: StepIsolation | None = None
 
 
 class ChildActor(pykka.ThreadingActor):
@@ -128,6 +133,8 @@ class ChildActor(pykka.ThreadingActor):
         self.log = structlog.get_logger("actors.runtime").bind(child=ctx.name)
         self.handlers: dict[type, Callable[[Any], Any]] = {IsIdle: lambda _m: self.is_idle()}
         self._timers: dict[str, Timer] = {}
+        #: Child processes of this actor's isolated steps (ended with the actor).
+        self._processes: list[IsolatedStep] = []
 
     @property
     def stale(self) -> bool:
@@ -174,9 +181,16 @@ class ChildActor(pykka.ThreadingActor):
 
     def on_stop(self) -> None:
         self.cancel_timers()
+        self._end_processes()
+
+    def _end_processes(self) -> None:
+        processes, self._processes = self._processes, []
+        for process in processes:
+            process.close()
 
     def on_failure(self, exc_type: Any, exc_value: Any, traceback: Any) -> None:
         self.cancel_timers()
+        self._end_processes()
         self.ctx.state.busy_since = None
         if self.stale:
             return
@@ -206,7 +220,16 @@ class ChildActor(pykka.ThreadingActor):
         self.ctx.accessor.backend.update(model, id, fields, ctx)
 
     def make_step(self, factory: Any) -> Any:
-        """A fresh instance of a step class, constructed in the user context, with the accessor set."""
+        """A fresh instance of a step class, constructed in the user context, with the accessor set.
+
+        For a step isolated in a process, an :class:`~actors.runtime._isolation.IsolatedStep`
+        standing for the instance in its new child process.
+        """
+        isolation = self.ctx.isolation
+        if isolation is not None and isolation.mode(factory.cls) == "process":
+            step = self.call_user(isolation.start, factory, self.ctx.accessor, lambda: self.stale)
+            self._processes.append(step)
+            return step
         step = self.call_user(factory.make)
         if getattr(step, "model_accessor", None) is None:
             step.model_accessor = self.ctx.accessor
@@ -215,11 +238,20 @@ class ChildActor(pykka.ThreadingActor):
     def call_user(
         self, fn: Callable[..., T], *args: Any, caller: Caller | None = None, deadline: float | None = None
     ) -> T:
-        """Run user code in the user context, as ``caller``, under the deadline watchdog."""
+        """Run user code in the user context, as ``caller``, under the deadline watchdog.
+
+        The call is in the crash records while it runs (see ``actors.runtime._isolation``).
+        """
+        records = self.ctx.isolation.records if self.ctx.isolation is not None else None
         with self._busy(deadline), self.ctx.user_context(), acting_as(caller) if caller else nullcontext():
+            if records is not None:
+                records.enter(self.ctx.name, getattr(fn, "__name__", "call"), args)
             try:
                 return fn(*args)
             except Exception:
                 raise
             except BaseException as exc:
                 raise StepExit(f"{type(exc).__name__}: {exc}") from exc
+            finally:
+                if records is not None and not self.stale:
+                    records.leave(self.ctx.name)

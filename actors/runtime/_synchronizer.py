@@ -17,6 +17,7 @@ from actors.orm import ModelAccessor
 from actors.steps import LoadError
 from actors.store import Caller, Store
 
+from ._isolation import CrashRecords, StepIsolation, report_previous_crashes
 from .clock import Clock, RealClock
 from .messages import ChildStatus, GetStatus, IsIdle, Shutdown
 from .policy import PolicyActor
@@ -71,6 +72,7 @@ class Synchronizer:
         self.load_errors: list[LoadError] = []
         self._loaded: Loaded | None = None
         self.supervisor: pykka.ActorRef[Supervisor] | None = None
+        self.isolation: StepIsolation | None = None
 
     # -- building -------------------------------------------------------------
     @property
@@ -181,12 +183,17 @@ class Synchronizer:
         specs = self.child_specs()
         if serve_local and self.store is not None and self.api is None:
             self.api = _api_server(self.store, self.config)
+        records = CrashRecords.open(str(self.config.get("data_dir")), self.settings.name)
+        if records is not None:
+            report_previous_crashes(records)
+        self.isolation = StepIsolation(self.config, self.settings.isolation, records)
         self.supervisor = Supervisor.start(
             specs,
             accessor=self.model_accessor,
             clock=self.clock,
             settings=self.settings,
             user_context=self.user_context,
+            isolation=self.isolation,
         )
         if self.api is not None:
             self.api.start()
@@ -235,6 +242,9 @@ class Synchronizer:
             except (pykka.ActorDeadError, pykka.Timeout):
                 pass
             self.supervisor = None
+        if self.isolation is not None and self.isolation.records is not None:
+            self.isolation.records.close()
+        self.isolation = None
         if self._loaded is not None:
             self._loaded.unload()
             self._loaded = None

@@ -21,6 +21,8 @@ class RuntimeSettings:
     pull_period: float = 5.0
     shutdown_timeout: float = 10.0
     backoff_disabled: bool = False
+    #: Where step handlers run unless a step says: "thread" (in the actor) or "process" (a child).
+    isolation: str = "thread"
     #: The synchronizer's name (the Kafka consumer group id).
     name: str = "actors"
     #: The ``event_bus`` section: kind, endpoint, dead_letter_topic, max_retries, retry_backoff.

@@ -20,6 +20,7 @@ import structlog
 from actors.orm import ModelAccessor
 
 from ._child import ChildActor, ChildContext, ChildState, ObjectLocks, tell_quietly
+from ._isolation import StepIsolation
 from .changefeed import ChangeFeedActor
 from .clock import Clock, Timer
 from .messages import (
@@ -76,8 +77,10 @@ class Supervisor(pykka.ThreadingActor):
         clock: Clock,
         settings: RuntimeSettings,
         user_context: Callable[[], AbstractContextManager[Any]] = nullcontext,
+        isolation: StepIsolation | None = None,
     ) -> None:
         super().__init__()
+        self.isolation = isolation
         self.accessor = accessor
         self.clock = clock
         self.settings = settings
@@ -137,6 +140,7 @@ class Supervisor(pykka.ThreadingActor):
             locks=self.locks,
             user_context=self.user_context,
             deadline=child.spec.deadline,
+            isolation=self.isolation,
         )
         child.ref = child.spec.actor_class.start(ctx, *child.spec.args)
         feed = self.children[CHANGEFEED].ref

@@ -18,6 +18,10 @@ class StepBase:
 
     #: Seconds one handler call may run before the actor is replaced (None: the config's default).
     deadline: float | None = None
+    #: Where the handlers run: "thread" (in the step's actor), "process" (a child process that
+    #: a crash, ``os._exit()`` or a kill ends alone), or None (the config's ``runtime.isolation``).
+    #: Not for event steps, which always run in a thread.
+    isolation: str | None = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self.model_accessor = kwargs.get("model_accessor")
