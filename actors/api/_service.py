@@ -500,7 +500,9 @@ class ApiService(grpc.GenericRpcHandler):
             model, request, context, lambda p, t: p.message("DeleteRequest")
         )
         self.store.delete(model, req.id, ctx, purge=req.purge)
-        return protos.message("DeleteResponse")(id=req.id, deleted=True, purged=req.purge)
+        # An object that never reached the backend is purged at once, without purge.
+        purged = req.purge or self.store.get(model, req.id) is None
+        return protos.message("DeleteResponse")(id=req.id, deleted=True, purged=purged)
 
     def _filter_query(self, model: str, req: Any) -> tuple[Query, Pending | None]:
         """The query of a ``FilterRequest``, or its pending query (then only ``limit`` is set)."""
