@@ -280,9 +280,7 @@ def schema_to_json(schema: Schema, *, full_paths: bool = True) -> str:
     With ``full_paths`` false the origins name the xproto file without its folders
     (``core.xproto:16``), for callers who need not know where the server keeps files.
     """
-    return json.dumps(
-        {"models": [model_to_json(spec, full_paths) for spec in schema]}, separators=(",", ":")
-    )
+    return json.dumps({"models": [model_to_json(spec, full_paths) for spec in schema]}, separators=(",", ":"))
 
 
 def schema_from_json(text: str) -> Schema:

@@ -322,3 +322,24 @@ def test_anonymous_read_from_the_configuration(tmp_path: Path) -> None:
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(20) == 0
+
+
+def test_anonymous_read_in_the_main_job(tmp_path: Path, api_store: Store) -> None:
+    """The synchronizer's embedded API reads ``api.anonymous_read`` too."""
+    from actors.config import load_config
+    from actors.runtime._synchronizer import _start_api
+
+    config: dict[str, Any] = {
+        "name": "anonymous-read",
+        "api": {
+            "address": "127.0.0.1:0",
+            "anonymous_read": True,
+            "users": [{"username": "ops", "password": "ops-pw", "role": "admin"}],
+        },
+    }
+    (tmp_path / "config.yaml").write_text(json.dumps(config))
+    server = _start_api(api_store, load_config(str(tmp_path / "config.yaml")))
+    try:
+        assert _call_now(server.address) == grpc.StatusCode.OK
+    finally:
+        server.stop(grace=0)
