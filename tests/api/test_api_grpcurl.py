@@ -1,6 +1,6 @@
 """A client in another language: grpcurl (Go) talks to the core over a real socket.
 
-grpcurl is built from the Go module proxy by ``scripts/go_tools.py`` (``.ci/run`` builds
+grpcurl is built from the Go module proxy by ``scripts/api_clients.py`` (``.ci/run`` builds
 it before the tests; here it is built if missing). It learns the services by server
 reflection (it asks ``grpc.reflection.v1`` first), or reads the ``.proto`` files that
 ``python -m actors.main protos`` writes and compiles them with Go's protobuf compiler, and
@@ -28,11 +28,11 @@ W = "actors.services.v1.Widget"
 
 @pytest.fixture(scope="session")
 def grpcurl_path() -> Path:
-    import go_tools  # scripts/ is on sys.path (tests/conftest.py)
+    import api_clients  # scripts/ is on sys.path (tests/conftest.py)
 
     try:
-        return go_tools.grpcurl()
-    except go_tools.GoMissing as exc:
+        return api_clients.grpcurl()
+    except api_clients.ToolMissing as exc:
         pytest.skip(f"grpcurl cannot be built: {exc}")
 
 
