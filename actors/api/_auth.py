@@ -130,7 +130,10 @@ class Principal:
         return self.role in ("admin", "synchronizer")
 
     def check_write(self, caller: Caller | None = None) -> None:
-        """Raise ``PERMISSION_DENIED`` unless this principal may write as ``caller``."""
+        """Raise ``PERMISSION_DENIED`` unless this principal may write as ``caller``.
+
+        An anonymous reader of an API with users gets ``UNAUTHENTICATED``: it must log in.
+        """
         if self.guest:
             raise _denied("credentials required to write: anonymous callers may only read")
         if not self.can_write:
