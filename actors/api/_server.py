@@ -373,9 +373,11 @@ def core_main(argv: Sequence[str] | None = None) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(ValueError):  # not the main thread
             previous[sig] = signal.signal(sig, _stop)
-    mode = "read-only, no users configured" if server.auth.open else f"{len(server.auth.usernames)} users"
-    if server.auth.anonymous_read != server.auth.open:
-        mode += ", anonymous reads on" if server.auth.anonymous_read else ", anonymous reads off"
+    auth = server.auth
+    if auth.open:
+        mode = "read-only, no users configured" if auth.anonymous_read else "no users and no anonymous reads"
+    else:
+        mode = f"{len(auth.usernames)} users" + (", anonymous reads" if auth.anonymous_read else "")
     print(
         f"actors core: serving {len(server.protos.models)} models on {server.address} "
         f"({'TLS' if server.tls else 'plaintext'}, {mode}), store {_safe_url(store.url)}",
