@@ -14,7 +14,9 @@ Roles:
     reads, writes as any caller (``synchronizer``, ``step``, ``policy``, ``client``), uploads.
 
 With no users configured (development), every call is an anonymous ``readonly``
-call: the API can be read without credentials and cannot be written.
+call: the API can be read without credentials and cannot be written. With users,
+calls without credentials are refused unless ``anonymous_read`` is on (then they
+may read; writes still need credentials).
 
 Password guessing is throttled (:class:`LoginThrottle`): after
 :data:`USER_FAILURES` wrong passwords for one user name, or :data:`PEER_FAILURES`
@@ -229,13 +231,20 @@ class Principal:
 
     username: str
     role: str
+    #: An anonymous reader of an API that has users (``api.anonymous_read``).
+    guest: bool = False
 
     @property
     def can_write(self) -> bool:
         return self.role in ("admin", "synchronizer")
 
     def check_write(self, caller: Caller | None = None) -> None:
-        """Raise ``PERMISSION_DENIED`` unless this principal may write as ``caller``."""
+        """Raise ``PERMISSION_DENIED`` unless this principal may write as ``caller``.
+
+        An anonymous reader of an API with users gets ``UNAUTHENTICATED``: it must log in.
+        """
+        if self.guest:
+            raise _denied("credentials required to write: anonymous callers may only read")
         if not self.can_write:
             why = "no users are configured, the API is read-only" if self.username == "" else "role readonly"
             raise ApiError(
@@ -253,6 +262,7 @@ class Principal:
 
 
 ANONYMOUS = Principal("", "readonly")
+GUEST = Principal("", "readonly", guest=True)
 
 
 def _denied(message: str) -> ApiError:
@@ -266,7 +276,9 @@ class Authenticator:
     ``role`` and either ``password`` (hashed on load, never kept) or
     ``password_hash``. Tokens from :meth:`login` are signed with
     ``token_secret`` (random per process when not given, so tokens die with the
-    server; clients that have a password log in again).
+    server; clients that have a password log in again). ``anonymous_read``
+    lets calls without credentials read; ``None`` means on without users and
+    off with users.
     """
 
     def __init__(
@@ -276,6 +288,7 @@ class Authenticator:
         token_secret: bytes | str | None = None,
         token_ttl: float = DEFAULT_TOKEN_TTL,
         throttle: LoginThrottle | None = None,
+        anonymous_read: bool | None = None,
     ) -> None:
         self.throttle = throttle or LoginThrottle()
         self._scrypt_slots = threading.BoundedSemaphore(SCRYPT_SLOTS)
@@ -308,6 +321,8 @@ class Authenticator:
         self._token_ttl = token_ttl
         self._verified: dict[tuple[str, bytes], str] = {}
         self._lock = threading.Lock()
+        #: Calls without credentials may read.
+        self.anonymous_read = not self._users if anonymous_read is None else bool(anonymous_read)
 
     @property
     def open(self) -> bool:
@@ -417,7 +432,9 @@ class Authenticator:
         ``peer`` is the call's gRPC peer, for the throttling of password checks.
         """
         if self.open:
-            return ANONYMOUS
+            if self.anonymous_read:
+                return ANONYMOUS
+            raise _denied("no users are configured and api.anonymous_read is false: every call is refused")
         md: dict[str, str] = {}
         for key, value in metadata or ():
             if isinstance(value, bytes):
@@ -443,6 +460,8 @@ class Authenticator:
             return self.check_token(md["token"])
         if "username" in md:
             return self.check_password(md["username"], md.get("password", ""), peer)
+        if self.anonymous_read:
+            return GUEST
         raise _denied(
             "credentials required: send 'authorization: Basic base64(user:password)', "
             "'authorization: Bearer <token>', or username and password metadata"

@@ -125,6 +125,13 @@ def _parse_row(p: Protos, t: ModelTypes, data: bytes) -> Row:
     return row_from_message(t.message.FromString(data), t.column_names)
 
 
+def _parse_changes(msg: Any) -> dict[str, Any]:
+    """The columns an Update wrote (the reply's ``object.id`` names the object, it was not written)."""
+    changes = message_to_changes(msg)
+    changes.pop("id", None)
+    return changes
+
+
 def _parse_rows(p: Protos, t: ModelTypes, data: bytes) -> list[Row]:
     return [row_from_message(item, t.column_names) for item in t.list.FromString(data).items]
 
@@ -456,7 +463,7 @@ class RemoteBackend:
             model,
             "Update",
             lambda p, t: self._write_request(t, checked, ctx, p),
-            lambda p, t, data: message_to_changes(t.changes.FromString(data)),
+            lambda p, t, data: _parse_changes(t.changes.FromString(data)),
             idempotent=False,
         )
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import textwrap
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -138,7 +139,7 @@ class _MessageBuilder:
             number=number,
             type=type_,
             label=_REPEATED if repeated else _OPTIONAL,
-            json_name=name,
+            json_name=_default_json_name(name),
         )
         if type_name is not None:
             field.type_name = type_name
@@ -150,6 +151,13 @@ class _MessageBuilder:
         return field
 
     def finish(self) -> descriptor_pb2.DescriptorProto:
+        # A lowerCamel JSON name that equals another field's name or JSON name (foo_bar and
+        # fooBar) would be ambiguous: such a field keeps its own name as its JSON name.
+        names = {f.name for f in self.message.field}
+        camel = Counter(f.json_name for f in self.message.field)
+        for field in self.message.field:
+            if field.json_name != field.name and (field.json_name in names or camel[field.json_name] > 1):
+                field.json_name = field.name
         # Synthetic oneofs come after every real one.
         for field, oneof_name in self._synthetic:
             field.oneof_index = len(self.message.oneof_decl)
@@ -194,6 +202,7 @@ def api_file() -> descriptor_pb2.FileDescriptorProto:
     """``actors/api/v1/api.proto``: the messages shared by every service, and ``Core``."""
     file = descriptor_pb2.FileDescriptorProto(name=API_FILE, package=API_PACKAGE, syntax="proto3")
     S, I64, D, B, BY = _F.TYPE_STRING, _F.TYPE_INT64, _F.TYPE_DOUBLE, _F.TYPE_BOOL, _F.TYPE_BYTES
+    ID = ID_TYPE  # object ids, journal sequence numbers and counts
     M = _F.TYPE_MESSAGE
 
     m = _message(file, "Value", "A filter value: exactly one of the kinds; null_value = true is SQL NULL.")
@@ -234,7 +243,7 @@ def api_file() -> descriptor_pb2.FileDescriptorProto:
     m.add("origin", 4, S, optional=True)
     m.finish()
     m = _message(file, "GetRequest")
-    m.add("id", 1, I64)
+    m.add("id", 1, ID)
     m.finish()
     m = _message(file, "ListRequest", "Objects not deleted (unless include_deleted), by id or order_by.")
     m.add("limit", 1, I64, optional=True)
@@ -256,14 +265,23 @@ def api_file() -> descriptor_pb2.FileDescriptorProto:
     m.add("offset", 6, I64)
     m.finish()
     m = _message(file, "CountResponse")
-    m.add("count", 1, I64)
+    m.add("count", 1, ID)
     m.finish()
     m = _message(file, "DeleteRequest", "Soft delete (deleted = true), or remove the rows with purge.")
-    m.add("id", 1, I64)
+    m.add("id", 1, ID)
     m.add("purge", 2, B)
     m.add("options", 3, M, type_name=".actors.api.v1.WriteOptions")
     m.finish()
-    _message(file, "DeleteResponse").finish()
+    m = _message(
+        file,
+        "DeleteResponse",
+        "What a Delete did: the object's id, deleted (true: it is soft-deleted or gone), purged (the "
+        "rows are gone).",
+    )
+    m.add("id", 1, ID)
+    m.add("deleted", 2, B)
+    m.add("purged", 3, B)
+    m.finish()
     _message(file, "Empty").finish()
     m = _message(
         file,
@@ -271,7 +289,7 @@ def api_file() -> descriptor_pb2.FileDescriptorProto:
         "Notices with seq > since_seq (a negative since_seq means from now on), of these models "
         "and the models derived from them (all when empty).",
     )
-    m.add("since_seq", 1, I64)
+    m.add("since_seq", 1, ID)
     m.add("models", 2, S, repeated=True)
     m.finish()
     m = _message(
@@ -280,9 +298,9 @@ def api_file() -> descriptor_pb2.FileDescriptorProto:
         "One committed write; kind is create, update, delete or purge; origin is the writer's "
         "name if it gave one.",
     )
-    m.add("seq", 1, I64)
+    m.add("seq", 1, ID)
     m.add("model", 2, S)
-    m.add("id", 3, I64)
+    m.add("id", 3, ID)
     m.add("kind", 4, S)
     m.add("at", 5, D)
     m.add("origin", 6, S, optional=True)
@@ -321,7 +339,7 @@ def api_file() -> descriptor_pb2.FileDescriptorProto:
     m.finish()
     m = _message(file, "NowResponse", "The core's clock and the last journal sequence number.")
     m.add("now", 1, D)
-    m.add("last_seq", 2, I64)
+    m.add("last_seq", 2, ID)
     m.finish()
     _service(
         file,
@@ -390,7 +408,12 @@ def model_files(
         m.add("null_fields", 2, _F.TYPE_STRING, repeated=True)
         m.add("options", 3, _F.TYPE_MESSAGE, type_name=".actors.api.v1.WriteOptions")
         m.finish()
-        m = _message(models, f"{name}Changes", "The columns an Update wrote, null_fields those set to null.")
+        m = _message(
+            models,
+            f"{name}Changes",
+            "What an Update wrote: object holds the id and the columns written (bookkeeping included), "
+            "null_fields those set to null.",
+        )
         m.add("object", 1, _F.TYPE_MESSAGE, type_name=own)
         m.add("null_fields", 2, _F.TYPE_STRING, repeated=True)
         m.finish()

@@ -16,9 +16,9 @@ from typing import Any
 
 import grpc
 import structlog
-from google.protobuf import descriptor_pool
+from google.protobuf import descriptor_pb2, descriptor_pool
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
+from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_grpc
 
 from actors.store import Store, StoreOpenError, safe_url
 
@@ -27,12 +27,22 @@ from ._protos import Protos
 from ._service import ApiService, UploadLog
 from ._wire import read_pem
 
-__all__ = ["DEFAULT_ADDRESS", "DEFAULT_MAX_MESSAGE_BYTES", "ApiServer", "check_address", "core_main", "serve"]
+__all__ = [
+    "DEFAULT_ADDRESS",
+    "DEFAULT_MAX_MESSAGE_BYTES",
+    "REFLECTION_V1_SERVICE",
+    "ApiServer",
+    "check_address",
+    "core_main",
+    "serve",
+]
 
 log = structlog.get_logger("actors.api")
 
 DEFAULT_ADDRESS = "127.0.0.1:50051"
 DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+#: The reflection service current tools ask first; ``v1alpha`` (``reflection.SERVICE_NAME``) is served too.
+REFLECTION_V1_SERVICE = "grpc.reflection.v1.ServerReflection"
 
 
 def check_address(address: str) -> None:
@@ -64,6 +74,38 @@ def check_address(address: str) -> None:
     raise OSError(f"the API cannot listen on {address}: {reason}")
 
 
+def _reflection_v1_pool() -> descriptor_pool.DescriptorPool:
+    """A pool holding ``grpc/reflection/v1/reflection.proto``.
+
+    grpcio-reflection ships only the ``v1alpha`` file. The ``v1`` messages are the
+    same messages (same fields, same numbers) in package ``grpc.reflection.v1``, so
+    the file is the ``v1alpha`` one renamed; the ``v1`` service runs the ``v1alpha``
+    servicer, whose messages read and write the same bytes.
+    """
+    old, new = "grpc.reflection.v1alpha", "grpc.reflection.v1"
+    file = descriptor_pb2.FileDescriptorProto()
+    reflection_pb2.DESCRIPTOR.CopyToProto(file)
+    file.name = "grpc/reflection/v1/reflection.proto"
+    file.package = new
+    file.options.Clear()
+    file.options.go_package = "google.golang.org/grpc/reflection/grpc_reflection_v1"
+    file.options.java_package = "io.grpc.reflection.v1"
+    for message in file.message_type:
+        for field in message.field:
+            if field.type_name.startswith(f".{old}."):
+                field.type_name = f".{new}." + field.type_name[len(old) + 2 :]
+    for service in file.service:
+        for method in service.method:
+            method.input_type = method.input_type.replace(f".{old}.", f".{new}.")
+            method.output_type = method.output_type.replace(f".{old}.", f".{new}.")
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(file)
+    return pool
+
+
+_REFLECTION_V1_POOL = _reflection_v1_pool()
+
+
 class _Pools:
     """Looks symbols up in the current generated pool, then in the default one (health, reflection)."""
 
@@ -75,7 +117,11 @@ class _Pools:
         try:
             return getattr(self._service.protos.pool, method)(*args)
         except KeyError:
+            pass
+        try:
             return getattr(self._default, method)(*args)
+        except KeyError:
+            return getattr(_REFLECTION_V1_POOL, method)(*args)
 
     def FindFileByName(self, name: str) -> Any:
         return self._try("FindFileByName", name)
@@ -112,6 +158,7 @@ class _Reflection(reflection.ReflectionServicer):
                     *self._api.protos.service_names,
                     health.SERVICE_NAME,
                     reflection.SERVICE_NAME,
+                    REFLECTION_V1_SERVICE,
                 ]
             )
         )
@@ -131,6 +178,8 @@ class ApiServer:
         token_secret: the key that signs login tokens (random per process when ``None``).
         keep_uploads: keep uploaded xproto files in the store's database and load them
             again on the next start.
+        anonymous_read: let calls without credentials read (``api.anonymous_read``);
+            ``None`` means on without users, off with users.
     """
 
     def __init__(
@@ -144,10 +193,11 @@ class ApiServer:
         max_workers: int = 64,
         token_secret: bytes | str | None = None,
         keep_uploads: bool = True,
+        anonymous_read: bool | None = None,
     ) -> None:
         check_address(address)
         self.store = store
-        self.auth = Authenticator(users, token_secret=token_secret)
+        self.auth = Authenticator(users, token_secret=token_secret, anonymous_read=anonymous_read)
         self.tls = tls is not None
         self.service = ApiService(
             store,
@@ -167,7 +217,16 @@ class ApiServer:
         self._executor = futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="actors-api")
         self._server = grpc.server(self._executor, handlers=[self.service], options=options)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
-        reflection_pb2_grpc.add_ServerReflectionServicer_to_server(_Reflection(self.service), self._server)
+        reflector = _Reflection(self.service)
+        reflection_pb2_grpc.add_ServerReflectionServicer_to_server(reflector, self._server)
+        v1 = grpc.stream_stream_rpc_method_handler(
+            reflector.ServerReflectionInfo,
+            request_deserializer=reflection_pb2.ServerReflectionRequest.FromString,
+            response_serializer=reflection_pb2.ServerReflectionResponse.SerializeToString,
+        )
+        self._server.add_generic_rpc_handlers(
+            (grpc.method_handlers_generic_handler(REFLECTION_V1_SERVICE, {"ServerReflectionInfo": v1}),)
+        )
         try:
             if tls is not None:
                 credentials = grpc.ssl_server_credentials([(read_pem(tls["key"]), read_pem(tls["cert"]))])
@@ -285,6 +344,7 @@ def core_main(argv: Sequence[str] | None = None) -> int:
         "users": [],
         "tls": None,
         "max_message_bytes": DEFAULT_MAX_MESSAGE_BYTES,
+        "anonymous_read": None,
         "models": [],
     }
     if args.config:
@@ -300,6 +360,7 @@ def core_main(argv: Sequence[str] | None = None) -> int:
         settings["users"] = config.get("api.users", []) or []
         settings["tls"] = config.get("api.tls")
         settings["max_message_bytes"] = config.get("api.max_message_bytes")
+        settings["anonymous_read"] = config.get("api.anonymous_read", None)
         if config.get("models_dir"):
             settings["models"].append(config.get("models_dir"))
     if args.store_url:
@@ -328,6 +389,7 @@ def core_main(argv: Sequence[str] | None = None) -> int:
             tls=settings["tls"],
             max_message_bytes=settings["max_message_bytes"],
             token_secret=secret,
+            anonymous_read=settings["anonymous_read"],
         )
     except (OSError, ValueError) as exc:
         store.close()
@@ -342,7 +404,11 @@ def core_main(argv: Sequence[str] | None = None) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(ValueError):  # not the main thread
             previous[sig] = signal.signal(sig, _stop)
-    mode = "read-only, no users configured" if server.auth.open else f"{len(server.auth.usernames)} users"
+    auth = server.auth
+    if auth.open:
+        mode = "read-only, no users configured" if auth.anonymous_read else "no users and no anonymous reads"
+    else:
+        mode = f"{len(auth.usernames)} users" + (", anonymous reads" if auth.anonymous_read else "")
     print(
         f"actors core: serving {len(server.protos.models)} models on {server.address} "
         f"({'TLS' if server.tls else 'plaintext'}, {mode}), store {safe_url(store.url)}",

@@ -417,12 +417,6 @@ class ApiService(grpc.GenericRpcHandler):
         return protos, types
 
     @staticmethod
-    def _id(value: int, model: str) -> int:
-        if not -(2**31) <= value < 2**31:
-            raise NotFound(f"{model} id {value} does not exist")
-        return value
-
-    @staticmethod
     def _paging(req: Any) -> tuple[int | None, int]:
         limit = req.limit if req.HasField("limit") else None
         if limit is not None and limit < 0:
@@ -448,7 +442,7 @@ class ApiService(grpc.GenericRpcHandler):
         self._principal(context)
         protos, types = self._model(model, context)
         req = self._parse(protos.message("GetRequest"), request)
-        row = self.store.get(model, self._id(req.id, model))
+        row = self.store.get(model, req.id)
         if row is None:
             raise NotFound(f"{model} id {req.id} does not exist")
         return row_to_message(types.message, row)
@@ -497,14 +491,18 @@ class ApiService(grpc.GenericRpcHandler):
         if id is None:
             raise ValidationError(f"{model}.id is required to Update (set object.id)")
         changes = self.store.update(model, id, values, ctx)
-        return changes_to_message(types.changes, changes)
+        reply = changes_to_message(types.changes, changes)
+        reply.object.id = id
+        return reply
 
     def _delete(self, model: str, request: bytes, context: grpc.ServicerContext) -> Any:
         protos, _types, req, ctx = self._authorized_write(
             model, request, context, lambda p, t: p.message("DeleteRequest")
         )
-        self.store.delete(model, self._id(req.id, model), ctx, purge=req.purge)
-        return protos.message("DeleteResponse")()
+        self.store.delete(model, req.id, ctx, purge=req.purge)
+        # An object that never reached the backend is purged at once, without purge.
+        purged = req.purge or self.store.get(model, req.id) is None
+        return protos.message("DeleteResponse")(id=req.id, deleted=True, purged=purged)
 
     def _filter_query(self, model: str, req: Any) -> tuple[Query, Pending | None]:
         """The query of a ``FilterRequest``, or its pending query (then only ``limit`` is set)."""
@@ -601,12 +599,13 @@ class ApiService(grpc.GenericRpcHandler):
 
     # -- core methods ---------------------------------------------------------
     def _get_schema(self, request: bytes, context: grpc.ServicerContext) -> Any:
-        self._principal(context)
+        principal = self._principal(context)
         protos = self.protos
         self._parse(protos.message("Empty"), request)
         return protos.message("SchemaResponse")(
             version=protos.version,
-            models_json=schema_to_json(self.store.schema),
+            # Where the server keeps its files is for its administrators only.
+            models_json=schema_to_json(self.store.schema, full_paths=principal.role == "admin"),
             file_descriptors=protos.serialized,
         )
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ __all__ = [
     "changes_to_message",
     "condition_from_message",
     "condition_to_message",
+    "file_name_origin",
     "message_to_changes",
     "message_values",
     "notice_from_message",
@@ -240,7 +242,12 @@ def _jsonable(value: Any) -> Any:
     return repr(value)
 
 
-def _field_json(f: FieldSpec) -> dict[str, Any]:
+def file_name_origin(origin: str) -> str:
+    """``origin`` (``path:line``) with the folders of its path left out: ``core.xproto:16``."""
+    return re.split(r"[/\\]", origin)[-1]
+
+
+def _field_json(f: FieldSpec, full_paths: bool = True) -> dict[str, Any]:
     return {
         "name": f.name,
         "kind": f.kind,
@@ -253,23 +260,28 @@ def _field_json(f: FieldSpec) -> dict[str, Any]:
             if f.link is not None
             else None
         ),
-        "origin": f.origin,
+        "origin": f.origin if full_paths else file_name_origin(f.origin),
     }
 
 
-def model_to_json(spec: ModelSpec) -> dict[str, Any]:
+def model_to_json(spec: ModelSpec, full_paths: bool = True) -> dict[str, Any]:
+    """One model as JSON; without ``full_paths`` its origins keep only file names and lines."""
     return {
         "name": spec.name,
         "bases": list(spec.bases),
         "options": _jsonable(dict(spec.options)),
-        "origin": spec.origin,
-        "fields": [_field_json(f) for f in (*spec.fields, *spec.manytomany)],
+        "origin": spec.origin if full_paths else file_name_origin(spec.origin),
+        "fields": [_field_json(f, full_paths) for f in (*spec.fields, *spec.manytomany)],
     }
 
 
-def schema_to_json(schema: Schema) -> str:
-    """Every model of ``schema`` (abstract ones too) as JSON, in declaration order."""
-    return json.dumps({"models": [model_to_json(spec) for spec in schema]}, separators=(",", ":"))
+def schema_to_json(schema: Schema, *, full_paths: bool = True) -> str:
+    """Every model of ``schema`` (abstract ones too) as JSON, in declaration order.
+
+    With ``full_paths`` false the origins name the xproto file without its folders
+    (``core.xproto:16``), for callers who need not know where the server keeps files.
+    """
+    return json.dumps({"models": [model_to_json(spec, full_paths) for spec in schema]}, separators=(",", ":"))
 
 
 def schema_from_json(text: str) -> Schema:

@@ -270,4 +270,5 @@ def _api_server(store: Store, config: Config) -> Any:
         users=config.get("api.users", None),
         tls=config.get("api.tls", None),
         max_message_bytes=int(config.get("api.max_message_bytes")),
+        anonymous_read=config.get("api.anonymous_read", None),
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -85,8 +86,13 @@ def test_fields_whose_json_names_would_clash() -> None:
             "message Camel (XOSBase) { optional string foo_bar = 1; optional string fooBar = 2; }"
         )
     )
-    protos = Protos.from_schema(schema)  # json_name is the column name: no clash
+    protos = Protos.from_schema(schema)  # foo_bar keeps its own name as JSON name: no clash
     assert {"foo_bar", "fooBar"} <= set(protos.models["Camel"].columns)
+    fields = protos.models["Camel"].message.DESCRIPTOR.fields_by_name
+    assert (fields["foo_bar"].json_name, fields["fooBar"].json_name) == ("foo_bar", "fooBar")
+    assert fields["leaf_model_name"].json_name == "leafModelName"
+    text = protos.proto_texts()["actors/models/v1/models.proto"]
+    assert re.search(r'optional string foo_bar = \d+ \[json_name = "foo_bar"\];', text)
 
 
 def test_schema_json_round_trip(api_schema: Schema) -> None:
