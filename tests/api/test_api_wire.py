@@ -327,7 +327,7 @@ def test_anonymous_read_from_the_configuration(tmp_path: Path) -> None:
 def test_anonymous_read_in_the_main_job(tmp_path: Path, api_store: Store) -> None:
     """The synchronizer's embedded API reads ``api.anonymous_read`` too."""
     from actors.config import load_config
-    from actors.runtime._synchronizer import _start_api
+    from actors.runtime._synchronizer import _api_server
 
     config: dict[str, Any] = {
         "name": "anonymous-read",
@@ -338,7 +338,8 @@ def test_anonymous_read_in_the_main_job(tmp_path: Path, api_store: Store) -> Non
         },
     }
     (tmp_path / "config.yaml").write_text(json.dumps(config))
-    server = _start_api(api_store, load_config(str(tmp_path / "config.yaml")))
+    server = _api_server(api_store, load_config(str(tmp_path / "config.yaml")))
+    server.start()
     try:
         assert _call_now(server.address) == grpc.StatusCode.OK
     finally:
