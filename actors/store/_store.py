@@ -41,10 +41,15 @@ _INT_RANGES = {
 }
 
 
-#: How many locally published seqs are remembered, and how far behind its cursor the
-#: PostgreSQL listener re-reads the journal (sequence values may commit out of order).
+#: How many locally published seqs are remembered (so the PostgreSQL listener does not
+#: publish them again), and how many journal entries one catch-up query reads.
 SEEN_KEEP = 100_000
-CATCH_UP_WINDOW = 1000
+CATCH_UP_BATCH = 1000
+#: A seq that the journal skipped over may still commit (sequence values are taken
+#: before the commit): it is looked up again at every wake for this long, at most
+#: GAP_KEEP of them (a rolled-back write leaves a seq that never comes).
+GAP_SECONDS = 60.0
+GAP_KEEP = 10_000
 
 #: How much of an SQLite file each connection reads through a memory map instead of
 #: read() calls. The mapping is the operating system's shared page cache, not memory
@@ -93,7 +98,12 @@ class Store:
         self._shared_connection = isinstance(self.engine.pool, StaticPool)
         self._listener: PostgresListener | None = None
         self._cursor = 0
+        self._gaps: dict[int, float] = {}  # seq -> when to stop looking for it
         self._catch_up_lock = threading.Lock()
+        self._placement: tuple[int | None, frozenset[int]] = (None, frozenset())
+        self._before: frozenset[int] = frozenset()  # the replicas before the last change
+        #: Grows by one whenever the set of replicas (see :meth:`spread`) changes.
+        self.replicas_epoch = 0
         self._seen_lock = threading.Lock()
         self._seen: set[int] = set()
         self._seen_order: deque[int] = deque()
@@ -317,16 +327,52 @@ class Store:
                     self._seen.discard(self._seen_order.popleft())
 
     def _catch_up(self) -> None:
-        """Publish journal entries written by other processes (PostgreSQL only)."""
+        """Publish the journal entries other processes wrote since the last look (PostgreSQL only).
+
+        The cursor is the highest seq read, this process's own entries included, so a
+        look reads only entries after it, in batches of :data:`CATCH_UP_BATCH`. Sequence
+        values can commit out of order (a writer takes its seq before it commits): a seq
+        passed over is a gap, looked up again at each wake for :data:`GAP_SECONDS`.
+        """
+        journal = self.tables.journal
         with self._catch_up_lock:
-            # Sequence numbers can commit out of order: re-read a window behind the cursor.
-            fresh = self.changes_since(max(0, self._cursor - CATCH_UP_WINDOW), 10_000)
+            now = time.monotonic()
+            for seq in [seq for seq, until in self._gaps.items() if until <= now]:
+                del self._gaps[seq]
+            fresh: list[ChangeNotice] = []
+            while True:
+                after = journal.c.seq > self._cursor
+                where = sa.or_(after, journal.c.seq.in_(list(self._gaps))) if self._gaps else after
+                stmt = sa.select(journal).where(where).order_by(journal.c.seq).limit(CATCH_UP_BATCH)
+                with self._read() as conn:
+                    read = [
+                        ChangeNotice(r.seq, r.model, r.object_id, r.kind, r.at, r.origin)
+                        for r in conn.execute(stmt)
+                    ]
+                for notice in read:
+                    self._gaps.pop(notice.seq, None)
+                self._advance(read, now)
+                fresh.extend(read)
+                if len(read) < CATCH_UP_BATCH:
+                    break
             with self._seen_lock:
                 fresh = [n for n in fresh if n.seq not in self._seen]
             self._remember(fresh)
-            if fresh:
-                self._cursor = max(self._cursor, max(n.seq for n in fresh))
-                self._notifier.publish(fresh)
+            self._notifier.publish(fresh)
+
+    def _advance(self, read: list[ChangeNotice], now: float) -> None:
+        """Move the cursor to the last seq of ``read``; the seqs it skips that are not ours are gaps."""
+        if not read or read[-1].seq <= self._cursor:
+            return
+        top = read[-1].seq
+        got = {n.seq for n in read}
+        with self._seen_lock:
+            for seq in range(max(self._cursor + 1, top - GAP_KEEP), top):
+                if seq not in got and seq not in self._seen:
+                    self._gaps[seq] = now + GAP_SECONDS
+        while len(self._gaps) > GAP_KEEP:
+            del self._gaps[next(iter(self._gaps))]
+        self._cursor = top
 
     def _journal(
         self,
@@ -707,8 +753,59 @@ class Store:
             with self._catch_up_lock:
                 if self._listener is None:
                     self._cursor = self.last_seq()
-                    self._listener = PostgresListener(self.engine, self._catch_up)
+                    self._listener = PostgresListener(
+                        self.engine, self._catch_up, on_members=self._on_members
+                    )
         return self._notifier.subscribe(callback)
+
+    # -- replicas ---------------------------------------------------------------
+    def _on_members(self, me: int | None, members: frozenset[int]) -> None:
+        self._before = self._placement[1]
+        self._placement = (me, members)
+        self.replicas_epoch += 1
+        log.info("replicas", me=me, replicas=len(members))
+
+    @property
+    def replicas(self) -> tuple[int | None, frozenset[int]]:
+        """This process's replica id and the ids of every replica on the store (PostgreSQL).
+
+        A store with subscribers holds a replica lock (a session advisory lock, keyed by
+        its listener's backend pid) and looks at the others' every half second; ``(None,
+        frozenset())`` before that, on SQLite, and while its listener reconnects.
+        """
+        return self._placement
+
+    def spread(self, ids: Iterable[int]) -> list[int]:
+        """``ids`` in the order this replica should work on them.
+
+        Each id belongs to one of the replicas (:attr:`replicas`), the one whose
+        rendezvous hash of (replica, id) is highest; a replica gone, its ids go to the
+        others, and no other id moves. This replica's own ids come first, ascending,
+        those it took over from a replica that has just gone before the rest (so the
+        one that replica held when it died is among the first); then the others',
+        descending, so a replica that has run out of its own work takes the others'
+        from the end their owners reach last. With one replica, or none known, every
+        id is its own.
+        """
+        ordered = sorted(ids)
+        me, members = self._placement
+        if me is None or len(members) < 2:
+            return ordered
+        seeds = [(_mix(m), m) for m in members]
+        departed = self._before - members
+        before = [(_mix(m), m) for m in self._before]
+        inherited: list[int] = []
+        mine: list[int] = []
+        theirs: list[int] = []
+        for id in ordered:
+            if _owner(seeds, id) != me:
+                theirs.append(id)
+            elif departed and _owner(before, id) in departed:
+                inherited.append(id)
+            else:
+                mine.append(id)
+        theirs.reverse()
+        return inherited + mine + theirs
 
     def changes_since(self, seq: int, limit: int = 1000) -> list[ChangeNotice]:
         """Journal entries after ``seq``, oldest first (at most ``limit``)."""
@@ -743,15 +840,31 @@ class Store:
             yield True
             return
         key = {"k": zlib.crc32(self.schema.root(model).encode()) & 0x7FFFFFFF, "i": id}
-        with self.engine.connect() as conn:
-            held = bool(conn.execute(sa.text("SELECT pg_try_advisory_lock(:k, :i)"), key).scalar())
-            conn.commit()
+        with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            held = bool(conn.execute(_TRY_LOCK, key).scalar())
             try:
                 yield held
             finally:
                 if held:
-                    conn.execute(sa.text("SELECT pg_advisory_unlock(:k, :i)"), key)
-                    conn.commit()
+                    conn.execute(_UNLOCK, key)
+
+
+_TRY_LOCK = sa.text("SELECT pg_try_advisory_lock(:k, :i)")
+_UNLOCK = sa.text("SELECT pg_advisory_unlock(:k, :i)")
+_MASK64 = 2**64 - 1
+
+
+def _owner(seeds: list[tuple[int, int]], id: int) -> int:
+    """The replica of ``seeds`` (``(_mix(replica), replica)`` pairs) that ``id`` belongs to."""
+    return max(seeds, key=lambda seed: _mix(seed[0] ^ id))[1]
+
+
+def _mix(x: int) -> int:
+    """A 64-bit integer hash (splitmix64's finaliser): every bit of ``x`` moves every bit out."""
+    x = (x + 0x9E3779B97F4A7C15) & _MASK64
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return x ^ (x >> 31)
 
 
 #: What an update reads back: the notice's model, and what decides whether to purge.
