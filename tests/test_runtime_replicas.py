@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from actors.orm import ModelAccessor
-from actors.runtime import ChildSpec, FakeClock, RuntimeSettings, Supervisor
+from actors.runtime import ChildSpec, Clock, FakeClock, RealClock, RuntimeSettings, Supervisor
 from actors.runtime.sync import SyncStepActor
 from actors.steps import SyncStep
 from actors.store import Caller, Store
@@ -34,9 +34,10 @@ class Ledger:
         self.active: set[int] = set()
         self.overlaps: list[int] = []
         self.replicas: Counter[str] = Counter()
+        self.order: list[int] = []
 
 
-def replica(store: Store, ledger: Ledger, name: str) -> Any:
+def replica(store: Store, ledger: Ledger, name: str, clock: Clock | None = None, seconds: float = 0.0) -> Any:
     class SyncMyModel(SyncStep):
         observes = "MyModel"
 
@@ -47,6 +48,9 @@ def replica(store: Store, ledger: Ledger, name: str) -> Any:
                 ledger.active.add(o.id)
                 ledger.calls[o.id] += 1
                 ledger.replicas[name] += 1
+                ledger.order.append(o.id)
+            if seconds:
+                time.sleep(seconds)  # the backend call
             # A little real work against the database, so the replicas interleave.
             self.model_accessor.MyModel.objects.filter(id=o.id).count()
             with ledger.lock:
@@ -58,7 +62,7 @@ def replica(store: Store, ledger: Ledger, name: str) -> Any:
     spec = ChildSpec(
         "SyncMyModel", SyncStepActor, (f,), interests=SyncStepActor.interests(f, accessor, settings)
     )
-    return Supervisor.start([spec], accessor=accessor, clock=FakeClock(), settings=settings)
+    return Supervisor.start([spec], accessor=accessor, clock=clock or FakeClock(), settings=settings)
 
 
 def test_two_replicas_share_the_work_and_sync_each_object_once(postgres_url):
@@ -163,6 +167,115 @@ def test_a_replica_reacts_at_once_to_a_write_from_another_process(postgres_url):
             worker.close()
 
 
+def test_another_stores_write_is_published_within_a_second_after_many_own_writes(postgres_url):
+    own_writes = 10_000  # enough to fail the old catch-up (it hid entries after ~9,000 own ones)
+    with postgres_database(postgres_url) as url:
+        schema = make_store().schema
+        me, other = Store(url, schema), Store(url, schema)
+        seen: list[Any] = []
+        try:
+            me.subscribe(seen.append)
+            obj = me.create("MyModel", {"first_name": "mine", "last_name": "x"})
+            for i in range(own_writes):
+                me.update("MyModel", obj["id"], {"first_name": f"n{i}"})
+            theirs = other.create("MyModel", {"first_name": "theirs", "last_name": "x"})
+            wrote = time.monotonic()
+            wait_for(lambda: any(n.id == theirs["id"] for n in seen[-3:]), timeout=5.0, interval=0.005)
+            assert time.monotonic() - wrote < 1.0
+            assert len(seen) == own_writes + 2  # every own write once, and the other store's
+        finally:
+            me.close()
+            other.close()
+
+
+def test_an_entry_that_commits_after_a_later_one_is_still_published(postgres_url):
+    with postgres_database(postgres_url) as url:
+        schema = make_store().schema
+        reader, writer = Store(url, schema), Store(url, schema)
+        seen: list[Any] = []
+        slow = writer.engine.connect()
+        try:
+            reader.subscribe(seen.append)
+            # A transaction takes its seq, then a later one commits first: the reader's cursor
+            # passes the first seq before it exists.
+            transaction = slow.begin()
+            slow.execute(writer.tables.journal.insert(), {"model": "MyModel", "object_id": 99, "kind": "update", "at": 1.0})
+            later = writer.create("MyModel", {"first_name": "later", "last_name": "x"})
+            wait_for(lambda: any(n.id == later["id"] for n in seen), description="the later write")
+            slow.exec_driver_sql("NOTIFY actors_changes")
+            transaction.commit()
+            wait_for(lambda: any(n.id == 99 for n in seen), description="the write that committed last")
+            assert [n.id for n in seen] == [later["id"], 99]
+        finally:
+            slow.close()
+            reader.close()
+            writer.close()
+
+
+def test_replicas_split_the_ids_and_a_departed_replicas_ids_come_first(postgres_url):
+    with postgres_database(postgres_url) as url:
+        schema = make_store().schema
+        a, b = Store(url, schema), Store(url, schema)
+        try:
+            for store in (a, b):
+                store.subscribe(lambda _n: None)
+            wait_for(lambda: len(a.replicas[1]) == 2 and len(b.replicas[1]) == 2, description="two replicas")
+            ids = list(range(1, 201))
+            order_a, order_b = a.spread(ids), b.spread(ids)
+            assert sorted(order_a) == sorted(order_b) == ids
+            # Each id is one replica's own; each replica starts on its own ids, ascending, and
+            # takes the other's from the far end.
+            def own(store: Store) -> list[int]:
+                # [i, far] keeps i first only when i is the store's own (else: the far end first).
+                return [i for i in ids if store.spread([i, 10**9])[0] == i]
+
+            mine_a, mine_b = own(a), own(b)
+            assert sorted(mine_a + mine_b) == ids
+            assert order_a == mine_a + mine_b[::-1]
+            assert order_b == mine_b + mine_a[::-1]
+            assert 60 < len(mine_a) < 140
+            epoch = a.replicas_epoch
+            b.close()
+            wait_for(lambda: a.replicas[1] == {a.replicas[0]}, description="b gone")
+            assert a.replicas_epoch > epoch
+            # Alone now: b's ids first (it may have held one of them when it went), then a's.
+            assert a.spread(ids) == mine_b + mine_a
+        finally:
+            a.close()
+            b.close()
+
+
+def test_a_refused_claim_is_retried_at_once_not_behind_the_backlog(postgres_url):
+    with postgres_database(postgres_url) as url:
+        schema = make_store().schema
+        holder, worker = Store(url, schema), Store(url, schema)
+        client = ModelAccessor(holder, caller=Caller.CLIENT)
+        ids = []
+        for i in range(200):
+            obj = client.MyModel(first_name=f"n{i}", last_name="x")
+            obj.save()
+            ids.append(obj.id)
+        ledger = Ledger()
+        sup = None
+        try:
+            with holder.claim("MyModel", ids[0]) as held:
+                assert held
+                sup = replica(worker, ledger, "worker", RealClock(), seconds=0.01)
+                wait_for(lambda: len(ledger.order) >= 20, description="the worker under way")
+                assert ids[0] not in ledger.calls
+                released_at = len(ledger.order)
+            # Released: the worker takes it within a retry period, long before its backlog ends.
+            wait_for(lambda: ledger.calls[ids[0]] == 1, timeout=30, description="the released object synced")
+            assert ledger.order.index(ids[0]) < released_at + 150
+            wait_for(lambda: len(ledger.calls) == 200, timeout=60)
+            assert ledger.overlaps == []
+        finally:
+            if sup is not None:
+                sup.stop()
+            holder.close()
+            worker.close()
+
+
 # -- replicas in processes of their own -------------------------------------------------------
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -197,7 +310,8 @@ class Replica:
 
     def wait_ready(self) -> None:
         assert self.process.stdout is not None
-        assert self.process.stdout.readline().strip() == b"ready"
+        while self.process.stdout.readline().strip() != b"ready":  # log lines may come first
+            assert self.process.poll() is None, "the replica died"
 
     def lines(self) -> list[list[str]]:
         """The whole lines of the log (a killed writer may leave half of one)."""
@@ -235,7 +349,7 @@ def pending_count(store: Store) -> int:
 
 
 def test_three_replica_processes_share_the_work_and_take_over_from_a_killed_one(postgres_url, tmp_path):
-    n = 6000
+    n = 4000
     with postgres_database(postgres_url) as url:
         store = Store(url, make_store().schema)
         try:

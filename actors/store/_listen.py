@@ -1,7 +1,9 @@
 """Other processes on the same PostgreSQL database: their change notices, and who is there.
 
-Every write sends ``NOTIFY`` in its transaction (so only on commit); a listener thread
-``LISTEN``s and wakes the store, which reads the journal entries it has not seen. The
+Every write sends ``NOTIFY`` in its transaction (so only on commit), with the journal
+seqs it wrote as the payload; a listener thread ``LISTEN``s and wakes the store with
+the seqs that committed, and the store reads the journal entries it has not seen
+(none when they are all its own). The
 same connection holds this process's *replica* lock, a session advisory lock, and
 reads every replica's lock from ``pg_locks``: the replicas alive right now, for
 spreading work (see ``Store.spread``). A process that dies loses its connection, so
@@ -19,12 +21,16 @@ from typing import Any
 import sqlalchemy as sa
 import structlog
 
-__all__ = ["CHANNEL", "MembersCallback", "PostgresListener", "replica_lock_class"]
+__all__ = ["CHANNEL", "MembersCallback", "PostgresListener", "WakeCallback", "notify_payload", "replica_lock_class"]
 
 log = structlog.get_logger("actors.store")
 
 #: The channel every write notifies (in its transaction, so only on commit).
 CHANNEL = "actors_changes"
+
+#: ``on_wake(seqs)``: the journal seqs that committed since the last wake, or ``None``
+#: when they are not all known (the first wake, or a writer that did not name them).
+WakeCallback = Callable[[frozenset[int] | None], None]
 
 #: ``on_members(me, members)``: this process's replica id (``None`` while it has no
 #: connection) and the ids of every replica of the same store schema, itself included.
@@ -36,13 +42,26 @@ _MEMBERS = (
 )
 
 
+def notify_payload(seqs: list[int]) -> str:
+    """The ``NOTIFY`` payload naming the journal seqs of one transaction (at most 8000 bytes)."""
+    text = ",".join(map(str, seqs))
+    return text if len(text) < 8000 else ""
+
+
+def _seqs(payload: str) -> frozenset[int] | None:
+    try:
+        return frozenset(int(part) for part in payload.split(",")) if payload else None
+    except ValueError:
+        return None
+
+
 def replica_lock_class(schema_name: str) -> int:
     """The first key of the replica locks of the stores whose tables live in ``schema_name``."""
     return zlib.crc32(f"actors replica {schema_name}".encode()) & 0x7FFFFFFF
 
 
 class PostgresListener:
-    """Calls ``on_wake()`` from its own thread whenever any process committed a write.
+    """Calls ``on_wake(seqs)`` from its own thread whenever any process committed a write.
 
     It holds one connection of ``engine`` in autocommit mode, listening on
     :data:`CHANNEL`; on a lost connection it reconnects and wakes once, so the
@@ -55,7 +74,7 @@ class PostgresListener:
     def __init__(
         self,
         engine: sa.Engine,
-        on_wake: Callable[[], None],
+        on_wake: WakeCallback,
         *,
         on_members: MembersCallback | None = None,
         poll: float = 1.0,
@@ -84,15 +103,19 @@ class PostgresListener:
                 conn.autocommit = True
                 conn.execute(f"LISTEN {CHANNEL}")
                 lock_class = self._join(conn)
-                self._on_wake()  # whatever happened before we listened
+                self._on_wake(None)  # whatever happened before we listened
                 timeout = self._poll if lock_class is None else min(self._poll, self._members_poll)
                 next_look = 0.0
                 while not self._stopped.is_set():
-                    if any(True for _ in conn.notifies(timeout=timeout, stop_after=1)):
+                    burst = list(conn.notifies(timeout=timeout, stop_after=1))
+                    if burst:
                         # Drain the burst, then read the journal once.
-                        for _ in conn.notifies(timeout=0.001):
-                            pass
-                        self._on_wake()
+                        burst.extend(conn.notifies(timeout=0.001))
+                        seqs: set[int] | None = set()
+                        for notify in burst:
+                            named = _seqs(notify.payload)
+                            seqs = None if named is None or seqs is None else seqs | named
+                        self._on_wake(None if seqs is None else frozenset(seqs))
                     if lock_class is not None and time.monotonic() >= next_look:
                         next_look = time.monotonic() + self._members_poll
                         self._look(conn, lock_class)

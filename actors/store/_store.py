@@ -23,7 +23,7 @@ from sqlalchemy.pool import StaticPool
 
 from actors.models import FieldSpec, Schema
 
-from ._listen import CHANNEL, PostgresListener
+from ._listen import CHANNEL, PostgresListener, notify_payload
 from ._notices import ChangeNotice, Notifier, Unsubscribe
 from ._query import Caller, Condition, Pending, Query, WriteContext
 from ._rows import Layout, Row, fetch_records
@@ -101,6 +101,8 @@ class Store:
         self._gaps: dict[int, float] = {}  # seq -> when to stop looking for it
         self._catch_up_lock = threading.Lock()
         self._placement: tuple[int | None, frozenset[int]] = (None, frozenset())
+        self._claimers: list[sa.Connection] = []  # see claim()
+        self._claimers_lock = threading.Lock()
         self._before: frozenset[int] = frozenset()  # the replicas before the last change
         #: Grows by one whenever the set of replicas (see :meth:`spread`) changes.
         self.replicas_epoch = 0
@@ -190,6 +192,10 @@ class Store:
         if self._listener is not None:
             self._listener.stop()
             self._listener = None
+        with self._claimers_lock:
+            for conn in self._claimers:
+                conn.close()
+            self._claimers.clear()
         with self._write_lock:
             if self._writer is not None:
                 self._writer.close()
@@ -310,7 +316,7 @@ class Store:
                 yield conn, notices
                 self._remember(notices)  # before the commit: the listener may wake right after it
                 if self.shared and notices:
-                    conn.exec_driver_sql(f"NOTIFY {CHANNEL}")
+                    conn.exec_driver_sql(f"NOTIFY {CHANNEL}, '{notify_payload([n.seq for n in notices])}'")
             self._writes += 1
             if self._writes % 1000 == 0:
                 self._prune_journal()
@@ -326,16 +332,24 @@ class Store:
                 while len(self._seen_order) > SEEN_KEEP:
                     self._seen.discard(self._seen_order.popleft())
 
-    def _catch_up(self) -> None:
+    def _catch_up(self, seqs: frozenset[int] | None = None) -> None:
         """Publish the journal entries other processes wrote since the last look (PostgreSQL only).
 
         The cursor is the highest seq read, this process's own entries included, so a
         look reads only entries after it, in batches of :data:`CATCH_UP_BATCH`. Sequence
         values can commit out of order (a writer takes its seq before it commits): a seq
         passed over is a gap, looked up again at each wake for :data:`GAP_SECONDS`.
+        ``seqs``: what committed since the last wake, if known; when they are all this
+        process's own, nothing is read and the cursor moves over them.
         """
         journal = self.tables.journal
         with self._catch_up_lock:
+            if seqs is not None and not self._gaps:
+                with self._seen_lock:
+                    if seqs <= self._seen:
+                        while self._cursor + 1 in self._seen:
+                            self._cursor += 1
+                        return
             now = time.monotonic()
             for seq in [seq for seq, until in self._gaps.items() if until <= now]:
                 del self._gaps[seq]
@@ -789,10 +803,10 @@ class Store:
         """
         ordered = sorted(ids)
         me, members = self._placement
-        if me is None or len(members) < 2:
+        departed = self._before - members
+        if me is None or (len(members) < 2 and not departed):
             return ordered
         seeds = [(_mix(m), m) for m in members]
-        departed = self._before - members
         before = [(_mix(m), m) for m in self._before]
         inherited: list[int] = []
         mine: list[int] = []
@@ -840,13 +854,39 @@ class Store:
             yield True
             return
         key = {"k": zlib.crc32(self.schema.root(model).encode()) & 0x7FFFFFFF, "i": id}
-        with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            held = bool(conn.execute(_TRY_LOCK, key).scalar())
+        conn, held = self._try_claim(key)
+        try:
+            yield held
+        finally:
             try:
-                yield held
-            finally:
                 if held:
                     conn.execute(_UNLOCK, key)
+            except Exception:
+                conn.close()  # the session ends, and its locks with it
+                raise
+            with self._claimers_lock:
+                self._claimers.append(conn)
+
+    def _try_claim(self, key: dict[str, int]) -> tuple[sa.Connection, bool]:
+        """A claim connection (an idle one if there is one) and whether it got the lock ``key``.
+
+        Claim connections stay checked out of the pool, in autocommit mode, so a claim
+        costs two statements and no pool checkout; one that fails is closed, and the
+        claim tried once more on a new connection.
+        """
+        with self._claimers_lock:
+            conn = self._claimers.pop() if self._claimers else None
+        if conn is not None:
+            try:
+                return conn, bool(conn.execute(_TRY_LOCK, key).scalar())
+            except sa.exc.DBAPIError:
+                conn.close()
+        conn = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+        try:
+            return conn, bool(conn.execute(_TRY_LOCK, key).scalar())
+        except Exception:
+            conn.close()
+            raise
 
 
 _TRY_LOCK = sa.text("SELECT pg_try_advisory_lock(:k, :i)")
