@@ -70,6 +70,9 @@ def fresh_schema(server_url: str) -> Iterator[str]:
 # -- one replica (this script with --worker) ----------------------------------------------------
 def worker(url: str, log_path: str, seconds: float, replicas: int) -> None:
     fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    # stdout is a pipe nobody reads after "ready": log lines go to /dev/null instead.
+    ready = os.dup(1)
+    os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
 
     class SlowSync(SyncStep):
         observes = "MyModel"
@@ -79,10 +82,10 @@ def worker(url: str, log_path: str, seconds: float, replicas: int) -> None:
             os.write(fd, f"{o.id}\n".encode())
 
     store = new_store(url)
-    store.subscribe(lambda _notice: None)  # joins the replicas
-    while len(store.replicas[1]) < replicas:
+    store.join("SlowSync")  # as the step's actor will: wait until every replica is there
+    while len(store.replicas("SlowSync")[1]) < replicas:
         time.sleep(0.01)
-    print("ready", flush=True)
+    os.write(ready, b"ready\n")
     sys.stdin.readline()  # go
     accessor = ModelAccessor(store, caller=Caller.SYNCHRONIZER)
     settings = RuntimeSettings()
@@ -196,7 +199,10 @@ def main() -> None:
         print(f"machine: {platform.platform()}, {os.cpu_count()} cpus, python {platform.python_version()}")
         folder = stack.enter_context(tempfile.TemporaryDirectory())
         floor = args.objects * args.sleep
-        print(f"{args.objects} objects, sync_record {args.sleep * 1000:.0f} ms (1 replica's floor {floor:.1f} s)")
+        print(
+            f"{args.objects} objects, sync_record {args.sleep * 1000:.0f} ms"
+            f" (1 replica's floor {floor:.1f} s)"
+        )
         times = {}
         for replicas in (1, 3):
             elapsed, twice = throughput(server_url, replicas, args.objects, args.sleep, folder)

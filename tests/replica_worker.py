@@ -27,6 +27,9 @@ from .runtime_support import make_store
 
 def main(url: str, log_path: str, seconds: float) -> None:
     fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    # stdout is a pipe nobody reads after "ready": log lines go to /dev/null instead.
+    ready = os.dup(1)
+    os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
     pid = os.getpid()
 
     class SyncMyModel(SyncStep):
@@ -43,12 +46,15 @@ def main(url: str, log_path: str, seconds: float) -> None:
     settings = RuntimeSettings()
     factory = StepFactory(SyncMyModel, "<replica>/SyncMyModel.py")
     spec = ChildSpec(
-        "SyncMyModel", SyncStepActor, (factory,), interests=SyncStepActor.interests(factory, accessor, settings)
+        "SyncMyModel",
+        SyncStepActor,
+        (factory,),
+        interests=SyncStepActor.interests(factory, accessor, settings),
     )
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     sup = Supervisor.start([spec], accessor=accessor, clock=RealClock(), settings=settings)
-    print("ready", flush=True)
+    os.write(ready, b"ready\n")
     stop.wait()
     sup.stop()
     store.close()

@@ -199,7 +199,10 @@ def test_an_entry_that_commits_after_a_later_one_is_still_published(postgres_url
             # A transaction takes its seq, then a later one commits first: the reader's cursor
             # passes the first seq before it exists.
             transaction = slow.begin()
-            slow.execute(writer.tables.journal.insert(), {"model": "MyModel", "object_id": 99, "kind": "update", "at": 1.0})
+            slow.execute(
+                writer.tables.journal.insert(),
+                {"model": "MyModel", "object_id": 99, "kind": "update", "at": 1.0},
+            )
             later = writer.create("MyModel", {"first_name": "later", "last_name": "x"})
             wait_for(lambda: any(n.id == later["id"] for n in seen), description="the later write")
             slow.exec_driver_sql("NOTIFY actors_changes")
@@ -215,19 +218,25 @@ def test_an_entry_that_commits_after_a_later_one_is_still_published(postgres_url
 def test_replicas_split_the_ids_and_a_departed_replicas_ids_come_first(postgres_url):
     with postgres_database(postgres_url) as url:
         schema = make_store().schema
-        a, b = Store(url, schema), Store(url, schema)
+        a, b, core = Store(url, schema), Store(url, schema), Store(url, schema)
         try:
+            core.subscribe(lambda _n: None)  # listens, but runs no step: not a replica
             for store in (a, b):
-                store.subscribe(lambda _n: None)
-            wait_for(lambda: len(a.replicas[1]) == 2 and len(b.replicas[1]) == 2, description="two replicas")
+                store.join("SyncMyModel")
+            wait_for(
+                lambda: len(a.replicas("SyncMyModel")[1]) == 2 and len(b.replicas("SyncMyModel")[1]) == 2,
+                description="two replicas",
+            )
+            assert a.replicas("SyncOther") == (a.replicas("SyncMyModel")[0], frozenset())
             ids = list(range(1, 201))
-            order_a, order_b = a.spread(ids), b.spread(ids)
+            order_a, order_b = a.spread("SyncMyModel", ids), b.spread("SyncMyModel", ids)
             assert sorted(order_a) == sorted(order_b) == ids
+
             # Each id is one replica's own; each replica starts on its own ids, ascending, and
             # takes the other's from the far end.
             def own(store: Store) -> list[int]:
                 # [i, far] keeps i first only when i is the store's own (else: the far end first).
-                return [i for i in ids if store.spread([i, 10**9])[0] == i]
+                return [i for i in ids if store.spread("SyncMyModel", [i, 10**9])[0] == i]
 
             mine_a, mine_b = own(a), own(b)
             assert sorted(mine_a + mine_b) == ids
@@ -236,13 +245,16 @@ def test_replicas_split_the_ids_and_a_departed_replicas_ids_come_first(postgres_
             assert 60 < len(mine_a) < 140
             epoch = a.replicas_epoch
             b.close()
-            wait_for(lambda: a.replicas[1] == {a.replicas[0]}, description="b gone")
+            wait_for(
+                lambda: a.replicas("SyncMyModel")[1] == {a.replicas("SyncMyModel")[0]}, description="b gone"
+            )
             assert a.replicas_epoch > epoch
             # Alone now: b's ids first (it may have held one of them when it went), then a's.
-            assert a.spread(ids) == mine_b + mine_a
+            assert a.spread("SyncMyModel", ids) == mine_b + mine_a
         finally:
             a.close()
             b.close()
+            core.close()
 
 
 def test_a_refused_claim_is_retried_at_once_not_behind_the_backlog(postgres_url):
@@ -354,7 +366,8 @@ def test_three_replica_processes_share_the_work_and_take_over_from_a_killed_one(
         store = Store(url, make_store().schema)
         try:
             insert_dirty(store, n)
-            replicas = [Replica(url, tmp_path / f"r{i}.log", 0.0) for i in range(3)]
+            # The victim's backend calls take longer, so a kill is likely to land inside one.
+            replicas = [Replica(url, tmp_path / f"r{i}.log", 0.02 if i == 0 else 0.002) for i in range(3)]
             try:
                 for r in replicas:
                     r.wait_ready()
@@ -393,8 +406,16 @@ def test_three_replica_processes_share_the_work_and_take_over_from_a_killed_one(
     if os.environ.get("DEBUG_REPLICAS"):
         for r in replicas[1:]:
             mine = [s for s in all_syncs if s[1] == r.process.pid and killed_at <= s[2] <= (others or [0])[0]]
-            print("survivor", (others or [0])[0] - killed_at, r.process.pid, len(mine), sum(1 for s in mine if s[0] < held), held,
-                  [s[0] for s in mine[:5]], [s[0] for s in mine[-5:]])
+            print(
+                "survivor",
+                (others or [0])[0] - killed_at,
+                r.process.pid,
+                len(mine),
+                sum(1 for s in mine if s[0] < held),
+                held,
+                [s[0] for s in mine[:5]],
+                [s[0] for s in mine[-5:]],
+            )
     assert others and others[0] - killed_at < 3.0, (held, others, killed_at)
     # The work was spread: each survivor synced a fair share, and almost nothing twice.
     counts = Counter(s[1] for s in all_syncs)

@@ -84,7 +84,23 @@ class SyncStepActor(ChildActor):
     # -- life -----------------------------------------------------------------
     def on_start(self) -> None:
         super().on_start()
+        self._replica(True)
         self.actor_ref.tell(Resync("start"))
+
+    def on_stop(self) -> None:
+        self._replica(False)
+        super().on_stop()
+
+    def on_failure(self, exc_type: Any, exc_value: Any, traceback: Any) -> None:
+        self._replica(False)
+        super().on_failure(exc_type, exc_value, traceback)
+
+    def _replica(self, join: bool) -> None:
+        """Join (or leave) the replicas sharing this step's work, on a shared backend."""
+        backend = self.ctx.accessor.backend
+        method = getattr(backend, "join" if join else "leave", None)
+        if getattr(backend, "shared", False) and method is not None:
+            method(self.ctx.name)
 
     def is_idle(self) -> bool:
         if self.queue or self.drain_scheduled or self.resync_scheduled:
@@ -134,7 +150,8 @@ class SyncStepActor(ChildActor):
         by_id: dict[int, list[Key]] = {}
         for key in self.queue:
             by_id.setdefault(key[1], []).append(key)
-        self.queue = OrderedDict((key, self.queue[key]) for id in spread(by_id) for key in by_id[id])
+        order = spread(self.ctx.name, by_id)
+        self.queue = OrderedDict((key, self.queue[key]) for id in order for key in by_id[id])
         self._update_depth()
 
     def on_changed(self, message: Changed) -> None:

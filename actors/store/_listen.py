@@ -21,7 +21,14 @@ from typing import Any
 import sqlalchemy as sa
 import structlog
 
-__all__ = ["CHANNEL", "MembersCallback", "PostgresListener", "WakeCallback", "notify_payload", "replica_lock_class"]
+__all__ = [
+    "CHANNEL",
+    "MembersCallback",
+    "PostgresListener",
+    "WakeCallback",
+    "notify_payload",
+    "replica_lock_class",
+]
 
 log = structlog.get_logger("actors.store")
 
@@ -33,12 +40,13 @@ CHANNEL = "actors_changes"
 WakeCallback = Callable[[frozenset[int] | None], None]
 
 #: ``on_members(me, members)``: this process's replica id (``None`` while it has no
-#: connection) and the ids of every replica of the same store schema, itself included.
-MembersCallback = Callable[[int | None, frozenset[int]], None]
+#: connection) and, for each group it is in, the ids of the replicas in that group.
+MembersCallback = Callable[[int | None, dict[str, frozenset[int]]], None]
 
 _MEMBERS = (
-    "SELECT objid::int8 FROM pg_locks WHERE locktype = 'advisory' AND objsubid = 2 AND granted"
-    " AND classid::int8 = %s AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+    "SELECT classid::int8, objid::int8 FROM pg_locks WHERE locktype = 'advisory' AND objsubid = 2"
+    " AND granted AND classid::int8 = ANY(%s)"
+    " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
 )
 
 
@@ -55,9 +63,9 @@ def _seqs(payload: str) -> frozenset[int] | None:
         return None
 
 
-def replica_lock_class(schema_name: str) -> int:
-    """The first key of the replica locks of the stores whose tables live in ``schema_name``."""
-    return zlib.crc32(f"actors replica {schema_name}".encode()) & 0x7FFFFFFF
+def replica_lock_class(schema_name: str, group: str) -> int:
+    """The first key of the replica locks of ``group`` for the stores whose tables live in ``schema_name``."""
+    return zlib.crc32(f"actors replica {schema_name} {group}".encode()) & 0x7FFFFFFF
 
 
 class PostgresListener:
@@ -65,10 +73,11 @@ class PostgresListener:
 
     It holds one connection of ``engine`` in autocommit mode, listening on
     :data:`CHANNEL`; on a lost connection it reconnects and wakes once, so the
-    reader catches up with whatever it missed. With ``on_members``, the connection
-    also holds this process's replica lock (keyed by its backend pid, so unique), and
-    every ``members_poll`` seconds the listener reads which replicas hold theirs,
-    calling ``on_members`` when that set changed.
+    reader catches up with whatever it missed. With ``groups`` (what this process
+    takes part in, e.g. the sync steps it runs), the connection also holds one replica
+    lock per group, keyed by its backend pid (so unique), and every ``members_poll``
+    seconds the listener reads which replicas hold the locks of those groups, calling
+    ``on_members`` when that changed.
     """
 
     def __init__(
@@ -76,16 +85,18 @@ class PostgresListener:
         engine: sa.Engine,
         on_wake: WakeCallback,
         *,
+        groups: Callable[[], frozenset[str]] | None = None,
         on_members: MembersCallback | None = None,
         poll: float = 1.0,
         members_poll: float = 0.5,
     ) -> None:
         self._engine = engine
         self._on_wake = on_wake
+        self._groups = groups
         self._on_members = on_members
         self._poll = poll
         self._members_poll = members_poll
-        self._members: tuple[int | None, frozenset[int]] = (None, frozenset())
+        self._members: tuple[int | None, dict[str, frozenset[int]]] = (None, {})
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._run, name="actors-pg-listen", daemon=True)
         self._thread.start()
@@ -102,9 +113,9 @@ class PostgresListener:
                 conn = raw.driver_connection
                 conn.autocommit = True
                 conn.execute(f"LISTEN {CHANNEL}")
-                lock_class = self._join(conn)
+                replica = _Replica(conn) if self._groups is not None else None
                 self._on_wake(None)  # whatever happened before we listened
-                timeout = self._poll if lock_class is None else min(self._poll, self._members_poll)
+                timeout = self._poll if replica is None else min(self._poll, self._members_poll)
                 next_look = 0.0
                 while not self._stopped.is_set():
                     burst = list(conn.notifies(timeout=timeout, stop_after=1))
@@ -116,13 +127,13 @@ class PostgresListener:
                             named = _seqs(notify.payload)
                             seqs = None if named is None or seqs is None else seqs | named
                         self._on_wake(None if seqs is None else frozenset(seqs))
-                    if lock_class is not None and time.monotonic() >= next_look:
+                    if replica is not None and self._groups is not None and time.monotonic() >= next_look:
                         next_look = time.monotonic() + self._members_poll
-                        self._look(conn, lock_class)
+                        self._report(replica.pid, replica.look(self._groups()))
             except Exception as exc:  # reconnect: the store may be restarting
                 if not self._stopped.is_set():
                     log.warning("change listener lost its connection", error=repr(exc))
-                    self._report(None, frozenset())
+                    self._report(None, {})
                     self._stopped.wait(self._poll)
             finally:
                 if raw is not None:
@@ -130,25 +141,39 @@ class PostgresListener:
                         raw.close()
                     except Exception:
                         pass
-        self._report(None, frozenset())
+        self._report(None, {})
 
-    def _join(self, conn: Any) -> int | None:
-        """Take this process's replica lock on ``conn``; returns the lock class (``None``: not asked to)."""
-        if self._on_members is None:
-            return None
-        pid, schema_name = conn.execute("SELECT pg_backend_pid(), current_schema()").fetchone()
-        lock_class = replica_lock_class(str(schema_name))
-        conn.execute("SELECT pg_advisory_lock(%s, %s)", (lock_class, pid))  # free: pids are unique
-        self._members = (int(pid), frozenset())
-        self._look(conn, lock_class)
-        return lock_class
-
-    def _look(self, conn: Any, lock_class: int) -> None:
-        members = frozenset(int(row[0]) for row in conn.execute(_MEMBERS, (lock_class,)))
-        self._report(self._members[0], members)
-
-    def _report(self, me: int | None, members: frozenset[int]) -> None:
+    def _report(self, me: int | None, members: dict[str, frozenset[int]]) -> None:
         if self._on_members is None or (me, members) == self._members:
             return
         self._members = (me, members)
         self._on_members(me, members)
+
+
+class _Replica:
+    """This process's replica locks on the listener's connection, one per group it is in."""
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+        pid, schema_name = conn.execute("SELECT pg_backend_pid(), current_schema()").fetchone()
+        self.pid = int(pid)
+        self.schema_name = str(schema_name)
+        self.held: dict[str, int] = {}  # group -> lock class
+
+    def look(self, groups: frozenset[str]) -> dict[str, frozenset[int]]:
+        """Hold the locks of ``groups`` (and no others); the replicas of each group, this one included."""
+        for group in set(self.held) - groups:
+            self.conn.execute("SELECT pg_advisory_unlock(%s, %s)", (self.held.pop(group), self.pid))
+        for group in groups - set(self.held):
+            lock_class = replica_lock_class(self.schema_name, group)
+            self.conn.execute(
+                "SELECT pg_advisory_lock(%s, %s)", (lock_class, self.pid)
+            )  # free: pids are unique
+            self.held[group] = lock_class
+        if not self.held:
+            return {}
+        by_class = {lock_class: group for group, lock_class in self.held.items()}
+        members: dict[str, set[int]] = {group: set() for group in self.held}
+        for lock_class, member in self.conn.execute(_MEMBERS, (list(by_class),)):
+            members[by_class[int(lock_class)]].add(int(member))
+        return {group: frozenset(ids) for group, ids in members.items()}

@@ -12,7 +12,7 @@ import os
 import threading
 import time
 import zlib
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager, nullcontext
 from typing import Any
@@ -100,11 +100,13 @@ class Store:
         self._cursor = 0
         self._gaps: dict[int, float] = {}  # seq -> when to stop looking for it
         self._catch_up_lock = threading.Lock()
-        self._placement: tuple[int | None, frozenset[int]] = (None, frozenset())
+        self._me: int | None = None  # this process's replica id; see replicas()
+        self._groups: Counter[str] = Counter()
+        self._members: dict[str, frozenset[int]] = {}
+        self._before: dict[str, frozenset[int]] = {}  # each group's replicas before its last change
         self._claimers: list[sa.Connection] = []  # see claim()
         self._claimers_lock = threading.Lock()
-        self._before: frozenset[int] = frozenset()  # the replicas before the last change
-        #: Grows by one whenever the set of replicas (see :meth:`spread`) changes.
+        #: Grows by one whenever the replicas of a group (see :meth:`spread`) change.
         self.replicas_epoch = 0
         self._seen_lock = threading.Lock()
         self._seen: set[int] = set()
@@ -763,36 +765,64 @@ class Store:
         On PostgreSQL, writes committed by other processes on the same database are
         published too (from a listener thread), shortly after their commit.
         """
+        self._listen()
+        return self._notifier.subscribe(callback)
+
+    def _listen(self) -> None:
         if self.shared and self._listener is None:
             with self._catch_up_lock:
                 if self._listener is None:
                     self._cursor = self.last_seq()
                     self._listener = PostgresListener(
-                        self.engine, self._catch_up, on_members=self._on_members
+                        self.engine, self._catch_up, groups=self._wanted, on_members=self._on_members
                     )
-        return self._notifier.subscribe(callback)
 
     # -- replicas ---------------------------------------------------------------
-    def _on_members(self, me: int | None, members: frozenset[int]) -> None:
-        self._before = self._placement[1]
-        self._placement = (me, members)
-        self.replicas_epoch += 1
-        log.info("replicas", me=me, replicas=len(members))
+    def join(self, group: str) -> None:
+        """Take part in sharing ``group``'s work (a sync step's name) with the other replicas.
 
-    @property
-    def replicas(self) -> tuple[int | None, frozenset[int]]:
-        """This process's replica id and the ids of every replica on the store (PostgreSQL).
-
-        A store with subscribers holds a replica lock (a session advisory lock, keyed by
-        its listener's backend pid) and looks at the others' every half second; ``(None,
-        frozenset())`` before that, on SQLite, and while its listener reconnects.
+        On PostgreSQL the listener connection holds a replica lock for the group (a
+        session advisory lock keyed by the store's schema, the group and its backend
+        pid) and looks at the others' every half second (see :meth:`replicas`).
+        Joins are counted; :meth:`leave` undoes one. Nothing happens elsewhere.
         """
-        return self._placement
+        if not self.shared:
+            return
+        with self._catch_up_lock:
+            self._groups[group] += 1
+        self._listen()
 
-    def spread(self, ids: Iterable[int]) -> list[int]:
-        """``ids`` in the order this replica should work on them.
+    def leave(self, group: str) -> None:
+        """Undo one :meth:`join`; the last one gives the group's replica lock back."""
+        with self._catch_up_lock:
+            self._groups[group] -= 1
+            if self._groups[group] <= 0:
+                del self._groups[group]
 
-        Each id belongs to one of the replicas (:attr:`replicas`), the one whose
+    def _wanted(self) -> frozenset[str]:
+        with self._catch_up_lock:
+            return frozenset(self._groups)
+
+    def _on_members(self, me: int | None, members: dict[str, frozenset[int]]) -> None:
+        for group in set(members) | set(self._members):
+            if members.get(group) != self._members.get(group):
+                self._before[group] = self._members.get(group, frozenset())
+        self._me, self._members = me, members
+        self.replicas_epoch += 1
+        log.info("replicas", me=me, **{group: len(ids) for group, ids in members.items()})
+
+    def replicas(self, group: str) -> tuple[int | None, frozenset[int]]:
+        """This process's replica id and the ids of the replicas in ``group``, itself included.
+
+        ``(None, frozenset())`` on SQLite, before the first look (half a second after
+        :meth:`join`) and while the listener reconnects.
+        """
+        return self._me, self._members.get(group, frozenset())
+
+    def spread(self, group: str, ids: Iterable[int]) -> list[int]:
+        """``ids`` of ``group``'s objects in the order this replica should work on them.
+
+        Each id belongs to one of the group's replicas (:meth:`replicas`), the one whose
         rendezvous hash of (replica, id) is highest; a replica gone, its ids go to the
         others, and no other id moves. This replica's own ids come first, ascending,
         those it took over from a replica that has just gone before the rest (so the
@@ -802,12 +832,12 @@ class Store:
         id is its own.
         """
         ordered = sorted(ids)
-        me, members = self._placement
-        departed = self._before - members
+        me, members = self.replicas(group)
+        departed = self._before.get(group, frozenset()) - members
         if me is None or (len(members) < 2 and not departed):
             return ordered
         seeds = [(_mix(m), m) for m in members]
-        before = [(_mix(m), m) for m in self._before]
+        before = [(_mix(m), m) for m in self._before.get(group, ())]
         inherited: list[int] = []
         mine: list[int] = []
         theirs: list[int] = []
