@@ -1,9 +1,9 @@
 """Other processes on the same PostgreSQL database: their change notices, and who is there.
 
 Every write sends ``NOTIFY`` in its transaction (so only on commit), with the journal
-seqs it wrote as the payload; a listener thread ``LISTEN``s and wakes the store with
-the seqs that committed, and the store reads the journal entries it has not seen
-(none when they are all its own). The
+entries it wrote as the payload; a listener thread ``LISTEN``s and hands the store the
+entries that committed, in commit order, so the store publishes them without reading
+the journal (it reads it after a reconnect, or for a payload it cannot use). The
 same connection holds this process's *replica* lock, a session advisory lock, and
 reads every replica's lock from ``pg_locks``: the replicas alive right now, for
 spreading work (see ``Store.spread``). A process that dies loses its connection, so
@@ -12,6 +12,7 @@ PostgreSQL releases its lock and the others see it gone at their next look.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 import zlib
@@ -20,6 +21,8 @@ from typing import Any
 
 import sqlalchemy as sa
 import structlog
+
+from ._notices import ChangeNotice
 
 __all__ = [
     "CHANNEL",
@@ -35,9 +38,10 @@ log = structlog.get_logger("actors.store")
 #: The channel every write notifies (in its transaction, so only on commit).
 CHANNEL = "actors_changes"
 
-#: ``on_wake(seqs)``: the journal seqs that committed since the last wake, or ``None``
-#: when they are not all known (the first wake, or a writer that did not name them).
-WakeCallback = Callable[[frozenset[int] | None], None]
+#: ``on_wake(notices)``: the journal entries that committed since the last wake, in
+#: commit order, or ``None`` when they are not all known (the first wake after a
+#: connect, or a writer whose payload did not carry them): then read the journal.
+WakeCallback = Callable[[list[ChangeNotice] | None], None]
 
 #: ``on_members(me, members)``: this process's replica id (``None`` while it has no
 #: connection) and, for each group it is in, the ids of the replicas in that group.
@@ -50,16 +54,19 @@ _MEMBERS = (
 )
 
 
-def notify_payload(seqs: list[int]) -> str:
-    """The ``NOTIFY`` payload naming the journal seqs of one transaction (at most 8000 bytes)."""
-    text = ",".join(map(str, seqs))
-    return text if len(text) < 8000 else ""
+def notify_payload(notices: list[ChangeNotice]) -> str:
+    """The ``NOTIFY`` payload carrying one transaction's journal entries ("" if over 8000 bytes)."""
+    text = json.dumps([[n.seq, n.model, n.id, n.kind, n.at, n.origin] for n in notices])
+    return text if len(text.encode()) < 8000 else ""
 
 
-def _seqs(payload: str) -> frozenset[int] | None:
+def _notices(payload: str) -> list[ChangeNotice] | None:
     try:
-        return frozenset(int(part) for part in payload.split(",")) if payload else None
-    except ValueError:
+        return [
+            ChangeNotice(int(s), str(m), int(i), str(k), float(a), o)
+            for s, m, i, k, a, o in json.loads(payload)
+        ]
+    except (ValueError, TypeError):
         return None
 
 
@@ -69,7 +76,7 @@ def replica_lock_class(schema_name: str, group: str) -> int:
 
 
 class PostgresListener:
-    """Calls ``on_wake(seqs)`` from its own thread whenever any process committed a write.
+    """Calls ``on_wake(notices)`` from its own thread whenever any process committed a write.
 
     It holds one connection of ``engine`` in autocommit mode, listening on
     :data:`CHANNEL`; on a lost connection it reconnects and wakes once, so the
@@ -122,11 +129,11 @@ class PostgresListener:
                     if burst:
                         # Drain the burst, then read the journal once.
                         burst.extend(conn.notifies(timeout=0.001))
-                        seqs: set[int] | None = set()
+                        notices: list[ChangeNotice] | None = []
                         for notify in burst:
-                            named = _seqs(notify.payload)
-                            seqs = None if named is None or seqs is None else seqs | named
-                        self._on_wake(None if seqs is None else frozenset(seqs))
+                            carried = _notices(notify.payload)
+                            notices = None if carried is None or notices is None else notices + carried
+                        self._on_wake(notices)
                     if replica is not None and self._groups is not None and time.monotonic() >= next_look:
                         next_look = time.monotonic() + self._members_poll
                         self._report(replica.pid, replica.look(self._groups()))

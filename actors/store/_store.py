@@ -318,7 +318,7 @@ class Store:
                 yield conn, notices
                 self._remember(notices)  # before the commit: the listener may wake right after it
                 if self.shared and notices:
-                    conn.exec_driver_sql(f"NOTIFY {CHANNEL}, '{notify_payload([n.seq for n in notices])}'")
+                    conn.exec_driver_sql("SELECT pg_notify(%s, %s)", (CHANNEL, notify_payload(notices)))
             self._writes += 1
             if self._writes % 1000 == 0:
                 self._prune_journal()
@@ -334,24 +334,28 @@ class Store:
                 while len(self._seen_order) > SEEN_KEEP:
                     self._seen.discard(self._seen_order.popleft())
 
-    def _catch_up(self, seqs: frozenset[int] | None = None) -> None:
+    def _catch_up(self, delivered: list[ChangeNotice] | None = None) -> None:
         """Publish the journal entries other processes wrote since the last look (PostgreSQL only).
 
         The cursor is the highest seq read, this process's own entries included, so a
         look reads only entries after it, in batches of :data:`CATCH_UP_BATCH`. Sequence
         values can commit out of order (a writer takes its seq before it commits): a seq
         passed over is a gap, looked up again at each wake for :data:`GAP_SECONDS`.
-        ``seqs``: what committed since the last wake, if known; when they are all this
-        process's own, nothing is read and the cursor moves over them.
+        ``delivered``: the entries that committed since the last wake, as the listener
+        got them (``NOTIFY`` payloads, in commit order); then nothing is read, and a gap
+        is filled when its own payload comes.
         """
         journal = self.tables.journal
         with self._catch_up_lock:
-            if seqs is not None and not self._gaps:
+            if delivered is not None:
+                for notice in delivered:
+                    self._gaps.pop(notice.seq, None)
+                self._advance(sorted(delivered, key=lambda n: n.seq), time.monotonic())
                 with self._seen_lock:
-                    if seqs <= self._seen:
-                        while self._cursor + 1 in self._seen:
-                            self._cursor += 1
-                        return
+                    news = [n for n in delivered if n.seq not in self._seen]
+                self._remember(news)
+                self._notifier.publish(news)
+                return
             now = time.monotonic()
             for seq in [seq for seq, until in self._gaps.items() if until <= now]:
                 del self._gaps[seq]
@@ -809,7 +813,7 @@ class Store:
                 self._before[group] = self._members.get(group, frozenset())
         self._me, self._members = me, members
         self.replicas_epoch += 1
-        log.info("replicas", me=me, **{group: len(ids) for group, ids in members.items()})
+        log.info("replicas", me=me, groups={group: len(ids) for group, ids in members.items()})
 
     def replicas(self, group: str) -> tuple[int | None, frozenset[int]]:
         """This process's replica id and the ids of the replicas in ``group``, itself included.
