@@ -18,7 +18,8 @@ from actors.orm import ModelAccessor
 from actors.runtime import ChildSpec, Clock, FakeClock, RealClock, RuntimeSettings, Supervisor
 from actors.runtime.sync import SyncStepActor
 from actors.steps import SyncStep
-from actors.store import Caller, Store
+from actors.store import Caller, ChangeNotice, Store
+from actors.store._listen import notify_payload
 
 from .helpers import wait_for
 from .runtime_support import factory, make_store
@@ -188,7 +189,8 @@ def test_another_stores_write_is_published_within_a_second_after_many_own_writes
             other.close()
 
 
-def test_an_entry_that_commits_after_a_later_one_is_still_published(postgres_url):
+@pytest.mark.parametrize("payload", [True, False], ids=["notified-entries", "bare-notify"])
+def test_an_entry_that_commits_after_a_later_one_is_still_published(postgres_url, payload):
     with postgres_database(postgres_url) as url:
         schema = make_store().schema
         reader, writer = Store(url, schema), Store(url, schema)
@@ -199,16 +201,16 @@ def test_an_entry_that_commits_after_a_later_one_is_still_published(postgres_url
             # A transaction takes its seq, then a later one commits first: the reader's cursor
             # passes the first seq before it exists.
             transaction = slow.begin()
-            slow.execute(
-                writer.tables.journal.insert(),
-                {"model": "MyModel", "object_id": 99, "kind": "update", "at": 1.0},
-            )
+            entry = {"model": "MyModel", "object_id": 99, "kind": "update", "at": 1.0, "origin": None}
+            seq = slow.execute(writer.tables.journal.insert(), entry).inserted_primary_key[0]
             later = writer.create("MyModel", {"first_name": "later", "last_name": "x"})
             wait_for(lambda: any(n.id == later["id"] for n in seen), description="the later write")
-            slow.exec_driver_sql("NOTIFY actors_changes")
+            # As a store writes it (the entries in the payload), or bare: then the reader reads.
+            text = notify_payload([ChangeNotice(seq, "MyModel", 99, "update", 1.0)]) if payload else ""
+            slow.exec_driver_sql("SELECT pg_notify('actors_changes', %s)", (text,))
             transaction.commit()
             wait_for(lambda: any(n.id == 99 for n in seen), description="the write that committed last")
-            assert [n.id for n in seen] == [later["id"], 99]
+            assert [(n.id, n.seq) for n in seen] == [(later["id"], seq + 1), (99, seq)]
         finally:
             slow.close()
             reader.close()
