@@ -26,6 +26,7 @@ from ._notices import ChangeNotice
 
 __all__ = [
     "CHANNEL",
+    "NOTIFY",
     "MembersCallback",
     "PostgresListener",
     "WakeCallback",
@@ -54,19 +55,29 @@ _MEMBERS = (
 )
 
 
+#: What a write's transaction runs: ``pg_notify`` with ``{"schema": <the store's schema>,
+#: "entries": [[seq, model, id, kind, at, origin], ...]}``, the schema filled in by the
+#: server (stores of other schemas of the same database listen on the same channel).
+NOTIFY = "SELECT pg_notify(%s, json_build_object('schema', current_schema(), 'entries', %s::json)::text)"
+
+
 def notify_payload(notices: list[ChangeNotice]) -> str:
-    """The ``NOTIFY`` payload carrying one transaction's journal entries ("" if over 8000 bytes)."""
+    """The entries part of a write's ``NOTIFY`` payload (``"null"`` if it would pass 8000 bytes)."""
     text = json.dumps([[n.seq, n.model, n.id, n.kind, n.at, n.origin] for n in notices])
-    return text if len(text.encode()) < 8000 else ""
+    return text if len(text.encode()) < 7000 else "null"
 
 
-def _notices(payload: str) -> list[ChangeNotice] | None:
+def _notices(payload: str, schema_name: str) -> list[ChangeNotice] | None:
+    """The entries a payload carries for ``schema_name`` (none for another schema); ``None``: unknown."""
     try:
+        parsed = json.loads(payload)
+        if parsed["schema"] != schema_name:
+            return []
         return [
             ChangeNotice(int(s), str(m), int(i), str(k), float(a), o)
-            for s, m, i, k, a, o in json.loads(payload)
+            for s, m, i, k, a, o in parsed["entries"]
         ]
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, KeyError):
         return None
 
 
@@ -120,7 +131,8 @@ class PostgresListener:
                 conn = raw.driver_connection
                 conn.autocommit = True
                 conn.execute(f"LISTEN {CHANNEL}")
-                replica = _Replica(conn) if self._groups is not None else None
+                schema_name = str(conn.execute("SELECT current_schema()").fetchone()[0])
+                replica = _Replica(conn, schema_name) if self._groups is not None else None
                 self._on_wake(None)  # whatever happened before we listened
                 timeout = self._poll if replica is None else min(self._poll, self._members_poll)
                 next_look = 0.0
@@ -131,7 +143,7 @@ class PostgresListener:
                         burst.extend(conn.notifies(timeout=0.001))
                         notices: list[ChangeNotice] | None = []
                         for notify in burst:
-                            carried = _notices(notify.payload)
+                            carried = _notices(notify.payload, schema_name)
                             notices = None if carried is None or notices is None else notices + carried
                         self._on_wake(notices)
                     if replica is not None and self._groups is not None and time.monotonic() >= next_look:
@@ -160,11 +172,10 @@ class PostgresListener:
 class _Replica:
     """This process's replica locks on the listener's connection, one per group it is in."""
 
-    def __init__(self, conn: Any) -> None:
+    def __init__(self, conn: Any, schema_name: str) -> None:
         self.conn = conn
-        pid, schema_name = conn.execute("SELECT pg_backend_pid(), current_schema()").fetchone()
-        self.pid = int(pid)
-        self.schema_name = str(schema_name)
+        self.pid = int(conn.execute("SELECT pg_backend_pid()").fetchone()[0])
+        self.schema_name = schema_name
         self.held: dict[str, int] = {}  # group -> lock class
 
     def look(self, groups: frozenset[str]) -> dict[str, frozenset[int]]:

@@ -23,7 +23,7 @@ from sqlalchemy.pool import StaticPool
 
 from actors.models import FieldSpec, Schema
 
-from ._listen import CHANNEL, PostgresListener, notify_payload
+from ._listen import CHANNEL, NOTIFY, PostgresListener, notify_payload
 from ._notices import ChangeNotice, Notifier, Unsubscribe
 from ._query import Caller, Condition, Pending, Query, WriteContext
 from ._rows import Layout, Row, fetch_records
@@ -318,7 +318,7 @@ class Store:
                 yield conn, notices
                 self._remember(notices)  # before the commit: the listener may wake right after it
                 if self.shared and notices:
-                    conn.exec_driver_sql("SELECT pg_notify(%s, %s)", (CHANNEL, notify_payload(notices)))
+                    conn.exec_driver_sql(NOTIFY, (CHANNEL, notify_payload(notices)))
             self._writes += 1
             if self._writes % 1000 == 0:
                 self._prune_journal()
