@@ -268,6 +268,7 @@ class SyncStepActor(ChildActor):
     # -- one object -----------------------------------------------------------
     def _process(self, key: Key, item: _Item) -> None:
         accessor = self.ctx.accessor
+        refusals = self.refused.pop(key, 0)
         row = item.row if item.row is not None else accessor.backend.get(item.model, key[1])
         if row is None:
             return
@@ -279,14 +280,13 @@ class SyncStepActor(ChildActor):
             self._defer(key, item, float(next_run))
             return
         if not self.ctx.locks.try_acquire(key):
-            self._refused(key, item, now)
+            self._refused(key, item, now, refusals)
             return
         try:
             with self._claim(item.model, key[1]) as held:
                 if not held:
-                    self._refused(key, item, now)
+                    self._refused(key, item, now, refusals)
                     return
-                self.refused.pop(key, None)
                 if held is SHARED:
                     # Another replica may have synced it between our read and our claim.
                     row = accessor.backend.get(item.model, key[1])
@@ -298,11 +298,10 @@ class SyncStepActor(ChildActor):
         finally:
             self.ctx.locks.release(key)
 
-    def _refused(self, key: Key, item: _Item, now: float) -> None:
+    def _refused(self, key: Key, item: _Item, now: float, refusals: int) -> None:
         """Someone else holds the object: look again soon, at the front of the queue."""
-        times = self.refused.get(key, 0)
-        self.refused[key] = times + 1
-        self._defer(key, item, now + min(LOCK_RETRY * 2**times, LOCK_RETRY_MAX))
+        self.refused[key] = refusals + 1
+        self._defer(key, item, now + min(LOCK_RETRY * 2**refusals, LOCK_RETRY_MAX))
 
     def _still_pending(self, row: Row) -> bool:
         return self.custom_fetch or row_is_pending(row, "sync_deleted" if row.get("deleted") else "sync")
