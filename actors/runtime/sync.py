@@ -34,6 +34,9 @@ LOCK_RETRY = 0.05
 LOCK_RETRY_MAX = 1.0
 #: What ``_claim`` yields when it holds a cross-process claim.
 SHARED = object()
+#: A replica that reaches the other replicas' objects reads its dirty set again first
+#: when its last read is older than this: most of those have been synced since.
+THEIRS_REREAD = 1.0
 #: At most this many objects, or this many seconds, per Drain message.
 DRAIN_BATCH = 32
 DRAIN_SECONDS = 0.05
@@ -62,8 +65,11 @@ class SyncStepActor(ChildActor):
         self.waiting_items: dict[Key, _Item] = {}
         #: Objects whose claim was refused: how many times in a row.
         self.refused: dict[Key, int] = {}
-        #: The backend's ``replicas_epoch`` when the queue was last ordered (shared backends).
+        #: The backend's ``replicas_epoch`` when the queue was last ordered (shared backends),
+        #: when that was, and the queued objects that belong to other replicas.
         self.replicas_epoch: int | None = None
+        self.spread_at = 0.0
+        self.theirs: set[Key] = set()
         self.drain_scheduled = False
         self.resync_scheduled = False
         self.timer_due: float | None = None
@@ -118,7 +124,7 @@ class SyncStepActor(ChildActor):
         self.resync_scheduled = False
         step = self._ensure_step()
         accessor = self.ctx.accessor
-        if message.reason == "replicas":
+        if message.reason in ("replicas", "theirs"):
             # Read afresh: rows of an earlier read may have been synced by another replica since.
             self.queue = OrderedDict((key, item) for key, item in self.queue.items() if item.row is None)
         if self.custom_fetch:
@@ -147,11 +153,13 @@ class SyncStepActor(ChildActor):
         if spread is None or not getattr(backend, "shared", False):
             return
         self.replicas_epoch = getattr(backend, "replicas_epoch", None)
+        self.spread_at = self.ctx.clock.now()
         by_id: dict[int, list[Key]] = {}
         for key in self.queue:
             by_id.setdefault(key[1], []).append(key)
-        order = spread(self.ctx.name, by_id)
-        self.queue = OrderedDict((key, self.queue[key]) for id in order for key in by_id[id])
+        mine, theirs = spread(self.ctx.name, by_id)
+        self.theirs = {key for id in theirs for key in by_id[id]}
+        self.queue = OrderedDict((key, self.queue[key]) for id in mine + theirs for key in by_id[id])
         self._update_depth()
 
     def on_changed(self, message: Changed) -> None:
@@ -204,6 +212,8 @@ class SyncStepActor(ChildActor):
             if not self.queue or self.ctx.state.state == "stopping":
                 break
             key, item = self.queue.popitem(last=False)
+            if self._reread_theirs(key, item):
+                return
             self._process(key, item)
             if time.monotonic() - started > DRAIN_SECONDS:
                 break
@@ -218,6 +228,18 @@ class SyncStepActor(ChildActor):
             return False
         self.resync_scheduled = True
         self.actor_ref.tell(Resync("replicas"))
+        return True
+
+    def _reread_theirs(self, key: Key, item: _Item) -> bool:
+        """True (the item put back, a fresh read asked for) at another replica's object read long ago."""
+        if key not in self.theirs or item.row is None or self.resync_scheduled:
+            return False
+        if self.ctx.clock.now() - self.spread_at < THEIRS_REREAD:
+            return False
+        self.queue[key] = item
+        self.queue.move_to_end(key, last=False)
+        self.resync_scheduled = True
+        self.actor_ref.tell(Resync("theirs"))
         return True
 
     # -- queue ----------------------------------------------------------------

@@ -823,8 +823,8 @@ class Store:
         """
         return self._me, self._members.get(group, frozenset())
 
-    def spread(self, group: str, ids: Iterable[int]) -> list[int]:
-        """``ids`` of ``group``'s objects in the order this replica should work on them.
+    def spread(self, group: str, ids: Iterable[int]) -> tuple[list[int], list[int]]:
+        """``ids`` of ``group``'s objects in the order this replica should work on them: its own, the others'.
 
         Each id belongs to one of the group's replicas (:meth:`replicas`), the one whose
         rendezvous hash of (replica, id) is highest; a replica gone, its ids go to the
@@ -839,7 +839,7 @@ class Store:
         me, members = self.replicas(group)
         departed = self._before.get(group, frozenset()) - members
         if me is None or (len(members) < 2 and not departed):
-            return ordered
+            return ordered, []
         seeds = [(_mix(m), m) for m in members]
         before = [(_mix(m), m) for m in self._before.get(group, ())]
         inherited: list[int] = []
@@ -853,7 +853,7 @@ class Store:
             else:
                 mine.append(id)
         theirs.reverse()
-        return inherited + mine + theirs
+        return inherited + mine, theirs
 
     def changes_since(self, seq: int, limit: int = 1000) -> list[ChangeNotice]:
         """Journal entries after ``seq``, oldest first (at most ``limit``)."""
