@@ -28,10 +28,15 @@ from .settings import RuntimeSettings
 
 __all__ = ["SyncStepActor"]
 
-#: How long an object waits when another actor holds it.
+#: How long an object waits when another actor or replica holds it: the first retry,
+#: doubling at each refusal up to LOCK_RETRY_MAX. A retry goes to the front of the queue.
 LOCK_RETRY = 0.05
+LOCK_RETRY_MAX = 1.0
 #: What ``_claim`` yields when it holds a cross-process claim.
 SHARED = object()
+#: A replica that reaches the other replicas' objects reads its dirty set again first
+#: when its last read is older than this: most of those have been synced since.
+THEIRS_REREAD = 1.0
 #: At most this many objects, or this many seconds, per Drain message.
 DRAIN_BATCH = 32
 DRAIN_SECONDS = 0.05
@@ -58,6 +63,13 @@ class SyncStepActor(ChildActor):
         self.deferred: dict[Key, tuple[float, _Item]] = {}
         self.waiting: dict[Key, set[Key]] = {}
         self.waiting_items: dict[Key, _Item] = {}
+        #: Objects whose claim was refused: how many times in a row.
+        self.refused: dict[Key, int] = {}
+        #: The backend's ``replicas_epoch`` when the queue was last ordered (shared backends),
+        #: when that was, and the queued objects that belong to other replicas.
+        self.replicas_epoch: int | None = None
+        self.spread_at = 0.0
+        self.theirs: set[Key] = set()
         self.drain_scheduled = False
         self.resync_scheduled = False
         self.timer_due: float | None = None
@@ -78,7 +90,23 @@ class SyncStepActor(ChildActor):
     # -- life -----------------------------------------------------------------
     def on_start(self) -> None:
         super().on_start()
+        self._replica(True)
         self.actor_ref.tell(Resync("start"))
+
+    def on_stop(self) -> None:
+        self._replica(False)
+        super().on_stop()
+
+    def on_failure(self, exc_type: Any, exc_value: Any, traceback: Any) -> None:
+        self._replica(False)
+        super().on_failure(exc_type, exc_value, traceback)
+
+    def _replica(self, join: bool) -> None:
+        """Join (or leave) the replicas sharing this step's work, on a shared backend."""
+        backend = self.ctx.accessor.backend
+        method = getattr(backend, "join" if join else "leave", None)
+        if getattr(backend, "shared", False) and method is not None:
+            method(self.ctx.name)
 
     def is_idle(self) -> bool:
         if self.queue or self.drain_scheduled or self.resync_scheduled:
@@ -96,6 +124,9 @@ class SyncStepActor(ChildActor):
         self.resync_scheduled = False
         step = self._ensure_step()
         accessor = self.ctx.accessor
+        if message.reason in ("replicas", "theirs"):
+            # Read afresh: rows of an earlier read may have been synced by another replica since.
+            self.queue = OrderedDict((key, item) for key, item in self.queue.items() if item.row is None)
         if self.custom_fetch:
             for deleted in (False, True):
                 for obj in self.call_user(step.fetch_pending, deleted) or ():
@@ -110,9 +141,26 @@ class SyncStepActor(ChildActor):
             self._enqueue(key, item)
         self.waiting.clear()
         self.waiting_items.clear()
+        self._spread()
         if message.reason != "change":
             self._schedule_resync()
         self._ensure_drain()
+
+    def _spread(self) -> None:
+        """Order the queue for this replica on a shared backend (see ``Store.spread``)."""
+        backend = self.ctx.accessor.backend
+        spread = getattr(backend, "spread", None)
+        if spread is None or not getattr(backend, "shared", False):
+            return
+        self.replicas_epoch = getattr(backend, "replicas_epoch", None)
+        self.spread_at = self.ctx.clock.now()
+        by_id: dict[int, list[Key]] = {}
+        for key in self.queue:
+            by_id.setdefault(key[1], []).append(key)
+        mine, theirs = spread(self.ctx.name, by_id)
+        self.theirs = {key for id in theirs for key in by_id[id]}
+        self.queue = OrderedDict((key, self.queue[key]) for id in mine + theirs for key in by_id[id])
+        self._update_depth()
 
     def on_changed(self, message: Changed) -> None:
         notice = message.notice
@@ -127,6 +175,7 @@ class SyncStepActor(ChildActor):
         if notice.kind == "purge":
             self.queue.pop(key, None)
             self.deferred.pop(key, None)
+            self.refused.pop(key, None)
             self._update_depth()
             return
         model = next((m for m in self.models if schema.is_a(notice.model, m)), None)
@@ -148,22 +197,50 @@ class SyncStepActor(ChildActor):
             if due <= now:
                 del self.deferred[key]
                 self._enqueue(key, item)
+                if key in self.refused:
+                    self.queue.move_to_end(key, last=False)
         self._arm_timer()
         self._ensure_drain()
 
     def on_drain(self, _message: Drain) -> None:
         """Process a few queued objects (a small batch keeps the mailbox responsive)."""
         self.drain_scheduled = False
+        if self._replicas_changed():
+            return
         started = time.monotonic()
         for _ in range(DRAIN_BATCH):
             if not self.queue or self.ctx.state.state == "stopping":
                 break
             key, item = self.queue.popitem(last=False)
+            if self._reread_theirs(key, item):
+                return
             self._process(key, item)
             if time.monotonic() - started > DRAIN_SECONDS:
                 break
         self._update_depth()
         self._ensure_drain()
+
+    def _replicas_changed(self) -> bool:
+        """True (and a fresh read asked for) when the replicas sharing the backend changed."""
+        if self.replicas_epoch is None or self.resync_scheduled:
+            return False
+        if getattr(self.ctx.accessor.backend, "replicas_epoch", None) == self.replicas_epoch:
+            return False
+        self.resync_scheduled = True
+        self.actor_ref.tell(Resync("replicas"))
+        return True
+
+    def _reread_theirs(self, key: Key, item: _Item) -> bool:
+        """True (the item put back, a fresh read asked for) at another replica's object read long ago."""
+        if key not in self.theirs or item.row is None or self.resync_scheduled:
+            return False
+        if self.ctx.clock.now() - self.spread_at < THEIRS_REREAD:
+            return False
+        self.queue[key] = item
+        self.queue.move_to_end(key, last=False)
+        self.resync_scheduled = True
+        self.actor_ref.tell(Resync("theirs"))
+        return True
 
     # -- queue ----------------------------------------------------------------
     def _enqueue(self, key: Key, item: _Item) -> None:
@@ -213,6 +290,7 @@ class SyncStepActor(ChildActor):
     # -- one object -----------------------------------------------------------
     def _process(self, key: Key, item: _Item) -> None:
         accessor = self.ctx.accessor
+        refusals = self.refused.pop(key, 0)
         row = item.row if item.row is not None else accessor.backend.get(item.model, key[1])
         if row is None:
             return
@@ -224,12 +302,12 @@ class SyncStepActor(ChildActor):
             self._defer(key, item, float(next_run))
             return
         if not self.ctx.locks.try_acquire(key):
-            self._defer(key, item, now + LOCK_RETRY)
+            self._refused(key, item, now, refusals)
             return
         try:
             with self._claim(item.model, key[1]) as held:
                 if not held:
-                    self._defer(key, item, now + LOCK_RETRY)
+                    self._refused(key, item, now, refusals)
                     return
                 if held is SHARED:
                     # Another replica may have synced it between our read and our claim.
@@ -241,6 +319,11 @@ class SyncStepActor(ChildActor):
             pass  # purged while we worked on it
         finally:
             self.ctx.locks.release(key)
+
+    def _refused(self, key: Key, item: _Item, now: float, refusals: int) -> None:
+        """Someone else holds the object: look again soon, at the front of the queue."""
+        self.refused[key] = refusals + 1
+        self._defer(key, item, now + min(LOCK_RETRY * 2**refusals, LOCK_RETRY_MAX))
 
     def _still_pending(self, row: Row) -> bool:
         return self.custom_fetch or row_is_pending(row, "sync_deleted" if row.get("deleted") else "sync")

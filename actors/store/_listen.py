@@ -1,34 +1,120 @@
-"""Change notices across processes on PostgreSQL: ``NOTIFY`` on commit, ``LISTEN`` in a thread."""
+"""Other processes on the same PostgreSQL database: their change notices, and who is there.
+
+Every write sends ``NOTIFY`` in its transaction (so only on commit), with the journal
+entries it wrote as the payload; a listener thread ``LISTEN``s and hands the store the
+entries that committed, in commit order, so the store publishes them without reading
+the journal (it reads it after a reconnect, or for a payload it cannot use). The
+same connection holds this process's *replica* lock, a session advisory lock, and
+reads every replica's lock from ``pg_locks``: the replicas alive right now, for
+spreading work (see ``Store.spread``). A process that dies loses its connection, so
+PostgreSQL releases its lock and the others see it gone at their next look.
+"""
 
 from __future__ import annotations
 
+import json
 import threading
+import time
+import zlib
 from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
 import structlog
 
-__all__ = ["CHANNEL", "PostgresListener"]
+from ._notices import ChangeNotice
+
+__all__ = [
+    "CHANNEL",
+    "NOTIFY",
+    "MembersCallback",
+    "PostgresListener",
+    "WakeCallback",
+    "notify_payload",
+    "replica_lock_class",
+]
 
 log = structlog.get_logger("actors.store")
 
 #: The channel every write notifies (in its transaction, so only on commit).
 CHANNEL = "actors_changes"
 
+#: ``on_wake(notices)``: the journal entries that committed since the last wake, in
+#: commit order, or ``None`` when they are not all known (the first wake after a
+#: connect, or a writer whose payload did not carry them): then read the journal.
+WakeCallback = Callable[[list[ChangeNotice] | None], None]
+
+#: ``on_members(me, members)``: this process's replica id (``None`` while it has no
+#: connection) and, for each group it is in, the ids of the replicas in that group.
+MembersCallback = Callable[[int | None, dict[str, frozenset[int]]], None]
+
+_MEMBERS = (
+    "SELECT classid::int8, objid::int8 FROM pg_locks WHERE locktype = 'advisory' AND objsubid = 2"
+    " AND granted AND classid::int8 = ANY(%s)"
+    " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+)
+
+
+#: What a write's transaction runs: ``pg_notify`` with ``{"schema": <the store's schema>,
+#: "entries": [[seq, model, id, kind, at, origin], ...]}``, the schema filled in by the
+#: server (stores of other schemas of the same database listen on the same channel).
+NOTIFY = "SELECT pg_notify(%s, json_build_object('schema', current_schema(), 'entries', %s::json)::text)"
+
+
+def notify_payload(notices: list[ChangeNotice]) -> str:
+    """The entries part of a write's ``NOTIFY`` payload (``"null"`` if it would pass 8000 bytes)."""
+    text = json.dumps([[n.seq, n.model, n.id, n.kind, n.at, n.origin] for n in notices])
+    return text if len(text.encode()) < 7000 else "null"
+
+
+def _notices(payload: str, schema_name: str) -> list[ChangeNotice] | None:
+    """The entries a payload carries for ``schema_name`` (none for another schema); ``None``: unknown."""
+    try:
+        parsed = json.loads(payload)
+        if parsed["schema"] != schema_name:
+            return []
+        return [
+            ChangeNotice(int(s), str(m), int(i), str(k), float(a), o)
+            for s, m, i, k, a, o in parsed["entries"]
+        ]
+    except (ValueError, TypeError, KeyError):
+        return None
+
+
+def replica_lock_class(schema_name: str, group: str) -> int:
+    """The first key of the replica locks of ``group`` for the stores whose tables live in ``schema_name``."""
+    return zlib.crc32(f"actors replica {schema_name} {group}".encode()) & 0x7FFFFFFF
+
 
 class PostgresListener:
-    """Calls ``on_wake()`` from its own thread whenever any process committed a write.
+    """Calls ``on_wake(notices)`` from its own thread whenever any process committed a write.
 
     It holds one connection of ``engine`` in autocommit mode, listening on
     :data:`CHANNEL`; on a lost connection it reconnects and wakes once, so the
-    reader catches up with whatever it missed.
+    reader catches up with whatever it missed. With ``groups`` (what this process
+    takes part in, e.g. the sync steps it runs), the connection also holds one replica
+    lock per group, keyed by its backend pid (so unique), and every ``members_poll``
+    seconds the listener reads which replicas hold the locks of those groups, calling
+    ``on_members`` when that changed.
     """
 
-    def __init__(self, engine: sa.Engine, on_wake: Callable[[], None], *, poll: float = 1.0) -> None:
+    def __init__(
+        self,
+        engine: sa.Engine,
+        on_wake: WakeCallback,
+        *,
+        groups: Callable[[], frozenset[str]] | None = None,
+        on_members: MembersCallback | None = None,
+        poll: float = 1.0,
+        members_poll: float = 0.5,
+    ) -> None:
         self._engine = engine
         self._on_wake = on_wake
+        self._groups = groups
+        self._on_members = on_members
         self._poll = poll
+        self._members_poll = members_poll
+        self._members: tuple[int | None, dict[str, frozenset[int]]] = (None, {})
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._run, name="actors-pg-listen", daemon=True)
         self._thread.start()
@@ -45,16 +131,28 @@ class PostgresListener:
                 conn = raw.driver_connection
                 conn.autocommit = True
                 conn.execute(f"LISTEN {CHANNEL}")
-                self._on_wake()  # whatever happened before we listened
+                schema_name = str(conn.execute("SELECT current_schema()").fetchone()[0])
+                replica = _Replica(conn, schema_name) if self._groups is not None else None
+                self._on_wake(None)  # whatever happened before we listened
+                timeout = self._poll if replica is None else min(self._poll, self._members_poll)
+                next_look = 0.0
                 while not self._stopped.is_set():
-                    if any(True for _ in conn.notifies(timeout=self._poll, stop_after=1)):
+                    burst = list(conn.notifies(timeout=timeout, stop_after=1))
+                    if burst:
                         # Drain the burst, then read the journal once.
-                        for _ in conn.notifies(timeout=0.001):
-                            pass
-                        self._on_wake()
+                        burst.extend(conn.notifies(timeout=0.001))
+                        notices: list[ChangeNotice] | None = []
+                        for notify in burst:
+                            carried = _notices(notify.payload, schema_name)
+                            notices = None if carried is None or notices is None else notices + carried
+                        self._on_wake(notices)
+                    if replica is not None and self._groups is not None and time.monotonic() >= next_look:
+                        next_look = time.monotonic() + self._members_poll
+                        self._report(replica.pid, replica.look(self._groups()))
             except Exception as exc:  # reconnect: the store may be restarting
                 if not self._stopped.is_set():
                     log.warning("change listener lost its connection", error=repr(exc))
+                    self._report(None, {})
                     self._stopped.wait(self._poll)
             finally:
                 if raw is not None:
@@ -62,3 +160,38 @@ class PostgresListener:
                         raw.close()
                     except Exception:
                         pass
+        self._report(None, {})
+
+    def _report(self, me: int | None, members: dict[str, frozenset[int]]) -> None:
+        if self._on_members is None or (me, members) == self._members:
+            return
+        self._members = (me, members)
+        self._on_members(me, members)
+
+
+class _Replica:
+    """This process's replica locks on the listener's connection, one per group it is in."""
+
+    def __init__(self, conn: Any, schema_name: str) -> None:
+        self.conn = conn
+        self.pid = int(conn.execute("SELECT pg_backend_pid()").fetchone()[0])
+        self.schema_name = schema_name
+        self.held: dict[str, int] = {}  # group -> lock class
+
+    def look(self, groups: frozenset[str]) -> dict[str, frozenset[int]]:
+        """Hold the locks of ``groups`` (and no others); the replicas of each group, this one included."""
+        for group in set(self.held) - groups:
+            self.conn.execute("SELECT pg_advisory_unlock(%s, %s)", (self.held.pop(group), self.pid))
+        for group in groups - set(self.held):
+            lock_class = replica_lock_class(self.schema_name, group)
+            self.conn.execute(
+                "SELECT pg_advisory_lock(%s, %s)", (lock_class, self.pid)
+            )  # free: pids are unique
+            self.held[group] = lock_class
+        if not self.held:
+            return {}
+        by_class = {lock_class: group for group, lock_class in self.held.items()}
+        members: dict[str, set[int]] = {group: set() for group in self.held}
+        for lock_class, member in self.conn.execute(_MEMBERS, (list(by_class),)):
+            members[by_class[int(lock_class)]].add(int(member))
+        return {group: frozenset(ids) for group, ids in members.items()}

@@ -11,7 +11,7 @@ import operator
 import threading
 import time
 import zlib
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager, nullcontext
 from typing import Any
@@ -24,7 +24,7 @@ from actors.models import FieldSpec, Schema
 
 from ._cascade import cascade_delete, fill_owner
 from ._errors import NotFound, StoreError, ValidationError
-from ._listen import CHANNEL, PostgresListener
+from ._listen import CHANNEL, NOTIFY, PostgresListener, notify_payload
 from ._notices import ChangeNotice, Notifier, Unsubscribe
 from ._open import check_database, claim_file, open_errors
 from ._owner import OwnerLock
@@ -44,10 +44,15 @@ _INT_RANGES = {
 }
 
 
-#: How many locally published seqs are remembered, and how far behind its cursor the
-#: PostgreSQL listener re-reads the journal (sequence values may commit out of order).
+#: How many locally published seqs are remembered (so the PostgreSQL listener does not
+#: publish them again), and how many journal entries one catch-up query reads.
 SEEN_KEEP = 100_000
-CATCH_UP_WINDOW = 1000
+CATCH_UP_BATCH = 1000
+#: A seq that the journal skipped over may still commit (sequence values are taken
+#: before the commit): it is looked up again at every wake for this long, at most
+#: GAP_KEEP of them (a rolled-back write leaves a seq that never comes).
+GAP_SECONDS = 60.0
+GAP_KEEP = 10_000
 
 #: How much of an SQLite file each connection reads through a memory map instead of
 #: read() calls. The mapping is the operating system's shared page cache, not memory
@@ -92,7 +97,16 @@ class Store:
         self._shared_connection = isinstance(self.engine.pool, StaticPool)
         self._listener: PostgresListener | None = None
         self._cursor = 0
+        self._gaps: dict[int, float] = {}  # seq -> when to stop looking for it
         self._catch_up_lock = threading.Lock()
+        self._me: int | None = None  # this process's replica id; see replicas()
+        self._groups: Counter[str] = Counter()
+        self._members: dict[str, frozenset[int]] = {}
+        self._before: dict[str, frozenset[int]] = {}  # each group's replicas before its last change
+        self._claimers: list[sa.Connection] = []  # see claim()
+        self._claimers_lock = threading.Lock()
+        #: Grows by one whenever the replicas of a group (see :meth:`spread`) change.
+        self.replicas_epoch = 0
         self._seen_lock = threading.Lock()
         self._seen: set[int] = set()
         self._seen_order: deque[int] = deque()
@@ -181,6 +195,10 @@ class Store:
         if self._listener is not None:
             self._listener.stop()
             self._listener = None
+        with self._claimers_lock:
+            for conn in self._claimers:
+                conn.close()
+            self._claimers.clear()
         with self._write_lock:
             if self._writer is not None:
                 self._writer.close()
@@ -307,7 +325,7 @@ class Store:
                 yield conn, notices
                 self._remember(notices)  # before the commit: the listener may wake right after it
                 if self.shared and notices:
-                    conn.exec_driver_sql(f"NOTIFY {CHANNEL}")
+                    conn.exec_driver_sql(NOTIFY, (CHANNEL, notify_payload(notices)))
             self._writes += 1
             if self._writes % 1000 == 0:
                 self._prune_journal()
@@ -323,17 +341,65 @@ class Store:
                 while len(self._seen_order) > SEEN_KEEP:
                     self._seen.discard(self._seen_order.popleft())
 
-    def _catch_up(self) -> None:
-        """Publish journal entries written by other processes (PostgreSQL only)."""
+    def _catch_up(self, delivered: list[ChangeNotice] | None = None) -> None:
+        """Publish the journal entries other processes wrote since the last look (PostgreSQL only).
+
+        The cursor is the highest seq read, this process's own entries included, so a
+        look reads only entries after it, in batches of :data:`CATCH_UP_BATCH`. Sequence
+        values can commit out of order (a writer takes its seq before it commits): a seq
+        passed over is a gap, looked up again at each wake for :data:`GAP_SECONDS`.
+        ``delivered``: the entries that committed since the last wake, as the listener
+        got them (``NOTIFY`` payloads, in commit order); then nothing is read, and a gap
+        is filled when its own payload comes.
+        """
+        journal = self.tables.journal
         with self._catch_up_lock:
-            # Sequence numbers can commit out of order: re-read a window behind the cursor.
-            fresh = self.changes_since(max(0, self._cursor - CATCH_UP_WINDOW), 10_000)
+            if delivered is not None:
+                for notice in delivered:
+                    self._gaps.pop(notice.seq, None)
+                self._advance(sorted(delivered, key=lambda n: n.seq), time.monotonic())
+                with self._seen_lock:
+                    news = [n for n in delivered if n.seq not in self._seen]
+                self._remember(news)
+                self._notifier.publish(news)
+                return
+            now = time.monotonic()
+            for seq in [seq for seq, until in self._gaps.items() if until <= now]:
+                del self._gaps[seq]
+            fresh: list[ChangeNotice] = []
+            while True:
+                after = journal.c.seq > self._cursor
+                where = sa.or_(after, journal.c.seq.in_(list(self._gaps))) if self._gaps else after
+                stmt = sa.select(journal).where(where).order_by(journal.c.seq).limit(CATCH_UP_BATCH)
+                with self._read() as conn:
+                    read = [
+                        ChangeNotice(r.seq, r.model, r.object_id, r.kind, r.at, r.origin)
+                        for r in conn.execute(stmt)
+                    ]
+                for notice in read:
+                    self._gaps.pop(notice.seq, None)
+                self._advance(read, now)
+                fresh.extend(read)
+                if len(read) < CATCH_UP_BATCH:
+                    break
             with self._seen_lock:
                 fresh = [n for n in fresh if n.seq not in self._seen]
             self._remember(fresh)
-            if fresh:
-                self._cursor = max(self._cursor, max(n.seq for n in fresh))
-                self._notifier.publish(fresh)
+            self._notifier.publish(fresh)
+
+    def _advance(self, read: list[ChangeNotice], now: float) -> None:
+        """Move the cursor to the last seq of ``read``; the seqs it skips that are not ours are gaps."""
+        if not read or read[-1].seq <= self._cursor:
+            return
+        top = read[-1].seq
+        got = {n.seq for n in read}
+        with self._seen_lock:
+            for seq in range(max(self._cursor + 1, top - GAP_KEEP), top):
+                if seq not in got and seq not in self._seen:
+                    self._gaps[seq] = now + GAP_SECONDS
+        while len(self._gaps) > GAP_KEEP:
+            del self._gaps[next(iter(self._gaps))]
+        self._cursor = top
 
     def _journal(
         self,
@@ -724,12 +790,91 @@ class Store:
         On PostgreSQL, writes committed by other processes on the same database are
         published too (from a listener thread), shortly after their commit.
         """
+        self._listen()
+        return self._notifier.subscribe(callback)
+
+    def _listen(self) -> None:
         if self.shared and self._listener is None:
             with self._catch_up_lock:
                 if self._listener is None:
                     self._cursor = self.last_seq()
-                    self._listener = PostgresListener(self.engine, self._catch_up)
-        return self._notifier.subscribe(callback)
+                    self._listener = PostgresListener(
+                        self.engine, self._catch_up, groups=self._wanted, on_members=self._on_members
+                    )
+
+    # -- replicas ---------------------------------------------------------------
+    def join(self, group: str) -> None:
+        """Take part in sharing ``group``'s work (a sync step's name) with the other replicas.
+
+        On PostgreSQL the listener connection holds a replica lock for the group (a
+        session advisory lock keyed by the store's schema, the group and its backend
+        pid) and looks at the others' every half second (see :meth:`replicas`).
+        Joins are counted; :meth:`leave` undoes one. Nothing happens elsewhere.
+        """
+        if not self.shared:
+            return
+        with self._catch_up_lock:
+            self._groups[group] += 1
+        self._listen()
+
+    def leave(self, group: str) -> None:
+        """Undo one :meth:`join`; the last one gives the group's replica lock back."""
+        with self._catch_up_lock:
+            self._groups[group] -= 1
+            if self._groups[group] <= 0:
+                del self._groups[group]
+
+    def _wanted(self) -> frozenset[str]:
+        with self._catch_up_lock:
+            return frozenset(self._groups)
+
+    def _on_members(self, me: int | None, members: dict[str, frozenset[int]]) -> None:
+        for group in set(members) | set(self._members):
+            if members.get(group) != self._members.get(group):
+                self._before[group] = self._members.get(group, frozenset())
+        self._me, self._members = me, members
+        self.replicas_epoch += 1
+        log.info("replicas", me=me, groups={group: len(ids) for group, ids in members.items()})
+
+    def replicas(self, group: str) -> tuple[int | None, frozenset[int]]:
+        """This process's replica id and the ids of the replicas in ``group``, itself included.
+
+        ``(None, frozenset())`` on SQLite, before the first look (half a second after
+        :meth:`join`) and while the listener reconnects.
+        """
+        return self._me, self._members.get(group, frozenset())
+
+    def spread(self, group: str, ids: Iterable[int]) -> tuple[list[int], list[int]]:
+        """``ids`` of ``group``'s objects in the order this replica should work on them: its own, the others'.
+
+        Each id belongs to one of the group's replicas (:meth:`replicas`), the one whose
+        rendezvous hash of (replica, id) is highest; a replica gone, its ids go to the
+        others, and no other id moves. This replica's own ids come first, ascending,
+        those it took over from a replica that has just gone before the rest (so the
+        one that replica held when it died is among the first); then the others',
+        descending, so a replica that has run out of its own work takes the others'
+        from the end their owners reach last. With one replica, or none known, every
+        id is its own.
+        """
+        ordered = sorted(ids)
+        me, members = self.replicas(group)
+        departed = self._before.get(group, frozenset()) - members
+        if me is None or (len(members) < 2 and not departed):
+            return ordered, []
+        seeds = [(_mix(m), m) for m in members]
+        before = [(_mix(m), m) for m in self._before.get(group, ())]
+        inherited: list[int] = []
+        mine: list[int] = []
+        theirs: list[int] = []
+        for id in ordered:
+            if _owner(seeds, id) != me:
+                theirs.append(id)
+            elif departed and _owner(before, id) in departed:
+                inherited.append(id)
+            else:
+                mine.append(id)
+        theirs.reverse()
+        return inherited + mine, theirs
 
     def changes_since(self, seq: int, limit: int = 1000) -> list[ChangeNotice]:
         """Journal entries after ``seq``, oldest first (at most ``limit``)."""
@@ -764,15 +909,57 @@ class Store:
             yield True
             return
         key = {"k": zlib.crc32(self.schema.root(model).encode()) & 0x7FFFFFFF, "i": id}
-        with self.engine.connect() as conn:
-            held = bool(conn.execute(sa.text("SELECT pg_try_advisory_lock(:k, :i)"), key).scalar())
-            conn.commit()
+        conn, held = self._try_claim(key)
+        try:
+            yield held
+        finally:
             try:
-                yield held
-            finally:
                 if held:
-                    conn.execute(sa.text("SELECT pg_advisory_unlock(:k, :i)"), key)
-                    conn.commit()
+                    conn.execute(_UNLOCK, key)
+            except Exception:
+                conn.close()  # the session ends, and its locks with it
+                raise
+            with self._claimers_lock:
+                self._claimers.append(conn)
+
+    def _try_claim(self, key: dict[str, int]) -> tuple[sa.Connection, bool]:
+        """A claim connection (an idle one if there is one) and whether it got the lock ``key``.
+
+        Claim connections stay checked out of the pool, in autocommit mode, so a claim
+        costs two statements and no pool checkout; one that fails is closed, and the
+        claim tried once more on a new connection.
+        """
+        with self._claimers_lock:
+            conn = self._claimers.pop() if self._claimers else None
+        if conn is not None:
+            try:
+                return conn, bool(conn.execute(_TRY_LOCK, key).scalar())
+            except sa.exc.DBAPIError:
+                conn.close()
+        conn = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+        try:
+            return conn, bool(conn.execute(_TRY_LOCK, key).scalar())
+        except Exception:
+            conn.close()
+            raise
+
+
+_TRY_LOCK = sa.text("SELECT pg_try_advisory_lock(:k, :i)")
+_UNLOCK = sa.text("SELECT pg_advisory_unlock(:k, :i)")
+_MASK64 = 2**64 - 1
+
+
+def _owner(seeds: list[tuple[int, int]], id: int) -> int:
+    """The replica of ``seeds`` (``(_mix(replica), replica)`` pairs) that ``id`` belongs to."""
+    return max(seeds, key=lambda seed: _mix(seed[0] ^ id))[1]
+
+
+def _mix(x: int) -> int:
+    """A 64-bit integer hash (splitmix64's finaliser): every bit of ``x`` moves every bit out."""
+    x = (x + 0x9E3779B97F4A7C15) & _MASK64
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return x ^ (x >> 31)
 
 
 #: What an update reads back: the notice's model, and what decides whether to purge.
