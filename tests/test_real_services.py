@@ -99,7 +99,8 @@ def service_config(
     else:
         data["event_bus"] = {"kind": "kafka", "endpoint": kafka}
     if core is not None:
-        data["accessor"] = {"kind": "grpcapi", "endpoint": core.endpoint, **CREDENTIALS}
+        # As the services' own configs give it (simpleexampleservice...): no kind, so grpcapi.
+        data["accessor"] = {"endpoint": core.endpoint, **CREDENTIALS}
     data.update(extra)
     return Config.from_dict(data, base_dir=SERVICES / name)
 
@@ -168,6 +169,7 @@ def test_probe_sync_and_policy_orderings_as_the_testservice_scripts_check(start,
     svc = start("probe", where)
     status = svc.sync.status()
     assert {"SyncProbeServiceInstance", "policies"} <= set(status)
+    assert (svc.sync.store is None) == (where == "remote"), "an accessor with an endpoint is the core's"
     models = svc.models
     owner = models.ProbeService(name="probe", kind="generic")
     owner.save()
@@ -309,6 +311,11 @@ def _page_world(models: Any) -> dict[str, Any]:
     return {"pods": pods, "service": service, "image": image, "domain": domain, "slice": page_slice}
 
 
+def _policed_with_compute(svc: Service, si: Any) -> Any:
+    now = svc.reload(si)
+    return now if now.compute_instance_id and now.policy_code == 1 else None
+
+
 def _page_of(models: Any, si: Any) -> str:
     mount = models.PodConfigVolumeMount.objects.filter(service_instance_id=si.compute_instance_id)[0]
     return json.loads(models.PodConfigMap.objects.get(id=mount.config_id).data)["index.html"]
@@ -326,8 +333,8 @@ def test_webpage_policy_builds_the_compute_instance_and_deleting_purges(start, w
     )
     si.foreground_color = red
     si.save()
-    done = wait_for(lambda: svc.reload(si).compute_instance_id and svc.reload(si), timeout=20)
-    assert done.policy_code == 1, done.policy_status
+    # The policy saves compute_instance_id before its status is written: wait for both.
+    done = wait_for(lambda: _policed_with_compute(svc, si), timeout=20, description="the policy")
     compute = models.PodServiceInstance.objects.get(id=done.compute_instance_id)
     assert compute.owner_id == world["pods"].id and compute.slice_id == world["slice"].id
     assert compute.image_id == world["image"].id and compute.no_sync is False
