@@ -357,9 +357,7 @@ def test_webpage_policy_builds_the_compute_instance_and_deleting_purges(start, w
     wait_for(lambda: svc.reload(si).backend_code == 1, description="the sync")
     models.WebPageServiceInstance.objects.get(id=si.id).delete()
     wait_for(lambda: svc.reload(si) is None, timeout=20, description="the purge")
-    wait_for(
-        lambda: svc.gone_or_deleted(compute), description="compute deleted"
-    )
+    wait_for(lambda: svc.gone_or_deleted(compute), description="compute deleted")
 
 
 def test_webpage_event_step_changes_the_page(start, kafka_bootstrap):
