@@ -492,6 +492,19 @@ def test_full_example_from_the_docs_is_valid(workdir: Path) -> None:
     assert cfg.name == "my-synchronizer"
 
 
+def test_an_accessor_with_an_endpoint_and_no_kind_is_grpcapi(workdir: Path) -> None:
+    # simpleexampleservice's config: the original's default kind was grpcapi.
+    write(workdir, "name: x\naccessor:\n  username: u\n  password: pw\n  endpoint: xos-core:50051\n")
+    assert load_config("config.yaml", env={}).get("accessor.kind") == "grpcapi"
+    write(workdir, "name: x\naccessor:\n  kind: local\n  endpoint: xos-core:50051\n")
+    assert load_config("config.yaml", env={}).get("accessor.kind") == "local", "an explicit kind wins"
+    write(workdir, "name: x\naccessor:\n  username: u\n  password: pw\n")
+    assert load_config("config.yaml", env={}).get("accessor.kind") == "local", "no endpoint: the store here"
+    write(workdir, "name: x\n")
+    env = {"ACTORS_ACCESSOR__ENDPOINT": "core:50051"}
+    assert load_config("config.yaml", env=env).get("accessor.kind") == "grpcapi"
+
+
 def test_get_with_dots_defaults_and_copies() -> None:
     cfg = Config.from_dict(
         {

@@ -328,6 +328,42 @@ def test_a_library_found_outside_the_session_stays(tmp_path: Path, namespace: st
         sys.modules.pop("_already_importable", None)
 
 
+def _service_putting_itself_on_the_path(root: Path, marker: str) -> Path:
+    """A synchronizer whose step appends its own root to ``sys.path``, as CORD services do."""
+    _write(root, {"_own_helpers.py": f"WHO = {marker!r}\n"})
+    return _write(
+        root / "steps",
+        {
+            "sync_s.py": STEP_HEADER
+            + """
+            import os, sys
+            sys.path.append(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+            from _own_helpers import WHO
+
+            class SyncS(SyncStep):
+                observes = "S"
+                who = WHO
+            """
+        },
+    )
+
+
+def test_a_folder_the_service_put_on_the_path_stays_its_own(tmp_path: Path, namespace: str) -> None:
+    # Each loaded after the other, in one process: one after another, and one again at the end.
+    first = _service_putting_itself_on_the_path(tmp_path / "first", "first")
+    second = _service_putting_itself_on_the_path(tmp_path / "second", "second")
+    path_before = list(sys.path)
+    seen = []
+    for i, steps in enumerate((first, second, second, first)):
+        with import_session([steps, steps.parent]):
+            (step,), errors = discover(steps, SyncStep, namespace=f"{namespace}.n{i}")
+        assert errors == []
+        seen.append(getattr(step, "who"))  # noqa: B009
+        assert sys.path == path_before, "the service's own entry leaves with the session"
+        assert "_own_helpers" not in sys.modules
+    assert seen == ["first", "second", "second", "first"]
+
+
 def test_import_file(tmp_path: Path, namespace: str) -> None:
     _write(
         tmp_path,

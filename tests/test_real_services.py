@@ -82,6 +82,11 @@ class Service:
         found = model.objects.filter(id=obj.id) or model.deleted_objects.filter(id=obj.id)
         return found[0] if found else None
 
+    def gone_or_deleted(self, obj: Any) -> bool:
+        """The object is purged or marked deleted (one read: a purge may come between two)."""
+        now = self.reload(obj)
+        return now is None or bool(now.deleted)
+
 
 def service_config(
     name: str, data_dir: Path, *, kafka: str | None = None, core: Core | None = None, **extra: Any
@@ -94,7 +99,8 @@ def service_config(
     else:
         data["event_bus"] = {"kind": "kafka", "endpoint": kafka}
     if core is not None:
-        data["accessor"] = {"kind": "grpcapi", "endpoint": core.endpoint, **CREDENTIALS}
+        # As the services' own configs give it (simpleexampleservice...): no kind, so grpcapi.
+        data["accessor"] = {"endpoint": core.endpoint, **CREDENTIALS}
     data.update(extra)
     return Config.from_dict(data, base_dir=SERVICES / name)
 
@@ -163,6 +169,7 @@ def test_probe_sync_and_policy_orderings_as_the_testservice_scripts_check(start,
     svc = start("probe", where)
     status = svc.sync.status()
     assert {"SyncProbeServiceInstance", "policies"} <= set(status)
+    assert (svc.sync.store is None) == (where == "remote"), "an accessor with an endpoint is the core's"
     models = svc.models
     owner = models.ProbeService(name="probe", kind="generic")
     owner.save()
@@ -261,10 +268,10 @@ def test_probe_delete_runs_delete_record_and_a_deleted_service_takes_its_instanc
     assert (signals / f"signal_ProbeServiceInstance_{first.id}_deleted").exists()
     # XOS cascades a soft delete to the objects that link to the deleted one.
     models.ProbeService.objects.get(id=owner.id).delete()
-    wait_for(lambda: svc.reload(second) is None or svc.reload(second).deleted, description="the cascade")
+    wait_for(lambda: svc.gone_or_deleted(second), description="the cascade")
 
 
-def test_services_with_a_helpers_module_each_load_in_one_process(start):
+def test_services_with_a_helpers_module_each_load_in_one_process(start, kafka_bootstrap):
     """probe, onboarding and access each import *their own* ``helpers`` module by that plain name.
 
     The original ran one synchronizer per process; here several run in one, side by side or
@@ -278,7 +285,9 @@ def test_services_with_a_helpers_module_each_load_in_one_process(start):
     for svc in (onboarding, access):
         assert svc.sync.load_errors == []
     assert {"SyncOltUnit", "OnuUnitPullStep"} <= set(access.sync.status())
-    assert {"ONUEventStep", "policies"} <= set(start("onboarding").sync.status())
+    # Loaded again after the others (its event steps import helpers too): still its own.
+    again = start("onboarding", kafka=kafka_bootstrap)
+    assert {"ONUEventStep", "SubscriberAuthEventStep", "policies"} <= set(again.sync.status())
 
 
 # -- webpage: simpleexampleservice ------------------------------------------------------------
@@ -302,6 +311,11 @@ def _page_world(models: Any) -> dict[str, Any]:
     return {"pods": pods, "service": service, "image": image, "domain": domain, "slice": page_slice}
 
 
+def _policed_with_compute(svc: Service, si: Any) -> Any:
+    now = svc.reload(si)
+    return now if now.compute_instance_id and now.policy_code == 1 else None
+
+
 def _page_of(models: Any, si: Any) -> str:
     mount = models.PodConfigVolumeMount.objects.filter(service_instance_id=si.compute_instance_id)[0]
     return json.loads(models.PodConfigMap.objects.get(id=mount.config_id).data)["index.html"]
@@ -319,8 +333,8 @@ def test_webpage_policy_builds_the_compute_instance_and_deleting_purges(start, w
     )
     si.foreground_color = red
     si.save()
-    done = wait_for(lambda: svc.reload(si).compute_instance_id and svc.reload(si), timeout=20)
-    assert done.policy_code == 1, done.policy_status
+    # The policy saves compute_instance_id before its status is written: wait for both.
+    done = wait_for(lambda: _policed_with_compute(svc, si), timeout=20, description="the policy")
     compute = models.PodServiceInstance.objects.get(id=done.compute_instance_id)
     assert compute.owner_id == world["pods"].id and compute.slice_id == world["slice"].id
     assert compute.image_id == world["image"].id and compute.no_sync is False
@@ -343,9 +357,7 @@ def test_webpage_policy_builds_the_compute_instance_and_deleting_purges(start, w
     wait_for(lambda: svc.reload(si).backend_code == 1, description="the sync")
     models.WebPageServiceInstance.objects.get(id=si.id).delete()
     wait_for(lambda: svc.reload(si) is None, timeout=20, description="the purge")
-    wait_for(
-        lambda: svc.reload(compute) is None or svc.reload(compute).deleted, description="compute deleted"
-    )
+    wait_for(lambda: svc.gone_or_deleted(compute), description="compute deleted")
 
 
 def test_webpage_event_step_changes_the_page(start, kafka_bootstrap):
@@ -616,7 +628,7 @@ def test_access_service_chain_convenience_methods_and_alarms(start, kafka_bootst
     # The link goes away: the instance counts the deleted link and its policy deletes it.
     models.ServiceInstanceLink.objects.get(id=link.id).delete()
     wait_for(
-        lambda: svc.reload(access_si) is None or svc.reload(access_si).deleted,
+        lambda: svc.gone_or_deleted(access_si),
         timeout=20,
         description="link_deleted_count -> the policy deletes the instance",
     )

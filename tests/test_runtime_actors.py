@@ -9,9 +9,9 @@ import pytest
 
 from actors.runtime.changefeed import ChangeFeedActor
 from actors.runtime.messages import Changed, Route, Tick, Unroute
-from actors.runtime.policy import PolicyActor
+from actors.runtime.policy import POLICY_RETRY, PolicyActor
 from actors.runtime.pull import PullStepActor
-from actors.steps import Policy, PullStep
+from actors.steps import DeferredException, Policy, PullStep
 from actors.store import Caller, ChangeNotice, WriteContext
 
 from .helpers import wait_for
@@ -106,6 +106,9 @@ def test_policy_failure_status_and_no_retry_on_its_own_write(store):
         obj.save()
         ref.tell(changed(obj))
         settle(ref)
+        assert seen.calls == [("create", obj.id)], "the change waits for the retry, as in the original"
+        ctx.clock.advance(POLICY_RETRY)
+        settle(ref)
         assert seen.calls == [("create", obj.id), ("create", obj.id)]
         assert store.get("MyModel", obj.id)["policy_code"] == 1
     finally:
@@ -158,6 +161,141 @@ def test_policy_save_makes_the_object_need_sync(store):
         assert row["changed_by_policy"] is not None
         assert [r["id"] for r in store.pending("MyModel", "sync")] == [obj.id]
         assert store.pending("MyModel", "policy") == []
+    finally:
+        ref.stop()
+
+
+def test_failed_policy_is_retried_every_five_seconds_without_backoff(store):
+    """As the original's policy loop (a pass over what is still to police every 5 s): no backoff."""
+    seen = Seen()
+    seen.fail = True
+    obj = client(store).MyModel(first_name="A", last_name="B")
+    obj.save()
+    ctx = make_ctx(store, name="policies")
+    ref = PolicyActor.start(ctx, [factory(policy_class(seen))])
+    try:
+        settle(ref)
+        assert seen.calls == [("create", obj.id)]
+        assert ctx.state.queue_depth == 1, "the object waiting for its retry is counted"
+        ctx.clock.advance(POLICY_RETRY - 0.1)
+        settle(ref)
+        assert len(seen.calls) == 1, "not before its time"
+        for attempts in (2, 3, 4):  # the same wait each time, one run per wait
+            ctx.clock.advance(0.1)
+            settle(ref)
+            assert len(seen.calls) == attempts
+            ctx.clock.advance(POLICY_RETRY - 0.1)
+        seen.fail = False
+        ctx.clock.advance(0.1)
+        settle(ref)
+        assert len(seen.calls) == 5 and store.get("MyModel", obj.id)["policy_code"] == 1
+        assert ctx.state.queue_depth == 0
+        ctx.clock.advance(POLICY_RETRY * 3)
+        settle(ref)
+        assert len(seen.calls) == 5, "done: no more retries"
+    finally:
+        ref.stop()
+
+
+def test_deferred_policy_is_retried_and_its_own_saves_do_not_make_it_spin(store):
+    waiting = {"for": True}
+    calls: list[float] = []
+    ctx = make_ctx(store, name="policies")
+
+    class Waiter(Policy):
+        model_name = "MyModel"
+
+        def handle_create(self, o):
+            calls.append(ctx.clock.now())
+            o.last_name = f"attempt {len(calls)}"
+            o.save()  # its notice reaches the actor after the failure
+            if waiting["for"]:
+                raise DeferredException("waiting for the other object")
+
+        def handle_delete(self, o):
+            calls.append(-1)
+
+    obj = client(store).MyModel(first_name="A", last_name="B")
+    obj.save()
+    ref = PolicyActor.start(ctx, [factory(Waiter)])
+    try:
+        settle(ref)
+        row = store.get("MyModel", obj.id)
+        assert (
+            row["policy_code"] == 2
+            and "DeferredException: waiting for the other object" in row["policy_status"]
+        )
+        for _ in range(3):
+            ref.tell(changed(obj))  # the policy's own save, or anyone's: the retry is soon
+        settle(ref)
+        assert len(calls) == 1
+        ctx.clock.advance(POLICY_RETRY)
+        settle(ref)
+        assert calls == [calls[0], calls[0] + POLICY_RETRY]
+        waiting["for"] = False
+        ref.tell(changed(obj))
+        ctx.clock.advance(POLICY_RETRY)
+        settle(ref)
+        assert len(calls) == 3 and store.get("MyModel", obj.id)["policy_status"] == "done"
+        # Done: a change is handled at once again (it is not a create any more: no handle_update here).
+        waiting["for"] = True
+        client(store).MyModel.objects.get(id=obj.id).delete()
+        ref.tell(changed(obj, "delete"))
+        settle(ref)
+        assert calls[-1] == -1
+    finally:
+        ref.stop()
+
+
+def test_a_deleted_object_waiting_for_its_retry_runs_its_delete_policy_at_once(store):
+    calls: list[str] = []
+
+    class FailsOnUpdate(Policy):
+        model_name = "MyModel"
+
+        def handle_create(self, o):
+            calls.append("create")
+
+        def handle_update(self, o):
+            calls.append("update")
+            raise ValueError("cannot update")
+
+        def handle_delete(self, o):
+            calls.append("delete")
+
+    obj = client(store).MyModel(first_name="A", last_name="B")
+    obj.save()
+    ref = PolicyActor.start(make_ctx(store, name="policies"), [factory(FailsOnUpdate)])
+    try:
+        settle(ref)
+        obj.last_name = "C"
+        obj.save()
+        ref.tell(changed(obj))
+        settle(ref)
+        assert calls == ["create", "update"]
+        obj.delete()
+        ref.tell(changed(obj, "delete"))
+        settle(ref)
+        assert calls == ["create", "update", "delete"]
+    finally:
+        ref.stop()
+
+
+def test_a_purged_object_is_not_retried(store):
+    seen = Seen()
+    seen.fail = True
+    obj = client(store).MyModel(first_name="A", last_name="B")
+    obj.save()
+    ctx = make_ctx(store, name="policies")
+    ref = PolicyActor.start(ctx, [factory(policy_class(seen))])
+    try:
+        settle(ref)
+        ref.tell(changed(obj, "purge"))
+        settle(ref)
+        assert ctx.state.queue_depth == 0
+        ctx.clock.advance(POLICY_RETRY)
+        settle(ref)
+        assert seen.calls == [("create", obj.id)]
     finally:
         ref.stop()
 

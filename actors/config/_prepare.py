@@ -45,11 +45,23 @@ def prepare(
     data: dict[str, Any] = plain(raw)
     sources = apply_env(data, env, path=path) if env else {}
     validate(data, path=path, sources=sources)
+    _accessor_kind(data)
     merged = deep_merge(default_values(), data)
     resolve(merged, base_dir=base_dir, path=path)
     _warn_original_keys(data, path)
     order = list(schema()["properties"])
     return dict(sorted(merged.items(), key=lambda item: order.index(item[0])))
+
+
+def _accessor_kind(data: dict[str, Any]) -> None:
+    """An ``accessor`` with an ``endpoint`` and no ``kind`` is ``grpcapi`` (the original's default kind).
+
+    Services' configs give ``accessor: {username, password, endpoint}`` alone;
+    without an endpoint the default stays ``local``.
+    """
+    accessor = data.get("accessor")
+    if isinstance(accessor, dict) and "endpoint" in accessor and "kind" not in accessor:
+        accessor["kind"] = "grpcapi"
 
 
 def _warn_original_keys(data: Mapping[str, Any], path: str | None) -> None:

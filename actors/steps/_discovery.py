@@ -23,6 +23,7 @@ import os
 import sys
 import threading
 import types
+from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -194,10 +195,32 @@ class _Session:
     """The state of the outermost :func:`import_session` (guarded by ``_import_lock``)."""
 
     before: set[str]
+    #: ``sys.path`` when the session began.
+    path_before: list[Any] = field(default_factory=list)
     #: The folders this session put on ``sys.path`` (not those that were there already).
     folders: list[Path] = field(default_factory=list)
     entries: list[str] = field(default_factory=list)
     namespaces: set[str] = field(default_factory=set)
+
+    def restore_path(self) -> None:
+        """Take the session's folders off ``sys.path``: its own entries and those the service added.
+
+        Services put their folder on ``sys.path`` themselves (``sys.path.append(...)``
+        at the top of a step file); left there, that folder would be "already on the
+        path" to the next session, and what it holds would shadow the next
+        synchronizer's modules of the same name. Entries that were there before the
+        session stay where they were.
+        """
+        kept = Counter(p for p in self.path_before if isinstance(p, str))
+        ours = set(self.folders)
+        path: list[Any] = []
+        for entry in sys.path:
+            if isinstance(entry, str) and kept[entry] > 0:
+                kept[entry] -= 1
+            elif isinstance(entry, str) and _resolved(entry) in ours:
+                continue
+            path.append(entry)
+        sys.path[:] = path
 
     def drops(self, name: str, module: types.ModuleType | None) -> bool:
         """Whether ``name`` is a plain-name module found through one of this session's folders."""
@@ -230,8 +253,10 @@ def import_session(folders: Iterable[str | os.PathLike[str]] = ()) -> Iterator[N
     nest (one thread at a time: the block holds the import lock): a module a
     step imports by plain name is imported once for the outermost session and
     shared by every file imported in it. When the outermost session ends, its
-    folders leave ``sys.path`` and those plain-name modules leave
-    ``sys.modules`` (the files that imported them keep them), so another
+    folders leave ``sys.path`` (with the entries for them that the files added
+    themselves, ``sys.path.append(<own folder>)`` as services do) and those
+    plain-name modules leave ``sys.modules`` (the files that imported them keep
+    them), so another
     synchronizer's ``helpers`` is not mistaken for this one's (only modules
     found through the session's own folders are dropped: a library a step
     imports for the first time stays). Files imported
@@ -242,10 +267,10 @@ def import_session(folders: Iterable[str | os.PathLike[str]] = ()) -> Iterator[N
         outer = _session is None
         if outer:
             importlib.invalidate_caches()
-            _session = _Session(before=set(sys.modules))
+            _session = _Session(before=set(sys.modules), path_before=list(sys.path))
         session = _session
         assert session is not None
-        on_path = {Path(p or os.curdir).resolve() for p in sys.path if isinstance(p, str)}
+        on_path = {_resolved(p) for p in sys.path if isinstance(p, str)}
         for folder in folders:
             resolved = Path(folder).resolve()
             if resolved in on_path:  # importable already (the working folder...): not ours to clean up
@@ -260,8 +285,7 @@ def import_session(folders: Iterable[str | os.PathLike[str]] = ()) -> Iterator[N
         finally:
             if outer:
                 _session = None
-                for entry in session.entries:
-                    _remove_path_entry(entry)
+                session.restore_path()
                 for name in set(sys.modules) - session.before:
                     if session.drops(name, sys.modules.get(name)):
                         del sys.modules[name]
@@ -322,11 +346,12 @@ def import_folder(
     return loaded, errors
 
 
-def _remove_path_entry(entry: str) -> None:
-    for i, item in enumerate(sys.path):
-        if item == entry:
-            del sys.path[i]
-            return
+def _resolved(entry: str) -> Path:
+    """A ``sys.path`` entry as an absolute folder (``""`` is the working folder)."""
+    try:
+        return Path(entry or os.curdir).resolve()
+    except (OSError, ValueError, RuntimeError):
+        return Path(entry)
 
 
 def _import_file(module_name: str, file: Path) -> types.ModuleType:

@@ -1,6 +1,6 @@
 """The store: model objects in SQLite or PostgreSQL, bookkeeping rules, change notices."""
 
-from ._cascade import owner_to_fill
+from ._cascade import choose_owner, owner_to_fill
 from ._errors import StoreInUse, StoreOpenError, safe_url
 from ._notices import ChangeNotice, Unsubscribe
 from ._query import OPERATORS, Caller, Condition, Pending, Query, WriteContext, parse_lookup
@@ -29,6 +29,7 @@ __all__ = [
     "check_column",
     "check_id",
     "check_value",
+    "choose_owner",
     "owner_to_fill",
     "parse_lookup",
     "pending_condition",

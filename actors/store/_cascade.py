@@ -2,7 +2,8 @@
 
 - :func:`fill_owner`: a new ``ServiceInstance`` of a model with the option
   ``owner_class_name`` gets its ``owner`` from the one live service of that class,
-  as XOS's ``ServiceInstance.set_owner`` does.
+  as XOS's ``ServiceInstance.set_owner`` does (the rule: :func:`choose_owner`,
+  which the ORM's ``set_owner()`` applies too).
 - :func:`cascade_delete`: deleting an object soft-deletes, recursively, every live
   object whose links point at it (XOS's links all cascade, as Django's ``CASCADE``);
   deleting a ``ServiceInstanceLink`` counts the deletion in its provider's
@@ -15,20 +16,29 @@ and ``Store.delete``).
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
 from actors.models import Schema
 
+from ._errors import ValidationError
 from ._notices import ChangeNotice
 from ._query import Caller, Condition, Query, WriteContext
 
 if TYPE_CHECKING:
     from ._store import Store
 
-__all__ = ["OWNER_OPTION", "cascade_delete", "fill_owner", "links_to", "owner_to_fill"]
+__all__ = [
+    "OWNER_OPTION",
+    "cascade_delete",
+    "choose_owner",
+    "fill_owner",
+    "links_to",
+    "owner_to_fill",
+    "soft_delete",
+]
 
 #: The model option naming the class of service that owns a model's instances.
 OWNER_OPTION = "owner_class_name"
@@ -59,37 +69,59 @@ def owner_to_fill(schema: Schema, model: str, values: Mapping[str, Any]) -> Mapp
     return values
 
 
-def fill_owner(store: Store, model: str, values: Mapping[str, Any]) -> Mapping[str, Any]:
-    """``values`` of a new object, with ``owner_id`` set if its model has ``owner_class_name``.
+def choose_owner(
+    schema: Schema,
+    model: str,
+    current: int | None,
+    *,
+    is_live: Callable[[str, int], bool],
+    first_live: Callable[[str], int | None],
+) -> int | None:
+    """The ``owner_class_name`` rule of XOS (``ServiceInstance.set_owner``): the owner id an object gets.
 
-    As XOS: an owner that already is a live object of the owner class is kept;
-    otherwise the owner becomes the live object of that class with the lowest id
-    (XOS takes the first one of the class, there is no error when several exist).
-    Objects created deleted are left alone. Raises ``ValidationError`` when the
-    class is not a model (``Cannot find owner class X``) or has no live object
-    (``Cannot find eligible owner of class X``).
+    ``current`` is kept for a model without the option, or when it already is a
+    live object of the owner class (``is_live(class, id)``); otherwise the owner is
+    the live object of that class with the lowest id (``first_live(class)``: XOS
+    takes the first one, there is no error when several exist). Raises
+    ``ValidationError`` when the class is not a model (``Cannot find owner class X``)
+    or has no live object (``Cannot find eligible owner of class X``). The store
+    applies it on create (:func:`fill_owner`), the ORM's ``set_owner()`` on demand.
+    """
+    wanted = owner_class(schema, model)
+    if wanted is None:
+        return current
+    if wanted not in schema or schema[wanted].abstract:
+        raise ValidationError(f"{model}: Cannot find owner class {wanted}")
+    if current is not None and is_live(wanted, current):
+        return current
+    found = first_live(wanted)
+    if found is None:
+        raise ValidationError(f"{model}: Cannot find eligible owner of class {wanted}")
+    return found
+
+
+def fill_owner(store: Store, model: str, values: Mapping[str, Any]) -> Mapping[str, Any]:
+    """``values`` of a new object, with ``owner_id`` set by :func:`choose_owner`.
+
+    Objects created deleted, and models without an ``owner_id``, are left alone.
     """
     schema = store.schema
     if "owner_id" not in schema.fields_by_column(model) or values.get("deleted"):
         return values
-    wanted = owner_class(schema, model)
-    if wanted is None:
-        return values
-    from ._store import ValidationError
 
-    if wanted not in schema or schema[wanted].abstract:
-        raise ValidationError(f"{model}: Cannot find owner class {wanted}")
-    live = Condition("deleted", "eq", False) if "deleted" in schema.fields_by_column(wanted) else None
-    where = (live,) if live else ()
+    def live(wanted: str) -> tuple[Condition, ...]:
+        return (Condition("deleted", "eq", False),) if "deleted" in schema.fields_by_column(wanted) else ()
+
+    def is_live(wanted: str, id: int) -> bool:
+        return bool(store.select(wanted, Query(where=(*live(wanted), Condition("id", "eq", id)), limit=1)))
+
+    def first_live(wanted: str) -> int | None:
+        owners = store.select(wanted, Query(where=live(wanted), order_by=("id",), limit=1))
+        return int(owners[0]["id"]) if owners else None
+
     current = values.get("owner_id")
-    if current is not None and store.select(
-        wanted, Query(where=(*where, Condition("id", "eq", current)), limit=1)
-    ):
-        return values
-    owners = store.select(wanted, Query(where=where, order_by=("id",), limit=1))
-    if not owners:
-        raise ValidationError(f"{model}: Cannot find eligible owner of class {wanted}")
-    return {**values, "owner_id": owners[0]["id"]}
+    owner = choose_owner(schema, model, current, is_live=is_live, first_live=first_live)
+    return values if owner == current else {**values, "owner_id": owner}
 
 
 @functools.lru_cache(maxsize=64)
@@ -139,7 +171,7 @@ def cascade_delete(
                 continue
             seen.add(key)
             state = {name: found[name] for name in _STATE if name in found["columns"].split()}
-            _soft_delete(store, conn, notices, leaf, state, now, ctx)
+            soft_delete(store, conn, notices, leaf, state, now, ctx)
             stack.append((leaf, found["id"]))
     if schema.is_a(model, LINK_MODEL) and row.get(LINK_PROVIDER) is not None:
         _count_link_deletion(store, conn, notices, row[LINK_PROVIDER], now, ctx)
@@ -190,15 +222,21 @@ def _dependents(tables: Any, schema: Schema, model: str) -> tuple[sa.Executable,
     return statement, tuple(dependent for dependent, _ in links)
 
 
-def _soft_delete(
+def soft_delete(
     store: Store,
     conn: sa.Connection,
     notices: list[ChangeNotice],
     model: str,
-    row: dict[str, Any],
+    row: Mapping[str, Any],
     now: float,
     ctx: WriteContext,
 ) -> None:
+    """Mark the live object ``row`` of ``model`` deleted, as :meth:`Store.delete` and a cascade do.
+
+    ``deleted`` set, ``enacted`` and ``policed`` cleared (``updated`` stamped for a
+    client's delete), a ``delete`` notice, and a purge at once when the object owes
+    the backend nothing; a model without ``deleted`` is purged.
+    """
     if "deleted" not in row:
         store._purge(conn, notices, model, row["id"], now, ctx.origin)
         return

@@ -22,7 +22,7 @@ from sqlalchemy.pool import StaticPool
 
 from actors.models import FieldSpec, Schema
 
-from ._cascade import cascade_delete, fill_owner
+from ._cascade import cascade_delete, fill_owner, soft_delete
 from ._errors import NotFound, StoreError, ValidationError
 from ._listen import CHANNEL, NOTIFY, PostgresListener, notify_payload
 from ._notices import ChangeNotice, Notifier, Unsubscribe
@@ -709,12 +709,7 @@ class Store:
                 return
             if current["deleted"]:
                 return
-            changes: dict[str, Any] = {"deleted": True, "enacted": None, "policed": None}
-            if ctx.caller is Caller.CLIENT or ctx.always_update_timestamp:
-                changes["updated"] = now
-            self._write_columns(conn, model, id, changes)
-            self._journal(conn, notices, leaf, id, "delete", now, ctx.origin)
-            self._reap_if_done(conn, notices, leaf, {**current, **changes}, now, ctx.origin)
+            soft_delete(self, conn, notices, leaf, current, now, ctx)
             cascade_delete(self, conn, notices, leaf, dict(current), now, ctx)
 
     def _leaf(self, row: Row, model: str) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from actors.store import ValidationError
+from actors.store import ValidationError, choose_owner
 
 from ._attributes import AttributeMixin
 from .xosbase import ORMWrapperXOSBase
@@ -96,28 +96,23 @@ class ORMWrapperServiceInstance(AttributeMixin, ORMWrapperXOSBase):
             raise ValidationError(f"{self._model}: service_specific_id {value} already exists")
 
     def set_owner(self) -> None:
-        """The core's owner rule: an owner of the model's ``owner_class_name`` (the first one) if unset.
+        """The core's owner rule (:func:`actors.store.choose_owner`, as the store applies on create).
 
-        Nothing happens for a model without that option, or when ``owner`` is
-        already an object of that class.
+        An owner of the model's ``owner_class_name`` (the first one) unless ``owner``
+        already is one; nothing happens for a model without that option.
         """
-        schema = self._accessor.schema
-        owner_class = next(
-            (
-                schema[m].options.get("owner_class_name")
-                for m in (self._model, *schema.ancestors(self._model))
-                if schema[m].options.get("owner_class_name")
-            ),
-            None,
+        accessor = self._accessor
+
+        def is_live(wanted: str, id: int) -> bool:
+            return bool(accessor.get_model_class(wanted).objects.filter(id=id).exists())
+
+        def first_live(wanted: str) -> int | None:
+            first = accessor.get_model_class(wanted).objects.order_by("id").first()
+            return None if first is None else int(first.id)
+
+        this: Any = self  # owner_id is a field of the model, not of this class
+        owner = choose_owner(
+            accessor.schema, self._model, this.owner_id, is_live=is_live, first_live=first_live
         )
-        if not owner_class:
-            return
-        if not self._accessor.has_model_class(str(owner_class)):
-            raise ValidationError(f"{self._model}: cannot find owner class {owner_class}")
-        cls = self._accessor.get_model_class(str(owner_class))
-        if self.owner_id is not None and cls.objects.filter(id=self.owner_id).exists():
-            return
-        first = cls.objects.first()
-        if first is None:
-            raise ValidationError(f"{self._model}: cannot find eligible owner of class {owner_class}")
-        self.owner = first
+        if owner != this.owner_id:
+            this.owner_id = owner
