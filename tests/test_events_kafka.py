@@ -34,7 +34,7 @@ from actors.runtime import ChildContext, ChildState, RealClock, RuntimeSettings,
 from actors.runtime.events import Event, EventStepActor
 from actors.runtime.produce import close_producers, produce
 from actors.steps import EventStep, StepFactory
-from actors.store import Caller
+from actors.store import Caller, Store
 from tests.helpers import wait_for
 from tests.runtime_support import make_store
 
@@ -144,13 +144,15 @@ class Running:
             self.ref.stop(timeout=30)
 
 
-@pytest.fixture
-def run_actor(tmp_path: Path) -> Iterator[Callable[..., Running]]:
-    """Start an EventStepActor directly (no supervisor), on a SQLite file store and a real clock."""
+def actor_runner(tmp_path: Path) -> Iterator[Callable[..., Running]]:
+    """Start EventStepActors directly (no supervisor), on a SQLite file store (or ``store``) and a real
+    clock; stop them at the end (the body of the ``run_actor`` fixtures)."""
     started: list[Running] = []
 
-    def _run(cls: type, bootstrap: str, group: str, **event_bus: Any) -> Running:
-        store = make_store(f"sqlite:///{tmp_path}/{group}.db")
+    def _run(
+        cls: type, bootstrap: str, group: str, *, store: Store | None = None, **event_bus: Any
+    ) -> Running:
+        store = store or make_store(f"sqlite:///{tmp_path}/{group}.db")
         settings = RuntimeSettings(
             name=group, event_bus={"kind": "kafka", "endpoint": bootstrap, **event_bus}, shutdown_timeout=10
         )
@@ -168,6 +170,12 @@ def run_actor(tmp_path: Path) -> Iterator[Callable[..., Running]]:
     yield _run
     for running in started:
         running.stop()
+
+
+@pytest.fixture
+def run_actor(tmp_path: Path) -> Iterator[Callable[..., Running]]:
+    """Start an EventStepActor directly (see :func:`actor_runner`)."""
+    yield from actor_runner(tmp_path)
 
 
 # -- the reference document's event step, end to end ------------------------------------------
