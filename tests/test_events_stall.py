@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -25,13 +26,16 @@ from actors.store import Caller, Store
 from tests.helpers import wait_for
 from tests.runtime_support import make_store
 from tests.test_events_kafka import (
+    RECORDING_STEP,
     Running,
+    Worker,
     actor_runner,
     caught_up,
     create_topic,
     read_topic,
     send_all,
     unique,
+    write_synchronizer,
 )
 
 KEYS = 500
@@ -201,3 +205,29 @@ def test_a_consumer_joining_and_leaving_during_retries_and_dead_letters_loses_no
     wait_for(lambda: caught_up(kafka_bootstrap, group, topic), timeout=30)
     assert_last_values_stored(store, values, skipped=poison)
     assert first.state.state == "running" and first.state.detail["stalled"] == []
+
+
+def test_a_killed_member_s_partitions_are_taken_over_within_the_session_timeout(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    topic = create_topic(kafka_bootstrap, unique("kill"), partitions=4)
+    name = unique("pair")
+    outs = [tmp_path / "a.out", tmp_path / "b.out"]
+    workers = [
+        Worker(write_synchronizer(tmp_path / f"w{i}", name, kafka_bootstrap, step))
+        for i, step in enumerate(RECORDING_STEP.format(topic=topic, out=str(out)) for out in outs)
+    ]
+    try:
+        wait_for(lambda: all(len(w.partitions()) == 2 for w in workers), timeout=60, description="the group")
+        workers[0].process.kill()  # SIGKILL: no goodbye to the group, the broker notices a silent member
+        killed = time.monotonic()
+        # session_timeout_ms 10 s (kafka-python's default is 45 s), then one rebalance
+        wait_for(lambda: len(workers[1].partitions()) == 4, timeout=25, description="the take-over")
+        taken_over = time.monotonic() - killed
+        ids = [str(i) for i in range(400)]
+        send_all(kafka_bootstrap, topic, [i.encode() for i in ids], keys=[i.encode() for i in ids])
+        wait_for(lambda: outs[1].exists() and set(outs[1].read_text().split()) == set(ids), timeout=30)
+    finally:
+        for worker in workers:
+            worker.stop()
+    assert 5 < taken_over < 25
