@@ -48,6 +48,7 @@ from actors.orm import ModelAccessor
 from actors.runtime import ChildContext, ChildState, RealClock, RuntimeSettings
 from actors.runtime._kafka_client import ConsumerSpec
 from actors.runtime.events import Event, EventStepActor
+from actors.runtime.messages import Poll
 from actors.steps import EventStep, StepFactory
 from actors.store import Caller, Store
 
@@ -144,6 +145,19 @@ def no_op_step(topic: str, counter: Counter) -> type[EventStep]:
     return NoOp
 
 
+class TimedActor(EventStepActor):
+    """The event-step actor, noting its longest ``Poll`` message (how long a stop or a status waits)."""
+
+    longest = 0.0
+
+    def on_poll(self, message: Poll) -> None:
+        start = time.perf_counter()
+        try:
+            super().on_poll(message)
+        finally:
+            TimedActor.longest = max(TimedActor.longest, time.perf_counter() - start)
+
+
 def actor_context(bootstrap: str, group: str, store: Store, name: str) -> ChildContext:
     return ChildContext(
         name=name,
@@ -160,7 +174,7 @@ def actor_consumer(bootstrap: str, topic: str, count: int, store: Store) -> tupl
     ctx = actor_context(bootstrap, f"actor-{uuid.uuid4().hex[:8]}", store, "NoOp")
     created = counter.started = time.perf_counter()
     counter.cpu = time.process_time()
-    ref = EventStepActor.start(ctx, StepFactory(step, "<bench>"))
+    ref = TimedActor.start(ctx, StepFactory(step, "<bench>"))
     try:
         if not counter.done.wait(300):
             raise RuntimeError(f"only {counter.seen} of {count} events handled")
@@ -362,8 +376,10 @@ def throughput(bootstrap: str, partitions: int, count: int, rounds: int, store: 
         )
     bare_s = statistics.median(b[0] for b in bare)
     actor_s = statistics.median(a[0] for a in actor)
+    longest, TimedActor.longest = TimedActor.longest, 0.0
     return {
         "partitions": partitions,
+        "longest_poll_ms": longest * 1000,
         "bare_per_s": count / bare_s,
         "actor_per_s": count / actor_s,
         "ratio": bare_s / actor_s,
@@ -432,6 +448,7 @@ def main(argv: list[str] | None = None) -> int:
             rate, join, cpu = one[f"{key}_per_s"], one[f"{key}_join_s"], one[f"{key}_cpu_us"]
             print(f"  {label:<20} {rate:>10,.0f} events/s  {cpu:5.1f} CPU us/event  (join {join:.2f} s)")
         print(f"  actor / bare         {one['ratio']:>10.0%}")
+        print(f"  the actor's longest Poll message {one['longest_poll_ms']:.0f} ms")
     print(f"  the actor's own work {result['actor_overhead_us']:>10.1f} us/event (in-memory consumer)")
     la, lb = result["latency_actor_ms"], result["latency_bare_ms"]
     print(f"latency, produce -> handled, {result['latency_events']} events at 100/s:")

@@ -284,6 +284,35 @@ def test_poison_messages_go_to_the_dead_letter_topic_and_the_rest_is_processed(
     assert running.state.failed == 2 and running.state.detail["dead_lettered"] == 2
 
 
+def test_event_bus_consumer_options_reach_kafka_python_over_the_defaults(kafka_bootstrap: str) -> None:
+    from actors.runtime._kafka_client import BusOptions, ConsumerSpec, KafkaConsumerClient
+
+    class Handler:
+        def revoking(self, partitions: Any, lost: bool) -> dict[Any, int]:
+            return {}
+
+        def revoked(self, partitions: Any, offsets: Any, error: Any, lost: bool) -> None:
+            pass
+
+        def assigned(self, partitions: Any) -> dict[Any, int]:
+            return {}
+
+    def config(**consumer: Any) -> dict[str, Any]:
+        options = BusOptions.from_settings({"endpoint": kafka_bootstrap, "consumer": consumer}, unique("g"))
+        client = KafkaConsumerClient(ConsumerSpec(options, "Step", Handler(), topics=("t",)))
+        try:
+            return dict(client._consumer.config)
+        finally:
+            client.close(1.0)
+
+    defaults = config()
+    assert (defaults["session_timeout_ms"], defaults["heartbeat_interval_ms"]) == (10_000, 3_000)
+    assert defaults["enable_auto_commit"] is False and defaults["auto_offset_reset"] == "earliest"
+    tuned = config(session_timeout_ms=6000, heartbeat_interval_ms=2000, auto_offset_reset="latest")
+    assert (tuned["session_timeout_ms"], tuned["heartbeat_interval_ms"]) == (6000, 2000)
+    assert tuned["auto_offset_reset"] == "latest"
+
+
 # -- outages -------------------------------------------------------------------------------
 def test_no_broker_at_start_then_the_broker_comes(
     local_kafka: Any, run_actor: Callable[..., Running]

@@ -730,7 +730,11 @@ def test_bus_options_read_the_stall_timeout_and_check_consumer_options() -> None
         {"endpoint": "x:1", "stall_timeout": 5, "consumer": {"session_timeout_ms": 6000}}, "g"
     )
     assert options.stall_timeout == 5.0 and options.consumer == {"session_timeout_ms": 6000}
-    assert CONSUMER_DEFAULTS == {"session_timeout_ms": 10_000, "heartbeat_interval_ms": 3_000}
+    assert CONSUMER_DEFAULTS == {
+        "session_timeout_ms": 10_000,
+        "heartbeat_interval_ms": 3_000,
+        "fetch_max_bytes": 512 * 1024,
+    }
     with pytest.raises(EventBusError, match=r"^event_bus\.consumer\.sesion_timeout_ms: not a kafka-python "):
         BusOptions.from_settings({"endpoint": "x:1", "consumer": {"sesion_timeout_ms": 1}}, "g")
     with pytest.raises(EventBusError, match=r"consumer\.enable_auto_commit: set by the framework"):

@@ -72,8 +72,14 @@ __all__ = [
 DEFAULT_PORT = 9092
 
 #: ``KafkaConsumer`` options the framework sets unless ``event_bus.consumer`` gives them: a member
-#: that dies is noticed after 10 s (kafka-python's default is 45 s), heartbeats every 3 s.
-CONSUMER_DEFAULTS: Mapping[str, Any] = {"session_timeout_ms": 10_000, "heartbeat_interval_ms": 3_000}
+#: that dies is noticed after 10 s (kafka-python's default is 45 s), heartbeats every 3 s; one fetch
+#: answer holds at most 512 KiB (kafka-python's default is 50 MiB), which bounds what one poll,
+#: which takes everything the consumer holds (:data:`DRAIN`), has to decode.
+CONSUMER_DEFAULTS: Mapping[str, Any] = {
+    "session_timeout_ms": 10_000,
+    "heartbeat_interval_ms": 3_000,
+    "fetch_max_bytes": 512 * 1024,
+}
 
 #: ``KafkaConsumer`` options ``event_bus.consumer`` may not change: the delivery guarantees depend on them.
 _OWNED_CONSUMER_OPTIONS = {
