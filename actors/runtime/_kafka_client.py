@@ -419,8 +419,8 @@ class KafkaConsumerClient:
 
     Offsets are committed only when the actor says so; a new group starts at
     the earliest retained event (``auto_offset_reset="earliest"``, as the
-    original framework), overridable through ``event_bus.consumer``.
-    Construction raises when no bootstrap server answers within
+    original framework), overridable through ``event_bus.consumer`` like
+    :data:`CONSUMER_DEFAULTS`. Construction raises when no bootstrap server answers within
     ``options.connect_timeout``.
     """
 
