@@ -187,7 +187,8 @@ def test_a_consumer_joining_and_leaving_during_retries_and_dead_letters_loses_no
                 return True
         return False
 
-    send_all(kafka_bootstrap, topic, values, keys)
+    half = count // 2
+    send_all(kafka_bootstrap, topic, values[:half], keys[:half])
     store = make_store(f"sqlite:///{tmp_path}/store.db")
     handled = Handled()
     step = upsert_step(topic, store, handled, fail)
@@ -195,9 +196,10 @@ def test_a_consumer_joining_and_leaving_during_retries_and_dead_letters_loses_no
     first = run_actor(step, kafka_bootstrap, group, **options)
     wait_for(lambda: first.state.detail.get("retries", 0) >= 3 and handled.count() >= 300, timeout=60)
     second = run_actor(step, kafka_bootstrap, group, **options)  # joins: the partitions are shared
+    wait_for(lambda: first.state.detail["partitions"] and second.state.detail.get("partitions"), timeout=60)
+    send_all(kafka_bootstrap, topic, values[half:], keys[half:])  # work for both
     wait_for(lambda: second.state.done >= 100 and second.state.detail.get("retries", 0) >= 1, timeout=60)
-    assert first.state.detail["partitions"] and second.state.detail["partitions"]
-    second.stop()  # leaves: its partitions go back to the first
+    second.stop()  # leaves while events, retries and dead letters flow: its partitions go back
     wait_all(handled, count - len(poison), [first], timeout=120)
     assert handled.values == {v for i, v in enumerate(values) if i not in poison}
     letters = read_topic(kafka_bootstrap, f"{group}.dead-letters", len(poison))

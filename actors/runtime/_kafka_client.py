@@ -476,17 +476,24 @@ class KafkaConsumerClient:
         )
         return result
 
+    # A partition given up between the actor's assignment() and its next call (the I/O thread
+    # applies rebalances) is skipped: kafka-python raises for partitions it no longer has.
+    def _assigned_only(self, partitions: Iterable[TopicPartition]) -> list[TopicPartition]:
+        assigned = self._consumer.assignment()
+        return [tp for tp in partitions if tp in assigned]
+
     def pause(self, partitions: Iterable[TopicPartition]) -> None:
-        self._consumer.pause(*partitions)
+        self._consumer.pause(*self._assigned_only(partitions))
 
     def resume(self, partitions: Iterable[TopicPartition]) -> None:
-        self._consumer.resume(*partitions)
+        self._consumer.resume(*self._assigned_only(partitions))
 
     def paused(self) -> set[TopicPartition]:
         return set(self._consumer.paused())
 
     def seek(self, tp: TopicPartition, offset: int) -> None:
-        self._consumer.seek(tp, offset)
+        if self._assigned_only([tp]):
+            self._consumer.seek(tp, offset)
 
     def position(self, tp: TopicPartition) -> int | None:
         state = self._consumer._subscription.assignment.get(tp)
@@ -494,7 +501,8 @@ class KafkaConsumerClient:
         return getattr(position, "offset", None)
 
     def highwater(self, tp: TopicPartition) -> int | None:
-        value: int | None = self._consumer.highwater(tp)
+        state = self._consumer._subscription.assignment.get(tp)
+        value: int | None = getattr(state, "highwater", None)
         return value
 
     def end_offsets(self, partitions: Iterable[TopicPartition], timeout: float) -> dict[TopicPartition, int]:
@@ -550,16 +558,10 @@ class KafkaConsumerClient:
     def caught_up(self) -> bool:
         """In a stable group, with every assigned partition read up to its high-water mark."""
         consumer = self._consumer
-        metadata = getattr(consumer, "group_metadata", None)
-        if metadata is not None and metadata().state != "<stable>":
+        if consumer.group_metadata().state != "<stable>":
             return False
-        states = getattr(getattr(consumer, "_subscription", None), "assignment", None)
-        if states is None:  # another kafka-python: no probe
-            return True
-        for tp in consumer.assignment():
-            highwater = consumer.highwater(tp)
-            state = states.get(tp)
-            position = getattr(state, "position", None)
+        for state in list(consumer._subscription.assignment.values()):
+            highwater, position = state.highwater, getattr(state, "position", None)
             if highwater is None or position is None or position.offset < highwater:
                 return False
         return True
