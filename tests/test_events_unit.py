@@ -81,6 +81,9 @@ class FakeBus:
         #: Whether the assignment resumes assigned partitions (as KafkaConsumerClient's listener does).
         self.client_resumes = True
         self.seeks: list[tuple[TopicPartition, int]] = []
+        #: The consumer's group join never ends (kafka-python's lost join answers), until a new consumer.
+        self.join_forever = False
+        self.polls = 0
 
     # the factory
     def connect(self, spec: ConsumerSpec) -> FakeBus:
@@ -95,6 +98,7 @@ class FakeBus:
                 self.stuck_connects -= 1
             else:
                 self.stuck = set()
+            self.join_forever = False
         return self
 
     # the test's side
@@ -152,6 +156,7 @@ class FakeBus:
         return out
 
     def poll(self, timeout: float) -> Mapping[TopicPartition, Sequence[Record]]:
+        self.polls += 1
         with self.cond:
             done, self.pending_async = self.pending_async, []
         for callback, offsets in done:
@@ -221,7 +226,7 @@ class FakeBus:
         return self.problem_text
 
     def joining(self) -> bool:
-        return False
+        return self.join_forever
 
     def caught_up(self) -> bool:
         with self.cond:
@@ -688,6 +693,30 @@ def test_the_watchdog_reports_a_stalled_partition_logs_once_and_recovers_by_join
     assert events.count("event step consuming again") == 1
     [warning] = [e for e in logs if e["event"].startswith("event step stalled")]
     assert warning["partitions"] == ["t[0]"] and warning["lag"] == {"t[0]": 3}
+
+
+def test_a_group_join_that_never_ends_is_a_stall_and_a_new_consumer_ends_it(
+    start: Callable[..., Harness],
+) -> None:
+    bus = FakeBus()
+    with structlog.testing.capture_logs() as logs:
+        h = start(bus=bus, stall_timeout=8)
+        wait_for(lambda: bus.assigned == {TP0, TP1})
+        bus.join_forever = True
+        wait_for(lambda: h.ctx.state.detail.get("recoveries") == 0)
+        polls = bus.polls
+        wait_for(lambda: bus.polls > polls + 1)  # the poll loop noted when the join started
+        h.clock.advance(7)
+        wait_for(lambda: h.ctx.state.detail.get("last_progress", {}).get("t[0]") == h.clock.now())
+        assert h.ctx.state.state == "running" and len(bus.specs) == 1  # 7 s of joining: not yet
+        h.clock.advance(2)
+        wait_for(lambda: len(bus.specs) == 2)  # 9 s (the watchdog looks every 2 s): a new consumer
+        wait_for(lambda: h.ctx.state.state == "running" and h.ctx.state.detail["recoveries"] == 1)
+        bus.produce(TP0, b"a0")
+        wait_for(lambda: SEEN.values(0) == [b"a0"])
+    events = [entry["event"] for entry in logs]
+    assert events.count("event step stalled: the consumer group join does not end, joining again") == 1
+    assert events.count("event step consuming again") == 1
 
 
 def test_an_idle_partition_or_one_waiting_for_a_retry_is_not_stalled(start: Callable[..., Harness]) -> None:

@@ -29,7 +29,8 @@ reconciled with the consumer's own after every poll. A watchdog
 (:class:`CheckProgress`, run by the poll loop every quarter of ``stall_timeout``
 of the runtime clock) looks for owned
 partitions with events left that made no progress for ``stall_timeout``
-seconds; it reports the actor ``stalled``, logs it once, and recovers by
+seconds, or a group join that lasts that long; it reports the actor ``stalled``,
+logs it once, and recovers by
 committing what was handled and joining the group again with a new consumer,
 which resumes at the committed offsets. ``detail["lag"]`` and
 ``detail["last_progress"]`` give each owned partition's events left and the
@@ -306,6 +307,10 @@ class EventStepActor(ChildActor):
         self.recoveries = 0
         #: When the poll loop next runs the watchdog (clock time; see :meth:`on_check_progress`).
         self.next_check = 0.0
+        #: Since when the consumer has been (re)joining its group without a break (clock time).
+        self.joining_since: float | None = None
+        #: The watchdog found the group join stuck (kafka-python can stay "rebalancing" for ever).
+        self.join_stuck = False
         self.poll_scheduled = False
         self.connect_delay = 0.0
         self.connected_once = False
@@ -461,6 +466,14 @@ class EventStepActor(ChildActor):
         timeout = 0.0 if ready else options.poll_timeout
         if consumer.joining():
             timeout = max(timeout, JOIN_POLL)
+            if self.joining_since is None:
+                self.joining_since = self.ctx.clock.now()
+        else:
+            self.joining_since = None
+            if self.join_stuck:
+                self.join_stuck = False
+                if not self.stalled:
+                    self._unstall()
         error: BaseException | None = None
         try:
             batch = consumer.poll(timeout)
@@ -732,8 +745,11 @@ class EventStepActor(ChildActor):
         self.progress[tp] = now
         if tp in self.stalled:
             self.stalled.discard(tp)
-            if not self.stalled:
+            if not self.stalled and not self.join_stuck:
                 self._unstall()
+
+    def _stalled_names(self) -> list[str]:
+        return _names(self.stalled) + (["(group join)"] if self.join_stuck else [])
 
     def _first_unhandled(self, tp: TopicPartition) -> int | None:
         buf = self.buffers.get(tp)
@@ -760,15 +776,19 @@ class EventStepActor(ChildActor):
         now = self.ctx.clock.now()
         self.next_check = now + options.stall_timeout / 4
         if self.degraded or consumer.joining():
-            for tp in self.progress:  # an outage or a rebalance is not a stall
+            for tp in self.progress:  # an outage or a rebalance is not a stall...
                 self.progress[tp] = now
+            since = self.joining_since
+            if not self.degraded and since is not None and now - since >= options.stall_timeout:
+                self.join_stuck = True  # ... but a join that never ends is
+                self._stall(set(), {}, options)
             return
         assigned = consumer.assignment()
         for tp in assigned:
             self.progress.setdefault(tp, now)
         if self.stalled - assigned:
             self.stalled &= assigned  # given up meanwhile: no longer this actor's to move
-            if not self.stalled:
+            if not self.stalled and not self.join_stuck:
                 self._unstall()
         suspects = [
             tp
@@ -795,16 +815,21 @@ class EventStepActor(ChildActor):
         self, partitions: set[TopicPartition], lags: Mapping[TopicPartition, int | None], options: BusOptions
     ) -> None:
         state = self.ctx.state
-        first = not self.stalled
+        first = state.state != "stalled"
         self.stalled |= partitions
-        state.detail["stalled"] = _names(self.stalled)
+        state.detail["stalled"] = self._stalled_names()
         if state.state in ("starting", "running", "degraded"):
             state.state = "stalled"
-        if first:
+        if first and partitions:
             self.log.warning(
                 "event step stalled: partitions with events left made no progress, joining again",
                 partitions=_names(partitions),
                 lag={_name(tp): lag for tp, lag in lags.items()},
+                stall_timeout=options.stall_timeout,
+            )
+        elif first:
+            self.log.warning(
+                "event step stalled: the consumer group join does not end, joining again",
                 stall_timeout=options.stall_timeout,
             )
         self.recoveries += 1
@@ -818,6 +843,7 @@ class EventStepActor(ChildActor):
         now = self.ctx.clock.now()
         for tp in self.stalled:
             self.progress[tp] = now
+        self.joining_since = None  # the new consumer's join gets its own stall_timeout
         self.actor_ref.tell(Connect())
 
     def _unstall(self) -> None:
@@ -913,7 +939,7 @@ class EventStepActor(ChildActor):
                 self._progressed(tp, now)
         detail["lag"] = lag
         detail["last_progress"] = {_name(tp): at for tp, at in self.progress.items()}
-        detail["stalled"] = _names(self.stalled)
+        detail["stalled"] = self._stalled_names()
         detail["recoveries"] = self.recoveries
 
 
