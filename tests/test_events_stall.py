@@ -1,7 +1,7 @@
 """Event steps never stall on a real broker: many partitions, a slow handler, outages, rebalances.
 
 Each test sends keyed events, runs an event step that upserts one object per key
-(a real store write, about 2 ms), and ends with every event handled and every
+(a real store write, 1 to 3 ms here), and ends with every event handled and every
 object holding the last value sent for its key: nothing lost, nothing skipped,
 order kept per key. Counts: 10,000 events on 3 and 8 partitions and through a
 broker restart, 3,000 on 1 partition (it never stalled) and through the
