@@ -7,12 +7,17 @@ own with ``scripts/local_kafka.py``.
 - throughput: events per second through a no-op ``process_event`` (an
   :class:`~actors.runtime.events.EventStepActor`, committing as it does in
   production) reading N events (default 100,000, 100-byte values) from a topic
-  with 4 partitions, beside the ceiling: a bare ``KafkaConsumer`` (manual
-  commit, no commits made) reading the same topic in the same run. Each side
+  with 1 partition and from one with 8 (``--partitions``), beside the ceiling:
+  a bare ``KafkaConsumer`` (manual commit, no commits made) reading the same
+  topic in the same run. Each side
   reads the whole topic with a fresh consumer group; the rounds alternate and
-  the median is reported. The rate is counted from the first event handled to
-  the last (joining the group is reported apart), with the process's CPU
+  the median is reported. The rate is counted from the consumer's creation to
+  the last event handled, so it includes joining the group (the time to the
+  first event is reported too: the actor fetches everything the consumer
+  holds in one poll, so its first event comes later), with the process's CPU
   time per event over the same stretch (steadier than rates on a busy machine).
+  The bare consumer polls as kafka-python's examples do (``poll(timeout_ms=100)``,
+  at most ``max_poll_records`` = 500 records a poll).
   Also the actor's own work per event, measured with an in-memory consumer.
 - latency: one event every 10 ms; from ``send()`` returning in the producer to
   ``process_event`` being called (p50, p99), for the actor and the bare consumer.
@@ -43,6 +48,7 @@ from actors.orm import ModelAccessor
 from actors.runtime import ChildContext, ChildState, RealClock, RuntimeSettings
 from actors.runtime._kafka_client import ConsumerSpec
 from actors.runtime.events import Event, EventStepActor
+from actors.runtime.messages import Poll
 from actors.steps import EventStep, StepFactory
 from actors.store import Caller, Store
 
@@ -85,7 +91,8 @@ def poll_timeout(consumer: KafkaConsumer) -> int:
 
 
 def bare_consumer(bootstrap: str, topic: str, count: int) -> tuple[float, float, float]:
-    """(seconds from the first record to the last, seconds to the first record, CPU seconds meanwhile)."""
+    """(seconds from creation to the last record, seconds to the first record, CPU seconds meanwhile)."""
+    created, cpu = time.perf_counter(), time.process_time()
     consumer = KafkaConsumer(
         bootstrap_servers=bootstrap,
         group_id=f"bare-{uuid.uuid4().hex[:8]}",
@@ -93,20 +100,18 @@ def bare_consumer(bootstrap: str, topic: str, count: int) -> tuple[float, float,
         auto_offset_reset="earliest",
     )
     consumer.subscribe([topic])
-    created = time.perf_counter()
     seen = 0
     first = None
-    cpu = 0.0
     while seen < count:
         for records in consumer.poll(timeout_ms=poll_timeout(consumer), max_records=500).values():
             for _record in records:
                 if first is None:
-                    first, cpu = time.perf_counter(), time.process_time()
+                    first = time.perf_counter()
                 seen += 1
     last, cpu = time.perf_counter(), time.process_time() - cpu
     consumer.close(autocommit=False)
     assert first is not None
-    return last - first, first - created, cpu
+    return last - created, first - created, cpu
 
 
 # -- the actor -----------------------------------------------------------------------------
@@ -115,6 +120,7 @@ class Counter:
         self.want = want
         self.seen = 0
         self.first: float | None = None
+        self.started = time.perf_counter()
         self.last: float | None = None
         self.cpu = 0.0
         self.done = threading.Event()
@@ -128,7 +134,7 @@ def no_op_step(topic: str, counter: Counter) -> type[EventStep]:
 
         def process_event(self, event: Event) -> None:
             if counter.first is None:
-                counter.first, counter.cpu = time.perf_counter(), time.process_time()
+                counter.first = time.perf_counter()
             if counter.measure_latency:
                 counter.latencies.append(time.time() - float(event.value))  # type: ignore[arg-type]
             counter.seen += 1
@@ -137,6 +143,22 @@ def no_op_step(topic: str, counter: Counter) -> type[EventStep]:
                 counter.done.set()
 
     return NoOp
+
+
+class TimedActor(EventStepActor):
+    """The event-step actor, noting its longest ``Poll`` message once in its group (how long a stop
+    or a status request may wait behind one; while joining, a poll waits up to 1 s on purpose)."""
+
+    longest = 0.0
+
+    def on_poll(self, message: Poll) -> None:
+        joining = self.consumer is None or self.consumer.joining()
+        start = time.perf_counter()
+        try:
+            super().on_poll(message)
+        finally:
+            if not joining:
+                TimedActor.longest = max(TimedActor.longest, time.perf_counter() - start)
 
 
 def actor_context(bootstrap: str, group: str, store: Store, name: str) -> ChildContext:
@@ -153,8 +175,9 @@ def actor_consumer(bootstrap: str, topic: str, count: int, store: Store) -> tupl
     counter = Counter(count)
     step = no_op_step(topic, counter)
     ctx = actor_context(bootstrap, f"actor-{uuid.uuid4().hex[:8]}", store, "NoOp")
-    created = time.perf_counter()
-    ref = EventStepActor.start(ctx, StepFactory(step, "<bench>"))
+    created = counter.started = time.perf_counter()
+    counter.cpu = time.process_time()
+    ref = TimedActor.start(ctx, StepFactory(step, "<bench>"))
     try:
         if not counter.done.wait(300):
             raise RuntimeError(f"only {counter.seen} of {count} events handled")
@@ -162,7 +185,7 @@ def actor_consumer(bootstrap: str, topic: str, count: int, store: Store) -> tupl
         ctx.state.state = "stopping"
         ref.stop(timeout=30)
     assert counter.first is not None and counter.last is not None
-    return counter.last - counter.first, counter.first - created, counter.cpu
+    return counter.last - created, counter.first - created, counter.cpu
 
 
 # -- the actor's own cost: an in-memory consumer ------------------------------------------------
@@ -186,14 +209,14 @@ class MemoryConsumer:
         self.positions = dict.fromkeys(records, 0)
         self.assigned = False
 
-    def poll(self, timeout: float, max_records: int) -> dict[TopicPartition, list[Any]]:
+    def poll(self, timeout: float) -> dict[TopicPartition, list[Any]]:
         if not self.assigned:
             self.assigned = True
             self.handler.assigned(set(self.records))
         out = {}
         for tp, records in self.records.items():
             position = self.positions[tp]
-            taken = records[position : position + max_records // len(self.records)]
+            taken = records[position : position + 500 // len(self.records)]
             if taken:
                 out[tp] = taken
                 self.positions[tp] = position + len(taken)
@@ -206,6 +229,21 @@ class MemoryConsumer:
 
     def resume(self, partitions: Any) -> None:
         pass
+
+    def paused(self) -> set[TopicPartition]:
+        return set()
+
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        self.positions[tp] = offset
+
+    def position(self, tp: TopicPartition) -> int:
+        return self.positions[tp]
+
+    def highwater(self, tp: TopicPartition) -> int:
+        return len(self.records[tp])
+
+    def end_offsets(self, partitions: Any, timeout: float) -> dict[TopicPartition, int]:
+        return {tp: len(self.records[tp]) for tp in partitions}
 
     def assignment(self) -> set[TopicPartition]:
         return set(self.records)
@@ -234,6 +272,7 @@ def actor_overhead(count: int, store: Store) -> float:
         tp = partitions[i % 4]
         records[tp].append(ConsumerRecord("mem", tp.partition, len(records[tp]), b"%08d" % i + b"x" * 92))
     counter = Counter(count)
+    counter.started = time.perf_counter()
     ctx = actor_context("memory:9092", "mem", store, "Memory")
     ref = EventStepActor.start(
         ctx,
@@ -247,7 +286,7 @@ def actor_overhead(count: int, store: Store) -> float:
         ctx.state.state = "stopping"
         ref.stop(timeout=30)
     assert counter.first is not None and counter.last is not None
-    return (counter.last - counter.first) / count * 1e6
+    return (counter.last - counter.started) / count * 1e6
 
 
 # -- latency -------------------------------------------------------------------------------
@@ -320,12 +359,11 @@ def _wait(condition: Callable[[], bool], what: str, timeout: float = 60) -> None
 
 
 # -- main ----------------------------------------------------------------------------------
-def run(bootstrap: str, count: int, rounds: int, latency_count: int) -> dict[str, Any]:
-    folder = tempfile.mkdtemp(prefix="bench-events-")
-    store = Store(f"sqlite:///{folder}/bench.db", load_schema([]))
-    topic = create_topic(bootstrap, 4)
+def throughput(bootstrap: str, partitions: int, count: int, rounds: int, store: Store) -> dict[str, Any]:
+    """The bare consumer and the actor reading one topic of ``partitions``, ``rounds`` times each."""
+    topic = create_topic(bootstrap, partitions)
     produce_s = fill(bootstrap, topic, count)
-    print(f"filled {topic}: {count} events in {produce_s:.1f} s", flush=True)
+    print(f"filled {topic} ({partitions} partitions): {count} events in {produce_s:.1f} s", flush=True)
     bare: list[tuple[float, float, float]] = []
     actor: list[tuple[float, float, float]] = []
     for r in range(rounds):
@@ -336,16 +374,15 @@ def run(bootstrap: str, count: int, rounds: int, latency_count: int) -> dict[str
             bare.append(bare_consumer(bootstrap, topic, count))
             actor.append(actor_consumer(bootstrap, topic, count, store))
         print(
-            f"round {r + 1}: bare {count / bare[-1][0]:,.0f}/s, actor {count / actor[-1][0]:,.0f}/s",
+            f"  round {r + 1}: bare {count / bare[-1][0]:,.0f}/s, actor {count / actor[-1][0]:,.0f}/s",
             flush=True,
         )
     bare_s = statistics.median(b[0] for b in bare)
     actor_s = statistics.median(a[0] for a in actor)
-    overhead = statistics.median(actor_overhead(count, store) for _ in range(3))
-    lat_actor = latency_actor(bootstrap, latency_count, 0.01, store)
-    lat_bare = latency_bare(bootstrap, latency_count, 0.01)
+    longest, TimedActor.longest = TimedActor.longest, 0.0
     return {
-        "events": count,
+        "partitions": partitions,
+        "longest_poll_ms": longest * 1000,
         "bare_per_s": count / bare_s,
         "actor_per_s": count / actor_s,
         "ratio": bare_s / actor_s,
@@ -353,8 +390,20 @@ def run(bootstrap: str, count: int, rounds: int, latency_count: int) -> dict[str
         "actor_join_s": statistics.median(a[1] for a in actor),
         "bare_cpu_us": statistics.median(b[2] for b in bare) / count * 1e6,
         "actor_cpu_us": statistics.median(a[2] for a in actor) / count * 1e6,
+    }
+
+
+def run(bootstrap: str, count: int, rounds: int, latency_count: int, partitions: list[int]) -> dict[str, Any]:
+    folder = tempfile.mkdtemp(prefix="bench-events-")
+    store = Store(f"sqlite:///{folder}/bench.db", load_schema([]))
+    runs = [throughput(bootstrap, n, count, rounds, store) for n in partitions]
+    overhead = statistics.median(actor_overhead(count, store) for _ in range(3))
+    lat_actor = latency_actor(bootstrap, latency_count, 0.01, store)
+    lat_bare = latency_bare(bootstrap, latency_count, 0.01)
+    return {
+        "events": count,
+        "throughput": runs,
         "actor_overhead_us": overhead,
-        "rounds_per_s": [(count / b[0], count / a[0]) for b, a in zip(bare, actor, strict=True)],
         "latency_actor_ms": tuple(x * 1000 for x in lat_actor),
         "latency_bare_ms": tuple(x * 1000 for x in lat_bare),
         "latency_events": latency_count,
@@ -369,6 +418,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--latency-events", type=int, default=1000)
+    parser.add_argument("--partitions", default="1,8", help="partition counts of the throughput topics")
     parser.add_argument("--quick", action="store_true", help="10,000 events, 1 round, 200 latency events")
     args = parser.parse_args(argv)
     if args.quick:
@@ -382,7 +432,8 @@ def main(argv: list[str] | None = None) -> int:
         broker = LocalKafka().start()
         bootstrap = broker.bootstrap
     try:
-        result = run(bootstrap, args.events, args.rounds, args.latency_events)
+        partitions = [int(n) for n in args.partitions.split(",")]
+        result = run(bootstrap, args.events, args.rounds, args.latency_events, partitions)
     finally:
         if broker is not None:
             broker.close()
@@ -393,11 +444,14 @@ def main(argv: list[str] | None = None) -> int:
         f"machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
         f"kafka-python {kafka.__version__}"
     )
-    print(f"throughput, {result['events']:,} events, 4 partitions, median of {args.rounds}:")
-    for label, key in (("bare KafkaConsumer", "bare"), ("EventStepActor", "actor")):
-        rate, join, cpu = result[f"{key}_per_s"], result[f"{key}_join_s"], result[f"{key}_cpu_us"]
-        print(f"  {label:<20} {rate:>10,.0f} events/s  {cpu:5.1f} CPU us/event  (group join {join:.2f} s)")
-    print(f"  actor / bare         {result['ratio']:>10.0%}")
+    for one in result["throughput"]:
+        events, parts = result["events"], one["partitions"]
+        print(f"throughput, {events:,} events, {parts} partitions, median of {args.rounds}:")
+        for label, key in (("bare KafkaConsumer", "bare"), ("EventStepActor", "actor")):
+            rate, join, cpu = one[f"{key}_per_s"], one[f"{key}_join_s"], one[f"{key}_cpu_us"]
+            print(f"  {label:<20} {rate:>10,.0f} events/s  {cpu:5.1f} CPU us/event  (join {join:.2f} s)")
+        print(f"  actor / bare         {one['ratio']:>10.0%}")
+        print(f"  the actor's longest Poll message {one['longest_poll_ms']:.0f} ms")
     print(f"  the actor's own work {result['actor_overhead_us']:>10.1f} us/event (in-memory consumer)")
     la, lb = result["latency_actor_ms"], result["latency_bare_ms"]
     print(f"latency, produce -> handled, {result['latency_events']} events at 100/s:")

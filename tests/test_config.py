@@ -74,7 +74,7 @@ ERROR_CASES = [
         'config.yaml: event_bus.endpiont: unknown key (did you mean "endpoint"?); '
         "allowed keys: commit_interval, connect_timeout, consumer, dead_letter_timeout, dead_letter_topic, "
         "endpoint, health_grace, kind, max_poll_records, max_retries, metadata_max_age, poll_timeout, "
-        "producer, reconnect_backoff, reconnect_backoff_max, retry_backoff, retry_backoff_max",
+        "producer, reconnect_backoff, reconnect_backoff_max, retry_backoff, retry_backoff_max, stall_timeout",
         "event_bus.endpiont",
         id="unknown-nested-key",
     ),

@@ -1,9 +1,12 @@
 """Message tests of the event-step actor, with an in-memory consumer and dead-letter sink: no broker.
 
-The stand-in :class:`FakeBus` behaves like a kafka-python consumer in a group of
-one: per-partition logs, positions, pause/resume, manual commits (async ones
-are answered at the next poll, as kafka-python does), rebalances run inside
-``poll()`` and ``close()`` through the actor's rebalance handler.
+The stand-in :class:`FakeBus` behaves like a kafka-python 3.0.12 consumer in a
+group of one: per-partition logs, positions, pause/resume, manual commits (async
+ones are answered at the next poll, as kafka-python does), eager rebalances run
+inside ``poll()`` and ``close()`` through the actor's rebalance handler, and a
+partition handed back keeps its fetch position and its paused flag, as
+kafka-python's do. ``stuck`` partitions are never fetched until a new consumer
+is made (kafka-python's parked-records stall).
 """
 
 from __future__ import annotations
@@ -63,14 +66,24 @@ class FakeBus:
         self.commit_log: list[dict[TopicPartition, int]] = []
         self.positions: dict[TopicPartition, int] = {}
         self.assigned: set[TopicPartition] = set()
-        self.paused: set[TopicPartition] = set()
+        self.paused_tps: set[TopicPartition] = set()
         self.pending_async: list[tuple[Callable[..., None], dict[TopicPartition, int]]] = []
         self.next_assignment: set[TopicPartition] | None = None
         self.specs: list[ConsumerSpec] = []
         self.connect_failures = 0
+        #: How many more consumers are made with ``stuck`` kept (a stall that a new consumer does not cure).
+        self.stuck_connects = 0
         self.problem_text: str | None = None
         self.closed = 0
         self.handler: Any = None
+        #: Partitions whose records are never returned, until the next ``connect()``.
+        self.stuck: set[TopicPartition] = set()
+        #: Whether the assignment resumes assigned partitions (as KafkaConsumerClient's listener does).
+        self.client_resumes = True
+        self.seeks: list[tuple[TopicPartition, int]] = []
+        #: The consumer's group join never ends (kafka-python's lost join answers), until a new consumer.
+        self.join_forever = False
+        self.polls = 0
 
     # the factory
     def connect(self, spec: ConsumerSpec) -> FakeBus:
@@ -81,6 +94,11 @@ class FakeBus:
         with self.cond:
             self.handler = spec.handler
             self.next_assignment = set(self.logs)
+            if self.stuck_connects > 0:
+                self.stuck_connects -= 1
+            else:
+                self.stuck = set()
+            self.join_forever = False
         return self
 
     # the test's side
@@ -106,18 +124,23 @@ class FakeBus:
         new, self.next_assignment = self.next_assignment, None
         if new is None:
             return
+        retained = self.assigned & new
         if self.assigned:
             self._revoke(set(self.assigned))
         self.assigned = set(new)
-        self.paused.clear()
-        for tp in new:
+        self.paused_tps &= retained  # kafka-python keeps the flag and the position of a retained partition
+        for tp in new - retained:
             self.positions[tp] = self.committed.get(tp, 0)
-        self.handler.assigned(set(new))
+        for tp, offset in self.handler.assigned(set(new)).items():
+            self.positions[tp] = offset
+            self.seeks.append((tp, offset))
+        if self.client_resumes:
+            self.paused_tps -= new
 
     def _revoke(self, partitions: set[TopicPartition]) -> None:
         offsets = self.handler.revoking(partitions, False)
         self._commit(offsets)
-        self.handler.revoked(partitions, offsets, None)
+        self.handler.revoked(partitions, offsets, None, False)
 
     def _commit(self, offsets: Mapping[TopicPartition, int]) -> None:
         if offsets:
@@ -126,13 +149,14 @@ class FakeBus:
 
     def _fetchable(self) -> dict[TopicPartition, list[Record]]:
         out = {}
-        for tp in sorted(self.assigned - self.paused):
+        for tp in sorted(self.assigned - self.paused_tps - self.stuck):
             records = self.logs[tp][self.positions[tp] :]
             if records:
                 out[tp] = records
         return out
 
-    def poll(self, timeout: float, max_records: int) -> Mapping[TopicPartition, Sequence[Record]]:
+    def poll(self, timeout: float) -> Mapping[TopicPartition, Sequence[Record]]:
+        self.polls += 1
         with self.cond:
             done, self.pending_async = self.pending_async, []
         for callback, offsets in done:
@@ -143,7 +167,7 @@ class FakeBus:
                 self.cond.wait(min(timeout, 0.02))
                 self._assign()
             out: dict[TopicPartition, list[Record]] = {}
-            budget = max_records
+            budget = 500
             for tp, records in self._fetchable().items():
                 taken = records[:budget]
                 if taken:
@@ -156,13 +180,34 @@ class FakeBus:
         with self.cond:
             for tp in partitions:
                 assert tp in self.assigned, f"pause of an unassigned {tp}"
-                self.paused.add(tp)
+                self.paused_tps.add(tp)
 
     def resume(self, partitions: Iterable[TopicPartition]) -> None:
         with self.cond:
             for tp in partitions:
-                self.paused.discard(tp)
-                self.positions[tp] = self.positions[tp]
+                self.paused_tps.discard(tp)
+
+    def paused(self) -> set[TopicPartition]:
+        with self.cond:
+            return set(self.paused_tps & self.assigned)
+
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        with self.cond:
+            assert tp in self.assigned, f"seek of an unassigned {tp}"
+            self.positions[tp] = offset
+            self.seeks.append((tp, offset))
+
+    def position(self, tp: TopicPartition) -> int | None:
+        with self.cond:
+            return self.positions.get(tp) if tp in self.assigned else None
+
+    def highwater(self, tp: TopicPartition) -> int | None:
+        with self.cond:
+            return len(self.logs[tp])
+
+    def end_offsets(self, partitions: Iterable[TopicPartition], timeout: float) -> dict[TopicPartition, int]:
+        with self.cond:
+            return {tp: len(self.logs[tp]) for tp in partitions}
 
     def assignment(self) -> set[TopicPartition]:
         with self.cond:
@@ -181,7 +226,7 @@ class FakeBus:
         return self.problem_text
 
     def joining(self) -> bool:
-        return False
+        return self.join_forever
 
     def caught_up(self) -> bool:
         with self.cond:
@@ -408,7 +453,7 @@ def test_a_failing_event_is_retried_with_backoff_other_partitions_flow(start: Ca
     for i in range(3):
         bus.produce(TP0, f"a{i}".encode())
     h = start(bus=bus)
-    wait_for(lambda: SEEN.values(0) == [b"a0"] and TP0 in bus.paused)
+    wait_for(lambda: SEEN.values(0) == [b"a0"] and TP0 in bus.paused_tps)
     # other partitions keep flowing while partition 0 waits
     bus.produce(TP1, b"b0")
     wait_for(lambda: SEEN.values(1) == [b"b0"])
@@ -418,13 +463,13 @@ def test_a_failing_event_is_retried_with_backoff_other_partitions_flow(start: Ca
     time.sleep(0.05)
     assert SEEN.values(0) == [b"a0"]
     h.clock.advance(0.01)  # first retry after 0.5 s: fails again
-    wait_for(lambda: h.clock.pending_timers() == 1 and TP0 in bus.paused)
+    wait_for(lambda: h.clock.pending_timers() == 1 and TP0 in bus.paused_tps)
     h.clock.advance(0.99)
     time.sleep(0.05)
     assert SEEN.values(0) == [b"a0"]
     h.clock.advance(0.01)  # second retry after 1 s more: works, and the partition goes on in order
     wait_for(lambda: SEEN.values(0) == [b"a0", b"a1", b"a2"])
-    wait_for(lambda: bus.committed_offset(TP0) == 3 and TP0 not in bus.paused)
+    wait_for(lambda: bus.committed_offset(TP0) == 3 and TP0 not in bus.paused_tps)
     assert h.ctx.state.detail["retrying"] == 0 and h.ctx.state.failed == 0
 
 
@@ -496,7 +541,7 @@ def test_a_rebalance_commits_processed_offsets_first_and_drops_buffered_events(
         bus.produce(TP0, f"a{i}".encode())
         bus.produce(TP1, f"b{i}".encode())
     h = start(bus=bus)
-    wait_for(lambda: len(SEEN.values(0)) == 3 and TP1 in bus.paused)
+    wait_for(lambda: len(SEEN.values(0)) == 3 and TP1 in bus.paused_tps)
     commits_before = len(bus.commit_log)
     bus.rebalance({TP0})  # partition 1 goes to another member
     wait_for(lambda: bus.assigned == {TP0})
@@ -571,6 +616,162 @@ def test_step_code_exiting_kills_the_actor_and_commits_what_was_done(start: Call
         h2.stop()
     finally:
         supervisor.stop()
+
+
+# -- never stalled: rebalances, pause flags, the watchdog ----------------------------------
+def test_a_partition_handed_back_is_fetched_again_from_its_first_unhandled_event(
+    start: Callable[..., Harness],
+) -> None:
+    bus = FakeBus()
+    SEEN.fail[(0, 3)] = 1  # partition 0 waits for a retry at offset 3, offsets 4-9 buffered behind it
+    for i in range(10):
+        bus.produce(TP0, f"a{i}".encode())
+    h = start(bus=bus, retry_backoff=100)
+    wait_for(lambda: SEEN.values(0) == [b"a0", b"a1", b"a2"] and TP0 in bus.paused_tps)
+    assert bus.positions[TP0] == 10  # kafka-python's position is past the buffered events
+    bus.rebalance({TP0, TP1})  # eager: every partition revoked, then the same ones handed back
+    # the actor dropped offsets 3-9 with its buffer: the consumer goes back to 3, not on from 10
+    wait_for(lambda: SEEN.values(0) == [f"a{i}".encode() for i in range(10)])
+    assert (TP0, 3) in bus.seeks and h.clock.pending_timers() == 0  # the old retry timer is gone
+    wait_for(lambda: bus.committed_offset(TP0) == 10)
+
+
+def test_a_partition_the_consumer_keeps_paused_after_a_rebalance_is_resumed(
+    start: Callable[..., Harness],
+) -> None:
+    bus = FakeBus()
+    bus.client_resumes = False  # the consumer keeps the paused flag of a retained partition
+    SEEN.fail[(0, 1)] = 1
+    for i in range(3):
+        bus.produce(TP0, f"a{i}".encode())
+    h = start(bus=bus, retry_backoff=100)
+    wait_for(lambda: TP0 in bus.paused_tps and h.ctx.state.detail.get("paused") == 1)
+    bus.rebalance({TP0, TP1})
+    # the actor's own state for partition 0 was reset: it reconciles with the consumer's flags
+    wait_for(lambda: SEEN.values(0) == [b"a0", b"a1", b"a2"])
+    assert TP0 not in bus.paused_tps and h.ctx.state.detail["paused"] == 0
+    bus.paused_tps.add(TP1)  # a flag the actor did not set is cleared at the next poll
+    wait_for(lambda: TP1 not in bus.paused_tps)
+    bus.produce(TP1, b"b0")
+    wait_for(lambda: SEEN.values(1) == [b"b0"])
+
+
+def test_the_watchdog_reports_a_stalled_partition_logs_once_and_recovers_by_joining_again(
+    start: Callable[..., Harness],
+) -> None:
+    bus = FakeBus()
+    with structlog.testing.capture_logs() as logs:
+        h = start(bus=bus, stall_timeout=60)
+        wait_for(lambda: bus.assigned == {TP0, TP1})
+        bus.stuck = {TP0}  # partition 0 is never fetched (kafka-python's parked records)
+        bus.stuck_connects = 1  # and the first new consumer does not cure it either
+        for i in range(3):
+            bus.produce(TP0, f"a{i}".encode())
+            bus.produce(TP1, f"b{i}".encode())
+        wait_for(lambda: len(SEEN.values(1)) == 3)
+        wait_for(lambda: h.ctx.state.detail.get("lag") == {"t[0]": 3, "t[1]": 0})
+        start_time = h.clock.now()
+        assert h.ctx.state.detail["last_progress"]["t[0]"] == start_time
+        h.clock.advance(59)
+        wait_for(lambda: h.ctx.state.detail.get("last_progress", {}).get("t[1]") == start_time + 59)
+        assert h.ctx.state.state == "running" and bus.closed == 0  # not yet
+        h.clock.advance(15)  # the watchdog looks every quarter of stall_timeout
+        wait_for(lambda: h.ctx.state.state == "stalled" and len(bus.specs) == 2)
+        assert h.ctx.state.detail["stalled"] == ["t[0]"] and bus.closed == 1
+        wait_for(lambda: bus.assigned == {TP0, TP1} and h.ctx.state.detail.get("recoveries") == 1)
+        assert SEEN.values(0) == []
+        h.clock.advance(60)  # still stalled with the new consumer: it joins once more
+        wait_for(lambda: SEEN.values(0) == [b"a0", b"a1", b"a2"])
+        wait_for(lambda: h.ctx.state.state == "running")
+        assert len(bus.specs) == 3 and h.ctx.state.detail["stalled"] == []
+        assert h.ctx.state.detail["recoveries"] == 2
+        wait_for(lambda: bus.committed_offset(TP0) == 3 and bus.committed_offset(TP1) == 3)
+    assert SEEN.values(1) == [b"b0", b"b1", b"b2"]  # committed before the new consumer: not handled again
+    events = [entry["event"] for entry in logs]
+    stalled = "event step stalled: partitions with events left made no progress, joining again"
+    assert events.count(stalled) == 1
+    assert events.count("event step consuming again") == 1
+    [warning] = [e for e in logs if e["event"].startswith("event step stalled")]
+    assert warning["partitions"] == ["t[0]"] and warning["lag"] == {"t[0]": 3}
+
+
+def test_a_group_join_that_never_ends_is_a_stall_and_a_new_consumer_ends_it(
+    start: Callable[..., Harness],
+) -> None:
+    bus = FakeBus()
+    with structlog.testing.capture_logs() as logs:
+        h = start(bus=bus, stall_timeout=8)
+        wait_for(lambda: bus.assigned == {TP0, TP1})
+        bus.join_forever = True
+        wait_for(lambda: h.ctx.state.detail.get("recoveries") == 0)
+        polls = bus.polls
+        wait_for(lambda: bus.polls > polls + 1)  # the poll loop noted when the join started
+        h.clock.advance(7)
+        wait_for(lambda: h.ctx.state.detail.get("last_progress", {}).get("t[0]") == h.clock.now())
+        assert h.ctx.state.state == "running" and len(bus.specs) == 1  # 7 s of joining: not yet
+        h.clock.advance(2)
+        wait_for(lambda: len(bus.specs) == 2)  # 9 s (the watchdog looks every 2 s): a new consumer
+        wait_for(lambda: h.ctx.state.state == "running" and h.ctx.state.detail["recoveries"] == 1)
+        bus.produce(TP0, b"a0")
+        wait_for(lambda: SEEN.values(0) == [b"a0"])
+    events = [entry["event"] for entry in logs]
+    assert events.count("event step stalled: the consumer group join does not end, joining again") == 1
+    assert events.count("event step consuming again") == 1
+
+
+def test_an_idle_partition_or_one_waiting_for_a_retry_is_not_stalled(start: Callable[..., Harness]) -> None:
+    bus = FakeBus()
+    SEEN.fail[(0, 0)] = 1
+    bus.produce(TP0, b"a0")
+    h = start(bus=bus, stall_timeout=10, retry_backoff=25, retry_backoff_max=25)
+    wait_for(lambda: h.ctx.state.detail.get("retrying") == 1)
+    for _ in range(4):  # 20 s: partition 1 has nothing to read, partition 0 waits for its timer
+        h.clock.advance(5)
+        now = h.clock.now()
+        wait_for(lambda: h.ctx.state.detail.get("last_progress", {}).get("t[1]") == now)  # noqa: B023
+    assert h.ctx.state.state == "running" and len(bus.specs) == 1 and SEEN.values(0) == []
+    h.clock.advance(5)  # the retry is due
+    wait_for(lambda: SEEN.values(0) == [b"a0"])
+    h.clock.advance(30)
+    now = h.clock.now()
+    wait_for(lambda: h.ctx.state.detail.get("last_progress", {}).get("t[0]") == now)
+    assert h.ctx.state.state == "running" and len(bus.specs) == 1 and h.ctx.state.detail["recoveries"] == 0
+
+
+def test_check_progress_sent_as_a_message_finds_nothing_to_do_on_a_moving_partition(
+    start: Callable[..., Harness],
+) -> None:
+    from actors.runtime.messages import CheckProgress
+
+    bus = FakeBus()
+    h = start(bus=bus, stall_timeout=60)
+    bus.produce(TP0, b"a0")
+    wait_for(lambda: SEEN.values(0) == [b"a0"])
+    h.ref.ask(CheckProgress(), timeout=10)
+    assert h.ctx.state.state == "running" and h.ctx.state.detail["stalled"] == []
+
+
+def test_bus_options_read_the_stall_timeout_and_check_consumer_options() -> None:
+    from actors.runtime._kafka_client import CONSUMER_DEFAULTS
+
+    assert BusOptions.from_settings({"endpoint": "x:1"}, "g").stall_timeout == 60.0
+    options = BusOptions.from_settings(
+        {"endpoint": "x:1", "stall_timeout": 5, "consumer": {"session_timeout_ms": 6000}}, "g"
+    )
+    assert options.stall_timeout == 5.0 and options.consumer == {"session_timeout_ms": 6000}
+    assert CONSUMER_DEFAULTS == {
+        "session_timeout_ms": 10_000,
+        "heartbeat_interval_ms": 3_000,
+        "fetch_max_bytes": 512 * 1024,
+    }
+    with pytest.raises(EventBusError, match=r"^event_bus\.consumer\.sesion_timeout_ms: not a kafka-python "):
+        BusOptions.from_settings({"endpoint": "x:1", "consumer": {"sesion_timeout_ms": 1}}, "g")
+    with pytest.raises(EventBusError, match=r"consumer\.enable_auto_commit: set by the framework"):
+        BusOptions.from_settings({"endpoint": "x:1", "consumer": {"enable_auto_commit": True}}, "g")
+    with pytest.raises(EventBusError, match=r"producer\.lingr_ms: not a kafka-python KafkaProducer option"):
+        BusOptions.from_settings({"endpoint": "x:1", "producer": {"lingr_ms": 1}}, "g")
+    with pytest.raises(EventBusError, match="stall_timeout"):
+        BusOptions.from_settings({"endpoint": "x:1", "stall_timeout": "soon"}, "g")
 
 
 # -- outages -------------------------------------------------------------------------

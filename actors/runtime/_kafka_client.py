@@ -5,18 +5,30 @@ The actor talks to Kafka only through the two small protocols here,
 with in-memory stand-ins and no broker. :class:`KafkaConsumerClient` and
 :class:`KafkaDeadLetterSink` are the real ones, on kafka-python.
 
-kafka-python facts this module deals with (3.x; 2.x also works):
+kafka-python facts this module deals with (3.0.12, the pinned version):
 
-- A ``KafkaConsumer`` is not thread-safe: only the actor's thread uses it.
-- Since 3.0 its network I/O runs on a background thread, and a rebalance
-  listener is called on that thread while the caller waits inside ``poll()``
-  or ``close()``. A plain listener may not call blocking consumer methods
-  there (``commit()`` raises), so the listener is the asynchronous kind and
-  awaits its commit. On 2.x the plain kind runs inside ``poll()`` and commits
-  directly.
+- A ``KafkaConsumer`` is not thread-safe: only the actor's thread uses it,
+  except :meth:`KafkaConsumerClient.seek` and ``resume`` from the rebalance
+  listener (they only set a partition's fetch state, as Java allows there).
+- Its network I/O runs on a background thread, and a rebalance listener is
+  called on that thread while the caller waits inside ``poll()`` or
+  ``close()``. A plain listener may not call blocking consumer methods there
+  (``commit()`` raises), so the listener is the asynchronous kind and awaits
+  its commit.
+- In an eager rebalance a partition handed back to the same member keeps its
+  fetch position and its paused flag: the actor, which dropped the events it
+  had buffered for it, seeks it back to its first unhandled event (see
+  ``RebalanceHandler.assigned``) and resumes it.
+- ``Fetcher.fetched_records`` parks the parsed records of a paused partition
+  and puts them back only when its "next in line" slot is ``None``; a drained
+  slot is falsy but not ``None``, so parked records stay parked and the
+  partition is never fetched again. Records are parked only when a poll stops
+  in the middle of a partition's records, so :meth:`KafkaConsumerClient.poll`
+  always drains what the fetcher holds (:data:`DRAIN`): a paused partition
+  then never has records parked.
 - A consumer whose constructor cannot reach any broker raises
-  ``KafkaTimeoutError`` (2.x: ``NoBrokersAvailable``) and, in 3.0, leaves its
-  I/O thread running; :class:`_ClosingKafkaConsumer` closes it.
+  ``KafkaTimeoutError`` and leaves its I/O thread running;
+  :class:`_ClosingKafkaConsumer` closes it.
 """
 
 from __future__ import annotations
@@ -38,7 +50,9 @@ if logging.getLogger("kafka").level == logging.NOTSET:
     logging.getLogger("kafka").setLevel(logging.CRITICAL)
 
 __all__ = [
+    "CONSUMER_DEFAULTS",
     "DEFAULT_PORT",
+    "DRAIN",
     "BusOptions",
     "ConsumerClient",
     "ConsumerFactory",
@@ -56,6 +70,29 @@ __all__ = [
 
 #: The port of a bootstrap server given as a bare host name.
 DEFAULT_PORT = 9092
+
+#: ``KafkaConsumer`` options the framework sets unless ``event_bus.consumer`` gives them: a member
+#: that dies is noticed after 10 s (kafka-python's default is 45 s), heartbeats every 3 s; one fetch
+#: answer holds at most 512 KiB (kafka-python's default is 50 MiB), which bounds what one poll,
+#: which takes everything the consumer holds (:data:`DRAIN`), has to decode.
+CONSUMER_DEFAULTS: Mapping[str, Any] = {
+    "session_timeout_ms": 10_000,
+    "heartbeat_interval_ms": 3_000,
+    "fetch_max_bytes": 512 * 1024,
+}
+
+#: ``KafkaConsumer`` options ``event_bus.consumer`` may not change: the delivery guarantees depend on them.
+_OWNED_CONSUMER_OPTIONS = {
+    "group_id": "the group id is the synchronizer's name",
+    "enable_auto_commit": "offsets are committed by hand, after process_event",
+    "bootstrap_servers": "set event_bus.endpoint",
+    "key_deserializer": "events carry raw bytes",
+    "value_deserializer": "events carry raw bytes",
+}
+
+#: ``max_records`` of every poll: more than the fetcher can hold, so a poll never stops in the middle
+#: of a partition's fetched records (see the module docstring: kafka-python would park them).
+DRAIN = 1 << 30
 
 _GLOBAL_FLAGS = re.compile(r"^\(\?[aiLmsux]+\)")
 
@@ -154,10 +191,8 @@ def _seconds(value: Any, name: str, default: float) -> float:
 class BusOptions:
     """What an event-step actor needs to know about the bus: ``event_bus`` plus the group.
 
-    The documented keys (``kind``, ``endpoint``, ``dead_letter_topic``,
-    ``max_retries``, ``retry_backoff``) come from the config; the others are
-    tuning knobs with sensible defaults, read from the same mapping when
-    present (tests and benchmarks set them).
+    Every field is an ``event_bus`` key of the same name (docs/configuration.md);
+    the group is the synchronizer's name.
     """
 
     servers: tuple[str, ...]
@@ -169,6 +204,7 @@ class BusOptions:
     retry_backoff_max: float = 30.0
     #: How long one ``poll()`` waits for records when nothing is buffered.
     poll_timeout: float = 0.1
+    #: Events buffered for one partition at which its fetching pauses (it resumes below half).
     max_poll_records: int = 500
     #: Processed offsets are committed at least this often (and whenever the actor is caught up).
     commit_interval: float = 1.0
@@ -183,6 +219,8 @@ class BusOptions:
     health_grace: float = 2.0
     #: How long a dead-letter write may wait for the broker.
     dead_letter_timeout: float = 10.0
+    #: An owned partition with events left and no progress this long is stalled: the actor recovers.
+    stall_timeout: float = 60.0
     #: Extra ``KafkaConsumer`` / ``KafkaProducer`` options (kafka-python names).
     consumer: Mapping[str, Any] = field(default_factory=dict)
     producer: Mapping[str, Any] = field(default_factory=dict)
@@ -201,9 +239,20 @@ class BusOptions:
         records = bus.get("max_poll_records", 500)
         if not isinstance(records, int) or isinstance(records, bool) or records < 1:
             raise EventBusError(f"event_bus.max_poll_records: expected an integer >= 1, got {records!r}")
-        for key in ("consumer", "producer"):
-            if not isinstance(bus.get(key) or {}, Mapping):
+        for key, known in (("consumer", kafka.KafkaConsumer), ("producer", kafka.KafkaProducer)):
+            extra = bus.get(key) or {}
+            if not isinstance(extra, Mapping):
                 raise EventBusError(f"event_bus.{key}: expected a mapping of kafka-python options")
+            for option in extra:
+                if option not in known.DEFAULT_CONFIG:
+                    raise EventBusError(
+                        f"event_bus.{key}.{option}: not a kafka-python {known.__name__} option"
+                    )
+                if key == "consumer" and option in _OWNED_CONSUMER_OPTIONS:
+                    raise EventBusError(
+                        f"event_bus.consumer.{option}: set by the framework "
+                        f"({_OWNED_CONSUMER_OPTIONS[option]})"
+                    )
         defaults = cls.__dataclass_fields__
         seconds = {
             name: _seconds(bus.get(name), name, defaults[name].default)  # type: ignore[arg-type]
@@ -218,6 +267,7 @@ class BusOptions:
                 "reconnect_backoff_max",
                 "health_grace",
                 "dead_letter_timeout",
+                "stall_timeout",
             )
         }
         return cls(
@@ -245,12 +295,18 @@ class RebalanceHandler(Protocol):
         partitions: set[TopicPartition],
         offsets: Mapping[TopicPartition, int],
         error: BaseException | None,
+        lost: bool,
     ) -> None:
         """After the commit of ``offsets`` (``error`` if it failed); the partitions are gone."""
         ...
 
-    def assigned(self, partitions: set[TopicPartition]) -> None:
-        """Partitions now belong to this consumer (fetching starts at their committed offsets)."""
+    def assigned(self, partitions: set[TopicPartition]) -> Mapping[TopicPartition, int]:
+        """Partitions now belong to this consumer: the offsets some of them must be fetched from.
+
+        A partition not in the answer is fetched from where the consumer stands (its
+        committed offset when it is new to this member). Every assigned partition is
+        resumed: the actor starts each one afresh.
+        """
         ...
 
 
@@ -268,13 +324,33 @@ class ConsumerSpec:
 class ConsumerClient(Protocol):
     """The consumer operations the actor uses (all from the actor's thread)."""
 
-    def poll(self, timeout: float, max_records: int) -> Mapping[TopicPartition, Sequence[Any]]:
-        """Records by partition, in offset order; waits up to ``timeout`` seconds for some."""
+    def poll(self, timeout: float) -> Mapping[TopicPartition, Sequence[Any]]:
+        """Every record fetched so far, by partition, in offset order; waits up to ``timeout`` for some."""
         ...
 
     def pause(self, partitions: Iterable[TopicPartition]) -> None: ...
 
     def resume(self, partitions: Iterable[TopicPartition]) -> None: ...
+
+    def paused(self) -> set[TopicPartition]:
+        """The partitions whose fetching is paused, as the consumer sees it."""
+        ...
+
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        """Fetch ``tp`` from ``offset`` next (records fetched before are not returned)."""
+        ...
+
+    def position(self, tp: TopicPartition) -> int | None:
+        """The offset the consumer fetches ``tp`` from next, if it knows it without asking the broker."""
+        ...
+
+    def highwater(self, tp: TopicPartition) -> int | None:
+        """The end offset of ``tp`` last seen in a fetch answer (``None`` before the first)."""
+        ...
+
+    def end_offsets(self, partitions: Iterable[TopicPartition], timeout: float) -> dict[TopicPartition, int]:
+        """The end offsets of ``partitions``, asked of the broker; raises if it does not answer."""
+        ...
 
     def assignment(self) -> set[TopicPartition]: ...
 
@@ -324,30 +400,16 @@ class _ClosingKafkaConsumer(kafka.KafkaConsumer):
             raise
 
 
-_AsyncListenerBase: Any = getattr(kafka, "AsyncConsumerRebalanceListener", None)
+def _make_listener(client: KafkaConsumerClient) -> Any:
+    class Listener(kafka.AsyncConsumerRebalanceListener):
+        async def on_partitions_revoked(self, revoked: Any) -> None:
+            await client._revoke(set(revoked), lost=False)
 
+        async def on_partitions_lost(self, lost: Any) -> None:
+            await client._revoke(set(lost), lost=True)
 
-def _make_listener(client: KafkaConsumerClient, handler: RebalanceHandler) -> Any:
-    if _AsyncListenerBase is not None:
-
-        class AsyncListener(_AsyncListenerBase):
-            async def on_partitions_revoked(self, revoked: Any) -> None:
-                await client._revoke_async(set(revoked), lost=False)
-
-            async def on_partitions_lost(self, lost: Any) -> None:
-                await client._revoke_async(set(lost), lost=True)
-
-            async def on_partitions_assigned(self, assigned: Any) -> None:
-                handler.assigned(set(assigned))
-
-        return AsyncListener()
-
-    class Listener(kafka.ConsumerRebalanceListener):  # kafka-python 2.x
-        def on_partitions_revoked(self, revoked: Any) -> None:
-            client._revoke_sync(set(revoked))
-
-        def on_partitions_assigned(self, assigned: Any) -> None:
-            handler.assigned(set(assigned))
+        async def on_partitions_assigned(self, assigned: Any) -> None:
+            client._assigned(set(assigned))
 
     return Listener()
 
@@ -357,8 +419,8 @@ class KafkaConsumerClient:
 
     Offsets are committed only when the actor says so; a new group starts at
     the earliest retained event (``auto_offset_reset="earliest"``, as the
-    original framework), overridable through ``event_bus.consumer``.
-    Construction raises when no bootstrap server answers within
+    original framework), overridable through ``event_bus.consumer`` like
+    :data:`CONSUMER_DEFAULTS`. Construction raises when no bootstrap server answers within
     ``options.connect_timeout``.
     """
 
@@ -366,20 +428,19 @@ class KafkaConsumerClient:
         options = spec.options
         self._handler = spec.handler
         config: dict[str, Any] = {
+            **CONSUMER_DEFAULTS,
             "bootstrap_servers": list(options.servers),
             "group_id": options.group,
             "client_id": f"{options.group}.{spec.name}",
             "enable_auto_commit": False,
             "auto_offset_reset": "earliest",
-            "max_poll_records": options.max_poll_records,
             "metadata_max_age_ms": max(1, int(options.metadata_max_age * 1000)),
+            "bootstrap_timeout_ms": max(1, int(options.connect_timeout * 1000)),
         }
-        if "bootstrap_timeout_ms" in kafka.KafkaConsumer.DEFAULT_CONFIG:
-            config["bootstrap_timeout_ms"] = max(1, int(options.connect_timeout * 1000))
         config.update(options.consumer)
         self._consumer = _ClosingKafkaConsumer(**config)
         try:
-            listener = _make_listener(self, spec.handler)
+            listener = _make_listener(self)
             if spec.pattern is not None:
                 pattern = subscription_pattern(spec.pattern, [options.dead_letter_topic])
                 self._consumer.subscribe(pattern=pattern, listener=listener)
@@ -389,8 +450,8 @@ class KafkaConsumerClient:
             self._consumer.close(autocommit=False)
             raise
 
-    # -- rebalance (on the I/O thread in 3.x, inside poll() in 2.x) -----------
-    async def _revoke_async(self, partitions: set[TopicPartition], lost: bool) -> None:
+    # -- rebalance (on the consumer's I/O thread) ------------------------------
+    async def _revoke(self, partitions: set[TopicPartition], lost: bool) -> None:
         offsets = self._handler.revoking(partitions, lost)
         error: BaseException | None = None
         if offsets and not lost:
@@ -398,30 +459,57 @@ class KafkaConsumerClient:
                 await self._consumer.commit_async(_oam(offsets))
             except Exception as exc:
                 error = exc
-        self._handler.revoked(partitions, offsets if not lost else {}, error)
+        self._handler.revoked(partitions, offsets if not lost else {}, error, lost)
 
-    def _revoke_sync(self, partitions: set[TopicPartition]) -> None:
-        offsets = self._handler.revoking(partitions, False)
-        error: BaseException | None = None
-        if offsets:
-            try:
-                self._consumer.commit(_oam(offsets))
-            except Exception as exc:
-                error = exc
-        self._handler.revoked(partitions, offsets, error)
+    def _assigned(self, partitions: set[TopicPartition]) -> None:
+        seeks = self._handler.assigned(partitions)
+        paused = self._consumer.paused()
+        self._consumer.resume(*(tp for tp in partitions if tp in paused))
+        for tp, offset in seeks.items():
+            if tp in partitions:
+                self._consumer.seek(tp, offset)
 
     # -- ConsumerClient -------------------------------------------------------
-    def poll(self, timeout: float, max_records: int) -> Mapping[TopicPartition, Sequence[Any]]:
+    def poll(self, timeout: float) -> Mapping[TopicPartition, Sequence[Any]]:
         result: Mapping[TopicPartition, Sequence[Any]] = self._consumer.poll(
-            timeout_ms=max(0, int(timeout * 1000)), max_records=max_records
+            timeout_ms=max(0, int(timeout * 1000)), max_records=DRAIN
         )
         return result
 
+    # A partition given up between the actor's assignment() and its next call (the I/O thread
+    # applies rebalances) is skipped: kafka-python raises for partitions it no longer has.
+    def _assigned_only(self, partitions: Iterable[TopicPartition]) -> list[TopicPartition]:
+        assigned = self._consumer.assignment()
+        return [tp for tp in partitions if tp in assigned]
+
     def pause(self, partitions: Iterable[TopicPartition]) -> None:
-        self._consumer.pause(*partitions)
+        self._consumer.pause(*self._assigned_only(partitions))
 
     def resume(self, partitions: Iterable[TopicPartition]) -> None:
-        self._consumer.resume(*partitions)
+        self._consumer.resume(*self._assigned_only(partitions))
+
+    def paused(self) -> set[TopicPartition]:
+        return set(self._consumer.paused())
+
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        if self._assigned_only([tp]):
+            self._consumer.seek(tp, offset)
+
+    def position(self, tp: TopicPartition) -> int | None:
+        state = self._consumer._subscription.assignment.get(tp)
+        position = getattr(state, "position", None)
+        return getattr(position, "offset", None)
+
+    def highwater(self, tp: TopicPartition) -> int | None:
+        state = self._consumer._subscription.assignment.get(tp)
+        value: int | None = getattr(state, "highwater", None)
+        return value
+
+    def end_offsets(self, partitions: Iterable[TopicPartition], timeout: float) -> dict[TopicPartition, int]:
+        ends: dict[TopicPartition, int] = self._consumer.end_offsets(
+            list(partitions), timeout_ms=max(1, int(timeout * 1000))
+        )
+        return ends
 
     def assignment(self) -> set[TopicPartition]:
         return set(self._consumer.assignment() or ())
@@ -470,16 +558,10 @@ class KafkaConsumerClient:
     def caught_up(self) -> bool:
         """In a stable group, with every assigned partition read up to its high-water mark."""
         consumer = self._consumer
-        metadata = getattr(consumer, "group_metadata", None)
-        if metadata is not None and metadata().state != "<stable>":
+        if consumer.group_metadata().state != "<stable>":
             return False
-        states = getattr(getattr(consumer, "_subscription", None), "assignment", None)
-        if states is None:  # another kafka-python: no probe
-            return True
-        for tp in consumer.assignment():
-            highwater = consumer.highwater(tp)
-            state = states.get(tp)
-            position = getattr(state, "position", None)
+        for state in list(consumer._subscription.assignment.values()):
+            highwater, position = state.highwater, getattr(state, "position", None)
             if highwater is None or position is None or position.offset < highwater:
                 return False
         return True
@@ -528,8 +610,7 @@ class KafkaDeadLetterSink:
                 "acks": "all",
                 "max_block_ms": timeout_ms,
             }
-            if "bootstrap_timeout_ms" in kafka.KafkaProducer.DEFAULT_CONFIG:
-                config["bootstrap_timeout_ms"] = max(1, int(self._options.connect_timeout * 1000))
+            config["bootstrap_timeout_ms"] = max(1, int(self._options.connect_timeout * 1000))
             config.update(self._options.producer)
             self._producer = kafka.KafkaProducer(**config)
         return self._producer

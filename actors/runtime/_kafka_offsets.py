@@ -35,6 +35,18 @@ class OffsetTracker:
         self._processed: dict[TopicPartition, int] = {}
         self._sent: dict[TopicPartition, int] = {}
         self._confirmed: dict[TopicPartition, int] = {}
+        self._first: dict[TopicPartition, int] = {}
+
+    def received(self, tp: TopicPartition, offset: int) -> None:
+        """Records of ``tp`` from ``offset`` on reached the actor (only the first call counts)."""
+        with self._lock:
+            self._first.setdefault(tp, offset)
+
+    def first_unhandled(self, tp: TopicPartition) -> int | None:
+        """The offset of the first record of ``tp`` not handled, if any record of it was received."""
+        with self._lock:
+            processed = self._processed.get(tp)
+            return processed if processed is not None else self._first.get(tp)
 
     def processed(self, tp: TopicPartition, offset: int) -> None:
         """The record at ``offset`` (and so every earlier one of ``tp``) is handled."""
@@ -105,3 +117,4 @@ class OffsetTracker:
                 self._processed.pop(tp, None)
                 self._sent.pop(tp, None)
                 self._confirmed.pop(tp, None)
+                self._first.pop(tp, None)

@@ -17,9 +17,24 @@ Delivery is at least once:
   the dead-letter topic, with the error and its origin in headers, and
   consumption goes on past it.
 - On a rebalance the processed offsets of the partitions being given up are
-  committed first; on shutdown the running slice of events finishes and its
-  offsets are committed; when the actor dies (step code exits) what was
-  processed is committed and the rest is delivered again to its replacement.
+  committed first, and a partition handed back to this consumer is fetched
+  again from its first unhandled event; on shutdown the running slice of
+  events finishes and its offsets are committed; when the actor dies (step
+  code exits) what was processed is committed and the rest is delivered again
+  to its replacement.
+
+It never stalls silently: fetching of a partition is paused while its buffer
+is full or its head event waits for a retry, and the pause flags are
+reconciled with the consumer's own after every poll. A watchdog
+(:class:`CheckProgress`, run by the poll loop every quarter of ``stall_timeout``
+of the runtime clock) looks for owned
+partitions with events left that made no progress for ``stall_timeout``
+seconds, or a group join that lasts that long; it reports the actor ``stalled``,
+logs it once, and recovers by
+committing what was handled and joining the group again with a new consumer,
+which resumes at the committed offsets. ``detail["lag"]`` and
+``detail["last_progress"]`` give each owned partition's events left and the
+time of its last progress.
 
 The actor never blocks for long inside one message: a :class:`Poll` message it
 sends itself polls the consumer with a short timeout, handles a bounded slice
@@ -60,7 +75,7 @@ from ._kafka_client import (
     is_outage,
 )
 from ._kafka_offsets import OffsetTracker
-from .messages import Connect, DeadLettered, Poll, RetryDue
+from .messages import CheckProgress, Connect, DeadLettered, Poll, RetryDue
 
 __all__ = [
     "DEAD_LETTER_HEADERS",
@@ -151,17 +166,23 @@ class _Failure:
 class _Rebalance:
     """The actor's side of a rebalance, called on kafka-python's I/O thread.
 
-    It only reads and updates the offset tracker (thread-safe) and records the
-    partitions given up; the actor drops their buffered events after ``poll()``.
+    It only reads and updates the offset tracker (thread-safe) and records
+    what changed; the actor applies it after ``poll()`` returns
+    (:meth:`EventStepActor._apply_rebalance`).
     """
 
     def __init__(self, actor: EventStepActor) -> None:
-        self.actor = actor
+        self.log = actor.log
         self.tracker = actor.tracker
         self.lock = threading.Lock()
+        #: Partitions given up (their buffered events are to be dropped).
         self.gone: set[TopicPartition] = set()
+        #: Partitions assigned since the actor last looked.
+        self.fresh: set[TopicPartition] = set()
         #: The partitions this consumer owns now (for the status).
         self.owned: set[TopicPartition] = set()
+        #: Revoked partitions' first unhandled offsets: where to fetch them from if they come back.
+        self.resume_at: dict[TopicPartition, int] = {}
 
     def revoking(self, partitions: set[TopicPartition], lost: bool) -> dict[TopicPartition, int]:
         if lost:
@@ -173,8 +194,9 @@ class _Rebalance:
         partitions: set[TopicPartition],
         offsets: Mapping[TopicPartition, int],
         error: BaseException | None,
+        lost: bool,
     ) -> None:
-        log = self.actor.log
+        log = self.log
         if offsets and error is None:
             self.tracker.confirmed(offsets)
             log.info("offsets committed before a rebalance", partitions=_names(offsets))
@@ -184,24 +206,40 @@ class _Rebalance:
                 partitions=_names(offsets),
                 error=f"{type(error).__name__}: {error}",
             )
+        # kafka-python keeps the fetch position of a partition handed back to the same member
+        # (eager rebalance): it must go back to the first event the actor did not handle. A lost
+        # partition starts afresh from the committed offset (another member may have moved it on).
+        first = {} if lost else {tp: self.tracker.first_unhandled(tp) for tp in partitions}
         self.tracker.forget(partitions)
         with self.lock:
+            for tp in partitions:
+                offset = first.get(tp)
+                if offset is None:
+                    self.resume_at.pop(tp, None)
+                else:
+                    self.resume_at[tp] = offset
             self.gone.update(partitions)
             self.owned.difference_update(partitions)
 
-    def assigned(self, partitions: set[TopicPartition]) -> None:
+    def assigned(self, partitions: set[TopicPartition]) -> dict[TopicPartition, int]:
         with self.lock:
+            seeks = {tp: self.resume_at[tp] for tp in partitions if tp in self.resume_at}
+            self.resume_at.clear()
             self.owned.update(partitions)
-        self.actor.log.info("partitions assigned", partitions=_names(partitions))
+            self.fresh.update(partitions)
+        self.log.info("partitions assigned", partitions=_names(partitions))
+        return seeks
 
     def owned_names(self) -> list[str]:
         with self.lock:
             return _names(self.owned)
 
-    def take_gone(self) -> set[TopicPartition]:
+    def take(self) -> tuple[set[TopicPartition], set[TopicPartition]]:
+        """The partitions given up and those assigned since the last call."""
         with self.lock:
-            gone, self.gone = self.gone, set()
-        return gone
+            gone, fresh = self.gone, self.fresh
+            self.gone, self.fresh = set(), set()
+        return gone, fresh
 
 
 def _retry_slot(tp: TopicPartition) -> str:
@@ -209,8 +247,12 @@ def _retry_slot(tp: TopicPartition) -> str:
     return f"retry {tp.topic}[{tp.partition}]"
 
 
+def _name(tp: TopicPartition) -> str:
+    return f"{tp.topic}[{tp.partition}]"
+
+
 def _names(partitions: Any) -> list[str]:
-    return sorted(f"{tp.topic}[{tp.partition}]" for tp in partitions)
+    return sorted(_name(tp) for tp in partitions)
 
 
 def _describe(exc: BaseException) -> str:
@@ -255,7 +297,20 @@ class EventStepActor(ChildActor):
         #: The next offset expected per partition (a record below it is a duplicate).
         self.next_offset: dict[TopicPartition, int] = {}
         self.failures: dict[TopicPartition, _Failure] = {}
+        #: Partitions the actor wants paused (the consumer's own flags are reconciled to this).
         self.paused: set[TopicPartition] = set()
+        #: When each owned partition last made progress (clock time): an event handled or
+        #: dead-lettered, caught up with its end, or just assigned.
+        self.progress: dict[TopicPartition, float] = {}
+        #: Owned partitions the watchdog found stalled, until each makes progress again.
+        self.stalled: set[TopicPartition] = set()
+        self.recoveries = 0
+        #: When the poll loop next runs the watchdog (clock time; see :meth:`on_check_progress`).
+        self.next_check = 0.0
+        #: Since when the consumer has been (re)joining its group without a break (clock time).
+        self.joining_since: float | None = None
+        #: The watchdog found the group join stuck (kafka-python can stay "rebalancing" for ever).
+        self.join_stuck = False
         self.poll_scheduled = False
         self.connect_delay = 0.0
         self.connected_once = False
@@ -271,6 +326,7 @@ class EventStepActor(ChildActor):
                 Poll: self.on_poll,
                 RetryDue: self.on_retry_due,
                 DeadLettered: self.on_dead_lettered,
+                CheckProgress: self.on_check_progress,
             }
         )
 
@@ -299,6 +355,16 @@ class EventStepActor(ChildActor):
     def _shutdown(self, why: str) -> None:
         """Commit what was processed, leave the group, close the dead-letter producer."""
         self.cancel_timers()
+        timeout = self._release_consumer(why)
+        sink, self.sink = self.sink, None
+        if sink is not None:
+            try:
+                sink.close(timeout)
+            except Exception as exc:
+                self.log.warning("dead-letter producer did not close cleanly", error=_describe(exc))
+
+    def _release_consumer(self, why: str) -> float:
+        """Commit what was processed and close the consumer (it leaves the group); the timeout used."""
         # The commit and the close share the supervisor's shutdown budget (and the bus may be down).
         timeout = max(0.5, min(5.0, self.ctx.settings.shutdown_timeout / 3))
         if self.degraded:
@@ -320,12 +386,7 @@ class EventStepActor(ChildActor):
                 consumer.close(timeout)
             except Exception as exc:
                 self.log.warning("consumer did not close cleanly", error=_describe(exc))
-        sink, self.sink = self.sink, None
-        if sink is not None:
-            try:
-                sink.close(timeout)
-            except Exception as exc:
-                self.log.warning("dead-letter producer did not close cleanly", error=_describe(exc))
+        return timeout
 
     # -- connecting -----------------------------------------------------------
     def _prepare(self) -> BusOptions:
@@ -405,14 +466,22 @@ class EventStepActor(ChildActor):
         timeout = 0.0 if ready else options.poll_timeout
         if consumer.joining():
             timeout = max(timeout, JOIN_POLL)
+            if self.joining_since is None:
+                self.joining_since = self.ctx.clock.now()
+        else:
+            self.joining_since = None
+            if self.join_stuck:
+                self.join_stuck = False
+                if not self.stalled:
+                    self._unstall()
         error: BaseException | None = None
         try:
-            batch = consumer.poll(timeout, options.max_poll_records)
+            batch = consumer.poll(timeout)
         except Exception as exc:
             if not is_outage(exc):
                 raise
             batch, error = {}, exc
-        self._drop_revoked()
+        self._apply_rebalance()
         if batch:
             self._buffer(batch)
         self.polled_empty = not batch
@@ -423,6 +492,8 @@ class EventStepActor(ChildActor):
         self._maybe_commit()
         self._check_health(error)
         self._update_status()
+        if self.ctx.clock.now() >= self.next_check:
+            self.on_check_progress(CheckProgress())
         self._schedule_poll()
 
     def _buffer(self, batch: Mapping[TopicPartition, Sequence[Any]]) -> None:
@@ -430,7 +501,9 @@ class EventStepActor(ChildActor):
             if not records:
                 continue
             expected = self.next_offset.get(tp)
-            if expected is not None and records[0].offset < expected:
+            if expected is None:
+                self.tracker.received(tp, records[0].offset)
+            elif records[0].offset < expected:
                 records = [r for r in records if r.offset >= expected]
                 if not records:
                     continue
@@ -440,17 +513,28 @@ class EventStepActor(ChildActor):
             buf.extend(records)
             self.next_offset[tp] = records[-1].offset + 1
 
-    def _drop_revoked(self) -> None:
-        """Forget the events of partitions given up in a rebalance (their next owner re-reads them)."""
-        gone = self.rebalance.take_gone()
+    def _apply_rebalance(self) -> None:
+        """Drop the events of partitions given up or handed back (both are fetched again from their
+        first unhandled event: by their next owner, or by this consumer after the seek the rebalance
+        handler asked for), and start each assigned partition afresh."""
+        gone, fresh = self.rebalance.take()
+        if not gone and not fresh:
+            return
         if gone:
             self.tracker.forget(gone)
-        for tp in gone:
-            self.buffers.pop(tp, None)
-            self.next_offset.pop(tp, None)
-            self.paused.discard(tp)
-            self.failures.pop(tp, None)
-            self.cancel(_retry_slot(tp))
+        for tp in gone | fresh:
+            self._drop_partition(tp)
+        now = self.ctx.clock.now()
+        for tp in fresh:
+            self.progress[tp] = now
+
+    def _drop_partition(self, tp: TopicPartition) -> None:
+        self.buffers.pop(tp, None)
+        self.next_offset.pop(tp, None)
+        self.paused.discard(tp)
+        self.failures.pop(tp, None)
+        self.progress.pop(tp, None)
+        self.cancel(_retry_slot(tp))
 
     def _process(self, ready: list[TopicPartition]) -> None:
         """Run ``process_event`` over the ready partitions, round robin, for at most :data:`SLICE` seconds."""
@@ -497,8 +581,10 @@ class EventStepActor(ChildActor):
             with _produce.using_event_bus(options.servers):
                 self.call_user(run, caller=Caller.SYNCHRONIZER)
         finally:
+            now = self.ctx.clock.now()
             for tp, offset in handled.items():
                 self.tracker.processed(tp, offset)
+                self._progressed(tp, now)
                 failure = self.failures.get(tp)
                 if failure is not None and failure.record.offset <= offset:
                     del self.failures[tp]  # it succeeded on a retry
@@ -602,6 +688,7 @@ class EventStepActor(ChildActor):
         if buf and buf[0].offset == message.offset:
             buf.popleft()
         self.tracker.processed(tp, message.offset)
+        self._progressed(tp, self.ctx.clock.now())
         self.dead_lettered += 1
         self.ctx.state.failed += 1
         self.log.warning(
@@ -619,23 +706,152 @@ class EventStepActor(ChildActor):
 
     # -- flow control -----------------------------------------------------------
     def _sync_pauses(self) -> None:
-        """Pause partitions that wait on a failure or hold a full buffer; resume the others."""
+        """Pause partitions that wait on a failure or hold a full buffer; resume the others.
+
+        The consumer's own paused set is the truth: kafka-python keeps the flag of a
+        partition handed back in a rebalance, and the actor must never leave one paused
+        that it does not mean to. A buffer pauses at ``max_poll_records`` events and
+        resumes below half of that. A resumed partition is fetched from the first offset
+        not yet received (a seek if the consumer stands elsewhere): nothing relies on
+        kafka-python keeping the records it fetched while the partition was paused.
+        """
         consumer, options = self.consumer, self.options
         if consumer is None or options is None:
             return
         high = options.max_poll_records
+        low = high // 2
+        paused = self.paused
         wanted = {tp for tp, f in self.failures.items() if f.waiting}
-        wanted.update(tp for tp, buf in self.buffers.items() if len(buf) >= high)
-        if wanted == self.paused:
-            return
+        for tp, buf in self.buffers.items():
+            if len(buf) >= high or (tp in paused and len(buf) > low):
+                wanted.add(tp)
         assigned = consumer.assignment()
-        pause = [tp for tp in wanted - self.paused if tp in assigned]
-        resume = [tp for tp in self.paused - wanted if tp in assigned]
+        wanted &= assigned
+        actual = consumer.paused() & assigned
+        pause = wanted - actual
         if pause:
             consumer.pause(pause)
+        resume = actual - wanted
         if resume:
             consumer.resume(resume)
-        self.paused = {tp for tp in wanted if tp in assigned}
+            for tp in resume:
+                expected = self.next_offset.get(tp)
+                if expected is not None and consumer.position(tp) != expected:
+                    consumer.seek(tp, expected)
+        self.paused = wanted
+
+    # -- the progress watchdog ------------------------------------------------------
+    def _progressed(self, tp: TopicPartition, now: float) -> None:
+        self.progress[tp] = now
+        if tp in self.stalled:
+            self.stalled.discard(tp)
+            if not self.stalled and not self.join_stuck:
+                self._unstall()
+
+    def _stalled_names(self) -> list[str]:
+        return _names(self.stalled) + (["(group join)"] if self.join_stuck else [])
+
+    def _first_unhandled(self, tp: TopicPartition) -> int | None:
+        buf = self.buffers.get(tp)
+        if buf:
+            return int(buf[0].offset)
+        expected = self.next_offset.get(tp)
+        if expected is not None:
+            return expected
+        consumer = self.consumer
+        return consumer.position(tp) if consumer is not None else None
+
+    def _lag(self, tp: TopicPartition, end: int | None) -> int | None:
+        first = self._first_unhandled(tp)
+        if end is None or first is None:
+            return None
+        return max(0, end - first)
+
+    def on_check_progress(self, _message: CheckProgress) -> None:
+        """The watchdog: an owned partition with events left and no progress for ``stall_timeout``
+        is stalled; the actor then reports ``stalled``, logs it once, and joins again."""
+        consumer, options = self.consumer, self.options
+        if consumer is None or options is None:
+            return
+        now = self.ctx.clock.now()
+        self.next_check = now + options.stall_timeout / 4
+        if self.degraded or consumer.joining():
+            for tp in self.progress:  # an outage or a rebalance is not a stall...
+                self.progress[tp] = now
+            since = self.joining_since
+            if not self.degraded and since is not None and now - since >= options.stall_timeout:
+                self.join_stuck = True  # ... but a join that never ends is
+                self._stall(set(), {}, options)
+            return
+        assigned = consumer.assignment()
+        for tp in assigned:
+            self.progress.setdefault(tp, now)
+        if self.stalled - assigned:
+            self.stalled &= assigned  # given up meanwhile: no longer this actor's to move
+            if not self.stalled and not self.join_stuck:
+                self._unstall()
+        suspects = [
+            tp
+            for tp in assigned
+            if now - self.progress[tp] >= options.stall_timeout
+            and not (tp in self.failures and self.failures[tp].waiting)  # a retry timer will move it
+        ]
+        if not suspects:
+            return
+        try:
+            ends = consumer.end_offsets(suspects, min(options.stall_timeout, 5.0))
+        except Exception as exc:
+            if not is_outage(exc):
+                raise
+            return  # the bus does not answer: the health check reports that
+        lags = {tp: self._lag(tp, ends.get(tp)) for tp in suspects}
+        stalled = {tp for tp, lag in lags.items() if lag}
+        for tp in set(suspects) - stalled:
+            self._progressed(tp, now)  # nothing left to read: idle, not stalled
+        if stalled:
+            self._stall(stalled, {tp: lags[tp] for tp in stalled}, options)
+
+    def _stall(
+        self, partitions: set[TopicPartition], lags: Mapping[TopicPartition, int | None], options: BusOptions
+    ) -> None:
+        state = self.ctx.state
+        first = state.state != "stalled"
+        self.stalled |= partitions
+        state.detail["stalled"] = self._stalled_names()
+        if state.state in ("starting", "running", "degraded"):
+            state.state = "stalled"
+        if first and partitions:
+            self.log.warning(
+                "event step stalled: partitions with events left made no progress, joining again",
+                partitions=_names(partitions),
+                lag={_name(tp): lag for tp, lag in lags.items()},
+                stall_timeout=options.stall_timeout,
+            )
+        elif first:
+            self.log.warning(
+                "event step stalled: the consumer group join does not end, joining again",
+                stall_timeout=options.stall_timeout,
+            )
+        self.recoveries += 1
+        # A new consumer starts with nothing kafka-python may have kept: it joins the group
+        # and fetches every partition it gets from the committed offsets.
+        self._release_consumer("a stall")
+        for tp in list(self.buffers) + list(self.failures) + list(self.next_offset):
+            self._drop_partition(tp)
+        self.tracker.forget(list(self.tracker.unconfirmed()))
+        self.rebalance = _Rebalance(self)
+        now = self.ctx.clock.now()
+        for tp in self.stalled:
+            self.progress[tp] = now
+        self.joining_since = None  # the new consumer's join gets its own stall_timeout
+        self.actor_ref.tell(Connect())
+
+    def _unstall(self) -> None:
+        state = self.ctx.state
+        state.detail["stalled"] = []
+        if state.state == "stalled":
+            state.state = "degraded" if self.degraded else "running"
+        self.log.info("event step consuming again", recoveries=self.recoveries)
 
     # -- commits ------------------------------------------------------------------
     def _maybe_commit(self) -> None:
@@ -711,6 +927,20 @@ class EventStepActor(ChildActor):
         detail["retries"] = self.retried
         detail["paused"] = len(self.paused)
         detail["partitions"] = self.rebalance.owned_names()
+        consumer = self.consumer
+        if consumer is None:
+            return
+        lag: dict[str, int | None] = {}
+        now = None
+        for tp in consumer.assignment():
+            behind = lag[_name(tp)] = self._lag(tp, consumer.highwater(tp))
+            if behind == 0:  # caught up: idle, not stalled
+                now = self.ctx.clock.now() if now is None else now
+                self._progressed(tp, now)
+        detail["lag"] = lag
+        detail["last_progress"] = {_name(tp): at for tp, at in self.progress.items()}
+        detail["stalled"] = self._stalled_names()
+        detail["recoveries"] = self.recoveries
 
 
 def _caught_up(consumer: ConsumerClient) -> bool:

@@ -14,7 +14,8 @@ Who sends what:
 - event-step actor -> itself: :class:`Connect` (build the consumer; again after a backoff
   while no broker answers), :class:`Poll` (poll once, handle a slice of events);
   its timers: :class:`RetryDue` (a failed event's wait is over); its dead-letter
-  producer: :class:`DeadLettered` (a dead-letter write ended)
+  producer: :class:`DeadLettered` (a dead-letter write ended); its watchdog timer:
+  :class:`CheckProgress` (look for owned partitions that stopped moving)
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from actors.store import ChangeNotice
 __all__ = [
     "Changed",
     "CheckDeadlines",
+    "CheckProgress",
     "ChildDied",
     "ChildStatus",
     "Connect",
@@ -171,3 +173,9 @@ class DeadLettered:
     partition: int
     offset: int
     error: str | None = None
+
+
+# -- event-step progress watchdog --------------------------------------------------------
+@dataclass(frozen=True)
+class CheckProgress:
+    """Event-step actor: look for owned partitions with events left that made no progress lately."""

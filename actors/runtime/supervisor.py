@@ -212,7 +212,7 @@ class Supervisor(pykka.ThreadingActor):
             state = child.state
             busy, deadline = state.busy_since, state.busy_deadline
             if (
-                state.state in ("running", "degraded")
+                state.state in ("running", "degraded", "stalled")
                 and busy is not None
                 and deadline
                 and now - busy > deadline
@@ -236,7 +236,7 @@ class Supervisor(pykka.ThreadingActor):
         futures = [
             c.ref.ask(IsIdle(), block=False)
             for c in self.children.values()
-            if c.ref is not None and c.state.state in ("running", "degraded", "starting")
+            if c.ref is not None and c.state.state in ("running", "degraded", "stalled", "starting")
         ]
         try:
             return all(pykka.get_all(futures, timeout=1.0))
