@@ -17,10 +17,10 @@ from typing import Any
 
 import pykka
 import pytest
-import structlog
 from kafka.errors import KafkaTimeoutError
 from kafka.structs import TopicPartition
 
+from actors.logs import capture_logs
 from actors.runtime import ChildContext, ChildState, FakeClock, RuntimeSettings
 from actors.runtime._kafka_client import (
     BusOptions,
@@ -578,7 +578,7 @@ def test_no_broker_at_start_degrades_logs_once_and_recovers(start: Callable[...,
     bus = FakeBus()
     bus.connect_failures = 4
     bus.produce(TP0, b"a0")
-    with structlog.testing.capture_logs() as logs:
+    with capture_logs() as logs:
         h = start(bus=bus)
         wait_for(lambda: h.ctx.state.state == "degraded" and len(bus.specs) == 1)
         assert "no broker answers at broker:9092" in h.ctx.state.detail["bus"]
@@ -615,7 +615,7 @@ def test_losing_the_broker_mid_stream_degrades_after_a_grace_period_and_recovers
     start: Callable[..., Harness],
 ) -> None:
     bus = FakeBus()
-    with structlog.testing.capture_logs() as logs:
+    with capture_logs() as logs:
         h = start(bus=bus, health_grace=2.0)
         bus.produce(TP0, b"a0")
         wait_for(lambda: SEEN.values(0) == [b"a0"])

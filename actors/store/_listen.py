@@ -7,11 +7,12 @@ from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
-import structlog
+
+from actors.logs import get_logger
 
 __all__ = ["CHANNEL", "PostgresListener"]
 
-log = structlog.get_logger("actors.store")
+log = get_logger("actors.store")
 
 #: The channel every write notifies (in its transaction, so only on commit).
 CHANNEL = "actors_changes"
