@@ -251,7 +251,8 @@ class BoundLogger(structlog.stdlib.BoundLogger):
             kw["positional_args"] = tuple(format_args)
         try:
             out_args, out_kw = self._process_event(method_name, event, kw)
-            return getattr(self._logger, method_name)(*out_args, **out_kw)
+            # the record names the caller of info()/log()/..., not this module
+            return getattr(self._logger, method_name)(*out_args, stacklevel=3, **out_kw)
         except DropEvent:
             return None
 
