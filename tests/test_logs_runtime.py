@@ -152,7 +152,7 @@ def test_each_sync_policy_failure_restart_and_state_change_is_one_json_line(tmp_
         wait_for(lambda: find(out, "state changed", step="SyncMyModel", state="failed"))
     finally:
         sync.stop()
-    assert synced["level"] == "info" and synced["logger"] == "actors.runtime" and synced["deleted"] is False
+    assert (synced["level"], synced["logger"], synced["deleted"]) == ("info", "actors.runtime.sync", False)
     assert failed["level"] == "warning" and failed["error"] == "backend refused bad"
     assert "Traceback (most recent call last)" in failed["exception"]  # DEBUG is on: the traceback
     assert "SystemExit" in restarting["error"] and gone["level"] == "error"
@@ -211,7 +211,7 @@ def test_an_embedded_synchronizer_leaves_the_host_logging_alone(tmp_path: Path) 
     finally:
         sync.stop()
     [record] = [r for r in host.records if isinstance(r.msg, dict) and r.msg.get("event") == "synced"]
-    assert record.name == "actors.runtime" and record.msg["id"] == good.id
+    assert record.name == "actors.runtime.sync" and record.msg["id"] == good.id
     assert record.getMessage() == f"synced step=SyncMyModel model=MyModel id={good.id} deleted=False"
 
 
@@ -264,7 +264,7 @@ def test_the_main_job_without_a_logging_key_writes_readable_lines_on_stderr(tmp_
     finally:
         assert main.stop(signal.SIGTERM) == 0
     [line] = [line for line in main.text().splitlines() if " synced " in line]
-    assert "[info     ]" in line and "[actors.runtime]" in line
+    assert "[info     ]" in line and "[actors.runtime.sync]" in line
     assert "step=SyncMyModel" in line and "model=MyModel" in line and "id=1" in line
     assert not line.startswith("{")
 

@@ -138,7 +138,8 @@ class ChildActor(pykka.ThreadingActor):
     def __init__(self, ctx: ChildContext) -> None:
         super().__init__()
         self.ctx = ctx
-        self.log = log.bind(step=ctx.name)
+        # actors.runtime.sync, .policy, .pull, .event, .changefeed: levels settable per kind
+        self.log = get_logger(f"actors.runtime.{self.kind}").bind(step=ctx.name)
         self.handlers: dict[type, Callable[[Any], Any]] = {IsIdle: lambda _m: self.is_idle()}
         self._timers: dict[str, Timer] = {}
 
