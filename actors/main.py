@@ -109,8 +109,6 @@ def _serve(synchronizer: Synchronizer, stop: threading.Event, log: Any) -> None:
         children=sorted(synchronizer.status()),
         api=synchronizer.api.address if synchronizer.api is not None else None,
     )
-    for error in synchronizer.load_errors:
-        log.error("not loaded", error=str(error))
     stop.wait()
 
 

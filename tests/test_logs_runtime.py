@@ -57,7 +57,16 @@ class MyModelPolicy(Policy):
     model_name = "MyModel"
 
     def handle_create(self, model):
-        pass
+        if model.first_name == "bad":
+            raise ValueError("no policy for bad ones")
+"""
+
+PULL = """
+from synchronizers.new_base.pullstep import PullStep
+
+class PullNothing(PullStep):
+    def pull_records(self):
+        raise ConnectionError("backend down")
 """
 
 
@@ -86,6 +95,8 @@ def project(folder: Path) -> Path:
     (folder / "steps" / "broken.py").write_text("import no_such_module\n")
     (folder / "policies").mkdir()
     (folder / "policies" / "mymodel_policy.py").write_text(POLICY)
+    (folder / "pull_steps").mkdir()
+    (folder / "pull_steps" / "pull_nothing.py").write_text(PULL)
     return folder
 
 
@@ -105,6 +116,7 @@ def config_data(folder: Path, **extra: Any) -> dict[str, Any]:
         "models_dir": str(folder / "models"),
         "steps_dir": str(folder / "steps"),
         "model_policies_dir": str(folder / "policies"),
+        "pull_steps_dir": str(folder / "pull_steps"),
         "data_dir": str(folder / "data"),
         **extra,
     }
@@ -142,7 +154,9 @@ def test_each_sync_policy_failure_restart_and_state_change_is_one_json_line(tmp_
         step = {"step": "SyncMyModel", "model": "MyModel"}
         [synced] = wait_for(lambda: find(out, "synced", id=good.id, **step))
         failed = wait_for(lambda: find(out, "sync failed", id=bad.id, **step))[0]
-        wait_for(lambda: len(find(out, "policy applied", step="policies", model="MyModel")) == 2)
+        [applied] = wait_for(lambda: find(out, "policy applied", step="policies", id=good.id))
+        policy_failed = wait_for(lambda: find(out, "policy failed", step="policies", id=bad.id))[0]
+        pull_failed = wait_for(lambda: find(out, "pull failed", step="PullNothing"))[0]
         doomed = models.MyModel(first_name="doomed", last_name="exit")
         doomed.save()
         restarting = wait_for(lambda: find(out, "restarting child", step="SyncMyModel"))[0]
@@ -155,12 +169,16 @@ def test_each_sync_policy_failure_restart_and_state_change_is_one_json_line(tmp_
     assert (synced["level"], synced["logger"], synced["deleted"]) == ("info", "actors.runtime.sync", False)
     assert failed["level"] == "warning" and failed["error"] == "backend refused bad"
     assert "Traceback (most recent call last)" in failed["exception"]  # DEBUG is on: the traceback
+    assert (applied["model"], applied["method"], applied["level"]) == ("MyModel", "handle_create", "info")
+    assert policy_failed["model"] == "MyModel" and policy_failed["error"] == "no policy for bad ones"
+    assert "Traceback" in policy_failed["exception"]
+    assert pull_failed["error"] == "backend down" and pull_failed["logger"] == "actors.runtime.pull"
     assert "SystemExit" in restarting["error"] and gone["level"] == "error"
     assert find(out, "sync failed", id=doomed.id, **step)
     assert find(out, "actor crashed", step="SyncMyModel")
     assert find(out, "state changed", step="SyncMyModel", state="running", previous="starting")
     [started] = find(out, "synchronizer started")
-    assert started["children"] == ["SyncMyModel", "policies"] and started["load_errors"] == 1
+    assert started["children"] == ["SyncMyModel", "policies", "PullNothing"] and started["load_errors"] == 1
     [broken] = find(out, "step not loaded")
     assert broken["path"].endswith("broken.py") and "no_such_module" in broken["error"]
     # the steps' own logger (multistructlog.create_logger) writes to the same file
