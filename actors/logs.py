@@ -157,7 +157,7 @@ def held_records(name: str = "actors") -> Iterator[list[logging.LogRecord]]:
     """
     logger = logging.getLogger(name)
     held: list[logging.LogRecord] = []
-    holder = _Holder(held)
+    holder = _Appender(held)
     propagate = logger.propagate
     logger.addHandler(holder)
     logger.propagate = False
@@ -183,7 +183,7 @@ def capture_logs(name: str = "actors", level: int = logging.DEBUG) -> Iterator[l
     """
     logger = logging.getLogger(name)
     captured: list[dict[str, Any]] = []
-    collector = _Collector(captured)
+    collector = _Appender(captured, _as_event)
     previous = logger.level
     logger.addHandler(collector)
     logger.setLevel(level)
@@ -194,28 +194,27 @@ def capture_logs(name: str = "actors", level: int = logging.DEBUG) -> Iterator[l
         logger.setLevel(previous)
 
 
-class _Holder(logging.Handler):
-    def __init__(self, held: list[logging.LogRecord]) -> None:
+class _Appender(logging.Handler):
+    """Appends every record it handles, passed through *convert*, to a list."""
+
+    def __init__(self, into: list[Any], convert: Any = None) -> None:
         super().__init__()
-        self.held = held
+        self.into = into
+        self.convert = convert
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.held.append(record)
+        self.into.append(record if self.convert is None else self.convert(record))
 
 
-class _Collector(logging.Handler):
-    def __init__(self, captured: list[dict[str, Any]]) -> None:
-        super().__init__()
-        self.captured = captured
-
-    def emit(self, record: logging.LogRecord) -> None:
-        message = record.msg
-        entry = dict(message) if isinstance(message, dict) else {"event": record.getMessage()}
-        entry.pop("_from_structlog", None)
-        entry.pop("_record", None)
-        entry["log_level"] = record.levelname.lower()
-        entry.setdefault("logger", record.name)
-        self.captured.append(entry)
+def _as_event(record: logging.LogRecord) -> dict[str, Any]:
+    """A record as ``capture_logs`` returns it: the event dict, ``log_level``, ``logger``."""
+    message = record.msg
+    entry = dict(message) if isinstance(message, dict) else {"event": record.getMessage()}
+    entry.pop("_from_structlog", None)
+    entry.pop("_record", None)
+    entry["log_level"] = record.levelname.lower()
+    entry.setdefault("logger", record.name)
+    return entry
 
 
 class BoundLogger(structlog.stdlib.BoundLogger):
