@@ -10,7 +10,9 @@ configuration) and returns a :class:`BoundLogger` that takes key-value context::
 Events go through :mod:`logging`, so the dictConfig's handlers, levels and
 filters apply. Render them with :class:`ConsoleFormatter` (readable lines) or
 :class:`JSONFormatter` (one JSON object per line) in the dictConfig's
-``formatters``. See ``docs/logging.md``.
+``formatters``. The framework's own modules take their loggers from
+:func:`get_logger` (which configures nothing); :func:`configure_logging` applies a
+configuration fully, ``structlog.get_logger()`` included. See ``docs/logging.md``.
 
 This module is the lowest layer: it imports no other ``actors`` module.
 """
@@ -24,7 +26,8 @@ import logging
 import logging.config
 import sys
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any, Self
 
 import structlog
@@ -35,8 +38,13 @@ __all__ = [
     "BoundLogger",
     "ConsoleFormatter",
     "JSONFormatter",
+    "capture_logs",
+    "configure_logging",
     "create_logger",
     "default_logging_config",
+    "get_logger",
+    "held_records",
+    "traceback_if_debug",
 ]
 
 # The logging configuration used when none is given (same as the configuration
@@ -93,7 +101,120 @@ def create_logger(logging_config: Mapping[str, Any] | None = None, name: str = "
         ValueError: the dictConfig is invalid (raised by the standard library).
     """
     _apply(logging_config)
+    return get_logger(name)
+
+
+def get_logger(name: str = "actors") -> BoundLogger:
+    """A structured logger for the standard library logger *name*; the logging set-up is not touched.
+
+    The framework's modules call it at import time: their events go to whatever
+    handlers are configured when each event is logged. A level that is not
+    enabled costs one :meth:`logging.Logger.isEnabledFor` call.
+    """
     return BoundLogger(logging.getLogger(name), _PROCESSORS, {})
+
+
+def configure_logging(logging_config: Mapping[str, Any] | None = None) -> None:
+    """Apply *logging_config* (``None``: the default) to the whole process, structlog included.
+
+    The dictConfig is applied as by :func:`create_logger` (once per distinct
+    configuration), and structlog is configured so that ``structlog.get_logger()``
+    hands its events to the standard library too, with the processors of
+    :func:`get_logger`: every handler then formats every event, whoever logged it.
+    The main job and ``core`` call it before anything else logs; an embedded
+    :class:`~actors.runtime.Synchronizer` only with ``configure_logging=True``.
+
+    Raises:
+        ValueError: the dictConfig is invalid (raised by the standard library).
+    """
+    _apply(_DEFAULT_LOGGING if logging_config is None else logging_config)
+    structlog.configure(
+        processors=_PROCESSORS,
+        wrapper_class=BoundLogger,
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        context_class=dict,
+        cache_logger_on_first_use=False,
+    )
+
+
+def traceback_if_debug(log: structlog.stdlib.BoundLogger, exc: BaseException) -> BaseException | None:
+    """*exc* when *log* is enabled for DEBUG, else ``None``: pass it as ``exc_info=``.
+
+    A failure line then carries its traceback only when debugging is on
+    (``log.warning("sync failed", error=..., exc_info=traceback_if_debug(log, exc))``).
+    """
+    return exc if log.isEnabledFor(logging.DEBUG) else None
+
+
+@contextmanager
+def held_records(name: str = "actors") -> Iterator[list[logging.LogRecord]]:
+    """Hold the records of logger *name* (and below) back; re-log them when the block ends.
+
+    For events logged before the logging configuration is known (the warnings of
+    ``load_config`` about the very file that holds it): configure logging inside
+    the block, and the held records then go through the configured handlers (those
+    the configured levels let through). Yields the list of held records.
+    """
+    logger = logging.getLogger(name)
+    held: list[logging.LogRecord] = []
+    holder = _Appender(held)
+    propagate = logger.propagate
+    logger.addHandler(holder)
+    logger.propagate = False
+    try:
+        yield held
+    finally:
+        logger.removeHandler(holder)
+        logger.propagate = propagate
+        for record in held:
+            target = logging.getLogger(record.name)
+            if target.isEnabledFor(record.levelno):
+                target.handle(record)
+
+
+@contextmanager
+def capture_logs(name: str = "actors", level: int = logging.DEBUG) -> Iterator[list[dict[str, Any]]]:
+    """Collect the events of logger *name* (and below) as dicts, for tests.
+
+    Like ``structlog.testing.capture_logs`` for the loggers of :func:`get_logger`:
+    each entry has ``event``, ``log_level`` (``"info"``...), ``logger`` and the
+    context. The logger's level is lowered to *level* inside the block; the
+    events still reach the configured handlers too.
+    """
+    logger = logging.getLogger(name)
+    captured: list[dict[str, Any]] = []
+    collector = _Appender(captured, _as_event)
+    previous = logger.level
+    logger.addHandler(collector)
+    logger.setLevel(level)
+    try:
+        yield captured
+    finally:
+        logger.removeHandler(collector)
+        logger.setLevel(previous)
+
+
+class _Appender(logging.Handler):
+    """Appends every record it handles, passed through *convert*, to a list."""
+
+    def __init__(self, into: list[Any], convert: Any = None) -> None:
+        super().__init__()
+        self.into = into
+        self.convert = convert
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.into.append(record if self.convert is None else self.convert(record))
+
+
+def _as_event(record: logging.LogRecord) -> dict[str, Any]:
+    """A record as ``capture_logs`` returns it: the event dict, ``log_level``, ``logger``."""
+    message = record.msg
+    entry = dict(message) if isinstance(message, dict) else {"event": record.getMessage()}
+    entry.pop("_from_structlog", None)
+    entry.pop("_record", None)
+    entry["log_level"] = record.levelname.lower()
+    entry.setdefault("logger", record.name)
+    return entry
 
 
 class BoundLogger(structlog.stdlib.BoundLogger):
@@ -120,13 +241,17 @@ class BoundLogger(structlog.stdlib.BoundLogger):
         return self._emit(method_name, tuple(rest), kw)
 
     def _emit(self, method_name: str, args: tuple[Any, ...], kw: dict[str, Any]) -> Any:
+        level = _LEVELS.get(method_name)
+        if level is not None and not self._logger.isEnabledFor(level):
+            return None
         event, *format_args = args or (None,)
         kw = _renamed(kw, _CALL_RESERVED)
         if format_args:
             kw["positional_args"] = tuple(format_args)
         try:
             out_args, out_kw = self._process_event(method_name, event, kw)
-            return getattr(self._logger, method_name)(*out_args, **out_kw)
+            # the record names the caller of info()/log()/..., not this module
+            return getattr(self._logger, method_name)(*out_args, stacklevel=3, **out_kw)
         except DropEvent:
             return None
 
@@ -267,6 +392,16 @@ class _EventDict(dict[str, Any]):
         return text
 
 
+_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+    "exception": logging.ERROR,
+    "critical": logging.CRITICAL,
+}
+
+
 def _method_for(level: int) -> str:
     """The logging method for a numeric level (custom levels: the standard one below)."""
     for threshold, method in ((50, "critical"), (40, "error"), (30, "warning"), (20, "info")):
@@ -347,8 +482,8 @@ def _leading_keys(logger: WrappedLogger, method_name: str, event_dict: EventDict
 
 _TIMESTAMPER = structlog.processors.TimeStamper(fmt="iso", utc=True)
 
+# No level filter: BoundLogger._emit checks the level before building the event.
 _PROCESSORS: list[Processor] = [
-    structlog.stdlib.filter_by_level,
     structlog.contextvars.merge_contextvars,
     _keep_reserved,
     structlog.stdlib.add_log_level,

@@ -27,8 +27,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from actors.api import cli_main, core_main
-from actors.config import ConfigError, load_config
+from actors.api import cli_main, core_main, load_config_and_logging
+from actors.config import ConfigError
 from actors.logs import create_logger
 from actors.models import SchemaError, XprotoSyntaxError
 from actors.runtime import Synchronizer
@@ -67,11 +67,11 @@ def run(argv: Sequence[str]) -> int:
     """Run a synchronizer until SIGINT or SIGTERM; returns the exit status."""
     args = _run_parser().parse_args(list(argv))
     try:
-        config = load_config(args.config)
+        config = load_config_and_logging(args.config)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    log = create_logger(config.get("logging"), name="actors.main")
+    log = create_logger(None, name="actors.main")
     serve = bool(config.get("api.enabled")) and not args.no_api
     synchronizer = Synchronizer(config, serve_api=serve)
     stop = threading.Event()
@@ -109,8 +109,6 @@ def _serve(synchronizer: Synchronizer, stop: threading.Event, log: Any) -> None:
         children=sorted(synchronizer.status()),
         api=synchronizer.api.address if synchronizer.api is not None else None,
     )
-    for error in synchronizer.load_errors:
-        log.error("not loaded", error=str(error))
     stop.wait()
 
 

@@ -20,10 +20,10 @@ from typing import Any
 
 import pykka
 import pytest
-import structlog
 from kafka.errors import KafkaTimeoutError
 from kafka.structs import TopicPartition
 
+from actors.logs import capture_logs
 from actors.runtime import ChildContext, ChildState, FakeClock, RuntimeSettings
 from actors.runtime._kafka_client import (
     BusOptions,
@@ -660,7 +660,7 @@ def test_the_watchdog_reports_a_stalled_partition_logs_once_and_recovers_by_join
     start: Callable[..., Harness],
 ) -> None:
     bus = FakeBus()
-    with structlog.testing.capture_logs() as logs:
+    with capture_logs() as logs:
         h = start(bus=bus, stall_timeout=60)
         wait_for(lambda: bus.assigned == {TP0, TP1})
         bus.stuck = {TP0}  # partition 0 is never fetched (kafka-python's parked records)
@@ -699,7 +699,7 @@ def test_a_group_join_that_never_ends_is_a_stall_and_a_new_consumer_ends_it(
     start: Callable[..., Harness],
 ) -> None:
     bus = FakeBus()
-    with structlog.testing.capture_logs() as logs:
+    with capture_logs() as logs:
         h = start(bus=bus, stall_timeout=8)
         wait_for(lambda: bus.assigned == {TP0, TP1})
         bus.join_forever = True
@@ -779,7 +779,7 @@ def test_no_broker_at_start_degrades_logs_once_and_recovers(start: Callable[...,
     bus = FakeBus()
     bus.connect_failures = 4
     bus.produce(TP0, b"a0")
-    with structlog.testing.capture_logs() as logs:
+    with capture_logs() as logs:
         h = start(bus=bus)
         wait_for(lambda: h.ctx.state.state == "degraded" and len(bus.specs) == 1)
         assert "no broker answers at broker:9092" in h.ctx.state.detail["bus"]
@@ -816,7 +816,7 @@ def test_losing_the_broker_mid_stream_degrades_after_a_grace_period_and_recovers
     start: Callable[..., Harness],
 ) -> None:
     bus = FakeBus()
-    with structlog.testing.capture_logs() as logs:
+    with capture_logs() as logs:
         h = start(bus=bus, health_grace=2.0)
         bus.produce(TP0, b"a0")
         wait_for(lambda: SEEN.values(0) == [b"a0"])

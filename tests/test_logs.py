@@ -332,3 +332,88 @@ def test_the_examples_in_docs_logging_md_work(tmp_path: Path, capsys: pytest.Cap
     assert "from the docs" in captured.err  # console example
     assert json.loads(captured.out)["event"] == "from the docs"  # JSON example
     assert json.loads((tmp_path / "log.jsonl").read_text())["k"] == 1  # file example
+
+
+# -- get_logger, configure_logging, held_records, capture_logs --------------------------------
+def file_config(path: Path, level: str = "INFO") -> dict[str, Any]:
+    """A dictConfig writing JSON lines at ``level`` and above to the file ``path``."""
+    return {
+        "version": 1,
+        "formatters": {"json": {"()": "actors.logs.JSONFormatter"}},
+        "handlers": {"file": {"class": "logging.FileHandler", "formatter": "json", "filename": str(path)}},
+        "root": {"level": level, "handlers": ["file"]},
+    }
+
+
+def file_lines(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def test_structlog_get_logger_in_user_code_obeys_the_configuration(tmp_path: Path) -> None:
+    out = tmp_path / "log.jsonl"
+    logs.configure_logging(file_config(out))
+    try:
+        structlog.get_logger("mycode").info("hello", n=1)
+        structlog.get_logger("mycode").debug("hidden")
+    finally:
+        structlog.reset_defaults()
+    assert [(e["event"], e["logger"], e["n"]) for e in file_lines(out)] == [("hello", "mycode", 1)]
+
+
+def test_held_records_are_logged_through_the_configuration_applied_meanwhile(tmp_path: Path) -> None:
+    out = tmp_path / "log.jsonl"
+    config = file_config(out, "WARNING")
+    config["loggers"] = {"actors.quiet": {"level": "ERROR"}}
+    with logs.held_records() as held:
+        logging.getLogger("actors.config").warning("early %s", "warning")
+        logging.getLogger("actors.quiet").warning("filtered by the configured level")
+        assert len(held) == 2 and not out.exists()
+        logs.configure_logging(config)
+    assert [(e["event"], e["logger"]) for e in file_lines(out)] == [("early warning", "actors.config")]
+    assert logging.getLogger("actors").propagate
+
+
+def test_a_disabled_level_builds_no_event(monkeypatch: pytest.MonkeyPatch) -> None:
+    log = logs.get_logger("actors.cheap")
+    logging.getLogger("actors.cheap").setLevel(logging.WARNING)
+
+    def built(*args: Any) -> Any:
+        raise AssertionError("the event was built")
+
+    monkeypatch.setattr(log, "_process_event", built)
+    try:
+        assert log.info("synced", model="MyModel", id=1) is None
+    finally:
+        logging.getLogger("actors.cheap").setLevel(logging.NOTSET)
+    with pytest.raises(AssertionError, match="built"):
+        log.warning("shown")
+
+
+def test_capture_logs_collects_the_framework_events() -> None:
+    log = logs.get_logger("actors.runtime")
+    with logs.capture_logs() as captured:
+        log.bind(step="S").debug("synced", model="M", id=3)
+        logging.getLogger("actors.store").warning("plain %d", 4)
+    assert captured == [
+        {
+            "event": "synced",
+            "step": "S",
+            "model": "M",
+            "id": 3,
+            "level": "debug",
+            "logger": "actors.runtime",
+            "timestamp": captured[0]["timestamp"],
+            "log_level": "debug",
+        },
+        {"event": "plain 4", "log_level": "warning", "logger": "actors.store"},
+    ]
+
+
+def test_a_record_names_the_line_that_logged(caplog: pytest.LogCaptureFixture) -> None:
+    log = logs.get_logger("actors.where")
+    with caplog.at_level(logging.INFO, logger="actors.where"):
+        log.info("here")
+        log.bind(k=1).log(logging.WARNING, "there")
+    assert [(r.filename, r.funcName) for r in caplog.records] == [
+        ("test_logs.py", "test_a_record_names_the_line_that_logged")
+    ] * 2

@@ -19,7 +19,15 @@ from ._protos import (
     Protos,
     render_proto,
 )
-from ._server import DEFAULT_ADDRESS, DEFAULT_MAX_MESSAGE_BYTES, ApiServer, check_address, core_main, serve
+from ._server import (
+    DEFAULT_ADDRESS,
+    DEFAULT_MAX_MESSAGE_BYTES,
+    ApiServer,
+    check_address,
+    core_main,
+    load_config_and_logging,
+    serve,
+)
 from ._service import ApiService, merge_models
 
 __all__ = [
@@ -45,6 +53,7 @@ __all__ = [
     "cli_main",
     "core_main",
     "hash_password",
+    "load_config_and_logging",
     "merge_models",
     "render_proto",
     "serve",

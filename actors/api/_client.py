@@ -20,8 +20,8 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import grpc
-import structlog
 
+from actors.logs import get_logger
 from actors.models import Schema, xproto_files
 from actors.store import (
     Caller,
@@ -56,7 +56,7 @@ from ._wire import (
 
 __all__ = ["AccessDenied", "RemoteBackend", "RemoteError", "SchemaConflict", "Unavailable"]
 
-log = structlog.get_logger("actors.api")
+log = get_logger("actors.api")
 
 _ALL = Query()
 

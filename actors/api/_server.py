@@ -15,11 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-import structlog
 from google.protobuf import descriptor_pb2, descriptor_pool
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_grpc
 
+from actors.config import Config, ConfigError, load_config
+from actors.logs import configure_logging, get_logger, held_records
 from actors.store import Store, StoreOpenError, safe_url
 
 from ._auth import Authenticator
@@ -34,10 +35,11 @@ __all__ = [
     "ApiServer",
     "check_address",
     "core_main",
+    "load_config_and_logging",
     "serve",
 ]
 
-log = structlog.get_logger("actors.api")
+log = get_logger("actors.api")
 
 DEFAULT_ADDRESS = "127.0.0.1:50051"
 DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
@@ -333,6 +335,29 @@ def _core_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def load_config_and_logging(path: str) -> Config:
+    """Load the config file at *path* and apply its ``logging`` to the process, before anything logs.
+
+    The file's own warnings (keys of the original framework...) are held back and
+    logged once its logging is configured. On an error, the default logging is
+    applied instead. The main job and ``core`` start with it.
+
+    Raises:
+        ConfigError: the file is invalid, its ``logging`` dictConfig included.
+    """
+    with held_records():
+        try:
+            config = load_config(path)
+            try:
+                configure_logging(config.get("logging"))
+            except ValueError as exc:
+                raise ConfigError(f"invalid dictConfig: {exc}", path=path, key="logging") from exc
+        except ConfigError:
+            configure_logging(None)
+            raise
+    return config
+
+
 def core_main(argv: Sequence[str] | None = None) -> int:
     """``python -m actors.main core``: serve the API until SIGINT or SIGTERM. Returns the exit status."""
     args = _core_parser().parse_args(list(argv) if argv is not None else None)
@@ -347,11 +372,11 @@ def core_main(argv: Sequence[str] | None = None) -> int:
         "anonymous_read": None,
         "models": [],
     }
-    if args.config:
-        from actors.config import ConfigError, load_config
-
+    if not args.config:
+        configure_logging(None)
+    else:
         try:
-            config = load_config(args.config)
+            config = load_config_and_logging(args.config)
         except ConfigError as exc:
             print(f"actors core: {exc}", file=sys.stderr)
             return 2

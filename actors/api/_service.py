@@ -19,8 +19,8 @@ from typing import Any
 
 import grpc
 import sqlalchemy as sa
-import structlog
 
+from actors.logs import get_logger
 from actors.models import FieldSpec, ModelSpec, Schema, SchemaError, XprotoSyntaxError, parse_xproto
 from actors.store import (
     OPERATORS,
@@ -53,7 +53,7 @@ from ._wire import (
 
 __all__ = ["ApiService", "UploadLog", "merge_models"]
 
-log = structlog.get_logger("actors.api")
+log = get_logger("actors.api")
 
 #: Journal entries read per query when a watch replays.
 REPLAY_BATCH = 500

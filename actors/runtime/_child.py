@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -10,8 +11,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import pykka
-import structlog
 
+from actors.logs import get_logger, traceback_if_debug
 from actors.orm import ModelAccessor, acting_as
 from actors.store import Caller, WriteContext
 
@@ -25,6 +26,10 @@ if TYPE_CHECKING:
 __all__ = ["ChildActor", "ChildContext", "ChildState", "ObjectLocks", "StepExit", "tell_quietly"]
 
 T = TypeVar("T")
+
+log = get_logger("actors.runtime")
+#: Child states whose changes are logged at DEBUG only (they last an instant).
+_TRANSIENT = frozenset({"starting", "stopping"})
 
 
 def tell_quietly(ref: pykka.ActorRef[Any], message: Any) -> None:
@@ -54,6 +59,14 @@ class ChildState:
     busy_since: float | None = None
     busy_deadline: float | None = None
     detail: dict[str, Any] = field(default_factory=dict)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "state":
+            previous = self.__dict__.get("state")
+            if previous is not None and previous != value:
+                level = logging.DEBUG if value in _TRANSIENT else logging.INFO
+                log.log(level, "state changed", step=self.name, state=value, previous=previous)
+        object.__setattr__(self, name, value)
 
     def snapshot(self, now: float) -> ChildStatus:
         busy = self.busy_since
@@ -130,7 +143,8 @@ class ChildActor(pykka.ThreadingActor):
     def __init__(self, ctx: ChildContext) -> None:
         super().__init__()
         self.ctx = ctx
-        self.log = structlog.get_logger("actors.runtime").bind(child=ctx.name)
+        # actors.runtime.sync, .policy, .pull, .event, .changefeed: levels settable per kind
+        self.log = get_logger(f"actors.runtime.{self.kind}").bind(step=ctx.name)
         self.handlers: dict[type, Callable[[Any], Any]] = {IsIdle: lambda _m: self.is_idle()}
         self._timers: dict[str, Timer] = {}
         #: Child processes of this actor's isolated steps (ended with the actor).
@@ -196,7 +210,7 @@ class ChildActor(pykka.ThreadingActor):
             return
         error = f"{type(exc_value).__name__}: {exc_value}"
         self.ctx.state.last_error = error
-        self.log.error("actor crashed", error=error)
+        self.log.error("actor crashed", error=error, exc_info=traceback_if_debug(self.log, exc_value))
         if self.ctx.supervisor is not None:
             self.ctx.supervisor.tell(ChildDied(self.ctx.name, self.ctx.generation, error))
 

@@ -8,10 +8,10 @@ from contextlib import AbstractContextManager
 from typing import Any, cast
 
 import pykka
-import structlog
 
 from actors.compat import Loaded, activated, load_synchronizer
 from actors.config import Config
+from actors.logs import configure_logging, get_logger
 from actors.models import load_schema
 from actors.orm import ModelAccessor
 from actors.steps import LoadError
@@ -28,7 +28,7 @@ from .sync import SyncStepActor
 
 __all__ = ["Synchronizer"]
 
-log = structlog.get_logger("actors.runtime")
+log = get_logger("actors.runtime")
 
 
 class Synchronizer:
@@ -45,6 +45,12 @@ class Synchronizer:
     built from the config (the caller then owns its backend). ``serve_api``
     also serves the model API over gRPC (``api.*`` keys) on the local store.
 
+    Logging: the framework's events go to the process's standard library logging
+    as the host set it up; :meth:`start` applies the config's ``logging`` to the
+    whole process only with ``configure_logging=True`` (as the main job does). A
+    process that has configured no logging at all gets the default (readable lines
+    on stderr, INFO) at :meth:`start`.
+
     The store it builds is the file's one owner (see ``Store(exclusive=True)``): on
     a SQLite file another synchronizer or core already owns, :meth:`start` raises
     :class:`~actors.store.StoreInUse`; a store that cannot be opened raises
@@ -60,6 +66,7 @@ class Synchronizer:
         clock: Clock | None = None,
         accessor: ModelAccessor | None = None,
         serve_api: bool = False,
+        configure_logging: bool = False,
     ) -> None:
         self.config = config
         self.clock: Clock = clock or RealClock()
@@ -67,6 +74,7 @@ class Synchronizer:
         self._accessor = accessor
         self._owns_backend = accessor is None
         self._serve_api = serve_api
+        self._configure_logging = configure_logging
         self.store: Store | None = None
         self.api: Any = None
         self.load_errors: list[LoadError] = []
@@ -123,7 +131,7 @@ class Synchronizer:
         self._loaded = loaded
         self.load_errors = list(loaded.errors)
         for error in self.load_errors:
-            log.error("step not loaded", error=str(error))
+            log.error("step not loaded", step=error.cls, path=error.path, error=error.message)
         specs: list[ChildSpec] = []
         for factory in loaded.sync_steps:
             specs.append(
@@ -175,6 +183,8 @@ class Synchronizer:
         The API port is bound before the supervisor starts: a busy port stops the
         start before any step has written anything.
         """
+        if self._configure_logging:
+            configure_logging(self.config.get("logging"))
         serve_local = self._serve_api and self._owns_backend and self._local
         if serve_local and self.store is None:
             from actors.api import check_address

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 from collections import OrderedDict
 
+from actors.logs import traceback_if_debug
 from actors.steps import DeferredException, Policy, StepFactory
 from actors.store import Caller, NotFound, Pending, Row, row_is_pending
 
@@ -184,6 +185,7 @@ class PolicyActor(ChildActor):
             return
         needs_delete_policy = any(hasattr(p, "handle_delete") for p in applicable)
         self.write_status(model, row["id"], policy_success_fields(row, needs_delete_policy))
+        self.log.info("policy applied", model=model, id=row["id"], method=method)
         self.ctx.state.done += 1
         for policy, obj in objects:
             after = getattr(policy, "after_policy_save", None)
@@ -198,6 +200,7 @@ class PolicyActor(ChildActor):
             model=model,
             id=row["id"],
             error=error_text(exc),
+            exc_info=traceback_if_debug(self.log, exc),
         )
         self.ctx.state.failed += 1
         self.write_status(model, row["id"], policy_failure_fields(exc))

@@ -7,6 +7,7 @@ so runs never overlap and a slow pull step delays only itself.
 
 from __future__ import annotations
 
+from actors.logs import traceback_if_debug
 from actors.steps import PullStep, StepFactory
 from actors.store import Caller
 
@@ -48,6 +49,6 @@ class PullStepActor(ChildActor):
         except Exception as exc:
             self.ctx.state.failed += 1
             self.ctx.state.detail["last_pull_error"] = error_text(exc)
-            self.log.warning("pull failed", step=self.factory.cls.__name__, error=error_text(exc))
+            self.log.warning("pull failed", error=error_text(exc), exc_info=traceback_if_debug(self.log, exc))
         finally:
             self.schedule("tick", max(0.0, started + self.period - clock.now()), Tick())

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pykka
-import structlog
 
+from actors.logs import get_logger
 from actors.orm import ModelAccessor
 
 from ._child import ChildActor, ChildContext, ChildState, ObjectLocks, tell_quietly
@@ -39,7 +39,7 @@ from .settings import RuntimeSettings
 
 __all__ = ["CHANGEFEED", "ChildSpec", "Supervisor"]
 
-log = structlog.get_logger("actors.runtime")
+log = get_logger("actors.runtime")
 
 CHANGEFEED = "changefeed"
 #: The longest wait between two restarts of one child.
@@ -174,7 +174,7 @@ class Supervisor(pykka.ThreadingActor):
             state.busy_since = None
             log.error(
                 "child failed for good",
-                child=child.spec.name,
+                step=child.spec.name,
                 restarts=len(state.restart_times),
                 window=window,
                 error=error,
@@ -184,7 +184,9 @@ class Supervisor(pykka.ThreadingActor):
         state.restarts += 1
         state.state = "restarting"
         delay = min(self.settings.restart_backoff * 2 ** (len(state.restart_times) - 1), MAX_RESTART_DELAY)
-        log.warning("restarting child", child=child.spec.name, error=error, delay=delay)
+        log.warning(
+            "restarting child", step=child.spec.name, error=error, delay=delay, restarts=state.restarts
+        )
         self._tell_later(delay, RestartChild(child.spec.name, state.generation))
 
     def _on_restart(self, message: RestartChild) -> None:

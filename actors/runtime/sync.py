@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from actors.logs import traceback_if_debug
 from actors.orm import ModelAccessor, ORMWrapper
 from actors.steps import DeferredException, StepFactory, SyncStep
 from actors.store import Caller, NotFound, Pending, Row, row_is_pending
@@ -350,6 +351,7 @@ class SyncStepActor(ChildActor):
                 return
             if self._call(step.delete_record, obj, row, item, key):
                 self.write_status(item.model, id, {"backend_need_reap": True})
+                self.log.info("synced", model=item.model, id=id, deleted=True)
                 self._done(key)
             return
         unsynced = self.deps.unsynced_dependencies(obj)
@@ -377,6 +379,7 @@ class SyncStepActor(ChildActor):
             after = getattr(step, "after_sync_save", None)
             if callable(after):
                 self.call_user(after, obj, caller=Caller.SYNCHRONIZER)
+            self.log.info("synced", model=item.model, id=id, deleted=False)
             self._done(key)
 
     def _call(self, fn: Any, obj: ORMWrapper, row: Row, item: _Item, key: Key) -> bool:
@@ -401,6 +404,7 @@ class SyncStepActor(ChildActor):
             model=item.model,
             id=row["id"],
             error=error_text(exc),
+            exc_info=traceback_if_debug(self.log, exc),
         )
         self.ctx.state.failed += 1
         self.write_status(item.model, row["id"], fields)

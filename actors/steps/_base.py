@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import structlog
+from actors.logs import get_logger
 
 __all__ = ["StepBase", "model_names"]
 
@@ -28,7 +28,7 @@ class StepBase:
         log = kwargs.get("log") or kwargs.get("logger")
         if log is None and args and hasattr(args[0], "info"):
             log = args[0]
-        self.log = log or structlog.get_logger(f"actors.steps.{type(self).__name__}")
+        self.log = log or get_logger(f"actors.steps.{type(self).__name__}")
         self.logger = self.log
 
 

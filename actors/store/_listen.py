@@ -20,7 +20,8 @@ from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
-import structlog
+
+from actors.logs import get_logger
 
 from ._notices import ChangeNotice
 
@@ -34,7 +35,7 @@ __all__ = [
     "replica_lock_class",
 ]
 
-log = structlog.get_logger("actors.store")
+log = get_logger("actors.store")
 
 #: The channel every write notifies (in its transaction, so only on commit).
 CHANNEL = "actors_changes"

@@ -6,11 +6,11 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import structlog
+from actors.logs import get_logger
 
 __all__ = ["ChangeNotice", "Notifier", "Unsubscribe"]
 
-log = structlog.get_logger("actors.store")
+log = get_logger("actors.store")
 
 Unsubscribe = Callable[[], None]
 

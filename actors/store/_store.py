@@ -17,9 +17,9 @@ from contextlib import contextmanager, nullcontext
 from typing import Any
 
 import sqlalchemy as sa
-import structlog
 from sqlalchemy.pool import StaticPool
 
+from actors.logs import get_logger
 from actors.models import FieldSpec, Schema
 
 from ._cascade import cascade_delete, fill_owner, soft_delete
@@ -34,7 +34,7 @@ from ._tables import Tables, pending_condition, pending_index_prefix
 
 __all__ = ["NotFound", "Store", "StoreError", "ValidationError", "check_column", "check_id", "check_value"]
 
-log = structlog.get_logger("actors.store")
+log = get_logger("actors.store")
 
 _INT_RANGES = {
     "int32": (-(2**31), 2**31 - 1),
