@@ -29,7 +29,6 @@ from actors.models import FieldSpec, Schema
 from ._cascade import links_to
 from ._errors import ValidationError
 from ._notices import ChangeNotice
-from ._tables import fk_name
 
 if TYPE_CHECKING:
     from ._store import Store
@@ -46,6 +45,7 @@ __all__ = [
     "reap_blocked",
     "refuse_deleted",
     "rules",
+    "sqlite_reference",
 ]
 
 log = structlog.get_logger("actors.store")
@@ -118,7 +118,9 @@ def lock_targets(store: Store, conn: sa.Connection, model: str, values: Mapping[
         if row is None:
             raise ValidationError(f"{model}.{column}: no {target} with id {value}")
         if len(row) > 1 and row[1]:
-            found_deleted.append(f"{model}.{column}: {target} {value} is deleted (only a deleted object may link to it)")
+            found_deleted.append(
+                f"{model}.{column}: {target} {value} is deleted (only a deleted object may link to it)"
+            )
     return found_deleted
 
 
@@ -130,7 +132,9 @@ def refuse_deleted(messages: list[str]) -> None:
 
 # -- deletion -----------------------------------------------------------------
 @functools.lru_cache(maxsize=256)
-def _linking(tables: Tables, schema: Schema, model: str) -> tuple[sa.Executable, tuple[tuple[str, str], ...]] | None:
+def _linking(
+    tables: Tables, schema: Schema, model: str
+) -> tuple[sa.Executable, tuple[tuple[str, str], ...]] | None:
     """One ``UNION ALL`` of every object (deleted or not) whose link points at ``:_target`` of ``model``.
 
     Rows are ``(k, id, leaf)``: ``k`` indexes the ``(model, column)`` links returned
@@ -265,7 +269,10 @@ def _reap_waiting(
 
 # -- existing data ------------------------------------------------------------
 def dangling_links(store: Store, conn: sa.Connection | None = None) -> list[str]:
-    """One line per stored link that names no object: ``MyInstance 4: owner_id = 999, no Service with that id``."""
+    """One line per stored link that names no object.
+
+    ``MyInstance 4: owner_id = 999, no Service with that id``.
+    """
     if conn is None:
         with store._read() as read:
             return dangling_links(store, read)
@@ -338,9 +345,10 @@ def add_postgres_keys(store: Store, conn: sa.Connection) -> None:
                 if not have[fk.name] and clean:
                     conn.exec_driver_sql(f'ALTER TABLE "{table.name}" VALIDATE CONSTRAINT "{fk.name}"')
                 continue
+            check = "" if clean else " NOT VALID"
             conn.exec_driver_sql(
                 f'ALTER TABLE "{table.name}" ADD CONSTRAINT "{fk.name}" FOREIGN KEY ("{column}") '
-                f'REFERENCES "{parent.name}" ("id") DEFERRABLE INITIALLY DEFERRED{"" if clean else " NOT VALID"}'
+                f'REFERENCES "{parent.name}" ("id") DEFERRABLE INITIALLY DEFERRED{check}'
             )
     if dangling:
         _report(store, conn)
@@ -376,15 +384,25 @@ def migrate_sqlite(store: Store) -> None:
             conn.exec_driver_sql("PRAGMA foreign_keys=ON")
 
 
+def sqlite_reference(col: sa.Column[Any]) -> str:
+    """The ``REFERENCES`` clause of link column ``col`` for SQLite's ``ADD COLUMN`` (empty if none)."""
+    return "".join(
+        f' CONSTRAINT "{fk.name}" REFERENCES "{fk.column.table.name}" ("id") DEFERRABLE INITIALLY DEFERRED'
+        for fk in col.foreign_keys
+    )
+
+
 def _stale_sqlite_tables(store: Store, conn: sa.Connection) -> list[sa.Table]:
-    created = dict(conn.exec_driver_sql("SELECT name, sql FROM sqlite_master WHERE type = 'table'").all())
+    created: dict[str, str] = dict(
+        conn.exec_driver_sql("SELECT name, sql FROM sqlite_master WHERE type = 'table'").all()
+    )
     stale = []
     for model, table in store.tables.by_model.items():
         sql = created.get(table.name)
         if sql is None:
             continue
         is_root = store.schema.parent(model) is None
-        missing = [fk for fk in table.foreign_key_constraints if fk.name not in sql]
+        missing = [fk for fk in table.foreign_key_constraints if str(fk.name) not in sql]
         if missing:
             have = {row[1] for row in conn.exec_driver_sql(f'PRAGMA table_info("{table.name}")')}
             missing = [fk for fk in missing if fk.column_keys[0] in have]
@@ -403,9 +421,12 @@ def _rebuild(store: Store, conn: sa.Connection, table: sa.Table) -> None:
         )
     ]
     temp = f"{table.name}__rebuild"
+    metadata = sa.MetaData()
+    for name in {fk.column.table.name for fk in table.foreign_keys}:  # what the keys name, to compile them
+        sa.Table(name, metadata, sa.Column("id", sa.Integer, primary_key=True))
     new = sa.Table(
         temp,
-        sa.MetaData(),
+        metadata,
         *[_column_like(table, col) for col in old.c],
         sqlite_autoincrement=table.dialect_options["sqlite"]["autoincrement"],
     )
@@ -441,9 +462,7 @@ def _seed_sequence(store: Store, conn: sa.Connection, table: sa.Table) -> None:
     journal = store.tables.journal
     highest = max(
         conn.execute(sa.select(sa.func.max(table.c.id))).scalar() or 0,
-        conn.execute(
-            sa.select(sa.func.max(journal.c.object_id)).where(journal.c.model.in_(models))
-        ).scalar()
+        conn.execute(sa.select(sa.func.max(journal.c.object_id)).where(journal.c.model.in_(models))).scalar()
         or 0
         if journal.name in sa.inspect(conn).get_table_names()
         else 0,

@@ -34,6 +34,7 @@ from ._integrity import (
     reap_ready,
     refuse_deleted,
     rules,
+    sqlite_reference,
 )
 from ._listen import CHANNEL, PostgresListener
 from ._notices import ChangeNotice, Notifier, Unsubscribe
@@ -87,6 +88,7 @@ class Store:
         journal_keep: int = 100_000,
         exclusive: bool = False,
     ) -> None:
+        rules(schema)  # a link's on_delete the store cannot honour fails before anything is opened
         self.url = url
         self._clock = clock
         self._last_now = 0.0
@@ -150,7 +152,9 @@ class Store:
                 migrate_sqlite(self)
         with self._write_lock, self.engine.begin() as conn:
             if self.dialect == "postgresql":  # one process at a time changes the tables
-                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": zlib.crc32(b"actors migrate")})
+                conn.execute(
+                    sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": zlib.crc32(b"actors migrate")}
+                )
             inspector = sa.inspect(conn)
             existing = set(inspector.get_table_names())
             for table in self.tables.metadata.sorted_tables:
@@ -163,9 +167,7 @@ class Store:
                         continue
                     ddl = col.type.compile(dialect=conn.dialect)
                     if self.dialect == "sqlite":
-                        for fk in col.foreign_keys:
-                            target = fk.target_fullname.split(".")[0]
-                            ddl += f' CONSTRAINT "{fk.name}" REFERENCES "{target}" ("id") DEFERRABLE INITIALLY DEFERRED'
+                        ddl += sqlite_reference(col)
                     conn.exec_driver_sql(f'ALTER TABLE "{table.name}" ADD COLUMN "{col.name}" {ddl}')
                     default = self._default_for_column(table, col.name)
                     if default is not None:
