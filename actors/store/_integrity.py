@@ -330,6 +330,8 @@ def add_postgres_keys(store: Store, conn: sa.Connection) -> None:
     dangling = False
     for table in store.tables.metadata.sorted_tables:
         for fk in table.foreign_key_constraints:
+            if have.get(str(fk.name)):
+                continue  # there and validated: nothing to check
             column = fk.column_keys[0]
             parent = fk.elements[0].column.table
             clean = not conn.execute(
@@ -342,7 +344,7 @@ def add_postgres_keys(store: Store, conn: sa.Connection) -> None:
             ).first()
             dangling = dangling or not clean
             if fk.name in have:
-                if not have[fk.name] and clean:
+                if clean:
                     conn.exec_driver_sql(f'ALTER TABLE "{table.name}" VALIDATE CONSTRAINT "{fk.name}"')
                 continue
             check = "" if clean else " NOT VALID"
