@@ -339,7 +339,8 @@ def test_postgres_a_write_linking_to_an_object_being_deleted_waits_and_then_refu
 def test_a_link_added_to_an_existing_table_gets_its_foreign_key(db_url: str) -> None:
     before = make_schema("message Gadget (XOSBase) { optional string name = 1; }")
     after = make_schema(
-        "message Gadget (XOSBase) { optional string name = 1; optional manytoone owner->Service:gadgets = 2; }"
+        "message Gadget (XOSBase) {"
+        " optional string name = 1; optional manytoone owner->Service:gadgets = 2; }"
     )
     with open_store(db_url, before) as store:
         gadget = store.create("Gadget", {"name": "g"})

@@ -238,10 +238,14 @@ def purge(
             store._journal(conn, notices, leaf, dep_id, "update", now, origin)
     targets: list[tuple[str, int]] = []
     for target, target_id in order:
+        links = _link_columns(schema, target)
+        if not links:  # it links to nothing: no object waits for it
+            store._delete_rows(conn, notices, target, target_id, now, origin)
+            continue
         rows = store._records(target, conn.execute(store._select_by_id(target), {"_id": target_id}))
         if not rows:
             continue
-        for column, linked in _link_columns(schema, target):
+        for column, linked in links:
             value = rows[0].get(column)
             if value is not None and (schema.root(linked), value) not in seen:
                 targets.append((linked, value))
