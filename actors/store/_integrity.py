@@ -378,14 +378,16 @@ def migrate_sqlite(store: Store) -> None:
         try:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
             try:
+                stale = _stale_sqlite_tables(store, conn)  # again: another process may have done it
                 for table in stale:
                     _rebuild(store, conn, table)
                 conn.exec_driver_sql("COMMIT")
             except BaseException:
                 conn.exec_driver_sql("ROLLBACK")
                 raise
-            log.info("tables rebuilt with foreign keys and AUTOINCREMENT", tables=[t.name for t in stale])
-            _report(store, conn)
+            if stale:
+                log.info("tables rebuilt with foreign keys and AUTOINCREMENT", tables=[t.name for t in stale])
+                _report(store, conn)
         finally:
             conn.exec_driver_sql("PRAGMA foreign_keys=ON")
 
