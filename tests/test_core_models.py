@@ -261,9 +261,11 @@ def test_deleting_a_service_deletes_what_links_to_it_recursively(store: Store) -
         ("ServiceAttribute", attribute["id"]),
         ("ServiceDependency", dependency["id"]),
         ("ServiceInstanceAttribute", si_attribute["id"]),
-        ("DemoComputeService", demo["id"]),
     ]:
         assert store.get(model, id) is None, model
+    # The service waits, deleted, while its instance (in the backend) still links to it.
+    demo_row = store.get("DemoComputeService", demo["id"])
+    assert demo_row is not None and demo_row["deleted"]
     # child -> si (master link, nullable) is followed too: every link cascades, as in XOS.
     child_row = store.get("DemoComputeServiceInstance", child["id"])
     assert child_row is None or child_row["deleted"]
@@ -284,6 +286,14 @@ def test_deleting_a_service_deletes_what_links_to_it_recursively(store: Store) -
             ("ServiceInstanceLink", link["id"]),
         ]
     )
+    # Once the backends are done, the last of them to go takes the waiting service with it.
+    reaped = WriteContext(Caller.SYNCHRONIZER)
+    store.update("ServiceInstanceLink", link["id"], {"backend_need_reap": True}, reaped)
+    assert store.get("DemoComputeService", demo["id"]) is not None
+    store.update("DemoComputeServiceInstance", si["id"], {"backend_need_reap": True}, reaped)
+    assert store.get("DemoComputeServiceInstance", si["id"]) is None
+    assert store.get("DemoComputeService", demo["id"]) is None
+    assert store.dangling_links() == []
 
 
 def test_cascade_follows_links_to_core_models_and_stops_at_deleted_objects(store: Store) -> None:
@@ -294,8 +304,13 @@ def test_cascade_follows_links_to_core_models_and_stops_at_deleted_objects(store
     store.delete("DemoComputeServiceInstance", si["id"])
     before = store.last_seq()
     store.delete("Slice", slice_id)  # the instance is already deleted: not again
-    assert [(n.model, n.kind) for n in store.changes_since(before)] == [
-        ("Slice", "delete"),
+    # The slice waits for the instance that still links to it, then goes with it.
+    assert [(n.model, n.kind) for n in store.changes_since(before)] == [("Slice", "delete")]
+    reaped = WriteContext(Caller.SYNCHRONIZER)
+    store.update("DemoComputeServiceInstance", si["id"], {"backend_need_reap": True}, reaped)
+    assert [(n.model, n.kind) for n in store.changes_since(before)][1:] == [
+        ("DemoComputeServiceInstance", "update"),
+        ("DemoComputeServiceInstance", "purge"),
         ("Slice", "purge"),
     ]
     # A link to a core model: deleting the site deletes its slices, users and nodes.
@@ -322,14 +337,18 @@ def test_cascade_through_a_cycle_ends(store: Store) -> None:
     assert store.get("DemoComputeServiceInstance", b["id"])["deleted"]
 
 
-def test_purging_an_object_soft_deletes_its_dependents(store: Store) -> None:
+def test_purging_an_object_purges_its_dependents(store: Store) -> None:
+    # As Django's CASCADE on XOS's delete(purge=True): no object is left linking to a purged one.
     demo = store.create("DemoComputeService", {"name": "demo"})
     si = make_compute(store, owner_id=demo["id"])
     mark_synced(store, "DemoComputeServiceInstance", si["id"])
+    before = store.last_seq()
     store.delete("Service", demo["id"], purge=True)
     assert store.get("Service", demo["id"]) is None
-    row = store.get("DemoComputeServiceInstance", si["id"])
-    assert row is not None and row["deleted"]
+    assert store.get("DemoComputeServiceInstance", si["id"]) is None
+    purged = {(n.model, n.id) for n in store.changes_since(before) if n.kind == "purge"}
+    assert purged == {("DemoComputeService", demo["id"]), ("DemoComputeServiceInstance", si["id"])}
+    assert store.dangling_links() == []
 
 
 def test_deleting_through_the_orm_cascades(store: Store) -> None:

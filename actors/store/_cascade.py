@@ -5,7 +5,8 @@
   as XOS's ``ServiceInstance.set_owner`` does (the rule: :func:`choose_owner`,
   which the ORM's ``set_owner()`` applies too).
 - :func:`cascade_delete`: deleting an object soft-deletes, recursively, every live
-  object whose links point at it (XOS's links all cascade, as Django's ``CASCADE``);
+  object whose links point at it (XOS's links cascade, as Django's ``CASCADE``, unless
+  the link's ``on_delete`` says ``SET_NULL`` (left alone) or ``PROTECT`` (refused));
   deleting a ``ServiceInstanceLink`` counts the deletion in its provider's
   ``link_deleted_count``, which model policies watch.
 
@@ -155,7 +156,10 @@ def cascade_delete(
     it owes the backend nothing. Then, when ``row`` is a ``ServiceInstanceLink``,
     its provider (if live) gets ``link_deleted_count`` + 1 and a new ``updated``.
     """
+    from ._integrity import rules
+
     schema = store.schema
+    on_delete = rules(schema)
     seen = {(schema.root(model), row["id"])}
     stack = [(model, row["id"])]
     while stack:
@@ -169,6 +173,14 @@ def cascade_delete(
             key = (schema.root(leaf), found["id"])
             if key in seen:
                 continue
+            link = links_to(schema, target)[found["k"]]
+            if on_delete[link] == "SET_NULL":
+                continue  # the link is cleared when the target is purged
+            if on_delete[link] == "PROTECT":
+                raise ValidationError(
+                    f"cannot delete {target} {target_id}: {leaf} {found['id']} links to it "
+                    f"({link[1]}, on_delete PROTECT)"
+                )
             seen.add(key)
             state = {name: found[name] for name in _STATE if name in found["columns"].split()}
             soft_delete(store, conn, notices, leaf, state, now, ctx)

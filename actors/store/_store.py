@@ -24,6 +24,18 @@ from actors.models import FieldSpec, Schema
 
 from ._cascade import cascade_delete, fill_owner, soft_delete
 from ._errors import NotFound, StoreError, ValidationError
+from ._integrity import (
+    add_postgres_keys,
+    dangling_links,
+    lock_targets,
+    migrate_sqlite,
+    purge,
+    reap_blocked,
+    reap_ready,
+    refuse_deleted,
+    rules,
+    sqlite_reference,
+)
 from ._listen import CHANNEL, NOTIFY, PostgresListener, notify_payload
 from ._notices import ChangeNotice, Notifier, Unsubscribe
 from ._open import check_database, claim_file, open_errors
@@ -81,6 +93,7 @@ class Store:
         journal_keep: int = 100_000,
         exclusive: bool = False,
     ) -> None:
+        rules(schema)  # a link's on_delete the store cannot honour fails before anything is opened
         self.url = url
         self._clock = clock
         self._last_now = 0.0
@@ -117,6 +130,7 @@ class Store:
 
     # -- schema ---------------------------------------------------------------
     def _set_schema(self, schema: Schema) -> None:
+        rules(schema)  # every link's on_delete is one the store knows
         self.schema = schema
         self.tables = Tables.of(schema, covering=self.dialect == "sqlite")
         self._joins: dict[str, tuple[sa.FromClause, dict[str, sa.ColumnElement]]] = {}
@@ -144,9 +158,17 @@ class Store:
         """Create missing tables, add missing columns (filled with their default), create indexes.
 
         A pending index that no longer lists the table's columns (it gained one) is
-        replaced: the new one is created, the old one dropped.
+        replaced: the new one is created, the old one dropped. Links get their foreign
+        keys (SQLite tables made before them are rebuilt, see ``migrate_sqlite``).
         """
+        if self.dialect == "sqlite":
+            with self._write_lock:
+                migrate_sqlite(self)
         with self._write_lock, self.engine.begin() as conn:
+            if self.dialect == "postgresql":  # one process at a time changes the tables
+                conn.execute(
+                    sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": zlib.crc32(b"actors migrate")}
+                )
             inspector = sa.inspect(conn)
             existing = set(inspector.get_table_names())
             for table in self.tables.metadata.sorted_tables:
@@ -158,6 +180,8 @@ class Store:
                     if col.name in have:
                         continue
                     ddl = col.type.compile(dialect=conn.dialect)
+                    if self.dialect == "sqlite":
+                        ddl += sqlite_reference(col)
                     conn.exec_driver_sql(f'ALTER TABLE "{table.name}" ADD COLUMN "{col.name}" {ddl}')
                     default = self._default_for_column(table, col.name)
                     if default is not None:
@@ -171,6 +195,8 @@ class Store:
                 for name in stale:
                     if name and name.startswith(pending_index_prefix(table.name)):
                         conn.exec_driver_sql(f'DROP INDEX "{name}"')
+            if self.dialect == "postgresql":
+                add_postgres_keys(self, conn)
 
     def _default_for_column(self, table: sa.Table, column: str) -> Any:
         for spec in self.schema.concrete():
@@ -607,6 +633,9 @@ class Store:
             row["leaf_model_name"] = model
         self._stamp(model, row, ctx, now, set(values))
         with self._write() as (conn, notices):
+            deleted_targets = lock_targets(self, conn, model, row)
+            if not row.get("deleted"):
+                refuse_deleted(deleted_targets)
             for table in self.tables.chain(model):
                 part = {c.name: row[c.name] for c in table.c if c.name in row}
                 result = conn.execute(self._insert_stmt(table), part)
@@ -649,7 +678,10 @@ class Store:
             ):
                 changes["updated"] = now
             self._stamp(model, changes, ctx, now, set(changes))
+            deleted_targets = lock_targets(self, conn, model, changes)
             was_deleted, state = self._apply_update(conn, model, id, changes)
+            if not state.get("deleted"):
+                refuse_deleted(deleted_targets)
             leaf = self._leaf(state, model)
             self._journal(conn, notices, leaf, id, "update", now, ctx.origin)
             if was_deleted:
@@ -712,6 +744,14 @@ class Store:
             soft_delete(self, conn, notices, leaf, current, now, ctx)
             cascade_delete(self, conn, notices, leaf, dict(current), now, ctx)
 
+    def dangling_links(self) -> list[str]:
+        """One line per stored link that names no object (data from before the foreign keys).
+
+        ``MyInstance 4: owner_id = 999, no Service with that id``. Such rows are kept
+        when a store is migrated, and logged at its start.
+        """
+        return dangling_links(self)
+
     def _leaf(self, row: Row, model: str) -> str:
         """The most derived model of a stored object (its rows span that model's chain)."""
         leaf = row.get("leaf_model_name")
@@ -742,10 +782,12 @@ class Store:
         now: float,
         origin: str | None,
     ) -> None:
-        """Purge a deleted object once its backend delete and delete policy (if owed) are done."""
-        synced_away = not row.get("backend_need_delete") or row.get("backend_need_reap")
-        policed_away = not row.get("backend_need_delete_policy") or row.get("policed") is not None
-        if synced_away and policed_away:
+        """Purge a deleted object once its backend delete and delete policy (if owed) are done.
+
+        It waits while objects still link to it (through a ``CASCADE`` or ``PROTECT``
+        link): the purge of the last of them purges it (see ``purge``).
+        """
+        if reap_ready(row) and not reap_blocked(self, conn, model, row["id"]):
             self._purge(conn, notices, model, row["id"], now, origin)
 
     def _purge(
@@ -757,6 +799,19 @@ class Store:
         now: float,
         origin: str | None = None,
     ) -> None:
+        """Remove the object, with what the ``on_delete`` of links to it asks (see ``purge``)."""
+        purge(self, conn, notices, model, id, now, origin)
+
+    def _delete_rows(
+        self,
+        conn: sa.Connection,
+        notices: list[ChangeNotice],
+        model: str,
+        id: int,
+        now: float,
+        origin: str | None = None,
+    ) -> None:
+        """Delete the object's rows (one per table of its chain) and journal the purge."""
         for table in reversed(self.tables.chain(model)):
             conn.execute(table.delete().where(table.c.id == id))
         self._journal(conn, notices, model, id, "purge", now, origin)
@@ -1081,6 +1136,7 @@ def _make_engine(url: str) -> sa.Engine:
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute(f"PRAGMA mmap_size={SQLITE_MMAP_BYTES}")
         cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
 
     @sa.event.listens_for(engine, "begin")

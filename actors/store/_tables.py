@@ -21,7 +21,15 @@ import sqlalchemy as sa
 
 from actors.models import FieldSpec, Schema
 
-__all__ = ["JOURNAL", "Tables", "column_type", "pending_condition", "pending_index_prefix", "row_is_pending"]
+__all__ = [
+    "JOURNAL",
+    "Tables",
+    "column_type",
+    "fk_name",
+    "pending_condition",
+    "pending_index_prefix",
+    "row_is_pending",
+]
 
 JOURNAL = "actors_changes"
 
@@ -159,6 +167,7 @@ class Tables:
     def _table(self, model: str) -> sa.Table:
         schema = self.schema
         is_root = schema.parent(model) is None
+        name = self.table_name(model)
         columns: list[sa.schema.SchemaItem] = [
             sa.Column("id", sa.Integer, primary_key=True, autoincrement=is_root)
         ]
@@ -167,11 +176,13 @@ class Tables:
                 sa.Column(
                     f.column,
                     column_type(f),
+                    *self._foreign_key(name, f),
                     nullable=True,
                     index=bool(f.options.get("db_index")) or f.is_link,
                 )
             )
-        table = sa.Table(self.table_name(model), self.metadata, *columns)
+        # AUTOINCREMENT: SQLite never gives a purged object's id again (PostgreSQL's sequences never do).
+        table = sa.Table(name, self.metadata, *columns, sqlite_autoincrement=is_root)
         if is_root and all(name in table.c for name in BOOKKEEPING):
             indexed, suffix = [table.c.id], ""
             if self.covering:
@@ -186,6 +197,20 @@ class Tables:
                     postgresql_where=where,
                 )
         return table
+
+    def _foreign_key(self, table: str, f: FieldSpec) -> list[sa.ForeignKey]:
+        """The foreign key of link ``f`` (none for a link to an abstract model, which has no table).
+
+        Deferred to the commit, so the writes of one transaction may come in any order;
+        ``use_alter``: SQLite writes it into ``CREATE TABLE``, PostgreSQL gets it from
+        ``ALTER TABLE`` once every table exists (see ``add_postgres_keys``).
+        """
+        link = f.link
+        if link is None or link.model not in self.schema or self.schema[link.model].abstract:
+            return []
+        target = f"{self.table_name(link.model)}.id"
+        name = fk_name(table, f.column)
+        return [sa.ForeignKey(target, name=name, deferrable=True, initially="DEFERRED", use_alter=True)]
 
     def has_bookkeeping(self, model: str) -> bool:
         root = self.by_model[self.schema.root(model)]
@@ -219,6 +244,14 @@ def _fingerprint(schema: Schema) -> str:
             for spec in schema
         ]
     )
+
+
+def fk_name(table: str, column: str) -> str:
+    """A foreign key's name: ``fk_<table>_<column>``, shortened under PostgreSQL's 63 characters."""
+    name = f"fk_{table}_{column}"
+    if len(name) > 63:
+        name = f"{name[:54]}_{zlib.crc32(name.encode()):08x}"
+    return name
 
 
 def pending_index_prefix(table: str) -> str:
