@@ -57,6 +57,8 @@ class _Item:
 
 class SyncStepActor(ChildActor):
     kind = "sync"
+    #: The actor class of the K workers (tests put a fake in its place).
+    worker_class: Any = SyncWorker
 
     def __init__(self, ctx: ChildContext, factory: StepFactory) -> None:
         super().__init__(ctx)
@@ -118,7 +120,7 @@ class SyncStepActor(ChildActor):
         super().on_start()
         if self.limits.concurrency > 1:
             self.workers = [
-                SyncWorker.start(self.ctx, self.factory, slot, self.custom_fetch)
+                self.worker_class.start(self.ctx, self.factory, slot, self.custom_fetch)
                 for slot in range(1, self.limits.concurrency + 1)
             ]
             self.idle = list(reversed(self.workers))
