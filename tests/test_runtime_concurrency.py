@@ -323,6 +323,7 @@ class FakeWorker(pykka.ThreadingActor):
 
     use_daemon_thread = True
     works: list[Work] = []
+    slots: dict[tuple[str, int], int] = {}
     lock = threading.Lock()
 
     def __init__(self, ctx: Any, factory: Any, slot: int, custom_fetch: bool) -> None:
@@ -333,6 +334,7 @@ class FakeWorker(pykka.ThreadingActor):
         if isinstance(message, Work):
             with FakeWorker.lock:
                 FakeWorker.works.append(message)
+                FakeWorker.slots[message.key] = self.slot
         return None
 
 
@@ -345,11 +347,18 @@ def sent() -> list[Work]:
         return list(FakeWorker.works)
 
 
+def reply(ref: Any, key: tuple[str, int], outcome: str, **fields: Any) -> None:
+    """Answer as the fake worker that got the work for ``key``."""
+    with FakeWorker.lock:
+        slot = FakeWorker.slots[key]
+    ref.tell(WorkDone(key, slot, outcome, **fields))
+
+
 @pytest.fixture
 def fake_workers():
-    FakeWorker.works = []
+    FakeWorker.works, FakeWorker.slots = [], {}
     yield
-    FakeWorker.works = []
+    FakeWorker.works, FakeWorker.slots = [], {}
 
 
 class Plain(SyncStep):
@@ -372,18 +381,18 @@ def test_message_the_actor_dispatches_k_works_and_the_next_on_work_done(store, f
     ref = FakeWorkerStep.start(ctx, factory(Plain))
     try:
         wait_for(lambda: len(sent()) == 2, description="two works (two slots)")
-        first, second = sent()
+        first, second = sorted(sent(), key=lambda w: w.key)
         assert {first.key, second.key} == {("Alpha", objs[0].id), ("Alpha", objs[1].id)}
         assert first.reply_to == ref and first.model == "Alpha" and first.row["id"] == objs[0].id
         assert ctx.state.queue_depth == 5
         assert not ref.ask(IsIdle())
         done(store, "Alpha", objs[0].id)
-        ref.tell(WorkDone(first.key, 2, "done"))
+        reply(ref, first.key, "done")
         wait_for(lambda: len(sent()) == 3, description="the freed slot gets the next object")
         assert sent()[2].key == ("Alpha", objs[2].id)
         assert ctx.state.done == 1
         # A failure: counted, due again at retry_at (a timer), the slot freed.
-        ref.tell(WorkDone(second.key, 1, "failed", retry_at=ctx.clock.now() + 60))
+        reply(ref, second.key, "failed", retry_at=ctx.clock.now() + 60)
         wait_for(lambda: len(sent()) == 4)
         assert ctx.state.failed == 1
         assert ctx.state.queue_depth == 4  # 1 deferred, 2 in flight, 1 queued
@@ -398,7 +407,7 @@ def test_message_a_refused_object_is_looked_at_again_after_lock_retry(store, fak
     ref = FakeWorkerStep.start(ctx, factory(Plain))
     try:
         wait_for(lambda: len(sent()) == 1)
-        ref.tell(WorkDone(("Alpha", obj.id), 1, "refused"))
+        reply(ref, ("Alpha", obj.id), "refused")
         settle(ref)
         assert len(sent()) == 1
         clock.advance(LOCK_RETRY)
@@ -420,7 +429,7 @@ def test_message_a_dependent_waits_for_the_work_done_of_its_dependency(store, fa
         ref.ask(IsIdle())
         assert [w.key for w in sent()] == [("Alpha", a.id)]  # Beta waits although a slot is free
         done(store, "Alpha", a.id)
-        ref.tell(WorkDone(("Alpha", a.id), 1, "done"))
+        reply(ref, ("Alpha", a.id), "done")
         wait_for(lambda: len(sent()) == 2, description="Beta once Alpha is done")
         assert sent()[1].key == ("Beta", b.id)
     finally:
@@ -443,7 +452,7 @@ def test_message_a_change_during_its_work_looks_at_the_object_again_after(store,
         store.update(
             "Alpha", obj.id, {"enacted": row["updated"] - 1}, WriteContext(Caller.SYNCHRONIZER, origin="Step")
         )
-        ref.tell(WorkDone(("Alpha", obj.id), 1, "done"))
+        reply(ref, ("Alpha", obj.id), "done")
         wait_for(lambda: len(sent()) == 2, description="looked at again")
     finally:
         ref.stop()
@@ -454,7 +463,7 @@ def test_message_work_done_exit_stops_the_actor(store, fake_workers):
     ctx = make_ctx(store, name="Step")
     ref = FakeWorkerStep.start(ctx, factory(Plain))
     wait_for(lambda: len(sent()) == 1)
-    ref.tell(WorkDone(("Alpha", obj.id), 1, "exit", error="SystemExit: 1"))
+    reply(ref, ("Alpha", obj.id), "exit", error="SystemExit: 1")
     wait_for(lambda: not ref.is_alive(), description="the actor stops")
     assert ctx.state.failed == 1
     assert "SystemExit: 1" in (ctx.state.last_error or "")
