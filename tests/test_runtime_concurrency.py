@@ -536,7 +536,7 @@ def test_limits_come_from_config_then_class_then_default():
     assert (plain.concurrency, plain.rate_limit, plain.rate_burst) == (6, None, 1)
     # A step in a child process runs one object at a time.
     assert settings.limits("SyncB", SyncB).concurrency == 1
-    assert RuntimeSettings().limits("X", SyncStep).concurrency == 8
+    assert RuntimeSettings().limits("X", SyncStep).concurrency == 1
 
 
 def test_bad_limits_on_a_step_class_are_named():

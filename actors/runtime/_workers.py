@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from actors.orm import ORMWrapper
 from actors.steps import DeferredException, StepFactory
 from actors.store import Caller, NotFound, Row, row_is_pending
 
@@ -49,17 +50,19 @@ def still_pending(row: Row, custom_fetch: bool) -> bool:
     return custom_fetch or row_is_pending(row, "sync_deleted" if row.get("deleted") else "sync")
 
 
-def execute(actor: ChildActor, step: Any, model: str, row: Row) -> tuple[str, float | None]:
+def execute(
+    actor: ChildActor, step: Any, model: str, row: Row, obj: ORMWrapper | None = None
+) -> tuple[str, float | None]:
     """Run ``sync_record`` (or ``delete_record``) on the object of ``row`` and write its status.
 
     The caller holds the object's locks and has checked its dependencies. Returns
     ``("done", None)`` when the handler returned; after a failure (its status
     written) ``("failed", retry_at)``: when the object is due again, or ``None`` when
     it waits for a change. Step code that exits raises :class:`StepExit` after the
-    failure status is written.
+    failure status is written. ``obj`` is the object of ``row``, when the caller has it.
     """
-    accessor = actor.ctx.accessor
-    obj = accessor.get_model_class(model)._from_row(row)
+    if obj is None:
+        obj = actor.ctx.accessor.get_model_class(model)._from_row(row)
     id = row["id"]
     deleted = bool(row.get("deleted"))
     if not deleted and not row.get("backend_need_delete"):

@@ -11,11 +11,11 @@ from typing import Any
 __all__ = ["DEFAULT_STEP_CONCURRENCY", "RuntimeSettings", "StepLimits", "load_dependency_graph"]
 
 
-#: Objects a sync step handles at once by default. The original ran every independent cohort
-#: of dirty objects in its own thread, each object with a fresh step instance: code written for
-#: it already runs concurrently, and real steps wait on I/O. Here each of the K workers has its
-#: own step instance; module-level state shared without a lock is the risk (set 1 to avoid it).
-DEFAULT_STEP_CONCURRENCY = 8
+#: Objects a sync step handles at once by default: one, as before (see docs/steps.md, "Concurrency
+#: and rate limits"). Workers cost a no-op step about a fifth of its throughput and a reaction
+#: 0.1 ms more, and step code that is not thread-safe fails only under load; an I/O-bound step
+#: says ``concurrency = 8`` (or more), or the config sets ``runtime.step_concurrency``.
+DEFAULT_STEP_CONCURRENCY = 1
 
 
 @dataclass(frozen=True)

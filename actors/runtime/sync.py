@@ -363,7 +363,7 @@ class SyncStepActor(ChildActor):
             return
         if self.workers:
             # The worker takes the locks and claim, and reads the row again if it claimed it.
-            if not self._blocked(key, item, row) and self._token(key, item, refusals):
+            if not self._blocked(key, item, self._object(item, row)) and self._token(key, item, refusals):
                 self.in_flight[key] = (item, refusals)
                 self.idle.pop().tell(Work(key, item.model, row, self.actor_ref))
             return
@@ -380,10 +380,11 @@ class SyncStepActor(ChildActor):
                     row = accessor.backend.get(item.model, key[1])
                     if row is None or not still_pending(row, self.custom_fetch):
                         return
-                if self._blocked(key, item, row) or not self._token(key, item, refusals):
+                obj = self._object(item, row)
+                if self._blocked(key, item, obj) or not self._token(key, item, refusals):
                     return
                 try:
-                    outcome, retry_at = execute(self, self._ensure_step(), item.model, row)
+                    outcome, retry_at = execute(self, self._ensure_step(), item.model, row, obj)
                 except StepExit:
                     self.ctx.state.failed += 1
                     raise
@@ -417,9 +418,12 @@ class SyncStepActor(ChildActor):
         self.throttled = False
         self._ensure_drain()
 
-    def _blocked(self, key: Key, item: _Item, row: Row) -> bool:
+    def _object(self, item: _Item, row: Row) -> ORMWrapper:
+        return self.ctx.accessor.get_model_class(item.model)._from_row(row)
+
+    def _blocked(self, key: Key, item: _Item, obj: ORMWrapper) -> bool:
         """True (the object set waiting) when what it depends on, or its dependents' deletes, are owed."""
-        obj: ORMWrapper = self.ctx.accessor.get_model_class(item.model)._from_row(row)
+        row = obj._data
         if row.get("deleted"):
             blockers = self.deps.undeleted_dependents(obj)
             if blockers:
