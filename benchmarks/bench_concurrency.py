@@ -158,11 +158,13 @@ def main() -> None:
     parser.add_argument("--ks", type=int, nargs="*", default=[1, 8, 32, 128])
     parser.add_argument("--postgres", default=None, help="a PostgreSQL URL to run the same work on")
     parser.add_argument("--kinds", nargs="*", default=["independent", "dependent"])
+    parser.add_argument("--no-sqlite", action="store_true", help="only the PostgreSQL runs")
     args = parser.parse_args()
     sizes = args.sizes or ([200, 1000] if args.quick else [1000, 10_000])
     print(f"machine: {platform.platform()}, {os.cpu_count()} cpus, python {platform.python_version()}")
     with tempfile.TemporaryDirectory() as folder:
-        stores = [("sqlite", None)] + ([("postgresql", args.postgres)] if args.postgres else [])
+        stores = [] if args.no_sqlite else [("sqlite", None)]
+        stores += [("postgresql", args.postgres)] if args.postgres else []
         header = f"{'store':>10} {'work':>11} {'N':>6} {'K':>4} {'obj/s':>7} {'floor obj/s':>11} {'ratio':>6}"
         print(header)
         for name, pg in stores:

@@ -551,3 +551,55 @@ def test_bad_limits_on_a_step_class_are_named():
         "rate_burst must be an integer >= 1 or None, got 1.5",
     ]
     assert limit_problems(SyncStep) == []
+
+
+# -- replicas on PostgreSQL -------------------------------------------------------
+@pytest.mark.postgres
+def test_two_replicas_with_k_workers_each_never_handle_an_object_twice(postgres_url):
+    """Each replica's 8 workers claim objects on PostgreSQL: every object synced once, never twice at once."""
+    from actors.orm import ModelAccessor
+    from actors.runtime import ChildSpec, Supervisor
+    from actors.store import Store
+
+    from .store_support import postgres_database
+
+    with postgres_database(postgres_url) as url:
+        schema = make_store().schema
+        stores = [Store(url, schema), Store(url, schema)]
+        c = ModelAccessor(stores[0], caller=Caller.CLIENT)
+        for i in range(120):
+            c.MyModel(first_name=f"n{i}", last_name="x").save()
+        tracker = Tracker()
+        calls: dict[int, int] = {}
+
+        class SyncMyModel(SyncStep):
+            observes = "MyModel"
+            concurrency = 8
+
+            def sync_record(self, o: Any) -> None:
+                tracker.enter(o)
+                with tracker.lock:
+                    calls[o.id] = calls.get(o.id, 0) + 1
+                # A little real work against the database, so the replicas interleave.
+                self.model_accessor.MyModel.objects.filter(id=o.id).count()
+                tracker.leave(o)
+
+        sups = []
+        for store in stores:
+            accessor = ModelAccessor(store, caller=Caller.SYNCHRONIZER)
+            settings = RuntimeSettings()
+            f = factory(SyncMyModel)
+            spec = ChildSpec(
+                "SyncMyModel", SyncStepActor, (f,), interests=SyncStepActor.interests(f, accessor, settings)
+            )
+            sups.append(Supervisor.start([spec], accessor=accessor, clock=FakeClock(), settings=settings))
+        try:
+            wait_for(lambda: not stores[0].pending("MyModel", "sync"), timeout=60, description="all synced")
+            with tracker.lock:
+                assert tracker.most_per_object == 1
+                assert len(calls) == 120 and set(calls.values()) == {1}
+        finally:
+            for sup in sups:
+                sup.stop()
+            for store in stores:
+                store.close()
