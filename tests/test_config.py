@@ -357,6 +357,7 @@ def test_minimal_file_gets_every_default(workdir: Path) -> None:
         "pull_period": 5,
         "shutdown_timeout": 10,
         "isolation": "thread",
+        "step_concurrency": 1,
     }
     assert cfg.get("api") == {
         "enabled": True,

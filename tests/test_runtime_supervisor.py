@@ -248,6 +248,7 @@ def test_graceful_shutdown_lets_the_running_handler_finish(store):
 
     class SyncMyModel(SyncStep):
         observes = "MyModel"
+        concurrency = 1  # one slot: one handler in flight (test_runtime_concurrency has K slots)
 
         def sync_record(self, o):
             inside.set()

@@ -26,6 +26,7 @@ from actors.steps import (
     discover_factories,
     import_folder,
     import_session,
+    limit_problems,
     model_names,
     unload_namespace,
     validate_event_step,
@@ -185,6 +186,7 @@ def _problems(cls: Any, accessor: ModelAccessor) -> Iterator[str]:
     elif isolation == "process" and issubclass(cls, EventStep):
         yield "isolation = 'process' is not supported for event steps (they always run in a thread)"
     if issubclass(cls, SyncStep):
+        yield from limit_problems(cls)
         for problem in _unknown(model_names(cls.observes), accessor):
             yield f"observes: {problem}"
     elif issubclass(cls, Policy):

@@ -56,7 +56,8 @@ class ChildState:
     done: int = 0
     failed: int = 0
     queue_depth: int = 0
-    busy_since: float | None = None
+    #: When each running handler call started, by slot (0: the actor itself; 1..K: its workers).
+    busy: dict[int, float] = field(default_factory=dict)
     busy_deadline: float | None = None
     detail: dict[str, Any] = field(default_factory=dict)
 
@@ -67,6 +68,17 @@ class ChildState:
                 level = logging.DEBUG if value in _TRANSIENT else logging.INFO
                 log.log(level, "state changed", step=self.name, state=value, previous=previous)
         object.__setattr__(self, name, value)
+
+    @property
+    def busy_since(self) -> float | None:
+        """When the oldest running handler call started (None: none runs)."""
+        return min(list(self.busy.values()), default=None)
+
+    @busy_since.setter
+    def busy_since(self, value: float | None) -> None:
+        self.busy.clear()
+        if value is not None:
+            self.busy[0] = value
 
     def snapshot(self, now: float) -> ChildStatus:
         busy = self.busy_since
@@ -139,6 +151,8 @@ class ChildActor(pykka.ThreadingActor):
     kind: ClassVar[str] = "child"
     # A hung step must not keep the process alive at exit.
     use_daemon_thread = True
+    #: This actor's slot in ``ChildState.busy`` (a sync step's workers have 1..K).
+    slot: int = 0
 
     def __init__(self, ctx: ChildContext) -> None:
         super().__init__()
@@ -149,6 +163,11 @@ class ChildActor(pykka.ThreadingActor):
         self._timers: dict[str, Timer] = {}
         #: Child processes of this actor's isolated steps (ended with the actor).
         self._processes: list[IsolatedStep] = []
+
+    @property
+    def record_name(self) -> str:
+        """The name of this actor's slot in the crash records (a worker's adds ``#slot``)."""
+        return self.ctx.name if not self.slot else f"{self.ctx.name}#{self.slot}"
 
     @property
     def stale(self) -> bool:
@@ -221,12 +240,12 @@ class ChildActor(pykka.ThreadingActor):
     def _busy(self, deadline: float | None) -> Iterator[None]:
         state = self.ctx.state
         state.busy_deadline = deadline or self.ctx.deadline or self.ctx.settings.step_deadline
-        state.busy_since = self.ctx.clock.now()
+        state.busy[self.slot] = self.ctx.clock.now()
         try:
             yield
         finally:
             if not self.stale:
-                state.busy_since = None
+                state.busy.pop(self.slot, None)
 
     def write_status(self, model: str, id: int, fields: dict[str, Any]) -> None:
         """Write bookkeeping ``fields`` as the synchronizer; the notice of the write names this actor."""
@@ -259,7 +278,7 @@ class ChildActor(pykka.ThreadingActor):
         records = self.ctx.isolation.records if self.ctx.isolation is not None else None
         with self._busy(deadline), self.ctx.user_context(), acting_as(caller) if caller else nullcontext():
             if records is not None:
-                records.enter(self.ctx.name, getattr(fn, "__name__", "call"), args)
+                records.enter(self.record_name, getattr(fn, "__name__", "call"), args)
             try:
                 return fn(*args)
             except Exception:
@@ -268,4 +287,4 @@ class ChildActor(pykka.ThreadingActor):
                 raise StepExit(f"{type(exc).__name__}: {exc}") from exc
             finally:
                 if records is not None and not self.stale:
-                    records.leave(self.ctx.name)
+                    records.leave(self.record_name)

@@ -16,10 +16,14 @@ Who sends what:
   its timers: :class:`RetryDue` (a failed event's wait is over); its dead-letter
   producer: :class:`DeadLettered` (a dead-letter write ended); its watchdog timer:
   :class:`CheckProgress` (look for owned partitions that stopped moving)
+- sync-step actor -> one of its workers (``runtime.step_concurrency`` > 1): :class:`Work`
+  (handle this object); the worker -> the sync-step actor: :class:`WorkDone` (how it ended);
+  a timer -> the sync-step actor: :class:`RateReady` (its rate limit has a token again)
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,6 +43,7 @@ __all__ = [
     "GetStatus",
     "IsIdle",
     "Poll",
+    "RateReady",
     "RestartChild",
     "Resync",
     "RetryDue",
@@ -47,6 +52,8 @@ __all__ = [
     "Tick",
     "Unroute",
     "Wake",
+    "Work",
+    "WorkDone",
 ]
 
 
@@ -179,3 +186,40 @@ class DeadLettered:
 @dataclass(frozen=True)
 class CheckProgress:
     """Event-step actor: look for owned partitions with events left that made no progress lately."""
+
+
+# -- sync-step workers (concurrency per step) -------------------------------------
+@dataclass(frozen=True)
+class Work:
+    """Sync-step actor -> an idle worker: take the object's locks, run its handler, write its status.
+
+    ``row`` is the row the actor checked (pending, not in backoff, dependencies enacted).
+    """
+
+    key: tuple[str, int]
+    model: str
+    row: Mapping[str, Any]
+    reply_to: pykka.ActorRef[Any]
+
+
+@dataclass(frozen=True)
+class WorkDone:
+    """Worker ``slot`` -> its sync-step actor: how the :class:`Work` for ``key`` ended.
+
+    ``outcome`` is ``"done"`` (handler returned, status written), ``"failed"`` (handler
+    raised, failure status written; due again at ``retry_at`` unless it is ``None``),
+    ``"refused"`` (another actor or replica holds the object), ``"skipped"`` (no longer
+    pending, or purged), ``"exit"`` (step code exited: the step is replaced) or
+    ``"error"`` (the framework failed: the step is replaced); ``error`` says what.
+    """
+
+    key: tuple[str, int]
+    slot: int
+    outcome: str
+    retry_at: float | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class RateReady:
+    """Sync-step actor's timer: its rate limit has a token again, draining may go on."""

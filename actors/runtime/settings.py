@@ -8,7 +8,24 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["RuntimeSettings", "load_dependency_graph"]
+__all__ = ["DEFAULT_STEP_CONCURRENCY", "RuntimeSettings", "StepLimits", "load_dependency_graph"]
+
+
+#: Objects a sync step handles at once by default: one, as before (see docs/steps.md, "Concurrency
+#: and rate limits"). Workers cost a no-op step about a fifth of its throughput and a reaction
+#: 0.1 ms more, and step code that is not thread-safe fails only under load; an I/O-bound step
+#: says ``concurrency = 8`` (or more), or the config sets ``runtime.step_concurrency``.
+DEFAULT_STEP_CONCURRENCY = 1
+
+
+@dataclass(frozen=True)
+class StepLimits:
+    """How one sync step may run: ``concurrency`` objects at once, at most ``rate_limit`` calls/s."""
+
+    concurrency: int = 1
+    #: Handler calls a second (None: no limit), with up to ``rate_burst`` at once after a pause.
+    rate_limit: float | None = None
+    rate_burst: int = 1
 
 
 @dataclass(frozen=True)
@@ -23,6 +40,10 @@ class RuntimeSettings:
     backoff_disabled: bool = False
     #: Where step handlers run unless a step says: "thread" (in the actor) or "process" (a child).
     isolation: str = "thread"
+    #: Objects one sync step handles at once, unless the step (or ``steps``) says otherwise.
+    step_concurrency: int = DEFAULT_STEP_CONCURRENCY
+    #: Per step class name: ``concurrency``, ``rate_limit``, ``rate_burst`` (over the class's own).
+    steps: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     #: The synchronizer's name (the Kafka consumer group id).
     name: str = "actors"
     #: The ``event_bus`` section: kind, endpoint, dead_letter_topic, max_retries, retry_backoff.
@@ -43,6 +64,25 @@ class RuntimeSettings:
             name=str(config.get("name", None) or "actors"),
             event_bus=dict(config.get("event_bus", None) or {}),
             dependency_graph=load_dependency_graph(graph, getattr(config, "base_dir", None)),
+        )
+
+    def limits(self, name: str, cls: Any) -> StepLimits:
+        """The limits of step ``name``: ``runtime.steps.<name>``, else the class's attributes, else defaults.
+
+        A step in a child process (``isolation = "process"``) runs one object at a time.
+        """
+        override = self.steps.get(name) or {}
+
+        def pick(key: str) -> Any:
+            value = override.get(key)
+            return getattr(cls, key, None) if value is None else value
+
+        concurrency = pick("concurrency") or self.step_concurrency
+        if str(getattr(cls, "isolation", None) or self.isolation) == "process":
+            concurrency = 1
+        rate = pick("rate_limit")
+        return StepLimits(
+            int(concurrency), None if rate is None else float(rate), int(pick("rate_burst") or 1)
         )
 
 

@@ -2,29 +2,37 @@
 
 It keeps a queue of objects to look at, keyed by ``(root model, id)``, fed by the
 dirty-set queries (on start, after a restart, periodically) and by change notices.
-Objects are processed one at a time, each through one :class:`Drain` message, so
-the actor stays responsive between objects. An object in backoff waits on a
-timer; an object whose dependencies are not enacted waits for a notice about them.
+Objects are taken from the queue a batch per :class:`Drain` message, so the actor
+stays responsive between objects. An object in backoff waits on a timer; an object
+whose dependencies are not enacted waits for a notice about them.
+
+With ``concurrency`` 1 (the default) the actor runs each handler itself, one object
+at a time. With K > 1 it owns K :class:`~actors.runtime._workers.SyncWorker` actors
+and hands each ready object to an idle one (:class:`Work`), hearing back by
+:class:`WorkDone`: the queue, dependency waits, backoff and rate limit stay here.
+A ``rate_limit`` takes one token per handler call (:class:`TokenBucket`).
 """
 
 from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
 
-from actors.logs import traceback_if_debug
+import pykka
+
 from actors.orm import ModelAccessor, ORMWrapper
-from actors.steps import DeferredException, StepFactory, SyncStep
-from actors.store import Caller, NotFound, Pending, Row, row_is_pending
+from actors.steps import StepFactory, SyncStep
+from actors.store import NotFound, Pending, Row
 
 from ._child import ChildActor, ChildContext, StepExit
 from ._deps import Dependencies, Key
-from ._status import blocked_fields, error_text, failure_fields, register_of, success_fields
-from .messages import Changed, Drain, Resync, Wake
+from ._ratelimit import TokenBucket
+from ._status import blocked_fields, register_of
+from ._workers import SHARED, SyncWorker, claim, execute, still_pending
+from .messages import Changed, Drain, RateReady, Resync, Wake, Work, WorkDone
 from .settings import RuntimeSettings
 
 __all__ = ["SyncStepActor"]
@@ -33,8 +41,6 @@ __all__ = ["SyncStepActor"]
 #: doubling at each refusal up to LOCK_RETRY_MAX. A retry goes to the front of the queue.
 LOCK_RETRY = 0.05
 LOCK_RETRY_MAX = 1.0
-#: What ``_claim`` yields when it holds a cross-process claim.
-SHARED = object()
 #: A replica that reaches the other replicas' objects reads its dirty set again first
 #: when its last read is older than this: most of those have been synced since.
 THEIRS_REREAD = 1.0
@@ -51,6 +57,8 @@ class _Item:
 
 class SyncStepActor(ChildActor):
     kind = "sync"
+    #: The actor class of the K workers (tests put a fake in its place).
+    worker_class: Any = SyncWorker
 
     def __init__(self, ctx: ChildContext, factory: StepFactory) -> None:
         super().__init__(ctx)
@@ -72,10 +80,29 @@ class SyncStepActor(ChildActor):
         self.spread_at = 0.0
         self.theirs: set[Key] = set()
         self.drain_scheduled = False
-        self.resync_scheduled = False
+        #: True from the start: the start's Resync is owed (an IsIdle may come before it is sent).
+        self.resync_scheduled = True
         self.timer_due: float | None = None
+        self.limits = ctx.settings.limits(factory.name, factory.cls)
+        rate = self.limits.rate_limit
+        self.bucket = None if rate is None else TokenBucket(rate, self.limits.rate_burst, ctx.clock)
+        #: True while the rate limit has no token (a RateReady timer is set).
+        self.throttled = False
+        #: The workers (concurrency > 1), by slot - 1; the idle ones; objects with one:
+        #: the item and its refusal count; objects changed again meanwhile.
+        self.workers: list[pykka.ActorRef[Any]] = []
+        self.idle: list[pykka.ActorRef[Any]] = []
+        self.in_flight: dict[Key, tuple[_Item, int]] = {}
+        self.again: dict[Key, _Item] = {}
         self.handlers.update(
-            {Changed: self.on_changed, Resync: self.on_resync, Drain: self.on_drain, Wake: self.on_wake}
+            {
+                Changed: self.on_changed,
+                Resync: self.on_resync,
+                Drain: self.on_drain,
+                Wake: self.on_wake,
+                WorkDone: self.on_work_done,
+                RateReady: self.on_rate_ready,
+            }
         )
 
     @classmethod
@@ -91,16 +118,38 @@ class SyncStepActor(ChildActor):
     # -- life -----------------------------------------------------------------
     def on_start(self) -> None:
         super().on_start()
+        if self.limits.concurrency > 1:
+            self.workers = [
+                self.worker_class.start(self.ctx, self.factory, slot, self.custom_fetch)
+                for slot in range(1, self.limits.concurrency + 1)
+            ]
+            self.idle = list(reversed(self.workers))
         self._replica(True)
         self.actor_ref.tell(Resync("start"))
 
     def on_stop(self) -> None:
+        self._stop_workers(wait=not self.stale)
         self._replica(False)
         super().on_stop()
 
     def on_failure(self, exc_type: Any, exc_value: Any, traceback: Any) -> None:
+        self._stop_workers(wait=False)
         self._replica(False)
         super().on_failure(exc_type, exc_value, traceback)
+
+    def _stop_workers(self, wait: bool) -> None:
+        """Stop the workers; on a clean stop wait (``shutdown_timeout``) for their handlers to end."""
+        workers, self.workers, self.idle = self.workers, [], []
+        futures = []
+        for worker in workers:
+            with suppress(pykka.ActorDeadError):
+                futures.append(worker.stop(block=False))
+        if not wait:
+            return
+        deadline = time.monotonic() + self.ctx.settings.shutdown_timeout
+        for future in futures:
+            with suppress(pykka.Timeout, pykka.ActorDeadError):
+                future.get(timeout=max(0.0, deadline - time.monotonic()))
 
     def _replica(self, join: bool) -> None:
         """Join (or leave) the replicas sharing this step's work, on a shared backend."""
@@ -110,7 +159,7 @@ class SyncStepActor(ChildActor):
             method(self.ctx.name)
 
     def is_idle(self) -> bool:
-        if self.queue or self.drain_scheduled or self.resync_scheduled:
+        if self.queue or self.in_flight or self.drain_scheduled or self.resync_scheduled:
             return False
         now = self.ctx.clock.now()
         return all(due > now for due, _ in self.deferred.values())
@@ -188,6 +237,9 @@ class SyncStepActor(ChildActor):
                 self.actor_ref.tell(Resync("change"))
             return
         self.deferred.pop(key, None)
+        if key in self.in_flight:
+            self.again[key] = _Item(model)  # looked at again when its handler ends
+            return
         self._enqueue(key, _Item(model))
         self._ensure_drain()
 
@@ -210,11 +262,16 @@ class SyncStepActor(ChildActor):
             return
         started = time.monotonic()
         for _ in range(DRAIN_BATCH):
-            if not self.queue or self.ctx.state.state == "stopping":
+            if not self.queue or self.ctx.state.state == "stopping" or self.throttled:
                 break
+            if self.workers and not self.idle:
+                break  # every slot busy: a WorkDone drains again
             key, item = self.queue.popitem(last=False)
             if self._reread_theirs(key, item):
                 return
+            if key in self.in_flight:
+                self.again[key] = item
+                continue
             self._process(key, item)
             if time.monotonic() - started > DRAIN_SECONDS:
                 break
@@ -251,12 +308,14 @@ class SyncStepActor(ChildActor):
         self._update_depth()
 
     def _ensure_drain(self) -> None:
-        if self.queue and not self.drain_scheduled:
+        if self.queue and not self.drain_scheduled and not self.throttled and (self.idle or not self.workers):
             self.drain_scheduled = True
             self.actor_ref.tell(Drain())
 
     def _update_depth(self) -> None:
-        self.ctx.state.queue_depth = len(self.queue) + len(self.deferred) + len(self.waiting_items)
+        self.ctx.state.queue_depth = (
+            len(self.queue) + len(self.deferred) + len(self.waiting_items) + len(self.in_flight)
+        )
 
     def _defer(self, key: Key, item: _Item, due: float) -> None:
         self.deferred[key] = (due, _Item(item.model))
@@ -295,27 +354,41 @@ class SyncStepActor(ChildActor):
         row = item.row if item.row is not None else accessor.backend.get(item.model, key[1])
         if row is None:
             return
-        if not self._still_pending(row):
+        if not still_pending(row, self.custom_fetch):
             return
         now = self.ctx.clock.now()
         next_run = register_of(row).get("next_run") or 0
         if not self.ctx.settings.backoff_disabled and isinstance(next_run, int | float) and next_run > now:
             self._defer(key, item, float(next_run))
             return
+        if self.workers:
+            # The worker takes the locks and claim, and reads the row again if it claimed it.
+            if not self._blocked(key, item, self._object(item, row)) and self._token(key, item, refusals):
+                self.in_flight[key] = (item, refusals)
+                self.idle.pop().tell(Work(key, item.model, row, self.actor_ref))
+            return
         if not self.ctx.locks.try_acquire(key):
             self._refused(key, item, now, refusals)
             return
         try:
-            with self._claim(item.model, key[1]) as held:
+            with claim(accessor.backend, item.model, key[1]) as held:
                 if not held:
                     self._refused(key, item, now, refusals)
                     return
                 if held is SHARED:
                     # Another replica may have synced it between our read and our claim.
                     row = accessor.backend.get(item.model, key[1])
-                    if row is None or not self._still_pending(row):
+                    if row is None or not still_pending(row, self.custom_fetch):
                         return
-                self._run(key, item, row)
+                obj = self._object(item, row)
+                if self._blocked(key, item, obj) or not self._token(key, item, refusals):
+                    return
+                try:
+                    outcome, retry_at = execute(self, self._ensure_step(), item.model, row, obj)
+                except StepExit:
+                    self.ctx.state.failed += 1
+                    raise
+                self._ended(key, item, outcome, retry_at)
         except NotFound:
             pass  # purged while we worked on it
         finally:
@@ -326,92 +399,81 @@ class SyncStepActor(ChildActor):
         self.refused[key] = refusals + 1
         self._defer(key, item, now + min(LOCK_RETRY * 2**refusals, LOCK_RETRY_MAX))
 
-    def _still_pending(self, row: Row) -> bool:
-        return self.custom_fetch or row_is_pending(row, "sync_deleted" if row.get("deleted") else "sync")
+    def _token(self, key: Key, item: _Item, refusals: int) -> bool:
+        """A token of the rate limit; without one the object goes back to the front and draining pauses."""
+        if self.bucket is None:
+            return True
+        wait = self.bucket.take()
+        if wait <= 0:
+            return True
+        self.queue[key] = item
+        self.queue.move_to_end(key, last=False)
+        if refusals:
+            self.refused[key] = refusals
+        self.throttled = True
+        self.schedule("rate", wait, RateReady())
+        return False
 
-    @contextmanager
-    def _claim(self, model: str, id: int) -> Iterator[object]:
-        """The backend's cross-process claim on the object, when it has one (PostgreSQL)."""
-        backend = self.ctx.accessor.backend
-        if not getattr(backend, "shared", False):
-            yield True
-            return
-        with backend.claim(model, id) as held:  # type: ignore[attr-defined]
-            yield SHARED if held else False
+    def on_rate_ready(self, _message: RateReady) -> None:
+        self.throttled = False
+        self._ensure_drain()
 
-    def _run(self, key: Key, item: _Item, row: Row) -> None:
-        step = self._ensure_step()
-        accessor = self.ctx.accessor
-        obj: ORMWrapper = accessor.get_model_class(item.model)._from_row(row)
-        id = row["id"]
+    def _object(self, item: _Item, row: Row) -> ORMWrapper:
+        return self.ctx.accessor.get_model_class(item.model)._from_row(row)
+
+    def _blocked(self, key: Key, item: _Item, obj: ORMWrapper) -> bool:
+        """True (the object set waiting) when what it depends on, or its dependents' deletes, are owed."""
+        row = obj._data
         if row.get("deleted"):
             blockers = self.deps.undeleted_dependents(obj)
             if blockers:
                 self._wait(key, item, [self.deps.key(m, r["id"]) for m, r in blockers])
-                return
-            if self._call(step.delete_record, obj, row, item, key):
-                self.write_status(item.model, id, {"backend_need_reap": True})
-                self.log.info("synced", model=item.model, id=id, deleted=True)
-                self._done(key)
-            return
+            return bool(blockers)
         unsynced = self.deps.unsynced_dependencies(obj)
-        if unsynced:
-            failed = next(
-                (
-                    (m, r)
-                    for m, r in unsynced
-                    if r.get("backend_code") == 2 and register_of(r).get("failures")
-                ),
-                None,
-            )
-            if failed is not None:
-                fields = blocked_fields(
-                    failed[0], failed[1]["id"], str(failed[1].get("backend_status") or "")
-                )
-                if row.get("backend_status") != fields["backend_status"]:
-                    self.write_status(item.model, id, fields)
-            self._wait(key, item, [self.deps.key(m, r["id"]) for m, r in unsynced])
-            return
-        if not row.get("backend_need_delete"):
-            self.write_status(item.model, id, {"backend_need_delete": True})
-        if self._call(step.sync_record, obj, row, item, key):
-            self.write_status(item.model, id, success_fields(row, self.ctx.clock.now()))
-            after = getattr(step, "after_sync_save", None)
-            if callable(after):
-                self.call_user(after, obj, caller=Caller.SYNCHRONIZER)
-            self.log.info("synced", model=item.model, id=id, deleted=False)
-            self._done(key)
-
-    def _call(self, fn: Any, obj: ORMWrapper, row: Row, item: _Item, key: Key) -> bool:
-        """Run a handler; on failure write the status, schedule the retry and return False."""
-        try:
-            self.call_user(fn, obj, caller=Caller.STEP, deadline=getattr(self.step, "deadline", None))
-            return True
-        except StepExit as exc:
-            self._failed(key, item, row, exc)
-            raise
-        except Exception as exc:
-            self._failed(key, item, row, exc)
+        if not unsynced:
             return False
-
-    def _failed(self, key: Key, item: _Item, row: Row, exc: BaseException) -> None:
-        now = self.ctx.clock.now()
-        fields, next_run = failure_fields(row, exc, now, self.ctx.settings.backoff_disabled)
-        deferred = isinstance(exc, DeferredException)
-        report = self.log.info if deferred else self.log.warning
-        report(
-            "sync deferred" if deferred else "sync failed",
-            model=item.model,
-            id=row["id"],
-            error=error_text(exc),
-            exc_info=traceback_if_debug(self.log, exc),
+        failed = next(
+            ((m, r) for m, r in unsynced if r.get("backend_code") == 2 and register_of(r).get("failures")),
+            None,
         )
-        self.ctx.state.failed += 1
-        self.write_status(item.model, row["id"], fields)
-        self._wake_waiters(key)
-        if deferred or not self.ctx.settings.backoff_disabled:
-            self._defer(key, item, next_run)
+        if failed is not None:
+            fields = blocked_fields(failed[0], failed[1]["id"], str(failed[1].get("backend_status") or ""))
+            if row.get("backend_status") != fields["backend_status"]:
+                self.write_status(item.model, row["id"], fields)
+        self._wait(key, item, [self.deps.key(m, r["id"]) for m, r in unsynced])
+        return True
 
-    def _done(self, key: Key) -> None:
-        self.ctx.state.done += 1
+    def _ended(self, key: Key, item: _Item, outcome: str, retry_at: float | None) -> None:
+        """The handler ended (its status written): count it, wake its waiters, schedule a retry."""
+        if outcome == "done":
+            self.ctx.state.done += 1
+        else:
+            self.ctx.state.failed += 1
+            if retry_at is not None:
+                self._defer(key, item, retry_at)
         self._wake_waiters(key)
+
+    def on_work_done(self, message: WorkDone) -> None:
+        """A worker ended an object: apply the outcome here, give the worker its next one."""
+        if 1 <= message.slot <= len(self.workers):
+            self.idle.append(self.workers[message.slot - 1])
+        entry = self.in_flight.pop(message.key, None)
+        if entry is None:
+            return
+        item, refusals = entry
+        key = message.key
+        if message.outcome == "refused":
+            self._refused(key, item, self.ctx.clock.now(), refusals)
+        elif message.outcome in ("done", "failed"):
+            self._ended(key, item, message.outcome, message.retry_at)
+        elif message.outcome == "exit":
+            self.ctx.state.failed += 1
+            raise StepExit(message.error or "step code exited")
+        elif message.outcome == "error":
+            raise RuntimeError(f"a worker of {self.ctx.name} failed: {message.error}")
+        again = self.again.pop(key, None)
+        if again is not None:  # changed while it ran: look again now (as a notice does)
+            self.deferred.pop(key, None)
+            self._enqueue(key, again)
+        self._update_depth()
+        self._ensure_drain()

@@ -19,7 +19,7 @@ from ._eventstep import EventStep, validate_event_step
 from ._exceptions import DeferredException, InnocuousException
 from ._policy import Policy
 from ._pullstep import PullStep
-from ._syncstep import SyncStep
+from ._syncstep import SyncStep, limit_problems
 
 __all__ = [
     "DeferredException",
@@ -39,6 +39,7 @@ __all__ = [
     "import_session",
     "instantiate",
     "is_abstract_step",
+    "limit_problems",
     "model_names",
     "unload_namespace",
     "validate_event_step",

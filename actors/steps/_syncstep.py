@@ -6,7 +6,7 @@ from typing import Any, ClassVar
 
 from ._base import StepBase, model_names
 
-__all__ = ["SyncStep"]
+__all__ = ["SyncStep", "limit_problems"]
 
 
 class SyncStep(StepBase):
@@ -24,6 +24,12 @@ class SyncStep(StepBase):
     provides: ClassVar[Any] = ()
     #: Accepted for compatibility with the original; reaction here is immediate.
     requested_interval: ClassVar[float] = 0
+    #: Objects handled at once (each in a worker with its own step instance); None: the config's
+    #: ``runtime.step_concurrency``. A step with ``isolation = "process"`` handles one at a time.
+    concurrency: ClassVar[int | None] = None
+    #: At most this many handler calls a second (None: no limit), ``rate_burst`` of them at once.
+    rate_limit: ClassVar[float | None] = None
+    rate_burst: ClassVar[int | None] = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -54,3 +60,18 @@ class SyncStep(StepBase):
             model=getattr(o, "model_name", type(o).__name__),
             id=getattr(o, "id", None),
         )
+
+
+def limit_problems(cls: Any) -> list[str]:
+    """What is wrong with a sync step's ``concurrency``, ``rate_limit`` and ``rate_burst`` (one line each)."""
+    problems = []
+    concurrency = getattr(cls, "concurrency", None)
+    if concurrency is not None and (type(concurrency) is not int or concurrency < 1):
+        problems.append(f"concurrency must be an integer >= 1 or None, got {concurrency!r}")
+    rate = getattr(cls, "rate_limit", None)
+    if rate is not None and (type(rate) not in (int, float) or not rate > 0):
+        problems.append(f"rate_limit must be a number > 0 (objects/s) or None, got {rate!r}")
+    burst = getattr(cls, "rate_burst", None)
+    if burst is not None and (type(burst) is not int or burst < 1):
+        problems.append(f"rate_burst must be an integer >= 1 or None, got {burst!r}")
+    return problems

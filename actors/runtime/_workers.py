@@ -1,0 +1,175 @@
+"""What runs one object through a sync step, and the worker actors that do it K at a time.
+
+A sync-step actor with ``concurrency`` K > 1 owns K :class:`SyncWorker` actors. It
+keeps the queue, the dependency waits, the backoff timers and the rate limit; it
+sends an idle worker a :class:`~actors.runtime.messages.Work` for an object that is
+ready, and hears back a :class:`~actors.runtime.messages.WorkDone`. The worker takes
+the object's locks (this process's :class:`~actors.runtime._child.ObjectLocks`, then
+the backend's cross-process claim), runs the handler through :func:`execute`, writes
+the status and lets the locks go, all in its own thread: a worker abandoned on a hung
+handler keeps the object locked until its call returns. With K = 1 the sync-step
+actor calls :func:`execute` itself, as before.
+"""
+
+from __future__ import annotations
+
+import builtins
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from actors.logs import traceback_if_debug
+from actors.orm import ORMWrapper
+from actors.steps import DeferredException, StepFactory
+from actors.store import Caller, NotFound, Row, row_is_pending
+
+from ._child import ChildActor, ChildContext, StepExit, tell_quietly
+from ._status import error_text, failure_fields, success_fields
+from .messages import Work, WorkDone
+
+__all__ = ["SHARED", "SyncWorker", "claim", "execute", "still_pending"]
+
+#: What :func:`claim` yields when it holds a cross-process claim.
+SHARED = object()
+#: At most this many claims held at once per shared backend, over all steps and workers of the
+#: process. A PostgreSQL claim holds a pooled connection until the handler and its status writes
+#: end, and the pool has 15 (SQLAlchemy's 5 + 10 overflow): with every connection held by a
+#: claim, the status writes would wait for one forever. Workers beyond it wait for a claim.
+MAX_CLAIMS = 8
+_claim_slots: dict[int, threading.BoundedSemaphore] = {}
+_claim_slots_lock = threading.Lock()
+
+
+@contextmanager
+def claim(backend: Any, model: str, id: int) -> Iterator[object]:
+    """The backend's cross-process claim on the object, when it has one (PostgreSQL).
+
+    Yields ``True`` (no such claim: one process per store), :data:`SHARED` (held) or
+    ``False`` (another process holds it). Waits while :data:`MAX_CLAIMS` are held.
+    """
+    if not getattr(backend, "shared", False):
+        yield True
+        return
+    with _claim_slots_lock:
+        # Keyed by id(): a later store with a reused id finds every slot free again.
+        slots = _claim_slots.setdefault(builtins.id(backend), threading.BoundedSemaphore(MAX_CLAIMS))
+    with slots, backend.claim(model, id) as held:
+        yield SHARED if held else False
+
+
+def still_pending(row: Row, custom_fetch: bool) -> bool:
+    """Whether ``row`` still needs its sync (or delete); a step with its own ``fetch_pending`` decides."""
+    return custom_fetch or row_is_pending(row, "sync_deleted" if row.get("deleted") else "sync")
+
+
+def execute(
+    actor: ChildActor, step: Any, model: str, row: Row, obj: ORMWrapper | None = None
+) -> tuple[str, float | None]:
+    """Run ``sync_record`` (or ``delete_record``) on the object of ``row`` and write its status.
+
+    The caller holds the object's locks and has checked its dependencies. Returns
+    ``("done", None)`` when the handler returned; after a failure (its status
+    written) ``("failed", retry_at)``: when the object is due again, or ``None`` when
+    it waits for a change. Step code that exits raises :class:`StepExit` after the
+    failure status is written. ``obj`` is the object of ``row``, when the caller has it.
+    """
+    if obj is None:
+        obj = actor.ctx.accessor.get_model_class(model)._from_row(row)
+    id = row["id"]
+    deleted = bool(row.get("deleted"))
+    if not deleted and not row.get("backend_need_delete"):
+        actor.write_status(model, id, {"backend_need_delete": True})
+    handler = step.delete_record if deleted else step.sync_record
+    try:
+        actor.call_user(handler, obj, caller=Caller.STEP, deadline=getattr(step, "deadline", None))
+    except StepExit as exc:
+        _failed(actor, model, row, exc)
+        raise
+    except Exception as exc:
+        return "failed", _failed(actor, model, row, exc)
+    if deleted:
+        actor.write_status(model, id, {"backend_need_reap": True})
+        actor.log.info("synced", model=model, id=id, deleted=True)
+        return "done", None
+    actor.write_status(model, id, success_fields(row, actor.ctx.clock.now()))
+    after = getattr(step, "after_sync_save", None)
+    if callable(after):
+        actor.call_user(after, obj, caller=Caller.SYNCHRONIZER)
+    actor.log.info("synced", model=model, id=id, deleted=False)
+    return "done", None
+
+
+def _failed(actor: ChildActor, model: str, row: Row, exc: BaseException) -> float | None:
+    settings = actor.ctx.settings
+    fields, next_run = failure_fields(row, exc, actor.ctx.clock.now(), settings.backoff_disabled)
+    deferred = isinstance(exc, DeferredException)
+    report = actor.log.info if deferred else actor.log.warning
+    report(
+        "sync deferred" if deferred else "sync failed",
+        model=model,
+        id=row["id"],
+        error=error_text(exc),
+        exc_info=traceback_if_debug(actor.log, exc),
+    )
+    actor.write_status(model, row["id"], fields)
+    return next_run if deferred or not settings.backoff_disabled else None
+
+
+class SyncWorker(ChildActor):
+    """One of a sync step's K slots: runs one object at a time, with its own step instance.
+
+    Its own instance, as the original built one step instance per object it synced:
+    step code keeping state on ``self`` is never called from two threads at once.
+    It shares the step actor's context (state, generation, locks), so the deadline
+    watchdog sees its calls and a replaced step's workers stop with it.
+    """
+
+    kind = "sync-worker"
+
+    def __init__(self, ctx: ChildContext, factory: StepFactory, slot: int, custom_fetch: bool) -> None:
+        super().__init__(ctx)
+        self.factory = factory
+        self.slot = slot
+        self.custom_fetch = custom_fetch
+        self.step: Any = None
+        self.log = self.log.bind(worker=slot)
+        self.handlers[Work] = self.on_work
+
+    def on_start(self) -> None:
+        pass  # the step actor's state is not ours to set
+
+    def on_work(self, work: Work) -> None:
+        """Handle the object; tell the step actor how it ended (a failure of ours ends the step)."""
+        try:
+            outcome, retry_at = self._work(work)
+            done = WorkDone(work.key, self.slot, outcome, retry_at)
+        except StepExit as exc:
+            done = WorkDone(work.key, self.slot, "exit", error=str(exc))
+        except Exception as exc:
+            done = WorkDone(work.key, self.slot, "error", error=f"{type(exc).__name__}: {exc}")
+        tell_quietly(work.reply_to, done)
+
+    def _work(self, work: Work) -> tuple[str, float | None]:
+        locks, backend = self.ctx.locks, self.ctx.accessor.backend
+        model, id = work.model, work.key[1]
+        if not locks.try_acquire(work.key):
+            return "refused", None
+        try:
+            with claim(backend, model, id) as held:
+                if not held:
+                    return "refused", None
+                row: Row = dict(work.row)
+                if held is SHARED:
+                    # Another replica may have synced it between our read and our claim.
+                    fresh = backend.get(model, id)
+                    if fresh is None or not still_pending(fresh, self.custom_fetch):
+                        return "skipped", None
+                    row = fresh
+                if self.step is None:
+                    self.step = self.make_step(self.factory)
+                return execute(self, self.step, model, row)
+        except NotFound:
+            return "skipped", None  # purged while we worked on it
+        finally:
+            locks.release(work.key)
