@@ -1,0 +1,300 @@
+"""An in-process event bus behind the event-step actor's consumer seam (no broker).
+
+:class:`InProcessBus` keeps one partition per topic. The consumers it builds
+(:meth:`InProcessBus.consumer`) and its dead-letter sink (:meth:`InProcessBus.sink`)
+implement :class:`~actors.runtime._kafka_client.ConsumerClient` and
+:class:`~actors.runtime._kafka_client.DeadLetterSink`, so the production
+:class:`~actors.runtime.events.EventStepActor` runs unchanged on top of it:
+committed offsets per group, pauses, redelivery after a crash, dead letters.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from kafka.structs import TopicPartition
+
+from actors.runtime._kafka_client import BusOptions, ConsumerSpec, subscription_pattern
+
+__all__ = ["BusRecord", "DeadLetter", "InProcessBus", "encode_value"]
+
+
+@dataclass(frozen=True)
+class BusRecord:
+    """One record of the in-process bus (the attributes of a kafka-python ``ConsumerRecord``)."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    timestamp: int
+    headers: tuple[tuple[str, bytes], ...] = ()
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """An event the framework gave up on: the original key and value, why, and after how many tries."""
+
+    topic: str
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    error: str
+    error_type: str
+    attempts: int
+    step: str
+    headers: dict[str, bytes] = field(default_factory=dict)
+
+
+def encode_value(value: Any) -> bytes | None:
+    """An event value as bytes: bytes as they are, ``str`` as UTF-8, anything else as JSON."""
+    if value is None or isinstance(value, bytes):
+        return value
+    if isinstance(value, str):
+        return value.encode()
+    return json.dumps(value).encode()
+
+
+class InProcessBus:
+    """Topics with one partition each, in memory; thread-safe."""
+
+    def __init__(self, now: Callable[[], float] = time.time) -> None:
+        self._now = now
+        self._cond = threading.Condition()
+        self._topics: dict[str, list[BusRecord]] = {}
+        self._committed: dict[tuple[str, TopicPartition], int] = {}
+        self._consumers: list[_Consumer] = []
+
+    # -- producing ----------------------------------------------------------
+    def send(
+        self,
+        topic: str,
+        value: Any,
+        key: Any = None,
+        headers: Iterable[tuple[str, bytes | str]] = (),
+    ) -> BusRecord:
+        """Append one record to ``topic`` (created if new) and wake the consumers; returns it."""
+        if not isinstance(topic, str) or not topic:
+            raise ValueError(f"send_event: the topic must be a non-empty string, got {topic!r}")
+        raw_headers = tuple((str(n), v.encode() if isinstance(v, str) else bytes(v)) for n, v in headers)
+        with self._cond:
+            records = self._topics.setdefault(topic, [])
+            record = BusRecord(
+                topic,
+                0,
+                len(records),
+                encode_value(key),
+                encode_value(value),
+                int(self._now() * 1000),
+                raw_headers,
+            )
+            records.append(record)
+            self._cond.notify_all()
+        return record
+
+    def records(self, topic: str) -> list[BusRecord]:
+        """Every record written to ``topic`` so far, in order."""
+        with self._cond:
+            return list(self._topics.get(topic, ()))
+
+    def committed(self, group: str, topic: str) -> int:
+        """The offset ``group`` committed on ``topic`` (the next one it will read), 0 if none."""
+        with self._cond:
+            return self._committed.get((group, TopicPartition(topic, 0)), 0)
+
+    def pending(self) -> int:
+        """How many records no live consumer has fetched yet (on the topics they subscribe to)."""
+        with self._cond:
+            return sum(c.unread() for c in self._consumers)
+
+    # -- the seam -----------------------------------------------------------
+    def consumer(self, spec: ConsumerSpec) -> _Consumer:
+        """A :class:`~actors.runtime._kafka_client.ConsumerFactory`: a consumer of ``spec``."""
+        consumer = _Consumer(self, spec)
+        with self._cond:
+            self._consumers.append(consumer)
+        return consumer
+
+    def sink(self, options: BusOptions) -> _Sink:
+        """A :class:`~actors.runtime._kafka_client.SinkFactory`: writes dead letters to this bus."""
+        return _Sink(self)
+
+    def wake(self) -> None:
+        """Wake every consumer waiting in ``poll()``."""
+        with self._cond:
+            self._cond.notify_all()
+
+
+class _Consumer:
+    """One consumer of an :class:`InProcessBus` (a :class:`ConsumerClient`)."""
+
+    def __init__(self, bus: InProcessBus, spec: ConsumerSpec) -> None:
+        self.bus = bus
+        self.spec = spec
+        self.group = spec.options.group
+        self.topics = set(spec.topics)
+        self.pattern = (
+            re.compile(subscription_pattern(spec.pattern, [spec.options.dead_letter_topic]))
+            if spec.pattern is not None
+            else None
+        )
+        self.assigned: set[TopicPartition] = set()
+        self.position: dict[TopicPartition, int] = {}
+        self.paused: set[TopicPartition] = set()
+        self.closed = False
+
+    def _wants(self, topic: str) -> bool:
+        return topic in self.topics or (self.pattern is not None and self.pattern.match(topic) is not None)
+
+    def _refresh(self) -> None:
+        """Assign the matching topics that appeared (under the bus lock); tell the handler after."""
+        new = {
+            TopicPartition(t, 0)
+            for t in self.bus._topics
+            if self._wants(t) and TopicPartition(t, 0) not in self.assigned
+        }
+        for tp in new:
+            self.assigned.add(tp)
+            self.position[tp] = self.bus._committed.get((self.group, tp), 0)
+        if new:
+            self.spec.handler.assigned(new)
+
+    def unread(self) -> int:
+        if self.closed:
+            return 0
+        return sum(
+            max(0, len(self.bus._topics.get(t, ())) - self.position.get(TopicPartition(t, 0), 0))
+            for t in self.bus._topics
+            if self._wants(t)
+        )
+
+    def _fetch(self, max_records: int) -> dict[TopicPartition, list[BusRecord]]:
+        batch: dict[TopicPartition, list[BusRecord]] = {}
+        budget = max_records
+        for tp in sorted(self.assigned - self.paused):
+            if budget <= 0:
+                break
+            records = self.bus._topics.get(tp.topic, [])
+            start = self.position[tp]
+            chunk = records[start : start + budget]
+            if chunk:
+                batch[tp] = chunk
+                self.position[tp] = start + len(chunk)
+                budget -= len(chunk)
+        return batch
+
+    # -- ConsumerClient -----------------------------------------------------
+    def poll(self, timeout: float, max_records: int) -> Mapping[TopicPartition, Sequence[Any]]:
+        deadline = time.monotonic() + max(0.0, timeout)
+        with self.bus._cond:
+            while True:
+                self._refresh()
+                batch = self._fetch(max_records)
+                left = deadline - time.monotonic()
+                if batch or left <= 0 or self.closed:
+                    return batch
+                self.bus._cond.wait(left)
+
+    def pause(self, partitions: Iterable[TopicPartition]) -> None:
+        with self.bus._cond:
+            self.paused.update(partitions)
+
+    def resume(self, partitions: Iterable[TopicPartition]) -> None:
+        """Resume from the next offset not yet fetched (what the actor's buffer expects)."""
+        with self.bus._cond:
+            self.paused.difference_update(partitions)
+            self.bus._cond.notify_all()
+
+    def assignment(self) -> set[TopicPartition]:
+        with self.bus._cond:
+            return set(self.assigned)
+
+    def commit(self, offsets: Mapping[TopicPartition, int], timeout: float) -> None:
+        with self.bus._cond:
+            for tp, offset in offsets.items():
+                self.bus._committed[(self.group, tp)] = offset
+
+    def commit_async(
+        self,
+        offsets: Mapping[TopicPartition, int],
+        callback: Callable[[Mapping[TopicPartition, int], BaseException | None], None],
+    ) -> None:
+        sent = dict(offsets)
+        self.commit(sent, 0.0)
+        callback(sent, None)
+
+    def problem(self) -> str | None:
+        return None
+
+    def joining(self) -> bool:
+        return False
+
+    def caught_up(self) -> bool:
+        with self.bus._cond:
+            return all(
+                self.position.get(tp, 0) >= len(self.bus._topics.get(tp.topic, ()))
+                for tp in self.assigned - self.paused
+            )
+
+    def close(self, timeout: float) -> None:
+        with self.bus._cond:
+            assigned = set(self.assigned)
+        offsets = self.spec.handler.revoking(assigned, False)
+        self.commit(offsets, timeout)
+        self.spec.handler.revoked(assigned, offsets, None)
+        with self.bus._cond:
+            self.closed = True
+            self.assigned.clear()
+            if self in self.bus._consumers:
+                self.bus._consumers.remove(self)
+            self.bus._cond.notify_all()
+
+
+class _Sink:
+    """Dead letters written to the same in-process bus (a :class:`DeadLetterSink`)."""
+
+    def __init__(self, bus: InProcessBus) -> None:
+        self.bus = bus
+
+    def send(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        headers: list[tuple[str, bytes]],
+        callback: Callable[[BaseException | None], None],
+    ) -> None:
+        self.bus.send(topic, value, key=key, headers=headers)
+        callback(None)
+
+    def close(self, timeout: float) -> None:
+        pass
+
+
+def dead_letter_of(record: BusRecord) -> DeadLetter:
+    """Read a dead-letter record's headers (see ``actors.runtime.events.DEAD_LETTER_HEADERS``)."""
+    headers: dict[str, bytes] = {}
+    for name, value in record.headers:
+        headers.setdefault(name, value)
+
+    def text(name: str) -> str:
+        return headers.get(name, b"").decode("utf-8", "replace")
+
+    return DeadLetter(
+        topic=text("origin_topic"),
+        offset=int(text("origin_offset") or -1),
+        key=record.key,
+        value=record.value,
+        error=text("error"),
+        error_type=text("error_type"),
+        attempts=int(text("attempts") or 0),
+        step=text("step"),
+        headers=headers,
+    )
