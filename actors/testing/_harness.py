@@ -19,7 +19,7 @@ from actors.orm import ModelAccessor, ORMWrapper
 from actors.runtime import Synchronizer
 from actors.runtime.clock import FakeClock
 from actors.runtime.events import EventStepActor
-from actors.runtime.messages import CheckDeadlines, ChildStatus, IsIdle
+from actors.runtime.messages import CheckDeadlines, ChildStatus, GetStatus, IsIdle
 from actors.runtime.supervisor import CHANGEFEED, ChildSpec
 from actors.store import Caller
 
@@ -93,7 +93,11 @@ class _Synchronizer(Synchronizer):
         assert loaded is not None
         recorder = self.harness.recorder
         # After the step modules were imported (their create_logger may have reset the root logger).
-        logging.getLogger().addHandler(recorder)
+        root = logging.getLogger()
+        root.addHandler(recorder)
+        level = self.harness._log_level
+        if root.getEffectiveLevel() > level:
+            root.setLevel(level)
         for kind, factories in (
             ("sync", loaded.sync_steps),
             ("policy", loaded.policies),
@@ -187,7 +191,10 @@ class SyncHarness:
     behind the event steps' consumer; ``bus="kafka"`` uses the config's real
     ``event_bus``. ``deterministic=True`` (the default) runs step code one step
     at a time, steps in name order, so a run replays the same way.
-    ``runtime`` overrides keys of the config's ``runtime`` section.
+    ``runtime`` overrides keys of the config's ``runtime`` section. Log lines
+    from ``log_level`` up are recorded (the root logger is lowered to it while the
+    synchronizer runs); the root logger's handlers and level are put back at
+    :meth:`stop` (the steps' logging config is undone).
     """
 
     def __init__(
@@ -199,6 +206,7 @@ class SyncHarness:
         runtime: Mapping[str, Any] | None = None,
         data_dir: str | os.PathLike[str] | None = None,
         timeout: float = 10.0,
+        log_level: int | str = logging.INFO,
     ) -> None:
         if bus not in ("inprocess", "kafka"):
             raise ValueError(f"bus: expected 'inprocess' or 'kafka', got {bus!r}")
@@ -221,10 +229,14 @@ class SyncHarness:
         self._objects: _Objects | None = None
         self._live: dict[str, Any] | None = None
         self._started = False
+        self._log_level = logging.getLevelName(log_level) if isinstance(log_level, str) else log_level
+        self._root: tuple[list[logging.Handler], int] | None = None
 
     # -- life -----------------------------------------------------------------
     def start(self) -> SyncHarness:
         """Load and start every step, then run until idle (the start-up resyncs and first pulls)."""
+        root = logging.getLogger()
+        self._root = (list(root.handlers), root.level)
         try:
             self.synchronizer.start()
             self._started = True
@@ -243,7 +255,12 @@ class SyncHarness:
         try:
             self.synchronizer.stop(timeout=2.0)
         finally:
-            logging.getLogger().removeHandler(self.recorder)
+            root = logging.getLogger()
+            root.removeHandler(self.recorder)
+            if self._root is not None:
+                root.handlers[:], level = self._root
+                root.setLevel(level)
+                self._root = None
             self._started = False
             if self._tmp is not None:
                 shutil.rmtree(self._tmp, ignore_errors=True)
@@ -294,6 +311,7 @@ class SyncHarness:
                 pass
             return
         while True:
+            self._barrier()
             progressed = False
             for name in self._child_names():
                 if name == CHANGEFEED:
@@ -377,7 +395,14 @@ class SyncHarness:
                 self._check_deadline(deadline, [name])
                 time.sleep(0.001)  # a handler is running: let it
 
+    def _barrier(self) -> None:
+        """Wait until the supervisor handled what was sent to it so far (deaths, restarts)."""
+        supervisor = self.synchronizer.supervisor
+        if supervisor is not None:
+            supervisor.ask(GetStatus(), timeout=5)
+
     def _all_idle(self, deadline: float) -> bool:
+        self._barrier()
         for _ in range(2):
             hung = self._hung()
             busy = [n for n, c in self._children().items() if not self._child_idle(c, hung)]
