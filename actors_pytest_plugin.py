@@ -31,7 +31,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @pytest.fixture
 def actors_config(request: pytest.FixtureRequest) -> str:
-    """The config the ``sync`` fixture runs: override this fixture, or set the ``actors_config`` ini option."""
+    """The config the ``sync`` fixture runs: override this fixture, or set the ``actors_config`` ini key."""
     marker = request.node.get_closest_marker("actors")
     if marker is not None and marker.kwargs.get("config"):
         return str(marker.kwargs["config"])

@@ -237,7 +237,9 @@ def test_deterministic_mode_replays_the_same_order(tmp_path: Path, keep_root_log
     first = _run_order(tmp_path / "a")
     second = _run_order(tmp_path / "b")
     assert first == second
-    assert sorted(first) == sorted([("SyncWidget", f"w{i}") for i in range(5)] + [("SyncPart", f"p{i}") for i in range(5)])
+    assert sorted(first) == sorted(
+        [("SyncWidget", f"w{i}") for i in range(5)] + [("SyncPart", f"p{i}") for i in range(5)]
+    )
 
 
 EVENT_STEP = """
@@ -332,7 +334,10 @@ def test_bad_options_are_refused(tmp_path: Path) -> None:
 
 
 def test_plugin_module_imports_nothing_of_actors() -> None:
-    code = "import sys, actors_pytest_plugin; print(sorted(m for m in sys.modules if m.split('.')[0] == 'actors'))"
+    code = (
+        "import sys, actors_pytest_plugin\n"
+        "print(sorted(m for m in sys.modules if m.partition('.')[0] == 'actors'))"
+    )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=_env(), cwd=ROOT
     )

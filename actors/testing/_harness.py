@@ -26,7 +26,7 @@ from actors.store import Caller
 from ._bus import BusRecord, DeadLetter, InProcessBus, dead_letter_of, encode_value
 from ._record import HANDLERS, Call, Fault, Gate, LogLine, Recorder
 
-__all__ = ["IN_PROCESS_ENDPOINT", "SyncHarness", "SynchronizerTestError", "SteppingClock"]
+__all__ = ["IN_PROCESS_ENDPOINT", "SteppingClock", "SyncHarness", "SynchronizerTestError"]
 
 #: The ``event_bus.endpoint`` an in-process bus stands for when the config names none.
 IN_PROCESS_ENDPOINT = "in-process:9092"
@@ -121,7 +121,9 @@ def _event_actor(bus: InProcessBus | None) -> type[EventStepActor]:
     It only reports itself idle also while every failed event waits for its retry
     timer: on the fake clock that timer fires when the test advances time.
     """
-    factories: dict[str, Any] = {} if bus is None else {"consumer_factory": bus.consumer, "sink_factory": bus.sink}
+    factories: dict[str, Any] = (
+        {} if bus is None else {"consumer_factory": bus.consumer, "sink_factory": bus.sink}
+    )
 
     class TestEventStepActor(EventStepActor):
         def __init__(self, ctx: Any, factory: Any) -> None:
@@ -373,7 +375,9 @@ class SyncHarness:
         ref, state = child.ref, child.state
         if ref is None or state.state not in _ACTIVE:
             return True
-        if child.spec.name in hung or (child.spec.name == "policies" and hung & set(state.detail.get("policies", ()))):
+        if child.spec.name in hung or (
+            child.spec.name == "policies" and hung & set(state.detail.get("policies", ()))
+        ):
             return True
         try:
             return bool(ref.ask(IsIdle(), timeout=0.5))
@@ -551,7 +555,8 @@ class SyncHarness:
         status = str(row.get("backend_status") or "")
         if row.get("backend_code") != 2:
             raise SynchronizerTestError(
-                f"{_name(obj)} did not fail (backend_code {row.get('backend_code')}, backend_status {status!r})"
+                f"{_name(obj)} did not fail "
+                f"(backend_code {row.get('backend_code')}, backend_status {status!r})"
             )
         if match is not None and not re.search(match, status):
             raise SynchronizerTestError(f"{_name(obj)} failed, but {status!r} does not match {match!r}")

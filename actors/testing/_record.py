@@ -147,7 +147,9 @@ class Recorder(logging.Handler):
                 continue
             setattr(cls, method, self._wrapper(original, step, method, child))
 
-    def _wrapper(self, original: Callable[..., Any], step: str, method: str, child: str) -> Callable[..., Any]:
+    def _wrapper(
+        self, original: Callable[..., Any], step: str, method: str, child: str
+    ) -> Callable[..., Any]:
         recorder = self
 
         @functools.wraps(original)

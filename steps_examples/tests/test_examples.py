@@ -84,3 +84,14 @@ def test_a_bad_event_is_retried_then_dead_lettered(sync):
 def test_convenience_method(sync):
     obj = sync.objects.MyModel.create(first_name="Jane", last_name="Roe")
     assert obj.full_name == "Jane Roe"
+
+
+def test_injected_exit_replaces_the_actor(sync):
+    sync.exit("SyncMyModel")
+    obj = sync.objects.MyModel.create(first_name="Jane", last_name="Roe")
+    sync.run_until_idle()
+    assert sync.status()["SyncMyModel"].state == "restarting"
+
+    sync.advance(sync.synchronizer.settings.restart_backoff)
+    assert sync.status()["SyncMyModel"].restarts == 1
+    sync.assert_enacted(obj)  # the replacement synced it
