@@ -71,6 +71,8 @@ class InProcessBus:
         self._topics: dict[str, list[BusRecord]] = {}
         self._committed: dict[tuple[str, TopicPartition], int] = {}
         self._consumers: list[_Consumer] = []
+        #: Bumped by :meth:`interrupt`: a consumer that has not seen the latest one returns at once.
+        self._interrupts = 0
 
     # -- producing ----------------------------------------------------------
     def send(
@@ -127,8 +129,18 @@ class InProcessBus:
         return _Sink(self)
 
     def wake(self) -> None:
-        """Wake every consumer waiting in ``poll()``."""
+        """Wake every consumer waiting in ``poll()`` (each waits on, unless it has records)."""
         with self._cond:
+            self._cond.notify_all()
+
+    def interrupt(self) -> None:
+        """Make every consumer's current or next ``poll()`` return now (even empty).
+
+        The test kit does this after asking an event-step actor a question, so the
+        answer does not wait for the end of a poll.
+        """
+        with self._cond:
+            self._interrupts += 1
             self._cond.notify_all()
 
 
@@ -149,6 +161,7 @@ class _Consumer:
         self.position: dict[TopicPartition, int] = {}
         self.paused: set[TopicPartition] = set()
         self.closed = False
+        self.interrupts_seen = bus._interrupts
 
     def _wants(self, topic: str) -> bool:
         return topic in self.topics or (self.pattern is not None and self.pattern.match(topic) is not None)
@@ -198,7 +211,9 @@ class _Consumer:
                 self._refresh()
                 batch = self._fetch(max_records)
                 left = deadline - time.monotonic()
-                if batch or left <= 0 or self.closed:
+                interrupted = self.bus._interrupts != self.interrupts_seen
+                if batch or left <= 0 or self.closed or interrupted:
+                    self.interrupts_seen = self.bus._interrupts
                     return batch
                 self.bus._cond.wait(left)
 

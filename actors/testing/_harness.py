@@ -30,8 +30,6 @@ __all__ = ["IN_PROCESS_ENDPOINT", "SteppingClock", "SyncHarness", "SynchronizerT
 
 #: The ``event_bus.endpoint`` an in-process bus stands for when the config names none.
 IN_PROCESS_ENDPOINT = "in-process:9092"
-#: How long ``poll()`` of an in-process consumer waits when nothing is there (wall clock).
-_IN_PROCESS_POLL = 0.01
 _ACTIVE = ("starting", "running", "degraded")
 
 
@@ -84,7 +82,6 @@ class _Synchronizer(Synchronizer):
         if bus is not None:
             event_bus = dict(self.settings.event_bus)
             event_bus.setdefault("endpoint", IN_PROCESS_ENDPOINT)
-            event_bus.setdefault("poll_timeout", _IN_PROCESS_POLL)
             self.settings = dataclasses.replace(self.settings, event_bus=event_bus)
 
     def child_specs(self) -> list[ChildSpec]:
@@ -380,7 +377,10 @@ class SyncHarness:
         ):
             return True
         try:
-            return bool(ref.ask(IsIdle(), timeout=0.5))
+            answer = ref.ask(IsIdle(), block=False)
+            if self.bus is not None and child.state.kind == "event":
+                self.bus.interrupt()  # after the question is queued: the poll ends, the answer comes
+            return bool(answer.get(timeout=0.5))
         except pykka.ActorDeadError:
             return True
         except pykka.Timeout:
