@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import uuid
 from pathlib import Path
 
 import pytest
@@ -36,7 +37,14 @@ from synchronizers.new_base.modelaccessor import Widget, Part
 """
 
 
-def make_synchronizer(tmp: Path, steps: str = "", events: str = "", config: str = "") -> Path:
+def make_synchronizer(
+    tmp: Path,
+    steps: str = "",
+    events: str = "",
+    config: str = "",
+    name: str = "kit",
+    endpoint: str = "127.0.0.1:9",
+) -> Path:
     """A synchronizer folder: Widget and Part (Part depends on its Widget), the given step code."""
     (tmp / "models").mkdir(parents=True)
     (tmp / "models" / "kit.xproto").write_text(XPROTO)
@@ -48,16 +56,16 @@ def make_synchronizer(tmp: Path, steps: str = "", events: str = "", config: str 
     (tmp / "config.yaml").write_text(
         textwrap.dedent(
             """
-            name: kit
+            name: {name}
             models_dir: models
             steps_dir: steps
             event_steps_dir: event_steps
             dependency_graph: deps.json
             event_bus:
               kind: kafka
-              endpoint: "127.0.0.1:9"
+              endpoint: "{endpoint}"
             """
-        )
+        ).format(name=name, endpoint=endpoint)
         + textwrap.dedent(config)
     )
     return tmp / "config.yaml"
@@ -291,6 +299,29 @@ def test_an_event_step_that_exits_gets_the_event_again(events: SyncHarness) -> N
     events.advance(events.synchronizer.settings.restart_backoff)
     assert [c.fault for c in events.calls("WidgetEvents")] == ["exit", None]  # delivered again
     assert [w.name for w in events.objects.Widget.objects.all()] == ["a"]
+
+
+@pytest.mark.kafka
+def test_the_same_event_test_on_a_real_broker(
+    tmp_path: Path, kafka_bootstrap: str, keep_root_logging: None
+) -> None:
+    unique = uuid.uuid4().hex[:8]
+    topic = f"kit-widgets-{unique}"
+    config = make_synchronizer(
+        tmp_path,
+        events=EVENT_STEP.replace('"widgets"', repr(topic)),
+        name=f"kit-{unique}",
+        endpoint=kafka_bootstrap,
+    )
+    with SyncHarness(config, bus="kafka", timeout=60) as sync:
+        assert sync.bus is None
+        sync.send_event(topic, {"name": "a"}, key="1")
+        call = sync.wait_for_call("WidgetEvents.process_event")
+        assert call.arg.key == b"1" and call.arg.topic == topic
+        sync.run_until_idle()
+        assert [w.name for w in sync.objects.Widget.objects.all()] == ["a"]
+        with pytest.raises(SynchronizerTestError, match="needs the in-process bus"):
+            sync.dead_letters()
 
 
 def test_in_process_bus_pattern_and_committed_offsets() -> None:
