@@ -73,6 +73,8 @@ class InProcessBus:
         self._consumers: list[_Consumer] = []
         #: Bumped by :meth:`interrupt`: a consumer that has not seen the latest one returns at once.
         self._interrupts = 0
+        #: Set by :meth:`stop_waiting`: ``poll()`` never waits again.
+        self._no_wait = False
 
     # -- producing ----------------------------------------------------------
     def send(
@@ -128,9 +130,10 @@ class InProcessBus:
         """A :class:`~actors.runtime._kafka_client.SinkFactory`: writes dead letters to this bus."""
         return _Sink(self)
 
-    def wake(self) -> None:
-        """Wake every consumer waiting in ``poll()`` (each waits on, unless it has records)."""
+    def stop_waiting(self) -> None:
+        """From now on ``poll()`` returns at once (the synchronizer is stopping: no stop waits on a poll)."""
         with self._cond:
+            self._no_wait = True
             self._cond.notify_all()
 
     def interrupt(self) -> None:
@@ -212,7 +215,7 @@ class _Consumer:
                 batch = self._fetch(max_records)
                 left = deadline - time.monotonic()
                 interrupted = self.bus._interrupts != self.interrupts_seen
-                if batch or left <= 0 or self.closed or interrupted:
+                if batch or left <= 0 or self.closed or interrupted or self.bus._no_wait:
                     self.interrupts_seen = self.bus._interrupts
                     return batch
                 self.bus._cond.wait(left)

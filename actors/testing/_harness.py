@@ -250,7 +250,7 @@ class SyncHarness:
         self.recorder.released.set()
         self.gate.release_all()
         if self.bus is not None:
-            self.bus.wake()
+            self.bus.stop_waiting()
         try:
             self.synchronizer.stop(timeout=2.0)
         finally:
