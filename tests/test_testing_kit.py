@@ -195,8 +195,15 @@ def test_injected_hang_trips_the_deadline(tmp_path: Path, keep_root_logging: Non
         status = sync.status()["SyncWidget"]
         assert "deadline of 30 s" in (status.last_error or "") and status.restarts == 1
         sync.release()  # the hung call returns (raising); its lock is freed
+        assert call.done and "hung, then released" in str(call.error)
         sync.advance(600)
         sync.assert_enacted(obj)
+
+        sync.hang("SyncWidget")  # after a release, a new hang hangs again
+        obj.name = "w2"
+        obj.save()
+        again = sync.wait_for_call("SyncWidget.sync_record", count=3)
+        assert again.fault == "hang" and not again.done
 
 
 def test_fault_on_an_unknown_step_is_refused(widgets: SyncHarness) -> None:

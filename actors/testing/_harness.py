@@ -508,13 +508,18 @@ class SyncHarness:
         """Make the next ``times`` calls raise ``SystemExit`` (the step's actor dies and is replaced)."""
         self._fault(name, Fault("exit", times))
 
-    def release(self) -> None:
-        """Let every hung call go (each then raises); later :meth:`hang` faults hang again."""
-        self.recorder.released.set()
-        with self.recorder.guard:
-            hung = any(c.fault == "hang" and not c.done for c in self.recorder.calls)
-        if not hung:
-            self.recorder.released.clear()
+    def release(self, timeout: float = 5.0) -> None:
+        """Let every hung call go (each then raises) and wait until they returned; later hangs hang again."""
+        recorder = self.recorder
+        recorder.released.set()
+        deadline = time.monotonic() + timeout
+        with recorder.changed:
+            while any(c.fault == "hang" and not c.done for c in recorder.calls):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise SynchronizerTestError(f"hung calls still running {timeout:g} s after release()")
+                recorder.changed.wait(left)
+        recorder.released.clear()
 
     def _fault(self, name: str, fault: Fault) -> None:
         if fault.times < 1:
