@@ -363,6 +363,15 @@ def test_in_process_bus_pattern_and_committed_offsets() -> None:
     assert [r.offset for rs in again.poll(0.0, 10).values() for r in rs] == [1]
 
 
+def test_a_step_that_does_not_load_stops_the_start(tmp_path: Path, keep_root_logging: None) -> None:
+    broken = WIDGET_STEP + "\nclass SyncBroken(SyncStep):\n    observes = Nothing\n"
+    config = make_synchronizer(tmp_path, broken)
+    with pytest.raises(SynchronizerTestError, match=r"1 step\(s\) not loaded: .*sync_kit.py.*Nothing"):
+        SyncHarness(config).start()
+    with SyncHarness(config, allow_load_errors=True) as sync:
+        assert len(sync.load_errors) == 1
+
+
 def test_bad_options_are_refused(tmp_path: Path) -> None:
     config = make_synchronizer(tmp_path, WIDGET_STEP)
     with pytest.raises(ValueError, match="bus: expected 'inprocess' or 'kafka'"):

@@ -193,7 +193,8 @@ class SyncHarness:
     ``runtime`` overrides keys of the config's ``runtime`` section. Log lines
     from ``log_level`` up are recorded (the root logger is lowered to it while the
     synchronizer runs); the root logger's handlers and level are put back at
-    :meth:`stop` (the steps' logging config is undone).
+    :meth:`stop` (the steps' logging config is undone). A step that cannot be
+    loaded makes :meth:`start` raise, unless ``allow_load_errors``.
     """
 
     def __init__(
@@ -206,6 +207,7 @@ class SyncHarness:
         data_dir: str | os.PathLike[str] | None = None,
         timeout: float = 10.0,
         log_level: int | str = logging.INFO,
+        allow_load_errors: bool = False,
     ) -> None:
         if bus not in ("inprocess", "kafka"):
             raise ValueError(f"bus: expected 'inprocess' or 'kafka', got {bus!r}")
@@ -230,6 +232,7 @@ class SyncHarness:
         self._started = False
         self._log_level = logging.getLevelName(log_level) if isinstance(log_level, str) else log_level
         self._root: tuple[list[logging.Handler], int] | None = None
+        self._allow_load_errors = allow_load_errors
 
     # -- life -----------------------------------------------------------------
     def start(self) -> SyncHarness:
@@ -239,6 +242,11 @@ class SyncHarness:
         try:
             self.synchronizer.start()
             self._started = True
+            errors = self.synchronizer.load_errors
+            if errors and not self._allow_load_errors:
+                raise SynchronizerTestError(
+                    f"{len(errors)} step(s) not loaded: " + "; ".join(str(e) for e in errors)
+                )
             self.run_until_idle()
         except BaseException:
             self.stop()
