@@ -10,6 +10,7 @@ committed offsets per group, pauses, redelivery after a crash, dead letters.
 
 from __future__ import annotations
 
+import inspect
 import json
 import re
 import threading
@@ -161,8 +162,8 @@ class _Consumer:
             else None
         )
         self.assigned: set[TopicPartition] = set()
-        self.position: dict[TopicPartition, int] = {}
-        self.paused: set[TopicPartition] = set()
+        self.positions: dict[TopicPartition, int] = {}
+        self.paused_set: set[TopicPartition] = set()
         self.closed = False
         self.interrupts_seen = bus._interrupts
 
@@ -178,15 +179,22 @@ class _Consumer:
         }
         for tp in new:
             self.assigned.add(tp)
-            self.position[tp] = self.bus._committed.get((self.group, tp), 0)
+            self.positions[tp] = self.bus._committed.get((self.group, tp), 0)
         if new:
-            self.spec.handler.assigned(new)
+            # A handler may answer offsets to fetch some partitions from; each starts resumed.
+            # (Called through Any: the seam's signature differs between versions.)
+            assigned: Any = self.spec.handler.assigned
+            seeks: Mapping[TopicPartition, int] = assigned(new) or {}
+            self.paused_set.difference_update(new)
+            for tp, offset in seeks.items():
+                if tp in new:
+                    self.positions[tp] = offset
 
     def unread(self) -> int:
         if self.closed:
             return 0
         return sum(
-            max(0, len(self.bus._topics.get(t, ())) - self.position.get(TopicPartition(t, 0), 0))
+            max(0, len(self.bus._topics.get(t, ())) - self.positions.get(TopicPartition(t, 0), 0))
             for t in self.bus._topics
             if self._wants(t)
         )
@@ -194,20 +202,20 @@ class _Consumer:
     def _fetch(self, max_records: int) -> dict[TopicPartition, list[BusRecord]]:
         batch: dict[TopicPartition, list[BusRecord]] = {}
         budget = max_records
-        for tp in sorted(self.assigned - self.paused):
+        for tp in sorted(self.assigned - self.paused_set):
             if budget <= 0:
                 break
             records = self.bus._topics.get(tp.topic, [])
-            start = self.position[tp]
+            start = self.positions[tp]
             chunk = records[start : start + budget]
             if chunk:
                 batch[tp] = chunk
-                self.position[tp] = start + len(chunk)
+                self.positions[tp] = start + len(chunk)
                 budget -= len(chunk)
         return batch
 
     # -- ConsumerClient -----------------------------------------------------
-    def poll(self, timeout: float, max_records: int) -> Mapping[TopicPartition, Sequence[Any]]:
+    def poll(self, timeout: float, max_records: int = 1 << 30) -> Mapping[TopicPartition, Sequence[Any]]:
         deadline = time.monotonic() + max(0.0, timeout)
         with self.bus._cond:
             while True:
@@ -222,13 +230,35 @@ class _Consumer:
 
     def pause(self, partitions: Iterable[TopicPartition]) -> None:
         with self.bus._cond:
-            self.paused.update(partitions)
+            self.paused_set.update(tp for tp in partitions if tp in self.assigned)
 
     def resume(self, partitions: Iterable[TopicPartition]) -> None:
         """Resume from the next offset not yet fetched (what the actor's buffer expects)."""
         with self.bus._cond:
-            self.paused.difference_update(partitions)
+            self.paused_set.difference_update(partitions)
             self.bus._cond.notify_all()
+
+    def paused(self) -> set[TopicPartition]:
+        with self.bus._cond:
+            return set(self.paused_set)
+
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        with self.bus._cond:
+            if tp in self.assigned:
+                self.positions[tp] = offset
+                self.bus._cond.notify_all()
+
+    def position(self, tp: TopicPartition) -> int | None:
+        with self.bus._cond:
+            return self.positions.get(tp)
+
+    def highwater(self, tp: TopicPartition) -> int | None:
+        with self.bus._cond:
+            return len(self.bus._topics.get(tp.topic, ())) if tp in self.assigned else None
+
+    def end_offsets(self, partitions: Iterable[TopicPartition], timeout: float) -> dict[TopicPartition, int]:
+        with self.bus._cond:
+            return {tp: len(self.bus._topics.get(tp.topic, ())) for tp in partitions}
 
     def assignment(self) -> set[TopicPartition]:
         with self.bus._cond:
@@ -257,16 +287,22 @@ class _Consumer:
     def caught_up(self) -> bool:
         with self.bus._cond:
             return all(
-                self.position.get(tp, 0) >= len(self.bus._topics.get(tp.topic, ()))
-                for tp in self.assigned - self.paused
+                self.positions.get(tp, 0) >= len(self.bus._topics.get(tp.topic, ()))
+                for tp in self.assigned - self.paused_set
             )
 
     def close(self, timeout: float) -> None:
         with self.bus._cond:
             assigned = set(self.assigned)
-        offsets = self.spec.handler.revoking(assigned, False)
+        handler = self.spec.handler
+        offsets = handler.revoking(assigned, False)
         self.commit(offsets, timeout)
-        self.spec.handler.revoked(assigned, offsets, None)
+        # The handler's revoked() takes a fourth argument, lost, in later versions of the seam.
+        revoked: Any = handler.revoked
+        if len(inspect.signature(revoked).parameters) >= 4:
+            revoked(assigned, offsets, None, False)
+        else:
+            revoked(assigned, offsets, None)
         with self.bus._cond:
             self.closed = True
             self.assigned.clear()
