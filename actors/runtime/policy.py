@@ -47,6 +47,8 @@ class PolicyActor(ChildActor):
         self.retry: dict[Key, tuple[float, str]] = {}
         self.retry_due: float | None = None
         self.drain_scheduled = False
+        #: The start's Resync is still to come (an IsIdle asked before it must not say idle).
+        self.resync_pending = True
         self.handlers.update(
             {Changed: self.on_changed, Resync: self.on_resync, Drain: self.on_drain, Wake: self.on_wake}
         )
@@ -60,7 +62,7 @@ class PolicyActor(ChildActor):
         self.actor_ref.tell(Resync("start"))
 
     def is_idle(self) -> bool:
-        if self.queue or self.drain_scheduled:
+        if self.queue or self.drain_scheduled or self.resync_pending:
             return False
         now = self.ctx.clock.now()
         return all(due > now for due, _ in self.retry.values())
@@ -72,6 +74,7 @@ class PolicyActor(ChildActor):
 
     # -- messages -------------------------------------------------------------
     def on_resync(self, message: Resync) -> None:
+        self.resync_pending = False
         self._ensure_policies()
         backend = self.ctx.accessor.backend
         for model in self.models:
