@@ -85,9 +85,23 @@ def free_port() -> int:
 
 @pytest.fixture
 def keep_root_logging() -> Iterator[None]:
-    """User modules apply their logging dictConfig; put the root logger back afterwards."""
+    """User modules apply their logging dictConfig; put the root logger (and the levels,
+    handlers and disabled flags of every named logger) back afterwards."""
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
+    named = {
+        name: (logger.level, list(logger.handlers), logger.disabled, logger.propagate)
+        for name, logger in logging.Logger.manager.loggerDict.items()
+        if isinstance(logger, logging.Logger)
+    }
     yield
     root.handlers[:] = handlers
     root.setLevel(level)
+    for name, logger in list(logging.Logger.manager.loggerDict.items()):
+        if not isinstance(logger, logging.Logger):
+            continue
+        old_level, old_handlers, disabled, propagate = named.get(name, (logging.NOTSET, [], False, True))
+        logger.setLevel(old_level)
+        logger.handlers[:] = old_handlers
+        logger.disabled = disabled
+        logger.propagate = propagate

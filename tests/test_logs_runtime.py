@@ -76,6 +76,11 @@ def isolated_logging(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
     monkeypatch.setattr(logs, "_applied", logs._NOTHING)
+    # Levels an earlier test left on the framework's loggers would change what is logged here.
+    for name, logger in list(logging.Logger.manager.loggerDict.items()):
+        if isinstance(logger, logging.Logger) and (name == "actors" or name.startswith("actors.")):
+            logger.setLevel(logging.NOTSET)
+            logger.disabled = False
     yield
     for handler in root.handlers[:]:
         if handler not in handlers:
