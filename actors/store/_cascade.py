@@ -182,15 +182,16 @@ def cascade_delete(
                     f"({link[1]}, on_delete PROTECT)"
                 )
             seen.add(key)
-            state = {name: found[name] for name in _STATE if name in found["columns"].split()}
+            state = {name: found[name] for name in DELETION_STATE if name in found["columns"].split()}
             soft_delete(store, conn, notices, leaf, state, now, ctx)
             stack.append((leaf, found["id"]))
     if schema.is_a(model, LINK_MODEL) and row.get(LINK_PROVIDER) is not None:
         _count_link_deletion(store, conn, notices, row[LINK_PROVIDER], now, ctx)
 
 
-#: What a cascade reads of each dependent: what decides how it is deleted.
-_STATE = (
+#: The columns that decide how an object is deleted and when it is purged: what a
+#: cascade reads of each dependent, and what a write reads back.
+DELETION_STATE = (
     "id",
     "leaf_model_name",
     "deleted",
@@ -206,7 +207,7 @@ def _dependents(tables: Any, schema: Schema, model: str) -> tuple[sa.Executable,
     """One ``UNION ALL`` of the live objects whose links point at ``:_target`` of ``model``.
 
     A row holds ``k`` (the index of its model in the names returned with the
-    statement), ``columns`` (which of :data:`_STATE` that model has) and those
+    statement), ``columns`` (which of :data:`DELETION_STATE` that model has) and those
     columns (NULL where the model lacks one). Built once per tables and model: one
     query per deleted object, however many links point at its model.
     """
@@ -223,9 +224,11 @@ def _dependents(tables: Any, schema: Schema, model: str) -> tuple[sa.Executable,
                 joined = joined.join(table, table.c.id == chain[0].c.id)
             for col in table.c:
                 columns.setdefault(col.name, col)
-        present = " ".join(name for name in _STATE if name in columns)
+        present = " ".join(name for name in DELETION_STATE if name in columns)
         picked: list[sa.ColumnElement[Any]] = [sa.literal(k).label("k"), sa.literal(present).label("columns")]
-        picked += [columns[name].label(name) if name in columns else sa.null().label(name) for name in _STATE]
+        picked += [
+            columns[name].label(name) if name in columns else sa.null().label(name) for name in DELETION_STATE
+        ]
         select = sa.select(*picked).select_from(joined).where(columns[column] == sa.bindparam("_target"))
         if "deleted" in columns:
             select = select.where(sa.not_(columns["deleted"]))

@@ -22,7 +22,7 @@ from sqlalchemy.pool import StaticPool
 from actors.logs import get_logger
 from actors.models import FieldSpec, Schema
 
-from ._cascade import cascade_delete, fill_owner, soft_delete
+from ._cascade import DELETION_STATE, cascade_delete, fill_owner, soft_delete
 from ._errors import NotFound, StoreError, ValidationError
 from ._integrity import (
     add_postgres_keys,
@@ -711,7 +711,7 @@ class Store:
         key = f"{table.name} returning"
         stmt = self._updates.get(key)
         if stmt is None:
-            wanted = [table.c[name] for name in _WRITE_STATE if name in table.c]
+            wanted = [table.c[name] for name in DELETION_STATE if name in table.c]
             stmt = table.update().where(table.c.id == sa.bindparam("_id")).returning(*wanted)
             self._updates[key] = stmt
         return stmt
@@ -1011,17 +1011,6 @@ def _mix(x: int) -> int:
     x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK64
     return x ^ (x >> 31)
 
-
-#: What an update reads back: the notice's model, and what decides whether to purge.
-_WRITE_STATE = (
-    "id",
-    "leaf_model_name",
-    "deleted",
-    "backend_need_delete",
-    "backend_need_reap",
-    "backend_need_delete_policy",
-    "policed",
-)
 
 _COMPARISONS: dict[str, Callable[[Any, Any], Any]] = {
     "eq": operator.eq,
