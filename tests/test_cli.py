@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib.metadata
 import io
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -78,6 +79,18 @@ def test_version_from_the_package_metadata() -> None:
     result = run_main(["--version"])
     assert result.returncode == 0, result.stderr
     assert result.stdout == f"actors {importlib.metadata.version('actors')}\n"
+
+
+def test_the_actors_command_is_the_same_program() -> None:
+    """The ``actors`` console script (setup.cfg) shows the same name in its usage lines."""
+    script = shutil.which("actors")
+    if script is None:
+        pytest.skip("the package is not installed with its console script")
+    result = subprocess.run(
+        [script, "run", "--help"], capture_output=True, text=True, timeout=60, env=environment()
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("usage: python -m actors.main run ")
 
 
 def test_a_subcommand_is_one_function_and_one_registration(monkeypatch: pytest.MonkeyPatch) -> None:
