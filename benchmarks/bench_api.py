@@ -2,7 +2,7 @@
 
 Run by hand: ``python benchmarks/bench_api.py [--seconds 3] [--watch-writes 500]``.
 
-It starts a core in its own process (``core_main``: SQLite file, one
+It starts a core in its own process (``python -m actors.main core``: SQLite file, one
 synchronizer user), then measures with the ORM over
 ``RemoteBackend`` and, in the same run, the same work with the ORM over a
 local ``Store`` on its own SQLite file:
@@ -72,9 +72,8 @@ def core_process(folder: Path) -> Iterator[str]:
         },
     }
     (folder / "core.yaml").write_text(json.dumps(config))
-    code = "import sys; from actors.api import core_main; sys.exit(core_main(sys.argv[1:]))"
     proc = subprocess.Popen(
-        [sys.executable, "-c", code, "--config", str(folder / "core.yaml")],
+        [sys.executable, "-m", "actors.main", "core", "--config", str(folder / "core.yaml")],
         cwd=folder,
         stderr=subprocess.PIPE,
         stdout=subprocess.DEVNULL,

@@ -1,4 +1,4 @@
-"""The model API over gRPC: generated services, server, remote ORM backend, auth, CLI.
+"""The model API over gRPC: services, server, remote ORM backend, auth, the CLI's client commands.
 
 Messages and services are generated at run time from the loaded xproto models
 (no ``protoc`` step). :func:`serve` runs the API over a
@@ -8,8 +8,15 @@ ORM as over a local store. See ``docs/api.md``.
 """
 
 from ._auth import ROLES, Authenticator, Principal, hash_password, verify_password
-from ._cli import cli_main
 from ._client import AccessDenied, RemoteBackend, RemoteError, SchemaConflict, Unavailable
+from ._commands import (
+    CliError,
+    hash_password_command,
+    login_command,
+    models_command,
+    objects_command,
+    protos_command,
+)
 from ._protos import (
     API_PACKAGE,
     CORE_SERVICE,
@@ -24,7 +31,6 @@ from ._server import (
     DEFAULT_MAX_MESSAGE_BYTES,
     ApiServer,
     check_address,
-    core_main,
     load_config_and_logging,
     serve,
 )
@@ -42,6 +48,7 @@ __all__ = [
     "ApiServer",
     "ApiService",
     "Authenticator",
+    "CliError",
     "ModelTypes",
     "Principal",
     "Protos",
@@ -50,11 +57,14 @@ __all__ = [
     "SchemaConflict",
     "Unavailable",
     "check_address",
-    "cli_main",
-    "core_main",
     "hash_password",
+    "hash_password_command",
     "load_config_and_logging",
+    "login_command",
     "merge_models",
+    "models_command",
+    "objects_command",
+    "protos_command",
     "render_proto",
     "serve",
     "verify_password",

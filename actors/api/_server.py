@@ -1,17 +1,11 @@
-"""The API server: generated services, health, reflection, TLS; and ``python -m actors.main core``."""
+"""The API server: generated services, health, reflection, TLS."""
 
 from __future__ import annotations
 
-import argparse
-import contextlib
-import os
-import signal
 import socket
-import sys
 import threading
 from collections.abc import Mapping, Sequence
 from concurrent import futures
-from pathlib import Path
 from typing import Any
 
 import grpc
@@ -21,7 +15,7 @@ from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_g
 
 from actors.config import Config, ConfigError, load_config
 from actors.logs import configure_logging, get_logger, held_records
-from actors.store import Store, StoreOpenError, safe_url
+from actors.store import Store
 
 from ._auth import Authenticator
 from ._protos import Protos
@@ -34,7 +28,6 @@ __all__ = [
     "REFLECTION_V1_SERVICE",
     "ApiServer",
     "check_address",
-    "core_main",
     "load_config_and_logging",
     "serve",
 ]
@@ -311,30 +304,6 @@ def serve(
     ).start()
 
 
-# -- python -m actors.main core ------------------------------------------------------
-
-
-def _core_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="actors core",
-        description="Serve the model API alone: generated gRPC services over a store.",
-    )
-    parser.add_argument("--config", help="configuration file (store.url, models_dir, api.*)")
-    parser.add_argument("--store-url", help="SQLAlchemy URL of the store (overrides store.url)")
-    parser.add_argument(
-        "--address", help=f"host:port to listen on (overrides api.address; default {DEFAULT_ADDRESS})"
-    )
-    parser.add_argument(
-        "--models",
-        action="append",
-        default=[],
-        metavar="PATH",
-        help="xproto file or folder to load besides the built-in models (repeatable; adds to models_dir)",
-    )
-    parser.add_argument("--token-secret-file", help="file holding the key that signs login tokens")
-    return parser
-
-
 def load_config_and_logging(path: str) -> Config:
     """Load the config file at *path* and apply its ``logging`` to the process, before anything logs.
 
@@ -356,96 +325,3 @@ def load_config_and_logging(path: str) -> Config:
             configure_logging(None)
             raise
     return config
-
-
-def core_main(argv: Sequence[str] | None = None) -> int:
-    """``python -m actors.main core``: serve the API until SIGINT or SIGTERM. Returns the exit status."""
-    args = _core_parser().parse_args(list(argv) if argv is not None else None)
-    from actors.models import SchemaError, XprotoSyntaxError, load_schema
-
-    settings: dict[str, Any] = {
-        "store_url": None,
-        "address": DEFAULT_ADDRESS,
-        "users": [],
-        "tls": None,
-        "max_message_bytes": DEFAULT_MAX_MESSAGE_BYTES,
-        "anonymous_read": None,
-        "models": [],
-    }
-    if not args.config:
-        configure_logging(None)
-    else:
-        try:
-            config = load_config_and_logging(args.config)
-        except ConfigError as exc:
-            print(f"actors core: {exc}", file=sys.stderr)
-            return 2
-        settings["store_url"] = config.get("store.url")
-        settings["address"] = config.get("api.address")
-        settings["users"] = config.get("api.users", []) or []
-        settings["tls"] = config.get("api.tls")
-        settings["max_message_bytes"] = config.get("api.max_message_bytes")
-        settings["anonymous_read"] = config.get("api.anonymous_read", None)
-        if config.get("models_dir"):
-            settings["models"].append(config.get("models_dir"))
-    if args.store_url:
-        settings["store_url"] = args.store_url
-    if args.address:
-        settings["address"] = args.address
-    settings["models"].extend(args.models)
-    url = settings["store_url"] or "sqlite:///" + os.path.abspath(os.path.join("data", "core.db"))
-    secret = Path(args.token_secret_file).read_bytes().strip() if args.token_secret_file else None
-    try:
-        schema = load_schema(settings["models"])
-    except (XprotoSyntaxError, SchemaError, OSError) as exc:
-        print(f"actors core: cannot load the models: {exc}", file=sys.stderr)
-        return 2
-    try:
-        check_address(settings["address"])  # before the store is touched
-        store = Store(url, schema, exclusive=True)
-    except (OSError, StoreOpenError) as exc:
-        print(f"actors core: {exc}", file=sys.stderr)
-        return 2
-    try:
-        server = serve(
-            store,
-            address=settings["address"],
-            users=settings["users"],
-            tls=settings["tls"],
-            max_message_bytes=settings["max_message_bytes"],
-            token_secret=secret,
-            anonymous_read=settings["anonymous_read"],
-        )
-    except (OSError, ValueError) as exc:
-        store.close()
-        print(f"actors core: {exc}", file=sys.stderr)
-        return 2
-    done = threading.Event()
-
-    def _stop(signum: int, frame: Any) -> None:
-        done.set()
-
-    previous = {}
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(ValueError):  # not the main thread
-            previous[sig] = signal.signal(sig, _stop)
-    auth = server.auth
-    if auth.open:
-        mode = "read-only, no users configured" if auth.anonymous_read else "no users and no anonymous reads"
-    else:
-        mode = f"{len(auth.usernames)} users" + (", anonymous reads" if auth.anonymous_read else "")
-    print(
-        f"actors core: serving {len(server.protos.models)} models on {server.address} "
-        f"({'TLS' if server.tls else 'plaintext'}, {mode}), store {safe_url(store.url)}",
-        file=sys.stderr,
-        flush=True,
-    )
-    try:
-        while not done.wait(0.5):
-            pass
-    finally:
-        server.stop(grace=5.0)
-        store.close()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    return 0

@@ -14,8 +14,9 @@ from typing import Any
 
 import pytest
 
-from actors.api import ApiServer, RemoteBackend, cli_main, verify_password
-from actors.api._cli import render_table
+from actors.api import ApiServer, RemoteBackend, verify_password
+from actors.api._commands import render_table
+from actors.cli import main as cli_main
 from actors.store import Store
 
 from .support import PASSWORDS, WIDGETS_XPROTO
@@ -173,7 +174,7 @@ def test_render_table() -> None:
 
 
 def _start_core(*args: str, cwd: Path) -> tuple[subprocess.Popen[str], str]:
-    code = "import sys; from actors.api import core_main; sys.exit(core_main(sys.argv[1:]))"
+    code = "import sys; from actors.cli import main; sys.exit(main(['core', *sys.argv[1:]]))"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
         [sys.executable, "-c", code, *args],
@@ -241,7 +242,7 @@ def test_core_process_reads_the_config(tmp_path: Path) -> None:
 
 
 def test_core_process_reports_bad_options(tmp_path: Path) -> None:
-    code = "import sys; from actors.api import core_main; sys.exit(core_main(sys.argv[1:]))"
+    code = "import sys; from actors.cli import main; sys.exit(main(['core', *sys.argv[1:]]))"
     result = subprocess.run(
         [sys.executable, "-c", code, "--models", str(tmp_path / "missing")],
         capture_output=True,

@@ -1,9 +1,10 @@
-"""Command line for people: ``objects``, ``models``, ``protos``, ``login``, ``hash-password``.
+"""The client commands of the command line: ``objects``, ``models``, ``protos``, ``login``, ``hash-password``.
 
-``python -m actors.main objects list Service name__icontains=web`` prints a
-table; ``--json`` prints JSON. Values are typed by the model's fields:
-``size=3``, ``enabled=false``, ``owner=2`` (a link takes the id); ``field:=JSON``
-gives a JSON value (``name:=null`` is null).
+Their parser is ``actors.cli``; each command here takes the parsed arguments and
+the output stream and returns the exit status. ``python -m actors.main objects
+list Service name__icontains=web`` prints a table; ``--json`` prints JSON. Values
+are typed by the model's fields: ``size=3``, ``enabled=false``, ``owner=2`` (a
+link takes the id); ``field:=JSON`` gives a JSON value (``name:=null`` is null).
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import argparse
 import getpass
 import json
 import math
+import socket
+import ssl
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -23,17 +26,24 @@ from actors.store import (
     Condition,
     NotFound,
     Query,
-    StoreError,
-    ValidationError,
     WriteContext,
     parse_lookup,
 )
 
 from ._auth import hash_password
-from ._client import RemoteBackend, RemoteError
-from ._server import DEFAULT_ADDRESS
+from ._client import RemoteBackend, Unavailable
 
-__all__ = ["cli_main", "parse_assignment", "render_table"]
+__all__ = [
+    "CliError",
+    "hash_password_command",
+    "login_command",
+    "models_command",
+    "objects_command",
+    "parse_assignment",
+    "protos_command",
+    "render_table",
+    "tls_mismatch",
+]
 
 _TRUE = {"true", "yes", "on", "1", "t", "y"}
 _FALSE = {"false", "no", "off", "0", "f", "n"}
@@ -41,7 +51,7 @@ MAX_CELL = 40
 
 
 class CliError(Exception):
-    """A mistake on the command line; printed without a traceback."""
+    """A mistake on the command line (exit status 2); printed as one line without a traceback."""
 
 
 # -- values --------------------------------------------------------------------------
@@ -176,67 +186,6 @@ def _default_columns(schema: Schema, model: str) -> list[str]:
 # -- commands ------------------------------------------------------------------------
 
 
-def _parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "--endpoint", default=DEFAULT_ADDRESS, help=f"the core's host:port (default {DEFAULT_ADDRESS})"
-    )
-    common.add_argument("--username", help="user name (writes need a user with role admin or synchronizer)")
-    common.add_argument("--password", help="password, or @FILE to read it from a file")
-    common.add_argument("--token", help="bearer token from 'login' instead of a username and password")
-    common.add_argument("--tls-ca", help="CA certificate file: connect with TLS")
-    common.add_argument(
-        "--timeout", type=float, default=10.0, help="seconds to wait for the core (default 10)"
-    )
-    common.add_argument("--json", action="store_true", help="print JSON instead of a table")
-
-    parser = argparse.ArgumentParser(
-        prog="actors", description="Read and write the models of an actors core."
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    objects = sub.add_parser("objects", help="list, get, create, update or delete objects")
-    actions = objects.add_subparsers(dest="action", required=True)
-    p = actions.add_parser("list", parents=[common], help="objects of a model, filtered by field[__op]=value")
-    p.add_argument("model")
-    p.add_argument("lookups", nargs="*", metavar="field[__op]=value")
-    p.add_argument("--limit", type=int)
-    p.add_argument("--offset", type=int, default=0)
-    p.add_argument(
-        "--order-by", action="append", default=[], metavar="FIELD", help="sort key, -FIELD descending"
-    )
-    p.add_argument("--deleted", action="store_true", help="include soft-deleted objects")
-    p.add_argument("--fields", help="comma-separated columns to show")
-    p.add_argument("--all-fields", action="store_true", help="show every column")
-    p = actions.add_parser("get", parents=[common], help="one object by id")
-    p.add_argument("model")
-    p.add_argument("id", type=int)
-    p = actions.add_parser("create", parents=[common], help="create an object from field=value pairs")
-    p.add_argument("model")
-    p.add_argument("values", nargs="*", metavar="field=value")
-    p = actions.add_parser("update", parents=[common], help="set field=value pairs of an object")
-    p.add_argument("model")
-    p.add_argument("id", type=int)
-    p.add_argument("values", nargs="+", metavar="field=value")
-    p = actions.add_parser("delete", parents=[common], help="soft-delete an object (or --purge it)")
-    p.add_argument("model")
-    p.add_argument("id", type=int)
-    p.add_argument("--purge", action="store_true", help="remove the rows at once")
-
-    p = sub.add_parser("models", parents=[common], help="list the models, or the fields of one")
-    p.add_argument("model", nargs="?")
-    p.add_argument("--abstract", action="store_true", help="include abstract models")
-
-    p = sub.add_parser("protos", parents=[common], help="download the generated .proto files")
-    p.add_argument("--out", help="folder to write them into (default: print them)")
-
-    sub.add_parser("login", parents=[common], help="print a bearer token for --username/--password")
-
-    p = sub.add_parser("hash-password", help="print a password hash for api.users[].password_hash")
-    p.add_argument("--password", help="the password (default: ask, or read one line from stdin)")
-    return parser
-
-
 def _password(value: str | None) -> str | None:
     if value is not None and value.startswith("@"):
         try:
@@ -247,16 +196,94 @@ def _password(value: str | None) -> str | None:
 
 
 def _connect(args: argparse.Namespace) -> RemoteBackend:
-    return RemoteBackend(
-        args.endpoint,
-        username=args.username,
-        password=_password(args.password),
-        token=args.token,
-        tls_ca=args.tls_ca,
-        caller=Caller.CLIENT,
-        timeout=args.timeout,
-        log_retries=False,
-    )
+    probe = min(args.timeout, 5.0)
+    if args.tls_ca is not None:
+        if not args.tls_ca.lstrip().startswith("-----BEGIN") and not Path(args.tls_ca).is_file():
+            raise CliError(f"--tls-ca {args.tls_ca}: no such file")
+        # Before gRPC tries: against a plaintext server it would retry until --timeout.
+        reason = tls_mismatch(args.endpoint, args.tls_ca, timeout=probe, verify=False)
+        if reason is not None:
+            raise Unavailable(reason)
+    try:
+        return RemoteBackend(
+            args.endpoint,
+            username=args.username,
+            password=_password(args.password),
+            token=args.token,
+            tls_ca=args.tls_ca,
+            caller=Caller.CLIENT,
+            timeout=args.timeout,
+            log_retries=False,
+        )
+    except Unavailable as exc:
+        reason = tls_mismatch(args.endpoint, args.tls_ca, timeout=probe)
+        if reason is None:
+            raise
+        raise Unavailable(reason, exc.code) from None
+
+
+def tls_mismatch(
+    endpoint: str, tls_ca: str | None, *, timeout: float = 5.0, verify: bool = True
+) -> str | None:
+    """Why a client with (or without) ``tls_ca`` cannot talk to ``endpoint``, when TLS is the cause.
+
+    One TCP connection and a TLS handshake tell a plaintext server from a TLS one;
+    with ``verify``, a second handshake checks that ``tls_ca`` trusts the server's
+    certificate (asked only after gRPC failed, so it never refuses a connection
+    gRPC would accept). ``None``: TLS is not the problem, or nothing answers there.
+    """
+    host, _, port = endpoint.rpartition(":")
+    host = host.strip("[]") or "127.0.0.1"
+    if not port.isdigit():
+        return None
+
+    def handshake(context: ssl.SSLContext) -> None:
+        context.set_alpn_protocols(["h2"])
+        with (
+            socket.create_connection((host, int(port)), timeout=timeout) as sock,
+            context.wrap_socket(sock, server_hostname=host),
+        ):
+            pass
+
+    anything = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    anything.check_hostname = False
+    anything.verify_mode = ssl.CERT_NONE
+    try:
+        handshake(anything)
+    except (ssl.SSLError, ConnectionError):  # an answer, not TLS
+        if tls_ca is None:
+            return None
+        return (
+            f"the core at {endpoint} serves plaintext, not TLS: "
+            "leave out --tls-ca, or give the core api.tls (see docs/api.md#tls)"
+        )
+    except OSError:  # refused, unreachable, timed out: not a TLS matter
+        return None
+    if tls_ca is None:
+        return (
+            f"the core at {endpoint} serves TLS: connect with --tls-ca FILE "
+            "(the CA certificate that signed its certificate)"
+        )
+    if not verify:
+        return None
+    try:
+        inline = tls_ca.lstrip().startswith("-----BEGIN")
+        trusted = ssl.create_default_context(
+            cafile=None if inline else tls_ca, cadata=tls_ca if inline else None
+        )
+    except (OSError, ssl.SSLError) as exc:
+        return f"--tls-ca {tls_ca}: not a readable PEM CA certificate ({exc})"
+    trusted.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
+    try:
+        handshake(trusted)
+    except ssl.SSLCertVerificationError as exc:
+        return (
+            f"the core at {endpoint} serves TLS with a certificate that --tls-ca {tls_ca} "
+            f"does not trust: {exc.verify_message}"
+        )
+    except OSError:
+        return None
+    return None
 
 
 def _check_model(schema: Schema, model: str) -> None:
@@ -296,7 +323,8 @@ def _print_one(out: IO[str], args: argparse.Namespace, row: Mapping[str, Any]) -
         out.write(_vertical(row) + "\n")
 
 
-def _objects(args: argparse.Namespace, out: IO[str]) -> int:
+def objects_command(args: argparse.Namespace, out: IO[str]) -> int:
+    """``objects list|get|create|update|delete MODEL ...``: one call to the core, its answer on ``out``."""
     with _connect(args) as backend:
         schema = backend.schema
         model = args.model
@@ -345,7 +373,8 @@ def _field_info(f: FieldSpec) -> dict[str, Any]:
     }
 
 
-def _models(args: argparse.Namespace, out: IO[str]) -> int:
+def models_command(args: argparse.Namespace, out: IO[str]) -> int:
+    """``models [MODEL]``: the core's models, or the fields of one."""
     with _connect(args) as backend:
         schema = backend.schema
         if args.model:
@@ -394,7 +423,8 @@ def _models(args: argparse.Namespace, out: IO[str]) -> int:
     return 0
 
 
-def _protos(args: argparse.Namespace, out: IO[str]) -> int:
+def protos_command(args: argparse.Namespace, out: IO[str]) -> int:
+    """``protos [--out DIR]``: the core's generated ``.proto`` files, printed or written to ``DIR``."""
     with _connect(args) as backend:
         files = backend.proto_files()
     if args.out:
@@ -412,7 +442,8 @@ def _protos(args: argparse.Namespace, out: IO[str]) -> int:
     return 0
 
 
-def _login(args: argparse.Namespace, out: IO[str]) -> int:
+def login_command(args: argparse.Namespace, out: IO[str]) -> int:
+    """``login``: a bearer token for ``--username``/``--password`` (asks for the password if none)."""
     if not args.username:
         raise CliError("login needs --username and --password")
     password = _password(args.password)
@@ -425,7 +456,8 @@ def _login(args: argparse.Namespace, out: IO[str]) -> int:
     return 0
 
 
-def _hash_password(args: argparse.Namespace, out: IO[str]) -> int:
+def hash_password_command(args: argparse.Namespace, out: IO[str]) -> int:
+    """``hash-password``: a hash for ``api.users[].password_hash`` (asks twice, or reads stdin)."""
     password = _password(args.password)
     if password is None:
         if sys.stdin.isatty():
@@ -438,36 +470,3 @@ def _hash_password(args: argparse.Namespace, out: IO[str]) -> int:
         raise CliError("empty password")
     out.write(hash_password(password) + "\n")
     return 0
-
-
-def cli_main(
-    argv: Sequence[str] | None = None, *, stdout: IO[str] | None = None, stderr: IO[str] | None = None
-) -> int:
-    """Run one command (``argv`` starts with ``objects``, ``models``, ``protos``, ``login`` or
-    ``hash-password``); returns the exit status: 0 done, 1 failed, 2 bad usage.
-    """
-    out = stdout if stdout is not None else sys.stdout
-    err = stderr if stderr is not None else sys.stderr
-    parser = _parser()
-    try:
-        args = parser.parse_args(list(argv) if argv is not None else None)
-    except SystemExit as exc:
-        return int(exc.code or 0) if isinstance(exc.code, int) else 2
-    commands = {
-        "objects": _objects,
-        "models": _models,
-        "protos": _protos,
-        "login": _login,
-        "hash-password": _hash_password,
-    }
-    try:
-        return commands[args.command](args, out)
-    except CliError as exc:
-        err.write(f"error: {exc}\n")
-        return 2
-    except (ValidationError, NotFound, RemoteError, StoreError) as exc:
-        err.write(f"error: {exc}\n")
-        return 1
-    except OSError as exc:
-        err.write(f"error: {exc}\n")
-        return 1
