@@ -35,11 +35,14 @@ committed offsets. ``detail["lag"]`` and ``detail["last_progress"]`` give each
 owned partition's events left and the time of its last progress.
 
 The actor never blocks for long inside one message: a :class:`Poll` message it
-sends itself polls the consumer with a short timeout, handles a bounded slice of
-events, commits when due and sends the next :class:`Poll`. With no broker at
-start it keeps trying (:class:`Connect`, capped exponential backoff); when the
-broker goes away mid-stream kafka-python reconnects by itself. Either way the
-actor reports ``degraded`` (``detail["bus"]`` says why) and logs once per change.
+sends itself polls the consumer, handles a bounded slice of events, commits when
+due and sends the next :class:`Poll`. No single ``poll()`` call waits more than
+:data:`MAILBOX_CHECK` seconds, and a message waiting in the mailbox (a stop, an
+``IsIdle``) ends the poll early, so those are answered within about a tenth of a
+second. With no broker at start it keeps trying (:class:`Connect`, capped
+exponential backoff); when the broker goes away mid-stream kafka-python
+reconnects by itself. Either way the actor reports ``degraded``
+(``detail["bus"]`` says why) and logs once per change.
 
 The actor is built in layers, one job each: the partitions' buffers, pauses and
 commits (:mod:`._event_flow`), the bus health (:mod:`._event_health`), the
@@ -54,7 +57,7 @@ handler; :mod:`._kafka_client` is the seam to kafka-python.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from actors._backoff import Backoff
@@ -91,8 +94,10 @@ __all__ = [
 SLICE = 0.05
 #: How many events of one partition run before the next partition gets a turn.
 BURST = 100
-#: How long one ``poll()`` waits while the consumer (re)joins its group (see ``ConsumerClient.joining``).
+#: How long the actor keeps polling while the consumer (re)joins its group (see ``ConsumerClient.joining``).
 JOIN_POLL = 1.0
+#: Longest one ``poll()`` call waits before the actor looks at its mailbox (seconds, wall clock).
+MAILBOX_CHECK = 0.1
 
 
 class EventStepActor(EventRetries):
@@ -227,7 +232,7 @@ class EventStepActor(EventRetries):
         self._joining(joining)
         error: BaseException | None = None
         try:
-            batch = consumer.poll(timeout)
+            batch = self._poll(consumer, timeout)
         except Exception as exc:
             if not is_outage(exc):
                 raise
@@ -246,6 +251,19 @@ class EventStepActor(EventRetries):
         if self.ctx.clock.now() >= self.next_check:
             self.on_check_progress(CheckProgress())
         self._schedule_poll()
+
+    def _poll(self, consumer: ConsumerClient, timeout: float) -> Mapping[TopicPartition, Sequence[Any]]:
+        """``consumer.poll`` for up to ``timeout`` seconds in calls of at most :data:`MAILBOX_CHECK`,
+        back early with records or when a message waits in the mailbox."""
+        if timeout <= MAILBOX_CHECK:
+            return consumer.poll(timeout)
+        deadline = time.monotonic() + timeout
+        inbox = self.actor_inbox
+        while True:
+            batch = consumer.poll(min(MAILBOX_CHECK, timeout))
+            timeout = deadline - time.monotonic()
+            if batch or timeout <= 0 or not inbox.empty():
+                return batch
 
     def _process(self, ready: list[TopicPartition]) -> None:
         """Run ``process_event`` over the ready partitions, round robin, for at most :data:`SLICE` seconds."""
