@@ -49,7 +49,7 @@ class EventWatchdog(EventHealth):
     def _stalled_names(self) -> list[str]:
         return partition_names(self.stalled) + (["(group join)"] if self.join_stuck else [])
 
-    def _joining(self, joining: bool) -> None:
+    def _note_joining(self, joining: bool) -> None:
         """The poll loop says whether the consumer is (re)joining its group right now."""
         if joining:
             if self.joining_since is None:

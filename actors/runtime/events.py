@@ -229,7 +229,7 @@ class EventStepActor(EventRetries):
         joining = consumer.joining()
         if joining:
             timeout = max(timeout, JOIN_POLL)
-        self._joining(joining)
+        self._note_joining(joining)
         error: BaseException | None = None
         try:
             batch = self._poll(consumer, timeout)
