@@ -240,6 +240,28 @@ class FakeBus:
             self.closed += 1
 
 
+class WaitingBus(FakeBus):
+    """A :class:`FakeBus` whose ``poll()`` waits its whole timeout for records, as kafka-python's does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        #: Set when a ``poll()`` starts waiting for records.
+        self.waiting = threading.Event()
+        #: The longest timeout a ``poll()`` was called with.
+        self.longest = 0.0
+
+    def _idle(self) -> bool:
+        return not (self._fetchable() or self.pending_async or self.next_assignment is not None)
+
+    def poll(self, timeout: float) -> Mapping[TopicPartition, Sequence[Record]]:
+        self.longest = max(self.longest, timeout)
+        with self.cond:
+            if timeout > 0 and self._idle():
+                self.waiting.set()
+                self.cond.wait_for(lambda: not self._idle(), timeout)
+        return super().poll(0.0)
+
+
 class FakeSink:
     """The dead-letter producer: records what it is given; fails the first ``failures`` writes."""
 
@@ -616,6 +638,27 @@ def test_step_code_exiting_kills_the_actor_and_commits_what_was_done(start: Call
         h2.stop()
     finally:
         supervisor.stop()
+
+
+@pytest.mark.parametrize(("joining", "poll_timeout"), [(False, 5.0), (True, 0.1)])
+def test_stop_and_is_idle_are_answered_within_a_tenth_of_a_second_while_a_poll_waits(
+    start: Callable[..., Harness], joining: bool, poll_timeout: float
+) -> None:
+    from actors.runtime.events import JOIN_POLL, MAILBOX_CHECK
+
+    bus = WaitingBus()
+    h = start(bus=bus, poll_timeout=poll_timeout)
+    wait_for(lambda: bus.assigned == {TP0, TP1} and h.idle())
+    bus.join_forever = joining  # the actor then polls for JOIN_POLL (1 s) at a time
+    for _ in range(3):
+        bus.waiting.clear()
+        assert bus.waiting.wait(10)  # a poll waits for records: 5 s, or 1 s while joining, before
+        assert h.ref.ask(IsIdle(), timeout=0.5) is True  # a deadline, not a sleep
+    bus.waiting.clear()
+    assert bus.waiting.wait(10)
+    h.ctx.state.state = "stopping"
+    h.ref.stop(timeout=0.5)  # raises pykka.Timeout if the stop waits for the poll
+    assert bus.closed == 1 and 0 < bus.longest <= MAILBOX_CHECK < min(JOIN_POLL, poll_timeout * 10)
 
 
 # -- never stalled: rebalances, pause flags, the watchdog ----------------------------------
