@@ -89,8 +89,8 @@ def _seconds(value: float) -> str:
 def read_service_config(attempts: int = READ_ATTEMPTS, backoff: Backoff = READ_RETRY) -> str:
     """The gRPC service config of the read channel: every method retried on ``UNAVAILABLE``.
 
-    Writes go through a second channel without it (the two share one connection):
-    a write whose connection broke may have been committed, so it is never sent twice.
+    Writes go through a second channel without it: a write whose connection broke may
+    have been committed, so it is never sent twice.
     """
     policy = {
         "maxAttempts": attempts,
@@ -186,8 +186,9 @@ class RemoteBackend:
                 return grpc.secure_channel(endpoint, credentials, options=options + extra)
             return grpc.insecure_channel(endpoint, options=options + extra)
 
-        # Reads (and watches) are retried by gRPC on UNAVAILABLE, writes never: two channels,
-        # one connection (gRPC shares it between channels that differ only by service config).
+        # Reads (and watches) are retried by gRPC on UNAVAILABLE, writes never: two channels.
+        # In plaintext they share one connection (gRPC shares it between channels that differ
+        # only by service config); with TLS each has its own, the second opened at the first write.
         self._reads = channel([("grpc.service_config", read_service_config())])
         self._writes = channel([])
         self._auth: tuple[tuple[str, str], ...] = ()

@@ -126,7 +126,6 @@ class _MessageBuilder:
         type_name: str | None = None,
         repeated: bool = False,
         optional: bool = False,
-        oneof: int | None = None,
     ) -> descriptor_pb2.FieldDescriptorProto:
         field = self.message.field.add(
             name=name,
@@ -137,8 +136,6 @@ class _MessageBuilder:
         )
         if type_name is not None:
             field.type_name = type_name
-        if oneof is not None:
-            field.oneof_index = oneof
         if optional:
             field.proto3_optional = True
             self._synthetic.append((field, f"_{name}"))
@@ -172,17 +169,10 @@ def _comment(file: descriptor_pb2.FileDescriptorProto, path: list[int], text: st
     file.source_code_info.location.add(path=path, leading_comments="".join(f" {line}\n" for line in lines))
 
 
-def _service(
-    file: descriptor_pb2.FileDescriptorProto,
-    name: str,
-    methods: Mapping[str, tuple[str, str, bool]],
-    model: str = "",
-    comment: str | None = None,
-) -> None:
-    if comment:
-        _comment(file, [6, len(file.service)], comment)
-    service = file.service.add(name=name)
-    for method, (request, response, streaming) in methods.items():
+def _model_service(file: descriptor_pb2.FileDescriptorProto, model: str) -> None:
+    _comment(file, [6, len(file.service)], f"Objects of model {model}.")
+    service = file.service.add(name=model)
+    for method, (request, response, streaming) in MODEL_METHODS.items():
         rpc = service.method.add(
             name=method,
             input_type=request.replace("{M}", model),
@@ -293,7 +283,7 @@ def model_files(
         m.add("object", 1, _F.TYPE_MESSAGE, type_name=own)
         m.add("null_fields", 2, _F.TYPE_STRING, repeated=True)
         m.finish()
-        _service(services, name, MODEL_METHODS, name, comment=f"Objects of model {name}.")
+        _model_service(services, name)
     return models, services
 
 

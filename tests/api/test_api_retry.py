@@ -23,6 +23,7 @@ class FlakyRelay(grpc.GenericRpcHandler):
         self.inner = inner
         self.fail: set[str] = set()
         self.calls: list[tuple[str, dict[str, Any]]] = []
+        self.peers: set[str] = set()
 
     def service(self, details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
         handler = self.inner.service(details)
@@ -32,6 +33,7 @@ class FlakyRelay(grpc.GenericRpcHandler):
 
         def unary(request: bytes, context: grpc.ServicerContext) -> bytes:
             self.calls.append((method, dict(context.invocation_metadata())))
+            self.peers.add(context.peer())
             if method in self.fail:
                 self.fail.discard(method)
                 context.abort(grpc.StatusCode.UNAVAILABLE, "the relay drops this call")
@@ -83,6 +85,8 @@ def test_a_write_answered_unavailable_is_not_sent_again(
     assert len(handler.attempts(CREATE)) == 1
     assert api_store.count("Widget") == 0
     assert backend.create("Widget", {"name": "once"})["name"] == "once"  # the same channel still writes
+    assert backend.get("Widget", 1) is not None
+    assert len(handler.peers) == 1  # in plaintext, reads and writes share one connection
 
 
 def test_the_retry_policy_covers_every_method_of_the_read_channel() -> None:
