@@ -12,8 +12,8 @@ seen, so no notice is missed or repeated.
 from __future__ import annotations
 
 import base64
+import json
 import os
-import random
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -21,6 +21,7 @@ from typing import Any
 
 import grpc
 
+from actors._backoff import Backoff
 from actors.logs import get_logger
 from actors.models import Schema, xproto_files
 from actors.store import (
@@ -30,7 +31,6 @@ from actors.store import (
     Pending,
     Query,
     Row,
-    StoreError,
     Unsubscribe,
     ValidationError,
     WriteContext,
@@ -40,13 +40,20 @@ from actors.store import (
 )
 
 from ._protos import CORE_SERVICE, ModelTypes, Protos, base_protos
+from ._remote_errors import (
+    AccessDenied,
+    RemoteError,
+    SchemaConflict,
+    Unavailable,
+    raise_remote,
+    status_details,
+)
+from ._subscription import Subscription
 from ._wire import (
     DIGEST_KEY,
-    ERROR_KEY,
     ErrorKind,
     changes_to_message,
     message_to_changes,
-    notice_from_message,
     query_to_message,
     read_pem,
     row_from_message,
@@ -54,59 +61,45 @@ from ._wire import (
     write_options_to_message,
 )
 
-__all__ = ["AccessDenied", "RemoteBackend", "RemoteError", "SchemaConflict", "Unavailable"]
+__all__ = [
+    "AccessDenied",
+    "RemoteBackend",
+    "RemoteError",
+    "SchemaConflict",
+    "Unavailable",
+    "read_service_config",
+]
 
 log = get_logger("actors.api")
 
 _ALL = Query()
 
 
-class RemoteError(StoreError):
-    """A call to the core failed; ``code`` is the gRPC status code."""
-
-    def __init__(self, message: str, code: grpc.StatusCode | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-class Unavailable(RemoteError):
-    """The core could not be reached within the call timeout."""
+#: How the channel reconnects to a core that went away (gRPC's own reconnect backoff).
+RECONNECT = Backoff(initial=0.1, maximum=2.0)
+#: How gRPC retries a read the core answered ``UNAVAILABLE``: tries in all, and the waits between.
+READ_ATTEMPTS = 5
+READ_RETRY = Backoff(initial=0.05, maximum=1.0)
 
 
-class AccessDenied(RemoteError, PermissionError):
-    """Missing or wrong credentials, or a role that may not do this."""
+def _seconds(value: float) -> str:
+    return f"{value:.3f}".rstrip("0").rstrip(".") + "s"
 
 
-class SchemaConflict(RemoteError):
-    """An upload that conflicts with the core's models (``FAILED_PRECONDITION``)."""
+def read_service_config(attempts: int = READ_ATTEMPTS, backoff: Backoff = READ_RETRY) -> str:
+    """The gRPC service config of the read channel: every method retried on ``UNAVAILABLE``.
 
-
-def _error(exc: grpc.RpcError) -> tuple[grpc.StatusCode, str, str]:
-    code = exc.code() if hasattr(exc, "code") else grpc.StatusCode.UNKNOWN
-    details = (exc.details() if hasattr(exc, "details") else None) or str(code)
-    kind = ""
-    trailing = exc.trailing_metadata() if hasattr(exc, "trailing_metadata") else None
-    for key, value in trailing or ():
-        if key == ERROR_KEY:
-            kind = value
-    return code, details, kind
-
-
-def _raise(exc: grpc.RpcError, endpoint: str) -> None:
-    code, details, kind = _error(exc)
-    if code == grpc.StatusCode.INVALID_ARGUMENT:
-        raise ValidationError(details) from None
-    if code == grpc.StatusCode.NOT_FOUND:
-        if kind == ErrorKind.UNKNOWN_MODEL:
-            raise ValidationError(details) from None
-        raise NotFound(details) from None
-    if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
-        raise AccessDenied(details, code) from None
-    if code == grpc.StatusCode.FAILED_PRECONDITION:
-        raise SchemaConflict(details, code) from None
-    if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
-        raise Unavailable(f"the core at {endpoint} is unavailable: {details}", code) from None
-    raise RemoteError(f"{code.name}: {details}", code) from None
+    Writes go through a second channel without it: a write whose connection broke may
+    have been committed, so it is never sent twice.
+    """
+    policy = {
+        "maxAttempts": attempts,
+        "initialBackoff": _seconds(backoff.initial),
+        "maxBackoff": _seconds(backoff.maximum),
+        "backoffMultiplier": backoff.factor,
+        "retryableStatusCodes": ["UNAVAILABLE"],
+    }
+    return json.dumps({"methodConfig": [{"name": [{}], "retryPolicy": policy}]})
 
 
 def _query_request(model: str, query: Query) -> Callable[[Protos, ModelTypes], Any]:
@@ -152,9 +145,8 @@ class RemoteBackend:
         max_message_bytes: the largest response accepted.
     """
 
-    #: At start, seconds until the first ``core unreachable`` line, and the longest gap between two.
-    CONNECT_REPORT_FIRST = 1.0
-    CONNECT_REPORT_MAX = 10.0
+    #: At start, the gaps between two ``core unreachable`` lines: 1 s doubling to 10 s.
+    CONNECT_REPORTS = Backoff(initial=1.0, maximum=10.0)
 
     def __init__(
         self,
@@ -177,31 +169,38 @@ class RemoteBackend:
         options: list[tuple[str, Any]] = [
             ("grpc.max_receive_message_length", max_message_bytes),
             ("grpc.max_send_message_length", -1),
-            ("grpc.initial_reconnect_backoff_ms", 100),
-            ("grpc.min_reconnect_backoff_ms", 100),
-            ("grpc.max_reconnect_backoff_ms", 2000),
+            ("grpc.initial_reconnect_backoff_ms", int(RECONNECT.initial * 1000)),
+            ("grpc.min_reconnect_backoff_ms", int(RECONNECT.initial * 1000)),
+            ("grpc.max_reconnect_backoff_ms", int(RECONNECT.maximum * 1000)),
             ("grpc.keepalive_time_ms", 30_000),
             ("grpc.keepalive_timeout_ms", 10_000),
             ("grpc.keepalive_permit_without_calls", 1),
             ("grpc.enable_retries", 1),
         ]
-        if tls_ca is not None:
-            if tls_server_name:
-                options.append(("grpc.ssl_target_name_override", tls_server_name))
-            credentials = grpc.ssl_channel_credentials(read_pem(tls_ca))
-            self._channel = grpc.secure_channel(endpoint, credentials, options=options)
-        else:
-            self._channel = grpc.insecure_channel(endpoint, options=options)
+        if tls_ca is not None and tls_server_name:
+            options.append(("grpc.ssl_target_name_override", tls_server_name))
+        credentials = grpc.ssl_channel_credentials(read_pem(tls_ca)) if tls_ca is not None else None
+
+        def channel(extra: list[tuple[str, Any]]) -> grpc.Channel:
+            if credentials is not None:
+                return grpc.secure_channel(endpoint, credentials, options=options + extra)
+            return grpc.insecure_channel(endpoint, options=options + extra)
+
+        # Reads (and watches) are retried by gRPC on UNAVAILABLE, writes never: two channels.
+        # In plaintext they share one connection (gRPC shares it between channels that differ
+        # only by service config); with TLS each has its own, the second opened at the first write.
+        self._reads = channel([("grpc.service_config", read_service_config())])
+        self._writes = channel([])
         self._auth: tuple[tuple[str, str], ...] = ()
         if token:
             self._auth = (("authorization", f"Bearer {token}"),)
         elif username is not None:
             basic = base64.b64encode(f"{username}:{password or ''}".encode()).decode("ascii")
             self._auth = (("authorization", f"Basic {basic}"),)
-        self._unary: dict[str, Any] = {}
+        self._unary: dict[tuple[str, bool], Any] = {}
         self._lock = threading.Lock()
         self._closed = threading.Event()
-        self._watchers: set[_Watcher] = set()
+        self._watchers: set[Subscription] = set()
         self._offset = 0.0
         self._last_now = 0.0
         self._protos: Protos
@@ -209,16 +208,18 @@ class RemoteBackend:
         try:
             self._connect(connect_timeout if connect_timeout is not None else timeout, log_retries)
         except BaseException:
-            self._channel.close()
+            self._reads.close()
+            self._writes.close()
             raise
         self._sync_clock()
 
     # -- plumbing -------------------------------------------------------------
-    def _method(self, path: str) -> Any:
-        stub = self._unary.get(path)
+    def _method(self, path: str, idempotent: bool) -> Any:
+        stub = self._unary.get((path, idempotent))
         if stub is None:
-            stub = self._channel.unary_unary(path, request_serializer=None, response_deserializer=None)
-            self._unary[path] = stub
+            channel = self._reads if idempotent else self._writes
+            stub = channel.unary_unary(path, request_serializer=None, response_deserializer=None)
+            self._unary[path, idempotent] = stub
         return stub
 
     def _call(
@@ -230,32 +231,25 @@ class RemoteBackend:
         timeout: float | None = None,
         idempotent: bool = True,
     ) -> bytes:
+        """One call; an ``idempotent`` one goes through the read channel, which gRPC retries."""
         if self._closed.is_set():
             raise RemoteError("the remote backend is closed")
         metadata = self._auth + (((DIGEST_KEY, digest),) if digest else ())
-        deadline = time.monotonic() + (timeout if timeout is not None else self.timeout)
-        data = request.SerializeToString()
-        while True:
-            remaining = deadline - time.monotonic()
-            try:
-                return bytes(
-                    self._method(path)(
-                        data, timeout=max(remaining, 0.001), metadata=metadata, wait_for_ready=True
-                    )
-                )
-            except grpc.RpcError as exc:
-                code = exc.code() if hasattr(exc, "code") else None
-                # A read that met a dying connection is safe to send again.
-                if idempotent and code == grpc.StatusCode.UNAVAILABLE and deadline - time.monotonic() > 0.05:
-                    time.sleep(0.05)
-                    continue
-                raise
+        stub = self._method(path, idempotent)
+        return bytes(
+            stub(
+                request.SerializeToString(),
+                timeout=timeout if timeout is not None else self.timeout,
+                metadata=metadata,
+                wait_for_ready=True,
+            )
+        )
 
     def _core(self, method: str, request: Any, **kwargs: Any) -> bytes:
         try:
             return self._call(f"/{CORE_SERVICE}/{method}", request, **kwargs)
         except grpc.RpcError as exc:
-            _raise(exc, self.endpoint)
+            raise_remote(exc, self.endpoint)
             raise  # not reached
 
     def _model_call(
@@ -284,28 +278,28 @@ class RemoteBackend:
                     f"/{types.service}/{method}", request, digest=types.digest, idempotent=idempotent
                 )
             except grpc.RpcError as exc:
-                code, _details, kind = _error(exc)
+                code, _details, kind = status_details(exc)
                 if attempt == 0 and (
                     kind == ErrorKind.SCHEMA_CHANGED
                     or (code == grpc.StatusCode.NOT_FOUND and kind == ErrorKind.UNKNOWN_MODEL)
                 ):
                     self.refresh_schema()
                     continue
-                _raise(exc, self.endpoint)
+                raise_remote(exc, self.endpoint)
             return parse(protos, types, data)
         raise RemoteError(f"the schema of model {model} keeps changing")  # pragma: no cover
 
     def _connect(self, timeout: float, log_retries: bool) -> None:
         """Wait until the channel to the core is ready (up to ``timeout`` s), then fetch the schema.
 
-        gRPC keeps trying to connect meanwhile, with its reconnect backoff (0.1 s to 2 s);
-        each time a wait ends without a connection one line is logged, the waits doubling
-        from :attr:`CONNECT_REPORT_FIRST` to :attr:`CONNECT_REPORT_MAX` seconds.
+        gRPC keeps trying to connect meanwhile, with its reconnect backoff (:data:`RECONNECT`);
+        each time a wait ends without a connection one line is logged, the waits taken
+        from :attr:`CONNECT_REPORTS`.
         """
         started = time.monotonic()
         deadline = started + timeout
-        wait = self.CONNECT_REPORT_FIRST
-        ready = grpc.channel_ready_future(self._channel)
+        wait = self.CONNECT_REPORTS.initial
+        ready = grpc.channel_ready_future(self._reads)
         try:
             while True:
                 remaining = deadline - time.monotonic()
@@ -320,7 +314,7 @@ class RemoteBackend:
                             f"unreachable, no connection within {timeout:g} s",
                             grpc.StatusCode.UNAVAILABLE,
                         ) from None
-                    wait = min(wait * 2, self.CONNECT_REPORT_MAX)
+                    wait = self.CONNECT_REPORTS.after(wait)
                     if log_retries:
                         log.warning(
                             "core unreachable, retrying",
@@ -485,7 +479,12 @@ class RemoteBackend:
         resumes after the last sequence number it delivered: every notice arrives
         once, in order.
         """
-        watcher = _Watcher(self, callback, self.last_seq())
+        stream = self._reads.unary_stream(
+            f"/{CORE_SERVICE}/Watch", request_serializer=None, response_deserializer=None
+        )
+        watcher = Subscription(
+            self.endpoint, stream, self._auth, lambda: self._protos, callback, self.last_seq()
+        )
         with self._lock:
             self._watchers.add(watcher)
         watcher.start()
@@ -546,86 +545,11 @@ class RemoteBackend:
             self._watchers.clear()
         for watcher in watchers:
             watcher.stop()
-        self._channel.close()
+        self._reads.close()
+        self._writes.close()
 
     def __enter__(self) -> RemoteBackend:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-class _Watcher(threading.Thread):
-    """One subscription: a ``Core/Watch`` stream kept open, resumed after the last seq."""
-
-    INITIAL_BACKOFF = 0.05
-    MAX_BACKOFF = 5.0
-
-    def __init__(self, backend: RemoteBackend, callback: Callable[[ChangeNotice], None], since: int) -> None:
-        super().__init__(name=f"actors-watch-{backend.endpoint}", daemon=True)
-        self._backend = backend
-        self._callback = callback
-        self.last_seq = since
-        self._stop_event = threading.Event()
-        self._call: Any = None
-        self._call_lock = threading.Lock()
-        self._stream = backend._channel.unary_stream(
-            f"/{CORE_SERVICE}/Watch", request_serializer=None, response_deserializer=None
-        )
-
-    def stop(self) -> None:
-        self._stop_event.set()
-        with self._call_lock:
-            call = self._call
-        if call is not None:
-            call.cancel()
-        if threading.current_thread() is not self:
-            self.join(timeout=5.0)
-
-    def run(self) -> None:
-        backoff = self.INITIAL_BACKOFF
-        backend = self._backend
-        while not self._stop_event.is_set():
-            protos = backend.protos
-            request = protos.message("WatchRequest")(since_seq=self.last_seq)
-            notice_cls = protos.message("ChangeNotice")
-            try:
-                call = self._stream(request.SerializeToString(), metadata=backend._auth, wait_for_ready=True)
-                with self._call_lock:
-                    self._call = call
-                if self._stop_event.is_set():
-                    call.cancel()
-                    break
-                for data in call:
-                    backoff = self.INITIAL_BACKOFF
-                    notice = notice_from_message(notice_cls.FromString(data))
-                    if notice.seq <= self.last_seq:
-                        continue
-                    self.last_seq = notice.seq
-                    try:
-                        self._callback(notice)
-                    except Exception as exc:  # a broken subscriber must not end the watch
-                        log.error("change subscriber failed", error=repr(exc), notice=str(notice))
-            except grpc.RpcError as exc:
-                if self._stop_event.is_set():
-                    break
-                code, details, _kind = _error(exc)
-                level = (
-                    log.error
-                    if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED)
-                    else log.info
-                )
-                level(
-                    "watch interrupted, resuming",
-                    endpoint=backend.endpoint,
-                    code=code.name,
-                    details=details,
-                    after_seq=self.last_seq,
-                )
-            finally:
-                with self._call_lock:
-                    self._call = None
-            delay = backoff * (0.5 + random.random())
-            backoff = min(backoff * 2, self.MAX_BACKOFF)
-            if self._stop_event.wait(delay):
-                break

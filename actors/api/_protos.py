@@ -1,7 +1,9 @@
 """Protobuf descriptors built at run time from a :class:`~actors.models.Schema`.
 
-No ``protoc`` step: the messages and services are written as
-``FileDescriptorProto`` values, loaded into a private
+The fixed ``api.proto`` is a ``.proto`` file beside this module, compiled by
+``protoc`` (grpcio-tools) the first time it is needed. The model files need no
+``protoc`` step: their messages and services are written as
+``FileDescriptorProto`` values. All are loaded into a private
 :class:`~google.protobuf.descriptor_pool.DescriptorPool` and turned into message
 classes with :mod:`google.protobuf.message_factory`. One :class:`Protos` value
 holds everything generated for one schema; a schema change builds a new one.
@@ -22,10 +24,12 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import tempfile
 import textwrap
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
@@ -67,16 +71,6 @@ MODEL_METHODS: Mapping[str, tuple[str, str, bool]] = {
     "Delete": (".actors.api.v1.DeleteRequest", ".actors.api.v1.DeleteResponse", False),
     "Filter": (".actors.api.v1.FilterRequest", ".actors.models.v1.{M}List", False),
     "Count": (".actors.api.v1.FilterRequest", ".actors.api.v1.CountResponse", False),
-    "Watch": (".actors.api.v1.WatchRequest", ".actors.api.v1.ChangeNotice", True),
-}
-
-#: Methods of the ``Core`` service: name -> (request, response, server streaming).
-CORE_METHODS: Mapping[str, tuple[str, str, bool]] = {
-    "GetSchema": (".actors.api.v1.Empty", ".actors.api.v1.SchemaResponse", False),
-    "GetProtos": (".actors.api.v1.Empty", ".actors.api.v1.ProtoFiles", False),
-    "UploadModels": (".actors.api.v1.UploadRequest", ".actors.api.v1.UploadResponse", False),
-    "Login": (".actors.api.v1.LoginRequest", ".actors.api.v1.LoginResponse", False),
-    "Now": (".actors.api.v1.Empty", ".actors.api.v1.NowResponse", False),
     "Watch": (".actors.api.v1.WatchRequest", ".actors.api.v1.ChangeNotice", True),
 }
 
@@ -132,7 +126,6 @@ class _MessageBuilder:
         type_name: str | None = None,
         repeated: bool = False,
         optional: bool = False,
-        oneof: int | None = None,
     ) -> descriptor_pb2.FieldDescriptorProto:
         field = self.message.field.add(
             name=name,
@@ -143,8 +136,6 @@ class _MessageBuilder:
         )
         if type_name is not None:
             field.type_name = type_name
-        if oneof is not None:
-            field.oneof_index = oneof
         if optional:
             field.proto3_optional = True
             self._synthetic.append((field, f"_{name}"))
@@ -178,17 +169,10 @@ def _comment(file: descriptor_pb2.FileDescriptorProto, path: list[int], text: st
     file.source_code_info.location.add(path=path, leading_comments="".join(f" {line}\n" for line in lines))
 
 
-def _service(
-    file: descriptor_pb2.FileDescriptorProto,
-    name: str,
-    methods: Mapping[str, tuple[str, str, bool]],
-    model: str = "",
-    comment: str | None = None,
-) -> None:
-    if comment:
-        _comment(file, [6, len(file.service)], comment)
-    service = file.service.add(name=name)
-    for method, (request, response, streaming) in methods.items():
+def _model_service(file: descriptor_pb2.FileDescriptorProto, model: str) -> None:
+    _comment(file, [6, len(file.service)], f"Objects of model {model}.")
+    service = file.service.add(name=model)
+    for method, (request, response, streaming) in MODEL_METHODS.items():
         rpc = service.method.add(
             name=method,
             input_type=request.replace("{M}", model),
@@ -198,156 +182,38 @@ def _service(
             rpc.server_streaming = True
 
 
-def api_file() -> descriptor_pb2.FileDescriptorProto:
-    """``actors/api/v1/api.proto``: the messages shared by every service, and ``Core``."""
-    file = descriptor_pb2.FileDescriptorProto(name=API_FILE, package=API_PACKAGE, syntax="proto3")
-    S, I64, D, B, BY = _F.TYPE_STRING, _F.TYPE_INT64, _F.TYPE_DOUBLE, _F.TYPE_BOOL, _F.TYPE_BYTES
-    ID = ID_TYPE  # object ids, journal sequence numbers and counts
-    M = _F.TYPE_MESSAGE
+#: ``api.proto``'s source, beside this module; its name is the path below the package root.
+_API_SOURCE = Path(__file__).parent / "v1" / "api.proto"
 
-    m = _message(file, "Value", "A filter value: exactly one of the kinds; null_value = true is SQL NULL.")
-    m.message.oneof_decl.add(name="kind")
-    m.add("string_value", 1, S, oneof=0)
-    m.add("int_value", 2, _F.TYPE_SINT64, oneof=0)
-    m.add("double_value", 3, D, oneof=0)
-    m.add("bool_value", 4, B, oneof=0)
-    m.add("null_value", 5, B, oneof=0)
-    m.add("list_value", 6, M, type_name=".actors.api.v1.ValueList", oneof=0)
-    m.finish()
-    m = _message(file, "ValueList", "The value of an 'in' condition.")
-    m.add("values", 1, M, type_name=".actors.api.v1.Value", repeated=True)
-    m.finish()
-    m = _message(
-        file,
-        "Condition",
-        "field <op> value. field is a field or column name (owner or owner_id); op is one of "
-        "eq (default), gt, gte, lt, lte, iexact, contains, icontains, in, isnull.",
-    )
-    m.add("field", 1, S)
-    m.add("op", 2, S)
-    m.add("value", 3, M, type_name=".actors.api.v1.Value")
-    m.finish()
-    m = _message(file, "FieldNames", "A list of column names.")
-    m.add("names", 1, S, repeated=True)
-    m.finish()
-    m = _message(
-        file,
-        "WriteOptions",
-        "Who writes (client, synchronizer, step or policy; empty means client) and how: "
-        "always_update_timestamp, and update_fields to write only those columns. origin names "
-        "the writer in the change notices.",
-    )
-    m.add("caller", 1, S)
-    m.add("always_update_timestamp", 2, B)
-    m.add("update_fields", 3, M, type_name=".actors.api.v1.FieldNames")
-    m.add("origin", 4, S, optional=True)
-    m.finish()
-    m = _message(file, "GetRequest")
-    m.add("id", 1, ID)
-    m.finish()
-    m = _message(file, "ListRequest", "Objects not deleted (unless include_deleted), by id or order_by.")
-    m.add("limit", 1, I64, optional=True)
-    m.add("offset", 2, I64)
-    m.add("include_deleted", 3, B)
-    m.add("order_by", 4, S, repeated=True)
-    m.finish()
-    m = _message(
-        file,
-        "FilterRequest",
-        "All where conditions hold and no exclude condition does; or, instead, pending names one "
-        "of the four synchronizer queries: sync, sync_deleted, policy, policy_deleted.",
-    )
-    m.add("where", 1, M, type_name=".actors.api.v1.Condition", repeated=True)
-    m.add("exclude", 2, M, type_name=".actors.api.v1.Condition", repeated=True)
-    m.add("pending", 3, S)
-    m.add("order_by", 4, S, repeated=True)
-    m.add("limit", 5, I64, optional=True)
-    m.add("offset", 6, I64)
-    m.finish()
-    m = _message(file, "CountResponse")
-    m.add("count", 1, ID)
-    m.finish()
-    m = _message(file, "DeleteRequest", "Soft delete (deleted = true), or remove the rows with purge.")
-    m.add("id", 1, ID)
-    m.add("purge", 2, B)
-    m.add("options", 3, M, type_name=".actors.api.v1.WriteOptions")
-    m.finish()
-    m = _message(
-        file,
-        "DeleteResponse",
-        "What a Delete did: the object's id, deleted (true: it is soft-deleted or gone), purged (the "
-        "rows are gone).",
-    )
-    m.add("id", 1, ID)
-    m.add("deleted", 2, B)
-    m.add("purged", 3, B)
-    m.finish()
-    _message(file, "Empty").finish()
-    m = _message(
-        file,
-        "WatchRequest",
-        "Notices with seq > since_seq (a negative since_seq means from now on), of these models "
-        "and the models derived from them (all when empty).",
-    )
-    m.add("since_seq", 1, ID)
-    m.add("models", 2, S, repeated=True)
-    m.finish()
-    m = _message(
-        file,
-        "ChangeNotice",
-        "One committed write; kind is create, update, delete or purge; origin is the writer's "
-        "name if it gave one.",
-    )
-    m.add("seq", 1, ID)
-    m.add("model", 2, S)
-    m.add("id", 3, ID)
-    m.add("kind", 4, S)
-    m.add("at", 5, D)
-    m.add("origin", 6, S, optional=True)
-    m.finish()
-    m = _message(file, "SchemaResponse", "The models as JSON and the descriptors of the generated files.")
-    m.add("version", 1, S)
-    m.add("models_json", 2, S)
-    m.add("file_descriptors", 3, BY, repeated=True)
-    m.finish()
-    m = _message(file, "ProtoFile")
-    m.add("name", 1, S)
-    m.add("content", 2, S)
-    m.finish()
-    m = _message(file, "ProtoFiles", "The generated .proto files, for clients in other languages.")
-    m.add("files", 1, M, type_name=".actors.api.v1.ProtoFile", repeated=True)
-    m.finish()
-    m = _message(file, "XprotoFile")
-    m.add("name", 1, S)
-    m.add("content", 2, S)
-    m.finish()
-    m = _message(file, "UploadRequest", "xproto files to add to the core's models (parsed, never executed).")
-    m.add("files", 1, M, type_name=".actors.api.v1.XprotoFile", repeated=True)
-    m.finish()
-    m = _message(file, "UploadResponse", "The models added or extended, and the new schema version.")
-    m.add("models", 1, S, repeated=True)
-    m.add("version", 2, S)
-    m.finish()
-    m = _message(file, "LoginRequest")
-    m.add("username", 1, S)
-    m.add("password", 2, S)
-    m.finish()
-    m = _message(file, "LoginResponse", "A bearer token for the authorization metadata.")
-    m.add("token", 1, S)
-    m.add("expires_at", 2, D)
-    m.add("role", 3, S)
-    m.finish()
-    m = _message(file, "NowResponse", "The core's clock and the last journal sequence number.")
-    m.add("now", 1, D)
-    m.add("last_seq", 2, ID)
-    m.finish()
-    _service(
-        file,
-        "Core",
-        CORE_METHODS,
-        comment="Schema, upload of xproto files, login, clock and the change feed of every model.",
-    )
-    return file
+
+@functools.cache
+def _compiled_api_file() -> bytes:
+    """``api.proto`` compiled by ``protoc`` (grpcio-tools), once per process; only its comments kept
+    of the source information, for :func:`render_proto`."""
+    from grpc_tools import protoc
+
+    source = _API_SOURCE.resolve()  # an absolute path: protoc names it by its place below the root
+    root = source.parents[3]
+    with tempfile.TemporaryDirectory(prefix="actors-api-proto-") as tmp:
+        out = Path(tmp) / "api.pb"
+        args = ["protoc", f"-I{root}", f"--descriptor_set_out={out}", "--include_source_info", str(source)]
+        if protoc.main(args) != 0 or not out.exists():
+            raise SchemaError(f"{_API_SOURCE}: protoc cannot compile it (its errors are printed above)")
+        (file,) = descriptor_pb2.FileDescriptorSet.FromString(out.read_bytes()).file
+    comments = [(list(loc.path), loc.leading_comments) for loc in file.source_code_info.location]
+    file.ClearField("source_code_info")
+    for path, text in comments:
+        if text:
+            file.source_code_info.location.add(path=path, leading_comments=text)
+    return file.SerializeToString(deterministic=True)
+
+
+def api_file() -> descriptor_pb2.FileDescriptorProto:
+    """``actors/api/v1/api.proto``: the messages shared by every service, and ``Core``.
+
+    Its one source is the ``.proto`` file itself, compiled when first needed.
+    """
+    return descriptor_pb2.FileDescriptorProto.FromString(_compiled_api_file())
 
 
 def _field_type(f: FieldSpec) -> int:
@@ -417,7 +283,7 @@ def model_files(
         m.add("object", 1, _F.TYPE_MESSAGE, type_name=own)
         m.add("null_fields", 2, _F.TYPE_STRING, repeated=True)
         m.finish()
-        _service(services, name, MODEL_METHODS, name, comment=f"Objects of model {name}.")
+        _model_service(services, name)
     return models, services
 
 

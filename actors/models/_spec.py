@@ -281,6 +281,16 @@ class Schema:
     def is_a(self, name: str, base: str) -> bool:
         return name == base or base in self._ancestors[name]
 
+    def base_among(self, name: str, models: Iterable[str]) -> str | None:
+        """The first of ``models`` that ``name`` is or derives from (``None`` if none).
+
+        Names the schema does not hold match only themselves, so a stale name never raises.
+        """
+        for model in models:
+            if name == model or (name in self._ancestors and model in self._ancestors[name]):
+                return model
+        return None
+
     def descendants(self, name: str) -> list[str]:
         return [m for m in self._models if name in self._ancestors[m]]
 

@@ -4,9 +4,11 @@ from ._cascade import choose_owner, owner_to_fill
 from ._errors import StoreInUse, StoreOpenError, safe_url
 from ._notices import ChangeNotice, Unsubscribe
 from ._query import OPERATORS, Caller, Condition, Pending, Query, WriteContext, parse_lookup
+from ._rejections import database_rejection
 from ._rows import Record, Row, as_dict
 from ._store import NotFound, Store, StoreError, ValidationError, check_column, check_id, check_value
 from ._tables import pending_condition, row_is_pending
+from ._uploads import UploadLog
 
 __all__ = [
     "OPERATORS",
@@ -23,6 +25,7 @@ __all__ = [
     "StoreInUse",
     "StoreOpenError",
     "Unsubscribe",
+    "UploadLog",
     "ValidationError",
     "WriteContext",
     "as_dict",
@@ -30,6 +33,7 @@ __all__ = [
     "check_id",
     "check_value",
     "choose_owner",
+    "database_rejection",
     "owner_to_fill",
     "parse_lookup",
     "pending_condition",

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from actors.api import ApiServer
 from actors.api._auth import LoginThrottle
-from actors.api._protos import CORE_METHODS, MODEL_METHODS
+from actors.api._protos import CORE_SERVICE, MODEL_METHODS
 from actors.store import OPERATORS, Store, check_value
 
 from .support import RawClient, Result, basic
@@ -63,7 +63,8 @@ def call_any(raw: RawClient, path: str, data: bytes, metadata: Any, streaming: b
 
 def all_methods(api_server: ApiServer) -> list[tuple[str, bool, str]]:
     """(path, streaming, model or '') of every method the server offers."""
-    out = [(f"/actors.api.v1.Core/{name}", spec[2], "") for name, spec in CORE_METHODS.items()]
+    core = api_server.protos.pool.FindServiceByName(CORE_SERVICE).methods
+    out = [(f"/actors.api.v1.Core/{m.name}", m.server_streaming, "") for m in core]
     for model in api_server.protos.models:
         for name, spec in MODEL_METHODS.items():
             out.append((f"/actors.services.v1.{model}/{name}", spec[2], model))

@@ -167,3 +167,19 @@ def test_render_proto_of_a_plain_file() -> None:
     models, services = model_files(load_schema())
     assert "service Service {" in render_proto(services)
     assert "message ServiceInstance {" in render_proto(models)
+
+
+def test_api_proto_has_one_source_the_proto_file_beside_the_module() -> None:
+    import actors.api
+
+    source = Path(actors.api.__file__).parent / "v1" / "api.proto"
+    text = source.read_text(encoding="utf-8")
+    file = api_file()
+    assert file.name == "actors/api/v1/api.proto"
+    declared = re.findall(r"^message (\w+) \{", text, flags=re.M)
+    assert [m.name for m in file.message_type] == declared
+    assert [m.name for m in file.service[0].method] == re.findall(r"^  rpc (\w+)\(", text, flags=re.M)
+    # The comments of the source reach the served text.
+    rendered = render_proto(file)
+    assert "// A filter value: exactly one of the kinds; null_value = true is SQL NULL." in rendered
+    assert "// Schema, upload of xproto files, login, clock and the change feed of every model." in rendered

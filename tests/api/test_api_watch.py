@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from actors.api import ApiServer, RemoteBackend
-from actors.api import _service as service_module
+from actors.api import _watch as watch_module
 from actors.models import Schema
 from actors.store import Caller, ChangeNotice, Store, WriteContext
 
@@ -133,13 +133,13 @@ class FakeContext:
 def test_a_slow_watcher_falls_back_to_the_journal(
     api_server: ApiServer, api_store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(service_module, "WATCH_QUEUE_LIMIT", 5)
+    monkeypatch.setattr(watch_module, "WATCH_QUEUE_LIMIT", 5)
     service = api_server.service
     protos = service.protos
     notice_cls = protos.message("ChangeNotice")
     api_store.create("Widget", {"name": "first"})
     context = FakeContext()
-    stream = service._watch(protos, 0, [], context)  # type: ignore[arg-type]
+    stream = service.watches.stream(protos, 0, [], context)  # type: ignore[arg-type]
     assert notice_cls.FromString(next(stream)).seq == 1  # subscribed and replayed
     for i in range(40):  # far more than the queue holds while nobody reads
         api_store.create("Widget", {"name": f"w{i}"})
@@ -159,7 +159,7 @@ def test_out_of_order_publication_is_delivered_in_order(
     notice_cls = protos.message("ChangeNotice")
     api_store.create("Widget", {"name": "zero"})
     context = FakeContext()
-    stream = service._watch(protos, 0, [], context)  # type: ignore[arg-type]
+    stream = service.watches.stream(protos, 0, [], context)  # type: ignore[arg-type]
     assert notice_cls.FromString(next(stream)).seq == 1
     # Two writes commit; the second one's notice reaches the watcher first.
     publish = api_store._notifier.publish
