@@ -27,6 +27,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from actors._examples import examples_config
 from actors.api import cli_main, core_main, load_config_and_logging
 from actors.config import ConfigError
 from actors.logs import create_logger
@@ -44,7 +45,7 @@ def default_config_path() -> Path:
     env = os.environ.get("ACTORS_CONFIG")
     if env:
         return Path(env)
-    return Path(__file__).resolve().parent.parent / "steps_examples" / "config.yaml"
+    return examples_config()
 
 
 def _run_parser() -> argparse.ArgumentParser:
