@@ -25,8 +25,10 @@ right before a block changes what happens to it:
   file is then only compiled: the framework loads it);
 * ``<!-- docs-test: runs-until-stopped [until=TEXT] [keep] -->``: a command that runs
   until Ctrl-C: started, checked to print TEXT (default ``synchronizer started``) within
-  60 s, then stopped with SIGINT (``keep``: left running until the file's last block);
-* ``<!-- docs-test: yaml-only REASON -->``: a YAML block that is parsed, not validated.
+  60 s, then stopped with SIGINT (``keep``: left running for the file's later blocks);
+* ``<!-- docs-test: yaml-only REASON -->``: a YAML block that is parsed, not validated;
+* ``<!-- docs-test: in DIR -->``: the block runs in the folder DIR of the copy (a block
+  written as run from a synchronizer's folder: ``in steps_examples``).
 """
 
 from __future__ import annotations
@@ -56,7 +58,7 @@ DOC_FILES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 SHELL = {"sh", "bash", "shell", "console"}
 NOT_RUN = {"text"}
 KNOWN = SHELL | NOT_RUN | {"python", "yaml", "json", "ini", "proto"}
-BLOCK_TIMEOUT = 180.0
+BLOCK_TIMEOUT = 120.0
 START_TIMEOUT = 60.0
 MARKER = re.compile(r"^\s*<!--\s*docs-test:\s*(?P<kind>[\w-]+)\s*(?P<args>.*?)\s*-->\s*$")
 FENCE = re.compile(r"^(?P<indent>\s*)(?P<fence>```+|~~~+)\s*(?P<info>[^`\s]*)")
@@ -97,7 +99,9 @@ def parse_blocks(doc: Path) -> list[Block]:
         end = index + 1
         while end < len(lines) and not lines[end].strip().startswith(fence):
             end += 1
-        body = "\n".join(line[indent:] if line[:indent].isspace() else line for line in lines[index + 1 : end])
+        body = "\n".join(
+            line[indent:] if line[:indent].isspace() else line for line in lines[index + 1 : end]
+        )
         block = Block(doc, index + 1, match.group("info").lower(), body + "\n" if body else "")
         previous = index - 1
         while previous >= 0 and not lines[previous].strip():
@@ -122,11 +126,15 @@ requests, answers = os.fdopen(int(sys.argv[1]), "r"), os.fdopen(int(sys.argv[2])
 namespace = {"__name__": "__main__"}
 for request in requests:
     block = json.loads(request)
+    here = os.getcwd()
     try:
+        os.chdir(block["cwd"])
         exec(compile(block["code"], block["name"], "exec"), namespace)
         answer = {"ok": True}
     except BaseException:
         answer = {"ok": False, "error": traceback.format_exc(limit=8)}
+    finally:
+        os.chdir(here)
     sys.stdout.flush(); sys.stderr.flush()
     answers.write(json.dumps(answer) + "\n"); answers.flush()
 """
@@ -166,6 +174,10 @@ class DocRun:
         env.pop("ACTORS_CONFIG", None)
         return env
 
+    def cwd(self, block: Block) -> Path:
+        """Where ``block`` runs: the copy, or its folder named by ``in DIR``."""
+        return self.workdir / block.marker_args if block.marker == "in" else self.workdir
+
     def python(self, block: Block, code: str) -> str | None:
         """Run ``code`` in this file's Python process; the traceback if it raised."""
         if self.kernel is None:
@@ -181,13 +193,15 @@ class DocRun:
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     pass_fds=(request_r, answer_w),
+                    start_new_session=True,
                 )
             os.close(request_r)
             os.close(answer_w)
             self.kernel_io = (os.fdopen(request_w, "w"), os.fdopen(answer_r, "r"))
         assert self.kernel_io is not None
         requests, answers = self.kernel_io
-        requests.write(json.dumps({"code": code, "name": block.where}) + "\n")
+        request = {"code": code, "name": block.where, "cwd": str(self.cwd(block))}
+        requests.write(json.dumps(request) + "\n")
         requests.flush()
         line = _readline_with_deadline(answers, self.kernel, BLOCK_TIMEOUT)
         if line is None:
@@ -200,20 +214,23 @@ class DocRun:
             return ""
         return _tail(self.kernel_log.read_text(errors="replace"))
 
-    def close(self) -> None:
-        """Stop what still runs and delete the copy."""
-        for block, process, log in self.background:
+    def stop_background(self) -> None:
+        """Stop the commands kept running (``runs-until-stopped ... keep``)."""
+        for _, process, log in self.background:
             _stop(process)
             with contextlib.suppress(OSError):
                 log.unlink()
-            del block
         self.background.clear()
+
+    def close(self) -> None:
+        """Stop what still runs and delete the copy."""
+        self.stop_background()
         if self.kernel is not None:
             assert self.kernel_io is not None
             for handle in self.kernel_io:
                 with contextlib.suppress(OSError):
                     handle.close()
-            _stop(self.kernel)
+            _stop(self.kernel, grace=5.0)
             self.kernel = None
         shutil.rmtree(self.workdir, ignore_errors=True)
         if self.kernel_log is not None:
@@ -252,18 +269,18 @@ def _readline_with_deadline(handle: Any, process: subprocess.Popen[bytes], timeo
     return None
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    """SIGINT to the process group (Ctrl-C), then SIGKILL after 20 s."""
-    if process.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGINT)
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
+def _stop(process: subprocess.Popen[bytes], grace: float = 20.0) -> None:
+    """SIGINT to the process group (Ctrl-C), SIGKILL after ``grace`` s; then to what is left of the group."""
+    if process.poll() is None:
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=10)
+            os.killpg(process.pid, signal.SIGINT)
+        try:
+            process.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            pass
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=10)
 
 
 def _tail(text: str, lines: int = 40) -> str:
@@ -305,21 +322,30 @@ def run_shell(run: DocRun, block: Block) -> str | None:
     script = shell_script(block.body)
     if block.marker == "runs-until-stopped":
         return start_until(run, block, script)
+    process = subprocess.Popen(
+        ["bash", "-e", "-o", "pipefail", "-c", script],
+        cwd=run.cwd(block),
+        env=run.env(),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
-        result = subprocess.run(
-            ["bash", "-e", "-o", "pipefail", "-c", script],
-            cwd=run.workdir,
-            env=run.env(),
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=BLOCK_TIMEOUT,
-            check=False,
-        )
+        stdout, stderr = process.communicate(timeout=BLOCK_TIMEOUT)
     except subprocess.TimeoutExpired:
-        return f"did not finish within {BLOCK_TIMEOUT:.0f}s (a command that runs until stopped needs the marker)"
-    if result.returncode != 0:
-        return f"exit status {result.returncode}\nstdout:\n{_tail(result.stdout)}\nstderr:\n{_tail(result.stderr)}"
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()
+        return (
+            f"did not finish within {BLOCK_TIMEOUT:.0f}s (a command that runs until stopped needs the marker)"
+        )
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)  # what the commands left behind
+    if process.returncode != 0:
+        return f"exit status {process.returncode}\nstdout:\n{_tail(stdout)}\nstderr:\n{_tail(stderr)}"
     return None
 
 
@@ -333,7 +359,7 @@ def start_until(run: DocRun, block: Block, script: str) -> str | None:
     with log.open("wb") as handle:
         process = subprocess.Popen(
             ["bash", "-e", "-o", "pipefail", "-c", script],
-            cwd=run.workdir,
+            cwd=run.cwd(block),
             env=run.env(),
             stdin=subprocess.DEVNULL,
             stdout=handle,
@@ -347,7 +373,9 @@ def start_until(run: DocRun, block: Block, script: str) -> str | None:
             break
         if process.poll() is not None:
             log.unlink()
-            return f"exited with status {process.returncode} before printing {until!r}\noutput:\n{_tail(output)}"
+            return (
+                f"exited with status {process.returncode} before printing {until!r}\noutput:\n{_tail(output)}"
+            )
         if time.monotonic() > deadline:
             _stop(process)
             log.unlink()
@@ -460,6 +488,9 @@ def doc_runs(docs_venv: Path) -> Iterator[dict[Path, DocRun]]:
 
 def _run_upto(runs: dict[Path, DocRun], venv_bin: Path, block: Block) -> str | None:
     """Run the blocks of ``block``'s file up to it (those not run yet), then it; its failure."""
+    for other in runs.values():
+        if other.doc != block.doc:
+            other.stop_background()  # commands kept running stop when their file is done
     run = runs.get(block.doc)
     if run is None:
         run = runs[block.doc] = DocRun(block.doc, venv_bin)
@@ -472,10 +503,6 @@ def _run_upto(runs: dict[Path, DocRun], venv_bin: Path, block: Block) -> str | N
             run.done[earlier.line] = run_block(run, earlier)
         if earlier.line == block.line:
             break
-    last = max(b.line for b in ALL_BLOCKS if b.doc == block.doc)
-    if block.line == last:
-        for _, process, _ in run.background:
-            _stop(process)
     return run.done[block.line]
 
 
@@ -489,15 +516,67 @@ def test_doc_block(block: Block, doc_runs: dict[Path, DocRun], docs_venv: Path) 
             pytrace=False,
         )
     if block.info not in KNOWN:
-        pytest.fail(f"{block.where}: unknown block language {block.info!r} (known: {sorted(KNOWN)})", pytrace=False)
+        pytest.fail(
+            f"{block.where}: unknown block language {block.info!r} (known: {sorted(KNOWN)})", pytrace=False
+        )
     if block.marker == "skip":
         if not block.marker_args:
             pytest.fail(f"{block.where}: docs-test: skip needs a reason", pytrace=False)
         pytest.skip(f"{block.where}: {block.marker_args}")
-    if block.marker and block.marker not in {"skip", "file", "runs-until-stopped", "yaml-only"}:
+    if block.marker and block.marker not in {"skip", "file", "in", "runs-until-stopped", "yaml-only"}:
         pytest.fail(f"{block.where}: unknown docs-test marker {block.marker!r}", pytrace=False)
     if block.info in NOT_RUN:
         return
     error = _run_upto(doc_runs, docs_venv, block)
     if error:
-        pytest.fail(f"{block.where}: the {block.info} block fails:\n{textwrap.indent(block.body, '    ')}\n{error}", pytrace=False)
+        pytest.fail(
+            f"{block.where}: the {block.info} block fails:\n{textwrap.indent(block.body, '    ')}\n{error}",
+            pytrace=False,
+        )
+
+
+def test_a_regular_install_runs_the_examples(tmp_path: Path) -> None:
+    """``pip install .`` (a wheel, not editable), then ``python -m actors.main`` finds steps_examples."""
+    source = tmp_path / "checkout"
+    for relative in _tracked_files():
+        target = source / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / relative, target)
+    venv = tmp_path / "venv"
+    subprocess.run(
+        [sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(venv)],
+        check=True,
+        timeout=120,
+        capture_output=True,
+    )
+    python = venv / "bin" / "python"
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "ACTORS_CONFIG")}
+    # This interpreter's pip, installing into the venv; no build isolation: offline and fast.
+    install = subprocess.run(
+        [str(python), "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", str(source)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert install.returncode == 0, install.stderr
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    where = subprocess.run(
+        [str(python), "-c", "import actors.main as m; print(m.__file__); print(m.default_config_path())"],
+        cwd=elsewhere,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout.split()
+    assert where[0].startswith(str(venv)), where  # the installed copy, not a checkout
+    assert Path(where[1]).is_file(), where
+    block = Block(ROOT / "README.md", 0, "sh", "python -m actors.main --no-api\n", "runs-until-stopped")
+    run = DocRun.__new__(DocRun)
+    run.doc, run.venv_bin, run.workdir, run.background = block.doc, venv / "bin", elsewhere, []
+    run.env = lambda: {**env, "PATH": f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}"}  # type: ignore[method-assign]
+    error = start_until(run, block, block.body)
+    assert error is None, error
