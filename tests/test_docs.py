@@ -28,7 +28,8 @@ right before a block changes what happens to it:
   60 s, then stopped with SIGINT (``keep``: left running for the file's later blocks);
 * ``<!-- docs-test: yaml-only REASON -->``: a YAML block that is parsed, not validated;
 * ``<!-- docs-test: in DIR -->``: the block runs in the folder DIR of the copy (a block
-  written as run from a synchronizer's folder: ``in steps_examples``).
+  written as run from a synchronizer's folder: ``in steps_examples``; for YAML, the
+  folder relative paths are resolved against).
 """
 
 from __future__ import annotations
@@ -404,7 +405,7 @@ def check_yaml(run: DocRun, block: Block) -> str | None:
 
     config = {"name": "docs-test", **data}
     try:
-        Config.from_dict(config, base_dir=run.workdir)
+        Config.from_dict(config, base_dir=run.cwd(block))
     except ConfigError as exc:
         return f"not a valid configuration: {exc}"
     return None
