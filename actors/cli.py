@@ -25,6 +25,7 @@ from pathlib import Path
 from types import FrameType
 from typing import IO, Any
 
+from actors._examples import examples_config
 from actors.api import (
     DEFAULT_ADDRESS,
     DEFAULT_MAX_MESSAGE_BYTES,
@@ -63,7 +64,7 @@ def default_config_path() -> Path:
     env = os.environ.get("ACTORS_CONFIG")
     if env:
         return Path(env)
-    return Path(__file__).resolve().parent.parent / "steps_examples" / "config.yaml"
+    return examples_config()
 
 
 def _version() -> str:

