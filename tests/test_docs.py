@@ -565,7 +565,7 @@ def test_a_regular_install_runs_the_examples(tmp_path: Path) -> None:
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     where = subprocess.run(
-        [str(python), "-c", "import actors.main as m; print(m.__file__); print(m.default_config_path())"],
+        [str(python), "-c", "import actors.cli as m; print(m.__file__); print(m.default_config_path())"],
         cwd=elsewhere,
         env=env,
         capture_output=True,
