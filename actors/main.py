@@ -73,7 +73,7 @@ def run(argv: Sequence[str]) -> int:
         return 2
     log = create_logger(None, name="actors.main")
     serve = bool(config.get("api.enabled")) and not args.no_api
-    synchronizer = Synchronizer(config, serve_api=serve)
+    synchronizer = Synchronizer(config, serve_api=serve, http=True)  # unless http.enabled is false
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
@@ -108,6 +108,7 @@ def _serve(synchronizer: Synchronizer, stop: threading.Event, log: Any) -> None:
         models=len(synchronizer.model_accessor.schema),
         children=sorted(synchronizer.status()),
         api=synchronizer.api.address if synchronizer.api is not None else None,
+        http=synchronizer.http.url if synchronizer.http is not None else None,
     )
     stop.wait()
 

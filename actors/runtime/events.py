@@ -589,6 +589,7 @@ class EventStepActor(ChildActor):
                 if failure is not None and failure.record.offset <= offset:
                     del self.failures[tp]  # it succeeded on a retry
             self.ctx.state.done += count
+            self.ctx.metrics.events(self.ctx.name, "success", count)
         for tp, record, exc in failed:
             self._failed(tp, record, exc)
 
@@ -601,6 +602,7 @@ class EventStepActor(ChildActor):
         attempts = previous.attempts + 1 if previous is not None and again else 1
         failure = _Failure(record, attempts, _describe(exc)[:MAX_ERROR], type(exc).__name__)
         self.failures[tp] = failure
+        self.ctx.metrics.events(self.ctx.name, "error")
         where = f"{tp.topic}[{tp.partition}]@{record.offset}"
         self.ctx.state.detail["last_event_error"] = f"{where}: {failure.error}"
         if attempts <= options.max_retries:
@@ -690,6 +692,7 @@ class EventStepActor(ChildActor):
         self.tracker.processed(tp, message.offset)
         self._progressed(tp, self.ctx.clock.now())
         self.dead_lettered += 1
+        self.ctx.metrics.dead_letter(self.ctx.name)
         self.ctx.state.failed += 1
         self.log.warning(
             "event sent to the dead-letter topic",
