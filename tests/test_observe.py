@@ -227,7 +227,7 @@ def test_a_busy_port_is_one_line_naming_the_address() -> None:
         port = busy.getsockname()[1]
         with pytest.raises(OSError, match=rf"^the HTTP endpoint cannot listen on 127.0.0.1:{port}: address"):
             ObserveServer(f"127.0.0.1:{port}", metrics=None, health=Health())
-    with pytest.raises(ValueError, match="http.address 'nowhere': expected host:port"):
+    with pytest.raises(ValueError, match=r"http\.address 'nowhere': expected host:port"):
         ObserveServer("nowhere", metrics=None, health=Health())
 
 
