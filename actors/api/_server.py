@@ -218,7 +218,7 @@ class ApiServer:
             metrics = Metrics()
             checks = Health()
             checks.add("healthz", "server", lambda: None)
-            checks.add("readyz", "store", lambda: (store.last_seq(), None)[1])
+            checks.add("readyz", "store", lambda: _store_answers(store))
             self.http = ObserveServer(http.address, metrics=metrics, health=checks)  # binds its port
             self.set_readiness(lambda: checks.ok("readyz"))
         self.metrics = metrics
@@ -347,6 +347,11 @@ def serve(
     return ApiServer(
         store, address=address, users=users, tls=tls, max_message_bytes=max_message_bytes, **options
     ).start()
+
+
+def _store_answers(store: Store) -> None:
+    """The readiness check of ``core``: a read of the store (raises when it does not answer)."""
+    store.last_seq()
 
 
 # -- python -m actors.main core ------------------------------------------------------

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import socket
 import threading
 from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -46,6 +47,10 @@ class _Server(ThreadingHTTPServer):
     owner: ObserveServer
 
 
+class _Server6(_Server):
+    address_family = socket.AF_INET6
+
+
 class ObserveServer:
     """The HTTP endpoint; binds at construction (``OSError`` naming the address if it cannot).
 
@@ -68,12 +73,7 @@ class ObserveServer:
         self.metrics = metrics
         self.health = health
         self.routes = dict(routes or {})
-        family = _Server.address_family
-        if ":" in host:
-            import socket
-
-            family = socket.AF_INET6
-        server_class = cast(type[_Server], type("_Server", (_Server,), {"address_family": family}))
+        server_class = _Server6 if ":" in host else _Server
         try:
             self._httpd = server_class((host, port), _Handler)
         except OSError as exc:
