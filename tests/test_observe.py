@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -19,6 +21,7 @@ from actors.orm import ModelAccessor
 from actors.runtime import FakeClock, Synchronizer
 from actors.store import Caller
 from tests.helpers import wait_for
+from tests.main_support import environment, error_line, write_config
 
 MODELS = """
 message MyModel (XOSBase) {
@@ -304,3 +307,23 @@ def test_grpc_calls_are_counted_by_method_and_code(tmp_path: Path) -> None:
         if name == "actors_grpc_server_handled_total"
     }
     assert handled.get(("Now", "OK"), 0) >= 1, handled
+
+
+def test_the_main_job_stops_with_one_line_when_the_http_port_is_taken(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        config = write_config(tmp_path, http={"address": f"127.0.0.1:{port}"})
+        env = {k: v for k, v in environment().items() if k != "ACTORS_HTTP__ADDRESS"}
+        done = subprocess.run(
+            [sys.executable, "-m", "actors.main", "-C", str(config)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=env,
+        )
+    assert done.returncode == 2, done.stderr
+    line = error_line(done.stderr)
+    assert line == f"error: the HTTP endpoint cannot listen on 127.0.0.1:{port}: address already in use"
+    assert not (tmp_path / "data" / "actors.db").exists()  # checked before the store was opened
