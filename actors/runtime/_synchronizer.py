@@ -298,7 +298,7 @@ class Synchronizer:
         self.stop()
 
 
-def _api_server(store: Store, config: Config, metrics: NullMetrics) -> Any:
+def _api_server(store: Store, config: Config, metrics: NullMetrics = NULL_METRICS) -> Any:
     """The API server over ``store``, its port bound, not started yet."""
     from actors.api import ApiServer
 
