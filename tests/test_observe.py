@@ -18,10 +18,12 @@ from actors.api import RemoteBackend
 from actors.config import Config
 from actors.observe import Health, HttpSettings, Metrics, ObserveServer, http_settings
 from actors.orm import ModelAccessor
-from actors.runtime import FakeClock, Synchronizer
+from actors.runtime import ChildActor, ChildSpec, FakeClock, RuntimeSettings, Supervisor, Synchronizer
+from actors.runtime.messages import CheckDeadlines, ChildDied, GetStatus
 from actors.store import Caller
 from tests.helpers import wait_for
 from tests.main_support import environment, error_line, write_config
+from tests.runtime_support import make_store
 
 MODELS = """
 message MyModel (XOSBase) {
@@ -327,3 +329,40 @@ def test_the_main_job_stops_with_one_line_when_the_http_port_is_taken(tmp_path: 
     line = error_line(done.stderr)
     assert line == f"error: the HTTP endpoint cannot listen on 127.0.0.1:{port}: address already in use"
     assert not (tmp_path / "data" / "actors.db").exists()  # checked before the store was opened
+
+
+class _Idle(ChildActor):
+    kind = "test"
+
+
+def test_the_supervisor_counts_restarts_by_reason() -> None:
+    store = make_store()
+    metrics = Metrics()
+    clock = FakeClock()
+    sup = Supervisor.start(
+        [ChildSpec("worker", _Idle)],
+        accessor=ModelAccessor(store, caller=Caller.SYNCHRONIZER),
+        clock=clock,
+        settings=RuntimeSettings(restart_backoff=1, step_deadline=5),
+        metrics=metrics,
+    )
+    try:
+
+        def restarts(reason: str) -> float:
+            labels = {"step": "worker", "reason": reason}
+            return metrics.registry.get_sample_value("actors_supervisor_restarts_total", labels) or 0.0
+
+        wait_for(lambda: sup.ask(GetStatus())["worker"].state == "running")
+        sup.tell(ChildDied("worker", 1, "RuntimeError: boom"))
+        wait_for(lambda: restarts("crash") == 1, description="a crash counted")
+        clock.advance(1)
+        wait_for(lambda: sup.ask(GetStatus())["worker"].state == "running")
+        state = sup.proxy().children.get()["worker"].state
+        state.busy_deadline = 5.0
+        state.busy[0] = clock.now() - 10  # a handler running for 10 s, past its deadline of 5 s
+        sup.tell(CheckDeadlines())
+        wait_for(lambda: restarts("deadline") == 1, description="a deadline counted")
+        assert restarts("crash") == 1
+    finally:
+        sup.stop()
+        store.close()
