@@ -42,6 +42,7 @@ from actors.api import (
 from actors.config import ConfigError
 from actors.logs import configure_logging, create_logger
 from actors.models import SchemaError, XprotoSyntaxError, load_schema
+from actors.observe import HttpSettings, http_settings
 from actors.runtime import Synchronizer
 from actors.store import Store, StoreError, StoreOpenError, safe_url
 
@@ -110,7 +111,8 @@ def run_job(args: argparse.Namespace, out: IO[str]) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     log = create_logger(None, name="actors.main")
-    synchronizer = Synchronizer(config, serve_api=bool(config.get("api.enabled")) and not args.no_api)
+    serve_api = bool(config.get("api.enabled")) and not args.no_api
+    synchronizer = Synchronizer(config, serve_api=serve_api, http=True)  # unless http.enabled is false
     with _stop_on_signal(lambda name: log.info("stopping", signal=name)) as stop:
         try:
             synchronizer.start()
@@ -123,6 +125,7 @@ def run_job(args: argparse.Namespace, out: IO[str]) -> int:
                 models=len(synchronizer.model_accessor.schema),
                 children=sorted(synchronizer.status()),
                 api=synchronizer.api.address if synchronizer.api is not None else None,
+                http=synchronizer.http.url if synchronizer.http is not None else None,
             )
             stop.wait()
         except (XprotoSyntaxError, SchemaError, StoreError, ValueError, OSError) as exc:
@@ -169,6 +172,7 @@ def run_core(args: argparse.Namespace, out: IO[str]) -> int:
         "max_message_bytes": DEFAULT_MAX_MESSAGE_BYTES,
         "anonymous_read": None,
         "models": [],
+        "http": None,
     }
     if not args.config:
         configure_logging(None)
@@ -185,6 +189,7 @@ def run_core(args: argparse.Namespace, out: IO[str]) -> int:
         settings["anonymous_read"] = config.get("api.anonymous_read", None)
         if config.get("models_dir"):
             settings["models"].append(config.get("models_dir"))
+        settings["http"] = http_settings(config) or HttpSettings()
     if args.store_url:
         settings["store_url"] = args.store_url
     if args.address:
@@ -214,6 +219,7 @@ def run_core(args: argparse.Namespace, out: IO[str]) -> int:
                 max_message_bytes=settings["max_message_bytes"],
                 token_secret=secret,
                 anonymous_read=settings["anonymous_read"],
+                http=settings["http"],
             )
         except (OSError, ValueError) as exc:
             store.close()

@@ -29,6 +29,7 @@ def environment() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ACTORS_")}
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
     env["PYTHONUNBUFFERED"] = "1"
+    env["ACTORS_HTTP__ADDRESS"] = "127.0.0.1:0"  # the HTTP endpoint on a free port, never 8080
     return env
 
 

@@ -49,7 +49,7 @@ class Core:
                 [sys.executable, "-m", "actors.main", "core", "--config", str(self.config)],
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                env={**os.environ, "PYTHONUNBUFFERED": "1", "ACTORS_HTTP__ADDRESS": "127.0.0.1:0"},
             )
         wait_for(lambda: _answers(self.endpoint), timeout=60, description=f"the core on {self.endpoint}")
 

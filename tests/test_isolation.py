@@ -248,7 +248,7 @@ def test_os_exit_ends_the_main_job_and_the_next_start_names_the_step(tmp_path: P
     thing = _client(seed).get_model_class("Thing")(name="exit")
     thing.save()
     seed.stop()
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "ACTORS_HTTP__ADDRESS": "127.0.0.1:0"}
     command = [sys.executable, "-m", "actors.main", "-C", str(config)]
     first = subprocess.run(command, capture_output=True, text=True, timeout=120, env=env)
     assert first.returncode == 3, first.stdout + first.stderr

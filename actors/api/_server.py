@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import socket
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent import futures
 from typing import Any
 
@@ -15,9 +15,18 @@ from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_g
 
 from actors.config import Config, ConfigError, load_config
 from actors.logs import configure_logging, get_logger, held_records
+from actors.observe import (
+    NULL_METRICS,
+    Health,
+    HttpSettings,
+    Metrics,
+    NullMetrics,
+    ObserveServer,
+)
 from actors.store import Store
 
 from ._auth import Authenticator
+from ._observe import MetricsInterceptor, ReadinessHealth
 from ._protos import Protos
 from ._service import ApiService, UploadLog
 from ._wire import read_pem
@@ -175,6 +184,9 @@ class ApiServer:
             again on the next start.
         anonymous_read: let calls without credentials read (``api.anonymous_read``);
             ``None`` means on without users, off with users.
+        metrics: counts every call by method and status code (``actors_grpc_server_*``).
+        http: serve ``/metrics``, ``/healthz`` and ``/readyz`` (``readyz/store``) of this
+            server alone, as ``core`` does (a synchronizer serves its own instead).
     """
 
     def __init__(
@@ -189,8 +201,19 @@ class ApiServer:
         token_secret: bytes | str | None = None,
         keep_uploads: bool = True,
         anonymous_read: bool | None = None,
+        metrics: NullMetrics = NULL_METRICS,
+        http: HttpSettings | None = None,
     ) -> None:
         check_address(address)
+        self.http: ObserveServer | None = None
+        if http is not None and http.enabled:
+            metrics = Metrics()
+            checks = Health()
+            checks.add("healthz", "server", lambda: None)
+            checks.add("readyz", "store", lambda: _store_answers(store))
+            self.http = ObserveServer(http.address, metrics=metrics, health=checks)  # binds its port
+            self.set_readiness(lambda: checks.ok("readyz"))
+        self.metrics = metrics
         self.store = store
         self.auth = Authenticator(users, token_secret=token_secret, anonymous_read=anonymous_read)
         self.tls = tls is not None
@@ -200,7 +223,7 @@ class ApiServer:
             uploads=UploadLog(store) if keep_uploads else None,
             on_schema_change=self._set_health,
         )
-        self._health = health.HealthServicer(experimental_non_blocking=True)
+        self._health = ReadinessHealth(lambda: self._ready)
         options = [
             ("grpc.max_receive_message_length", max_message_bytes),
             ("grpc.max_send_message_length", -1),
@@ -210,7 +233,10 @@ class ApiServer:
             ("grpc.http2.max_ping_strikes", 0),
         ]
         self._executor = futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="actors-api")
-        self._server = grpc.server(self._executor, handlers=[self.service], options=options)
+        interceptors = [MetricsInterceptor(metrics)] if metrics.enabled else []
+        self._server = grpc.server(
+            self._executor, handlers=[self.service], options=options, interceptors=interceptors
+        )
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
         reflector = _Reflection(self.service)
         reflection_pb2_grpc.add_ServerReflectionServicer_to_server(reflector, self._server)
@@ -245,6 +271,12 @@ class ApiServer:
         self._stopped = threading.Event()
         self._set_health(self.service.protos)
 
+    _ready: Callable[[], bool] | None = None
+
+    def set_readiness(self, ready: Callable[[], bool] | None) -> None:
+        """What the health service asks before answering SERVING (``None``: always serving)."""
+        self._ready = ready
+
     def _set_health(self, protos: Protos) -> None:
         serving = health_pb2.HealthCheckResponse.SERVING
         self._health.set("", serving)
@@ -261,6 +293,9 @@ class ApiServer:
             self._server.start()
             self._started = True
             log.info("API serving", address=self.address, tls=self.tls, models=len(self.protos.models))
+            if self.http is not None:
+                self.http.start()
+                log.info("HTTP endpoint serving", address=self.http.address, url=f"{self.http.url}/metrics")
         return self
 
     def stop(self, grace: float | None = 1.0) -> None:
@@ -272,6 +307,8 @@ class ApiServer:
         self.service.stop()
         self._server.stop(grace).wait()
         self._executor.shutdown(wait=False, cancel_futures=True)
+        if self.http is not None:
+            self.http.stop()
         log.info("API stopped", address=self.address)
 
     def wait(self, timeout: float | None = None) -> bool:
@@ -302,6 +339,11 @@ def serve(
     return ApiServer(
         store, address=address, users=users, tls=tls, max_message_bytes=max_message_bytes, **options
     ).start()
+
+
+def _store_answers(store: Store) -> None:
+    """The readiness check of ``core``: a read of the store (raises when it does not answer)."""
+    store.last_seq()
 
 
 def load_config_and_logging(path: str) -> Config:

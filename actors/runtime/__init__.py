@@ -2,6 +2,7 @@
 
 from . import messages, produce  # produce registers the xoskafka.XOSKafkaProducer seam
 from ._child import ChildActor, ChildContext, ChildState, ObjectLocks, StepExit
+from ._inspect import StatusTree, Why, status_tree, why
 from ._synchronizer import Synchronizer
 from .clock import Clock, FakeClock, RealClock
 from .messages import ChildStatus
@@ -19,10 +20,14 @@ __all__ = [
     "ObjectLocks",
     "RealClock",
     "RuntimeSettings",
+    "StatusTree",
     "StepExit",
     "Supervisor",
     "Synchronizer",
+    "Why",
     "load_dependency_graph",
     "messages",
     "produce",
+    "status_tree",
+    "why",
 ]

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 import pykka
 
 from actors.logs import get_logger, traceback_if_debug
+from actors.observe import NULL_METRICS, NullMetrics
 from actors.orm import ModelAccessor, acting_as
 from actors.store import Caller, WriteContext
 
@@ -136,6 +137,8 @@ class ChildContext:
     deadline: float | None = None
     #: Process isolation of steps and the crash records of calls (None: neither).
     isolation: StepIsolation | None = None
+    #: The synchronizer's metrics (recording nothing unless its HTTP endpoint is served).
+    metrics: NullMetrics = NULL_METRICS
 
 
 class ChildActor(pykka.ThreadingActor):

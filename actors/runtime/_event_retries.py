@@ -64,6 +64,7 @@ class EventRetries(EventWatchdog):
         attempts = previous.attempts + 1 if previous is not None and again else 1
         failure = Failure(record, attempts, describe(exc)[:MAX_ERROR], type(exc).__name__)
         self.failures[tp] = failure
+        self.ctx.metrics.events(self.ctx.name, "error")
         where = f"{tp.topic}[{tp.partition}]@{record.offset}"
         self.ctx.state.detail["last_event_error"] = f"{where}: {failure.error}"
         if attempts <= options.max_retries:
@@ -154,6 +155,7 @@ class EventRetries(EventWatchdog):
         self.tracker.processed(tp, message.offset)
         self._progressed(tp, self.ctx.clock.now())
         self.dead_lettered += 1
+        self.ctx.metrics.dead_letter(self.ctx.name)
         self.ctx.state.failed += 1
         self.log.warning(
             "event sent to the dead-letter topic",

@@ -13,11 +13,13 @@ from actors.compat import Loaded, activated, load_synchronizer
 from actors.config import Config
 from actors.logs import configure_logging, get_logger
 from actors.models import load_schema
+from actors.observe import NULL_METRICS, Health, NullMetrics, ObserveServer
 from actors.orm import ModelAccessor
 from actors.steps import LoadError
 from actors.store import Caller, Store
 
 from ._isolation import CrashRecords, StepIsolation, report_previous_crashes
+from ._observe import build_observe
 from .clock import Clock, RealClock
 from .messages import ChildStatus, GetStatus, IsIdle, Shutdown
 from .policy import PolicyActor
@@ -57,6 +59,13 @@ class Synchronizer:
     :class:`~actors.store.StoreOpenError`; a remote core that does not answer within
     ``accessor.connect_timeout`` raises :class:`~actors.api.Unavailable`; a busy API
     port raises ``OSError``. All are one-line messages, raised before any step runs.
+
+    HTTP endpoint (``/metrics``, ``/healthz``, ``/readyz``, ``/status``, ``/why``):
+    ``http=None`` (embedded, the default) serves it only when the config has an
+    ``http`` section; ``http=True`` (the main job) serves it unless ``http.enabled``
+    is false; ``http=False`` never. Its metrics are recorded only while it is served.
+    The health checks (:attr:`health`) exist in every case; the gRPC health service
+    of ``serve_api`` reports their readiness.
     """
 
     def __init__(
@@ -67,6 +76,7 @@ class Synchronizer:
         accessor: ModelAccessor | None = None,
         serve_api: bool = False,
         configure_logging: bool = False,
+        http: bool | None = None,
     ) -> None:
         self.config = config
         self.clock: Clock = clock or RealClock()
@@ -81,6 +91,13 @@ class Synchronizer:
         self._loaded: Loaded | None = None
         self.supervisor: pykka.ActorRef[Supervisor] | None = None
         self.isolation: StepIsolation | None = None
+        self._http = http
+        #: The metrics the actors record into (nothing recorded while no endpoint is served).
+        self.metrics: NullMetrics = NULL_METRICS
+        #: The named liveness and readiness checks (``healthz``, ``readyz``).
+        self.health = Health()
+        #: The HTTP endpoint, while served.
+        self.http: ObserveServer | None = None
 
     # -- building -------------------------------------------------------------
     @property
@@ -190,9 +207,12 @@ class Synchronizer:
             from actors.api import check_address
 
             check_address(str(self.config.get("api.address")))  # before the store is opened
+        if self.http is None:
+            self.metrics, self.health, self.http = build_observe(self, self._http)  # binds its port
         specs = self.child_specs()
         if serve_local and self.store is not None and self.api is None:
-            self.api = _api_server(self.store, self.config)
+            self.api = _api_server(self.store, self.config, self.metrics)
+            self.api.set_readiness(lambda: self.health.ok("readyz"))
         records = CrashRecords.open(str(self.config.get("data_dir")), self.settings.name)
         if records is not None:
             report_previous_crashes(records)
@@ -204,9 +224,13 @@ class Synchronizer:
             settings=self.settings,
             user_context=self.user_context,
             isolation=self.isolation,
+            metrics=self.metrics,
         )
         if self.api is not None:
             self.api.start()
+        if self.http is not None:
+            self.http.start()
+            log.info("HTTP endpoint serving", address=self.http.address, url=f"{self.http.url}/metrics")
         log.info(
             "synchronizer started",
             name=self.settings.name,
@@ -245,6 +269,10 @@ class Synchronizer:
         if self.api is not None:
             self.api.stop()
             self.api = None
+        if self.http is not None:
+            self.http.stop()
+            self.http = None
+            self.metrics = NULL_METRICS
         if self.supervisor is not None:
             try:
                 self.supervisor.ask(Shutdown(timeout), timeout=timeout + 5)
@@ -270,7 +298,7 @@ class Synchronizer:
         self.stop()
 
 
-def _api_server(store: Store, config: Config) -> Any:
+def _api_server(store: Store, config: Config, metrics: NullMetrics = NULL_METRICS) -> Any:
     """The API server over ``store``, its port bound, not started yet."""
     from actors.api import ApiServer
 
@@ -281,4 +309,5 @@ def _api_server(store: Store, config: Config) -> Any:
         tls=config.get("api.tls", None),
         max_message_bytes=int(config.get("api.max_message_bytes")),
         anonymous_read=config.get("api.anonymous_read", None),
+        metrics=metrics,
     )

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import builtins
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -81,18 +82,25 @@ def execute(
     if not deleted and not row.get("backend_need_delete"):
         actor.write_status(model, id, {"backend_need_delete": True})
     handler = step.delete_record if deleted else step.sync_record
+    started, metrics = time.monotonic(), actor.ctx.metrics
     try:
         actor.call_user(handler, obj, caller=Caller.STEP, deadline=getattr(step, "deadline", None))
     except StepExit as exc:
+        metrics.reconciled(actor.ctx.name, "error", started)
         _failed(actor, model, row, exc)
         raise
     except Exception as exc:
+        result = "deferred" if isinstance(exc, DeferredException) else "error"
+        metrics.reconciled(actor.ctx.name, result, started)
         return "failed", _failed(actor, model, row, exc)
     if deleted:
+        metrics.reconciled(actor.ctx.name, "success", started)
         actor.write_status(model, id, {"backend_need_reap": True})
         actor.log.info("synced", model=model, id=id, deleted=True)
         return "done", None
-    actor.write_status(model, id, success_fields(row, actor.ctx.clock.now()))
+    fields = success_fields(row, actor.ctx.clock.now())
+    actor.write_status(model, id, fields)
+    metrics.reconciled(actor.ctx.name, "success", started, time.time() - fields["enacted"])
     after = getattr(step, "after_sync_save", None)
     if callable(after):
         actor.call_user(after, obj, caller=Caller.SYNCHRONIZER)

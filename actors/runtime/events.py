@@ -318,6 +318,7 @@ class EventStepActor(EventRetries):
                 if failure is not None and failure.record.offset <= offset:
                     del self.failures[tp]  # it succeeded on a retry
             self.ctx.state.done += count
+            self.ctx.metrics.events(self.ctx.name, "success", count)
         for tp, record, exc in failed:
             self._failed(tp, record, exc)
 

@@ -190,6 +190,7 @@ class PolicyActor(ChildActor):
         self.write_status(model, row["id"], policy_success_fields(row, needs_delete_policy))
         self.log.info("policy applied", model=model, id=row["id"], method=method)
         self.ctx.state.done += 1
+        self.ctx.metrics.reconciled(self.ctx.name, "success")
         for policy, obj in objects:
             after = getattr(policy, "after_policy_save", None)
             if callable(after):
@@ -206,6 +207,7 @@ class PolicyActor(ChildActor):
             exc_info=traceback_if_debug(self.log, exc),
         )
         self.ctx.state.failed += 1
+        self.ctx.metrics.reconciled(self.ctx.name, "deferred" if deferred else "error")
         self.write_status(model, row["id"], policy_failure_fields(exc))
         self.retry[key] = (self.ctx.clock.now() + POLICY_RETRY, model)
         self._update_depth()

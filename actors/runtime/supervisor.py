@@ -17,6 +17,7 @@ from typing import Any
 import pykka
 
 from actors.logs import get_logger
+from actors.observe import NULL_METRICS, NullMetrics
 from actors.orm import ModelAccessor
 
 from ._child import ChildActor, ChildContext, ChildState, ObjectLocks, tell_quietly
@@ -78,9 +79,11 @@ class Supervisor(pykka.ThreadingActor):
         settings: RuntimeSettings,
         user_context: Callable[[], AbstractContextManager[Any]] = nullcontext,
         isolation: StepIsolation | None = None,
+        metrics: NullMetrics = NULL_METRICS,
     ) -> None:
         super().__init__()
         self.isolation = isolation
+        self.metrics = metrics
         self.accessor = accessor
         self.clock = clock
         self.settings = settings
@@ -141,6 +144,7 @@ class Supervisor(pykka.ThreadingActor):
             user_context=self.user_context,
             deadline=child.spec.deadline,
             isolation=self.isolation,
+            metrics=self.metrics,
         )
         child.ref = child.spec.actor_class.start(ctx, *child.spec.args)
         feed = self.children[CHANGEFEED].ref
@@ -159,7 +163,7 @@ class Supervisor(pykka.ThreadingActor):
             return
         self._restart_later(child, message.error)
 
-    def _restart_later(self, child: _Child, error: str) -> None:
+    def _restart_later(self, child: _Child, error: str, reason: str = "crash") -> None:
         state = child.state
         now = self.clock.now()
         state.last_error = error
@@ -183,6 +187,7 @@ class Supervisor(pykka.ThreadingActor):
         state.restart_times.append(now)
         state.restarts += 1
         state.state = "restarting"
+        self.metrics.restarted(child.spec.name, reason)
         delay = min(self.settings.restart_backoff * 2 ** (len(state.restart_times) - 1), MAX_RESTART_DELAY)
         log.warning(
             "restarting child", step=child.spec.name, error=error, delay=delay, restarts=state.restarts
@@ -226,7 +231,7 @@ class Supervisor(pykka.ThreadingActor):
                 state.busy_since = None
                 if old is not None:
                     old.stop(block=False)
-                self._restart_later(child, f"handler ran past its deadline of {deadline:g} s")
+                self._restart_later(child, f"handler ran past its deadline of {deadline:g} s", "deadline")
         self._arm_watchdog()
 
     # -- queries --------------------------------------------------------------

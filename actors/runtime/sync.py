@@ -53,6 +53,7 @@ DRAIN_SECONDS = 0.05
 class _Item:
     model: str
     row: Row | None = None
+    since: float = 0.0  # when it entered the queue (time.monotonic), for the queue-duration metric
 
 
 class SyncStepActor(ChildActor):
@@ -267,6 +268,7 @@ class SyncStepActor(ChildActor):
             if self.workers and not self.idle:
                 break  # every slot busy: a WorkDone drains again
             key, item = self.queue.popitem(last=False)
+            self.ctx.metrics.queued(self.ctx.name, item.since)
             if self._reread_theirs(key, item):
                 return
             if key in self.in_flight:
@@ -304,6 +306,7 @@ class SyncStepActor(ChildActor):
     def _enqueue(self, key: Key, item: _Item) -> None:
         if key in self.queue and item.row is not None and self.queue[key].row is None:
             return  # a pending re-read is fresher than a resync row
+        item.since = self.queue[key].since if key in self.queue else time.monotonic()
         self.queue[key] = item
         self._update_depth()
 

@@ -1,0 +1,107 @@
+"""The API's share of observability: calls counted by method and code, health that follows readiness."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2
+
+from actors.observe import NullMetrics
+
+__all__ = ["MetricsInterceptor", "ReadinessHealth"]
+
+
+def _code(context: grpc.ServicerContext, default: str = "OK") -> str:
+    code = context.code()  # set by abort() or set_code(); None when the handler set none
+    if code is None:
+        return default
+    return code.name if isinstance(code, grpc.StatusCode) else str(code)
+
+
+class MetricsInterceptor(grpc.ServerInterceptor):
+    """Counts every call (``actors_grpc_server_handled_total{grpc_service,grpc_method,grpc_code}``)."""
+
+    def __init__(self, metrics: NullMetrics) -> None:
+        self.metrics = metrics
+
+    def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler | None:
+        handler = continuation(handler_call_details)
+        if handler is None:
+            return None
+        service, _, method = str(handler_call_details.method).lstrip("/").rpartition("/")
+        record = self.metrics.grpc_handled
+        streaming = bool(handler.response_streaming)
+
+        def unary(behavior: Callable[..., Any]) -> Callable[..., Any]:
+            def call(request: Any, context: grpc.ServicerContext) -> Any:
+                started = time.monotonic()
+                try:
+                    response = behavior(request, context)
+                except BaseException:
+                    record(service, method, _code(context, "UNKNOWN"), started)
+                    raise
+                record(service, method, _code(context), started)
+                return response
+
+            return call
+
+        def stream(behavior: Callable[..., Any]) -> Callable[..., Iterator[Any]]:
+            def call(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+                started = time.monotonic()
+                code = "CANCELLED"  # the client went away, unless the stream ends otherwise
+                try:
+                    yield from behavior(request, context)
+                    code = _code(context)
+                except Exception:
+                    code = _code(context, "UNKNOWN")
+                    raise
+                finally:
+                    record(service, method, code, started)
+
+            return call
+
+        wrap = stream if streaming else unary
+        kinds = {
+            (False, False): ("unary_unary", grpc.unary_unary_rpc_method_handler),
+            (False, True): ("unary_stream", grpc.unary_stream_rpc_method_handler),
+            (True, False): ("stream_unary", grpc.stream_unary_rpc_method_handler),
+            (True, True): ("stream_stream", grpc.stream_stream_rpc_method_handler),
+        }
+        attribute, make = kinds[(bool(handler.request_streaming), streaming)]
+        return make(
+            wrap(getattr(handler, attribute)),
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+
+class ReadinessHealth(health.HealthServicer):
+    """The standard health service; ``Check`` answers NOT_SERVING while ``ready()`` is false.
+
+    ``ready`` is the readiness of ``/readyz`` (a synchronizer's: store reachable, every
+    step loaded and running, the event bus reachable; ``core``'s: its store).
+    """
+
+    def __init__(self, ready: Callable[[], Callable[[], bool] | None]) -> None:
+        super().__init__(experimental_non_blocking=True)
+        self._ready = ready
+
+    def Check(self, request: Any, context: grpc.ServicerContext) -> Any:
+        response = super().Check(request, context)
+        ready = self._ready()
+        if ready is None or response.status != health_pb2.HealthCheckResponse.SERVING:
+            return response
+        try:
+            ok = ready()
+        except Exception:
+            ok = False
+        if ok:
+            return response
+        return health_pb2.HealthCheckResponse(status=health_pb2.HealthCheckResponse.NOT_SERVING)

@@ -1,0 +1,35 @@
+"""The ``http`` settings: where the observability endpoint listens, and whether it runs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["DEFAULT_HTTP_ADDRESS", "HttpSettings", "http_settings"]
+
+DEFAULT_HTTP_ADDRESS = "127.0.0.1:8080"
+
+
+@dataclass(frozen=True)
+class HttpSettings:
+    """``http.enabled`` and ``http.address`` (``host:port``; port 0 picks a free port)."""
+
+    enabled: bool = True
+    address: str = DEFAULT_HTTP_ADDRESS
+
+
+def http_settings(config: Any) -> HttpSettings | None:
+    """The config's ``http`` section, or ``None`` when the config has none.
+
+    The one place the settings are read (``ACTORS_HTTP__ADDRESS`` and
+    ``ACTORS_HTTP__ENABLED`` reach it through the config's environment overrides).
+    The main job and ``core`` serve the endpoint with the defaults when this is
+    ``None``; an embedded synchronizer serves it only when the section is there.
+    """
+    section = config.get("http", None)
+    if section is None:
+        return None
+    return HttpSettings(
+        enabled=bool(section.get("enabled", True)),
+        address=str(section.get("address", DEFAULT_HTTP_ADDRESS)),
+    )
