@@ -1,4 +1,4 @@
-"""The ``Config`` value: a validated, defaults-merged configuration."""
+"""The ``Config`` value: the typed :class:`Settings` of a file, with dotted ``get`` for the XOS shim."""
 
 from __future__ import annotations
 
@@ -7,10 +7,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ._prepare import plain, prepare
-from ._resolve import read_dependency_graph
+from pydantic_core import PydanticCustomError
 
-__all__ = ["Config"]
+from ._checks import read_graph
+from ._model import Settings
+from ._validate import from_problem
 
 _MISSING: Any = object()
 
@@ -19,25 +20,28 @@ class Config:
     """A validated synchronizer configuration, with defaults merged in.
 
     Build one with :func:`~actors.config.load_config` (from a YAML file) or
-    :meth:`Config.from_dict`. It is read-only: :meth:`get` and :meth:`as_dict`
-    return copies. Paths in it are absolute.
+    :meth:`Config.from_dict`. Code reads its typed sections from :attr:`settings`
+    (``cfg.settings.event_bus.endpoint``); :meth:`get` reads a dotted key, for the
+    XOS ``Config.get`` and user code. It is read-only: :meth:`get` and
+    :meth:`as_dict` return copies. Paths in it are absolute.
     """
 
-    __slots__ = ("_base_dir", "_data", "_graph", "_path")
+    __slots__ = ("_base_dir", "_data", "_graph", "_path", "_settings")
 
     def __init__(
         self,
-        data: Mapping[str, Any],
+        settings: Settings,
         *,
         base_dir: str | os.PathLike[str],
         path: str | os.PathLike[str] | None = None,
     ) -> None:
-        """Wrap *data*, which must already be finished (validated, merged, resolved).
+        """Wrap *settings*, which must already be resolved against *base_dir*.
 
         Code should use :func:`~actors.config.load_config` or :meth:`from_dict`,
-        which do that work; this constructor does not check anything.
+        which do that work.
         """
-        self._data: dict[str, Any] = plain(data)
+        self._settings = settings
+        self._data: dict[str, Any] = settings.model_dump(exclude_none=True)
         self._base_dir = Path(base_dir)
         self._path = Path(path) if path is not None else None
         self._graph: dict[str, list[list[str]]] | None = None
@@ -54,8 +58,15 @@ class Config:
         Raises:
             ConfigError: if *data* is not a valid configuration.
         """
+        from ._loader import prepare
+
         base = Path(os.path.abspath(base_dir if base_dir is not None else os.getcwd()))
         return cls(prepare(data, path=None, base_dir=base, env=None), base_dir=base)
+
+    @property
+    def settings(self) -> Settings:
+        """The typed configuration: its sections (``event_bus``, ``runtime``, ``api``...) and keys."""
+        return self._settings
 
     @property
     def path(self) -> Path | None:
@@ -70,7 +81,7 @@ class Config:
     @property
     def name(self) -> str:
         """The synchronizer name (also the Kafka consumer group id)."""
-        return str(self._data["name"])
+        return self._settings.name
 
     @property
     def dependency_graph(self) -> dict[str, list[list[str]]]:
@@ -80,14 +91,15 @@ class Config:
         became unreadable or invalid since the configuration was loaded.
         """
         if self._graph is None:
-            value = self._data.get("dependency_graph")
-            if value is None:
-                self._graph = {}
-            elif isinstance(value, str):
-                shown = os.fspath(self._path) if self._path is not None else None
-                self._graph = read_dependency_graph(value, path=shown)
+            value = self._settings.dependency_graph
+            if isinstance(value, str):
+                try:
+                    self._graph = read_graph(value)
+                except PydanticCustomError as exc:
+                    shown = os.fspath(self._path) if self._path is not None else None
+                    raise from_problem(exc, ("dependency_graph",), path=shown) from None
             else:
-                self._graph = value
+                self._graph = value or {}
         return plain(self._graph)
 
     def get(self, key: str, default: Any = None) -> Any:
@@ -118,6 +130,15 @@ class Config:
     def __repr__(self) -> str:
         where = f"path={os.fspath(self._path)!r}" if self._path else f"base_dir={os.fspath(self._base_dir)!r}"
         return f"Config(name={self._data.get('name')!r}, {where})"
+
+
+def plain(value: Any) -> Any:
+    """A deep copy made of dicts and lists only (tuples and other mappings converted)."""
+    if isinstance(value, Mapping):
+        return {key: plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(item) for item in value]
+    return value
 
 
 def _lookup(node: Any, parts: list[str]) -> Any:

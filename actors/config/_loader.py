@@ -1,19 +1,22 @@
-"""Loading a configuration file."""
+"""Loading a configuration: the file, environment overrides, validation, warnings."""
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
-from ._config import Config
-from ._errors import ConfigError
-from ._prepare import prepare
+from ._config import Config, plain
+from ._env import apply_env
+from ._errors import ConfigError, describe
+from ._model import Settings
 from ._reader import read_yaml
+from ._validate import validate
 
-__all__ = ["load_config", "load_config_or_exit"]
+log = logging.getLogger("actors.config")
 
 
 def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Config:
@@ -33,8 +36,8 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
     shown = os.fspath(path)
     file = Path(os.path.abspath(shown))
     raw = read_yaml(shown)
-    data = prepare(raw, path=shown, base_dir=file.parent, env=os.environ if env is None else env)
-    return Config(data, base_dir=file.parent, path=file)
+    settings = prepare(raw, path=shown, base_dir=file.parent, env=os.environ if env is None else env)
+    return Config(settings, base_dir=file.parent, path=file)
 
 
 def load_config_or_exit(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Config:
@@ -48,3 +51,30 @@ def load_config_or_exit(path: str | os.PathLike[str], env: Mapping[str, str] | N
 def _exit(exc: ConfigError) -> NoReturn:
     print(f"error: {exc}", file=sys.stderr)
     sys.exit(2)
+
+
+def prepare(raw: Any, *, path: str | None, base_dir: Path, env: Mapping[str, str] | None) -> Settings:
+    """Turn *raw* (the parsed file or a mapping) into resolved :class:`Settings`.
+
+    Steps: environment overrides; validation against the model, with paths
+    resolved against *base_dir*; one warning per original-framework key given.
+
+    Raises:
+        ConfigError: for the first problem found.
+    """
+    if not isinstance(raw, Mapping):
+        got = "an empty document" if raw is None else describe(raw)
+        raise ConfigError(
+            f"expected a mapping of configuration keys at the top level, got {got}",
+            path=path,
+            expected="a mapping of configuration keys",
+        )
+    data: dict[str, Any] = plain(raw)
+    sources = apply_env(data, env, path=path) if env else {}
+    settings = validate(data, path=path, base_dir=base_dir, sources=sources)
+    for key, info in Settings.model_fields.items():
+        why = (info.json_schema_extra or {}).get("x-original")  # type: ignore[union-attr]
+        if why is not None and key in data:
+            where = f"{path}: " if path else ""
+            log.warning("%s%s: a key of the original framework, accepted and ignored: %s", where, key, why)
+    return settings
