@@ -30,6 +30,7 @@ from ._model import (
     config_schema,
     default_values,
 )
+from ._validate import validate_section
 
 __all__ = [
     "ENV_PREFIX",
@@ -52,4 +53,5 @@ __all__ = [
     "load_config_or_exit",
     "set_default_config",
     "use_config",
+    "validate_section",
 ]

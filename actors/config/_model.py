@@ -106,6 +106,13 @@ class EventBus(Section):
     producer: Annotated[dict[str, Any], says("a mapping of kafka-python KafkaProducer options")] = {}
     """Extra kafka-python KafkaProducer options."""
 
+    @field_validator("kind", mode="before")
+    @classmethod
+    def _kind(cls, value: Any) -> Any:
+        if value != "kafka":
+            raise problem(f"{value!r} is not supported (only 'kafka')", '"kafka"')
+        return value
+
     @field_validator("endpoint", mode="before")
     @classmethod
     def _endpoint(cls, value: Any) -> Any:

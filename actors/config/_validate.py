@@ -6,7 +6,7 @@ import difflib
 import types
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Annotated, Any, Union, get_args, get_origin
+from typing import Annotated, Any, TypeVar, Union, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
@@ -15,6 +15,8 @@ from pydantic_core import PydanticCustomError
 from ._checks import LATE, PROBLEM, Resolve
 from ._errors import ConfigError, dotted
 from ._model import Settings
+
+S = TypeVar("S", bound=BaseModel)
 
 
 def validate(
@@ -35,6 +37,18 @@ def validate(
         raise _translate(exc, path=path, sources=sources or {}) from None
 
 
+def validate_section(section: type[S], data: Mapping[str, Any], *, at: tuple[str, ...]) -> S:
+    """Check one section given by code (not a file), such as ``event_bus`` at ``("event_bus",)``.
+
+    Raises:
+        ConfigError: for the first problem, its key starting with ``at``.
+    """
+    try:
+        return section.model_validate(data)
+    except ValidationError as exc:
+        raise _translate(exc, path=None, sources={}, at=at) from None
+
+
 def from_problem(exc: PydanticCustomError, at: Sequence[Any], *, path: str | None) -> ConfigError:
     """A :class:`ConfigError` from one of the model's own errors raised outside validation."""
     ctx = exc.context or {}
@@ -42,11 +56,15 @@ def from_problem(exc: PydanticCustomError, at: Sequence[Any], *, path: str | Non
 
 
 def _translate(
-    exc: ValidationError, *, path: str | None, sources: Mapping[tuple[Any, ...], str]
+    exc: ValidationError,
+    *,
+    path: str | None,
+    sources: Mapping[tuple[Any, ...], str],
+    at: tuple[str, ...] = (),
 ) -> ConfigError:
     errors = exc.errors(include_url=False)
     error = next((e for e in errors if e["type"] != LATE), errors[0])
-    parts: tuple[Any, ...] = tuple(error["loc"])
+    parts: tuple[Any, ...] = (*at, *error["loc"])
     ctx = error.get("ctx") or {}
     if error["type"] in (PROBLEM, LATE):
         parts = (*parts, *ctx["at"])

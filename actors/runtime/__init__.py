@@ -5,7 +5,7 @@ from ._child import ChildActor, ChildContext, ChildState, ObjectLocks, StepExit
 from ._synchronizer import Synchronizer
 from .clock import Clock, FakeClock, RealClock
 from .messages import ChildStatus
-from .settings import RuntimeSettings, load_dependency_graph
+from .settings import RuntimeSettings
 from .supervisor import ChildSpec, Supervisor
 
 __all__ = [
@@ -22,7 +22,6 @@ __all__ = [
     "StepExit",
     "Supervisor",
     "Synchronizer",
-    "load_dependency_graph",
     "messages",
     "produce",
 ]
