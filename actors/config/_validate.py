@@ -37,7 +37,7 @@ def validate(
         raise _translate(exc, path=path, sources=sources or {}) from None
 
 
-def validate_section(section: type[S], data: Mapping[str, Any], *, at: tuple[str, ...]) -> S:
+def validate_section(section: type[S], data: Mapping[str, Any], *, at: tuple[Any, ...]) -> S:
     """Check one section given by code (not a file), such as ``event_bus`` at ``("event_bus",)``.
 
     Raises:
@@ -60,7 +60,7 @@ def _translate(
     *,
     path: str | None,
     sources: Mapping[tuple[Any, ...], str],
-    at: tuple[str, ...] = (),
+    at: tuple[Any, ...] = (),
 ) -> ConfigError:
     errors = exc.errors(include_url=False)
     error = next((e for e in errors if e["type"] != LATE), errors[0])
