@@ -19,7 +19,7 @@ from google.protobuf import descriptor_pb2, descriptor_pool
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_grpc
 
-from actors.config import Config, ConfigError, load_config
+from actors.config import ApiUser, Config, ConfigError, load_config
 from actors.logs import configure_logging, get_logger, held_records
 from actors.store import Store, StoreOpenError, safe_url
 
@@ -189,7 +189,7 @@ class ApiServer:
         store: Store,
         *,
         address: str = DEFAULT_ADDRESS,
-        users: Sequence[Mapping[str, Any]] | None = None,
+        users: Sequence[ApiUser | Mapping[str, Any]] | None = None,
         tls: Mapping[str, Any] | None = None,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         max_workers: int = 64,
@@ -296,7 +296,7 @@ def serve(
     store: Store,
     *,
     address: str = DEFAULT_ADDRESS,
-    users: Sequence[Mapping[str, Any]] | None = None,
+    users: Sequence[ApiUser | Mapping[str, Any]] | None = None,
     tls: Mapping[str, Any] | None = None,
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     **options: Any,
@@ -349,7 +349,7 @@ def load_config_and_logging(path: str) -> Config:
         try:
             config = load_config(path)
             try:
-                configure_logging(config.get("logging"))
+                configure_logging(config.settings.logging)
             except ValueError as exc:
                 raise ConfigError(f"invalid dictConfig: {exc}", path=path, key="logging") from exc
         except ConfigError:
@@ -380,14 +380,15 @@ def core_main(argv: Sequence[str] | None = None) -> int:
         except ConfigError as exc:
             print(f"actors core: {exc}", file=sys.stderr)
             return 2
-        settings["store_url"] = config.get("store.url")
-        settings["address"] = config.get("api.address")
-        settings["users"] = config.get("api.users", []) or []
-        settings["tls"] = config.get("api.tls")
-        settings["max_message_bytes"] = config.get("api.max_message_bytes")
-        settings["anonymous_read"] = config.get("api.anonymous_read", None)
-        if config.get("models_dir"):
-            settings["models"].append(config.get("models_dir"))
+        api = config.settings.api
+        settings["store_url"] = config.settings.store.url
+        settings["address"] = api.address
+        settings["users"] = api.users
+        settings["tls"] = dict(api.tls) if api.tls is not None else None
+        settings["max_message_bytes"] = api.max_message_bytes
+        settings["anonymous_read"] = api.anonymous_read
+        if config.settings.models_dir:
+            settings["models"].append(config.settings.models_dir)
     if args.store_url:
         settings["store_url"] = args.store_url
     if args.address:
