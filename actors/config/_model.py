@@ -53,8 +53,7 @@ File = Annotated[str, says("a file path", min_length=1)]
 Address = Annotated[str, says(_ENDPOINT, pattern=ADDRESS)]
 Password = Annotated[str, says('a password string, or "@file" to read it from a file')]
 Name = Annotated[str, says("a user name", min_length=1)]
-Text = Annotated[str, says("a string")]
-Mapping = Annotated[dict[str, Any], says("a mapping")]
+AnyMapping = Annotated[dict[str, Any], says("a mapping")]
 
 
 class Section(BaseModel):
@@ -388,17 +387,17 @@ class Settings(Section):
         "the Kafka servers of the original's producer helper; the event steps use event_bus.endpoint"
     )
     keep_temp_files: Flag | None = _original("the Ansible temporary files of the older synchronizers")
-    proxy_ssh: Mapping | None = _original("the SSH proxy of the Ansible-based synchronizers")
+    proxy_ssh: AnyMapping | None = _original("the SSH proxy of the Ansible-based synchronizers")
     error_map_path: File | None = _original(
         "the error map of the OpenStack synchronizer (SyncStep.error_map)"
     )
-    feefie: Mapping | None = _original("the feefie DNS settings of the older synchronizers")
+    feefie: AnyMapping | None = _original("the feefie DNS settings of the older synchronizers")
     node_key: File | None = _original("the SSH key of the compute nodes (OpenStack synchronizer)")
     config_dir: Folder | None = _original(
         "the folder of SyncStep.get_prop files, which the original never defined either"
     )
     images_directory: Folder | None = _original("the VM images of the OpenStack synchronizer")
-    nova: Mapping | None = _original("the OpenStack Nova settings")
+    nova: AnyMapping | None = _original("the OpenStack Nova settings")
     database: Annotated[
         dict[str, Any] | None, says("a mapping with the keys name, username and password")
     ] = _original("the XOS core's database; the store here is configured with store.url")
