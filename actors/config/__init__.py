@@ -11,11 +11,10 @@ raises :class:`ConfigError`. See ``docs/configuration.md`` for the keys.
 This package is the lowest layer: it imports no other ``actors`` module.
 """
 
-from ._config import Config
+from ._config import Config, load_config, load_config_or_exit
 from ._current import current_config, set_default_config, use_config
 from ._env import PREFIX as ENV_PREFIX
 from ._errors import ConfigError
-from ._loader import load_config, load_config_or_exit
 from ._model import (
     Accessor,
     Api,
