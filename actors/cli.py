@@ -111,7 +111,7 @@ def run_job(args: argparse.Namespace, out: IO[str]) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     log = create_logger(None, name="actors.main")
-    serve_api = bool(config.get("api.enabled")) and not args.no_api
+    serve_api = config.settings.api.enabled and not args.no_api
     synchronizer = Synchronizer(config, serve_api=serve_api, http=True)  # unless http.enabled is false
     with _stop_on_signal(lambda name: log.info("stopping", signal=name)) as stop:
         try:
@@ -119,9 +119,9 @@ def run_job(args: argparse.Namespace, out: IO[str]) -> int:
             store = synchronizer.store
             log.info(
                 "running",
-                synchronizer=config.get("name"),
+                synchronizer=config.settings.name,
                 config=str(config.path),
-                store=store.url if store is not None else config.get("accessor.endpoint"),
+                store=store.url if store is not None else config.settings.accessor.endpoint,
                 models=len(synchronizer.model_accessor.schema),
                 children=sorted(synchronizer.status()),
                 api=synchronizer.api.address if synchronizer.api is not None else None,
@@ -181,14 +181,15 @@ def run_core(args: argparse.Namespace, out: IO[str]) -> int:
             config = load_config_and_logging(args.config)
         except ConfigError as exc:
             return _core_error(str(exc))
-        settings["store_url"] = config.get("store.url")
-        settings["address"] = config.get("api.address")
-        settings["users"] = config.get("api.users", []) or []
-        settings["tls"] = config.get("api.tls")
-        settings["max_message_bytes"] = config.get("api.max_message_bytes")
-        settings["anonymous_read"] = config.get("api.anonymous_read", None)
-        if config.get("models_dir"):
-            settings["models"].append(config.get("models_dir"))
+        api = config.settings.api
+        settings["store_url"] = config.settings.store.url
+        settings["address"] = api.address
+        settings["users"] = api.users
+        settings["tls"] = dict(api.tls) if api.tls is not None else None
+        settings["max_message_bytes"] = api.max_message_bytes
+        settings["anonymous_read"] = api.anonymous_read
+        if config.settings.models_dir:
+            settings["models"].append(config.settings.models_dir)
         settings["http"] = http_settings(config) or HttpSettings()
     if args.store_url:
         settings["store_url"] = args.store_url

@@ -248,6 +248,28 @@ def test_xosconfig_reads_the_current_config(config: Config, accessor: ModelAcces
         assert XOSConfig.get_config_file() is None
 
 
+def test_xosconfig_reads_defaults_and_the_original_keys_users_give(accessor: ModelAccessor) -> None:
+    cfg = Config.from_dict(
+        {
+            "name": "x",
+            "event_bus": {"endpoint": "k:1", "consumer": {"client_id": "me"}},
+            "database": {"name": "xos", "username": "u", "password": "p"},
+            "feefie": {"client_id": "c", "any": {"nested": [1, 2]}},
+            "logging": {"version": 1, "loggers": {"my.service": {"level": "DEBUG"}}},
+        }
+    )
+    with activated(cfg, accessor):
+        from xosconfig import Config as XOSConfig
+
+        assert XOSConfig.get("event_bus.max_retries") == 3  # the model's default
+        assert XOSConfig.get("event_bus.consumer.client_id") == "me"
+        assert XOSConfig.get("database.name") == "xos"
+        assert XOSConfig.get("feefie.any.nested.1") == 2
+        assert XOSConfig.get("logging.loggers.my.service.level") == "DEBUG"
+        assert XOSConfig.get("http.address") == "127.0.0.1:8080"
+        assert XOSConfig.get("api.tls") is None and XOSConfig.get("sys_dir", "-") == "-"
+
+
 def test_xosconfig_init_loads_a_file_as_the_default(
     tmp_path: Path, config: Config, accessor: ModelAccessor
 ) -> None:

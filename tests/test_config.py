@@ -11,16 +11,21 @@ import sys
 import tempfile
 import textwrap
 import threading
+import types
+import typing
 from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from jsonschema import Draft202012Validator
+from pydantic import BaseModel, ValidationError
 
 from actors.config import (
     Config,
     ConfigError,
+    Settings,
     config_schema,
     current_config,
     default_values,
@@ -347,7 +352,22 @@ def test_minimal_file_gets_every_default(workdir: Path) -> None:
         "max_retries": 3,
         "retry_backoff": 0.5,
         "dead_letter_topic": "mysync.dead-letters",
+        # The defaults the event actor used to fill in itself, now in the model.
+        "retry_backoff_max": 30.0,
+        "poll_timeout": 0.1,
+        "commit_interval": 1.0,
+        "metadata_max_age": 5.0,
+        "connect_timeout": 2.0,
+        "reconnect_backoff": 0.5,
+        "reconnect_backoff_max": 30.0,
+        "health_grace": 2.0,
+        "dead_letter_timeout": 10.0,
+        "stall_timeout": 60.0,
+        "max_poll_records": 500,
+        "consumer": {},
+        "producer": {},
     }
+    assert cfg.get("http") == {"enabled": True, "address": "127.0.0.1:8080"}
     assert cfg.get("runtime") == {
         "resync_period": 30,
         "step_deadline": 600,
@@ -358,6 +378,7 @@ def test_minimal_file_gets_every_default(workdir: Path) -> None:
         "shutdown_timeout": 10,
         "isolation": "thread",
         "step_concurrency": 1,
+        "steps": {},
     }
     assert cfg.get("api") == {
         "enabled": True,
@@ -810,22 +831,145 @@ def test_a_file_without_original_keys_warns_nothing(caplog: pytest.LogCaptureFix
 # --- docs --------------------------------------------------------------------------------------
 
 
-def _keys(node: dict[str, Any], prefix: str = "") -> list[str]:
+def _keys(model: type[BaseModel], prefix: str = "") -> list[str]:
+    """Every field of the settings model, dotted (``api.users[].role``, ``runtime.steps.<StepName>.x``)."""
     keys = []
-    for key, sub in node.get("properties", {}).items():
+    for key, info in model.model_fields.items():
         keys.append(prefix + key)
-        if "$ref" not in sub and key != "logging":
-            keys.extend(_keys(sub, prefix + key + "."))
-            items = sub.get("items")
-            if isinstance(items, dict) and "properties" in items:
-                keys.extend(_keys(items, prefix + key + "[]."))
+        annotation = info.annotation
+        union = typing.get_origin(annotation) in (typing.Union, types.UnionType)
+        for arg in typing.get_args(annotation) if union else (annotation,):  # X, or X of "X | None"
+            inner = typing.get_args(arg)
+            if isinstance(arg, type) and issubclass(arg, BaseModel):
+                keys.extend(_keys(arg, f"{prefix}{key}."))
+            elif (
+                typing.get_origin(arg) is list
+                and isinstance(inner[0], type)
+                and issubclass(inner[0], BaseModel)
+            ):
+                keys.extend(_keys(inner[0], f"{prefix}{key}[]."))
+            elif (
+                typing.get_origin(arg) is dict
+                and isinstance(inner[1], type)
+                and issubclass(inner[1], BaseModel)
+            ):
+                keys.extend(_keys(inner[1], f"{prefix}{key}.<StepName>."))
     return keys
 
 
 def test_every_key_is_documented() -> None:
     text = DOCS.read_text(encoding="utf-8")
-    missing = [key for key in _keys(config_schema()) if f"`{key}`" not in text]
+    keys = _keys(Settings)
+    assert (
+        "runtime.steps.<StepName>.rate_limit" in keys
+        and "api.users[].role" in keys
+        and "http.address" in keys
+    )
+    missing = [key for key in keys if f"`{key}`" not in text]
     assert not missing, f"docs/configuration.md does not document: {missing}"
+
+
+def test_the_json_schema_is_generated_from_the_model() -> None:
+    schema = config_schema()
+    Draft202012Validator.check_schema(schema)
+    assert schema["required"] == ["name"]
+    assert schema["additionalProperties"] is False
+    assert schema["properties"]["runtime"]["default"]["resync_period"] == 30
+    # Every field says what it does.
+    assert all(prop.get("description") for prop in schema["properties"].values())
+
+
+def test_kafka_option_names_match_kafka_python() -> None:
+    import kafka
+
+    from actors.config._checks import KAFKA_CONSUMER_OPTIONS, KAFKA_PRODUCER_OPTIONS
+
+    assert set(kafka.KafkaConsumer.DEFAULT_CONFIG) == KAFKA_CONSUMER_OPTIONS
+    assert set(kafka.KafkaProducer.DEFAULT_CONFIG) == KAFKA_PRODUCER_OPTIONS
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "name: x\nevent_bus:\n  consumer: {sesion_timeout_ms: 1}\n",
+            "config.yaml: event_bus.consumer.sesion_timeout_ms: not a kafka-python KafkaConsumer option",
+        ),
+        (
+            "name: x\nevent_bus:\n  consumer: {enable_auto_commit: true}\n",
+            "config.yaml: event_bus.consumer.enable_auto_commit: set by the framework"
+            " (offsets are committed by hand, after process_event)",
+        ),
+        (
+            "name: x\nevent_bus:\n  producer: {lingr_ms: 1}\n",
+            "config.yaml: event_bus.producer.lingr_ms: not a kafka-python KafkaProducer option",
+        ),
+        (
+            "name: x\nevent_bus:\n  stall_timeout: soon\n",
+            'config.yaml: event_bus.stall_timeout: expected a number of seconds > 0, got "soon"',
+        ),
+        (
+            "name: x\nhttp:\n  address: localhost\n",
+            'config.yaml: http.address: expected a string like "host:port", got "localhost"',
+        ),
+        (
+            "name: x\nhttp:\n  enabled: 1\n",
+            "config.yaml: http.enabled: expected true or false, got 1",
+        ),
+        (
+            "name: x\nruntime:\n  steps: {SyncA: {concurrency: 0}}\n",
+            "config.yaml: runtime.steps.SyncA.concurrency: expected an integer >= 1, got 0",
+        ),
+        (
+            "name: x\nruntime:\n  steps: {SyncA: {rate_limt: 1}}\n",
+            'config.yaml: runtime.steps.SyncA.rate_limt: unknown key (did you mean "rate_limit"?);'
+            " allowed keys: concurrency, rate_burst, rate_limit",
+        ),
+        (
+            "name: x\napi:\n  anonymous_read: yes please\n",
+            'config.yaml: api.anonymous_read: expected true or false, got "yes please"',
+        ),
+        (
+            "name: x\naccessor:\n  connect_timeout: -1\n",
+            "config.yaml: accessor.connect_timeout: expected a number of seconds > 0, got -1",
+        ),
+        (
+            "name: x\nrequired_models: [A, 5]\n",
+            "config.yaml: required_models.1: expected a model name, got 5",
+        ),
+    ],
+)
+def test_section_errors_name_the_key(
+    workdir: Path, capsys: pytest.CaptureFixture[str], text: str, message: str
+) -> None:
+    write(workdir, text)
+    assert exit_message(capsys) == message
+
+
+def test_http_section_and_its_env_override(workdir: Path) -> None:
+    write(workdir, "name: x\nhttp:\n  enabled: false\n")
+    cfg = load_config("config.yaml", env={"ACTORS_HTTP__ADDRESS": "0.0.0.0:0"})
+    assert (cfg.settings.http.enabled, cfg.settings.http.address) == (False, "0.0.0.0:0")
+    assert cfg.get("http.address") == "0.0.0.0:0"
+
+
+def test_typed_sections_hold_the_resolved_values(workdir: Path) -> None:
+    write(workdir, "pw\n", name="pw")
+    write(
+        workdir,
+        "name: x\naccessor: {username: u, password: '@pw', endpoint: 'core:1'}\n"
+        "runtime: {steps: {SyncA: {rate_limit: 2}}}\n",
+    )
+    settings = load_config("config.yaml", env={}).settings
+    assert settings.accessor.kind == "grpcapi" and settings.accessor.password == "pw"
+    assert (
+        settings.runtime.steps["SyncA"].rate_limit == 2
+        and settings.runtime.steps["SyncA"].concurrency is None
+    )
+    assert settings.event_bus.dead_letter_topic == "x.dead-letters"
+    assert settings.store.url == f"sqlite:///{workdir / 'data' / 'actors.db'}"
+    with pytest.raises(ValidationError):
+        settings.runtime.resync_period = 1  # type: ignore[misc]
 
 
 def test_schema_default_logging_matches_actors_logs() -> None:
@@ -843,3 +987,22 @@ def test_dependency_graph_json_example(tmp_path: Path) -> None:
     (tmp_path / "deps.json").write_text(json.dumps(graph), encoding="utf-8")
     cfg = Config.from_dict({"name": "x", "dependency_graph": "deps.json"}, base_dir=tmp_path)
     assert cfg.dependency_graph == graph
+
+
+def test_documented_defaults_match_the_model() -> None:
+    """Every table row whose default is one literal (`30`, `true`, `127.0.0.1:8080`) agrees with the model."""
+    import yaml
+
+    defaults = default_values()
+    checked = 0
+    for key, default in re.findall(r"^\| `([a-z_.]+)` \| [^|]* \| `([^`]*)` \|", DOCS.read_text(), re.M):
+        node: Any = defaults
+        for part in key.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        if node is None or key == "data_dir":
+            continue
+        assert yaml.safe_load(default) == node, (
+            f"docs/configuration.md: {key} default `{default}`, model {node!r}"
+        )
+        checked += 1
+    assert checked >= 30

@@ -45,10 +45,11 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, get_args
 
 import grpc
 
+from actors.config import ApiUser, ConfigError, validate_section
 from actors.store import Caller
 
 from ._wire import ApiError, ErrorKind
@@ -62,7 +63,7 @@ __all__ = [
     "verify_password",
 ]
 
-ROLES = ("admin", "synchronizer", "readonly")
+ROLES: tuple[str, ...] = get_args(ApiUser.model_fields["role"].annotation)
 
 #: scrypt cost parameters of new hashes (about 16 MiB and a few tens of ms per check).
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
@@ -265,6 +266,14 @@ ANONYMOUS = Principal("", "readonly")
 GUEST = Principal("", "readonly", guest=True)
 
 
+def _checked(user: Mapping[str, Any], index: int) -> ApiUser:
+    """An ``api.users`` entry given as a mapping, checked by the configuration model."""
+    try:
+        return validate_section(ApiUser, user, at=("api", "users", index))
+    except ConfigError as exc:
+        raise ValueError(f"API user {user.get('username') or index}: {exc}") from None
+
+
 def _denied(message: str) -> ApiError:
     return ApiError(grpc.StatusCode.UNAUTHENTICATED, message, ErrorKind.AUTH)
 
@@ -272,7 +281,8 @@ def _denied(message: str) -> ApiError:
 class Authenticator:
     """Checks the credentials of a call against the configured users.
 
-    ``users`` is the ``api.users`` configuration: mappings with ``username``,
+    ``users`` is the ``api.users`` configuration (:class:`~actors.config.ApiUser`
+    entries, or mappings checked as the configuration file is): ``username``,
     ``role`` and either ``password`` (hashed on load, never kept) or
     ``password_hash``. Tokens from :meth:`login` are signed with
     ``token_secret`` (random per process when not given, so tokens die with the
@@ -283,7 +293,7 @@ class Authenticator:
 
     def __init__(
         self,
-        users: Iterable[Mapping[str, Any]] | None = None,
+        users: Iterable[ApiUser | Mapping[str, Any]] | None = None,
         *,
         token_secret: bytes | str | None = None,
         token_ttl: float = DEFAULT_TOKEN_TTL,
@@ -294,26 +304,20 @@ class Authenticator:
         self._scrypt_slots = threading.BoundedSemaphore(SCRYPT_SLOTS)
         self._tarpit_slots = threading.BoundedSemaphore(TARPIT_SLOTS)
         self._users: dict[str, tuple[str, str]] = {}
-        for user in users or ():
-            name = user.get("username")
-            role = user.get("role")
-            if not isinstance(name, str) or not name:
-                raise ValueError("an API user needs a username")
-            if role not in ROLES:
-                raise ValueError(f"API user {name}: role must be one of {', '.join(ROLES)}, got {role!r}")
+        for index, given in enumerate(users or ()):
+            user = given if isinstance(given, ApiUser) else _checked(given, index)
+            name = user.username
             if name in self._users:
                 raise ValueError(f"API user {name} is configured twice")
-            if user.get("password_hash"):
-                encoded = str(user["password_hash"])
+            if user.password_hash is not None:
+                encoded = user.password_hash
                 try:
                     _parse_hash(encoded)
                 except ValueError as exc:
                     raise ValueError(f"API user {name}: {exc}") from None
-            elif user.get("password") is not None:
-                encoded = hash_password(str(user["password"]))
             else:
-                raise ValueError(f"API user {name} needs a password or a password_hash")
-            self._users[name] = (encoded, str(role))
+                encoded = hash_password(str(user.password))
+            self._users[name] = (encoded, user.role)
         if isinstance(token_secret, str):
             token_secret = token_secret.encode("utf-8")
         self._secret = token_secret or secrets.token_bytes(32)

@@ -13,7 +13,7 @@ from google.protobuf import descriptor_pb2, descriptor_pool
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_grpc
 
-from actors.config import Config, ConfigError, load_config
+from actors.config import ApiUser, Config, ConfigError, load_config
 from actors.logs import configure_logging, get_logger, held_records
 from actors.observe import (
     NULL_METRICS,
@@ -194,7 +194,7 @@ class ApiServer:
         store: Store,
         *,
         address: str = DEFAULT_ADDRESS,
-        users: Sequence[Mapping[str, Any]] | None = None,
+        users: Sequence[ApiUser | Mapping[str, Any]] | None = None,
         tls: Mapping[str, Any] | None = None,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         max_workers: int = 64,
@@ -326,7 +326,7 @@ def serve(
     store: Store,
     *,
     address: str = DEFAULT_ADDRESS,
-    users: Sequence[Mapping[str, Any]] | None = None,
+    users: Sequence[ApiUser | Mapping[str, Any]] | None = None,
     tls: Mapping[str, Any] | None = None,
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     **options: Any,
@@ -360,7 +360,7 @@ def load_config_and_logging(path: str) -> Config:
         try:
             config = load_config(path)
             try:
-                configure_logging(config.get("logging"))
+                configure_logging(config.settings.logging)
             except ValueError as exc:
                 raise ConfigError(f"invalid dictConfig: {exc}", path=path, key="logging") from exc
         except ConfigError:

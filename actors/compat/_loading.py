@@ -95,7 +95,7 @@ def _next_namespace() -> str:
 
 
 def _folder(config: Config, key: str) -> Path | None:
-    value = config.get(key)
+    value = getattr(config.settings, key)
     if not value:
         return None
     return Path(config.base_dir) / os.fspath(value)

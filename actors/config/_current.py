@@ -9,8 +9,6 @@ from collections.abc import Iterator
 
 from ._config import Config
 
-__all__ = ["current_config", "set_default_config", "use_config"]
-
 _context: contextvars.ContextVar[Config | None] = contextvars.ContextVar("actors_config", default=None)
 _default: Config | None = None
 _builtin: Config | None = None

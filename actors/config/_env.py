@@ -9,9 +9,7 @@ from typing import Any
 import yaml
 
 from ._errors import ConfigError, describe, dotted
-from ._schema import expected_type
-
-__all__ = ["PREFIX", "RESERVED", "apply_env"]
+from ._validate import scalar_type
 
 PREFIX = "ACTORS_"
 # Variables with the prefix that are not overrides: the main job's config path, and the
@@ -58,8 +56,8 @@ def apply_env(
 
 
 def _parse(variable: str, text: str, parts: tuple[str, ...], path: str | None) -> Any:
-    wanted = expected_type(parts)
-    if wanted == "string":
+    wanted = scalar_type(parts)
+    if wanted is str:
         return text  # as it is: "4.0", "@file", "p:ss#word" are strings here
     try:
         value = yaml.safe_load(text) if text.strip() else text
@@ -71,10 +69,10 @@ def _parse(variable: str, text: str, parts: tuple[str, ...], path: str | None) -
             key=dotted(parts),
             expected="a YAML scalar or flow collection",
         ) from None
-    if wanted in ("number", "integer") and isinstance(value, str):
+    if wanted in (int, float) and isinstance(value, str):
         # YAML 1.1 reads "1e-05" or "1_000" as text; numbers are meant here.
         with contextlib.suppress(ValueError):
-            return int(value) if wanted == "integer" else float(value)
+            return int(value) if wanted is int else float(value)
     return value
 
 

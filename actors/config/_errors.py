@@ -6,8 +6,6 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["ConfigError", "describe", "dotted", "is_secret"]
-
 # Keys whose values are never echoed in an error message.
 _SECRET_KEYS = frozenset({"password", "password_hash", "token"})
 _MAX_SHOWN = 60

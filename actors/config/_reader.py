@@ -10,8 +10,6 @@ import yaml
 
 from ._errors import ConfigError
 
-__all__ = ["read_yaml"]
-
 
 class _DuplicateKeyError(yaml.MarkedYAMLError):
     """A mapping names the same key twice (PyYAML would keep the last silently)."""

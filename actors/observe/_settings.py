@@ -26,10 +26,8 @@ def http_settings(config: Any) -> HttpSettings | None:
     The main job and ``core`` serve the endpoint with the defaults when this is
     ``None``; an embedded synchronizer serves it only when the section is there.
     """
-    section = config.get("http", None)
-    if section is None:
+    settings = getattr(config, "settings", None)
+    if settings is None or "http" not in settings.model_fields_set:
         return None
-    return HttpSettings(
-        enabled=bool(section.get("enabled", True)),
-        address=str(section.get("address", DEFAULT_HTTP_ADDRESS)),
-    )
+    section = settings.http
+    return HttpSettings(enabled=bool(section.enabled), address=str(section.address))

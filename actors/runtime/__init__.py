@@ -6,7 +6,7 @@ from ._inspect import StatusTree, Why, status_tree, why
 from ._synchronizer import Synchronizer
 from .clock import Clock, FakeClock, RealClock
 from .messages import ChildStatus
-from .settings import RuntimeSettings, load_dependency_graph
+from .settings import RuntimeSettings
 from .supervisor import ChildSpec, Supervisor
 
 __all__ = [
@@ -25,7 +25,6 @@ __all__ = [
     "Supervisor",
     "Synchronizer",
     "Why",
-    "load_dependency_graph",
     "messages",
     "produce",
     "status_tree",

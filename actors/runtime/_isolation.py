@@ -505,7 +505,7 @@ def worker_main(fd: int) -> None:
         return
     from actors.logs import create_logger
 
-    create_logger(spec.config.get("logging"), name="actors.step_process")
+    create_logger(spec.config.settings.logging, name="actors.step_process")
     _serve_calls(conn, spec)
 
 

@@ -44,6 +44,8 @@ import kafka
 import kafka.errors
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
+from actors.config import ConfigError, EventBus, validate_section
+
 # kafka-python logs every connection attempt (an outage fills the log); the actor logs each
 # change of the bus's state once instead. A level set by the user's logging config wins.
 if logging.getLogger("kafka").level == logging.NOTSET:
@@ -79,15 +81,6 @@ CONSUMER_DEFAULTS: Mapping[str, Any] = {
     "session_timeout_ms": 10_000,
     "heartbeat_interval_ms": 3_000,
     "fetch_max_bytes": 512 * 1024,
-}
-
-#: ``KafkaConsumer`` options ``event_bus.consumer`` may not change: the delivery guarantees depend on them.
-_OWNED_CONSUMER_OPTIONS = {
-    "group_id": "the group id is the synchronizer's name",
-    "enable_auto_commit": "offsets are committed by hand, after process_event",
-    "bootstrap_servers": "set event_bus.endpoint",
-    "key_deserializer": "events carry raw bytes",
-    "value_deserializer": "events carry raw bytes",
 }
 
 #: ``max_records`` of every poll: more than the fetcher can hold, so a poll never stops in the middle
@@ -175,110 +168,72 @@ def is_outage(exc: BaseException) -> bool:
     return isinstance(exc, kafka.errors.KafkaError | OSError | TimeoutError)
 
 
-def _seconds(value: Any, name: str, default: float) -> float:
-    if value is None:
-        return default
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise EventBusError(f"event_bus.{name}: expected a number of seconds, got {value!r}") from None
-    if number < 0:
-        raise EventBusError(f"event_bus.{name}: expected a number of seconds >= 0, got {value!r}")
-    return number
+#: ``event_bus`` keys a :class:`BusOptions` copies as they are.
+_COPIED = (
+    "max_retries",
+    "retry_backoff",
+    "retry_backoff_max",
+    "poll_timeout",
+    "max_poll_records",
+    "commit_interval",
+    "metadata_max_age",
+    "connect_timeout",
+    "reconnect_backoff",
+    "reconnect_backoff_max",
+    "health_grace",
+    "dead_letter_timeout",
+    "stall_timeout",
+    "consumer",
+    "producer",
+)
+_DEFAULTS = EventBus()
 
 
 @dataclass(frozen=True)
 class BusOptions:
     """What an event-step actor needs to know about the bus: ``event_bus`` plus the group.
 
-    Every field is an ``event_bus`` key of the same name (docs/configuration.md);
+    Every field but ``servers`` and ``group`` is the ``event_bus`` key of the same
+    name, with its default (:class:`actors.config.EventBus`, docs/configuration.md);
     the group is the synchronizer's name.
     """
 
     servers: tuple[str, ...]
     group: str
     dead_letter_topic: str
-    max_retries: int = 3
-    retry_backoff: float = 0.5
-    #: Longest wait between two attempts at one event.
-    retry_backoff_max: float = 30.0
-    #: How long one ``poll()`` waits for records when nothing is buffered.
-    poll_timeout: float = 0.1
-    #: Events buffered for one partition at which its fetching pauses (it resumes below half).
-    max_poll_records: int = 500
-    #: Processed offsets are committed at least this often (and whenever the actor is caught up).
-    commit_interval: float = 1.0
-    #: Topic metadata refresh: how soon a new topic matching a ``pattern`` is picked up.
-    metadata_max_age: float = 5.0
-    #: How long one attempt to reach a bootstrap server may block the actor.
-    connect_timeout: float = 2.0
-    #: Waits between attempts to build the consumer when no broker answers: doubling, capped.
-    reconnect_backoff: float = 0.5
-    reconnect_backoff_max: float = 30.0
-    #: How long the group coordinator may stay unreachable before the actor reports ``degraded``.
-    health_grace: float = 2.0
-    #: How long a dead-letter write may wait for the broker.
-    dead_letter_timeout: float = 10.0
-    #: An owned partition with events left and no progress this long is stalled: the actor recovers.
-    stall_timeout: float = 60.0
-    #: Extra ``KafkaConsumer`` / ``KafkaProducer`` options (kafka-python names).
+    max_retries: int = _DEFAULTS.max_retries
+    retry_backoff: float = _DEFAULTS.retry_backoff
+    retry_backoff_max: float = _DEFAULTS.retry_backoff_max
+    poll_timeout: float = _DEFAULTS.poll_timeout
+    max_poll_records: int = _DEFAULTS.max_poll_records
+    commit_interval: float = _DEFAULTS.commit_interval
+    metadata_max_age: float = _DEFAULTS.metadata_max_age
+    connect_timeout: float = _DEFAULTS.connect_timeout
+    reconnect_backoff: float = _DEFAULTS.reconnect_backoff
+    reconnect_backoff_max: float = _DEFAULTS.reconnect_backoff_max
+    health_grace: float = _DEFAULTS.health_grace
+    dead_letter_timeout: float = _DEFAULTS.dead_letter_timeout
+    stall_timeout: float = _DEFAULTS.stall_timeout
     consumer: Mapping[str, Any] = field(default_factory=dict)
     producer: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_settings(cls, event_bus: Mapping[str, Any], group: str) -> BusOptions:
-        """Read ``event_bus`` (a mapping); :class:`EventBusError` naming the key at fault."""
-        bus = dict(event_bus or {})
-        kind = bus.get("kind", "kafka")
-        if kind != "kafka":
-            raise EventBusError(f"event_bus.kind: {kind!r} is not supported (only 'kafka')")
-        servers = bootstrap_servers(bus.get("endpoint"))
-        retries = bus.get("max_retries", 3)
-        if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:
-            raise EventBusError(f"event_bus.max_retries: expected an integer >= 0, got {retries!r}")
-        records = bus.get("max_poll_records", 500)
-        if not isinstance(records, int) or isinstance(records, bool) or records < 1:
-            raise EventBusError(f"event_bus.max_poll_records: expected an integer >= 1, got {records!r}")
-        for key, known in (("consumer", kafka.KafkaConsumer), ("producer", kafka.KafkaProducer)):
-            extra = bus.get(key) or {}
-            if not isinstance(extra, Mapping):
-                raise EventBusError(f"event_bus.{key}: expected a mapping of kafka-python options")
-            for option in extra:
-                if option not in known.DEFAULT_CONFIG:
-                    raise EventBusError(
-                        f"event_bus.{key}.{option}: not a kafka-python {known.__name__} option"
-                    )
-                if key == "consumer" and option in _OWNED_CONSUMER_OPTIONS:
-                    raise EventBusError(
-                        f"event_bus.consumer.{option}: set by the framework "
-                        f"({_OWNED_CONSUMER_OPTIONS[option]})"
-                    )
-        defaults = cls.__dataclass_fields__
-        seconds = {
-            name: _seconds(bus.get(name), name, defaults[name].default)  # type: ignore[arg-type]
-            for name in (
-                "retry_backoff",
-                "retry_backoff_max",
-                "poll_timeout",
-                "commit_interval",
-                "metadata_max_age",
-                "connect_timeout",
-                "reconnect_backoff",
-                "reconnect_backoff_max",
-                "health_grace",
-                "dead_letter_timeout",
-                "stall_timeout",
-            )
-        }
+    def from_settings(cls, event_bus: EventBus | Mapping[str, Any], group: str) -> BusOptions:
+        """Read the ``event_bus`` section (a mapping is checked by the model).
+
+        Raises:
+            EventBusError: naming the key at fault, or when no endpoint is set.
+        """
+        if not isinstance(event_bus, EventBus):
+            try:
+                event_bus = validate_section(EventBus, event_bus, at=("event_bus",))
+            except ConfigError as exc:
+                raise EventBusError(str(exc)) from None
         return cls(
-            servers=servers,
+            servers=bootstrap_servers(event_bus.endpoint),
             group=group,
-            dead_letter_topic=str(bus.get("dead_letter_topic") or f"{group}.dead-letters"),
-            max_retries=retries,
-            max_poll_records=records,
-            consumer=dict(bus.get("consumer") or {}),
-            producer=dict(bus.get("producer") or {}),
-            **seconds,
+            dead_letter_topic=event_bus.dead_letter_topic or f"{group}.dead-letters",
+            **{name: getattr(event_bus, name) for name in _COPIED},
         )
 
 

@@ -84,7 +84,7 @@ def readiness_checks(sync: Synchronizer) -> list[tuple[Any, str, Any]]:
         ("readyz", "store", store),
         ("readyz", "steps", steps),
     ]
-    if sync.config.get("event_steps_dir", None):
+    if sync.config.settings.event_steps_dir:
         checks.append(("readyz", "events", events))
     return checks
 

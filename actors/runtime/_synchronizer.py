@@ -103,7 +103,7 @@ class Synchronizer:
     @property
     def _local(self) -> bool:
         """Whether the models live in a store of this process (``accessor.kind`` local)."""
-        return (self.config.get("accessor", None) or {}).get("kind", "local") != "grpcapi"
+        return self.config.settings.accessor.kind != "grpcapi"
 
     @property
     def model_accessor(self) -> ModelAccessor:
@@ -113,26 +113,25 @@ class Synchronizer:
         return self._accessor
 
     def _build_accessor(self) -> ModelAccessor:
-        config = self.config
-        accessor_cfg = config.get("accessor", None) or {}
-        models_dir = config.get("models_dir", None)
-        if accessor_cfg.get("kind", "local") == "grpcapi":
+        settings = self.config.settings
+        accessor, models_dir = settings.accessor, settings.models_dir
+        if accessor.kind == "grpcapi" and accessor.endpoint is not None:
             from actors.api import RemoteBackend
 
             backend = RemoteBackend(
-                accessor_cfg["endpoint"],
-                username=accessor_cfg.get("username"),
-                password=accessor_cfg.get("password"),
-                token=accessor_cfg.get("token"),
-                tls_ca=accessor_cfg.get("tls_ca"),
-                connect_timeout=float(config.get("accessor.connect_timeout")),
+                accessor.endpoint,
+                username=accessor.username,
+                password=accessor.password,
+                token=accessor.token,
+                tls_ca=accessor.tls_ca,
+                connect_timeout=accessor.connect_timeout,
             )
             if models_dir:
                 backend.upload_models(models_dir)
             return ModelAccessor(backend, caller=Caller.SYNCHRONIZER)
         schema = load_schema([models_dir] if models_dir else [])
         # resolved by the config; exclusive: one synchronizer or core per SQLite file
-        self.store = Store(str(self.config.get("store.url")), schema, exclusive=True)
+        self.store = Store(str(settings.store.url), schema, exclusive=True)
         return ModelAccessor(self.store, caller=Caller.SYNCHRONIZER)
 
     def user_context(self) -> AbstractContextManager[Any]:
@@ -201,19 +200,19 @@ class Synchronizer:
         start before any step has written anything.
         """
         if self._configure_logging:
-            configure_logging(self.config.get("logging"))
+            configure_logging(self.config.settings.logging)
         serve_local = self._serve_api and self._owns_backend and self._local
         if serve_local and self.store is None:
             from actors.api import check_address
 
-            check_address(str(self.config.get("api.address")))  # before the store is opened
+            check_address(self.config.settings.api.address)  # before the store is opened
         if self.http is None:
             self.metrics, self.health, self.http = build_observe(self, self._http)  # binds its port
         specs = self.child_specs()
         if serve_local and self.store is not None and self.api is None:
             self.api = _api_server(self.store, self.config, self.metrics)
             self.api.set_readiness(lambda: self.health.ok("readyz"))
-        records = CrashRecords.open(str(self.config.get("data_dir")), self.settings.name)
+        records = CrashRecords.open(self.config.settings.data_dir, self.settings.name)
         if records is not None:
             report_previous_crashes(records)
         self.isolation = StepIsolation(self.config, self.settings.isolation, records)
@@ -302,12 +301,13 @@ def _api_server(store: Store, config: Config, metrics: NullMetrics = NULL_METRIC
     """The API server over ``store``, its port bound, not started yet."""
     from actors.api import ApiServer
 
+    api = config.settings.api
     return ApiServer(
         store,
-        address=str(config.get("api.address")),
-        users=config.get("api.users", None),
-        tls=config.get("api.tls", None),
-        max_message_bytes=int(config.get("api.max_message_bytes")),
-        anonymous_read=config.get("api.anonymous_read", None),
+        address=api.address,
+        users=api.users,
+        tls=dict(api.tls) if api.tls is not None else None,
+        max_message_bytes=api.max_message_bytes,
+        anonymous_read=api.anonymous_read,
         metrics=metrics,
     )

@@ -69,7 +69,7 @@ def event_bus_servers(endpoint: Any = None) -> tuple[str, ...]:
     current = _current.get()
     if current is not None:
         return current
-    configured = current_config().get("event_bus.endpoint", None)
+    configured = current_config().settings.event_bus.endpoint
     if configured:
         return bootstrap_servers(configured)
     env = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")

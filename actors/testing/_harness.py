@@ -80,9 +80,10 @@ class _Synchronizer(Synchronizer):
         self.harness = harness
         bus = harness.bus
         if bus is not None:
-            event_bus = dict(self.settings.event_bus)
-            event_bus.setdefault("endpoint", IN_PROCESS_ENDPOINT)
-            self.settings = dataclasses.replace(self.settings, event_bus=event_bus)
+            event_bus = self.settings.event_bus
+            if event_bus.endpoint is None:
+                event_bus = event_bus.model_copy(update={"endpoint": IN_PROCESS_ENDPOINT})
+            self.settings = self.settings.model_copy(update={"event_bus": event_bus})
 
     def child_specs(self) -> list[ChildSpec]:
         specs = super().child_specs()
@@ -456,13 +457,13 @@ class SyncHarness:
     def _servers(self) -> tuple[str, ...]:
         from actors.runtime._kafka_client import bootstrap_servers
 
-        return bootstrap_servers(self.synchronizer.settings.event_bus.get("endpoint"))
+        return bootstrap_servers(self.synchronizer.settings.event_bus.endpoint)
 
     @property
     def dead_letter_topic(self) -> str:
         """The topic the event steps write dead letters to."""
-        bus = self.synchronizer.settings.event_bus
-        return str(bus.get("dead_letter_topic") or f"{self.synchronizer.settings.name}.dead-letters")
+        settings = self.synchronizer.settings
+        return settings.event_bus.dead_letter_topic or f"{settings.name}.dead-letters"
 
     def dead_letters(self, topic: str | None = None) -> list[DeadLetter]:
         """The events given up on (after ``max_retries``), those of ``topic`` only if given.

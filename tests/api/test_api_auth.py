@@ -52,6 +52,23 @@ def test_authenticator_configuration_errors() -> None:
         Authenticator([{"username": "u", "password_hash": "nonsense", "role": "admin"}])
 
 
+def test_authenticator_takes_the_typed_users_of_a_config() -> None:
+    from actors.api import ROLES
+    from actors.config import Config
+
+    assert ROLES == ("admin", "synchronizer", "readonly")
+    api = Config.from_dict(
+        {"name": "x", "api": {"users": [{"username": "u", "password": "p", "role": "synchronizer"}]}}
+    ).settings.api
+    auth = Authenticator(api.users, anonymous_read=api.anonymous_read)
+    assert auth.check_password("u", "p").role == "synchronizer"
+    assert not auth.anonymous_read
+    with pytest.raises(
+        ValueError, match=r'^API user u: api\.users\.0\.role: expected "admin", "synchronizer"'
+    ):
+        Authenticator([{"username": "u", "password": "p", "role": "root"}])
+
+
 def test_plain_passwords_are_hashed_on_load() -> None:
     auth = Authenticator([{"username": "u", "password": "plain-secret", "role": "admin"}])
     assert "plain-secret" not in repr(auth._users)
