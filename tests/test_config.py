@@ -496,7 +496,7 @@ def test_endpoint_forms(workdir: Path) -> None:
 def test_full_example_from_the_docs_is_valid(workdir: Path) -> None:
     """The complete example in docs/configuration.md loads (with its folders and files made)."""
     text = DOCS.read_text(encoding="utf-8")
-    example = re.search(r"<!-- full-example -->\s*```yaml\n(.*?)```", text, re.S)
+    example = re.search(r"<!-- full-example -->\s*(?:<!--.*?-->\s*)?```yaml\n(.*?)```", text, re.S)
     assert example, "docs/configuration.md lost its full example"
     for folder in ("models", "steps", "pull_steps", "event_steps", "model_policies"):
         (workdir / folder).mkdir()
