@@ -90,7 +90,7 @@ class _Child:
         """Enter ``phase`` (logged when it changes)."""
         if phase != self.phase:
             level = logging.DEBUG if phase in _TRANSIENT else logging.INFO
-            log.log(level, "state changed", step=self.spec.name, state=phase, previous=self.phase)
+            log.log(level, "state changed", step=self.spec.name, state=phase.value, previous=self.phase.value)
             self.phase = phase
 
     def status(self, now: float) -> ChildStatus:
@@ -99,7 +99,7 @@ class _Child:
         return ChildStatus(
             name=self.spec.name,
             kind=state.kind,
-            state=self.phase,
+            state=self.phase.value,
             restarts=self.restarts,
             last_error=self.last_error,
             done=state.done,
