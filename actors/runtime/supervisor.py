@@ -199,6 +199,9 @@ class Supervisor(pykka.ThreadingActor):
             stopping=self.shutting_down,
         )
         child.ref = child.spec.actor_class.start(child.ctx, *child.spec.args)
+        # pykka runs the actor's on_start before any message: started is running (a failing
+        # on_start reports ChildDied). Later changes (degraded, stalled) come as PhaseChanged.
+        child.move(Phase.RUNNING)
         feed = self.children[CHANGEFEED].ref
         if name == CHANGEFEED:
             # Notices sent while the feed was down are lost: routes come back, then everyone re-reads.
