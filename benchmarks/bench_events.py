@@ -182,7 +182,7 @@ def actor_consumer(bootstrap: str, topic: str, count: int, store: Store) -> tupl
         if not counter.done.wait(300):
             raise RuntimeError(f"only {counter.seen} of {count} events handled")
     finally:
-        ctx.state.state = "stopping"
+        ctx.stopping.set()
         ref.stop(timeout=30)
     assert counter.first is not None and counter.last is not None
     return counter.last - created, counter.first - created, counter.cpu
@@ -283,7 +283,7 @@ def actor_overhead(count: int, store: Store) -> float:
         if not counter.done.wait(300):
             raise RuntimeError(f"only {counter.seen} of {count} events handled")
     finally:
-        ctx.state.state = "stopping"
+        ctx.stopping.set()
         ref.stop(timeout=30)
     assert counter.first is not None and counter.last is not None
     return (counter.last - counter.started) / count * 1e6
@@ -318,7 +318,7 @@ def latency_actor(bootstrap: str, count: int, period: float, store: Store) -> tu
         if not counter.done.wait(60):
             raise RuntimeError(f"only {counter.seen} of {count} events handled")
     finally:
-        ctx.state.state = "stopping"
+        ctx.stopping.set()
         ref.stop(timeout=30)
     return percentiles(counter.latencies)
 

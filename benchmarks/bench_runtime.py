@@ -9,6 +9,11 @@ default (a SQLite file, WAL), with a no-op sync step:
   supervisor's start to the last status write; the ceiling is the bare store doing
   the same reads and status writes in one thread, in the same run.
 
+``--passes``: instead, the no-op sync pass and the no-op policy pass alone (objects
+per second from a supervisor's start to the last status write, median of rounds), for
+comparing two trees in one run (``PYTHONPATH=<tree> python benchmarks/bench_runtime.py
+--passes``, alternated).
+
 ``--logging``: instead, the cost of the one ``synced`` line per object: throughput
 with the line filtered out by its level (WARNING) beside the line written at INFO
 in the default readable format to a file, alternated, same run.
@@ -32,8 +37,9 @@ from actors.orm import ModelAccessor
 from actors.runtime import ChildSpec, RealClock, RuntimeSettings, Supervisor
 from actors.runtime._status import success_fields
 from actors.runtime.messages import IsIdle
+from actors.runtime.policy import PolicyActor
 from actors.runtime.sync import SyncStepActor
-from actors.steps import StepFactory, SyncStep
+from actors.steps import Policy, StepFactory, SyncStep
 from actors.store import Caller, Store, WriteContext
 
 MODEL = """
@@ -62,18 +68,32 @@ class NoOpSync(SyncStep):
                 Seen.event.set()
 
 
+class NoOpPolicy(Policy):
+    model_name = "MyModel"
+
+    def handle_create(self, o: Any) -> None:
+        pass
+
+
 def new_store(folder: str, name: str) -> Store:
     schema = load_schema([], extra=parse_xproto(MODEL, "bench.xproto"))
     return Store("sqlite:///" + os.path.join(folder, name), schema)
 
 
-def start(store: Store) -> Any:
+def start(store: Store, policy: bool = False) -> Any:
     accessor = ModelAccessor(store, caller=Caller.SYNCHRONIZER)
     settings = RuntimeSettings(resync_period=3600)
-    factory = StepFactory(NoOpSync, "bench")
-    spec = ChildSpec(
-        "NoOpSync", SyncStepActor, (factory,), interests=SyncStepActor.interests(factory, accessor, settings)
-    )
+    if policy:
+        factories = [StepFactory(NoOpPolicy, "bench")]
+        spec = ChildSpec("policies", PolicyActor, (factories,), interests=PolicyActor.interests(factories))
+    else:
+        factory = StepFactory(NoOpSync, "bench")
+        spec = ChildSpec(
+            "NoOpSync",
+            SyncStepActor,
+            (factory,),
+            interests=SyncStepActor.interests(factory, accessor, settings),
+        )
     return Supervisor.start([spec], accessor=accessor, clock=RealClock(), settings=settings)
 
 
@@ -137,15 +157,15 @@ def latency(folder: str, samples: int) -> tuple[float, float]:
     return statistics.median(delays), delays[min(len(delays) - 1, int(len(delays) * 0.99))]
 
 
-def throughput(folder: str, n: int, suffix: str = "") -> float:
-    store = new_store(folder, f"throughput-{n}{suffix}.db")
+def throughput(folder: str, n: int, suffix: str = "", policy: bool = False) -> float:
+    store = new_store(folder, f"throughput-{n}{suffix}{'-policy' if policy else ''}.db")
     bulk_dirty(store, n)
     begin = time.perf_counter()
-    sup = start(store)
+    sup = start(store, policy)
     try:
         wait_idle(sup)
         elapsed = time.perf_counter() - begin
-        assert not store.pending("MyModel", "sync"), "objects left dirty"
+        assert not store.pending("MyModel", "policy" if policy else "sync"), "objects left dirty"
     finally:
         sup.stop()
         store.close()
@@ -204,12 +224,36 @@ def log_cost(folder: str, n: int, rounds: int) -> None:
     print(f"cost of the line: {rate_cost:+.1f} % obj/s, {cpu_cost:+.1f} % CPU")
 
 
+def passes(folder: str, n: int, rounds: int) -> None:
+    """The no-op sync pass and policy pass over ``n`` dirty objects: median obj/s and CPU of ``rounds``.
+
+    The CPU time of the process per object varies much less than the rate on a shared machine.
+    """
+    rates: dict[str, list[float]] = {"sync": [], "policy": []}
+    cpu: dict[str, list[float]] = {"sync": [], "policy": []}
+    for r in range(rounds):
+        for kind in rates:
+            began = time.process_time()
+            rates[kind].append(throughput(folder, n, f"-{r}", policy=kind == "policy"))
+            cpu[kind].append((time.process_time() - began) / n * 1e6)
+    for kind, values in rates.items():
+        print(
+            f"no-op {kind} pass, {n} objects: {statistics.median(values):.0f} obj/s, "
+            f"{statistics.median(cpu[kind]):.0f} us CPU/object (medians of {rounds})"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     parser.add_argument("--logging", action="store_true", help="only the cost of the per-sync log line")
+    parser.add_argument("--passes", action="store_true", help="only the no-op sync and policy passes")
     args = parser.parse_args()
     print(f"machine: {platform.platform()}, {os.cpu_count()} cpus, python {platform.python_version()}")
+    if args.passes:
+        with tempfile.TemporaryDirectory() as folder:
+            passes(folder, 1000 if args.quick else 3000, 1 if args.quick else 5)
+        return
     if args.logging:
         with tempfile.TemporaryDirectory() as folder:
             log_cost(folder, 1000 if args.quick else 2000, 2 if args.quick else 10)

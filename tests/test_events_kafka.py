@@ -140,7 +140,7 @@ class Running:
 
     def stop(self) -> None:
         if self.ref.is_alive():
-            self.ctx.state.state = "stopping"
+            self.ctx.stopping.set()
             self.ref.stop(timeout=30)
 
 

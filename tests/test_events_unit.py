@@ -375,7 +375,7 @@ class Harness:
     clock: FakeClock
 
     def stop(self) -> None:
-        self.ctx.state.state = "stopping"
+        self.ctx.stopping.set()
         self.ref.stop(timeout=10)
 
     def idle(self) -> bool:

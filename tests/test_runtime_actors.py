@@ -460,3 +460,24 @@ def test_unknown_messages_are_ignored(store):
         assert feed.is_alive()
     finally:
         feed.stop()
+
+
+def test_changefeed_never_sends_an_actor_the_notice_of_its_own_write(store):
+    """The one filter of own notices: the sync and policy actors do not look at ``origin`` again."""
+    feed = ChangeFeedActor.start(make_ctx(store, name="changefeed"))
+    step, other = Recorder.start(), Recorder.start()
+    try:
+        feed.ask(Route("SyncStep", step, frozenset({"MyModel"})))
+        feed.ask(Route("other", other, frozenset({"MyModel"})))
+        obj = client(store).MyModel(first_name="A", last_name="B")
+        obj.save()
+        store.update(
+            "MyModel", obj.id, {"backend_status": "OK"}, WriteContext(Caller.SYNCHRONIZER, origin="SyncStep")
+        )
+        wait_for(lambda: len(other.ask("messages")) == 2)
+        assert [m.notice.origin for m in other.ask("messages")] == [None, "SyncStep"]
+        assert [m.notice.origin for m in step.ask("messages")] == [None]
+    finally:
+        feed.stop()
+        step.stop()
+        other.stop()

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from actors.orm import ModelAccessor
-from actors.runtime import ChildSpec, FakeClock, RuntimeSettings, Supervisor
-from actors.runtime.messages import ChildDied, GetStatus, IsIdle, Shutdown
+from actors.runtime import ChildSpec, ChildState, FakeClock, RuntimeSettings, Supervisor
+from actors.runtime.messages import ChildDied, GetStatus, IsIdle, Phase, PhaseChanged, Shutdown
 from actors.runtime.sync import SyncStepActor
 from actors.steps import SyncStep
 from actors.store import Caller
@@ -268,3 +268,57 @@ def test_graceful_shutdown_lets_the_running_handler_finish(store):
     rows = store.select("MyModel")
     assert sum(r["backend_status"] == "OK" for r in rows) == 1
     sup.stop()
+
+
+# -- phases: the supervisor owns them, children report theirs by PhaseChanged --------
+def test_a_reported_phase_becomes_the_status_of_the_current_generation_only(store):
+    sup = start_supervisor(store, [healthy_step(Counter())], FakeClock())
+    try:
+        wait_for(lambda: status(sup)["SyncAlpha"].state == Phase.RUNNING)
+        sup.tell(PhaseChanged("SyncAlpha", 1, Phase.DEGRADED))
+        assert status(sup)["SyncAlpha"].state == "degraded"
+        sup.tell(PhaseChanged("SyncAlpha", 0, Phase.STALLED))  # an old generation: ignored
+        sup.tell(PhaseChanged("SyncAlpha", 1, Phase.FAILED))  # not a child's to report: ignored
+        sup.tell(PhaseChanged("nobody", 1, Phase.STALLED))
+        assert status(sup)["SyncAlpha"].state == Phase.DEGRADED
+        sup.tell(PhaseChanged("SyncAlpha", 1, Phase.RUNNING))
+        assert status(sup)["SyncAlpha"].state == Phase.RUNNING
+    finally:
+        sup.stop()
+
+
+def test_a_phase_written_by_the_child_reaches_the_supervisor_as_a_message(store):
+    sup = start_supervisor(store, [healthy_step(Counter())], FakeClock())
+    try:
+        wait_for(lambda: status(sup)["SyncAlpha"].state == Phase.RUNNING)
+        child = sup.proxy().children.get()["SyncAlpha"]
+        child.state.state = "stalled"  # as an event step writes it, in its own thread
+        wait_for(lambda: status(sup)["SyncAlpha"].state == Phase.STALLED)
+        assert child.state.state is Phase.STALLED
+    finally:
+        sup.stop()
+
+
+def test_shutdown_phases_are_the_supervisors(store):
+    sup = start_supervisor(store, [healthy_step(Counter())], FakeClock())
+    wait_for(lambda: status(sup)["SyncAlpha"].state == Phase.RUNNING)
+    child = sup.proxy().children.get()["SyncAlpha"]
+    sup.ask(Shutdown(5.0))
+    st = status(sup)
+    assert {s.state for s in st.values()} == {Phase.STOPPED}
+    assert child.ctx.stopping.is_set()
+    sup.tell(PhaseChanged("SyncAlpha", child.generation, Phase.RUNNING))  # too late: stays stopped
+    assert status(sup)["SyncAlpha"].state == Phase.STOPPED
+    sup.stop()
+
+
+def test_child_state_reports_each_phase_change_once():
+    seen: list[Phase] = []
+    state = ChildState("x", "test", on_phase=seen.append)
+    state.state = "running"
+    state.state = Phase.RUNNING
+    state.state = Phase.DEGRADED
+    assert seen == [Phase.RUNNING, Phase.DEGRADED]
+    assert state.state is Phase.DEGRADED
+    with pytest.raises(ValueError):
+        state.state = "sleeping"

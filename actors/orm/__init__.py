@@ -4,7 +4,7 @@ from . import convenience
 from ._accessor import ModelAccessor
 from ._backend import Backend
 from ._context import acting_as, current_caller
-from ._object import DoesNotExist, ORMWrapper
+from ._object import DoesNotExist, ORMWrapper, row_of
 from ._queryset import Manager, QuerySet
 from ._wrappers import WrapperRegistry, register_convenience_wrapper, registering_into
 
@@ -21,4 +21,5 @@ __all__ = [
     "current_caller",
     "register_convenience_wrapper",
     "registering_into",
+    "row_of",
 ]

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from actors.models import Schema
-from actors.store import Caller, ChangeNotice, Pending, Unsubscribe
+from actors.store import Caller, ChangeNotice, Pending, Row, Unsubscribe
 
 from ._backend import Backend
 from ._object import DoesNotExist, Field, Link, ORMWrapper, Reverse
@@ -56,6 +56,10 @@ class ModelAccessor:
             if cls is None:
                 cls = self._build(name)
             return cls
+
+    def from_row(self, name: str, row: Row) -> ORMWrapper:
+        """The object of model ``name`` holding ``row`` as read from the backend (no query made)."""
+        return self.get_model_class(name)._from_row(row)
 
     def has_model_class(self, name: str) -> bool:
         """Whether ``name`` is a concrete model; a remote core is asked again for a name it lacks.

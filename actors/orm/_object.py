@@ -20,6 +20,11 @@ class DoesNotExist(IndexError, LookupError):
     """``get()`` found nothing. An ``IndexError``, as the original's code expects."""
 
 
+def row_of(obj: ORMWrapper) -> dict[str, Any]:
+    """The object's row as the ORM holds it (column -> value; the runtime reads bookkeeping from it)."""
+    return obj._data
+
+
 class ORMWrapper:
     """The base class of every model object, and of convenience wrappers.
 

@@ -1,10 +1,8 @@
-"""What every supervised actor shares: its context, its shared state, user-code calls."""
+"""What every supervised actor shares: its context, its own live state, user-code calls."""
 
 from __future__ import annotations
 
-import logging
 import threading
-from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from dataclasses import dataclass, field
@@ -18,19 +16,25 @@ from actors.orm import ModelAccessor, acting_as
 from actors.store import Caller, WriteContext
 
 from .clock import Clock, Timer
-from .messages import ChildDied, ChildStatus, IsIdle
+from .messages import ChildDied, IsIdle, Phase
 from .settings import RuntimeSettings
 
 if TYPE_CHECKING:
     from ._isolation import IsolatedStep, StepIsolation
 
-__all__ = ["ChildActor", "ChildContext", "ChildState", "ObjectLocks", "StepExit", "tell_quietly"]
+__all__ = [
+    "ChildActor",
+    "ChildContext",
+    "ChildState",
+    "ObjectLocks",
+    "StepExit",
+    "exits_as_step_exit",
+    "tell_quietly",
+]
 
 T = TypeVar("T")
 
 log = get_logger("actors.runtime")
-#: Child states whose changes are logged at DEBUG only (they last an instant).
-_TRANSIENT = frozenset({"starting", "stopping"})
 
 
 def tell_quietly(ref: pykka.ActorRef[Any], message: Any) -> None:
@@ -43,16 +47,40 @@ class StepExit(Exception):
     """Step code raised ``SystemExit`` or ``KeyboardInterrupt``: the actor is replaced, nothing else stops."""
 
 
+class _ExitsAsStepExit:
+    """``with exits_as_step_exit:``: a ``BaseException`` not an ``Exception`` leaves as :class:`StepExit`.
+
+    pykka stops every actor of the process on ``SystemExit`` or ``KeyboardInterrupt``;
+    raised by step code (or anywhere in a handler) they must stop one actor only.
+    """
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, traceback: Any) -> None:
+        if exc is not None and not isinstance(exc, Exception):
+            raise StepExit(f"{type(exc).__name__}: {exc}") from exc
+
+
+#: The one place ``SystemExit`` / ``KeyboardInterrupt`` become :class:`StepExit` (stateless, reentrant).
+exits_as_step_exit = _ExitsAsStepExit()
+
+
 @dataclass
 class ChildState:
-    """One child's live state: written by its actor, read by the supervisor at any time."""
+    """One child generation's live counters and its own view of its phase.
+
+    Written only by the child's actor (and its workers), in their threads; the
+    supervisor reads it (status, the deadline watchdog) and builds a fresh one for
+    each generation, carrying the counts over. The supervisor owns the phase it
+    reports: a change of ``state`` here is passed to ``on_phase``, which the
+    supervisor sets to send itself a :class:`~actors.runtime.messages.PhaseChanged`.
+    """
 
     name: str
     kind: str
-    state: str = "starting"
-    generation: int = 0
-    restarts: int = 0
-    restart_times: deque[float] = field(default_factory=deque)
+    #: The phase as the child sees it: a :class:`Phase` (a plain string is converted).
+    state: str = Phase.STARTING
     last_error: str | None = None
     done: int = 0
     failed: int = 0
@@ -61,40 +89,24 @@ class ChildState:
     busy: dict[int, float] = field(default_factory=dict)
     busy_deadline: float | None = None
     detail: dict[str, Any] = field(default_factory=dict)
+    #: Told each change of ``state`` (None: no supervisor listens).
+    on_phase: Callable[[Phase], None] | None = field(default=None, repr=False, compare=False)
 
     def __setattr__(self, name: str, value: Any) -> None:
-        if name == "state":
-            previous = self.__dict__.get("state")
-            if previous is not None and previous != value:
-                level = logging.DEBUG if value in _TRANSIENT else logging.INFO
-                log.log(level, "state changed", step=self.name, state=value, previous=previous)
-        object.__setattr__(self, name, value)
+        if name != "state":
+            object.__setattr__(self, name, value)
+            return
+        phase = Phase(value)
+        previous = self.__dict__.get("state")
+        object.__setattr__(self, name, phase)
+        report = self.__dict__.get("on_phase")
+        if previous is not None and previous != phase and report is not None:
+            report(phase)
 
     @property
     def busy_since(self) -> float | None:
         """When the oldest running handler call started (None: none runs)."""
         return min(list(self.busy.values()), default=None)
-
-    @busy_since.setter
-    def busy_since(self, value: float | None) -> None:
-        self.busy.clear()
-        if value is not None:
-            self.busy[0] = value
-
-    def snapshot(self, now: float) -> ChildStatus:
-        busy = self.busy_since
-        return ChildStatus(
-            name=self.name,
-            kind=self.kind,
-            state=self.state,
-            restarts=self.restarts,
-            last_error=self.last_error,
-            done=self.done,
-            failed=self.failed,
-            queue_depth=self.queue_depth,
-            busy_for=None if busy is None else max(0.0, now - busy),
-            detail=dict(self.detail),
-        )
 
 
 class ObjectLocks:
@@ -122,7 +134,13 @@ class ObjectLocks:
 
 @dataclass
 class ChildContext:
-    """Everything a child actor is given by its supervisor."""
+    """Everything a child actor (one generation of it) is given by its supervisor.
+
+    The supervisor signals the child through two events, the only state it shares
+    with the child's thread besides messages (a message waits behind the mailbox;
+    these must reach a busy or hung actor): ``retired`` (this generation has been
+    replaced: its later messages are ignored) and ``stopping`` (shutdown: no new work).
+    """
 
     name: str
     state: ChildState
@@ -139,6 +157,10 @@ class ChildContext:
     isolation: StepIsolation | None = None
     #: The synchronizer's metrics (recording nothing unless its HTTP endpoint is served).
     metrics: NullMetrics = NULL_METRICS
+    #: Set by the supervisor when it replaces this generation (a handler ran past its deadline).
+    retired: threading.Event = field(default_factory=threading.Event)
+    #: Set by the supervisor at shutdown, for every child at once.
+    stopping: threading.Event = field(default_factory=threading.Event)
 
 
 class ChildActor(pykka.ThreadingActor):
@@ -175,28 +197,29 @@ class ChildActor(pykka.ThreadingActor):
     @property
     def stale(self) -> bool:
         """True once the supervisor has replaced this actor (its messages are then ignored)."""
-        return self.ctx.state.generation != self.ctx.generation
+        return self.ctx.retired.is_set()
+
+    @property
+    def stopping(self) -> bool:
+        """True once the supervisor is shutting down: no new work is taken."""
+        return self.ctx.stopping.is_set()
 
     def on_start(self) -> None:
         if not self.stale:
-            self.ctx.state.state = "running"
+            self.ctx.state.state = Phase.RUNNING
 
     def on_receive(self, message: Any) -> Any:
         if self.stale:
             self.actor_ref.stop(block=False)
             return None
-        if self.ctx.state.state == "stopping" and not isinstance(message, IsIdle):
+        if self.stopping and type(message) is not IsIdle:
             return None  # shutting down: no new work
         handler = self.handlers.get(type(message))
         if handler is None:
             self.log.warning("unknown message", message=repr(message))
             return None
-        try:
+        with exits_as_step_exit:  # never let pykka stop every actor
             return handler(message)
-        except Exception:
-            raise
-        except BaseException as exc:  # never let pykka stop every actor
-            raise StepExit(f"{type(exc).__name__}: {exc}") from exc
 
     def schedule(self, slot: str, delay: float, message: Any) -> None:
         """Send ``message`` to this actor after ``delay`` seconds; replaces the slot's earlier timer."""
@@ -227,7 +250,7 @@ class ChildActor(pykka.ThreadingActor):
     def on_failure(self, exc_type: Any, exc_value: Any, traceback: Any) -> None:
         self.cancel_timers()
         self._end_processes()
-        self.ctx.state.busy_since = None
+        self.ctx.state.busy.clear()
         if self.stale:
             return
         error = f"{type(exc_value).__name__}: {exc_value}"
@@ -283,11 +306,8 @@ class ChildActor(pykka.ThreadingActor):
             if records is not None:
                 records.enter(self.record_name, getattr(fn, "__name__", "call"), args)
             try:
-                return fn(*args)
-            except Exception:
-                raise
-            except BaseException as exc:
-                raise StepExit(f"{type(exc).__name__}: {exc}") from exc
+                with exits_as_step_exit:
+                    return fn(*args)
             finally:
                 if records is not None and not self.stale:
                     records.leave(self.record_name)

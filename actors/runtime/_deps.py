@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from actors.orm import ModelAccessor, ORMWrapper
+from actors.orm import ModelAccessor, ORMWrapper, row_of
 from actors.store import Condition, Query, Row, row_is_pending
 
 __all__ = ["Dependencies", "Key"]
@@ -51,9 +51,11 @@ class Dependencies:
 
     def unsynced_dependencies(self, obj: ORMWrapper) -> list[tuple[str, Row]]:
         """``(model, row)`` of each linked object this one depends on that still needs sync."""
-        leaf = obj._data.get("leaf_model_name") or obj._model
+        leaf = row_of(obj).get("leaf_model_name") or obj.model_name
         out: list[tuple[str, Row]] = []
-        for _dep_model, src, _dst in self._entries_for(leaf if leaf in self.accessor.schema else obj._model):
+        for _dep_model, src, _dst in self._entries_for(
+            leaf if leaf in self.accessor.schema else obj.model_name
+        ):
             if not src:
                 continue
             try:
@@ -61,15 +63,15 @@ class Dependencies:
             except AttributeError:
                 continue
             for target in _objects(value):
-                row = target._data
+                row = row_of(target)
                 if row_is_pending(row, "sync"):
-                    out.append((target._model, row))
+                    out.append((target.model_name, row))
         return out
 
     def undeleted_dependents(self, obj: ORMWrapper) -> list[tuple[str, Row]]:
         """``(model, row)`` of each deleted object depending on this one whose delete is still owed."""
         schema = self.accessor.schema
-        leaf = obj._data.get("leaf_model_name") or obj._model
+        leaf = row_of(obj).get("leaf_model_name") or obj.model_name
         out: list[tuple[str, Row]] = []
         for source, entries in self.graph.items():
             if source not in schema or schema[source].abstract:

@@ -51,7 +51,7 @@ import structlog
 
 from actors.config import Config
 from actors.models import Schema
-from actors.orm import ModelAccessor, acting_as, current_caller
+from actors.orm import ModelAccessor, ORMWrapper, acting_as, current_caller, row_of
 from actors.steps import EventStep, Policy, PullStep, StepFactory, SyncStep
 from actors.store import Caller
 
@@ -254,9 +254,8 @@ def _portable(exc: BaseException) -> BaseException:
 
 
 def _to_wire(value: Any) -> Any:
-    model = getattr(type(value), "_model", None)
-    if isinstance(model, str) and hasattr(value, "_data"):
-        return _Obj(model, dict(value._data))
+    if isinstance(value, ORMWrapper):
+        return _Obj(value.model_name, dict(row_of(value)))
     if isinstance(value, list | tuple):
         return type(value)(_to_wire(v) for v in value)
     return value
@@ -267,7 +266,7 @@ def _from_wire(value: Any, accessor: ModelAccessor, cache: dict[tuple[str, Any],
         key = (value.model, value.row.get("id"))
         if cache is not None and key in cache:
             return cache[key]
-        obj = accessor.get_model_class(value.model)._from_row(dict(value.row))
+        obj = accessor.from_row(value.model, dict(value.row))
         if cache is not None:
             cache[key] = obj
         return obj
@@ -543,7 +542,7 @@ def _serve_calls(conn: Connection, spec: _WorkerSpec) -> None:
             # after_sync_save / after_policy_save get the objects of the call before them, as in a
             # thread (they see what sync_record set); every other call gets objects fresh from rows.
             args = _from_wire(request.args, accessor, cache if request.method.startswith("after_") else {})
-            cache = {(o._model, o._data.get("id")): o for o in args if hasattr(o, "_data")}
+            cache = {(o.model_name, o.id): o for o in args if isinstance(o, ORMWrapper)}
             with _running(spec.config, accessor, request.caller):
                 value = getattr(step, request.method)(*args)
             reply = _Reply(value=_to_wire(value))

@@ -6,6 +6,7 @@ import json
 import os
 import traceback
 from collections.abc import Mapping
+from enum import IntEnum
 from typing import Any
 
 from actors.steps import DeferredException, InnocuousException
@@ -13,6 +14,7 @@ from actors.steps import DeferredException, InnocuousException
 __all__ = [
     "BACKOFF_CAP",
     "DEFERRED_RETRY",
+    "BackendCode",
     "blocked_fields",
     "error_text",
     "failure_fields",
@@ -20,6 +22,7 @@ __all__ = [
     "policy_success_fields",
     "register_of",
     "success_fields",
+    "xos_backoff",
 ]
 
 #: Backoff never waits longer than this (seconds).
@@ -27,8 +30,35 @@ BACKOFF_CAP = 8 * 3600.0
 #: A deferred object is tried again this many seconds after each attempt (no backoff, no busy loop).
 DEFERRED_RETRY = 1.0
 SEPARATOR = " // "
+#: Seconds per unit of the backoff exponent: an innocuous error, any other error.
+INNOCUOUS_STEP = 60.0
+ERROR_STEP = 600.0
 #: Frames of files under this folder are the framework's, not the policy's.
 _PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+
+
+class BackendCode(IntEnum):
+    """``backend_code`` as stored (the original's values): how the last sync of the object went."""
+
+    #: Not synced yet, or deferred (waiting for something else: not an error).
+    PENDING = 0
+    #: Synced, or failed with an innocuous error.
+    OK = 1
+    #: Failed (or blocked by a failed dependency).
+    ERROR = 2
+
+
+def xos_backoff(failures: int, exponent: int, innocuous: bool) -> float:
+    """The original's sync backoff, in seconds, after ``failures`` earlier failures.
+
+    The first failure retries at once; each later one waits ``exponent x 60 s``
+    (innocuous) or ``exponent x 600 s`` (any other error), at most 8 hours. It grows
+    linearly in the exponent, not by a factor, so it is not an
+    :class:`~actors._backoff.Backoff`.
+    """
+    if failures == 0:
+        return 0.0
+    return min(exponent * (INNOCUOUS_STEP if innocuous else ERROR_STEP), BACKOFF_CAP)
 
 
 def register_of(row: Mapping[str, Any]) -> dict[str, Any]:
@@ -54,7 +84,7 @@ def success_fields(row: Mapping[str, Any], now: float) -> dict[str, Any]:
     return {
         "enacted": enacted,
         "backend_status": "OK",
-        "backend_code": 1,
+        "backend_code": BackendCode.OK.value,
         "backend_register": json.dumps(register),
     }
 
@@ -75,12 +105,13 @@ def failure_fields(
     failures = int(register.get("failures") or 0)
     exponent = int(register.get("exponent") or 0)
     deferred = isinstance(exc, DeferredException)
+    innocuous = isinstance(exc, InnocuousException)
     if deferred:
         delay = DEFERRED_RETRY
-    elif failures == 0 or backoff_disabled:
+    elif backoff_disabled:
         delay = 0.0
     else:
-        delay = min(exponent * (60.0 if isinstance(exc, InnocuousException) else 600.0), BACKOFF_CAP)
+        delay = xos_backoff(failures, exponent, innocuous)
     next_run = now + delay
     previous = str(row.get("backend_status") or "").split(SEPARATOR) if failures else []
     errors = [*[e for e in previous if e and e != error][-1:], error]
@@ -90,10 +121,10 @@ def failure_fields(
         "last_success": register.get("last_success"),
         "failures": failures + 1,
     }
-    code = 0 if deferred else 1 if isinstance(exc, InnocuousException) else 2
+    code = BackendCode.PENDING if deferred else BackendCode.OK if innocuous else BackendCode.ERROR
     fields = {
         "backend_status": SEPARATOR.join(errors)[:1024],
-        "backend_code": code,
+        "backend_code": code.value,
         "backend_register": json.dumps(register),
     }
     return fields, next_run
@@ -103,7 +134,7 @@ def blocked_fields(model: str, id: int, error: str) -> dict[str, Any]:
     """An object not synced because an object it depends on failed."""
     return {
         "backend_status": f"Failed due to error in model {model} id {id}: {error}"[:1024],
-        "backend_code": 2,
+        "backend_code": BackendCode.ERROR.value,
     }
 
 

@@ -76,7 +76,7 @@ def execute(
     failure status is written. ``obj`` is the object of ``row``, when the caller has it.
     """
     if obj is None:
-        obj = actor.ctx.accessor.get_model_class(model)._from_row(row)
+        obj = actor.ctx.accessor.from_row(model, row)
     id = row["id"]
     deleted = bool(row.get("deleted"))
     if not deleted and not row.get("backend_need_delete"):

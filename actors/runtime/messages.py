@@ -19,12 +19,15 @@ Who sends what:
 - sync-step actor -> one of its workers (``runtime.step_concurrency`` > 1): :class:`Work`
   (handle this object); the worker -> the sync-step actor: :class:`WorkDone` (how it ended);
   a timer -> the sync-step actor: :class:`RateReady` (its rate limit has a token again)
+- worker actor -> supervisor: :class:`PhaseChanged` (it runs, is degraded or stalled: the
+  supervisor owns every child's :class:`Phase`)
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 import pykka
@@ -42,6 +45,8 @@ __all__ = [
     "Drain",
     "GetStatus",
     "IsIdle",
+    "Phase",
+    "PhaseChanged",
     "Poll",
     "RateReady",
     "RestartChild",
@@ -223,3 +228,33 @@ class WorkDone:
 @dataclass(frozen=True)
 class RateReady:
     """Sync-step actor's timer: its rate limit has a token again, draining may go on."""
+
+
+# -- child phases (the supervisor owns each child's phase; children report theirs) ----
+class Phase(StrEnum):
+    """A child's lifecycle phase, as :class:`ChildStatus` ``state`` reports it (a ``str``)."""
+
+    STARTING = "starting"
+    RUNNING = "running"
+    #: Working, with a dependency down (an event step's broker).
+    DEGRADED = "degraded"
+    #: Working, with some of its work not moving (an event step's partitions).
+    STALLED = "stalled"
+    RESTARTING = "restarting"
+    #: Down for good: too many restarts inside the restart window.
+    FAILED = "failed"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+
+
+@dataclass(frozen=True)
+class PhaseChanged:
+    """Worker actor -> supervisor: generation ``generation`` of child ``name`` is now in ``phase``.
+
+    A child reports :attr:`Phase.RUNNING`, :attr:`Phase.DEGRADED` or :attr:`Phase.STALLED`;
+    the supervisor sets the others itself.
+    """
+
+    name: str
+    generation: int
+    phase: Phase

@@ -15,17 +15,16 @@ delete brings it back at once, for ``handle_delete``.
 
 from __future__ import annotations
 
-import contextlib
-from collections import OrderedDict
+from collections.abc import Iterator
 
 from actors.logs import traceback_if_debug
 from actors.steps import DeferredException, Policy, StepFactory
-from actors.store import Caller, NotFound, Pending, Row, row_is_pending
+from actors.store import Caller, Pending, Row, row_is_pending
 
-from ._child import ChildActor, ChildContext, StepExit
+from ._child import ChildContext, StepExit
 from ._deps import Key
+from ._queue import Item, QueueActor
 from ._status import error_text, policy_failure_fields, policy_success_fields
-from .messages import Changed, Drain, Resync, Wake
 
 __all__ = ["POLICY_RETRY", "PolicyActor"]
 
@@ -33,48 +32,28 @@ __all__ = ["POLICY_RETRY", "PolicyActor"]
 POLICY_RETRY = 5.0
 
 
-class PolicyActor(ChildActor):
+class PolicyActor(QueueActor):
     kind = "policy"
+    #: One object per Drain message.
+    drain_batch = 1
 
     def __init__(self, ctx: ChildContext, factories: list[StepFactory]) -> None:
-        super().__init__(ctx)
+        super().__init__(ctx, list(dict.fromkeys(_model_name(f) for f in factories)))
         self.factories = factories
         self.policies: list[Policy] | None = None
-        self.models: list[str] = list(dict.fromkeys(_model_name(f) for f in factories))
-        #: Objects to look at: the model whose policies apply, and the row if a query read it.
-        self.queue: OrderedDict[Key, tuple[str, Row | None]] = OrderedDict()
-        #: Objects whose policy failed: when each is due again, and its model.
-        self.retry: dict[Key, tuple[float, str]] = {}
-        self.retry_due: float | None = None
-        self.drain_scheduled = False
-        #: The start's Resync is still to come (an IsIdle asked before it must not say idle).
-        self.resync_pending = True
-        self.handlers.update(
-            {Changed: self.on_changed, Resync: self.on_resync, Drain: self.on_drain, Wake: self.on_wake}
-        )
 
     @classmethod
     def interests(cls, factories: list[StepFactory]) -> frozenset[str]:
         return frozenset(_model_name(f) for f in factories)
-
-    def on_start(self) -> None:
-        super().on_start()
-        self.actor_ref.tell(Resync("start"))
-
-    def is_idle(self) -> bool:
-        if self.queue or self.drain_scheduled or self.resync_pending:
-            return False
-        now = self.ctx.clock.now()
-        return all(due > now for due, _ in self.retry.values())
 
     def _ensure_policies(self) -> list[Policy]:
         if self.policies is None:
             self.policies = [self.make_step(f) for f in self.factories]
         return self.policies
 
-    # -- messages -------------------------------------------------------------
-    def on_resync(self, message: Resync) -> None:
-        self.resync_pending = False
+    # -- the queue's hooks ----------------------------------------------------
+    def pending(self, reason: str) -> Iterator[tuple[Key, Item]]:
+        """The objects the two policy queries find; one waiting for its retry stays waiting."""
         self._ensure_policies()
         backend = self.ctx.accessor.backend
         for model in self.models:
@@ -82,74 +61,18 @@ class PolicyActor(ChildActor):
                 continue
             for which in (Pending.POLICY, Pending.POLICY_DELETED):
                 for row in backend.pending(model, which):
-                    key = self._key(model, row["id"])
-                    if key not in self.queue and key not in self.retry:
-                        self.queue[key] = (model, row)
-        self._update_depth()
-        self.schedule("resync", self.ctx.settings.resync_period, Resync("period"))
-        self._ensure_drain()
+                    key = self.key(model, row["id"])
+                    if key not in self.queue and key not in self.deferred:
+                        yield key, Item(model, row)
 
-    def on_changed(self, message: Changed) -> None:
-        notice = message.notice
-        schema = self.ctx.accessor.schema
-        if notice.origin == self.ctx.name or notice.model not in schema:
-            return
-        key = self._key(notice.model, notice.id)
-        if notice.kind == "purge":
-            self.queue.pop(key, None)
-            self.retry.pop(key, None)
-        else:
-            model = next((m for m in self.models if m in schema and schema.is_a(notice.model, m)), None)
-            if model is None:
-                return
-            if key in self.retry and notice.kind != "delete":
-                return  # its retry comes soon: at most one attempt per POLICY_RETRY (never spins)
-            self.retry.pop(key, None)
-            self.queue[key] = (model, None)
-        self._update_depth()
-        self._ensure_drain()
+    def changed(self, key: Key, model: str, kind: str) -> None:
+        if key in self.deferred and kind != "delete":
+            return  # its retry comes soon: at most one attempt per POLICY_RETRY (never spins)
+        super().changed(key, model, kind)
 
-    def on_wake(self, _message: Wake) -> None:
-        """The retry timer fired: failed objects that are due go back to the queue (re-read)."""
-        self.retry_due = None
-        now = self.ctx.clock.now()
-        for key, (due, model) in list(self.retry.items()):
-            if due <= now:
-                del self.retry[key]
-                self.queue.setdefault(key, (model, None))
-        self._arm_retry()
-        self._update_depth()
-        self._ensure_drain()
-
-    def on_drain(self, _message: Drain) -> None:
-        self.drain_scheduled = False
-        if self.queue:
-            key, (model, row) = self.queue.popitem(last=False)
-            self._update_depth()
-            with contextlib.suppress(NotFound):
-                self._process(key, model, row)
-        self._ensure_drain()
-
-    def _key(self, model: str, id: int) -> Key:
-        return (self.ctx.accessor.schema.root(model), id)
-
-    def _ensure_drain(self) -> None:
-        if self.queue and not self.drain_scheduled:
-            self.drain_scheduled = True
-            self.actor_ref.tell(Drain())
-
-    def _update_depth(self) -> None:
-        self.ctx.state.queue_depth = len(self.queue) + len(self.retry)
-
-    def _arm_retry(self) -> None:
-        """One timer, for the earliest retry due (never earlier than one already armed)."""
-        if not self.retry:
-            return
-        due = min(d for d, _ in self.retry.values())
-        if self.retry_due is not None and self.retry_due <= due:
-            return
-        self.retry_due = due
-        self.schedule("retry", due - self.ctx.clock.now(), Wake())
+    def process(self, key: Key, item: Item) -> bool:
+        self._process(key, item.model, item.row)
+        return True
 
     # -- one object -----------------------------------------------------------
     def _process(self, key: Key, model: str, row: Row | None) -> None:
@@ -177,7 +100,7 @@ class PolicyActor(ChildActor):
                 prow = row if pmodel == model else accessor.backend.get(pmodel, row["id"])
                 if prow is None:
                     continue
-                obj = accessor.get_model_class(pmodel)._from_row(prow)
+                obj = accessor.from_row(pmodel, prow)
                 objects.append((policy, obj))
                 self.call_user(handler, obj, caller=Caller.POLICY, deadline=getattr(policy, "deadline", None))
         except StepExit as exc:
@@ -209,9 +132,7 @@ class PolicyActor(ChildActor):
         self.ctx.state.failed += 1
         self.ctx.metrics.reconciled(self.ctx.name, "deferred" if deferred else "error")
         self.write_status(model, row["id"], policy_failure_fields(exc))
-        self.retry[key] = (self.ctx.clock.now() + POLICY_RETRY, model)
-        self._update_depth()
-        self._arm_retry()
+        self.defer(key, Item(model), self.ctx.clock.now() + POLICY_RETRY)
 
 
 def _model_name(factory: StepFactory) -> str:

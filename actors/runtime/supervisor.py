@@ -8,7 +8,10 @@ child stays down, reported ``failed``, while every other child keeps working.
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext, suppress
 from dataclasses import dataclass, field
@@ -16,6 +19,7 @@ from typing import Any
 
 import pykka
 
+from actors._backoff import Backoff
 from actors.logs import get_logger
 from actors.observe import NULL_METRICS, NullMetrics
 from actors.orm import ModelAccessor
@@ -30,6 +34,8 @@ from .messages import (
     ChildStatus,
     GetStatus,
     IsIdle,
+    Phase,
+    PhaseChanged,
     RestartChild,
     Resync,
     Route,
@@ -45,6 +51,12 @@ log = get_logger("actors.runtime")
 CHANGEFEED = "changefeed"
 #: The longest wait between two restarts of one child.
 MAX_RESTART_DELAY = 30.0
+#: Phases in which a child's actor is up (it answers IsIdle; the deadline watchdog looks at it).
+_UP = frozenset({Phase.STARTING, Phase.RUNNING, Phase.DEGRADED, Phase.STALLED})
+#: Phases a child reports itself (PhaseChanged); the supervisor sets the others.
+_REPORTED = frozenset({Phase.RUNNING, Phase.DEGRADED, Phase.STALLED})
+#: Phases whose changes are logged at DEBUG only (they last an instant).
+_TRANSIENT = frozenset({Phase.STARTING, Phase.STOPPING})
 
 
 @dataclass(frozen=True)
@@ -62,9 +74,41 @@ class ChildSpec:
 
 @dataclass
 class _Child:
+    """The supervisor's record of one child: it alone writes it, in the supervisor's thread."""
+
     spec: ChildSpec
+    #: The live counters of the current generation (written by that generation's actor only).
     state: ChildState
     ref: pykka.ActorRef[Any] | None = None
+    ctx: ChildContext | None = None
+    phase: Phase = Phase.STARTING
+    generation: int = 0
+    restarts: int = 0
+    restart_times: deque[float] = field(default_factory=deque)
+    last_error: str | None = None
+
+    def move(self, phase: Phase) -> None:
+        """Enter ``phase`` (logged when it changes)."""
+        if phase != self.phase:
+            level = logging.DEBUG if phase in _TRANSIENT else logging.INFO
+            log.log(level, "state changed", step=self.spec.name, state=phase.value, previous=self.phase.value)
+            self.phase = phase
+
+    def status(self, now: float) -> ChildStatus:
+        state = self.state
+        busy = state.busy_since
+        return ChildStatus(
+            name=self.spec.name,
+            kind=state.kind,
+            state=self.phase.value,
+            restarts=self.restarts,
+            last_error=self.last_error,
+            done=state.done,
+            failed=state.failed,
+            queue_depth=state.queue_depth,
+            busy_for=None if busy is None else max(0.0, now - busy),
+            detail=dict(state.detail),
+        )
 
 
 class Supervisor(pykka.ThreadingActor):
@@ -89,6 +133,9 @@ class Supervisor(pykka.ThreadingActor):
         self.settings = settings
         self.user_context = user_context
         self.locks = ObjectLocks()
+        self.restart_backoff = Backoff(settings.restart_backoff, MAX_RESTART_DELAY)
+        #: Set at shutdown: every child sees it at once (see ``ChildContext.stopping``).
+        self.shutting_down = threading.Event()
         self.children: dict[str, _Child] = {}
         for spec in [ChildSpec(CHANGEFEED, ChangeFeedActor), *specs]:
             if spec.name in self.children:
@@ -97,6 +144,15 @@ class Supervisor(pykka.ThreadingActor):
             self.children[spec.name] = _Child(spec, state)
         self.watchdog: Timer | None = None
         self.stopping = False
+        self.handlers: dict[type, Callable[[Any], Any]] = {
+            ChildDied: self._on_child_died,
+            PhaseChanged: self._on_phase_changed,
+            RestartChild: self._on_restart,
+            CheckDeadlines: self._on_check_deadlines,
+            GetStatus: lambda _m: self.status(),
+            IsIdle: lambda _m: self._is_idle(),
+            Shutdown: lambda m: self._stop_children(m.timeout),
+        }
 
     # -- life -----------------------------------------------------------------
     def on_start(self) -> None:
@@ -110,43 +166,46 @@ class Supervisor(pykka.ThreadingActor):
         self._stop_children(self.settings.shutdown_timeout)
 
     def on_receive(self, message: Any) -> Any:
-        if isinstance(message, ChildDied):
-            return self._on_child_died(message)
-        if isinstance(message, RestartChild):
-            return self._on_restart(message)
-        if isinstance(message, CheckDeadlines):
-            return self._on_check_deadlines()
-        if isinstance(message, GetStatus):
-            return self.status()
-        if isinstance(message, IsIdle):
-            return self._is_idle()
-        if isinstance(message, Shutdown):
-            return self._stop_children(message.timeout)
-        log.warning("supervisor got an unknown message", message=repr(message))
-        return None
+        handler = self.handlers.get(type(message))
+        if handler is None:
+            log.warning("supervisor got an unknown message", message=repr(message))
+            return None
+        return handler(message)
 
     # -- children -------------------------------------------------------------
     def _start_child(self, name: str) -> None:
         child = self.children[name]
-        state = child.state
-        state.generation += 1
-        state.state = "starting"
-        state.busy_since = None
-        ctx = ChildContext(
+        child.generation += 1
+        child.move(Phase.STARTING)
+        old = child.state
+        # A fresh record for the new generation: an abandoned actor's late writes go to the old one.
+        child.state = ChildState(
+            name,
+            old.kind,
+            done=old.done,
+            failed=old.failed,
+            detail=dict(old.detail),
+            on_phase=self._phase_reporter(child),
+        )
+        child.ctx = ChildContext(
             name=name,
-            state=state,
+            state=child.state,
             accessor=self.accessor,
             clock=self.clock,
             settings=self.settings,
             supervisor=self.actor_ref,
-            generation=state.generation,
+            generation=child.generation,
             locks=self.locks,
             user_context=self.user_context,
             deadline=child.spec.deadline,
             isolation=self.isolation,
             metrics=self.metrics,
+            stopping=self.shutting_down,
         )
-        child.ref = child.spec.actor_class.start(ctx, *child.spec.args)
+        child.ref = child.spec.actor_class.start(child.ctx, *child.spec.args)
+        # pykka runs the actor's on_start before any message: started is running (a failing
+        # on_start reports ChildDied). Later changes (degraded, stalled) come as PhaseChanged.
+        child.move(Phase.RUNNING)
         feed = self.children[CHANGEFEED].ref
         if name == CHANGEFEED:
             # Notices sent while the feed was down are lost: routes come back, then everyone re-reads.
@@ -157,48 +216,59 @@ class Supervisor(pykka.ThreadingActor):
         elif child.spec.interests and feed is not None:
             feed.tell(Route(name, child.ref, child.spec.interests))
 
+    def _phase_reporter(self, child: _Child) -> Callable[[Phase], None]:
+        """What the child's state calls on a phase change (in the child's thread): a message to us."""
+        ref, name, generation = self.actor_ref, child.spec.name, child.generation
+        return lambda phase: tell_quietly(ref, PhaseChanged(name, generation, phase))
+
+    def _on_phase_changed(self, message: PhaseChanged) -> None:
+        child = self.children.get(message.name)
+        if child is None or message.generation != child.generation or child.phase not in _UP:
+            return
+        if message.phase in _REPORTED:
+            child.move(message.phase)
+
     def _on_child_died(self, message: ChildDied) -> None:
         child = self.children.get(message.name)
-        if child is None or message.generation != child.state.generation or self.stopping:
+        if child is None or message.generation != child.generation or self.stopping:
             return
         self._restart_later(child, message.error)
 
     def _restart_later(self, child: _Child, error: str, reason: str = "crash") -> None:
-        state = child.state
         now = self.clock.now()
-        state.last_error = error
+        child.last_error = error
         feed = self.children[CHANGEFEED].ref
         if feed is not None and child.spec.name != CHANGEFEED and child.spec.interests:
             feed.tell(Unroute(child.spec.name))
         window = self.settings.restart_window
-        while state.restart_times and state.restart_times[0] < now - window:
-            state.restart_times.popleft()
-        if len(state.restart_times) >= self.settings.max_restarts:
-            state.state = "failed"
-            state.busy_since = None
+        times = child.restart_times
+        while times and times[0] < now - window:
+            times.popleft()
+        if len(times) >= self.settings.max_restarts:
+            child.move(Phase.FAILED)
             log.error(
                 "child failed for good",
                 step=child.spec.name,
-                restarts=len(state.restart_times),
+                restarts=len(times),
                 window=window,
                 error=error,
             )
             return
-        state.restart_times.append(now)
-        state.restarts += 1
-        state.state = "restarting"
+        times.append(now)
+        child.restarts += 1
+        child.move(Phase.RESTARTING)
         self.metrics.restarted(child.spec.name, reason)
-        delay = min(self.settings.restart_backoff * 2 ** (len(state.restart_times) - 1), MAX_RESTART_DELAY)
+        delay = self.restart_backoff.delay(len(times))
         log.warning(
-            "restarting child", step=child.spec.name, error=error, delay=delay, restarts=state.restarts
+            "restarting child", step=child.spec.name, error=error, delay=delay, restarts=child.restarts
         )
-        self._tell_later(delay, RestartChild(child.spec.name, state.generation))
+        self._tell_later(delay, RestartChild(child.spec.name, child.generation))
 
     def _on_restart(self, message: RestartChild) -> None:
         child = self.children.get(message.name)
         if child is None or self.stopping:
             return
-        if child.state.generation == message.generation and child.state.state == "restarting":
+        if child.generation == message.generation and child.phase == Phase.RESTARTING:
             self._start_child(message.name)
 
     def _arm_watchdog(self) -> None:
@@ -211,7 +281,7 @@ class Supervisor(pykka.ThreadingActor):
         ref = self.actor_ref
         return self.clock.call_later(delay, lambda: tell_quietly(ref, message))
 
-    def _on_check_deadlines(self) -> None:
+    def _on_check_deadlines(self, _message: CheckDeadlines) -> None:
         if self.stopping:
             return
         now = self.clock.now()
@@ -219,31 +289,32 @@ class Supervisor(pykka.ThreadingActor):
             state = child.state
             busy, deadline = state.busy_since, state.busy_deadline
             if (
-                state.state in ("running", "degraded", "stalled")
+                child.phase in _UP
+                and child.phase != Phase.STARTING
                 and busy is not None
                 and deadline
                 and now - busy > deadline
             ):
                 # The hung actor cannot be interrupted: it is abandoned (its later messages are
                 # ignored, its object lock held until its call returns) and replaced.
-                old = child.ref
-                state.generation += 1
-                state.busy_since = None
-                if old is not None:
-                    old.stop(block=False)
+                if child.ctx is not None:
+                    child.ctx.retired.set()
+                child.generation += 1
+                if child.ref is not None:
+                    child.ref.stop(block=False)
                 self._restart_later(child, f"handler ran past its deadline of {deadline:g} s", "deadline")
         self._arm_watchdog()
 
     # -- queries --------------------------------------------------------------
     def status(self) -> dict[str, ChildStatus]:
         now = self.clock.now()
-        return {name: child.state.snapshot(now) for name, child in self.children.items()}
+        return {name: child.status(now) for name, child in self.children.items()}
 
     def _is_idle(self) -> bool:
         futures = [
             c.ref.ask(IsIdle(), block=False)
             for c in self.children.values()
-            if c.ref is not None and c.state.state in ("running", "degraded", "stalled", "starting")
+            if c.ref is not None and c.phase in _UP
         ]
         try:
             return all(pykka.get_all(futures, timeout=1.0))
@@ -260,9 +331,10 @@ class Supervisor(pykka.ThreadingActor):
         if self.stopping:
             return
         self.stopping = True
+        self.shutting_down.set()
         for child in self.children.values():
-            if child.state.state != "failed":
-                child.state.state = "stopping"
+            if child.phase != Phase.FAILED:
+                child.move(Phase.STOPPING)
         # The feed first, so no new work arrives; then every worker finishes its handler.
         order = [self.children[CHANGEFEED], *(c for n, c in self.children.items() if n != CHANGEFEED)]
         futures = []
@@ -279,5 +351,5 @@ class Supervisor(pykka.ThreadingActor):
             except pykka.ActorDeadError:
                 pass
         for child in self.children.values():
-            if child.state.state == "stopping":
-                child.state.state = "stopped"
+            if child.phase == Phase.STOPPING:
+                child.move(Phase.STOPPED)

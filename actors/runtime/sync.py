@@ -17,22 +17,24 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
+from collections.abc import Iterator
 from contextlib import suppress
-from dataclasses import dataclass
 from typing import Any
 
 import pykka
 
-from actors.orm import ModelAccessor, ORMWrapper
+from actors._backoff import Backoff
+from actors.orm import ModelAccessor, ORMWrapper, row_of
 from actors.steps import StepFactory, SyncStep
 from actors.store import NotFound, Pending, Row
 
-from ._child import ChildActor, ChildContext, StepExit
+from ._child import ChildContext, StepExit
 from ._deps import Dependencies, Key
+from ._queue import Item, QueueActor
 from ._ratelimit import TokenBucket
-from ._status import blocked_fields, register_of
+from ._status import BackendCode, blocked_fields, register_of
 from ._workers import SHARED, SyncWorker, claim, execute, still_pending
-from .messages import Changed, Drain, RateReady, Resync, Wake, Work, WorkDone
+from .messages import Drain, RateReady, Resync, Work, WorkDone
 from .settings import RuntimeSettings
 
 __all__ = ["SyncStepActor"]
@@ -41,38 +43,26 @@ __all__ = ["SyncStepActor"]
 #: doubling at each refusal up to LOCK_RETRY_MAX. A retry goes to the front of the queue.
 LOCK_RETRY = 0.05
 LOCK_RETRY_MAX = 1.0
+_LOCK_BACKOFF = Backoff(LOCK_RETRY, LOCK_RETRY_MAX)
 #: A replica that reaches the other replicas' objects reads its dirty set again first
 #: when its last read is older than this: most of those have been synced since.
 THEIRS_REREAD = 1.0
-#: At most this many objects, or this many seconds, per Drain message.
-DRAIN_BATCH = 32
-DRAIN_SECONDS = 0.05
 
 
-@dataclass
-class _Item:
-    model: str
-    row: Row | None = None
-    since: float = 0.0  # when it entered the queue (time.monotonic), for the queue-duration metric
-
-
-class SyncStepActor(ChildActor):
+class SyncStepActor(QueueActor):
     kind = "sync"
     #: The actor class of the K workers (tests put a fake in its place).
     worker_class: Any = SyncWorker
 
     def __init__(self, ctx: ChildContext, factory: StepFactory) -> None:
-        super().__init__(ctx)
+        step_class: Any = factory.cls
+        super().__init__(ctx, step_class.observed_model_names())
         self.factory = factory
         self.step: SyncStep | None = None
-        step_class: Any = factory.cls
-        self.models: list[str] = step_class.observed_model_names()
         self.custom_fetch = getattr(factory.cls, "fetch_pending", None) is not SyncStep.fetch_pending
         self.deps = Dependencies(ctx.accessor, ctx.settings.dependency_graph)
-        self.queue: OrderedDict[Key, _Item] = OrderedDict()
-        self.deferred: dict[Key, tuple[float, _Item]] = {}
         self.waiting: dict[Key, set[Key]] = {}
-        self.waiting_items: dict[Key, _Item] = {}
+        self.waiting_items: dict[Key, Item] = {}
         #: Objects whose claim was refused: how many times in a row.
         self.refused: dict[Key, int] = {}
         #: The backend's ``replicas_epoch`` when the queue was last ordered (shared backends),
@@ -80,10 +70,6 @@ class SyncStepActor(ChildActor):
         self.replicas_epoch: int | None = None
         self.spread_at = 0.0
         self.theirs: set[Key] = set()
-        self.drain_scheduled = False
-        #: True from the start: the start's Resync is owed (an IsIdle may come before it is sent).
-        self.resync_scheduled = True
-        self.timer_due: float | None = None
         self.limits = ctx.settings.limits(factory.name, factory.cls)
         rate = self.limits.rate_limit
         self.bucket = None if rate is None else TokenBucket(rate, self.limits.rate_burst, ctx.clock)
@@ -93,18 +79,9 @@ class SyncStepActor(ChildActor):
         #: the item and its refusal count; objects changed again meanwhile.
         self.workers: list[pykka.ActorRef[Any]] = []
         self.idle: list[pykka.ActorRef[Any]] = []
-        self.in_flight: dict[Key, tuple[_Item, int]] = {}
-        self.again: dict[Key, _Item] = {}
-        self.handlers.update(
-            {
-                Changed: self.on_changed,
-                Resync: self.on_resync,
-                Drain: self.on_drain,
-                Wake: self.on_wake,
-                WorkDone: self.on_work_done,
-                RateReady: self.on_rate_ready,
-            }
-        )
+        self.in_flight: dict[Key, tuple[Item, int]] = {}
+        self.again: dict[Key, Item] = {}
+        self.handlers.update({WorkDone: self.on_work_done, RateReady: self.on_rate_ready})
 
     @classmethod
     def interests(
@@ -118,7 +95,6 @@ class SyncStepActor(ChildActor):
 
     # -- life -----------------------------------------------------------------
     def on_start(self) -> None:
-        super().on_start()
         if self.limits.concurrency > 1:
             self.workers = [
                 self.worker_class.start(self.ctx, self.factory, slot, self.custom_fetch)
@@ -126,7 +102,7 @@ class SyncStepActor(ChildActor):
             ]
             self.idle = list(reversed(self.workers))
         self._replica(True)
-        self.actor_ref.tell(Resync("start"))
+        super().on_start()
 
     def on_stop(self) -> None:
         self._stop_workers(wait=not self.stale)
@@ -160,42 +136,43 @@ class SyncStepActor(ChildActor):
             method(self.ctx.name)
 
     def is_idle(self) -> bool:
-        if self.queue or self.in_flight or self.drain_scheduled or self.resync_scheduled:
-            return False
-        now = self.ctx.clock.now()
-        return all(due > now for due, _ in self.deferred.values())
+        return not self.in_flight and super().is_idle()
 
     def _ensure_step(self) -> SyncStep:
         if self.step is None:
             self.step = self.make_step(self.factory)
         return self.step
 
-    # -- messages -------------------------------------------------------------
-    def on_resync(self, message: Resync) -> None:
-        self.resync_scheduled = False
+    # -- the queue's hooks ----------------------------------------------------
+    def depth(self) -> int:
+        return super().depth() + len(self.waiting_items) + len(self.in_flight)
+
+    def may_drain(self) -> bool:
+        return not self.throttled and (not self.workers or bool(self.idle))
+
+    def pending(self, reason: str) -> Iterator[tuple[Key, Item]]:
         step = self._ensure_step()
-        accessor = self.ctx.accessor
-        if message.reason in ("replicas", "theirs"):
+        if reason in ("replicas", "theirs"):
             # Read afresh: rows of an earlier read may have been synced by another replica since.
             self.queue = OrderedDict((key, item) for key, item in self.queue.items() if item.row is None)
         if self.custom_fetch:
             for deleted in (False, True):
                 for obj in self.call_user(step.fetch_pending, deleted) or ():
-                    self._enqueue(self.deps.key(obj._model, obj.id), _Item(obj._model, dict(obj._data)))
+                    yield self.deps.key(obj.model_name, obj.id), Item(obj.model_name, dict(row_of(obj)))
         else:
+            backend = self.ctx.accessor.backend
             for model in self.models:
                 for which in (Pending.SYNC, Pending.SYNC_DELETED):
-                    for row in accessor.backend.pending(model, which):
-                        self._enqueue(self.deps.key(model, row["id"]), _Item(model, row))
+                    for row in backend.pending(model, which):
+                        yield self.deps.key(model, row["id"]), Item(model, row)
         # Objects waiting on others are looked at again too: a lost notice never strands them.
-        for key, item in list(self.waiting_items.items()):
-            self._enqueue(key, item)
+        waiting, self.waiting_items = self.waiting_items, {}
         self.waiting.clear()
-        self.waiting_items.clear()
+        yield from waiting.items()
+
+    def on_resync(self, message: Resync) -> None:
+        super().on_resync(message)
         self._spread()
-        if message.reason != "change":
-            self._schedule_resync()
-        self._ensure_drain()
 
     def _spread(self) -> None:
         """Order the queue for this replica on a shared backend (see ``Store.spread``)."""
@@ -211,147 +188,82 @@ class SyncStepActor(ChildActor):
         mine, theirs = spread(self.ctx.name, by_id)
         self.theirs = {key for id in theirs for key in by_id[id]}
         self.queue = OrderedDict((key, self.queue[key]) for id in mine + theirs for key in by_id[id])
-        self._update_depth()
+        self.update_depth()
 
-    def on_changed(self, message: Changed) -> None:
-        notice = message.notice
-        schema = self.ctx.accessor.schema
-        if notice.model not in schema:
-            return
-        key = self.deps.key(notice.model, notice.id)
-        if notice.origin != self.ctx.name:
-            self._wake_waiters(key)
-        else:
-            return  # our own status write
-        if notice.kind == "purge":
-            self.queue.pop(key, None)
-            self.deferred.pop(key, None)
-            self.refused.pop(key, None)
-            self._update_depth()
-            return
-        model = next((m for m in self.models if schema.is_a(notice.model, m)), None)
-        if model is None:
-            return
+    def noticed(self, key: Key) -> None:
+        self._wake_waiters(key)
+
+    def forget(self, key: Key) -> None:
+        super().forget(key)
+        self.refused.pop(key, None)
+
+    def changed(self, key: Key, model: str, kind: str) -> None:
         if self.custom_fetch:
-            if not self.resync_scheduled:
-                self.resync_scheduled = True
-                self.actor_ref.tell(Resync("change"))
+            self.request_resync("change")
             return
-        self.deferred.pop(key, None)
         if key in self.in_flight:
-            self.again[key] = _Item(model)  # looked at again when its handler ends
+            self.deferred.pop(key, None)
+            self.again[key] = Item(model)  # looked at again when its handler ends
             return
-        self._enqueue(key, _Item(model))
-        self._ensure_drain()
+        super().changed(key, model, kind)
 
-    def on_wake(self, _message: Wake) -> None:
-        self.timer_due = None
-        now = self.ctx.clock.now()
-        for key, (due, item) in list(self.deferred.items()):
-            if due <= now:
-                del self.deferred[key]
-                self._enqueue(key, item)
-                if key in self.refused:
-                    self.queue.move_to_end(key, last=False)
-        self._arm_timer()
-        self._ensure_drain()
+    def requeue(self, key: Key, item: Item) -> None:
+        self.enqueue(key, item)
+        if key in self.refused:
+            self.queue.move_to_end(key, last=False)
 
-    def on_drain(self, _message: Drain) -> None:
-        """Process a few queued objects (a small batch keeps the mailbox responsive)."""
-        self.drain_scheduled = False
+    def on_drain(self, message: Drain) -> None:
         if self._replicas_changed():
+            self.drain_scheduled = False
             return
-        started = time.monotonic()
-        for _ in range(DRAIN_BATCH):
-            if not self.queue or self.ctx.state.state == "stopping" or self.throttled:
-                break
-            if self.workers and not self.idle:
-                break  # every slot busy: a WorkDone drains again
-            key, item = self.queue.popitem(last=False)
-            self.ctx.metrics.queued(self.ctx.name, item.since)
-            if self._reread_theirs(key, item):
-                return
-            if key in self.in_flight:
-                self.again[key] = item
-                continue
-            self._process(key, item)
-            if time.monotonic() - started > DRAIN_SECONDS:
-                break
-        self._update_depth()
-        self._ensure_drain()
+        super().on_drain(message)
 
     def _replicas_changed(self) -> bool:
         """True (and a fresh read asked for) when the replicas sharing the backend changed."""
-        if self.replicas_epoch is None or self.resync_scheduled:
+        if self.replicas_epoch is None or self.resync_owed:
             return False
         if getattr(self.ctx.accessor.backend, "replicas_epoch", None) == self.replicas_epoch:
             return False
-        self.resync_scheduled = True
-        self.actor_ref.tell(Resync("replicas"))
+        self.request_resync("replicas")
         return True
 
-    def _reread_theirs(self, key: Key, item: _Item) -> bool:
+    def _reread_theirs(self, key: Key, item: Item) -> bool:
         """True (the item put back, a fresh read asked for) at another replica's object read long ago."""
-        if key not in self.theirs or item.row is None or self.resync_scheduled:
+        if key not in self.theirs or item.row is None or self.resync_owed:
             return False
         if self.ctx.clock.now() - self.spread_at < THEIRS_REREAD:
             return False
         self.queue[key] = item
         self.queue.move_to_end(key, last=False)
-        self.resync_scheduled = True
-        self.actor_ref.tell(Resync("theirs"))
+        self.request_resync("theirs")
         return True
 
-    # -- queue ----------------------------------------------------------------
-    def _enqueue(self, key: Key, item: _Item) -> None:
-        if key in self.queue and item.row is not None and self.queue[key].row is None:
-            return  # a pending re-read is fresher than a resync row
-        item.since = self.queue[key].since if key in self.queue else time.monotonic()
-        self.queue[key] = item
-        self._update_depth()
-
-    def _ensure_drain(self) -> None:
-        if self.queue and not self.drain_scheduled and not self.throttled and (self.idle or not self.workers):
-            self.drain_scheduled = True
-            self.actor_ref.tell(Drain())
-
-    def _update_depth(self) -> None:
-        self.ctx.state.queue_depth = (
-            len(self.queue) + len(self.deferred) + len(self.waiting_items) + len(self.in_flight)
-        )
-
-    def _defer(self, key: Key, item: _Item, due: float) -> None:
-        self.deferred[key] = (due, _Item(item.model))
-        self._update_depth()
-        self._arm_timer()
-
-    def _arm_timer(self) -> None:
-        if not self.deferred:
-            return
-        due = min(d for d, _ in self.deferred.values())
-        if self.timer_due is not None and self.timer_due <= due:
-            return
-        self.timer_due = due
-        self.schedule("wake", due - self.ctx.clock.now(), Wake())
-
-    def _schedule_resync(self) -> None:
-        self.schedule("resync", self.ctx.settings.resync_period, Resync("period"))
-
-    def _wait(self, key: Key, item: _Item, on: list[Key]) -> None:
+    # -- dependencies ---------------------------------------------------------
+    def _wait(self, key: Key, item: Item, on: list[Key]) -> None:
         for dep in on:
             self.waiting.setdefault(dep, set()).add(key)
-        self.waiting_items[key] = _Item(item.model)
-        self._update_depth()
+        self.waiting_items[key] = Item(item.model)
+        self.update_depth()
 
     def _wake_waiters(self, key: Key) -> None:
         for waiter in self.waiting.pop(key, ()):
             item = self.waiting_items.pop(waiter, None)
             if item is not None:
-                self._enqueue(waiter, item)
-        self._ensure_drain()
+                self.enqueue(waiter, item)
+        self.update_depth()
+        self.ensure_drain()
 
     # -- one object -----------------------------------------------------------
-    def _process(self, key: Key, item: _Item) -> None:
+    def process(self, key: Key, item: Item) -> bool:
+        if self._reread_theirs(key, item):
+            return False
+        if key in self.in_flight:
+            self.again[key] = item
+            return True
+        self._process(key, item)
+        return True
+
+    def _process(self, key: Key, item: Item) -> None:
         accessor = self.ctx.accessor
         refusals = self.refused.pop(key, 0)
         row = item.row if item.row is not None else accessor.backend.get(item.model, key[1])
@@ -362,7 +274,7 @@ class SyncStepActor(ChildActor):
         now = self.ctx.clock.now()
         next_run = register_of(row).get("next_run") or 0
         if not self.ctx.settings.backoff_disabled and isinstance(next_run, int | float) and next_run > now:
-            self._defer(key, item, float(next_run))
+            self.defer(key, item, float(next_run))
             return
         if self.workers:
             # The worker takes the locks and claim, and reads the row again if it claimed it.
@@ -397,12 +309,12 @@ class SyncStepActor(ChildActor):
         finally:
             self.ctx.locks.release(key)
 
-    def _refused(self, key: Key, item: _Item, now: float, refusals: int) -> None:
+    def _refused(self, key: Key, item: Item, now: float, refusals: int) -> None:
         """Someone else holds the object: look again soon, at the front of the queue."""
         self.refused[key] = refusals + 1
-        self._defer(key, item, now + min(LOCK_RETRY * 2**refusals, LOCK_RETRY_MAX))
+        self.defer(key, item, now + _LOCK_BACKOFF.delay(refusals + 1))
 
-    def _token(self, key: Key, item: _Item, refusals: int) -> bool:
+    def _token(self, key: Key, item: Item, refusals: int) -> bool:
         """A token of the rate limit; without one the object goes back to the front and draining pauses."""
         if self.bucket is None:
             return True
@@ -419,14 +331,14 @@ class SyncStepActor(ChildActor):
 
     def on_rate_ready(self, _message: RateReady) -> None:
         self.throttled = False
-        self._ensure_drain()
+        self.ensure_drain()
 
-    def _object(self, item: _Item, row: Row) -> ORMWrapper:
-        return self.ctx.accessor.get_model_class(item.model)._from_row(row)
+    def _object(self, item: Item, row: Row) -> ORMWrapper:
+        return self.ctx.accessor.from_row(item.model, row)
 
-    def _blocked(self, key: Key, item: _Item, obj: ORMWrapper) -> bool:
+    def _blocked(self, key: Key, item: Item, obj: ORMWrapper) -> bool:
         """True (the object set waiting) when what it depends on, or its dependents' deletes, are owed."""
-        row = obj._data
+        row = row_of(obj)
         if row.get("deleted"):
             blockers = self.deps.undeleted_dependents(obj)
             if blockers:
@@ -436,7 +348,11 @@ class SyncStepActor(ChildActor):
         if not unsynced:
             return False
         failed = next(
-            ((m, r) for m, r in unsynced if r.get("backend_code") == 2 and register_of(r).get("failures")),
+            (
+                (m, r)
+                for m, r in unsynced
+                if r.get("backend_code") == BackendCode.ERROR and register_of(r).get("failures")
+            ),
             None,
         )
         if failed is not None:
@@ -446,14 +362,14 @@ class SyncStepActor(ChildActor):
         self._wait(key, item, [self.deps.key(m, r["id"]) for m, r in unsynced])
         return True
 
-    def _ended(self, key: Key, item: _Item, outcome: str, retry_at: float | None) -> None:
+    def _ended(self, key: Key, item: Item, outcome: str, retry_at: float | None) -> None:
         """The handler ended (its status written): count it, wake its waiters, schedule a retry."""
         if outcome == "done":
             self.ctx.state.done += 1
         else:
             self.ctx.state.failed += 1
             if retry_at is not None:
-                self._defer(key, item, retry_at)
+                self.defer(key, item, retry_at)
         self._wake_waiters(key)
 
     def on_work_done(self, message: WorkDone) -> None:
@@ -477,6 +393,6 @@ class SyncStepActor(ChildActor):
         again = self.again.pop(key, None)
         if again is not None:  # changed while it ran: look again now (as a notice does)
             self.deferred.pop(key, None)
-            self._enqueue(key, again)
-        self._update_depth()
-        self._ensure_drain()
+            self.enqueue(key, again)
+        self.update_depth()
+        self.ensure_drain()

@@ -379,7 +379,7 @@ class SyncHarness:
 
     def _child_idle(self, child: Any, hung: set[str]) -> bool:
         ref, state = child.ref, child.state
-        if ref is None or state.state not in _ACTIVE:
+        if ref is None or child.phase not in _ACTIVE:
             return True
         if child.spec.name in hung or (
             child.spec.name == "policies" and hung & set(state.detail.get("policies", ()))
