@@ -40,9 +40,10 @@ from ._listen import CHANNEL, NOTIFY, PostgresListener, notify_payload
 from ._notices import ChangeNotice, Notifier, Unsubscribe
 from ._open import check_database, claim_file, open_errors
 from ._owner import OwnerLock
+from ._pending import pending_condition
 from ._query import Caller, Condition, Pending, Query, WriteContext, number_from_text
 from ._rows import Layout, Row, fetch_records
-from ._tables import Tables, pending_condition, pending_index_prefix
+from ._tables import Tables, pending_index_prefix
 
 __all__ = ["NotFound", "Store", "StoreError", "ValidationError", "check_column", "check_id", "check_value"]
 
