@@ -14,6 +14,7 @@ from __future__ import annotations
 import threading
 import zlib
 from collections import OrderedDict
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -26,6 +27,7 @@ __all__ = [
     "Tables",
     "column_type",
     "fk_name",
+    "link_target",
     "pending_index_prefix",
 ]
 
@@ -148,10 +150,10 @@ class Tables:
         ``use_alter``: SQLite writes it into ``CREATE TABLE``, PostgreSQL gets it from
         ``ALTER TABLE`` once every table exists (see ``add_postgres_keys``).
         """
-        link = f.link
-        if link is None or link.model not in self.schema or self.schema[link.model].abstract:
+        model = link_target(self.schema, f)
+        if model is None:
             return []
-        target = f"{self.table_name(link.model)}.id"
+        target = f"{self.table_name(model)}.id"
         name = fk_name(table, f.column)
         return [sa.ForeignKey(target, name=name, deferrable=True, initially="DEFERRED", use_alter=True)]
 
@@ -161,6 +163,19 @@ class Tables:
 
     def chain(self, model: str) -> list[sa.Table]:
         return [self.by_model[m] for m in self.schema.chain(model)]
+
+    def joined(self, model: str) -> tuple[sa.FromClause, dict[str, sa.ColumnElement[Any]]]:
+        """``model``'s chain of tables joined on ``id``, and its columns by name (``id`` is the root's)."""
+        chain = self.chain(model)
+        root = chain[0]
+        joined: sa.FromClause = root
+        columns: dict[str, sa.ColumnElement[Any]] = {}
+        for table in chain:
+            if table is not root:
+                joined = joined.join(table, table.c.id == root.c.id)
+            for col in table.c:
+                columns.setdefault(col.name, col)
+        return joined, columns
 
     def column_table(self, model: str) -> dict[str, sa.Table]:
         """Column name -> the table of ``model``'s chain that stores it."""
@@ -187,6 +202,14 @@ def _fingerprint(schema: Schema) -> str:
             for spec in schema
         ]
     )
+
+
+def link_target(schema: Schema, f: FieldSpec) -> str | None:
+    """The model link ``f`` names if it has a table (an abstract one has none); ``None`` for other fields."""
+    link = f.link
+    if link is None or link.model not in schema or schema[link.model].abstract:
+        return None
+    return link.model
 
 
 def fk_name(table: str, column: str) -> str:
