@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -21,7 +22,20 @@ from ._errors import ValidationError
 from ._query import Caller, WriteContext
 from ._values import check_column
 
-__all__ = ["Bookkeeping", "Clock", "bumps_updated", "deletion", "reap_ready"]
+__all__ = ["DELETION_STATE", "Bookkeeping", "Clock", "bumps_updated", "deletion", "reap_ready"]
+
+
+#: The columns that decide how an object is deleted and when it is purged: what a
+#: cascade reads of each dependent, and what a write reads back.
+DELETION_STATE = (
+    "id",
+    "leaf_model_name",
+    "deleted",
+    "backend_need_delete",
+    "backend_need_reap",
+    "backend_need_delete_policy",
+    "policed",
+)
 
 
 class Clock:
@@ -40,7 +54,13 @@ class Clock:
 
 
 class Bookkeeping:
-    """The rules above for the models of ``schema``."""
+    """The rules above for the models of ``schema`` (never changed once built: see :meth:`of`)."""
+
+    @staticmethod
+    @functools.lru_cache(maxsize=16)
+    def of(schema: Schema) -> Bookkeeping:
+        """``Bookkeeping(schema)``, shared by the stores of one schema."""
+        return Bookkeeping(schema)
 
     def __init__(self, schema: Schema) -> None:
         self.schema = schema

@@ -24,7 +24,7 @@ import sqlalchemy as sa
 
 from actors.models import Schema
 
-from ._bookkeeping import deletion
+from ._bookkeeping import DELETION_STATE, deletion
 from ._errors import ValidationError
 from ._notices import ChangeNotice
 from ._query import Condition, Query, WriteContext
@@ -191,19 +191,6 @@ def cascade_delete(
             stack.append((leaf, found["id"]))
     if schema.is_a(model, LINK_MODEL) and row.get(LINK_PROVIDER) is not None:
         _count_link_deletion(writer, conn, notices, row[LINK_PROVIDER], now, ctx)
-
-
-#: The columns that decide how an object is deleted and when it is purged: what a
-#: cascade reads of each dependent, and what a write reads back.
-DELETION_STATE = (
-    "id",
-    "leaf_model_name",
-    "deleted",
-    "backend_need_delete",
-    "backend_need_reap",
-    "backend_need_delete_policy",
-    "policed",
-)
 
 
 def union_of_links(

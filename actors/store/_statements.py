@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 from actors.models import Schema
 
-from ._cascade import DELETION_STATE
+from ._bookkeeping import DELETION_STATE
 from ._compile import finish, order_terms, where_terms
 from ._errors import ValidationError
 from ._pending import PENDING

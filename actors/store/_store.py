@@ -84,7 +84,7 @@ class Store:
         self.tables = Tables.of(schema, covering=self.dialect == "sqlite")
         self._statements = Statements(schema, self.tables, self.dialect)
         self._journal.use(self.tables.journal)
-        bookkeeping = Bookkeeping(schema)
+        bookkeeping = Bookkeeping.of(schema)
         self._writer = Writer(
             self._db, self._statements, bookkeeping, self._clock, self._journal, self._feed, self._notifier
         )
