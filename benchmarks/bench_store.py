@@ -38,9 +38,9 @@ import sqlalchemy as sa
 
 from actors.models import load_schema, parse_xproto
 from actors.orm import ModelAccessor
-from actors.store import Caller, Store
-from actors.store._store import _make_engine
-from actors.store._tables import Tables, pending_condition
+from actors.store import Caller, Store, pending_condition
+from actors.store._engine import make_engine as _make_engine
+from actors.store._tables import Tables
 
 MODELS = """
 message MyModel (XOSBase) {

@@ -1,14 +1,15 @@
 """The store: model objects in SQLite or PostgreSQL, bookkeeping rules, change notices."""
 
 from ._cascade import choose_owner, owner_to_fill
-from ._errors import StoreInUse, StoreOpenError, safe_url
+from ._errors import NotFound, StoreError, StoreInUse, StoreOpenError, ValidationError, safe_url
 from ._notices import ChangeNotice, Unsubscribe
+from ._pending import pending_condition, row_is_pending
 from ._query import OPERATORS, Caller, Condition, Pending, Query, WriteContext, parse_lookup
 from ._rejections import database_rejection
 from ._rows import Record, Row, as_dict
-from ._store import NotFound, Store, StoreError, ValidationError, check_column, check_id, check_value
-from ._tables import pending_condition, row_is_pending
+from ._store import Store
 from ._uploads import UploadLog
+from ._values import check_column, check_id, check_value
 
 __all__ = [
     "OPERATORS",

@@ -10,8 +10,8 @@
   deleting a ``ServiceInstanceLink`` counts the deletion in its provider's
   ``link_deleted_count``, which model policies watch.
 
-Both run inside the store's write path; the store calls them (see ``Store.create``
-and ``Store.delete``).
+Both run inside the store's write path: :func:`fill_owner` before ``Store.create``
+writes, :func:`cascade_delete` in the delete's transaction, through its ``Writer``.
 """
 
 from __future__ import annotations
@@ -24,12 +24,15 @@ import sqlalchemy as sa
 
 from actors.models import Schema
 
+from ._bookkeeping import DELETION_STATE, deletion
 from ._errors import ValidationError
 from ._notices import ChangeNotice
-from ._query import Caller, Condition, Query, WriteContext
+from ._query import Condition, Query, WriteContext
 
 if TYPE_CHECKING:
     from ._store import Store
+    from ._tables import Tables
+    from ._write import Writer
 
 __all__ = [
     "OWNER_OPTION",
@@ -39,6 +42,7 @@ __all__ = [
     "links_to",
     "owner_to_fill",
     "soft_delete",
+    "union_of_links",
 ]
 
 #: The model option naming the class of service that owns a model's instances.
@@ -141,7 +145,7 @@ def links_to(schema: Schema, model: str) -> tuple[tuple[str, str], ...]:
 
 
 def cascade_delete(
-    store: Store,
+    writer: Writer,
     conn: sa.Connection,
     notices: list[ChangeNotice],
     model: str,
@@ -158,22 +162,22 @@ def cascade_delete(
     """
     from ._integrity import rules
 
-    schema = store.schema
+    schema = writer.schema
     on_delete = rules(schema)
     seen = {(schema.root(model), row["id"])}
     stack = [(model, row["id"])]
     while stack:
         target, target_id = stack.pop()
-        query = _dependents(store.tables, schema, target)
+        query = _dependents(writer.tables, schema, target)
         if query is None:
             continue
-        statement, models = query
+        statement, links = query
         for found in conn.execute(statement, {"_target": target_id}).mappings().all():
-            leaf = store._leaf(dict(found), models[found["k"]])
+            link = links[found["k"]]
+            leaf = writer.leaf(dict(found), link[0])
             key = (schema.root(leaf), found["id"])
             if key in seen:
                 continue
-            link = links_to(schema, target)[found["k"]]
             if on_delete[link] == "SET_NULL":
                 continue  # the link is cleared when the target is purged
             if on_delete[link] == "PROTECT":
@@ -183,62 +187,55 @@ def cascade_delete(
                 )
             seen.add(key)
             state = {name: found[name] for name in DELETION_STATE if name in found["columns"].split()}
-            soft_delete(store, conn, notices, leaf, state, now, ctx)
+            soft_delete(writer, conn, notices, leaf, state, now, ctx)
             stack.append((leaf, found["id"]))
     if schema.is_a(model, LINK_MODEL) and row.get(LINK_PROVIDER) is not None:
-        _count_link_deletion(store, conn, notices, row[LINK_PROVIDER], now, ctx)
+        _count_link_deletion(writer, conn, notices, row[LINK_PROVIDER], now, ctx)
 
 
-#: The columns that decide how an object is deleted and when it is purged: what a
-#: cascade reads of each dependent, and what a write reads back.
-DELETION_STATE = (
-    "id",
-    "leaf_model_name",
-    "deleted",
-    "backend_need_delete",
-    "backend_need_reap",
-    "backend_need_delete_policy",
-    "policed",
-)
+def union_of_links(
+    schema: Schema, model: str, select_of: Callable[[int, str, str], sa.Select[Any]]
+) -> tuple[sa.Executable, tuple[tuple[str, str], ...]] | None:
+    """One ``UNION ALL`` of ``select_of(k, dependent, column)`` over the :func:`links_to` ``model``.
 
-
-@functools.lru_cache(maxsize=256)
-def _dependents(tables: Any, schema: Schema, model: str) -> tuple[sa.Executable, tuple[str, ...]] | None:
-    """One ``UNION ALL`` of the live objects whose links point at ``:_target`` of ``model``.
-
-    A row holds ``k`` (the index of its model in the names returned with the
-    statement), ``columns`` (which of :data:`DELETION_STATE` that model has) and those
-    columns (NULL where the model lacks one). Built once per tables and model: one
-    query per deleted object, however many links point at its model.
+    ``k`` is the link's index in the links returned with the statement; ``None`` when
+    no link can point at ``model``.
     """
     links = links_to(schema, model)
     if not links:
         return None
-    selects = []
-    for k, (dependent, column) in enumerate(links):
-        chain = tables.chain(dependent)
-        joined: sa.FromClause = chain[0]
-        columns: dict[str, sa.ColumnElement[Any]] = {}
-        for table in chain:
-            if table is not chain[0]:
-                joined = joined.join(table, table.c.id == chain[0].c.id)
-            for col in table.c:
-                columns.setdefault(col.name, col)
+    selects = [select_of(k, dependent, column) for k, (dependent, column) in enumerate(links)]
+    statement: sa.Executable = selects[0] if len(selects) == 1 else sa.union_all(*selects)
+    return statement, links
+
+
+@functools.lru_cache(maxsize=256)
+def _dependents(
+    tables: Tables, schema: Schema, model: str
+) -> tuple[sa.Executable, tuple[tuple[str, str], ...]] | None:
+    """One ``UNION ALL`` of the live objects whose links point at ``:_target`` of ``model``.
+
+    A row holds ``k`` (the index of its link in the links returned with the
+    statement), ``columns`` (which of :data:`DELETION_STATE` that model has) and those
+    columns (NULL where the model lacks one). Built once per tables and model: one
+    query per deleted object, however many links point at its model.
+    """
+
+    def select_of(k: int, dependent: str, column: str) -> sa.Select[Any]:
+        joined, columns = tables.joined(dependent)
         present = " ".join(name for name in DELETION_STATE if name in columns)
         picked: list[sa.ColumnElement[Any]] = [sa.literal(k).label("k"), sa.literal(present).label("columns")]
         picked += [
             columns[name].label(name) if name in columns else sa.null().label(name) for name in DELETION_STATE
         ]
         select = sa.select(*picked).select_from(joined).where(columns[column] == sa.bindparam("_target"))
-        if "deleted" in columns:
-            select = select.where(sa.not_(columns["deleted"]))
-        selects.append(select)
-    statement: sa.Executable = selects[0] if len(selects) == 1 else sa.union_all(*selects)
-    return statement, tuple(dependent for dependent, _ in links)
+        return select.where(sa.not_(columns["deleted"])) if "deleted" in columns else select
+
+    return union_of_links(schema, model, select_of)
 
 
 def soft_delete(
-    store: Store,
+    writer: Writer,
     conn: sa.Connection,
     notices: list[ChangeNotice],
     model: str,
@@ -253,35 +250,29 @@ def soft_delete(
     the backend nothing; a model without ``deleted`` is purged.
     """
     if "deleted" not in row:
-        store._purge(conn, notices, model, row["id"], now, ctx.origin)
+        writer.purge(conn, notices, model, row["id"], now, ctx.origin)
         return
-    changes: dict[str, Any] = {"deleted": True, "enacted": None, "policed": None}
-    if ctx.caller is Caller.CLIENT or ctx.always_update_timestamp:
-        changes["updated"] = now
-    store._write_columns(conn, model, row["id"], changes)
-    store._journal(conn, notices, model, row["id"], "delete", now, ctx.origin)
-    store._reap_if_done(conn, notices, model, {**row, **changes}, now, ctx.origin)
+    changes = deletion(ctx, now)
+    writer.write_columns(conn, model, row["id"], changes)
+    writer.journal.append(conn, notices, model, row["id"], "delete", now, ctx.origin)
+    writer.reap_if_done(conn, notices, model, {**row, **changes}, now, ctx.origin)
 
 
 def _count_link_deletion(
-    store: Store,
+    writer: Writer,
     conn: sa.Connection,
     notices: list[ChangeNotice],
     provider_id: int,
     now: float,
     ctx: WriteContext,
 ) -> None:
-    schema = store.schema
+    schema = writer.schema
     provider_model = schema.field(LINK_MODEL, "provider_service_instance").link
     assert provider_model is not None
-    rows = store._records(
-        provider_model.model,
-        conn.execute(store._select_by_id(provider_model.model, for_update=True), {"_id": provider_id}),
-    )
-    if not rows or rows[0].get("deleted") or LINK_COUNTER not in rows[0]:
+    provider = writer.row(conn, provider_model.model, provider_id, for_update=True)
+    if provider is None or provider.get("deleted") or LINK_COUNTER not in provider:
         return
-    provider = rows[0]
-    leaf = store._leaf(provider, provider_model.model)
+    leaf = writer.leaf(provider, provider_model.model)
     changes = {LINK_COUNTER: (provider[LINK_COUNTER] or 0) + 1, "updated": now}
-    store._write_columns(conn, leaf, provider_id, changes)
-    store._journal(conn, notices, leaf, provider_id, "update", now, ctx.origin)
+    writer.write_columns(conn, leaf, provider_id, changes)
+    writer.journal.append(conn, notices, leaf, provider_id, "update", now, ctx.origin)

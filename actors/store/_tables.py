@@ -14,21 +14,21 @@ from __future__ import annotations
 import threading
 import zlib
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
 from typing import Any
 
 import sqlalchemy as sa
 
 from actors.models import FieldSpec, Schema
 
+from ._pending import BOOKKEEPING, PENDING
+
 __all__ = [
     "JOURNAL",
     "Tables",
     "column_type",
     "fk_name",
-    "pending_condition",
+    "link_target",
     "pending_index_prefix",
-    "row_is_pending",
 ]
 
 JOURNAL = "actors_changes"
@@ -51,61 +51,6 @@ def column_type(f: FieldSpec) -> sa.types.TypeEngine:
     if kind in ("float", "double"):
         return sa.Float()
     raise ValueError(f"field {f.name}: no column type for {kind!r}")
-
-
-def pending_condition(which: str, c: Callable[[str], sa.ColumnElement]) -> sa.ColumnElement[bool]:
-    """The WHERE clause of one of the four synchronizer queries, without bound values.
-
-    Written only with NOT / IS NULL / column comparisons, so the query text equals
-    the partial index's text and both SQLite and PostgreSQL plan an index scan.
-    """
-    if which == "sync":
-        return sa.and_(
-            sa.not_(c("deleted")),
-            sa.not_(c("no_sync")),
-            sa.not_(c("lazy_blocked")),
-            sa.or_(
-                c("enacted").is_(None),
-                c("enacted") < c("updated"),
-                c("enacted") < c("changed_by_policy"),
-            ),
-        )
-    if which == "sync_deleted":
-        return sa.and_(c("deleted"), c("backend_need_delete"), sa.not_(c("backend_need_reap")))
-    if which == "policy":
-        return sa.and_(
-            sa.not_(c("deleted")),
-            sa.not_(c("no_policy")),
-            sa.or_(
-                c("policed").is_(None),
-                c("policed") < c("updated"),
-                c("policed") < c("changed_by_step"),
-            ),
-        )
-    if which == "policy_deleted":
-        return sa.and_(
-            c("deleted"),
-            sa.not_(c("no_policy")),
-            sa.or_(c("policed").is_(None), c("policed") < c("updated")),
-        )
-    raise ValueError(f"unknown pending query {which!r}")
-
-
-#: Columns the four queries read; a root table without all of them has no pending rows.
-BOOKKEEPING = (
-    "deleted",
-    "no_sync",
-    "no_policy",
-    "lazy_blocked",
-    "enacted",
-    "updated",
-    "policed",
-    "changed_by_policy",
-    "changed_by_step",
-    "backend_need_delete",
-    "backend_need_reap",
-)
-PENDING_KINDS = ("sync", "sync_deleted", "policy", "policy_deleted")
 
 
 class Tables:
@@ -188,8 +133,8 @@ class Tables:
             if self.covering:
                 indexed = list(table.c)
                 suffix = f"_{zlib.crc32(' '.join(c.name for c in indexed).encode()):08x}"
-            for which in PENDING_KINDS:
-                where = pending_condition(which, table.c.__getitem__)
+            for which, query in PENDING.items():
+                where = query.condition(table.c.__getitem__)
                 sa.Index(
                     f"{pending_index_prefix(table.name)}{which}{suffix}",
                     *indexed,
@@ -205,10 +150,10 @@ class Tables:
         ``use_alter``: SQLite writes it into ``CREATE TABLE``, PostgreSQL gets it from
         ``ALTER TABLE`` once every table exists (see ``add_postgres_keys``).
         """
-        link = f.link
-        if link is None or link.model not in self.schema or self.schema[link.model].abstract:
+        model = link_target(self.schema, f)
+        if model is None:
             return []
-        target = f"{self.table_name(link.model)}.id"
+        target = f"{self.table_name(model)}.id"
         name = fk_name(table, f.column)
         return [sa.ForeignKey(target, name=name, deferrable=True, initially="DEFERRED", use_alter=True)]
 
@@ -218,6 +163,19 @@ class Tables:
 
     def chain(self, model: str) -> list[sa.Table]:
         return [self.by_model[m] for m in self.schema.chain(model)]
+
+    def joined(self, model: str) -> tuple[sa.FromClause, dict[str, sa.ColumnElement[Any]]]:
+        """``model``'s chain of tables joined on ``id``, and its columns by name (``id`` is the root's)."""
+        chain = self.chain(model)
+        root = chain[0]
+        joined: sa.FromClause = root
+        columns: dict[str, sa.ColumnElement[Any]] = {}
+        for table in chain:
+            if table is not root:
+                joined = joined.join(table, table.c.id == root.c.id)
+            for col in table.c:
+                columns.setdefault(col.name, col)
+        return joined, columns
 
     def column_table(self, model: str) -> dict[str, sa.Table]:
         """Column name -> the table of ``model``'s chain that stores it."""
@@ -246,6 +204,14 @@ def _fingerprint(schema: Schema) -> str:
     )
 
 
+def link_target(schema: Schema, f: FieldSpec) -> str | None:
+    """The model link ``f`` names if it has a table (an abstract one has none); ``None`` for other fields."""
+    link = f.link
+    if link is None or link.model not in schema or schema[link.model].abstract:
+        return None
+    return link.model
+
+
 def fk_name(table: str, column: str) -> str:
     """A foreign key's name: ``fk_<table>_<column>``, shortened under PostgreSQL's 63 characters."""
     name = f"fk_{table}_{column}"
@@ -257,41 +223,3 @@ def fk_name(table: str, column: str) -> str:
 def pending_index_prefix(table: str) -> str:
     """What the names of ``table``'s pending indexes start with."""
     return f"ix_{table}_pending_"
-
-
-def _lt(a: object, b: object) -> bool:
-    """SQL's ``a < b``: false when either side is NULL."""
-    return a is not None and b is not None and a < b  # type: ignore[operator]
-
-
-def row_is_pending(row: Mapping[str, Any], which: str) -> bool:
-    """The same test as :func:`pending_condition`, on one row in Python."""
-    g = row.get
-    if which == "sync":
-        return (
-            not g("deleted")
-            and not g("no_sync")
-            and not g("lazy_blocked")
-            and (
-                g("enacted") is None
-                or _lt(g("enacted"), g("updated"))
-                or _lt(g("enacted"), g("changed_by_policy"))
-            )
-        )
-    if which == "sync_deleted":
-        return bool(g("deleted") and g("backend_need_delete") and not g("backend_need_reap"))
-    if which == "policy":
-        return (
-            not g("deleted")
-            and not g("no_policy")
-            and (
-                g("policed") is None
-                or _lt(g("policed"), g("updated"))
-                or _lt(g("policed"), g("changed_by_step"))
-            )
-        )
-    if which == "policy_deleted":
-        return bool(
-            g("deleted") and not g("no_policy") and (g("policed") is None or _lt(g("policed"), g("updated")))
-        )
-    raise ValueError(f"unknown pending query {which!r}")

@@ -1,0 +1,81 @@
+"""The journal: one row per committed write (``actors_changes``), the source of change notices.
+
+Every write appends its entries in its own transaction (so a notice exists only for a
+commit); readers resume after the last ``seq`` they saw. Every thousandth write prunes
+what is older than the last ``keep`` entries.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+
+from ._engine import Database
+from ._notices import ChangeNotice
+
+__all__ = ["PRUNE_EVERY", "Journal"]
+
+#: Writes between two prunes of the journal.
+PRUNE_EVERY = 1000
+
+
+class Journal:
+    """Appends to and reads the journal table of the store's tables (given by :meth:`use`)."""
+
+    table: sa.Table
+
+    def __init__(self, db: Database, *, keep: int) -> None:
+        self._db = db
+        self._keep = keep
+        self._writes = 0
+
+    def use(self, table: sa.Table) -> None:
+        """Work on ``table`` (the journal of a new schema's tables: the same table, another object)."""
+        self.table = table
+        self._insert = table.insert()
+
+    def append(
+        self,
+        conn: sa.Connection,
+        notices: list[ChangeNotice],
+        model: str,
+        id: int,
+        kind: str,
+        at: float,
+        origin: str | None = None,
+    ) -> None:
+        """Write one entry in ``conn``'s transaction; its notice goes to ``notices``."""
+        result = conn.execute(
+            self._insert, {"model": model, "object_id": id, "kind": kind, "at": at, "origin": origin}
+        )
+        seq = result.inserted_primary_key[0] if result.inserted_primary_key else 0
+        notices.append(ChangeNotice(seq=int(seq), model=model, id=id, kind=kind, at=at, origin=origin))
+
+    def committed(self) -> None:
+        """Count one committed write; every :data:`PRUNE_EVERY` th prunes the journal."""
+        self._writes += 1
+        if self._writes % PRUNE_EVERY == 0:
+            with self._db.engine.begin() as conn:
+                last = conn.execute(sa.select(sa.func.max(self.table.c.seq))).scalar() or 0
+                conn.execute(self.table.delete().where(self.table.c.seq <= last - self._keep))
+
+    def read(self, where: sa.ColumnElement[bool], limit: int) -> list[ChangeNotice]:
+        """The entries ``where`` selects, oldest first (at most ``limit``)."""
+        journal = self.table
+        stmt = sa.select(journal).where(where).order_by(journal.c.seq).limit(limit)
+        with self._db.read() as conn:
+            return [_notice(r) for r in conn.execute(stmt)]
+
+    def since(self, seq: int, limit: int = 1000) -> list[ChangeNotice]:
+        """Entries after ``seq``, oldest first (at most ``limit``)."""
+        return self.read(self.table.c.seq > seq, limit)
+
+    def last_seq(self) -> int:
+        """The highest ``seq`` written (0 for an empty journal)."""
+        with self._db.read() as conn:
+            return int(conn.execute(sa.select(sa.func.max(self.table.c.seq))).scalar() or 0)
+
+
+def _notice(r: Any) -> ChangeNotice:
+    return ChangeNotice(seq=r.seq, model=r.model, id=r.object_id, kind=r.kind, at=r.at, origin=r.origin)

@@ -1,0 +1,218 @@
+"""The write path: create, update and delete, each one transaction with its journal entries.
+
+A write takes the write lock and the write connection (see ``Database``), runs its
+statements and journal entries, sends ``NOTIFY`` on PostgreSQL, commits, and then
+publishes its notices. The bookkeeping is stamped by ``Bookkeeping``; links are
+checked and deletions cascade in ``_integrity`` and ``_cascade``, which work through
+this object.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+import sqlalchemy as sa
+
+from ._bookkeeping import Bookkeeping, Clock, reap_ready
+from ._cascade import cascade_delete, soft_delete
+from ._engine import Database
+from ._errors import NotFound
+from ._feed import ChangeFeed
+from ._integrity import lock_targets, purge, reap_blocked, refuse_deleted
+from ._journal import Journal
+from ._listen import CHANNEL, NOTIFY, notify_payload
+from ._notices import ChangeNotice, Notifier
+from ._query import WriteContext
+from ._rows import Row
+from ._statements import Statements
+from ._values import check_id
+
+__all__ = ["Writer"]
+
+
+class Writer:
+    """Writes objects of one schema (a schema change makes a new one)."""
+
+    def __init__(
+        self,
+        db: Database,
+        statements: Statements,
+        bookkeeping: Bookkeeping,
+        clock: Clock,
+        journal: Journal,
+        feed: ChangeFeed,
+        notifier: Notifier,
+    ) -> None:
+        self.db = db
+        self.dialect = db.dialect
+        self.statements = statements
+        self.schema = statements.schema
+        self.tables = statements.tables
+        self.bookkeeping = bookkeeping
+        self.clock = clock
+        self.journal = journal
+        self.feed = feed
+        self.notifier = notifier
+
+    @contextmanager
+    def transaction(self) -> Iterator[tuple[sa.Connection, list[ChangeNotice]]]:
+        """One write's connection, in a transaction, and the list its notices go to."""
+        notices: list[ChangeNotice] = []
+        with self.db.write_lock:
+            with self.db.write_connection() as conn, conn.begin():
+                yield conn, notices
+                self.feed.published(notices)  # before the commit: the listener may wake right after it
+                if self.dialect == "postgresql" and notices:
+                    conn.exec_driver_sql(NOTIFY, (CHANNEL, notify_payload(notices)))
+            self.journal.committed()
+        self.notifier.publish(notices)
+
+    def create(self, model: str, values: Mapping[str, Any], ctx: WriteContext) -> dict[str, Any]:
+        """Insert an object (``values`` are the caller's, its owner filled); returns every column."""
+        row = self.bookkeeping.new_row(model, values)
+        now = self.clock.now()
+        self.bookkeeping.stamp_create(model, row, ctx, now, set(values))
+        with self.transaction() as (conn, notices):
+            deleted_targets = lock_targets(self, conn, model, row)
+            if not row.get("deleted"):
+                refuse_deleted(deleted_targets)
+            for table in self.tables.chain(model):
+                part = {c.name: row[c.name] for c in table.c if c.name in row}
+                result = conn.execute(self.statements.insert(table), part)
+                if "id" not in row:
+                    key = result.inserted_primary_key
+                    assert key is not None
+                    row["id"] = int(key[0])
+            self.journal.append(conn, notices, model, row["id"], "create", now, ctx.origin)
+        return row
+
+    def update(self, model: str, id: int, values: Mapping[str, Any], ctx: WriteContext) -> dict[str, Any]:
+        """Write ``values`` with the bookkeeping rules; returns the columns written (see ``Store.update``)."""
+        self.statements.check_model(model)
+        id = check_id(model, id)
+        changes = self.bookkeeping.changes(model, id, values, ctx)
+        with self.transaction() as (conn, notices):
+            now = self.clock.now()
+            self.bookkeeping.stamp_update(model, changes, ctx, now)
+            deleted_targets = lock_targets(self, conn, model, changes)
+            was_deleted, state = self._apply_update(conn, model, id, changes)
+            if not state.get("deleted"):
+                refuse_deleted(deleted_targets)
+            leaf = self.leaf(state, model)
+            self.journal.append(conn, notices, leaf, id, "update", now, ctx.origin)
+            if was_deleted:
+                self.reap_if_done(conn, notices, leaf, state, now, ctx.origin)
+        return changes
+
+    def delete(self, model: str, id: int, ctx: WriteContext, *, purge: bool) -> None:
+        """Soft-delete the object, or purge it (see ``Store.delete``)."""
+        self.statements.check_model(model)
+        id = check_id(model, id)
+        with self.transaction() as (conn, notices):
+            current = self.row(conn, model, id, for_update=True)
+            if current is None:
+                raise NotFound(f"{model} id {id} does not exist")
+            leaf = self.leaf(current, model)
+            now = self.clock.now()
+            if purge or "deleted" not in current:
+                self.purge(conn, notices, leaf, id, now, ctx.origin)
+                if not current.get("deleted"):
+                    cascade_delete(self, conn, notices, leaf, dict(current), now, ctx)
+                return
+            if current["deleted"]:
+                return
+            soft_delete(self, conn, notices, leaf, current, now, ctx)
+            cascade_delete(self, conn, notices, leaf, dict(current), now, ctx)
+
+    def _apply_update(
+        self, conn: sa.Connection, model: str, id: int, changes: dict[str, Any]
+    ) -> tuple[bool, Row]:
+        """Write ``changes``; returns whether the object was deleted before, and its state after.
+
+        Raises :class:`NotFound`. For a one-table model the UPDATE returns the state
+        (``RETURNING``), saving the SELECT that a write would otherwise start with.
+        """
+        chain = self.tables.chain(model)
+        if (
+            len(chain) == 1
+            and changes
+            and "deleted" not in changes
+            and self.db.engine.dialect.update_returning
+        ):
+            stmt = self.statements.update_returning(chain[0])
+            state = conn.execute(stmt, {"_id": id, **changes}).mappings().first()
+            if state is None:
+                raise NotFound(f"{model} id {id} does not exist")
+            return bool(state.get("deleted")), dict(state)
+        current = self.row(conn, model, id, for_update=True)
+        if current is None:
+            raise NotFound(f"{model} id {id} does not exist")
+        self.write_columns(conn, model, id, changes)
+        return bool(current.get("deleted")), {**current, **changes}
+
+    def row(self, conn: sa.Connection, model: str, id: int, *, for_update: bool = False) -> Row | None:
+        """Object ``model`` ``id`` as ``conn`` sees it (locked until the commit with ``for_update``)."""
+        stmt = self.statements.select_by_id(model, for_update=for_update)
+        rows = self.statements.records(model, conn.execute(stmt, {"_id": id}))
+        return rows[0] if rows else None
+
+    def leaf(self, row: Row, model: str) -> str:
+        """The most derived model of a stored object (its rows span that model's chain)."""
+        leaf = row.get("leaf_model_name")
+        return leaf if isinstance(leaf, str) and leaf in self.tables.by_model else model
+
+    def write_columns(self, conn: sa.Connection, model: str, id: int, changes: Mapping[str, Any]) -> None:
+        """``UPDATE`` each table of ``model``'s chain that stores one of ``changes``."""
+        by_table: dict[str, dict[str, Any]] = {}
+        owner = self.statements.column_tables(model)
+        for column, value in changes.items():
+            by_table.setdefault(owner[column].name, {})[column] = value
+        for table in self.tables.chain(model):
+            part = by_table.get(table.name)
+            if part:
+                conn.execute(self.statements.update(table), {"_id": id, **part})
+
+    def reap_if_done(
+        self,
+        conn: sa.Connection,
+        notices: list[ChangeNotice],
+        model: str,
+        row: Row,
+        now: float,
+        origin: str | None,
+    ) -> None:
+        """Purge a deleted object once its backend delete and delete policy (if owed) are done.
+
+        It waits while objects still link to it (through a ``CASCADE`` or ``PROTECT``
+        link): the purge of the last of them purges it (see ``purge``).
+        """
+        if reap_ready(row) and not reap_blocked(self, conn, model, row["id"]):
+            self.purge(conn, notices, model, row["id"], now, origin)
+
+    def purge(
+        self,
+        conn: sa.Connection,
+        notices: list[ChangeNotice],
+        model: str,
+        id: int,
+        now: float,
+        origin: str | None = None,
+    ) -> None:
+        """Remove the object, with what the ``on_delete`` of links to it asks (see ``purge``)."""
+        purge(self, conn, notices, model, id, now, origin)
+
+    def delete_rows(
+        self,
+        conn: sa.Connection,
+        notices: list[ChangeNotice],
+        model: str,
+        id: int,
+        now: float,
+        origin: str | None = None,
+    ) -> None:
+        """Delete the object's rows (one per table of its chain) and journal the purge."""
+        for table in reversed(self.tables.chain(model)):
+            conn.execute(table.delete().where(table.c.id == id))
+        self.journal.append(conn, notices, model, id, "purge", now, origin)
