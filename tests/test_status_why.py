@@ -14,6 +14,7 @@ from typing import Any
 import grpc
 import pytest
 import yaml
+from google.protobuf import json_format
 
 from actors.api import ApiServer, RemoteBackend, RemoteError
 from actors.cli import main
@@ -143,6 +144,15 @@ def test_status_and_why_carry_every_field(store: Store) -> None:
                 remote.why("Beta", 0)
             with pytest.raises(ValidationError, match="Why needs a model name"):
                 remote.why("", 1)
+        # The protobuf JSON mapping (grpcurl, other languages): lowerCamel names.
+        protos = api.protos
+        status = protos.message("StatusResponse").FromString(raw_call(api, "Status", b""))
+        as_json = json_format.MessageToDict(status)
+        assert {"loadErrors", "children"} <= set(as_json)
+        assert {"queueDepth", "lastError", "busyFor", "detailJson"} <= set(as_json["children"][0])
+        request = protos.message("WhyRequest")(model="Beta", id=5).SerializeToString()
+        why = json_format.MessageToDict(protos.message("WhyResponse").FromString(raw_call(api, "Why", request)))
+        assert why["blockedBy"] == {"model": "Alpha", "id": 2} and why["owner"] == 7
         with pytest.raises(grpc.RpcError) as caught:
             raw_call(api, "Why", b"\xff\xff\xff")
         assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
