@@ -151,7 +151,9 @@ def test_status_and_why_carry_every_field(store: Store) -> None:
         assert {"loadErrors", "children"} <= set(as_json)
         assert {"queueDepth", "lastError", "busyFor", "detailJson"} <= set(as_json["children"][0])
         request = protos.message("WhyRequest")(model="Beta", id=5).SerializeToString()
-        why = json_format.MessageToDict(protos.message("WhyResponse").FromString(raw_call(api, "Why", request)))
+        why = json_format.MessageToDict(
+            protos.message("WhyResponse").FromString(raw_call(api, "Why", request))
+        )
         assert why["blockedBy"] == {"model": "Alpha", "id": 2} and why["owner"] == 7
         with pytest.raises(grpc.RpcError) as caught:
             raw_call(api, "Why", b"\xff\xff\xff")
@@ -262,6 +264,15 @@ def test_status_and_why_against_a_running_main_job(main_job: str) -> None:
     assert re.fullmatch(r"  until: +\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC \(in \d+ s\)", lines[2]), lines
     assert "  step:     SyncMyModel" in lines and "  attempts: 2" in lines
     assert "  error:    backend refused bad" in lines
+    assert cli("why", "MyModel", str(good), *login) == (
+        0,
+        f"enacted: MyModel {good} is enacted: nothing to wait for\n",
+        "",
+    )
+    assert (
+        cli("why", "MyModel", str(quiet), *login)[1]
+        == f"no_sync: MyModel {quiet} has no_sync set: no step syncs it\n"
+    )
     blocked_text = cli("why", "Beta", str(beta), *login)[1].splitlines()
     assert f"  blocked by: Alpha {alpha}" in blocked_text
 
@@ -269,7 +280,17 @@ def test_status_and_why_against_a_running_main_job(main_job: str) -> None:
     assert table.returncode == 0, table.stderr
     header, columns, *rows = table.stdout.splitlines()
     assert header.startswith("synchronizer why: running, ")
-    assert columns.split() == ["NAME", "KIND", "STATE", "RESTARTS", "DONE", "FAILED", "QUEUE", "BUSY", "LAST_ERROR"]
+    assert columns.split() == [
+        "NAME",
+        "KIND",
+        "STATE",
+        "RESTARTS",
+        "DONE",
+        "FAILED",
+        "QUEUE",
+        "BUSY",
+        "LAST_ERROR",
+    ]
     steps = {row.split()[0]: row.split() for row in rows}
     assert {"changefeed", "SyncMyModel", "SyncAlpha", "SyncBeta", "SyncSlow", "policies"} <= set(steps)
     assert steps["SyncMyModel"][1:3] == ["sync", "running"] and int(steps["SyncMyModel"][5]) >= 2

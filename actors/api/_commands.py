@@ -530,8 +530,8 @@ def why_command(args: argparse.Namespace, out: IO[str]) -> int:
         details.append(("blocked by", f"{answer['blocked_by'][0]} {answer['blocked_by'][1]}"))
     if answer["owner"] is not None:
         details.append(("owner", f"replica {answer['owner']}"))
-    width = max(len(name) for name, value in details if value is not None) if details else 0
-    for name, value in details:
-        if value is not None:
-            out.write(f"  {(name + ':').ljust(width + 1)} {_cell(value, None)}\n")
+    shown = [(name, value) for name, value in details if value is not None]
+    width = max((len(name) for name, _value in shown), default=0)
+    for name, value in shown:
+        out.write(f"  {(name + ':').ljust(width + 1)} {_cell(value, None)}\n")
     return 0
