@@ -301,11 +301,11 @@ def test_status_and_why_against_a_running_main_job(main_job: str) -> None:
     assert mine["state"] == "running" and mine["done"] >= 1 and mine["failed"] >= 2
     assert next(c for c in tree["children"] if c["name"] == "SyncSlow")["queue_depth"] == 1
 
-    # Failures: not found and unknown model (1), bad usage (2), no credentials (1).
+    # Failures: not found (1), an unknown model and bad usage (2), no credentials (1).
     code, _out, err = cli("why", "MyModel", "9999", *login)
     assert code == 1 and err == "error: MyModel 9999 not found\n"
-    code, _out, err = cli("why", "Nope", "1", *login)
-    assert code == 1 and "no model named Nope" in err
+    code, _out, err = cli("why", "Nope", "1", *login)  # as in every client command: bad usage
+    assert code == 2 and err.startswith("error: unknown model 'Nope' (models: "), err
     assert cli("why", "MyModel", "x", *login)[0] == 2
     assert cli("why", "MyModel", *login)[0] == 2
     code, _out, err = cli("status", "--endpoint", main_job)

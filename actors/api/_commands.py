@@ -513,6 +513,9 @@ def _when(until: float, now: float) -> str:
 def why_command(args: argparse.Namespace, out: IO[str]) -> int:
     """``why MODEL ID``: why the object is not enacted, in one line and its details (``Core/Why``)."""
     with _connect(args) as backend:
+        if args.model not in backend.schema:
+            known = ", ".join(sorted(s.name for s in backend.schema.concrete()))
+            raise CliError(f"unknown model {args.model!r} (models: {known})")
         answer = backend.why(args.model, args.id)
         now = backend.now()
     if args.json:
