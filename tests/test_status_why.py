@@ -109,6 +109,16 @@ def test_a_core_without_synchronizer_answers_its_own_state(store: Store) -> None
             with pytest.raises(RemoteError, match="no synchronizer runs in this process") as caught:
                 remote.why("Service", 1)
             assert caught.value.code == grpc.StatusCode.FAILED_PRECONDITION
+        assert cli("status", "--endpoint", api.address) == (
+            0,
+            "core: running; no synchronizer runs in its process\n",
+            "",
+        )
+        assert cli("why", "Service", "1", "--endpoint", api.address) == (
+            1,
+            "",
+            "error: no synchronizer runs in this process\n",
+        )
     finally:
         api.stop()
 
