@@ -2,7 +2,8 @@
 
 ``run`` (the default) runs a synchronizer, ``core`` serves the model API alone,
 and the client commands (``objects``, ``models``, ``protos``, ``login``,
-``hash-password``, in :mod:`actors.api`) talk to a running core.
+``hash-password``, ``status``, ``why``, in :mod:`actors.api`) talk to a running core
+or main job.
 
 Adding a command is one function that adds its subparser and names its handler
 (``handler(args, out) -> exit status``), and one entry in :data:`COMMANDS`.
@@ -38,6 +39,8 @@ from actors.api import (
     objects_command,
     protos_command,
     serve,
+    status_command,
+    why_command,
 )
 from actors.config import ConfigError
 from actors.logs import configure_logging, create_logger
@@ -378,6 +381,30 @@ def _login_command(sub: Subparsers) -> None:
     p.set_defaults(handler=login_command)
 
 
+def _status_command(sub: Subparsers) -> None:
+    p = sub.add_parser(
+        "status",
+        parents=[_client_options()],
+        help="the actor tree of a running synchronizer (its steps, states, queues, errors)",
+        description="Show the actor tree of the synchronizer serving the API at --endpoint "
+        "(Core/Status): each child's kind, state, restarts, runs, queue depth and last error.",
+    )
+    p.set_defaults(handler=status_command)
+
+
+def _why_command(sub: Subparsers) -> None:
+    p = sub.add_parser(
+        "why",
+        parents=[_client_options()],
+        help="why an object is not enacted (queued, backoff, blocked, waiting for a policy...)",
+        description="Ask the synchronizer serving the API at --endpoint why an object is not "
+        "enacted (Core/Why): one line, then its details. Exit status 1 when there is no such object.",
+    )
+    p.add_argument("model", help=_MODEL_HELP)
+    p.add_argument("id", type=int, help=_ID_HELP)
+    p.set_defaults(handler=why_command)
+
+
 def _hash_password_command(sub: Subparsers) -> None:
     p = sub.add_parser("hash-password", help="print a password hash for api.users[].password_hash")
     p.add_argument("--password", help="the password (default: ask, or read one line from stdin)")
@@ -393,6 +420,8 @@ COMMANDS: tuple[Callable[[Subparsers], None], ...] = (
     _protos_command,
     _login_command,
     _hash_password_command,
+    _status_command,
+    _why_command,
 )
 
 

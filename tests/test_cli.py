@@ -40,7 +40,7 @@ def _parsers(parser: argparse.ArgumentParser) -> Iterator[argparse.ArgumentParse
 def test_every_argument_and_command_has_help() -> None:
     missing = []
     parsers = list(_parsers(cli.build_parser()))
-    assert len(parsers) == 13  # the top level, 7 commands, objects' 5 actions
+    assert len(parsers) == 15  # the top level, 9 commands, objects' 5 actions
     for parser in parsers:
         for action in parser._actions:
             if not action.help or action.help == argparse.SUPPRESS:
@@ -71,7 +71,7 @@ def test_run_help_prints_the_usage_of_run() -> None:
     top = run_main(["--help"])
     assert top.returncode == 0
     assert top.stdout.startswith("usage: python -m actors.main [-h] [--version] COMMAND ...")
-    for command in ("run", "core", "objects", "models", "protos", "login", "hash-password"):
+    for command in ("run", "core", "objects", "models", "protos", "login", "hash-password", "status", "why"):
         assert f"\n    {command} " in top.stdout or f"\n    {command}\n" in top.stdout, command
 
 
@@ -94,21 +94,21 @@ def test_the_actors_command_is_the_same_program() -> None:
 
 
 def test_a_subcommand_is_one_function_and_one_registration(monkeypatch: pytest.MonkeyPatch) -> None:
-    """How ``status`` or ``why MODEL ID`` are added: a function that adds the subparser, one entry."""
+    """How a command like ``explain MODEL ID`` is added: a function that adds the subparser, one entry."""
 
     def why(args: argparse.Namespace, out: io.StringIO) -> int:
         out.write(f"{args.model} {args.id}\n")
         return 0
 
     def _why_command(sub: cli.Subparsers) -> None:
-        p = sub.add_parser("why", help="why an object is not in sync")
+        p = sub.add_parser("explain", help="explain an object")
         p.add_argument("model", help="model name")
         p.add_argument("id", type=int, help="object id")
         p.set_defaults(handler=why)
 
     monkeypatch.setattr(cli, "COMMANDS", (*cli.COMMANDS, _why_command))
     out = io.StringIO()
-    assert cli.main(["why", "Service", "3"], stdout=out) == 0
+    assert cli.main(["explain", "Service", "3"], stdout=out) == 0
     assert out.getvalue() == "Service 3\n"
 
 

@@ -16,6 +16,8 @@ from ._commands import (
     models_command,
     objects_command,
     protos_command,
+    status_command,
+    why_command,
 )
 from ._protos import (
     API_PACKAGE,
@@ -67,5 +69,7 @@ __all__ = [
     "protos_command",
     "render_proto",
     "serve",
+    "status_command",
     "verify_password",
+    "why_command",
 ]

@@ -39,6 +39,7 @@ from actors.store import (
     owner_to_fill,
 )
 
+from ._inspection import NO_SYNCHRONIZER_KIND, status_from_message, why_from_message
 from ._protos import CORE_SERVICE, ModelTypes, Protos, base_protos
 from ._remote_errors import (
     AccessDenied,
@@ -530,6 +531,33 @@ class RemoteBackend:
         protos = self._protos
         data = self._core("GetProtos", protos.message("Empty")())
         return {f.name: f.content for f in protos.message("ProtoFiles").FromString(data).files}
+
+    def status(self) -> dict[str, Any]:
+        """``Core/Status``: the actor tree of the synchronizer serving this API (the JSON of ``/status``).
+
+        ``kind`` is ``core`` (and ``children`` empty) when no synchronizer runs there.
+        """
+        protos = self._protos
+        data = self._core("Status", protos.message("Empty")())
+        return status_from_message(protos.message("StatusResponse").FromString(data))
+
+    def why(self, model: str, id: int) -> dict[str, Any]:
+        """``Core/Why``: why object ``id`` of ``model`` is not enacted (the JSON of ``/why/<model>/<id>``).
+
+        Raises:
+            NotFound: no such model or object.
+            RemoteError: no synchronizer runs in the core's process.
+        """
+        protos = self._protos
+        try:
+            data = self._call(f"/{CORE_SERVICE}/Why", protos.message("WhyRequest")(model=model, id=id))
+        except grpc.RpcError as exc:
+            code, details, kind = status_details(exc)
+            if kind == NO_SYNCHRONIZER_KIND:  # not a SchemaConflict, though FAILED_PRECONDITION too
+                raise RemoteError(details, code) from None
+            raise_remote(exc, self.endpoint)
+            raise  # not reached
+        return why_from_message(protos.message("WhyResponse").FromString(data))
 
     def login(self, username: str, password: str) -> str:
         """A bearer token for ``username``, for :class:`RemoteBackend` ``token=`` or grpcurl."""

@@ -1,4 +1,5 @@
-"""The client commands of the command line: ``objects``, ``models``, ``protos``, ``login``, ``hash-password``.
+"""The client commands of the command line: ``objects``, ``models``, ``protos``, ``login``, ``hash-password``,
+``status`` and ``why``.
 
 Their parser is ``actors.cli``; each command here takes the parsed arguments and
 the output stream and returns the exit status. ``python -m actors.main objects
@@ -16,6 +17,7 @@ import math
 import socket
 import ssl
 import sys
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
@@ -42,7 +44,9 @@ __all__ = [
     "parse_assignment",
     "protos_command",
     "render_table",
+    "status_command",
     "tls_mismatch",
+    "why_command",
 ]
 
 _TRUE = {"true", "yes", "on", "1", "t", "y"}
@@ -469,4 +473,68 @@ def hash_password_command(args: argparse.Namespace, out: IO[str]) -> int:
     if not password:
         raise CliError("empty password")
     out.write(hash_password(password) + "\n")
+    return 0
+
+
+_STATUS_COLUMNS = ("name", "kind", "state", "restarts", "done", "failed", "queue", "busy", "last_error")
+
+
+def status_command(args: argparse.Namespace, out: IO[str]) -> int:
+    """``status``: the actor tree of the synchronizer serving the API at ``--endpoint`` (``Core/Status``)."""
+    with _connect(args) as backend:
+        tree = backend.status()
+    if args.json:
+        out.write(json.dumps(tree, indent=2) + "\n")
+        return 0
+    if tree["kind"] == "core":
+        out.write(f"core: {tree['state']}; no synchronizer runs in its process\n")
+        return 0
+    out.write(f"synchronizer {tree['name']}: {tree['state']}, {len(tree['children'])} children\n")
+    rows = [
+        {
+            **child,
+            "queue": child["queue_depth"],
+            "busy": f"{child['busy_for']:.1f}s" if child["busy_for"] is not None else None,
+        }
+        for child in tree["children"]
+    ]
+    if rows:
+        out.write(render_table(_STATUS_COLUMNS, rows, max_cell=60) + "\n")
+    for error in tree["load_errors"]:
+        out.write(f"not loaded: {error['step'] or error['path']}: {error['error']}\n")
+    return 0
+
+
+def _when(until: float, now: float) -> str:
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(until))
+    return f"{stamp} (in {max(0.0, until - now):.0f} s)"
+
+
+def why_command(args: argparse.Namespace, out: IO[str]) -> int:
+    """``why MODEL ID``: why the object is not enacted, in one line and its details (``Core/Why``)."""
+    with _connect(args) as backend:
+        if args.model not in backend.schema:
+            known = ", ".join(sorted(s.name for s in backend.schema.concrete()))
+            raise CliError(f"unknown model {args.model!r} (models: {known})")
+        answer = backend.why(args.model, args.id)
+        now = backend.now()
+    if args.json:
+        out.write(json.dumps(answer, indent=2) + "\n")
+        return 0
+    out.write(f"{answer['reason']}: {answer['message']}\n")
+    details: list[tuple[str, Any]] = [("step", answer["step"])]
+    if answer["until"] is not None:
+        details.append(("until", _when(answer["until"], now)))
+    if answer["attempts"]:
+        details.append(("attempts", answer["attempts"]))
+    for i, error in enumerate(answer["errors"]):
+        details.append(("error" if len(answer["errors"]) == 1 else f"error {i + 1}", error))
+    if answer["blocked_by"] is not None:
+        details.append(("blocked by", f"{answer['blocked_by'][0]} {answer['blocked_by'][1]}"))
+    if answer["owner"] is not None:
+        details.append(("owner", f"replica {answer['owner']}"))
+    shown = [(name, value) for name, value in details if value is not None]
+    width = max((len(name) for name, _value in shown), default=0)
+    for name, value in shown:
+        out.write(f"  {(name + ':').ljust(width + 1)} {_cell(value, None)}\n")
     return 0

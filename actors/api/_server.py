@@ -26,6 +26,7 @@ from actors.observe import (
 from actors.store import Store
 
 from ._auth import Authenticator
+from ._inspection import Inspection, StatusSource, WhySource
 from ._observe import MetricsInterceptor, ReadinessHealth
 from ._protos import Protos
 from ._service import ApiService, UploadLog
@@ -276,6 +277,10 @@ class ApiServer:
     def set_readiness(self, ready: Callable[[], bool] | None) -> None:
         """What the health service asks before answering SERVING (``None``: always serving)."""
         self._ready = ready
+
+    def set_inspection(self, status: StatusSource | None, why: WhySource | None) -> None:
+        """Answer ``Core/Status`` and ``Core/Why`` with these (a synchronizer's; ``None``: a bare core)."""
+        self.service.inspection = Inspection(status, why)
 
     def _set_health(self, protos: Protos) -> None:
         serving = health_pb2.HealthCheckResponse.SERVING

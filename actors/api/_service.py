@@ -21,6 +21,7 @@ from actors.store import Condition, NotFound, Query, Store, UploadLog, Validatio
 
 from ._auth import Authenticator, Principal
 from ._dispatch import Behavior, method_handler, parse
+from ._inspection import Inspection, status_message, why_message
 from ._merge import merge_models, merge_with_protos, parse_files
 from ._protos import CORE_SERVICE, SERVICES_PACKAGE, ModelTypes, Protos
 from ._queries import filter_query, paging
@@ -63,6 +64,8 @@ class ApiService(grpc.GenericRpcHandler):
         self.uploads = uploads
         self.on_schema_change = on_schema_change
         self.watches = Watches(store)
+        #: Where ``Status`` and ``Why`` get their answers (set by a synchronizer serving the API).
+        self.inspection = Inspection()
         self._schema_lock = threading.Lock()
         restored = self._restore_uploads(uploads) if uploads is not None else None
         self.protos = restored or Protos.from_schema(store.schema)
@@ -73,6 +76,8 @@ class ApiService(grpc.GenericRpcHandler):
             "Login": (self._login, False),
             "Now": (self._now, False),
             "Watch": (self._core_watch, True),
+            "Status": (self._status, False),
+            "Why": (self._why, False),
         }
         self._model_methods: dict[str, tuple[ModelBehavior, bool]] = {
             "List": (self._list, False),
@@ -334,3 +339,14 @@ class ApiService(grpc.GenericRpcHandler):
         protos = self.protos
         req = parse(protos.message("WatchRequest"), request)
         return self.watches.stream(protos, req.since_seq, list(req.models), context)
+
+    def _status(self, request: bytes, context: grpc.ServicerContext) -> Any:
+        self._principal(context)
+        protos = self.protos
+        parse(protos.message("Empty"), request)
+        return status_message(protos, self.inspection)
+
+    def _why(self, request: bytes, context: grpc.ServicerContext) -> Any:
+        self._principal(context)
+        protos = self.protos
+        return why_message(protos, self.inspection, parse(protos.message("WhyRequest"), request))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
+from dataclasses import asdict
 from typing import Any, cast
 
 import pykka
@@ -18,6 +19,7 @@ from actors.orm import ModelAccessor
 from actors.steps import LoadError
 from actors.store import Caller, Store
 
+from ._inspect import status_tree, why
 from ._isolation import CrashRecords, StepIsolation, report_previous_crashes
 from ._observe import build_observe
 from .clock import Clock, RealClock
@@ -212,6 +214,9 @@ class Synchronizer:
         if serve_local and self.store is not None and self.api is None:
             self.api = _api_server(self.store, self.config, self.metrics)
             self.api.set_readiness(lambda: self.health.ok("readyz"))
+            self.api.set_inspection(
+                lambda: asdict(status_tree(self)), lambda model, id: asdict(why(self, model, id))
+            )
         records = CrashRecords.open(self.config.settings.data_dir, self.settings.name)
         if records is not None:
             report_previous_crashes(records)

@@ -158,3 +158,17 @@ def test_protos_from_the_cli_compile_for_go(grpcurl: Grpcurl, api_server: ApiSer
     created = grpcurl.call(f"{W}/Create", {"object": {"name": "from-protos", "ownerId": service["id"]}})
     got = grpcurl.call(f"{W}/Get", {"id": created["id"]})
     assert got["name"] == "from-protos" and got["ownerId"] == service["id"]
+
+
+def test_status_and_why_by_reflection(grpcurl: Grpcurl) -> None:
+    described = grpcurl.run("describe", "actors.api.v1.Core").stdout
+    assert "rpc Status ( .actors.api.v1.Empty ) returns ( .actors.api.v1.StatusResponse );" in described
+    assert "rpc Why ( .actors.api.v1.WhyRequest ) returns ( .actors.api.v1.WhyResponse );" in described
+    refused = grpcurl.run("actors.api.v1.Core/Status", body={}, check=False)
+    assert refused.returncode != 0 and "Unauthenticated" in refused.stderr
+    grpcurl.headers = ["username: reader", f"password: {PASSWORDS['reader']}"]
+    # A core alone: its own state, no children; Why needs a synchronizer in the process.
+    assert grpcurl.call("actors.api.v1.Core/Status") == {"name": "core", "kind": "core", "state": "running"}
+    why = grpcurl.run("actors.api.v1.Core/Why", body={"model": "Widget", "id": 1}, check=False)
+    assert why.returncode != 0 and "FailedPrecondition" in why.stderr
+    assert "no synchronizer runs in this process" in why.stderr
