@@ -529,10 +529,12 @@ def explain_status(row: dict[str, Any]) -> list[dict[str, Any]]:
         )
         if g("enacted")
         else "never synced",
-        "changed_by_step": f"a step last saved it at {_when(g('changed_by_step'))} "
-        "(policies run again after it)",
-        "changed_by_policy": f"a model policy last saved it at {_when(g('changed_by_policy'))} "
-        "(steps sync again after it)",
+        "changed_by_step": f"a step last saved it at {_when(g('changed_by_step'))} (its policy runs again)"
+        if g("changed_by_step")
+        else "no step has saved it",
+        "changed_by_policy": f"a model policy last saved it at {_when(g('changed_by_policy'))} (synced again)"
+        if g("changed_by_policy")
+        else "no model policy has saved it",
         "policed": f"its model policy ran as of {_when(g('policed'))}"
         if g("policed")
         else "no policy run yet",

@@ -65,6 +65,7 @@ function renderLive(live) {
   $("name").textContent = tree.name;
   $("state").outerHTML = `<span id="state" class="badge s-${esc(tree.state)}">${esc(tree.state)}</span>`;
   document.title = `actors: ${tree.name}`;
+  $("tree-title").setAttribute("tabindex", "-1");
   const rows = [`<tr data-child="supervisor" class="child-supervisor">${cells(["supervisor", badge(tree.state), "", "", "", "", "", ""], TREE_COLUMNS)}</tr>`];
   for (const c of tree.children) {
     stepsSeen.add(c.name);
@@ -94,6 +95,7 @@ const PARTITION_COLUMNS = [["Step"], ["Topic"], ["Partition", "num"], ["Lag", "n
 function renderEvents(live) {
   const steps = Object.keys(live.dead_letters);
   $("events").hidden = steps.length === 0;
+  $("nav-events").hidden = steps.length === 0;
   $("partitions").tBodies[0].innerHTML = live.partitions.map((p) => `<tr data-partition="${esc(p.topic)}[${esc(p.partition)}]">` + cells([
     esc(p.step), esc(p.topic), esc(p.partition), p.lag === null ? "?" : esc(p.lag),
     `${esc(ago(p.last_progress, live.now))}${p.stalled ? " " + badge("stalled") : ""}`,
@@ -178,7 +180,11 @@ function now() {
   tick();
 }
 
-window.addEventListener("hashchange", () => { lastProblems = 0; now(); $("main").focus(); });
+window.addEventListener("hashchange", () => {
+  lastProblems = 0;
+  now();
+  (route() ? $("object-title") : $("tree-title")).focus();
+});
 document.addEventListener("visibilitychange", () => { if (!document.hidden) now(); });
 for (const id of ["filter-model", "filter-step"]) $(id).addEventListener("change", () => { lastProblems = 0; now(); });
 $("filters").addEventListener("submit", (e) => e.preventDefault());
