@@ -692,7 +692,12 @@ class EventStepActor(ChildActor):
         self.tracker.processed(tp, message.offset)
         self._progressed(tp, self.ctx.clock.now())
         self.dead_lettered += 1
-        last = {"topic": tp.topic, "partition": tp.partition, "offset": message.offset, "error": failure.error}
+        last = {
+            "topic": tp.topic,
+            "partition": tp.partition,
+            "offset": message.offset,
+            "error": failure.error,
+        }
         self.ctx.state.detail["dead_letters"] = [  # the last five, for the web view
             *self.ctx.state.detail.get("dead_letters", [])[-4:],
             {**last, "at": self.ctx.clock.now(), "to": options.dead_letter_topic},
