@@ -270,8 +270,8 @@ RATE_WINDOW = 60.0
 RATE_STEP = 1.0
 #: At most this many rows of the failing and blocked objects.
 PROBLEMS_LIMIT = 200
-#: Pending rows looked at per model for the failing and blocked objects.
-PENDING_SCAN = 2000
+#: Failed rows read per model and query for the failing and blocked objects.
+FAILED_SCAN = 1000
 #: At most this many journal entries on an object's page (the newest).
 TIMELINE_LIMIT = 200
 
@@ -380,18 +380,27 @@ def _candidates(sync: Synchronizer) -> list[tuple[str, dict[str, Any]]]:
     steps = loaded.sync_steps if loaded else []
     synced = sorted({m for f in steps for m in getattr(f.cls, "observed_model_names")()})  # noqa: B009
     found: dict[tuple[str, int], tuple[str, dict[str, Any]]] = {}
+    # Failed (code 2, also when an object it depends on failed) or failed innocuously (code 1, not
+    # OK), and still to sync: asked of the store, so the rows of a big backlog are not read.
+    failed = (
+        Query(where=(Condition("backend_code", "eq", 2),), limit=FAILED_SCAN),
+        Query(
+            where=(Condition("backend_code", "eq", 1),),
+            exclude=(Condition("backend_status", "eq", "OK"),),
+            limit=FAILED_SCAN,
+        ),
+    )
     for model in synced:
         if model not in backend.schema:
             continue
-        for which in (Pending.SYNC, Pending.SYNC_DELETED):
-            for row in backend.pending(model, which, limit=PENDING_SCAN):
-                failures = int(register_of(row).get("failures") or 0)
-                if failures or row.get("backend_code") == 2:
+        for query in failed:
+            for row in backend.select(model, query):
+                if row_is_pending(row, "sync_deleted" if row.get("deleted") else "sync"):
                     found.setdefault((model, int(row["id"])), (model, dict(row)))
     for model in sorted({getattr(f.cls, "model_name", "") for f in (loaded.policies if loaded else [])}):
         if model not in backend.schema:
             continue
-        query = Query(where=(Condition("policy_code", "eq", 2),), limit=PENDING_SCAN)
+        query = Query(where=(Condition("policy_code", "eq", 2),), limit=FAILED_SCAN)
         for row in backend.select(model, query):
             found.setdefault((model, int(row["id"])), (model, dict(row)))
     return list(found.values())
@@ -400,9 +409,10 @@ def _candidates(sync: Synchronizer) -> list[tuple[str, dict[str, Any]]]:
 def problems(sync: Synchronizer, model: str | None = None, step: str | None = None) -> list[Problem]:
     """The failing and blocked objects (at most :data:`PROBLEMS_LIMIT`), of ``model`` and ``step`` if given.
 
-    Computed from the status fields of the store (an object whose last attempt failed,
-    whose model policy failed, or marked as failed because of an object it depends on),
-    each explained by :func:`why`.
+    Computed from the status fields of the store (an object still to sync whose last
+    attempt failed, whose model policy failed, or marked as failed because of an object
+    it depends on), each explained by :func:`why`. A deferred object (``DeferredException``,
+    not an error) is not listed.
     """
     rows: list[Problem] = []
     for name, row in _candidates(sync):
