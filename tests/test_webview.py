@@ -1,8 +1,9 @@
 """The web view at ``/``: its JSON routes, its authentication, and the page in a real Chromium.
 
 The browser test runs a main job in a subprocess and drives the system's Chromium
-(Debian's ``chromium`` package) with playwright, which downloads nothing.
-Screenshots go to ``docs/images/`` (shown by ``docs/running.md``).
+(Debian's ``chromium`` package) with playwright, which downloads nothing. It saves
+screenshots in its temporary folder, or in ``$ACTORS_SCREENSHOTS`` when set
+(``ACTORS_SCREENSHOTS=docs/images`` renews the ones ``docs/running.md`` shows).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from actors.runtime._inspect import RATE_WINDOW, Rates, event_partitions, object
 from actors.store import Caller
 from tests import test_events_unit as events
 from tests.helpers import wait_for
-from tests.main_support import ROOT, MainProcess
+from tests.main_support import MainProcess
 from tests.test_events_unit import fresh_seen, start, store  # noqa: F401 - the event actor's harness
 from tests.test_observe import client
 from tests.test_observe_why import config_data, project
@@ -42,7 +43,6 @@ CHROMIUM = next(
     ),
     None,
 )
-IMAGES = ROOT / "docs" / "images"
 
 needs_chromium = pytest.mark.skipif(
     CHROMIUM is None, reason="no Chromium found (install Debian's chromium package, or set CHROMIUM=path)"
@@ -94,10 +94,11 @@ def job(tmp_path: Path) -> Iterator[tuple[str, str]]:
 
 
 @needs_chromium
-def test_the_web_view_in_chromium(job: tuple[str, str]) -> None:
+def test_the_web_view_in_chromium(job: tuple[str, str], tmp_path: Path) -> None:
     from playwright.sync_api import sync_playwright
 
     url, endpoint = job
+    images = Path(os.environ.get("ACTORS_SCREENSHOTS") or tmp_path / "images")
     backend = RemoteBackend(endpoint, username=ADMIN[0], password=ADMIN[1], timeout=10.0)
     models = ModelAccessor(backend, caller=Caller.CLIENT)
     try:
@@ -159,8 +160,8 @@ def test_the_web_view_in_chromium(job: tuple[str, str]) -> None:
                     )
                 assert page.evaluate("window.notReloaded") is True
                 page.wait_for_selector('#tree tr[data-child="SyncMyModel"] svg.spark')  # the rate's history
-                IMAGES.mkdir(parents=True, exist_ok=True)
-                page.screenshot(path=str(IMAGES / "webview-overview.png"))
+                images.mkdir(parents=True, exist_ok=True)
+                page.screenshot(path=str(images / "webview-overview.png"))
 
                 # The object's page, reached with the keyboard: why at the top, status, timeline.
                 page.focus(f'#problem-table tr[data-object="MyModel/{bob.id}"] a')
@@ -171,7 +172,7 @@ def test_the_web_view_in_chromium(job: tuple[str, str]) -> None:
                 timeline = page.inner_text("#timeline")
                 assert "status written by SyncMyModel" in timeline, timeline
                 assert "its last sync failed" in page.inner_text("#status-fields")
-                page.screenshot(path=str(IMAGES / "webview-object.png"))
+                page.screenshot(path=str(images / "webview-object.png"))
 
                 # A phone-sized screen: one column, every cell labelled.
                 phone = context.new_page()
@@ -180,9 +181,11 @@ def test_the_web_view_in_chromium(job: tuple[str, str]) -> None:
                 phone.wait_for_selector('#tree tr[data-child="SyncMyModel"]')
                 width = phone.evaluate("document.documentElement.scrollWidth")
                 assert width <= 400, width
-                phone.screenshot(path=str(IMAGES / "webview-phone.png"))
+                phone.screenshot(path=str(images / "webview-phone.png"))
             finally:
                 browser.close()
+        for name in ("webview-overview.png", "webview-object.png", "webview-phone.png"):
+            assert (images / name).read_bytes().startswith(b"\x89PNG"), name
     finally:
         backend.close()
 
