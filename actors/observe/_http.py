@@ -8,6 +8,11 @@
 - JSON routes given by the caller: ``/<route>/<arg>/...`` calls ``route(args)`` and
   answers its value as JSON (dataclasses as objects); a ``LookupError`` it raises
   answers 404, a ``ValueError`` 400, each with ``{"error": "..."}``.
+- With ``web=True``, the web view: ``/`` is ``web/index.html`` of this package, and
+  ``/web/<file>`` its other files (plain HTML, CSS and JS; nothing is built or fetched).
+- With ``authorize``, the web view and the JSON routes ask it first (``/metrics`` and the
+  health checks stay open, for scrapers and probes): a refusal answers 401 with a
+  ``WWW-Authenticate: Basic`` challenge, so a browser asks for a user and password.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import socket
 import threading
 from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib import resources
 from typing import Any, cast
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -27,11 +33,33 @@ from prometheus_client.exposition import choose_encoder
 from ._health import KINDS, Health, Kind
 from ._metrics import Metrics
 
-__all__ = ["ObserveServer", "Route", "parse_address"]
+__all__ = ["Authorize", "ObserveServer", "Route", "parse_address"]
 
 _log = logging.getLogger("actors.observe")
 
 Route = Callable[[list[str]], Any]
+#: ``authorize(authorization header or None, client host)``: ``None`` to let the request
+#: in, else the one-line reason it is refused.
+Authorize = Callable[[str | None, str], str | None]
+
+#: The web view's files, by name, with their content types.
+_WEB_TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".svg": "image/svg+xml",
+}
+
+
+def _web_files() -> dict[str, tuple[bytes, str]]:
+    """``{name: (content, content type)}`` of the package's ``web`` folder."""
+    folder = resources.files("actors.observe").joinpath("web")
+    files: dict[str, tuple[bytes, str]] = {}
+    for entry in folder.iterdir():
+        suffix = "." + entry.name.rpartition(".")[2]
+        if entry.is_file() and suffix in _WEB_TYPES:
+            files[entry.name] = (entry.read_bytes(), _WEB_TYPES[suffix])
+    return files
 
 
 def parse_address(address: str) -> tuple[str, int]:
@@ -59,6 +87,8 @@ class ObserveServer:
         metrics: served at ``/metrics`` (``None``: 404).
         health: the checks of ``/healthz`` and ``/readyz``.
         routes: JSON routes by their first path segment (``{"status": fn}`` serves ``/status``).
+        web: serve the web view at ``/`` (see the module's docstring).
+        authorize: checks the requests of the web view and the JSON routes.
     """
 
     def __init__(
@@ -68,11 +98,15 @@ class ObserveServer:
         metrics: Metrics | None,
         health: Health,
         routes: Mapping[str, Route] | None = None,
+        web: bool = False,
+        authorize: Authorize | None = None,
     ) -> None:
         host, port = parse_address(address)
         self.metrics = metrics
         self.health = health
         self.routes = dict(routes or {})
+        self.authorize = authorize
+        self.web = _web_files() if web else {}
         server_class = _Server6 if ":" in host else _Server
         try:
             self._httpd = server_class((host, port), _Handler)
@@ -130,12 +164,41 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send(200, encoder(owner.metrics.registry), content_type)
             elif segments and segments[0] in KINDS and len(segments) <= 2:
                 self._health(owner.health, cast(Kind, segments[0]), segments[1:], "verbose" in query)
+            elif not self._allowed(owner):
+                pass
+            elif not segments and owner.web:
+                self._file(owner.web["index.html"])
+            elif len(segments) == 2 and segments[0] == "web" and segments[1] in owner.web:
+                self._file(owner.web[segments[1]])
             elif segments and segments[0] in owner.routes:
                 self._json(owner.routes[segments[0]], segments[1:])
             else:
                 self._send(404, b"not found\n")
         except (BrokenPipeError, ConnectionResetError):
             pass
+
+    def _allowed(self, owner: ObserveServer) -> bool:
+        """Whether ``authorize`` lets this request in; a 401 with a Basic challenge if not."""
+        if owner.authorize is None:
+            return True
+        try:
+            refused = owner.authorize(self.headers.get("Authorization"), str(self.client_address[0]))
+        except Exception as exc:  # the check itself failed: refuse, say why
+            refused = str(exc) or type(exc).__name__
+        if refused is None:
+            return True
+        body = f"{refused}\n".encode()
+        self.send_response(401)
+        self.send_header("WWW-Authenticate", 'Basic realm="actors", charset="UTF-8"')
+        self.send_header("Content-Type", "text/plain; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+        return False
+
+    def _file(self, file: tuple[bytes, str]) -> None:
+        body, content_type = file
+        self._send(200, body, content_type, cache="no-cache")
 
     def _health(self, health: Health, kind: Kind, rest: list[str], verbose: bool) -> None:
         try:
@@ -164,9 +227,16 @@ class _Handler(BaseHTTPRequestHandler):
         body = json.dumps(_plain(value), indent=2, default=str) + "\n"
         self._send(code, body.encode(), "application/json")
 
-    def _send(self, code: int, body: bytes, content_type: str = "text/plain; charset=utf-8") -> None:
+    def _send(
+        self,
+        code: int,
+        body: bytes,
+        content_type: str = "text/plain; charset=utf-8",
+        cache: str = "no-store",
+    ) -> None:
         self.send_response(code)
         self.send_header("Content-Type", content_type)
+        self.send_header("Cache-Control", cache)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)

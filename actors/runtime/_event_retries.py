@@ -157,6 +157,16 @@ class EventRetries(EventWatchdog):
         self.dead_lettered += 1
         self.ctx.metrics.dead_letter(self.ctx.name)
         self.ctx.state.failed += 1
+        last = {
+            "topic": tp.topic,
+            "partition": tp.partition,
+            "offset": message.offset,
+            "error": failure.error,
+        }
+        self.ctx.state.detail["dead_letters"] = [  # the last five, for the web view
+            *self.ctx.state.detail.get("dead_letters", [])[-4:],
+            {**last, "at": self.ctx.clock.now(), "to": options.dead_letter_topic},
+        ]
         self.log.warning(
             "event sent to the dead-letter topic",
             topic=tp.topic,

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from actors.observe import NULL_METRICS, Health, Metrics, NullMetrics, ObserveServer, http_settings
 
-from ._inspect import object_counts, status_tree, why
+from ._inspect import Rates, event_partitions, object_counts, object_page, problems, status_tree, why
 from .messages import GetStatus
 
 if TYPE_CHECKING:
     from ._synchronizer import Synchronizer
 
-__all__ = ["build_observe", "readiness_checks"]
+__all__ = ["build_observe", "readiness_checks", "web_routes"]
 
 #: Child states in which a step does its work.
 _UP = frozenset({"running", "degraded", "stalled"})
@@ -40,7 +41,13 @@ def build_observe(
         address,
         metrics=metrics,
         health=health,
-        routes={"status": lambda args: _status(sync, args), "why": lambda args: _why(sync, args)},
+        routes={
+            "status": lambda args: _status(sync, args),
+            "why": lambda args: _why(sync, args),
+            **web_routes(sync),
+        },
+        web=True,
+        authorize=_authorizer(sync),
     )
     return metrics, health, server
 
@@ -96,9 +103,84 @@ def _status(sync: Synchronizer, args: list[str]) -> Any:
 
 
 def _why(sync: Synchronizer, args: list[str]) -> Any:
+    model, id = _object_args(args, "why")
+    return why(sync, model, id)
+
+
+def web_routes(sync: Synchronizer) -> dict[str, Any]:
+    """The JSON routes of the web view: ``/live``, ``/problems[/<model>[/<step>]]``, ``/object/<model>/<id>``.
+
+    ``/live`` is what the page polls: the tree, each child's rate over the last minute
+    (sampled only while someone asks), the event steps' partitions and dead letters.
+    In ``/problems``, ``_`` stands for any model.
+    """
+    rates = Rates()
+
+    def live(args: list[str]) -> Any:
+        if args:
+            raise LookupError("expected /live")
+        tree = status_tree(sync)
+        dead = {
+            c.name: {"count": c.detail.get("dead_lettered", 0), "last": c.detail.get("dead_letters", [])}
+            for c in tree.children
+            if c.kind == "event"
+        }
+        return {
+            "now": sync.clock.now(),
+            "tree": tree,
+            "rates": rates.sample(tree.children),
+            "partitions": event_partitions(tree.children),
+            "dead_letters": dead,
+        }
+
+    def problem_rows(args: list[str]) -> Any:
+        if len(args) > 2:
+            raise ValueError("expected /problems, /problems/<model> or /problems/<model>/<step>")
+        model = args[0] if args and args[0] != "_" else None
+        step = args[1] if len(args) > 1 else None
+        return problems(sync, model, step)
+
+    def page(args: list[str]) -> Any:
+        model, id = _object_args(args, "object")
+        return object_page(sync, model, id)
+
+    return {"live": live, "problems": problem_rows, "object": page}
+
+
+def _authorizer(sync: Synchronizer) -> Callable[[str | None, str], str | None]:
+    """The API's check of a request's credentials (Basic, or Bearer with a token of ``login``).
+
+    The API server's own authenticator when it is served (its tokens are valid here),
+    else one built from ``api.users`` and ``api.anonymous_read``.
+    """
+    own: list[Any] = []
+
+    def authorize(header: str | None, host: str) -> str | None:
+        from actors.api import Authenticator
+
+        auth: Any = getattr(sync.api, "auth", None)
+        if auth is None:
+            if not own:
+                config = sync.config
+                own.append(
+                    Authenticator(
+                        config.get("api.users", None), anonymous_read=config.get("api.anonymous_read", None)
+                    )
+                )
+            auth = own[0]
+        try:
+            auth.authenticate([("authorization", header)] if header else [], f"ipv4:{host}:0")
+        except Exception as exc:  # the API's ApiError: UNAUTHENTICATED (or throttled), with its message
+            return str(exc)
+        return None
+
+    return authorize
+
+
+def _object_args(args: list[str], route: str) -> tuple[str, int]:
     if len(args) != 2:
-        raise ValueError("expected /why/<model>/<id>")
+        raise ValueError(f"expected /{route}/<model>/<id>")
     model, text = args
     if not text.isdigit():
         raise ValueError(f"object id {text!r}: expected a whole number")
-    return why(sync, model, int(text))
+    return model, int(text)

@@ -71,6 +71,18 @@ class Journal:
         """Entries after ``seq``, oldest first (at most ``limit``)."""
         return self.read(self.table.c.seq > seq, limit)
 
+    def of_object(self, model: str, id: int, limit: int) -> list[ChangeNotice]:
+        """The newest ``limit`` entries of one object, newest first."""
+        journal = self.table
+        stmt = (
+            sa.select(journal)
+            .where(journal.c.model == model, journal.c.object_id == id)
+            .order_by(journal.c.seq.desc())
+            .limit(limit)
+        )
+        with self._db.read() as conn:
+            return [_notice(r) for r in conn.execute(stmt)]
+
     def last_seq(self) -> int:
         """The highest ``seq`` written (0 for an empty journal)."""
         with self._db.read() as conn:

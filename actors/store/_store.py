@@ -222,6 +222,10 @@ class Store:
         """Journal entries after ``seq``, oldest first (at most ``limit``)."""
         return self._journal.since(seq, limit)
 
+    def journal_of(self, model: str, id: int, limit: int = 100) -> list[ChangeNotice]:
+        """The journal entries of one object (``model`` its leaf model), newest first."""
+        return self._journal.of_object(model, id, limit)
+
     def last_seq(self) -> int:
         """The highest ``seq`` in the journal (0 when it is empty)."""
         return self._journal.last_seq()
