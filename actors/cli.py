@@ -49,7 +49,16 @@ from actors.observe import HttpSettings, http_settings
 from actors.runtime import Synchronizer
 from actors.store import Store, StoreError, StoreOpenError, safe_url
 
-__all__ = ["COMMANDS", "EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "PROG", "build_parser", "main"]
+__all__ = [
+    "COMMANDS",
+    "EXIT_FAILED",
+    "EXIT_INTERRUPTED",
+    "EXIT_OK",
+    "EXIT_USAGE",
+    "PROG",
+    "build_parser",
+    "main",
+]
 
 #: The one program name of every usage line (the ``actors`` console script is the same program).
 PROG = "python -m actors.main"
@@ -58,6 +67,9 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 #: Bad usage or config, or a start that cannot go on; one line on stderr says which.
 EXIT_USAGE = 2
+#: A client command stopped by Ctrl-C (128 + SIGINT, as shells report it); ``run`` and ``core``
+#: stop cleanly on SIGINT instead, with status 0.
+EXIT_INTERRUPTED = 130
 
 Handler = Callable[[argparse.Namespace, IO[str]], int]
 Subparsers = Any  # argparse's _SubParsersAction, private in typeshed
@@ -468,6 +480,9 @@ def main(
         code = handler(args, out)
         out.flush()
         return code
+    except KeyboardInterrupt:  # Ctrl-C during a client command: one line, no traceback
+        err.write("interrupted\n")
+        return EXIT_INTERRUPTED
     except CliError as exc:
         err.write(f"error: {exc}\n")
         return EXIT_USAGE

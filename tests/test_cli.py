@@ -235,3 +235,40 @@ def test_protos_piped_into_head(plain_core: ApiServer) -> None:
     assert result.returncode == 0
     assert result.stdout == "// ---- actors/api/v1/api.proto\n"
     assert "Traceback" not in result.stderr and "BrokenPipe" not in result.stderr and result.stderr == ""
+
+
+def test_ctrl_c_during_a_client_command_is_one_line_and_status_130() -> None:
+    """A core that accepts the connection and never answers: Ctrl-C ends the wait without a traceback."""
+    import signal
+    import socket
+
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        listener.settimeout(30)
+        port = listener.getsockname()[1]
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "actors.main",
+                "models",
+                "--endpoint",
+                f"127.0.0.1:{port}",
+                "--timeout",
+                "60",
+            ],
+            env=environment(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            conn, _ = listener.accept()  # the client is inside its call now
+            with conn:
+                proc.send_signal(signal.SIGINT)
+                _, stderr = proc.communicate(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    assert proc.returncode == cli.EXIT_INTERRUPTED == 130
+    assert "Traceback" not in stderr
+    assert error_line(stderr) == "interrupted"
