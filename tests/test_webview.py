@@ -250,6 +250,11 @@ def test_the_web_view_of_core_in_chromium(core: tuple[str, str], tmp_path: Path)
         remote.close()
     finally:
         backend.close()
+    viewer = basic(VIEWER)
+    assert [p["id"] for p in json.loads(fetch(url + "/problems/MyModel", viewer)[2])] == [bob.id]
+    assert json.loads(fetch(url + "/problems/Alpha", viewer)[2]) == []
+    assert fetch(url + "/object/MyModel/999", viewer)[0] == 404
+    assert fetch(url + "/object/Nope/1", viewer)[0] == 404
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
         try:
