@@ -13,6 +13,7 @@ import json
 import os
 import re
 import shutil
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -50,6 +51,7 @@ needs_chromium = pytest.mark.skipif(
 
 ADMIN = ("admin", "admin-pw")
 VIEWER = ("viewer", "viewer-pw")
+SYNC = ("sync", "sync-pw")
 
 
 def fetch(url: str, authorization: str | None = None) -> tuple[int, dict[str, str], str]:
@@ -188,6 +190,186 @@ def test_the_web_view_in_chromium(job: tuple[str, str], tmp_path: Path) -> None:
             assert (images / name).read_bytes().startswith(b"\x89PNG"), name
     finally:
         backend.close()
+
+
+@pytest.fixture
+def core(tmp_path: Path) -> Iterator[tuple[str, str]]:
+    """``python -m actors.main core`` over the why-test models, users configured: (http url, API)."""
+    folder = project(tmp_path / "sync")
+    data = {
+        "name": "core",
+        "models_dir": str(folder / "models"),
+        "store": {"url": f"sqlite:///{tmp_path / 'core.db'}"},
+        "http": {"address": "127.0.0.1:0"},
+        "api": {
+            "address": "127.0.0.1:0",
+            "anonymous_read": False,
+            "users": [
+                {"username": ADMIN[0], "password": ADMIN[1], "role": "admin"},
+                {"username": VIEWER[0], "password": VIEWER[1], "role": "readonly"},
+                {"username": SYNC[0], "password": SYNC[1], "role": "synchronizer"},
+            ],
+        },
+    }
+    config = tmp_path / "core.yaml"
+    config.write_text(yaml.safe_dump(data))
+    process = MainProcess(["core", "--config", str(config)], tmp_path / "core.log")
+    try:
+        process.wait_for_line("HTTP endpoint serving")
+        text = process.text()
+        http = re.search(r"HTTP endpoint serving\s.*url=(http://127\.0\.0\.1:\d+)/metrics", text)
+        api = re.search(r"API serving\s.*address=(127\.0\.0\.1:\d+)", text)
+        assert http and api, text
+        yield http.group(1), api.group(1)
+    finally:
+        assert process.stop() == 0, process.text()
+
+
+@needs_chromium
+def test_the_web_view_of_core_in_chromium(core: tuple[str, str], tmp_path: Path) -> None:
+    """core has no actor tree: the page says so, and lists failing objects from their status fields."""
+    from playwright.sync_api import sync_playwright
+
+    url, endpoint = core
+    assert fetch(url + "/")[0] == 401 and fetch(url + "/live", basic(VIEWER))[0] == 200
+    backend = RemoteBackend(endpoint, username=ADMIN[0], password=ADMIN[1], timeout=10.0)
+    try:
+        models = ModelAccessor(backend, caller=Caller.CLIENT)
+        bob = models.MyModel(first_name="Bob", last_name="bad")
+        bob.save()
+        models.MyModel(first_name="Ada", last_name="Lovelace").save()
+        # A remote synchronizer's step failed on Bob: it writes his status fields through the API.
+        remote = RemoteBackend(endpoint, username=SYNC[0], password=SYNC[1], timeout=10.0)
+        step = ModelAccessor(remote, caller=Caller.STEP)
+        failed = step.MyModel.objects.get(id=bob.id)
+        failed.backend_code = 2
+        failed.backend_status = "backend refused Bob"
+        retry = time.time() + 600
+        failed.backend_register = json.dumps({"failures": 3, "exponent": 2, "next_run": retry})
+        failed.save(update_fields=["backend_code", "backend_status", "backend_register"])
+        remote.close()
+    finally:
+        backend.close()
+    viewer = basic(VIEWER)
+    assert [p["id"] for p in json.loads(fetch(url + "/problems/MyModel", viewer)[2])] == [bob.id]
+    assert json.loads(fetch(url + "/problems/Alpha", viewer)[2]) == []
+    assert fetch(url + "/object/MyModel/999", viewer)[0] == 404
+    assert fetch(url + "/object/Nope/1", viewer)[0] == 404
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
+        try:
+            context = browser.new_context(
+                http_credentials={"username": VIEWER[0], "password": VIEWER[1]},
+                viewport={"width": 1200, "height": 900},
+            )
+            page = context.new_page()
+            page.goto(url + "/")
+            note = page.wait_for_selector("#tree-note")
+            assert note is not None and note.inner_text() == "core: no synchronizer runs in this process"
+            row = page.wait_for_selector(f'#problem-table tr[data-object="MyModel/{bob.id}"]')
+            assert row is not None
+            text = row.inner_text()
+            assert "backend refused Bob" in text and "3" in text and "backoff" in text, text
+            assert page.locator("#problem-table tbody tr").count() == 1  # Ada is fine
+            page.screenshot(path=str(tmp_path / "webview-core.png"))
+
+            page.focus(f'#problem-table tr[data-object="MyModel/{bob.id}"] a')
+            page.keyboard.press("Enter")
+            page.wait_for_selector('#timeline li[data-kind="update"]')
+            assert "no synchronizer runs in this process" in page.inner_text("#why")
+            kinds = page.eval_on_selector_all("#timeline li", "items => items.map(i => i.dataset.kind)")
+            assert kinds == ["retry", "update", "create"], kinds
+            assert "its last sync failed" in page.inner_text('#status-fields tr[data-field="backend_code"]')
+            register = page.inner_text('#status-fields tr[data-field="backend_register"]')
+            assert "3 failed attempt(s)" in register, register
+            assert "Bob" in page.inner_text("#fields")
+        finally:
+            browser.close()
+
+
+EVENT_STEP = """
+import json
+from synchronizers.new_base.eventstep import EventStep
+
+class OrdersStep(EventStep):
+    technology = "kafka"
+    topics = [{topic!r}]
+
+    def process_event(self, event):
+        order = json.loads(event.value)
+        if order.get("explode"):
+            raise RuntimeError("cannot handle order %d" % order["id"])
+"""
+
+
+@needs_chromium
+def test_the_event_steps_in_chromium(kafka_bootstrap: str, tmp_path: Path) -> None:
+    """A main job with an event step on a real broker: partitions, lag, progress, the dead letter."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.test_events_kafka import create_topic, send_all, unique
+
+    topic = create_topic(kafka_bootstrap, unique("orders"), partitions=2)
+    values = [json.dumps({"id": i}).encode() for i in range(12)]
+    values[5] = json.dumps({"id": 5, "explode": True}).encode()
+    send_all(kafka_bootstrap, topic, values, [str(i % 2).encode() for i in range(12)])
+    (tmp_path / "event_steps").mkdir()
+    (tmp_path / "event_steps" / "orders.py").write_text(EVENT_STEP.format(topic=topic))
+    name = unique("webview")
+    data = {
+        "name": name,
+        "data_dir": str(tmp_path / "data"),
+        "event_steps_dir": str(tmp_path / "event_steps"),
+        "event_bus": {"kind": "kafka", "endpoint": kafka_bootstrap, "max_retries": 1, "retry_backoff": 0.05},
+        "api": {"address": "127.0.0.1:0"},
+        "http": {"address": "127.0.0.1:0"},
+    }
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(data))
+    main = MainProcess(["-C", str(config)], tmp_path / "main.log")
+    images = [
+        tmp_path / "images",
+        *([Path(os.environ["ACTORS_SCREENSHOTS"])] if os.environ.get("ACTORS_SCREENSHOTS") else []),
+    ]
+    try:
+        main.wait_for_line("HTTP endpoint serving")
+        found = re.search(r"url=(http://127\.0\.0\.1:\d+)/metrics", main.text())
+        assert found, main.text()
+        url = found.group(1)
+
+        def settled() -> bool:
+            live = json.loads(fetch(url + "/live")[2])
+            lags = [p["lag"] for p in live["partitions"]]
+            return live["dead_letters"].get("OrdersStep", {}).get("count") == 1 and lags == [0, 0]
+
+        wait_for(settled, timeout=40, description="the poison order dead-lettered, both partitions caught up")
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(
+                executable_path=CHROMIUM, headless=True, args=["--no-sandbox"]
+            )
+            try:
+                page = browser.new_page(viewport={"width": 1200, "height": 900})
+                page.goto(url + "/")
+                page.wait_for_selector("#events:not([hidden])")
+                assert page.is_visible("#nav-events")
+                for partition in (0, 1):
+                    row = page.wait_for_selector(f'#partitions tr[data-partition="{topic}[{partition}]"]')
+                    assert row is not None
+                    cells = row.inner_text().split("\t")
+                    assert cells[:4] == ["OrdersStep", topic, str(partition), "0"], cells
+                    assert cells[4].endswith("s ago") or "min ago" in cells[4], cells  # its last progress
+                dead = page.inner_text('#dead-letters .dead[data-dead="OrdersStep"]')
+                assert "1 dead letter(s)" in dead, dead
+                assert f"{topic}[" in dead and f"{name}.dead-letters" in dead, dead
+                assert "cannot handle order 5" in dead, dead
+                for folder in images:
+                    folder.mkdir(parents=True, exist_ok=True)
+                    page.locator("#events").screenshot(path=str(folder / "webview-events.png"))
+            finally:
+                browser.close()
+        assert (images[0] / "webview-events.png").read_bytes().startswith(b"\x89PNG")
+    finally:
+        assert main.stop() == 0, main.text()
 
 
 def _done(page: Any) -> int:

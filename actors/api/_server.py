@@ -30,6 +30,7 @@ from ._inspection import Inspection, StatusSource, WhySource
 from ._observe import MetricsInterceptor, ReadinessHealth
 from ._protos import Protos
 from ._service import ApiService, UploadLog
+from ._webview import core_routes, http_authorizer
 from ._wire import read_pem
 
 __all__ = [
@@ -186,7 +187,8 @@ class ApiServer:
         anonymous_read: let calls without credentials read (``api.anonymous_read``);
             ``None`` means on without users, off with users.
         metrics: counts every call by method and status code (``actors_grpc_server_*``).
-        http: serve ``/metrics``, ``/healthz`` and ``/readyz`` (``readyz/store``) of this
+        http: serve ``/metrics``, ``/healthz``, ``/readyz`` (``readyz/store``) and the web
+            view at ``/`` (no actor tree; see :func:`~actors.api._webview.core_routes`) of this
             server alone, as ``core`` does (a synchronizer serves its own instead).
     """
 
@@ -206,17 +208,24 @@ class ApiServer:
         http: HttpSettings | None = None,
     ) -> None:
         check_address(address)
+        self.auth = Authenticator(users, token_secret=token_secret, anonymous_read=anonymous_read)
         self.http: ObserveServer | None = None
         if http is not None and http.enabled:
             metrics = Metrics()
             checks = Health()
             checks.add("healthz", "server", lambda: None)
             checks.add("readyz", "store", lambda: _store_answers(store))
-            self.http = ObserveServer(http.address, metrics=metrics, health=checks)  # binds its port
+            self.http = ObserveServer(  # binds its port; the web view of a core (no actor tree)
+                http.address,
+                metrics=metrics,
+                health=checks,
+                routes=core_routes(store),
+                web=True,
+                authorize=http_authorizer(lambda: self.auth),
+            )
             self.set_readiness(lambda: checks.ok("readyz"))
         self.metrics = metrics
         self.store = store
-        self.auth = Authenticator(users, token_secret=token_secret, anonymous_read=anonymous_read)
         self.tls = tls is not None
         self.service = ApiService(
             store,

@@ -17,6 +17,17 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from actors.api._webview import (
+    PROBLEMS_LIMIT,
+    TIMELINE_LIMIT,
+    TIMELINE_NOTE,
+    ObjectPage,
+    Problem,
+    TimelineEntry,
+    explain_status,
+    failed_rows,
+    timeline,
+)
 from actors.store import ChangeNotice, Condition, Pending, Query, row_is_pending
 
 from ._deps import Dependencies
@@ -266,12 +277,6 @@ def object_counts(sync: Synchronizer) -> dict[tuple[str, str], int]:
 RATE_WINDOW = 60.0
 #: Samples closer together than this are not taken again (several viewers share them).
 RATE_STEP = 1.0
-#: At most this many rows of the failing and blocked objects.
-PROBLEMS_LIMIT = 200
-#: Failed rows read per model and query for the failing and blocked objects.
-FAILED_SCAN = 1000
-#: At most this many journal entries on an object's page (the newest).
-TIMELINE_LIMIT = 200
 
 
 class Rates:
@@ -353,55 +358,13 @@ def event_partitions(children: list[ChildStatus]) -> list[EventPartition]:
     return rows
 
 
-@dataclass(frozen=True)
-class Problem:
-    """One failing or blocked object, as the web view's table shows it."""
-
-    model: str
-    id: int
-    #: The step it waits for (or ``policies``).
-    step: str | None
-    reason: str
-    attempts: int
-    last_error: str | None
-    #: When it is tried again (epoch seconds), during a backoff.
-    next_retry: float | None
-    #: What it waits for, in words (``blocked``, ``step_down``, ``other_replica`` ...).
-    blocked_by: str | None
-    message: str
-
-
 def _candidates(sync: Synchronizer) -> list[tuple[str, dict[str, Any]]]:
     """``(model, row)`` of the objects whose last sync or policy run failed, or that wait for another."""
     loaded = sync._loaded
-    backend = sync.model_accessor.backend
     steps = loaded.sync_steps if loaded else []
     synced = sorted({m for f in steps for m in getattr(f.cls, "observed_model_names")()})  # noqa: B009
-    found: dict[tuple[str, int], tuple[str, dict[str, Any]]] = {}
-    # Failed (code 2, also when an object it depends on failed) or failed innocuously (code 1, not
-    # OK), and still to sync: asked of the store, so the rows of a big backlog are not read.
-    failed = (
-        Query(where=(Condition("backend_code", "eq", 2),), limit=FAILED_SCAN),
-        Query(
-            where=(Condition("backend_code", "eq", 1),),
-            exclude=(Condition("backend_status", "eq", "OK"),),
-            limit=FAILED_SCAN,
-        ),
-    )
-    for model in synced:
-        if model not in backend.schema:
-            continue
-        for query in failed:
-            for row in backend.select(model, query):
-                if row_is_pending(row, "sync_deleted" if row.get("deleted") else "sync"):
-                    found.setdefault((model, int(row["id"])), (model, dict(row)))
-    for model in sorted({getattr(f.cls, "model_name", "") for f in (loaded.policies if loaded else [])}):
-        if model not in backend.schema:
-            continue
-        query = Query(where=(Condition("policy_code", "eq", 2),), limit=FAILED_SCAN)
-        for row in backend.select(model, query):
-            found.setdefault((model, int(row["id"])), (model, dict(row)))
-    return list(found.values())
+    policed = sorted({getattr(f.cls, "model_name", "") for f in (loaded.policies if loaded else [])})
+    return failed_rows(sync.model_accessor.backend, synced, policed)
 
 
 def problems(sync: Synchronizer, model: str | None = None, step: str | None = None) -> list[Problem]:
@@ -452,154 +415,9 @@ def problems(sync: Synchronizer, model: str | None = None, step: str | None = No
     return rows
 
 
-@dataclass(frozen=True)
-class TimelineEntry:
-    """One moment of an object's life."""
-
-    at: float
-    #: ``create``, ``update``, ``delete``, ``purge`` (the journal's), or ``synced``, ``retry`` (its status).
-    kind: str
-    #: The writer the journal names (an actor), or ``None``.
-    origin: str | None
-    #: The entry in words.
-    text: str
-
-
-@dataclass(frozen=True)
-class ObjectPage:
-    """Everything the web view's page of one object shows."""
-
-    model: str
-    id: int
-    why: Why
-    #: Its fields (the model's own and the bookkeeping ones), as stored.
-    fields: dict[str, Any]
-    #: ``{"field", "value", "meaning"}`` of each status field, in words.
-    status: list[dict[str, Any]]
-    #: Newest first.
-    timeline: list[TimelineEntry]
-    #: What the timeline cannot show.
-    timeline_note: str
-
-
-#: The bookkeeping fields the object page explains, in this order.
-_STATUS_FIELDS = (
-    "backend_code",
-    "backend_status",
-    "backend_register",
-    "updated",
-    "enacted",
-    "changed_by_step",
-    "changed_by_policy",
-    "policed",
-    "policy_code",
-    "policy_status",
-    "no_sync",
-    "no_policy",
-    "lazy_blocked",
-    "deleted",
-    "backend_need_delete",
-    "backend_need_reap",
-    "backend_need_delete_policy",
-)
-
-
-def _when(value: Any) -> str:
-    if not isinstance(value, int | float) or not value:
-        return "never"
-    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(float(value)))
-
-
-def explain_status(row: dict[str, Any]) -> list[dict[str, Any]]:
-    """``{"field", "value", "meaning"}`` of each bookkeeping field of ``row``, the meaning in words."""
-    g = row.get
-    register = register_of(row)
-    code = g("backend_code")
-    codes = {
-        0: "not synced yet (or deferred by its step)",
-        1: "its last sync succeeded"
-        if g("backend_status") in ("OK", None, "")
-        else "its last sync failed with an innocuous error (retried, counted apart from errors)",
-        2: "its last sync failed (or an object it depends on failed)",
-    }
-    failures = int(register.get("failures") or 0)
-    pending = row_is_pending(row, "sync")
-    meaning: dict[str, str] = {
-        "backend_code": codes.get(code, "unknown code") if isinstance(code, int) else "not set",
-        "backend_status": "the step's last word: OK, or the last two distinct errors, ' // ' between them",
-        "backend_register": f"{failures} failed attempt(s) since the last success"
-        + (f"; next try at {_when(register.get('next_run'))}" if failures else "")
-        + f"; last success {_when(register.get('last_success'))}",
-        "updated": f"last saved by a client or a step at {_when(g('updated'))}",
-        "enacted": (
-            f"synced as of {_when(g('enacted'))}: "
-            + ("changed since, so pending" if pending else "nothing newer to sync")
-        )
-        if g("enacted")
-        else "never synced",
-        "changed_by_step": f"a step last saved it at {_when(g('changed_by_step'))} (its policy runs again)"
-        if g("changed_by_step")
-        else "no step has saved it",
-        "changed_by_policy": f"a model policy last saved it at {_when(g('changed_by_policy'))} (synced again)"
-        if g("changed_by_policy")
-        else "no model policy has saved it",
-        "policed": f"its model policy ran as of {_when(g('policed'))}"
-        if g("policed")
-        else "no policy run yet",
-        "policy_code": {
-            0: "no policy run yet",
-            1: "its last policy run succeeded",
-            2: "its last policy run failed",
-        }.get(int(g("policy_code") or 0), "not set"),
-        "policy_status": "the last policy run's result (a failure shows its traceback line)",
-        "no_sync": "set: no step ever syncs it" if g("no_sync") else "not set: steps sync it",
-        "no_policy": "set: no model policy runs on it" if g("no_policy") else "not set: its policy runs",
-        "lazy_blocked": "set: synced only once something unblocks it" if g("lazy_blocked") else "not set",
-        "deleted": "deleted: its step's delete_record runs, then the row goes"
-        if g("deleted")
-        else "not deleted",
-        "backend_need_delete": "its step must run delete_record"
-        if g("backend_need_delete")
-        else "no delete owed",
-        "backend_need_reap": "delete_record ran: the row is purged soon"
-        if g("backend_need_reap")
-        else "not yet",
-        "backend_need_delete_policy": "its policy's handle_delete must run"
-        if g("backend_need_delete_policy")
-        else "no delete policy owed",
-    }
-    return [{"field": f, "value": g(f), "meaning": meaning[f]} for f in _STATUS_FIELDS if f in row]
-
-
-#: What the journal does not record (shown under an object's timeline).
-TIMELINE_NOTE = (
-    "The store's journal records each write: create, update, delete or purge, its time, and the actor "
-    "that wrote when it names itself (the sync steps and the policy actor do for their status writes). "
-    "It does not record which fields changed, whether a status write was a success or a failure, errors "
-    "of past attempts (the status fields keep the last two), or who made a save that names no writer "
-    "(a client of the API, a step's or a policy's own save). The newest 100000 writes of the whole store "
-    "are kept."
-)
-
-
 def _journal_of(sync: Synchronizer, model: str, id: int) -> list[ChangeNotice] | None:
     """The journal entries of one object, newest first; ``None`` when the store is not in this process."""
     return None if sync.store is None else sync.store.journal_of(model, id, TIMELINE_LIMIT)
-
-
-def _entry_text(kind: str, origin: str | None, steps: set[str]) -> str:
-    if origin == "policies":
-        return "status written by the policy actor (a model policy ran)"
-    if origin in steps:
-        return f"status written by {origin} (a sync attempt ended)"
-    if origin:
-        return f"{kind} by {origin}"
-    return {
-        "create": "created (by a client, a pull step or a policy)",
-        "update": "saved (by a client, a step's or a policy's own save, or the store's cascade)",
-        "delete": "deleted (soft delete: its delete is owed)",
-        "purge": "purged: the row is gone",
-    }.get(kind, kind)
 
 
 def object_page(sync: Synchronizer, model: str, id: int) -> ObjectPage:
@@ -613,21 +431,9 @@ def object_page(sync: Synchronizer, model: str, id: int) -> ObjectPage:
     leaf = row.get("leaf_model_name") or model
     loaded = sync._loaded
     steps = {f.name for f in (loaded.sync_steps if loaded else [])}
-    timeline: list[TimelineEntry] = []
-    register = register_of(row)
-    if (failures := int(register.get("failures") or 0)) and (next_run := register.get("next_run")):
-        timeline.append(
-            TimelineEntry(float(next_run), "retry", None, f"next try (after {failures} failed attempt(s))")
-        )
     entries = _journal_of(sync, str(leaf), int(id))
-    for entry in entries or []:
-        timeline.append(
-            TimelineEntry(entry.at, entry.kind, entry.origin, _entry_text(entry.kind, entry.origin, steps))
-        )
-    if last := register.get("last_success"):
-        timeline.append(TimelineEntry(float(last), "synced", None, "last successful sync"))
-    timeline.sort(key=lambda e: e.at, reverse=True)
+    events = timeline(row, entries or [], steps)
     note = TIMELINE_NOTE
     if entries is None:
         note = "This synchronizer reads a remote core: its journal is not readable here. " + note
-    return ObjectPage(model, int(id), answer, row, explain_status(row), timeline, note)
+    return ObjectPage(model, int(id), answer, row, explain_status(row), events, note)

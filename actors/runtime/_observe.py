@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from actors.api._webview import http_authorizer, object_args
 from actors.observe import NULL_METRICS, Health, Metrics, NullMetrics, ObserveServer, http_settings
 
 from ._inspect import Rates, event_partitions, object_counts, object_page, problems, status_tree, why
@@ -103,7 +104,7 @@ def _status(sync: Synchronizer, args: list[str]) -> Any:
 
 
 def _why(sync: Synchronizer, args: list[str]) -> Any:
-    model, id = _object_args(args, "why")
+    model, id = object_args(args, "why")
     return why(sync, model, id)
 
 
@@ -141,46 +142,30 @@ def web_routes(sync: Synchronizer) -> dict[str, Any]:
         return problems(sync, model, step)
 
     def page(args: list[str]) -> Any:
-        model, id = _object_args(args, "object")
+        model, id = object_args(args, "object")
         return object_page(sync, model, id)
 
     return {"live": live, "problems": problem_rows, "object": page}
 
 
 def _authorizer(sync: Synchronizer) -> Callable[[str | None, str], str | None]:
-    """The API's check of a request's credentials (Basic, or Bearer with a token of ``login``).
+    """The API's check of a request's credentials (see :func:`~actors.api._webview.http_authorizer`).
 
     The API server's own authenticator when it is served (its tokens are valid here),
     else one built from ``api.users`` and ``api.anonymous_read``.
     """
     own: list[Any] = []
 
-    def authorize(header: str | None, host: str) -> str | None:
+    def auth() -> Any:
         from actors.api import Authenticator
 
-        auth: Any = getattr(sync.api, "auth", None)
-        if auth is None:
-            if not own:
-                config = sync.config
-                own.append(
-                    Authenticator(
-                        config.get("api.users", None), anonymous_read=config.get("api.anonymous_read", None)
-                    )
-                )
-            auth = own[0]
-        try:
-            auth.authenticate([("authorization", header)] if header else [], f"ipv4:{host}:0")
-        except Exception as exc:  # the API's ApiError: UNAUTHENTICATED (or throttled), with its message
-            return str(exc)
-        return None
+        served: Any = getattr(sync.api, "auth", None)
+        if served is not None:
+            return served
+        if not own:
+            config = sync.config
+            users, anonymous = config.get("api.users", None), config.get("api.anonymous_read", None)
+            own.append(Authenticator(users, anonymous_read=anonymous))
+        return own[0]
 
-    return authorize
-
-
-def _object_args(args: list[str], route: str) -> tuple[str, int]:
-    if len(args) != 2:
-        raise ValueError(f"expected /{route}/<model>/<id>")
-    model, text = args
-    if not text.isdigit():
-        raise ValueError(f"object id {text!r}: expected a whole number")
-    return model, int(text)
+    return http_authorizer(auth)

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from enum import IntEnum
 from typing import Any
 
+from actors.api._webview import register_of
 from actors.steps import DeferredException, InnocuousException
 
 __all__ = [
@@ -59,18 +60,6 @@ def xos_backoff(failures: int, exponent: int, innocuous: bool) -> float:
     if failures == 0:
         return 0.0
     return min(exponent * (INNOCUOUS_STEP if innocuous else ERROR_STEP), BACKOFF_CAP)
-
-
-def register_of(row: Mapping[str, Any]) -> dict[str, Any]:
-    """``backend_register`` parsed; a malformed one reads as empty."""
-    raw = row.get("backend_register")
-    if not raw:
-        return {}
-    try:
-        value = json.loads(raw)
-    except (TypeError, ValueError):
-        return {}
-    return value if isinstance(value, dict) else {}
 
 
 def error_text(exc: BaseException) -> str:

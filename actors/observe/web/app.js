@@ -4,6 +4,7 @@
 
 const LIVE_EVERY = 2000; // ms between polls of /live (and of the open object's page)
 const PROBLEMS_EVERY = 4000; // ms between polls of /problems
+const CORE_WHY = "core: no synchronizer runs in this process, so no why here: the status fields below say how its last sync and policy run went.";
 
 const $ = (id) => document.getElementById(id);
 let timer = null;
@@ -66,7 +67,10 @@ function renderLive(live) {
   $("state").outerHTML = `<span id="state" class="badge s-${esc(tree.state)}">${esc(tree.state)}</span>`;
   document.title = `actors: ${tree.name}`;
   $("tree-title").setAttribute("tabindex", "-1");
-  const rows = [`<tr data-child="supervisor" class="child-supervisor">${cells(["supervisor", badge(tree.state), "", "", "", "", "", ""], TREE_COLUMNS)}</tr>`];
+  // core has no actor tree: its note goes where the tree goes.
+  const rows = live.note
+    ? [`<tr class="note"><td colspan="${TREE_COLUMNS.length}" id="tree-note">${esc(live.note)}</td></tr>`]
+    : [`<tr data-child="supervisor" class="child-supervisor">${cells(["supervisor", badge(tree.state), "", "", "", "", "", ""], TREE_COLUMNS)}</tr>`];
   for (const c of tree.children) {
     stepsSeen.add(c.name);
     const rate = live.rates[c.name] || { per_second: 0, history: [] };
@@ -133,15 +137,23 @@ async function refreshProblems() {
   $("problems-empty").hidden = rows.length > 0;
 }
 
-async function refreshObject(model, id) {
-  const page = await getJSON(`object/${encodeURIComponent(model)}/${encodeURIComponent(id)}`);
-  const w = page.why;
-  $("object-title").textContent = `${page.model} ${page.id}`;
+function renderWhy(w) {
+  if (w === null) { // core: no synchronizer here to say why
+    $("why").className = "why";
+    $("why").innerHTML = `<p>${esc(CORE_WHY)}</p>`;
+    return;
+  }
   const errors = w.errors.length ? `<p>Errors: ${w.errors.map((e) => `<code>${esc(e)}</code>`).join(" then ")}</p>` : "";
   const until = w.until ? `<p>Tried again at ${esc(when(w.until))}.</p>` : "";
   const blocked = w.blocked_by ? `<p>Waits for ${objectLink(w.blocked_by[0], w.blocked_by[1])}.</p>` : "";
   $("why").className = `why r-${w.reason}`;
   $("why").innerHTML = `<p>${badge(w.reason)} ${esc(w.message)}</p>${w.step ? `<p>Step: ${esc(w.step)}; failed attempts: ${esc(w.attempts)}</p>` : ""}${errors}${until}${blocked}`;
+}
+
+async function refreshObject(model, id) {
+  const page = await getJSON(`object/${encodeURIComponent(model)}/${encodeURIComponent(id)}`);
+  $("object-title").textContent = `${page.model} ${page.id}`;
+  renderWhy(page.why);
   $("status-fields").tBodies[0].innerHTML = page.status.map((s) => `<tr data-field="${esc(s.field)}"><th scope="row"><code>${esc(s.field)}</code></th><td><code>${esc(JSON.stringify(s.value))}</code></td><td>${esc(s.meaning)}</td></tr>`).join("");
   $("timeline").innerHTML = page.timeline.map((e) => `<li data-kind="${esc(e.kind)}"><time>${esc(when(e.at))}</time><span class="badge">${esc(e.kind)}</span><span>${esc(e.text)}</span></li>`).join("") || `<li class="quiet">nothing recorded</li>`;
   $("timeline-note").textContent = page.timeline_note;
