@@ -386,10 +386,7 @@ class SyncHarness:
         ):
             return True
         try:
-            answer = ref.ask(IsIdle(), block=False)
-            if self.bus is not None and child.state.kind == "event":
-                self.bus.interrupt()  # after the question is queued: the poll ends, the answer comes
-            return bool(answer.get(timeout=0.5))
+            return bool(ref.ask(IsIdle(), timeout=0.5))
         except pykka.ActorDeadError:
             return True
         except pykka.Timeout:
