@@ -12,8 +12,10 @@ package); see ``docs/testing.md``.
 """
 
 from ._bus import BusRecord, DeadLetter, InProcessBus
-from ._harness import IN_PROCESS_ENDPOINT, SteppingClock, SyncHarness, SynchronizerTestError
+from ._driving import SynchronizerTestError
+from ._harness import SyncHarness
 from ._record import Call, LogLine
+from ._under_test import IN_PROCESS_ENDPOINT, SteppingClock
 
 __all__ = [
     "IN_PROCESS_ENDPOINT",

@@ -72,8 +72,6 @@ class InProcessBus:
         self._topics: dict[str, list[BusRecord]] = {}
         self._committed: dict[tuple[str, TopicPartition], int] = {}
         self._consumers: list[_Consumer] = []
-        #: Bumped by :meth:`interrupt`: a consumer that has not seen the latest one returns at once.
-        self._interrupts = 0
         #: Set by :meth:`stop_waiting`: ``poll()`` never waits again.
         self._no_wait = False
 
@@ -137,16 +135,6 @@ class InProcessBus:
             self._no_wait = True
             self._cond.notify_all()
 
-    def interrupt(self) -> None:
-        """Make every consumer's current or next ``poll()`` return now (even empty).
-
-        The test kit does this after asking an event-step actor a question, so the
-        answer does not wait for the end of a poll.
-        """
-        with self._cond:
-            self._interrupts += 1
-            self._cond.notify_all()
-
 
 class _Consumer:
     """One consumer of an :class:`InProcessBus` (a :class:`ConsumerClient`)."""
@@ -165,7 +153,6 @@ class _Consumer:
         self.positions: dict[TopicPartition, int] = {}
         self.paused_set: set[TopicPartition] = set()
         self.closed = False
-        self.interrupts_seen = bus._interrupts
 
     def _wants(self, topic: str) -> bool:
         return topic in self.topics or (self.pattern is not None and self.pattern.match(topic) is not None)
@@ -222,9 +209,7 @@ class _Consumer:
                 self._refresh()
                 batch = self._fetch(max_records)
                 left = deadline - time.monotonic()
-                interrupted = self.bus._interrupts != self.interrupts_seen
-                if batch or left <= 0 or self.closed or interrupted or self.bus._no_wait:
-                    self.interrupts_seen = self.bus._interrupts
+                if batch or left <= 0 or self.closed or self.bus._no_wait:
                     return batch
                 self.bus._cond.wait(left)
 

@@ -1,182 +1,20 @@
-"""The synchronizer under test: a user's config on a temporary store, a fake clock, an in-process bus."""
+"""The kit's :class:`SyncHarness`: events in, and the calls, logs, faults and stored rows a test checks."""
 
 from __future__ import annotations
 
-import dataclasses
-import logging
-import os
 import re
-import shutil
-import tempfile
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any
 
-import pykka
+from ._bus import BusRecord, DeadLetter, dead_letter_of, encode_value
+from ._driving import Driver, SynchronizerTestError
+from ._record import Call, Fault, LogLine
 
-from actors.config import Config, load_config
-from actors.orm import ModelAccessor, ORMWrapper
-from actors.runtime import Synchronizer
-from actors.runtime.clock import FakeClock
-from actors.runtime.events import EventStepActor
-from actors.runtime.messages import CheckDeadlines, ChildStatus, GetStatus, IsIdle
-from actors.runtime.supervisor import CHANGEFEED, ChildSpec
-from actors.store import Caller
-
-from ._bus import BusRecord, DeadLetter, InProcessBus, dead_letter_of, encode_value
-from ._record import HANDLERS, Call, Fault, Gate, LogLine, Recorder
-
-__all__ = ["IN_PROCESS_ENDPOINT", "SteppingClock", "SyncHarness", "SynchronizerTestError"]
-
-#: The ``event_bus.endpoint`` an in-process bus stands for when the config names none.
-IN_PROCESS_ENDPOINT = "in-process:9092"
-_ACTIVE = ("starting", "running", "degraded")
+__all__ = ["SyncHarness"]
 
 
-class SynchronizerTestError(AssertionError):
-    """An assertion of the kit failed, or the synchronizer did not settle (message says why)."""
-
-
-class SteppingClock(FakeClock):
-    """A :class:`~actors.runtime.clock.FakeClock` that tells when its next timer is due."""
-
-    def next_due(self) -> float | None:
-        """When the earliest pending timer fires (``None`` without timers)."""
-        with self._lock:
-            return self._heap.next_due()
-
-    def fire_next(self, target: float) -> list[Any] | None:
-        """Move to the earliest timer due by ``target`` and fire every timer due then.
-
-        Returns the messages the fired timers sent (``None`` for a callback that is
-        not a runtime timer), or ``None`` when no timer is due by ``target``.
-        """
-        with self._lock:
-            due = self._heap.next_due()
-            if due is None or due > target:
-                return None
-            self._now = max(self._now, due)
-            fired: list[Any] = []
-            while (entry := self._heap.pop_due(self._now)) is not None:
-                fired.append(_message_of(entry.callback))
-                entry.callback()
-            return fired
-
-
-def _message_of(callback: Any) -> Any:
-    """The message a runtime timer sends (``lambda: tell_quietly(ref, message)``), or ``None``."""
-    code = getattr(callback, "__code__", None)
-    cells = getattr(callback, "__closure__", None) or ()
-    if code is None or "message" not in code.co_freevars:
-        return None
-    return cells[code.co_freevars.index("message")].cell_contents
-
-
-class _Synchronizer(Synchronizer):
-    """The production :class:`~actors.runtime.Synchronizer`, its step classes watched by a recorder."""
-
-    def __init__(self, config: Config, harness: SyncHarness, **kwargs: Any) -> None:
-        super().__init__(config, **kwargs)
-        self.harness = harness
-        bus = harness.bus
-        if bus is not None:
-            event_bus = self.settings.event_bus
-            if event_bus.endpoint is None:
-                event_bus = event_bus.model_copy(update={"endpoint": IN_PROCESS_ENDPOINT})
-            self.settings = self.settings.model_copy(update={"event_bus": event_bus})
-
-    def child_specs(self) -> list[ChildSpec]:
-        specs = super().child_specs()
-        loaded = self._loaded
-        assert loaded is not None
-        recorder = self.harness.recorder
-        # After the step modules were imported (their create_logger may have reset the root logger).
-        root = logging.getLogger()
-        root.addHandler(recorder)
-        level = self.harness._log_level
-        if root.getEffectiveLevel() > level:
-            root.setLevel(level)
-        for kind, factories in (
-            ("sync", loaded.sync_steps),
-            ("policy", loaded.policies),
-            ("pull", loaded.pull_steps),
-            ("event", loaded.event_steps),
-        ):
-            for factory in factories:
-                # Policies share one child ("policies"): their calls are named by class.
-                child = "policies" if kind == "policy" else factory.name
-                recorder.wrap(factory.cls, factory.name, HANDLERS[kind], child)
-        actor_class = _event_actor(self.harness.bus)
-        return [
-            dataclasses.replace(spec, actor_class=actor_class) if spec.actor_class is EventStepActor else spec
-            for spec in specs
-        ]
-
-
-def _event_actor(bus: InProcessBus | None) -> type[EventStepActor]:
-    """The production event-step actor, with ``bus`` behind its consumer seam (if given).
-
-    It only reports itself idle also while every failed event waits for its retry
-    timer: on the fake clock that timer fires when the test advances time.
-    """
-    factories: dict[str, Any] = (
-        {} if bus is None else {"consumer_factory": bus.consumer, "sink_factory": bus.sink}
-    )
-
-    class TestEventStepActor(EventStepActor):
-        def __init__(self, ctx: Any, factory: Any) -> None:
-            super().__init__(ctx, factory, **factories)
-
-        def is_idle(self) -> bool:
-            if super().is_idle():
-                return True
-            consumer = self.consumer
-            failures = self.failures.values()
-            if consumer is None or not failures or any(not f.waiting or f.sending for f in failures):
-                return False
-            caught_up = getattr(consumer, "caught_up", None)
-            return (
-                self.polled_empty
-                and not self._ready()
-                and not self.tracker.uncommitted()
-                and (caught_up is None or bool(caught_up()))
-            )
-
-    return TestEventStepActor
-
-
-class _ClientModel:
-    """``sync.objects.MyModel``: the model class as a client application sees it, plus ``create``."""
-
-    def __init__(self, cls: type[ORMWrapper]) -> None:
-        self._cls = cls
-
-    def create(self, **fields: Any) -> Any:
-        """Build, save (as a client: the steps see it) and return a new object."""
-        obj = self._cls(**fields)
-        obj.save()
-        return obj
-
-    def __call__(self, **fields: Any) -> Any:
-        return self._cls(**fields)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._cls, name)
-
-
-class _Objects:
-    """``sync.objects``: the models through a client accessor (``Caller.CLIENT``)."""
-
-    def __init__(self, accessor: ModelAccessor) -> None:
-        self._accessor = accessor
-
-    def __getattr__(self, name: str) -> _ClientModel:
-        if name.startswith("_"):
-            raise AttributeError(name)
-        return _ClientModel(getattr(self._accessor, name))
-
-
-class SyncHarness:
+class SyncHarness(Driver):
     """A user's synchronizer, run for a test: every step loaded as in production, time and events faked.
 
     >>> with SyncHarness("my-synchronizer/config.yaml") as sync:
@@ -198,242 +36,6 @@ class SyncHarness:
     loaded makes :meth:`start` raise, unless ``allow_load_errors``.
     """
 
-    def __init__(
-        self,
-        config: str | os.PathLike[str] | Config,
-        *,
-        bus: str = "inprocess",
-        deterministic: bool = True,
-        runtime: Mapping[str, Any] | None = None,
-        data_dir: str | os.PathLike[str] | None = None,
-        timeout: float = 10.0,
-        log_level: int | str = logging.INFO,
-        allow_load_errors: bool = False,
-    ) -> None:
-        if bus not in ("inprocess", "kafka"):
-            raise ValueError(f"bus: expected 'inprocess' or 'kafka', got {bus!r}")
-        base = config if isinstance(config, Config) else load_config(config)
-        self._tmp = None if data_dir is not None else tempfile.mkdtemp(prefix="actors-test-")
-        data = base.as_dict()
-        data["data_dir"] = str(data_dir if data_dir is not None else self._tmp)
-        data["store"] = {}
-        data.pop("accessor", None)
-        if runtime:
-            data["runtime"] = {**(data.get("runtime") or {}), **dict(runtime)}
-        self.config = Config.from_dict(data, base_dir=base.base_dir)
-        self.clock = SteppingClock(start=time.time())
-        self.deterministic = deterministic
-        self.timeout = timeout
-        self.gate = Gate("" if deterministic else None)
-        self.recorder = Recorder(self.gate)
-        self.bus: InProcessBus | None = InProcessBus(self.clock.now) if bus == "inprocess" else None
-        self.synchronizer = _Synchronizer(self.config, self, clock=self.clock)
-        self._objects: _Objects | None = None
-        self._live: dict[str, Any] | None = None
-        self._started = False
-        self._log_level = logging.getLevelName(log_level) if isinstance(log_level, str) else log_level
-        self._root: tuple[list[logging.Handler], int] | None = None
-        self._allow_load_errors = allow_load_errors
-
-    # -- life -----------------------------------------------------------------
-    def start(self) -> SyncHarness:
-        """Load and start every step, then run until idle (the start-up resyncs and first pulls)."""
-        root = logging.getLogger()
-        self._root = (list(root.handlers), root.level)
-        try:
-            self.synchronizer.start()
-            self._started = True
-            errors = self.synchronizer.load_errors
-            if errors and not self._allow_load_errors:
-                raise SynchronizerTestError(
-                    f"{len(errors)} step(s) not loaded: " + "; ".join(str(e) for e in errors)
-                )
-            self.run_until_idle()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def stop(self) -> None:
-        """Stop the synchronizer (hung injected calls are let go first) and remove the temporary store."""
-        self.recorder.released.set()
-        self.gate.release_all()
-        if self.bus is not None:
-            self.bus.stop_waiting()
-        try:
-            self.synchronizer.stop(timeout=2.0)
-        finally:
-            root = logging.getLogger()
-            root.removeHandler(self.recorder)
-            if self._root is not None:
-                root.handlers[:], level = self._root
-                root.setLevel(level)
-                self._root = None
-            self._started = False
-            if self._tmp is not None:
-                shutil.rmtree(self._tmp, ignore_errors=True)
-                self._tmp = None
-
-    def __enter__(self) -> SyncHarness:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    # -- the synchronizer -------------------------------------------------------
-    @property
-    def model_accessor(self) -> ModelAccessor:
-        """The accessor the steps use (writes as the synchronizer)."""
-        return self.synchronizer.model_accessor
-
-    @property
-    def objects(self) -> _Objects:
-        """The models as a client sees them: ``sync.objects.MyModel.create(first_name=...)``."""
-        if self._objects is None:
-            backend = self.synchronizer.model_accessor.backend
-            wrappers = self.synchronizer.model_accessor.wrappers
-            self._objects = _Objects(ModelAccessor(backend, caller=Caller.CLIENT, wrappers=wrappers))
-        return self._objects
-
-    @property
-    def load_errors(self) -> list[Any]:
-        """Steps that could not be loaded (each with its path and error)."""
-        return list(self.synchronizer.load_errors)
-
-    def status(self) -> dict[str, ChildStatus]:
-        """Every child's status (see :meth:`actors.runtime.Synchronizer.status`)."""
-        return self.synchronizer.status()
-
-    # -- driving ----------------------------------------------------------------
-    def run_until_idle(self, timeout: float | None = None) -> None:
-        """Let every step work until none has anything queued or running; no time passes.
-
-        Raises :class:`SynchronizerTestError` naming the busy steps after ``timeout``
-        seconds (wall clock). A call hung by :meth:`hang` does not count as busy.
-        """
-        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
-        if not self._started:
-            raise SynchronizerTestError("the synchronizer is not started: use start() or the fixture")
-        if not self.deterministic:
-            while not self._all_idle(deadline):
-                pass
-            return
-        while True:
-            self._barrier()
-            progressed = False
-            for name in self._child_names():
-                if name == CHANGEFEED:
-                    continue
-                self._settle(CHANGEFEED, deadline)
-                before = self.gate.entries
-                self.gate.set_turn(name)
-                try:
-                    self._settle(name, deadline)
-                finally:
-                    self.gate.set_turn("")
-                progressed = progressed or self.gate.entries != before
-            with self.gate.cond:
-                waiting = bool(self.gate.waiting)
-            if not progressed and not waiting:
-                return
-            self._check_deadline(deadline)
-
-    def advance(self, seconds: float) -> None:
-        """Move the fake clock ``seconds`` forward, firing each timer at its time and letting its work run.
-
-        Retries after backoff, pull periods, resyncs, restarts and event retries all
-        run on this clock.
-        """
-        if seconds < 0:
-            raise ValueError(f"advance: seconds must be >= 0, got {seconds!r}")
-        clock = self.clock
-        target = clock.now() + seconds
-        while (fired := clock.fire_next(target)) is not None:
-            if all(isinstance(m, CheckDeadlines) for m in fired) and not self._running():
-                continue  # only the supervisor's watchdog, and no handler running: nothing to check
-            else:
-                self.run_until_idle()
-        clock.advance(max(0.0, target - clock.now()))
-        self.run_until_idle()
-
-    def _running(self) -> bool:
-        """Whether a step handler is running now."""
-        with self.recorder.guard:
-            return any(not c.done for c in self.recorder.calls)
-
-    def _children(self) -> dict[str, Any]:
-        """The supervisor's children (its own live records: refs change on restarts)."""
-        if self._live is None:
-            supervisor = self.synchronizer.supervisor
-            if supervisor is None:
-                return {}
-            self._live = supervisor.proxy().children.get(timeout=5)
-        return self._live
-
-    def _child_names(self) -> list[str]:
-        return sorted(self._children())
-
-    def _hung(self) -> set[str]:
-        with self.recorder.guard:
-            return {c.step for c in self.recorder.calls if c.fault == "hang" and not c.done}
-
-    def _child_idle(self, child: Any, hung: set[str]) -> bool:
-        ref, state = child.ref, child.state
-        if ref is None or child.phase not in _ACTIVE:
-            return True
-        if child.spec.name in hung or (
-            child.spec.name == "policies" and hung & set(state.detail.get("policies", ()))
-        ):
-            return True
-        try:
-            answer = ref.ask(IsIdle(), block=False)
-            if self.bus is not None and child.state.kind == "event":
-                self.bus.interrupt()  # after the question is queued: the poll ends, the answer comes
-            return bool(answer.get(timeout=0.5))
-        except pykka.ActorDeadError:
-            return True
-        except pykka.Timeout:
-            return False
-
-    def _settle(self, name: str, deadline: float) -> None:
-        streak = 0
-        while streak < 2:
-            child = self._children().get(name)
-            if child is None:
-                return
-            if self._child_idle(child, self._hung()):
-                streak += 1
-            else:
-                streak = 0
-                self._check_deadline(deadline, [name])
-                time.sleep(0.001)  # a handler is running: let it
-
-    def _barrier(self) -> None:
-        """Wait until the supervisor handled what was sent to it so far (deaths, restarts)."""
-        supervisor = self.synchronizer.supervisor
-        if supervisor is not None:
-            supervisor.ask(GetStatus(), timeout=5)
-
-    def _all_idle(self, deadline: float) -> bool:
-        self._barrier()
-        for _ in range(2):
-            hung = self._hung()
-            busy = [n for n, c in self._children().items() if not self._child_idle(c, hung)]
-            if busy:
-                self._check_deadline(deadline, busy)
-                time.sleep(0.001)  # a handler is running: let it
-                return False
-        return True
-
-    def _check_deadline(self, deadline: float, busy: Iterable[str] = ()) -> None:
-        if time.monotonic() < deadline:
-            return
-        status = self.status()
-        described = ", ".join(
-            f"{n} ({status[n].state}, queue {status[n].queue_depth})" for n in busy if n in status
-        )
-        raise SynchronizerTestError(f"the synchronizer did not become idle: busy {described or 'steps'}")
-
     # -- events -----------------------------------------------------------------
     def send_event(
         self,
@@ -449,15 +51,12 @@ class SyncHarness:
         """
         if self.bus is not None:
             return self.bus.send(topic, value, key=key, headers=headers)
+        from actors.runtime._kafka_client import bootstrap_servers
         from actors.runtime.produce import produce
 
-        produce(topic, key=encode_value(key), value=encode_value(value), endpoint=self._servers())
+        servers = bootstrap_servers(self.synchronizer.settings.event_bus.endpoint)
+        produce(topic, key=encode_value(key), value=encode_value(value), endpoint=servers)
         return None
-
-    def _servers(self) -> tuple[str, ...]:
-        from actors.runtime._kafka_client import bootstrap_servers
-
-        return bootstrap_servers(self.synchronizer.settings.event_bus.endpoint)
 
     @property
     def dead_letter_topic(self) -> str:
@@ -555,13 +154,7 @@ class SyncHarness:
 
     def assert_enacted(self, obj: Any) -> None:
         """The object's last change was synced: ``backend_code`` 1 and ``enacted`` not behind ``updated``."""
-        row = self.row(obj)
-        if row.get("backend_code") == 1 and (row.get("enacted") or 0) >= (row.get("updated") or 0):
-            return
-        raise SynchronizerTestError(
-            f"{_name(obj)} is not enacted (backend_code {row.get('backend_code')}, "
-            f"backend_status {row.get('backend_status')!r}){self._last_error(obj)}"
-        )
+        self._assert_current(obj, "backend", "enacted")
 
     def assert_failed(self, obj: Any, match: str | None = None) -> None:
         """The object's sync failed (``backend_code`` 2), its ``backend_status`` searched by ``match``."""
@@ -578,20 +171,15 @@ class SyncHarness:
     def assert_blocked(self, obj: Any, by: Any = None) -> None:
         """The object waits on a dependency (``by``, if given) and its sync step has not run on it since."""
         row = self.row(obj)
-        if row.get("backend_code") == 1 and (row.get("enacted") or 0) >= (row.get("updated") or 0):
+        if _current(row):
             raise SynchronizerTestError(f"{_name(obj)} is enacted, not blocked")
-        model, id = _identify(obj)
-        ran = [
-            c
-            for c in self.calls()
-            if c.method in ("sync_record", "delete_record") and _identify_or_none(c.arg) == (model, id)
-        ]
+        ran = [c for c in self._calls_on(obj) if c.method in ("sync_record", "delete_record")]
         if ran:
             raise SynchronizerTestError(f"{_name(obj)} is not blocked: {ran[-1]!r} ran")
         if by is None:
             return
         other = self.row(by)
-        if other.get("backend_code") == 1 and (other.get("enacted") or 0) >= (other.get("updated") or 0):
+        if _current(other):
             raise SynchronizerTestError(f"{_name(obj)} cannot be blocked by {_name(by)}: it is enacted")
         status = str(row.get("backend_status") or "")
         by_model, by_id = _identify(by)
@@ -602,22 +190,24 @@ class SyncHarness:
 
     def assert_policed(self, obj: Any) -> None:
         """The model policies handled the object's last change (``policy_code`` 1, ``policed`` current)."""
+        self._assert_current(obj, "policy", "policed")
+
+    def _assert_current(self, obj: Any, prefix: str, stamp: str) -> None:
+        """``<prefix>_code`` is 1 and ``<stamp>`` not behind ``updated``, or raise with the last traceback."""
         row = self.row(obj)
-        if row.get("policy_code") == 1 and (row.get("policed") or 0) >= (row.get("updated") or 0):
+        if _current(row, prefix, stamp):
             return
+        failed = [c for c in self._calls_on(obj) if c.error is not None]
+        trace = f"\n{failed[-1].step}.{failed[-1].method} raised:\n{failed[-1].traceback}" if failed else ""
         raise SynchronizerTestError(
-            f"{_name(obj)} is not policed (policy_code {row.get('policy_code')}, "
-            f"policy_status {row.get('policy_status')!r}){self._last_error(obj)}"
+            f"{_name(obj)} is not {stamp} ({prefix}_code {row.get(f'{prefix}_code')}, "
+            f"{prefix}_status {row.get(f'{prefix}_status')!r}){trace}"
         )
 
-    def _last_error(self, obj: Any) -> str:
-        """The traceback of the last failed call on ``obj``, for an assertion's message."""
+    def _calls_on(self, obj: Any) -> list[Call]:
+        """The handler calls so far whose argument is ``obj`` (the same model and id)."""
         key = _identify_or_none(obj)
-        failed = [c for c in self.calls() if c.error is not None and _identify_or_none(c.arg) == key]
-        if not failed:
-            return ""
-        call = failed[-1]
-        return f"\n{call.step}.{call.method} raised:\n{call.traceback}"
+        return [c for c in self.calls() if _identify_or_none(c.arg) == key]
 
 
 def _split(name: str | None) -> tuple[str | None, str | None]:
@@ -625,6 +215,11 @@ def _split(name: str | None) -> tuple[str | None, str | None]:
         return None, None
     step, _, method = name.partition(".")
     return step, method or None
+
+
+def _current(row: dict[str, Any], prefix: str = "backend", stamp: str = "enacted") -> bool:
+    """Whether ``row``'s last change was handled: ``<prefix>_code`` 1, ``<stamp>`` not behind ``updated``."""
+    return row.get(f"{prefix}_code") == 1 and (row.get(stamp) or 0) >= (row.get("updated") or 0)
 
 
 def _identify(obj: Any) -> tuple[str, int]:
