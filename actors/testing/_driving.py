@@ -61,7 +61,8 @@ class Driver:
         self.gate = Gate("" if deterministic else None)
         self.recorder = Recorder(self.gate)
         self.bus: InProcessBus | None = InProcessBus(self.clock.now) if bus == "inprocess" else None
-        self.synchronizer = _Synchronizer(self.config, self, clock=self.clock)
+        # A test run never serves the operator HTTP endpoint (the full config above names every section).
+        self.synchronizer = _Synchronizer(self.config, self, clock=self.clock, http=False)
         self._objects: _Objects | None = None
         self._live: dict[str, Any] | None = None
         self._started = False
