@@ -17,10 +17,10 @@ import pykka
 from actors.config import Config, load_config
 from actors.orm import ModelAccessor, ORMWrapper
 from actors.runtime import Synchronizer
+from actors.runtime._supervisor import CHANGEFEED, ChildSpec
 from actors.runtime.clock import FakeClock
 from actors.runtime.events import EventStepActor
 from actors.runtime.messages import CheckDeadlines, ChildStatus, GetStatus, IsIdle
-from actors.runtime.supervisor import CHANGEFEED, ChildSpec
 from actors.store import Caller
 
 from ._bus import BusRecord, DeadLetter, InProcessBus, dead_letter_of, encode_value
