@@ -67,6 +67,7 @@ __all__ = [
     "SinkFactory",
     "bootstrap_servers",
     "is_outage",
+    "new_producer",
     "subscription_pattern",
 ]
 
@@ -549,6 +550,11 @@ class DeadLetterSink(Protocol):
 SinkFactory = Callable[[BusOptions], DeadLetterSink]
 
 
+def new_producer(**config: Any) -> Any:
+    """A kafka-python ``KafkaProducer`` built with ``config`` (the one place producers are made)."""
+    return kafka.KafkaProducer(**config)
+
+
 class KafkaDeadLetterSink:
     """:class:`DeadLetterSink` on a kafka-python ``KafkaProducer`` (``acks="all"``), built at first use."""
 
@@ -567,7 +573,7 @@ class KafkaDeadLetterSink:
             }
             config["bootstrap_timeout_ms"] = max(1, int(self._options.connect_timeout * 1000))
             config.update(self._options.producer)
-            self._producer = kafka.KafkaProducer(**config)
+            self._producer = new_producer(**config)
         return self._producer
 
     def send(
