@@ -143,7 +143,7 @@ class _Pools:
         return self._default.FindAllExtensions(message)
 
 
-class _Reflection(reflection.ReflectionServicer):
+class _Reflection(reflection.ReflectionServicer):  # type: ignore[misc]  # grpc ships no type stubs
     """Server reflection over the generated services, following schema uploads."""
 
     def __init__(self, service: ApiService) -> None:

@@ -19,7 +19,7 @@ import socket
 import threading
 from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, cast
+from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from prometheus_client.exposition import choose_encoder
@@ -129,7 +129,7 @@ class _Handler(BaseHTTPRequestHandler):
                 encoder, content_type = choose_encoder(self.headers.get("Accept", ""))
                 self._send(200, encoder(owner.metrics.registry), content_type)
             elif segments and segments[0] in KINDS and len(segments) <= 2:
-                self._health(owner.health, cast(Kind, segments[0]), segments[1:], "verbose" in query)
+                self._health(owner.health, segments[0], segments[1:], "verbose" in query)
             elif segments and segments[0] in owner.routes:
                 self._json(owner.routes[segments[0]], segments[1:])
             else:

@@ -342,7 +342,7 @@ def _oam(offsets: Mapping[TopicPartition, int]) -> dict[TopicPartition, OffsetAn
     return {tp: OffsetAndMetadata(offset, "", -1) for tp, offset in offsets.items()}
 
 
-class _ClosingKafkaConsumer(kafka.KafkaConsumer):
+class _ClosingKafkaConsumer(kafka.KafkaConsumer):  # type: ignore[misc]  # kafka-python ships no type stubs
     """A ``KafkaConsumer`` that does not leak its I/O thread when no broker answers."""
 
     def __init__(self, *topics: str, **configs: Any) -> None:
@@ -357,7 +357,7 @@ class _ClosingKafkaConsumer(kafka.KafkaConsumer):
 
 
 def _make_listener(client: KafkaConsumerClient) -> Any:
-    class Listener(kafka.AsyncConsumerRebalanceListener):
+    class Listener(kafka.AsyncConsumerRebalanceListener):  # type: ignore[misc]  # kafka-python ships no type stubs
         async def on_partitions_revoked(self, revoked: Any) -> None:
             await client._revoke(set(revoked), lost=False)
 
