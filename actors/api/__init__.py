@@ -7,7 +7,7 @@ reaches a core over gRPC, so ``ModelAccessor(RemoteBackend(...))`` is the same
 ORM as over a local store. See ``docs/api.md``.
 """
 
-from ._auth import ROLES, Authenticator, Principal, hash_password, verify_password
+from ._auth import hash_password, verify_password
 from ._client import AccessDenied, RemoteBackend, RemoteError, SchemaConflict, Unavailable
 from ._commands import (
     CliError,
@@ -17,15 +17,6 @@ from ._commands import (
     objects_command,
     protos_command,
 )
-from ._protos import (
-    API_PACKAGE,
-    CORE_SERVICE,
-    MODELS_PACKAGE,
-    SERVICES_PACKAGE,
-    ModelTypes,
-    Protos,
-    render_proto,
-)
 from ._server import (
     DEFAULT_ADDRESS,
     DEFAULT_MAX_MESSAGE_BYTES,
@@ -34,24 +25,13 @@ from ._server import (
     load_config_and_logging,
     serve,
 )
-from ._service import ApiService, merge_models
 
 __all__ = [
-    "API_PACKAGE",
-    "CORE_SERVICE",
     "DEFAULT_ADDRESS",
     "DEFAULT_MAX_MESSAGE_BYTES",
-    "MODELS_PACKAGE",
-    "ROLES",
-    "SERVICES_PACKAGE",
     "AccessDenied",
     "ApiServer",
-    "ApiService",
-    "Authenticator",
     "CliError",
-    "ModelTypes",
-    "Principal",
-    "Protos",
     "RemoteBackend",
     "RemoteError",
     "SchemaConflict",
@@ -61,11 +41,9 @@ __all__ = [
     "hash_password_command",
     "load_config_and_logging",
     "login_command",
-    "merge_models",
     "models_command",
     "objects_command",
     "protos_command",
-    "render_proto",
     "serve",
     "verify_password",
 ]

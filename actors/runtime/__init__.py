@@ -7,7 +7,7 @@ module is private; what it offers to users is exported here.
 """
 
 from . import messages, produce  # produce registers the xoskafka.XOSKafkaProducer seam
-from ._child import ChildActor, ChildContext, ChildState, ObjectLocks, StepExit
+from ._child import ChildContext, ChildState
 from ._inspect import StatusTree, Why, status_tree, why
 from ._settings import RuntimeSettings
 from ._supervisor import ChildSpec, Supervisor
@@ -16,18 +16,15 @@ from .clock import Clock, FakeClock, RealClock
 from .messages import ChildStatus
 
 __all__ = [
-    "ChildActor",
     "ChildContext",
     "ChildSpec",
     "ChildState",
     "ChildStatus",
     "Clock",
     "FakeClock",
-    "ObjectLocks",
     "RealClock",
     "RuntimeSettings",
     "StatusTree",
-    "StepExit",
     "Supervisor",
     "Synchronizer",
     "Why",

@@ -11,18 +11,15 @@ With pytest, the ``sync`` fixture does the same (the plugin comes with the
 package); see ``docs/testing.md``.
 """
 
-from ._bus import BusRecord, DeadLetter, InProcessBus
-from ._harness import IN_PROCESS_ENDPOINT, SteppingClock, SyncHarness, SynchronizerTestError
+from ._bus import DeadLetter, InProcessBus
+from ._harness import SyncHarness, SynchronizerTestError
 from ._record import Call, LogLine
 
 __all__ = [
-    "IN_PROCESS_ENDPOINT",
-    "BusRecord",
     "Call",
     "DeadLetter",
     "InProcessBus",
     "LogLine",
-    "SteppingClock",
     "SyncHarness",
     "SynchronizerTestError",
 ]
