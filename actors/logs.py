@@ -48,7 +48,7 @@ __all__ = [
 ]
 
 # The logging configuration used when none is given (same as the configuration
-# file's default for the `logging` key).
+# file's default for the `logging` key, which reads it from here).
 _DEFAULT_LOGGING: dict[str, Any] = {
     "version": 1,
     "disable_existing_loggers": False,

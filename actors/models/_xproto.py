@@ -518,16 +518,29 @@ class _MessageBuilder:
                 kind,
             )
         self._check_name(name)
-        value = self._check_number(number)
+        self._add(tree, modifier, kind, name, self._check_number(number), options, None)
+
+    def _add(
+        self,
+        tree: Tree[Token],
+        modifier: Tree[Token] | None,
+        kind: Token,
+        name: Token,
+        number: int,
+        options: Tree[Token] | None,
+        link: LinkSpec | None,
+    ) -> None:
+        """Append the field (a scalar, or a link when ``link`` is given) that ``tree`` declares."""
         spec = FieldSpec(
             name=str(name),
             kind=str(kind),
-            number=value,
+            number=number,
             modifier=self._modifier(modifier),
             options=self._field_options(options),
+            link=link,
             origin=self._origin(tree),
         )
-        self._append(spec, name, value)
+        self._append(spec, name, number)
 
     def _link(self, tree: Tree[Token]) -> None:
         modifier, kind, name, target, through, reverse, number, reverse_number, options = tree.children
@@ -554,18 +567,10 @@ class _MessageBuilder:
             reverse_value = _integer(token, "reverse link number")
         assert modifier is None or isinstance(modifier, Tree)
         assert options is None or isinstance(options, Tree)
-        spec = FieldSpec(
-            name=str(name),
-            kind=str(kind),
-            number=value,
-            modifier=self._modifier(modifier),
-            options=self._field_options(options),
-            link=LinkSpec(
-                model=str(target), reverse=reverse_name, reverse_number=reverse_value, through=via_name
-            ),
-            origin=self._origin(tree),
+        link = LinkSpec(
+            model=str(target), reverse=reverse_name, reverse_number=reverse_value, through=via_name
         )
-        self._append(spec, name, value)
+        self._add(tree, modifier, kind, name, value, options, link)
 
 
 def _message(tree: Tree[Token], filename: str, file_options: dict[str, Any]) -> ModelSpec:

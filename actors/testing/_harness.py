@@ -555,13 +555,7 @@ class SyncHarness:
 
     def assert_enacted(self, obj: Any) -> None:
         """The object's last change was synced: ``backend_code`` 1 and ``enacted`` not behind ``updated``."""
-        row = self.row(obj)
-        if row.get("backend_code") == 1 and (row.get("enacted") or 0) >= (row.get("updated") or 0):
-            return
-        raise SynchronizerTestError(
-            f"{_name(obj)} is not enacted (backend_code {row.get('backend_code')}, "
-            f"backend_status {row.get('backend_status')!r}){self._last_error(obj)}"
-        )
+        self._assert_current(obj, "enacted", "backend")
 
     def assert_failed(self, obj: Any, match: str | None = None) -> None:
         """The object's sync failed (``backend_code`` 2), its ``backend_status`` searched by ``match``."""
@@ -602,12 +596,16 @@ class SyncHarness:
 
     def assert_policed(self, obj: Any) -> None:
         """The model policies handled the object's last change (``policy_code`` 1, ``policed`` current)."""
+        self._assert_current(obj, "policed", "policy")
+
+    def _assert_current(self, obj: Any, done: str, part: str) -> None:
+        """``<part>_code`` is 1 and the ``done`` time is not behind ``updated``, else the error saying why."""
         row = self.row(obj)
-        if row.get("policy_code") == 1 and (row.get("policed") or 0) >= (row.get("updated") or 0):
+        if row.get(f"{part}_code") == 1 and (row.get(done) or 0) >= (row.get("updated") or 0):
             return
         raise SynchronizerTestError(
-            f"{_name(obj)} is not policed (policy_code {row.get('policy_code')}, "
-            f"policy_status {row.get('policy_status')!r}){self._last_error(obj)}"
+            f"{_name(obj)} is not {done} ({part}_code {row.get(f'{part}_code')}, "
+            f"{part}_status {row.get(f'{part}_status')!r}){self._last_error(obj)}"
         )
 
     def _last_error(self, obj: Any) -> str:
