@@ -48,7 +48,7 @@ __all__ = [
 ]
 
 # The logging configuration used when none is given (same as the configuration
-# file's default for the `logging` key).
+# file's default for the `logging` key, which reads it from here).
 _DEFAULT_LOGGING: dict[str, Any] = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -78,7 +78,8 @@ _applied: object = _NOTHING  # the key of the dictConfig applied last
 
 def default_logging_config() -> dict[str, Any]:
     """A copy of the default dictConfig: readable lines on stderr, level INFO."""
-    return _copy(_DEFAULT_LOGGING)
+    copied: dict[str, Any] = _copy(_DEFAULT_LOGGING)
+    return copied
 
 
 def create_logger(logging_config: Mapping[str, Any] | None = None, name: str = "actors") -> BoundLogger:

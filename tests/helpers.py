@@ -1,4 +1,4 @@
-"""Small helpers shared by the tests: waiting on a condition, picking free ports."""
+"""Small helpers shared by the tests: waiting on a condition, picking free ports, reading a topic."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 # The port helpers live with the local servers (scripts/), which the tests use anyway.
 _SCRIPTS = str(Path(__file__).resolve().parent.parent / "scripts")
@@ -14,7 +14,7 @@ if _SCRIPTS not in sys.path:
     sys.path.append(_SCRIPTS)
 from _local_server import free_port, free_ports  # noqa: E402 - needs _SCRIPTS on sys.path
 
-__all__ = ["free_port", "free_ports", "wait_for"]
+__all__ = ["free_port", "free_ports", "read_topic", "wait_for"]
 
 T = TypeVar("T")
 
@@ -55,3 +55,25 @@ def wait_for(
     if last_error is not None:
         message += f"; last error: {last_error!r}"
     raise AssertionError(message)
+
+
+def read_topic(bootstrap: str, topic: str, count: int, timeout: float = 20.0) -> list[Any]:
+    """The first ``count`` records of ``topic`` (from the earliest offset), read by a fresh consumer."""
+    from kafka import KafkaConsumer
+
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
+    )
+    consumer.subscribe([topic])
+    records: list[Any] = []
+    try:
+
+        def enough() -> bool:
+            for batch in consumer.poll(timeout_ms=200).values():
+                records.extend(batch)
+            return len(records) >= count
+
+        wait_for(enough, timeout=timeout, description=f"{count} records on {topic}")
+    finally:
+        consumer.close(autocommit=False)
+    return records

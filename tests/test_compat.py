@@ -15,19 +15,13 @@ from typing import Any
 
 import pytest
 
-from actors.compat import (
-    FINDER,
-    MODULES,
-    Loaded,
-    SyncInstanceUsingAnsible,
-    XOSKafkaProducer,
-    activated,
-    current_accessor,
-    is_active,
-    load_synchronizer,
-    set_event_producer,
-)
+from actors.compat import Loaded, activated, load_synchronizer, set_event_producer
 from actors.compat import _xoskafka as xoskafka_seam
+from actors.compat._aliases import SyncInstanceUsingAnsible
+from actors.compat._finder import FINDER
+from actors.compat._modules import MODULES
+from actors.compat._state import current_accessor, is_active
+from actors.compat._xoskafka import XOSKafkaProducer
 from actors.config import Config, current_config, load_config
 from actors.models import load_schema, parse_xproto
 from actors.orm import DoesNotExist, ModelAccessor, ORMWrapper, convenience, register_convenience_wrapper

@@ -35,7 +35,7 @@ from actors.runtime.events import Event, EventStepActor
 from actors.runtime.produce import close_producers, produce
 from actors.steps import EventStep, StepFactory
 from actors.store import Caller, Store
-from tests.helpers import wait_for
+from tests.helpers import read_topic, wait_for
 from tests.runtime_support import make_store
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "steps_examples"
@@ -88,25 +88,6 @@ def group_position(bootstrap: str, group: str, topic: str) -> tuple[dict[int, in
 def caught_up(bootstrap: str, group: str, topic: str) -> bool:
     committed, ends = group_position(bootstrap, group, topic)
     return committed == ends
-
-
-def read_topic(bootstrap: str, topic: str, count: int, timeout: float = 20.0) -> list[Any]:
-    consumer = KafkaConsumer(
-        bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
-    )
-    consumer.subscribe([topic])
-    records: list[Any] = []
-    try:
-
-        def enough() -> bool:
-            for batch in consumer.poll(timeout_ms=200).values():
-                records.extend(batch)
-            return len(records) >= count
-
-        wait_for(enough, timeout=timeout, description=f"{count} records on {topic}")
-    finally:
-        consumer.close(autocommit=False)
-    return records
 
 
 class Recorder:

@@ -18,7 +18,8 @@ from actors.api import RemoteBackend
 from actors.config import Config
 from actors.observe import Health, HttpSettings, Metrics, ObserveServer, http_settings
 from actors.orm import ModelAccessor
-from actors.runtime import ChildActor, ChildSpec, FakeClock, RuntimeSettings, Supervisor, Synchronizer
+from actors.runtime import ChildSpec, FakeClock, RuntimeSettings, Supervisor, Synchronizer
+from actors.runtime._child import ChildActor
 from actors.runtime.messages import CheckDeadlines, ChildDied, GetStatus
 from actors.store import Caller
 from tests.helpers import wait_for

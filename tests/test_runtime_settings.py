@@ -1,4 +1,4 @@
-"""Tests of actors.runtime.settings: RuntimeSettings read from a configuration, and step limits."""
+"""Tests of actors.runtime._settings: RuntimeSettings read from a configuration, and step limits."""
 
 from __future__ import annotations
 

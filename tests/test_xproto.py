@@ -12,7 +12,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from actors.models import (
-    SCALAR_KINDS,
     FieldSpec,
     LinkSpec,
     ModelSpec,
@@ -22,6 +21,7 @@ from actors.models import (
     parse_file,
     parse_xproto,
 )
+from actors.models._spec import SCALAR_KINDS
 
 MY_MODEL = """\
 message MyModel (XOSBase){

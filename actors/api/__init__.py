@@ -7,7 +7,7 @@ reaches a core over gRPC, so ``ModelAccessor(RemoteBackend(...))`` is the same
 ORM as over a local store. See ``docs/api.md``.
 """
 
-from ._auth import ROLES, Authenticator, Principal, hash_password, verify_password
+from ._auth import Authenticator, hash_password, verify_password
 from ._client import AccessDenied, RemoteBackend, RemoteError, SchemaConflict, Unavailable
 from ._commands import (
     CliError,
@@ -19,15 +19,6 @@ from ._commands import (
     status_command,
     why_command,
 )
-from ._protos import (
-    API_PACKAGE,
-    CORE_SERVICE,
-    MODELS_PACKAGE,
-    SERVICES_PACKAGE,
-    ModelTypes,
-    Protos,
-    render_proto,
-)
 from ._server import (
     DEFAULT_ADDRESS,
     DEFAULT_MAX_MESSAGE_BYTES,
@@ -36,24 +27,14 @@ from ._server import (
     load_config_and_logging,
     serve,
 )
-from ._service import ApiService, merge_models
 
 __all__ = [
-    "API_PACKAGE",
-    "CORE_SERVICE",
     "DEFAULT_ADDRESS",
     "DEFAULT_MAX_MESSAGE_BYTES",
-    "MODELS_PACKAGE",
-    "ROLES",
-    "SERVICES_PACKAGE",
     "AccessDenied",
     "ApiServer",
-    "ApiService",
     "Authenticator",
     "CliError",
-    "ModelTypes",
-    "Principal",
-    "Protos",
     "RemoteBackend",
     "RemoteError",
     "SchemaConflict",
@@ -63,11 +44,9 @@ __all__ = [
     "hash_password_command",
     "load_config_and_logging",
     "login_command",
-    "merge_models",
     "models_command",
     "objects_command",
     "protos_command",
-    "render_proto",
     "serve",
     "status_command",
     "verify_password",

@@ -17,7 +17,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 
@@ -70,6 +70,8 @@ __all__ = [
     "Unavailable",
     "read_service_config",
 ]
+
+_Parsed = TypeVar("_Parsed")
 
 log = get_logger("actors.api")
 
@@ -258,10 +260,10 @@ class RemoteBackend:
         model: str,
         method: str,
         build: Callable[[Protos, ModelTypes], Any],
-        parse: Callable[[Protos, ModelTypes, bytes], Any],
+        parse: Callable[[Protos, ModelTypes, bytes], _Parsed],
         *,
         idempotent: bool = True,
-    ) -> Any:
+    ) -> _Parsed:
         """Call ``method`` of ``model``'s service; fetch the schema again once if it changed."""
         for attempt in range(2):
             protos = self._protos

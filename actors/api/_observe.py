@@ -21,7 +21,7 @@ def _code(context: grpc.ServicerContext, default: str = "OK") -> str:
     return code.name if isinstance(code, grpc.StatusCode) else str(code)
 
 
-class MetricsInterceptor(grpc.ServerInterceptor):
+class MetricsInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]  # grpc ships no type stubs
     """Counts every call (``actors_grpc_server_handled_total{grpc_service,grpc_method,grpc_code}``)."""
 
     def __init__(self, metrics: NullMetrics) -> None:
@@ -82,7 +82,7 @@ class MetricsInterceptor(grpc.ServerInterceptor):
         )
 
 
-class ReadinessHealth(health.HealthServicer):
+class ReadinessHealth(health.HealthServicer):  # type: ignore[misc]  # grpc ships no type stubs
     """The standard health service; ``Check`` answers NOT_SERVING while ``ready()`` is false.
 
     ``ready`` is the readiness of ``/readyz`` (a synchronizer's: store reachable, every

@@ -205,7 +205,8 @@ def _compiled_api_file() -> bytes:
     for path, text in comments:
         if text:
             file.source_code_info.location.add(path=path, leading_comments=text)
-    return file.SerializeToString(deterministic=True)
+    data: bytes = file.SerializeToString(deterministic=True)
+    return data
 
 
 def api_file() -> descriptor_pb2.FileDescriptorProto:
@@ -413,7 +414,7 @@ def _emit_comment(out: list[str], text: str | None, indent: str) -> None:
 
 def _type_of(field: descriptor_pb2.FieldDescriptorProto) -> str:
     if field.type in (_F.TYPE_MESSAGE, _F.TYPE_ENUM):
-        return field.type_name
+        return str(field.type_name)
     return _TYPE_NAMES[field.type]
 
 

@@ -145,7 +145,7 @@ class _Pools:
         return self._default.FindAllExtensions(message)
 
 
-class _Reflection(reflection.ReflectionServicer):
+class _Reflection(reflection.ReflectionServicer):  # type: ignore[misc]  # grpc ships no type stubs
     """Server reflection over the generated services, following schema uploads."""
 
     def __init__(self, service: ApiService) -> None:
@@ -176,7 +176,7 @@ class ApiServer:
     Args:
         store: the objects to serve; uploads of xproto files extend its schema.
         address: ``host:port`` to listen on; port 0 picks a free one (see :attr:`port`).
-        users: the ``api.users`` configuration (see :class:`~actors.api.Authenticator`);
+        users: the ``api.users`` configuration (see :class:`~actors.api._auth.Authenticator`);
             none means anonymous read-only access.
         tls: ``{"cert": ..., "key": ...}``, file paths or PEM text; plain TCP when ``None``.
         max_message_bytes: the largest request accepted (larger ones get ``RESOURCE_EXHAUSTED``).

@@ -44,7 +44,7 @@ log = get_logger("actors.api")
 ModelBehavior = Callable[[str, bytes, grpc.ServicerContext], Any]
 
 
-class ApiService(grpc.GenericRpcHandler):
+class ApiService(grpc.GenericRpcHandler):  # type: ignore[misc]  # grpc ships no type stubs
     """Every method of ``actors.api.v1.Core`` and of ``actors.services.v1.<Model>``.
 
     ``on_schema_change(protos)`` is called after an upload changed the schema

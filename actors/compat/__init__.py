@@ -11,32 +11,15 @@ synchronizer's convenience modules and discovers its steps that way. See
 """
 
 from ._activate import activated
-from ._aliases import SyncInstanceUsingAnsible
 from ._custom_python import load_models_py
-from ._finder import FINDER, CompatFinder
 from ._loading import Loaded, load_synchronizer
-from ._modelaccessor import ModelLink, NoAccessorError, UnknownModelError, UnknownModelImportError
-from ._modules import MODULES
-from ._state import current_accessor, is_active
-from ._xosconfig import XOSConfig, create_logger
-from ._xoskafka import XOSKafkaProducer, set_event_producer
+from ._modelaccessor import UnknownModelImportError
+from ._xoskafka import set_event_producer
 
 __all__ = [
-    "FINDER",
-    "MODULES",
-    "CompatFinder",
     "Loaded",
-    "ModelLink",
-    "NoAccessorError",
-    "SyncInstanceUsingAnsible",
-    "UnknownModelError",
     "UnknownModelImportError",
-    "XOSConfig",
-    "XOSKafkaProducer",
     "activated",
-    "create_logger",
-    "current_accessor",
-    "is_active",
     "load_models_py",
     "load_synchronizer",
     "set_event_producer",

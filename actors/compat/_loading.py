@@ -98,7 +98,7 @@ def _folder(config: Config, key: str) -> Path | None:
     value = getattr(config.settings, key)
     if not value:
         return None
-    return Path(config.base_dir) / os.fspath(value)
+    return Path(config.base_dir, os.fspath(value))
 
 
 def _import_folders(config: Config) -> list[Path]:

@@ -14,6 +14,8 @@ from typing import Any
 from pydantic import ValidationInfo
 from pydantic_core import PydanticCustomError
 
+from actors.logs import default_logging_config
+
 from ._errors import describe
 
 #: Error types of the model's own checks: shape problems, and (``LATE``) problems found
@@ -132,19 +134,7 @@ def password(value: str | None, info: ValidationInfo) -> str | None:
 
 def default_logging() -> dict[str, Any]:
     """The logging dictConfig used when the file gives none (console lines on stderr, INFO)."""
-    return {
-        "version": 1,
-        "disable_existing_loggers": False,
-        "formatters": {"console": {"()": "actors.logs.ConsoleFormatter"}},
-        "handlers": {
-            "console": {
-                "class": "logging.StreamHandler",
-                "formatter": "console",
-                "stream": "ext://sys.stderr",
-            }
-        },
-        "root": {"level": "INFO", "handlers": ["console"]},
-    }
+    return default_logging_config()
 
 
 def check_graph(value: Any, note: str = "") -> dict[str, list[Any]]:

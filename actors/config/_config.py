@@ -103,7 +103,8 @@ class Config:
                     raise from_problem(exc, ("dependency_graph",), path=shown) from None
             else:
                 self._graph = value or {}
-        return plain(self._graph)
+        graph: dict[str, list[list[str]]] = plain(self._graph)
+        return graph
 
     def get(self, key: str, default: Any = None) -> Any:
         """The value of *key*, or *default* if it is not set.
@@ -121,7 +122,8 @@ class Config:
 
     def as_dict(self) -> dict[str, Any]:
         """The whole configuration as a (copied) nested mapping."""
-        return plain(self._data)
+        data: dict[str, Any] = plain(self._data)
+        return data
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Config):

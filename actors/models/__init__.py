@@ -7,25 +7,10 @@ See ``docs/models.md`` for the language.
 """
 
 from ._loader import builtin_models, load_schema, parse_file, xproto_files
-from ._spec import (
-    ABSTRACT_ROOT,
-    LINK_KINDS,
-    PYTHON_TYPES,
-    SCALAR_KINDS,
-    FieldSpec,
-    LinkSpec,
-    ModelSpec,
-    Schema,
-    SchemaError,
-    option_true,
-)
+from ._spec import FieldSpec, LinkSpec, ModelSpec, Schema, SchemaError, option_true
 from ._xproto import XprotoSyntaxError, parse_xproto
 
 __all__ = [
-    "ABSTRACT_ROOT",
-    "LINK_KINDS",
-    "PYTHON_TYPES",
-    "SCALAR_KINDS",
     "FieldSpec",
     "LinkSpec",
     "ModelSpec",

@@ -36,7 +36,7 @@ def _parse_tree(text: str) -> Tree[Token]:
         if token.type in ("UNSUPPORTED_TOP", "UNSUPPORTED_MEMBER"):
             raise _Failure(_UNSUPPORTED_REASONS[str(token)], token)
         last = token
-    result = interactive.feed_eof(last)
+    result = interactive.feed_eof(last)  # type: ignore[no-untyped-call]  # lark ships it unannotated
     assert isinstance(result, Tree)
     return result
 

@@ -7,16 +7,13 @@ main job, ``core``, an embedded :class:`~actors.runtime.Synchronizer`) builds a
 plus any JSON routes it adds, such as ``/status`` and ``/why/<model>/<id>``).
 """
 
-from ._health import CheckResult, Health
+from ._health import Health
 from ._http import ObserveServer
-from ._metrics import NULL_METRICS, ChildView, Metrics, NullMetrics
-from ._settings import DEFAULT_HTTP_ADDRESS, HttpSettings, http_settings
+from ._metrics import NULL_METRICS, Metrics, NullMetrics
+from ._settings import HttpSettings, http_settings
 
 __all__ = [
-    "DEFAULT_HTTP_ADDRESS",
     "NULL_METRICS",
-    "CheckResult",
-    "ChildView",
     "Health",
     "HttpSettings",
     "Metrics",

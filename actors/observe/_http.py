@@ -25,7 +25,7 @@ import threading
 from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
-from typing import Any, cast
+from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from prometheus_client.exposition import choose_encoder
@@ -163,7 +163,7 @@ class _Handler(BaseHTTPRequestHandler):
                 encoder, content_type = choose_encoder(self.headers.get("Accept", ""))
                 self._send(200, encoder(owner.metrics.registry), content_type)
             elif segments and segments[0] in KINDS and len(segments) <= 2:
-                self._health(owner.health, cast(Kind, segments[0]), segments[1:], "verbose" in query)
+                self._health(owner.health, segments[0], segments[1:], "verbose" in query)
             elif not self._allowed(owner):
                 pass
             elif not segments and owner.web:

@@ -15,9 +15,9 @@ from actors.observe import NULL_METRICS, NullMetrics
 from actors.orm import ModelAccessor, acting_as
 from actors.store import Caller, WriteContext
 
+from ._settings import RuntimeSettings
 from .clock import Clock, Timer
 from .messages import ChildDied, IsIdle, Phase
-from .settings import RuntimeSettings
 
 if TYPE_CHECKING:
     from ._isolation import IsolatedStep, StepIsolation

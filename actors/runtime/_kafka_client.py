@@ -67,6 +67,7 @@ __all__ = [
     "SinkFactory",
     "bootstrap_servers",
     "is_outage",
+    "new_producer",
     "subscription_pattern",
 ]
 
@@ -341,7 +342,7 @@ def _oam(offsets: Mapping[TopicPartition, int]) -> dict[TopicPartition, OffsetAn
     return {tp: OffsetAndMetadata(offset, "", -1) for tp, offset in offsets.items()}
 
 
-class _ClosingKafkaConsumer(kafka.KafkaConsumer):
+class _ClosingKafkaConsumer(kafka.KafkaConsumer):  # type: ignore[misc]  # kafka-python ships no type stubs
     """A ``KafkaConsumer`` that does not leak its I/O thread when no broker answers."""
 
     def __init__(self, *topics: str, **configs: Any) -> None:
@@ -356,7 +357,7 @@ class _ClosingKafkaConsumer(kafka.KafkaConsumer):
 
 
 def _make_listener(client: KafkaConsumerClient) -> Any:
-    class Listener(kafka.AsyncConsumerRebalanceListener):
+    class Listener(kafka.AsyncConsumerRebalanceListener):  # type: ignore[misc]  # kafka-python ships no type stubs
         async def on_partitions_revoked(self, revoked: Any) -> None:
             await client._revoke(set(revoked), lost=False)
 
@@ -549,6 +550,11 @@ class DeadLetterSink(Protocol):
 SinkFactory = Callable[[BusOptions], DeadLetterSink]
 
 
+def new_producer(**config: Any) -> Any:
+    """A kafka-python ``KafkaProducer`` built with ``config`` (the one place producers are made)."""
+    return kafka.KafkaProducer(**config)
+
+
 class KafkaDeadLetterSink:
     """:class:`DeadLetterSink` on a kafka-python ``KafkaProducer`` (``acks="all"``), built at first use."""
 
@@ -567,7 +573,7 @@ class KafkaDeadLetterSink:
             }
             config["bootstrap_timeout_ms"] = max(1, int(self._options.connect_timeout * 1000))
             config.update(self._options.producer)
-            self._producer = kafka.KafkaProducer(**config)
+            self._producer = new_producer(**config)
         return self._producer
 
     def send(

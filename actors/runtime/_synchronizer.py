@@ -22,12 +22,12 @@ from actors.store import Caller, Store
 from ._inspect import status_tree, why
 from ._isolation import CrashRecords, StepIsolation, report_previous_crashes
 from ._observe import build_observe
+from ._settings import RuntimeSettings
+from ._supervisor import ChildSpec, Supervisor
 from .clock import Clock, RealClock
 from .messages import ChildStatus, GetStatus, IsIdle, Shutdown
 from .policy import PolicyActor
 from .pull import PullStepActor
-from .settings import RuntimeSettings
-from .supervisor import ChildSpec, Supervisor
 from .sync import SyncStepActor
 
 __all__ = ["Synchronizer"]

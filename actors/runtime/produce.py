@@ -27,12 +27,10 @@ import threading
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
-import kafka
-
 from actors.compat import set_event_producer
 from actors.config import current_config
 
-from ._kafka_client import EventBusError, bootstrap_servers
+from ._kafka_client import EventBusError, bootstrap_servers, new_producer
 
 __all__ = ["close_producers", "event_bus_servers", "produce", "using_event_bus"]
 
@@ -85,9 +83,7 @@ def _producer(servers: tuple[str, ...]) -> Any:
     with _lock:
         producer = _producers.get(servers)
         if producer is None:
-            producer = kafka.KafkaProducer(
-                bootstrap_servers=list(servers), acks="all", client_id="actors.produce"
-            )
+            producer = new_producer(bootstrap_servers=list(servers), acks="all", client_id="actors.produce")
             _producers[servers] = producer
         return producer
 

@@ -32,10 +32,10 @@ from ._child import ChildContext, StepExit
 from ._deps import Dependencies, Key
 from ._queue import Item, QueueActor
 from ._ratelimit import TokenBucket
+from ._settings import RuntimeSettings
 from ._status import BackendCode, blocked_fields, register_of
 from ._workers import SHARED, SyncWorker, claim, execute, still_pending
 from .messages import Drain, RateReady, Resync, Work, WorkDone
-from .settings import RuntimeSettings
 
 __all__ = ["SyncStepActor"]
 

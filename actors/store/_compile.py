@@ -34,8 +34,8 @@ _COMPARISONS: dict[str, Callable[[Any, Any], Any]] = {
 
 
 def column_of(
-    schema: Schema, model: str, columns: Mapping[str, sa.ColumnElement], name: str
-) -> sa.ColumnElement:
+    schema: Schema, model: str, columns: Mapping[str, sa.ColumnElement[Any]], name: str
+) -> sa.ColumnElement[Any]:
     """The column of ``model`` that ``name`` (a column or a field name) names; ``ValidationError`` if none."""
     col = columns.get(name)
     if col is None:
@@ -47,7 +47,7 @@ def column_of(
 
 
 def order_terms(
-    schema: Schema, model: str, columns: Mapping[str, sa.ColumnElement], query: Query
+    schema: Schema, model: str, columns: Mapping[str, sa.ColumnElement[Any]], query: Query
 ) -> tuple[tuple[str, bool], ...]:
     """``(column, descending)`` of each ``order_by`` key (``id`` when there is none)."""
     return tuple(
@@ -61,7 +61,7 @@ def where_terms(
     dialect: str,
     model: str,
     query: Query,
-    columns: Mapping[str, sa.ColumnElement],
+    columns: Mapping[str, sa.ColumnElement[Any]],
     params: dict[str, Any],
 ) -> tuple[tuple[Any, ...], list[Term]]:
     """The shape of the WHERE clause, and builders of its terms; fills ``params``."""
@@ -82,7 +82,7 @@ def finish(
     base: sa.Select[Any],
     builders: list[Term],
     order: tuple[tuple[str, bool], ...],
-    columns: Mapping[str, sa.ColumnElement],
+    columns: Mapping[str, sa.ColumnElement[Any]],
     *,
     limit: bool,
     offset: bool,
@@ -102,7 +102,7 @@ def _condition(
     schema: Schema,
     dialect: str,
     model: str,
-    columns: Mapping[str, sa.ColumnElement],
+    columns: Mapping[str, sa.ColumnElement[Any]],
     cond: Condition,
     name: str,
     params: dict[str, Any],
@@ -147,7 +147,7 @@ def _escape_like(value: str) -> str:
     return value.replace("/", "//").replace("%", "/%").replace("_", "/_")
 
 
-def _excluding(build: Term, col: sa.ColumnElement, *, null_test: bool) -> Term:
+def _excluding(build: Term, col: sa.ColumnElement[Any], *, null_test: bool) -> Term:
     """The negation of a condition; like Django, ``exclude(x=v)`` keeps rows where x is NULL."""
     if null_test:
         return lambda: sa.not_(build())

@@ -32,7 +32,7 @@ class PendingQuery:
         """Every column the query reads."""
         return (*self.true, *self.false, *((self.stale,) if self.stale else ()), *self.newer)
 
-    def condition(self, c: Callable[[str], sa.ColumnElement]) -> sa.ColumnElement[bool]:
+    def condition(self, c: Callable[[str], sa.ColumnElement[Any]]) -> sa.ColumnElement[bool]:
         """The WHERE clause, without bound values (``c(name)`` is the column).
 
         Written only with NOT / IS NULL / column comparisons, so the query text equals
@@ -90,7 +90,7 @@ def _query(which: str) -> PendingQuery:
     return query
 
 
-def pending_condition(which: str, c: Callable[[str], sa.ColumnElement]) -> sa.ColumnElement[bool]:
+def pending_condition(which: str, c: Callable[[str], sa.ColumnElement[Any]]) -> sa.ColumnElement[bool]:
     """The WHERE clause of pending query ``which`` (see :meth:`PendingQuery.condition`)."""
     return _query(which).condition(c)
 

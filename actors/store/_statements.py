@@ -45,7 +45,7 @@ class Statements:
                 raise ValidationError(f"model {model} is abstract and has no objects")
             raise ValidationError(f"unknown model {model!r}")
 
-    def join(self, model: str) -> tuple[sa.FromClause, dict[str, sa.ColumnElement]]:
+    def join(self, model: str) -> tuple[sa.FromClause, dict[str, sa.ColumnElement[Any]]]:
         """``model``'s tables joined, and its columns by name (see ``Tables.joined``)."""
         key = ("join", model)
         found = self._built.get(key)

@@ -34,7 +34,7 @@ __all__ = [
 JOURNAL = "actors_changes"
 
 
-def column_type(f: FieldSpec) -> sa.types.TypeEngine:
+def column_type(f: FieldSpec) -> sa.types.TypeEngine[Any]:
     if f.is_link:
         return sa.Integer()
     kind = f.kind

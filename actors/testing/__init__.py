@@ -11,20 +11,16 @@ With pytest, the ``sync`` fixture does the same (the plugin comes with the
 package); see ``docs/testing.md``.
 """
 
-from ._bus import BusRecord, DeadLetter, InProcessBus
+from ._bus import DeadLetter, InProcessBus
 from ._driving import SynchronizerTestError
 from ._harness import SyncHarness
 from ._record import Call, LogLine
-from ._under_test import IN_PROCESS_ENDPOINT, SteppingClock
 
 __all__ = [
-    "IN_PROCESS_ENDPOINT",
-    "BusRecord",
     "Call",
     "DeadLetter",
     "InProcessBus",
     "LogLine",
-    "SteppingClock",
     "SyncHarness",
     "SynchronizerTestError",
 ]

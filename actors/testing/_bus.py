@@ -19,9 +19,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from kafka.structs import TopicPartition
-
 from actors.runtime._kafka_client import BusOptions, ConsumerSpec, subscription_pattern
+from actors.runtime._kafka_offsets import TopicPartition
 
 __all__ = ["BusRecord", "DeadLetter", "InProcessBus", "encode_value"]
 

@@ -14,8 +14,8 @@ import pykka
 
 from actors.config import Config, load_config
 from actors.orm import ModelAccessor
+from actors.runtime._supervisor import CHANGEFEED
 from actors.runtime.messages import CheckDeadlines, ChildStatus, GetStatus, IsIdle
-from actors.runtime.supervisor import CHANGEFEED
 from actors.store import Caller
 
 from ._bus import InProcessBus

@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING, Any
 from actors.config import Config
 from actors.orm import ModelAccessor, ORMWrapper
 from actors.runtime import Synchronizer
+from actors.runtime._supervisor import ChildSpec
 from actors.runtime.clock import FakeClock
 from actors.runtime.events import EventStepActor
-from actors.runtime.supervisor import ChildSpec
 
 from ._bus import InProcessBus
 from ._record import HANDLERS

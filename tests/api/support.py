@@ -5,8 +5,7 @@ from __future__ import annotations
 import base64
 import datetime
 import ipaddress
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,18 +30,6 @@ message SpecialWidget (Widget) {
 """
 
 PASSWORDS = {"admin": "admin-pw", "sync": "sync-pw", "reader": "reader-pw"}
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, message: str = "condition") -> Any:
-    """Poll ``predicate`` until it returns a true value; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {message}")
-        time.sleep(0.01)
 
 
 def basic(user: str, password: str | None = None) -> tuple[tuple[str, str], ...]:

@@ -7,7 +7,8 @@ from collections.abc import Callable
 import grpc
 import pytest
 
-from actors.api import AccessDenied, ApiServer, Authenticator, RemoteBackend, hash_password, verify_password
+from actors.api import AccessDenied, ApiServer, RemoteBackend, hash_password, verify_password
+from actors.api._auth import Authenticator
 from actors.api._wire import ApiError
 from actors.store import Caller, Store, WriteContext
 
@@ -53,7 +54,7 @@ def test_authenticator_configuration_errors() -> None:
 
 
 def test_authenticator_takes_the_typed_users_of_a_config() -> None:
-    from actors.api import ROLES
+    from actors.api._auth import ROLES
     from actors.config import Config
 
     assert ROLES == ("admin", "synchronizer", "readonly")

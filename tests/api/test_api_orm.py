@@ -12,7 +12,7 @@ from actors.api import AccessDenied, RemoteBackend
 from actors.orm import ModelAccessor, ORMWrapper, WrapperRegistry, acting_as
 from actors.store import Caller, NotFound, Store, ValidationError, WriteContext
 
-from .support import wait_until
+from ..helpers import wait_for
 
 
 @pytest.fixture(params=["local", "remote"])
@@ -271,7 +271,7 @@ def test_remote_subscribe_sees_every_write(remote: Callable[..., RemoteBackend],
     writer = remote("sync")
     ids = [writer.create("Widget", {"name": f"w{i}"}, WriteContext(Caller.CLIENT))["id"] for i in range(5)]
     api_store.update("Widget", ids[0], {"size": 9})
-    wait_until(lambda: len(seen) == 6, message="six notices")
+    wait_for(lambda: len(seen) == 6, description="six notices")
     assert [n.seq for n in seen] == list(range(seen[0].seq, seen[0].seq + 6))
     assert [n.id for n in seen[:5]] == ids and seen[5].kind == "update"
     unsubscribe()

@@ -12,7 +12,8 @@ from actors.orm import ModelAccessor
 from actors.store import Caller, ChangeNotice, Store
 from tests.store_support import postgres_database
 
-from .support import PASSWORDS, wait_until
+from ..helpers import wait_for
+from .support import PASSWORDS
 
 
 @pytest.fixture
@@ -42,6 +43,6 @@ def test_remote_orm_and_watch_over_postgres(pg_store: Store, start_server: Calla
         assert [x.id for x in accessor.fetch_pending("Widget")] == [w.id]
         assert backend.upload_models({"g.xproto": "message Gadget (XOSBase) { optional string a = 1; }"})
         backend.create("Gadget", {"a": "x"})
-        wait_until(lambda: len(seen) == 4, message="four notices")
+        wait_for(lambda: len(seen) == 4, description="four notices")
         assert [n.kind for n in seen] == ["create", "create", "update", "create"]
         assert [n.seq for n in seen] == sorted(n.seq for n in seen)

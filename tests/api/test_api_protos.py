@@ -10,8 +10,7 @@ from pathlib import Path
 import pytest
 from google.protobuf import descriptor_pb2
 
-from actors.api import Protos, render_proto
-from actors.api._protos import api_file, model_files
+from actors.api._protos import Protos, api_file, model_files, render_proto
 from actors.api._wire import (
     schema_from_json,
     schema_to_json,

@@ -15,8 +15,8 @@ from typing import Any
 import grpc
 import pytest
 
-from actors.api import ApiServer, Authenticator, hash_password
-from actors.api._auth import USER_FAILURES, LoginThrottle, peer_host
+from actors.api import ApiServer, hash_password
+from actors.api._auth import USER_FAILURES, Authenticator, LoginThrottle, peer_host
 from actors.api._wire import ApiError
 from actors.store import Store
 

@@ -13,7 +13,8 @@ from actors.api import _watch as watch_module
 from actors.models import Schema
 from actors.store import Caller, ChangeNotice, Store, WriteContext
 
-from .support import PASSWORDS, wait_until
+from ..helpers import wait_for
+from .support import PASSWORDS
 
 
 def connect(address: str, user: str = "sync", **options: Any) -> RemoteBackend:
@@ -37,7 +38,7 @@ def test_watch_resumes_after_a_server_restart_without_missing_a_notice(
         backend.subscribe(seen.append)
         for i in range(3):
             writer.create("Widget", {"name": f"before-{i}"}, WriteContext(Caller.CLIENT))
-        wait_until(lambda: len(seen) == 3, message="the first three notices")
+        wait_for(lambda: len(seen) == 3, description="the first three notices")
 
         server.stop(grace=0)
         # The core is away: writes to its database go on (another core process, say).
@@ -61,7 +62,7 @@ def test_watch_resumes_after_a_server_restart_without_missing_a_notice(
             # ...and one published to it: the watch fills the gap in order.
             store2.create("Widget", {"name": "after"})
             last = store2.last_seq()
-            wait_until(lambda: seen and seen[-1].seq == last, timeout=20, message=f"notice {last}")
+            wait_for(lambda: seen and seen[-1].seq == last, timeout=20, description=f"notice {last}")
             assert seqs(seen) == list(range(1, last + 1))  # every seq once, in order
             assert [n.kind for n in seen] == ["create"] * last
             # Reads work again through the same backend.
@@ -183,7 +184,7 @@ def test_unsubscribe_stops_the_watch_thread(api_server: ApiServer, api_store: St
         seen: list[ChangeNotice] = []
         unsubscribe = backend.subscribe(seen.append)
         api_store.create("Widget", {"name": "one"})
-        wait_until(lambda: len(seen) == 1)
+        wait_for(lambda: len(seen) == 1)
         unsubscribe()
         watchers = [t for t in threading.enumerate() if t.name.startswith("actors-watch")]
         assert not any(t.is_alive() for t in watchers)

@@ -33,7 +33,8 @@ class ORMWrapperInstance(ORMWrapperXOSBase):
         """The address on the first network whose name contains ``pattern`` (case-insensitive name)."""
         for port in self.ports.all():
             if pattern in port.network.name.lower():
-                return port.ip
+                ip: str | None = port.ip
+                return ip
         return None
 
     def get_ssh_ip(self) -> str | None:
@@ -41,7 +42,8 @@ class ORMWrapperInstance(ORMWrapperXOSBase):
         for port in self.ports.all():
             template = port.network.template
             if template is not None and template.vtn_kind == "MANAGEMENT_LOCAL":
-                return port.ip
+                ip: str | None = port.ip
+                return ip
         return self.get_network_ip("management") or self.get_network_ip("nat")
 
     @property

@@ -26,6 +26,7 @@ from actors.orm import ModelAccessor
 
 from ._child import ChildActor, ChildContext, ChildState, ObjectLocks, tell_quietly
 from ._isolation import StepIsolation
+from ._settings import RuntimeSettings
 from .changefeed import ChangeFeedActor
 from .clock import Clock, Timer
 from .messages import (
@@ -42,7 +43,6 @@ from .messages import (
     Shutdown,
     Unroute,
 )
-from .settings import RuntimeSettings
 
 __all__ = ["CHANGEFEED", "ChildSpec", "Supervisor"]
 

@@ -9,7 +9,6 @@ import pytest
 
 import actors.models
 from actors.models import (
-    ABSTRACT_ROOT,
     LinkSpec,
     ModelSpec,
     Schema,
@@ -21,6 +20,7 @@ from actors.models import (
     parse_xproto,
     xproto_files,
 )
+from actors.models._spec import ABSTRACT_ROOT
 
 #: The service graph first, then the rest of the XOS core, in core.xproto's order.
 SERVICE_GRAPH = [

@@ -6,8 +6,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import field_validator
-
 from actors.config import Config, EventBus, Runtime, Settings
 
 __all__ = ["DEFAULT_STEP_CONCURRENCY", "RuntimeSettings", "StepLimits"]
@@ -48,17 +46,10 @@ class RuntimeSettings(Runtime):
     dependency_graph: Graph = {}
     """``{Model: ((DependsOnModel, src_accessor, dst_accessor), ...)}`` (given in any form of the file)."""
 
-    @field_validator("dependency_graph", mode="before")
-    @classmethod
-    def _entries(cls, graph: Mapping[str, Any]) -> dict[str, tuple[tuple[str, str, str], ...]]:
-        """Every entry as (Model, src, dst), as the file's entries may leave the accessors out."""
-        padded = {
-            m: ([d, None, None] if isinstance(d, str) else [*d, None, None] for d in deps)
-            for m, deps in graph.items()
-        }
-        return {
-            m: tuple((str(d[0]), str(d[1] or ""), str(d[2] or "")) for d in ds) for m, ds in padded.items()
-        }
+    def __init__(self, **fields: Any) -> None:
+        if "dependency_graph" in fields:
+            fields["dependency_graph"] = _entries(fields["dependency_graph"])
+        super().__init__(**fields)
 
     @classmethod
     def from_config(cls, config: Config) -> RuntimeSettings:
@@ -74,7 +65,7 @@ class RuntimeSettings(Runtime):
                 "backoff_disabled": settings.backoff_disabled,
                 "name": settings.name,
                 "event_bus": settings.event_bus,
-                "dependency_graph": config.dependency_graph,
+                "dependency_graph": _entries(config.dependency_graph),
             }
         )
 
@@ -96,3 +87,12 @@ class RuntimeSettings(Runtime):
         return StepLimits(
             int(concurrency), None if rate is None else float(rate), int(pick("rate_burst") or 1)
         )
+
+
+def _entries(graph: Mapping[str, Any]) -> dict[str, tuple[tuple[str, str, str], ...]]:
+    """Every entry as (Model, src, dst), as the file's entries may leave the accessors out."""
+    padded = {
+        m: ([d, None, None] if isinstance(d, str) else [*d, None, None] for d in deps)
+        for m, deps in graph.items()
+    }
+    return {m: tuple((str(d[0]), str(d[1] or ""), str(d[2] or "")) for d in ds) for m, ds in padded.items()}
