@@ -344,6 +344,10 @@ class SyncStepActor(QueueActor):
                 except StepExit:
                     self.ctx.state.failed += 1
                     raise
+                finally:
+                    if held is SHARED:
+                        # Stored before the claim goes: the replica that claims it next reads it synced.
+                        self.commit_batch()
                 self._ended(key, item, outcome, retry_at)
         except NotFound:
             pass  # purged while we worked on it
