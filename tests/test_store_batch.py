@@ -1,4 +1,4 @@
-"""Group commit: ``Store.write_batch`` writes many status updates in one transaction (SQLite and PostgreSQL)."""
+"""Group commit: ``Store.write_batch``, many status updates in one transaction (SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -116,7 +116,9 @@ def test_a_batch_whose_commit_fails_stores_nothing(
     with pytest.raises(RuntimeError, match="disk"):
         store.write_batch([("Widget", i, {"backend_status": "lost"}, SYNC) for i in ids])
     monkeypatch.undo()
-    assert [stored(store, db_url, "Widget", i, "backend_status") for i in ids] == ["Provisioning in progress"] * 3
+    assert [stored(store, db_url, "Widget", i, "backend_status") for i in ids] == [
+        "Provisioning in progress"
+    ] * 3
     assert notices == []
     store.update("Widget", ids[0], {"backend_status": "after"}, SYNC)  # the store goes on
     assert stored(store, db_url, "Widget", ids[0], "backend_status") == "after"

@@ -45,7 +45,7 @@ class Dependencies:
         return {m for m in out if m in schema}
 
     def has_dependencies(self, model: str) -> bool:
-        """Whether objects of ``model`` (through its own or its bases' entries in the graph) may wait for others."""
+        """Whether objects of ``model`` may wait for others (its own or its bases' entries in the graph)."""
         return bool(self._entries_for(model))
 
     def _entries_for(self, model: str) -> list[tuple[str, str, str]]:

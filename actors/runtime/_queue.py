@@ -196,7 +196,7 @@ class QueueActor(ChildActor):
             self.batch = None
 
     def write_status(self, model: str, id: int, fields: dict[str, Any], *, durable: bool = False) -> None:
-        """Write bookkeeping ``fields``: into the drain's batch, committed with it (at once if ``durable``)."""
+        """Write bookkeeping ``fields`` into the drain's batch, committed with it (at once if ``durable``)."""
         if self.batch is None:
             super().write_status(model, id, fields)
             return

@@ -18,8 +18,8 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from collections.abc import Iterator
-from itertools import islice
 from contextlib import suppress
+from itertools import islice
 from typing import Any
 
 import pykka
@@ -241,8 +241,7 @@ class SyncStepActor(QueueActor):
                 continue
             if not still_pending(row, self.custom_fetch) or self.deps.has_dependencies(item.model):
                 continue
-            next_run = register_of(row).get("next_run") or 0
-            if not self.ctx.settings.backoff_disabled and isinstance(next_run, int | float) and next_run > now:
+            if self._backoff_until(row, now) is not None:
                 continue
             self.write_status(item.model, key[1], {"backend_need_delete": True})
             marked.append((key, item))
@@ -313,9 +312,9 @@ class SyncStepActor(QueueActor):
         if not still_pending(row, self.custom_fetch):
             return
         now = self.ctx.clock.now()
-        next_run = register_of(row).get("next_run") or 0
-        if not self.ctx.settings.backoff_disabled and isinstance(next_run, int | float) and next_run > now:
-            self.defer(key, item, float(next_run))
+        next_run = self._backoff_until(row, now)
+        if next_run is not None:
+            self.defer(key, item, next_run)
             return
         if self.workers:
             # The worker takes the locks and claim, and reads the row again if it claimed it.
@@ -353,6 +352,13 @@ class SyncStepActor(QueueActor):
             pass  # purged while we worked on it
         finally:
             self.ctx.locks.release(key)
+
+    def _backoff_until(self, row: Row, now: float) -> float | None:
+        """When the object's backoff ends, if it is in backoff at ``now`` (``None``: it is not)."""
+        next_run = register_of(row).get("next_run") or 0
+        if not self.ctx.settings.backoff_disabled and isinstance(next_run, int | float) and next_run > now:
+            return float(next_run)
+        return None
 
     def _refused(self, key: Key, item: Item, now: float, refusals: int) -> None:
         """Someone else holds the object: look again soon, at the front of the queue."""

@@ -277,4 +277,3 @@ class Writer:
 
 class _Again(Exception):
     """One write of a batch failed after its statements began: the batch is rolled back and run again."""
-
