@@ -10,7 +10,8 @@ default (a SQLite file, WAL), with a no-op sync step:
   the same reads and status writes in one thread, in the same run.
 
 ``--passes``: instead, the no-op sync pass and the no-op policy pass alone (objects
-per second from a supervisor's start to the last status write, median of rounds), for
+per second from a supervisor's start to the last status write, median of rounds;
+``--size N`` objects, 3,000 by default, ``--rounds R``, 5 by default), for
 comparing two trees in one run (``PYTHONPATH=<tree> python benchmarks/bench_runtime.py
 --passes``, alternated).
 
@@ -248,11 +249,15 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     parser.add_argument("--logging", action="store_true", help="only the cost of the per-sync log line")
     parser.add_argument("--passes", action="store_true", help="only the no-op sync and policy passes")
+    parser.add_argument("--size", type=int, help="objects per pass with --passes (default 3000)")
+    parser.add_argument("--rounds", type=int, help="rounds with --passes (default 5)")
     args = parser.parse_args()
     print(f"machine: {platform.platform()}, {os.cpu_count()} cpus, python {platform.python_version()}")
     if args.passes:
+        size = args.size or (1000 if args.quick else 3000)
+        rounds = args.rounds or (1 if args.quick else 5)
         with tempfile.TemporaryDirectory() as folder:
-            passes(folder, 1000 if args.quick else 3000, 1 if args.quick else 5)
+            passes(folder, size, rounds)
         return
     if args.logging:
         with tempfile.TemporaryDirectory() as folder:

@@ -273,8 +273,11 @@ class ChildActor(pykka.ThreadingActor):
             if not self.stale:
                 state.busy.pop(self.slot, None)
 
-    def write_status(self, model: str, id: int, fields: dict[str, Any]) -> None:
-        """Write bookkeeping ``fields`` as the synchronizer; the notice of the write names this actor."""
+    def write_status(self, model: str, id: int, fields: dict[str, Any], *, durable: bool = False) -> None:
+        """Write bookkeeping ``fields`` as the synchronizer; the notice of the write names this actor.
+
+        Committed before it returns (``durable`` asks for that where writes are batched).
+        """
         ctx = WriteContext(Caller.SYNCHRONIZER, update_fields=tuple(fields), origin=self.ctx.name)
         self.ctx.accessor.backend.update(model, id, fields, ctx)
 

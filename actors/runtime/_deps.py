@@ -44,6 +44,10 @@ class Dependencies:
                         out.add(source)
         return {m for m in out if m in schema}
 
+    def has_dependencies(self, model: str) -> bool:
+        """Whether objects of ``model`` may wait for others (its own or its bases' entries in the graph)."""
+        return bool(self._entries_for(model))
+
     def _entries_for(self, model: str) -> list[tuple[str, str, str]]:
         schema = self.accessor.schema
         lineage = [model, *schema.ancestors(model)] if model in schema else [model]

@@ -8,17 +8,24 @@ up to ``drain_batch`` objects off it (at most ``DRAIN_SECONDS``), each handled b
 object due again later waits in ``deferred`` on one timer (:class:`Wake`). A
 purge notice drops the object everywhere. The change feed never sends an actor
 the notices of its own status writes.
+
+Group commit: the status writes of one Drain message are collected and written by
+one ``write_batch`` of the backend, committed once when the batch ends (a write
+that must be stored before what follows, ``durable``, commits the batch so far).
+A crash before that commit loses them, and the objects are synced again: the
+at-least-once rule allows it.
 """
 
 from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Iterable
-from contextlib import suppress
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
+from typing import Any
 
-from actors.store import NotFound, Row
+from actors.store import Caller, NotFound, Row, WriteContext
 
 from ._child import ChildActor, ChildContext
 from ._deps import Key
@@ -62,6 +69,8 @@ class QueueActor(ChildActor):
         self.drain_scheduled = False
         #: True from the start: the start's Resync is owed (an IsIdle may come before it is sent).
         self.resync_owed = True
+        #: The status writes of the drain under way, not committed yet (``None``: none under way).
+        self.batch: list[tuple[str, int, dict[str, Any], WriteContext]] | None = None
         self.handlers.update(
             {Changed: self.on_changed, Resync: self.on_resync, Drain: self.on_drain, Wake: self.on_wake}
         )
@@ -156,22 +165,81 @@ class QueueActor(ChildActor):
         self.ensure_drain()
 
     def on_drain(self, _message: Drain) -> None:
-        """Process a few queued objects (a small batch keeps the mailbox responsive)."""
+        """Process a few queued objects (a small batch keeps the mailbox responsive); commit once."""
         self.drain_scheduled = False
         started = time.monotonic()
-        for _ in range(self.drain_batch):
-            if not self.queue or self.stopping or not self.may_drain():
-                break
-            key, item = self.queue.popitem(last=False)
-            self.ctx.metrics.queued(self.ctx.name, item.since)
-            with suppress(NotFound):  # purged while we worked on it
-                if self.process(key, item) is False:
-                    self.update_depth()
-                    return
-            if time.monotonic() - started > DRAIN_SECONDS:
-                break
+        with self.batched():
+            self.before_drain()
+            for _ in range(self.drain_batch):
+                if not self.queue or self.stopping or not self.may_drain():
+                    break
+                key, item = self.queue.popitem(last=False)
+                self.ctx.metrics.queued(self.ctx.name, item.since)
+                with suppress(NotFound):  # purged while we worked on it
+                    if self.process(key, item) is False:
+                        self.update_depth()
+                        return
+                if time.monotonic() - started > DRAIN_SECONDS:
+                    break
         self.update_depth()
         self.ensure_drain()
+
+    # -- group commit ---------------------------------------------------------
+    @contextmanager
+    def batched(self) -> Iterator[None]:
+        """Collect the status writes made inside; commit them once at the end (an exception too)."""
+        self.batch = []
+        try:
+            yield
+        finally:
+            self.commit_batch()
+            self.batch = None
+
+    def write_status(self, model: str, id: int, fields: dict[str, Any], *, durable: bool = False) -> None:
+        """Write bookkeeping ``fields`` into the drain's batch, committed with it (at once if ``durable``)."""
+        if self.batch is None:
+            super().write_status(model, id, fields)
+            return
+        ctx = WriteContext(Caller.SYNCHRONIZER, update_fields=tuple(fields), origin=self.ctx.name)
+        self.batch.append((model, id, fields, ctx))
+        if durable:
+            self.commit_batch()
+
+    def before_drain(self) -> None:
+        """Called at the start of each drain, inside its batch."""
+
+    def commit_batch(self) -> set[tuple[str, int]]:
+        """Commit the status writes collected so far, in one transaction; then :meth:`committed`.
+
+        Returns the ``(model, id)`` of the writes that failed (each undone alone).
+        """
+        writes, self.batch = self.batch or [], [] if self.batch is not None else None
+        failed: set[tuple[str, int]] = set()
+        if writes:
+            backend = self.ctx.accessor.backend
+            write_batch = getattr(backend, "write_batch", None)
+            if write_batch is None:  # a backend without group commit: one write each
+                results: list[Exception | None] = []
+                for model, id, fields, ctx in writes:
+                    try:
+                        backend.update(model, id, fields, ctx)
+                        results.append(None)
+                    except Exception as exc:
+                        results.append(exc)
+            else:
+                results = write_batch(writes)
+            for (model, id, _fields, _ctx), error in zip(writes, results, strict=True):
+                if error is None:
+                    continue
+                failed.add((model, id))
+                if not isinstance(error, NotFound):
+                    # Its object stays dirty: the next resync looks at it again.
+                    self.log.error("status write failed", model=model, id=id, error=repr(error))
+        self.committed()
+        return failed
+
+    def committed(self) -> None:
+        """The batch's status writes are stored (or there were none): what waited for that may go on."""
 
     # -- queue ----------------------------------------------------------------
     def enqueue(self, key: Key, item: Item) -> None:

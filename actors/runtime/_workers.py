@@ -80,7 +80,8 @@ def execute(
     id = row["id"]
     deleted = bool(row.get("deleted"))
     if not deleted and not row.get("backend_need_delete"):
-        actor.write_status(model, id, {"backend_need_delete": True})
+        # Stored before the handler runs: an object that may exist in the backend is deleted there.
+        actor.write_status(model, id, {"backend_need_delete": True}, durable=True)
     handler = step.delete_record if deleted else step.sync_record
     started, metrics = time.monotonic(), actor.ctx.metrics
     try:
@@ -99,9 +100,9 @@ def execute(
         actor.log.info("synced", model=model, id=id, deleted=True)
         return "done", None
     fields = success_fields(row, actor.ctx.clock.now())
-    actor.write_status(model, id, fields)
-    metrics.reconciled(actor.ctx.name, "success", started, time.time() - fields["enacted"])
     after = getattr(step, "after_sync_save", None)
+    actor.write_status(model, id, fields, durable=callable(after))  # the hook sees the status stored
+    metrics.reconciled(actor.ctx.name, "success", started, time.time() - fields["enacted"])
     if callable(after):
         actor.call_user(after, obj, caller=Caller.SYNCHRONIZER)
     actor.log.info("synced", model=model, id=id, deleted=False)

@@ -34,8 +34,8 @@ POLICY_RETRY = 5.0
 
 class PolicyActor(QueueActor):
     kind = "policy"
-    #: One object per Drain message.
-    drain_batch = 1
+    #: At most this many objects per Drain message, their statuses committed together.
+    drain_batch = 32
 
     def __init__(self, ctx: ChildContext, factories: list[StepFactory]) -> None:
         super().__init__(ctx, list(dict.fromkeys(_model_name(f) for f in factories)))
@@ -110,7 +110,9 @@ class PolicyActor(QueueActor):
             self._failed(key, model, row, exc)
             return
         needs_delete_policy = any(hasattr(p, "handle_delete") for p in applicable)
-        self.write_status(model, row["id"], policy_success_fields(row, needs_delete_policy))
+        hooks = any(callable(getattr(p, "after_policy_save", None)) for p, _ in objects)
+        # Stored before an after_policy_save hook runs: the hook sees the status.
+        self.write_status(model, row["id"], policy_success_fields(row, needs_delete_policy), durable=hooks)
         self.log.info("policy applied", model=model, id=row["id"], method=method)
         self.ctx.state.done += 1
         self.ctx.metrics.reconciled(self.ctx.name, "success")

@@ -19,6 +19,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import suppress
+from itertools import islice
 from typing import Any
 
 import pykka
@@ -81,6 +82,8 @@ class SyncStepActor(QueueActor):
         self.idle: list[pykka.ActorRef[Any]] = []
         self.in_flight: dict[Key, tuple[Item, int]] = {}
         self.again: dict[Key, Item] = {}
+        #: Objects that ended in the drain under way: their waiters wake after the commit.
+        self.ended: list[Key] = []
         self.handlers.update({WorkDone: self.on_work_done, RateReady: self.on_rate_ready})
 
     @classmethod
@@ -218,6 +221,43 @@ class SyncStepActor(QueueActor):
             return
         super().on_drain(message)
 
+    def before_drain(self) -> None:
+        """Mark the batch's new objects ``backend_need_delete`` in one commit, before any handler runs.
+
+        ``execute`` stores that mark before ``sync_record`` of an object that lacks it;
+        here the objects about to be handled in this drain get it together. Only
+        objects that run next for sure get it early: their row read, not deleted, not
+        in backoff, not another replica's, of a model with no dependencies (one that may
+        wait for others is marked by ``execute``, when its handler is about to run),
+        with this actor running handlers itself and no rate limit.
+        """
+        if self.workers or self.bucket is not None:
+            return
+        now = self.ctx.clock.now()
+        marked: list[tuple[Key, Item]] = []
+        for key, item in islice(self.queue.items(), self.drain_batch):
+            row = item.row
+            if row is None or row.get("deleted") or row.get("backend_need_delete") or key in self.theirs:
+                continue
+            if not still_pending(row, self.custom_fetch) or self.deps.has_dependencies(item.model):
+                continue
+            if self._backoff_until(row, now) is not None:
+                continue
+            self.write_status(item.model, key[1], {"backend_need_delete": True})
+            marked.append((key, item))
+        if not marked:
+            return
+        failed = self.commit_batch()
+        for key, item in marked:
+            if item.row is not None and (item.model, key[1]) not in failed:
+                item.row = {**item.row, "backend_need_delete": True}
+
+    def committed(self) -> None:
+        """The status writes are stored: objects waiting on the ones that ended may go on."""
+        ended, self.ended = self.ended, []
+        for key in ended:
+            self._wake_waiters(key)
+
     def _replicas_changed(self) -> bool:
         """True (and a fresh read asked for) when the replicas sharing the backend changed."""
         if self.replicas_epoch is None or self.resync_owed:
@@ -272,9 +312,9 @@ class SyncStepActor(QueueActor):
         if not still_pending(row, self.custom_fetch):
             return
         now = self.ctx.clock.now()
-        next_run = register_of(row).get("next_run") or 0
-        if not self.ctx.settings.backoff_disabled and isinstance(next_run, int | float) and next_run > now:
-            self.defer(key, item, float(next_run))
+        next_run = self._backoff_until(row, now)
+        if next_run is not None:
+            self.defer(key, item, next_run)
             return
         if self.workers:
             # The worker takes the locks and claim, and reads the row again if it claimed it.
@@ -303,11 +343,22 @@ class SyncStepActor(QueueActor):
                 except StepExit:
                     self.ctx.state.failed += 1
                     raise
+                finally:
+                    if held is SHARED:
+                        # Stored before the claim goes: the replica that claims it next reads it synced.
+                        self.commit_batch()
                 self._ended(key, item, outcome, retry_at)
         except NotFound:
             pass  # purged while we worked on it
         finally:
             self.ctx.locks.release(key)
+
+    def _backoff_until(self, row: Row, now: float) -> float | None:
+        """When the object's backoff ends, if it is in backoff at ``now`` (``None``: it is not)."""
+        next_run = register_of(row).get("next_run") or 0
+        if not self.ctx.settings.backoff_disabled and isinstance(next_run, int | float) and next_run > now:
+            return float(next_run)
+        return None
 
     def _refused(self, key: Key, item: Item, now: float, refusals: int) -> None:
         """Someone else holds the object: look again soon, at the front of the queue."""
@@ -370,7 +421,10 @@ class SyncStepActor(QueueActor):
             self.ctx.state.failed += 1
             if retry_at is not None:
                 self.defer(key, item, retry_at)
-        self._wake_waiters(key)
+        if self.batch is None:
+            self._wake_waiters(key)
+        else:
+            self.ended.append(key)  # woken once its status is committed
 
     def on_work_done(self, message: WorkDone) -> None:
         """A worker ended an object: apply the outcome here, give the worker its next one."""

@@ -52,10 +52,10 @@ class Journal:
         seq = result.inserted_primary_key[0] if result.inserted_primary_key else 0
         notices.append(ChangeNotice(seq=int(seq), model=model, id=id, kind=kind, at=at, origin=origin))
 
-    def committed(self) -> None:
-        """Count one committed write; every :data:`PRUNE_EVERY` th prunes the journal."""
-        self._writes += 1
-        if self._writes % PRUNE_EVERY == 0:
+    def committed(self, writes: int = 1) -> None:
+        """Count ``writes`` committed writes; every :data:`PRUNE_EVERY` th prunes the journal."""
+        before, self._writes = self._writes, self._writes + writes
+        if self._writes // PRUNE_EVERY > before // PRUNE_EVERY:
             with self._db.engine.begin() as conn:
                 last = conn.execute(sa.select(sa.func.max(self.table.c.seq))).scalar() or 0
                 conn.execute(self.table.delete().where(self.table.c.seq <= last - self._keep))

@@ -9,7 +9,7 @@ is the face of the parts that do the work (see "Internals" in ``docs/store.md``)
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -32,7 +32,7 @@ from ._rows import Row
 from ._statements import Statements
 from ._tables import Tables
 from ._values import check_column, coerce_lookup
-from ._write import Writer
+from ._write import BatchWrite, Writer
 
 __all__ = ["Store"]
 
@@ -186,6 +186,20 @@ class Store:
         A deleted object whose deletion is complete is purged.
         """
         return self._writer.update(model, id, values, ctx)
+
+    def write_batch(self, writes: Sequence[BatchWrite]) -> list[Exception | None]:
+        """Several :meth:`update` s, ``(model, id, values, ctx)`` each, in one transaction: one commit.
+
+        Group commit, for the synchronizer's status writes (a drain batch of a sync step
+        or of the policies): none is durable before the batch returns, and all that
+        succeeded are then. Each runs in a savepoint of its own, so one that fails (its
+        object purged meanwhile, a value refused) is undone alone and the others are
+        kept: the result has, per write in order, ``None`` or the exception it raised.
+        If the commit itself fails it raises, and none is stored. Notices are published
+        after the commit, as for a single write. A client's save never waits in a batch:
+        :meth:`update`, :meth:`create` and :meth:`delete` commit before they return.
+        """
+        return self._writer.update_many(writes)
 
     def delete(self, model: str, id: int, ctx: WriteContext = WriteContext(), *, purge: bool = False) -> None:
         """Soft-delete (``deleted = True``), or remove the rows at once with ``purge=True``.

@@ -9,7 +9,7 @@ this object.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -29,7 +29,10 @@ from ._rows import Row
 from ._statements import Statements
 from ._values import check_id
 
-__all__ = ["Writer"]
+__all__ = ["BatchWrite", "Writer"]
+
+#: One update of a batch: model, id, values and the write's context (see ``Store.write_batch``).
+BatchWrite = tuple[str, int, Mapping[str, Any], WriteContext]
 
 
 class Writer:
@@ -90,21 +93,75 @@ class Writer:
 
     def update(self, model: str, id: int, values: Mapping[str, Any], ctx: WriteContext) -> dict[str, Any]:
         """Write ``values`` with the bookkeeping rules; returns the columns written (see ``Store.update``)."""
+        model, id, changes = self._changes(model, id, values, ctx)
+        with self.transaction() as (conn, notices):
+            self._update(conn, notices, model, id, changes, ctx)
+        return changes
+
+    def update_many(self, writes: Sequence[BatchWrite]) -> list[Exception | None]:
+        """Every update of ``writes`` in one transaction, committed once (see ``Store.write_batch``).
+
+        One that fails is left out and the others are kept: a value refused fails before
+        any statement runs; one that fails later (its object purged meanwhile, a link
+        refused) rolls the transaction back, and the others are written again without
+        it. Failures are rare, and no savepoint is paid for on the way that has none.
+        """
+        results: list[Exception | None] = [None] * len(writes)
+        changes: dict[int, tuple[str, int, dict[str, Any]]] = {}
+        for i, (model, id, values, ctx) in enumerate(writes):
+            try:
+                changes[i] = self._changes(model, id, values, ctx)
+            except Exception as exc:  # refused before any statement
+                results[i] = exc
+        while True:
+            notices: list[ChangeNotice] = []
+            try:
+                with self.db.write_lock:
+                    with self.db.write_connection() as conn, conn.begin():
+                        for i, (model, id, values) in changes.items():
+                            try:
+                                self._update(conn, notices, model, id, dict(values), writes[i][3])
+                            except Exception as exc:
+                                results[i] = exc
+                                del changes[i]
+                                raise _Again from exc
+                        self.feed.published(notices)
+                        if self.dialect == "postgresql" and notices:
+                            conn.exec_driver_sql(NOTIFY, (CHANNEL, notify_payload(notices)))
+                    self.journal.committed(len(changes))
+            except _Again:
+                continue  # rolled back: the others again, without the one that failed
+            break
+        self.notifier.publish(notices)
+        return results
+
+    def _changes(
+        self, model: str, id: int, values: Mapping[str, Any], ctx: WriteContext
+    ) -> tuple[str, int, dict[str, Any]]:
         self.statements.check_model(model)
         id = check_id(model, id)
-        changes = self.bookkeeping.changes(model, id, values, ctx)
-        with self.transaction() as (conn, notices):
-            now = self.clock.now()
-            self.bookkeeping.stamp_update(model, changes, ctx, now)
-            deleted_targets = lock_targets(self, conn, model, changes)
-            was_deleted, state = self._apply_update(conn, model, id, changes)
-            if not state.get("deleted"):
-                refuse_deleted(deleted_targets)
-            leaf = self.leaf(state, model)
-            self.journal.append(conn, notices, leaf, id, "update", now, ctx.origin)
-            if was_deleted:
-                self.reap_if_done(conn, notices, leaf, state, now, ctx.origin)
-        return changes
+        return model, id, self.bookkeeping.changes(model, id, values, ctx)
+
+    def _update(
+        self,
+        conn: sa.Connection,
+        notices: list[ChangeNotice],
+        model: str,
+        id: int,
+        changes: dict[str, Any],
+        ctx: WriteContext,
+    ) -> None:
+        """The statements and journal entries of one update, in ``conn``'s transaction."""
+        now = self.clock.now()
+        self.bookkeeping.stamp_update(model, changes, ctx, now)
+        deleted_targets = lock_targets(self, conn, model, changes)
+        was_deleted, state = self._apply_update(conn, model, id, changes)
+        if not state.get("deleted"):
+            refuse_deleted(deleted_targets)
+        leaf = self.leaf(state, model)
+        self.journal.append(conn, notices, leaf, id, "update", now, ctx.origin)
+        if was_deleted:
+            self.reap_if_done(conn, notices, leaf, state, now, ctx.origin)
 
     def delete(self, model: str, id: int, ctx: WriteContext, *, purge: bool) -> None:
         """Soft-delete the object, or purge it (see ``Store.delete``)."""
@@ -216,3 +273,7 @@ class Writer:
         for table in reversed(self.tables.chain(model)):
             conn.execute(table.delete().where(table.c.id == id))
         self.journal.append(conn, notices, model, id, "purge", now, origin)
+
+
+class _Again(Exception):
+    """One write of a batch failed after its statements began: the batch is rolled back and run again."""
