@@ -159,8 +159,16 @@ def test_why_for_each_reason(running: Any) -> None:
     assert blocked.blocked_by == ["Alpha", alpha.id] and blocked.step == "SyncBeta"
     assert "waits for the sync of Alpha" in blocked.message and "alpha refused" in blocked.message
 
-    waiting = wait_for(lambda: (w := why(sync, "Gamma", gamma.id)).reason == "waiting_for_policy" and w)
-    assert "no policy for g" in waiting.message
+    # Waiting for its policy from the start; the policy's failure reaches the answer once its
+    # status is committed (with the drain batch's other writes).
+    waiting = wait_for(
+        lambda: (
+            (w := why(sync, "Gamma", gamma.id)).reason == "waiting_for_policy"
+            and "no policy for g" in w.message
+            and w
+        )
+    )
+    assert waiting.step == "policies"
 
     wait_for(lambda: why(sync, "Slow", first.id).reason == "enacted")
     queued = why(sync, "Slow", second.id)
