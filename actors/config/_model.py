@@ -291,10 +291,10 @@ class Api(Section):
         int, says("an integer number of bytes between 1024 and 2147483647", ge=1024, le=2147483647)
     ] = 4194304
     """The largest gRPC request the server accepts."""
-    max_concurrent_calls: Annotated[int, says("an integer between 1 and 1000", ge=1, le=1000)] = 2
+    max_concurrent_calls: Annotated[int, says("an integer between 1 and 1000", ge=1, le=1000)] = 1
     """How many API calls of the main job run their handler at once; the others wait their turn.
 
-    Watch streams are not counted. The API's handlers and the synchronizer's actors
+    Watch streams and logins are not counted. The API's handlers and the synchronizer's actors
     share one interpreter, and every running handler takes a share of it.
     """
     backlog_limit: Annotated[int, says("an integer number of objects, 0 or more", ge=0)] = 1000

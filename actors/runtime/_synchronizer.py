@@ -321,7 +321,10 @@ class Synchronizer:
 
 
 def _api_server(
-    store: Store, config: Config, metrics: NullMetrics = NULL_METRICS, backlog: Callable[[], int] | None = None
+    store: Store,
+    config: Config,
+    metrics: NullMetrics = NULL_METRICS,
+    backlog: Callable[[], int] | None = None,
 ) -> Any:
     """The API server over ``store``, its port bound, not started yet; its writes wait for ``backlog``."""
     from actors.api import ApiServer

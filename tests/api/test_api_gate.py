@@ -1,4 +1,4 @@
-"""The turns of API calls: a bound on concurrent handlers, and writes held back by the synchronizer's backlog."""
+"""The turns of API calls: a bound on concurrent handlers, writes held back by the synchronizer's backlog."""
 
 from __future__ import annotations
 
@@ -51,7 +51,9 @@ def test_a_write_waits_at_most_max_wait() -> None:
 
 @pytest.mark.parametrize("limit, backlog", [(0, 10_000), (3, 2)])
 def test_no_wait_without_a_limit_or_below_it(limit: int, backlog: int) -> None:
-    gate = CallGate(backlog=lambda: backlog, backlog_limit=limit, clock=lambda: 1 / 0)  # the clock is never read
+    gate = CallGate(
+        backlog=lambda: backlog, backlog_limit=limit, clock=lambda: 1 / 0
+    )  # the clock is never read
     assert gate.hold_write() == 0.0
     assert gate.held == 0
 
@@ -158,7 +160,7 @@ def test_the_api_settings_of_the_gate(tmp_path: Any) -> None:
     path = tmp_path / "config.yaml"
     path.write_text("name: s\n")
     api = load_config(path).settings.api
-    assert (api.max_concurrent_calls, api.backlog_limit, api.backlog_wait) == (2, 1000, 1.0)
+    assert (api.max_concurrent_calls, api.backlog_limit, api.backlog_wait) == (1, 1000, 1.0)
     path.write_text("name: s\napi:\n  backlog_limit: -1\n")
     with pytest.raises(ConfigError, match="backlog_limit"):
         load_config(path)
