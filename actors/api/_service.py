@@ -125,9 +125,10 @@ class ApiService(grpc.GenericRpcHandler):
             entry = self._core.get(name)
             if entry is None:
                 return None
-            fn, streaming = entry
+            core_fn, core_streaming = entry
             # A login's password check is slow on purpose: it does not hold up other calls.
-            return method_handler(fn, streaming, turn=nullcontext if name == "Login" else self.gate.turn)
+            turn = nullcontext if name == "Login" else self.gate.turn
+            return method_handler(core_fn, core_streaming, turn=turn)
         if service.startswith(SERVICES_PACKAGE + "."):
             model = service[len(SERVICES_PACKAGE) + 1 :]
             model_entry = self._model_methods.get(name)
@@ -138,8 +139,7 @@ class ApiService(grpc.GenericRpcHandler):
             def behavior(request: bytes, context: grpc.ServicerContext) -> Any:
                 return fn(model, request, context)
 
-            turn = partial(self.gate.turn, name in _WRITES)
-            return method_handler(behavior, streaming, turn=turn)
+            return method_handler(behavior, streaming, turn=partial(self.gate.turn, name in _WRITES))
         return None
 
     # -- helpers --------------------------------------------------------------
