@@ -55,6 +55,9 @@ class CallGate:
         #: Writes that waited for the backlog, and the seconds they waited in total.
         self.held = 0
         self.held_seconds = 0.0
+        #: Writes waiting for the backlog now.
+        self.waiting = 0
+        self._count_lock = threading.Lock()
 
     def hold_write(self) -> float:
         """Wait while the backlog is at or above the limit (at most ``max_wait``); the seconds waited."""
@@ -62,11 +65,17 @@ class CallGate:
             return 0.0
         began = self.clock()
         deadline = began + self.max_wait
-        while self.clock() < deadline and self.backlog() >= self.backlog_limit:
-            self._pause.wait(POLL_INTERVAL)
-        waited = self.clock() - began
-        self.held += 1
-        self.held_seconds += waited
+        with self._count_lock:
+            self.waiting += 1
+        try:
+            while self.clock() < deadline and self.backlog() >= self.backlog_limit:
+                self._pause.wait(POLL_INTERVAL)
+        finally:
+            waited = self.clock() - began
+            with self._count_lock:
+                self.waiting -= 1
+                self.held += 1
+                self.held_seconds += waited
         return waited
 
     @contextmanager
