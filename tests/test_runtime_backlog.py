@@ -121,7 +121,7 @@ def test_the_main_jobs_api_holds_writes_back_while_its_sync_step_is_behind(tmp_p
         MyModel = ModelAccessor(backend, caller=Caller.CLIENT).MyModel
         MyModel(name="a").save()
         MyModel(name="b").save()
-        wait_for(lambda: sync.status()["SyncMyModel"].queued >= 1)  # b waits while a syncs
+        wait_for(lambda: sync._backlog() >= 1)  # b waits while a syncs (as the API sees it)
         writer = threading.Thread(target=lambda: MyModel(name="c").save(), daemon=True)
         writer.start()
         gate = sync.api.service.gate
@@ -131,7 +131,7 @@ def test_the_main_jobs_api_holds_writes_back_while_its_sync_step_is_behind(tmp_p
         writer.join(30)
         assert not writer.is_alive()
         assert MyModel.objects.count() == 3
-        assert gate.held == 1
+        assert gate.held >= 1  # the third; b too, if a was still queued when b came
     finally:
         hold.unlink(missing_ok=True)
         backend.close()
