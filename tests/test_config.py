@@ -385,6 +385,9 @@ def test_minimal_file_gets_every_default(workdir: Path) -> None:
         "address": "127.0.0.1:50051",
         "users": [],
         "max_message_bytes": 4194304,
+        "max_concurrent_calls": 1,
+        "backlog_limit": 1000,
+        "backlog_wait": 1.0,
     }
     assert cfg.get("data_dir") == str(workdir / "data")
     assert not (workdir / "data").exists()  # created by whoever uses it
@@ -404,6 +407,9 @@ def test_partial_mapping_keeps_the_other_defaults(workdir: Path) -> None:
         "address": "127.0.0.1:50051",
         "users": [],
         "max_message_bytes": 4194304,
+        "max_concurrent_calls": 1,
+        "backlog_limit": 1000,
+        "backlog_wait": 1.0,
     }
 
 

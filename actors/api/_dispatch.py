@@ -8,6 +8,7 @@ is mapped to a status code and an error kind in the trailing metadata (:func:`st
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 import grpc
@@ -59,8 +60,14 @@ def _abort(context: grpc.ServicerContext, exc: Exception) -> None:
     context.abort(code, clip(message))
 
 
-def method_handler(behavior: Behavior, streaming: bool) -> grpc.RpcMethodHandler:
-    """A unary (or server-streaming) handler running ``behavior`` with every error as a status."""
+def method_handler(
+    behavior: Behavior, streaming: bool, turn: Callable[[], AbstractContextManager[Any]] = nullcontext
+) -> grpc.RpcMethodHandler:
+    """A unary (or server-streaming) handler running ``behavior`` with every error as a status.
+
+    A unary call runs inside ``turn()`` (the API's :class:`~actors.api._gate.CallGate`);
+    a stream does not, since it waits most of its life.
+    """
     if streaming:
 
         def stream(request: bytes, context: grpc.ServicerContext) -> Iterator[bytes]:
@@ -75,7 +82,8 @@ def method_handler(behavior: Behavior, streaming: bool) -> grpc.RpcMethodHandler
 
     def unary(request: bytes, context: grpc.ServicerContext) -> bytes:
         try:
-            return bytes(behavior(request, context).SerializeToString())
+            with turn():
+                return bytes(behavior(request, context).SerializeToString())
         except Exception as exc:
             failure = exc
         _abort(context, failure)

@@ -26,6 +26,7 @@ from actors.observe import (
 from actors.store import Store
 
 from ._auth import Authenticator
+from ._gate import CallGate
 from ._inspection import Inspection, StatusSource, WhySource
 from ._observe import MetricsInterceptor, ReadinessHealth
 from ._protos import Protos
@@ -181,6 +182,11 @@ class ApiServer:
         tls: ``{"cert": ..., "key": ...}``, file paths or PEM text; plain TCP when ``None``.
         max_message_bytes: the largest request accepted (larger ones get ``RESOURCE_EXHAUSTED``).
         max_workers: threads serving calls; each open Watch stream holds one.
+        max_concurrent_calls: how many unary calls run their handler at once (the others
+            wait their turn); ``None`` means as many as there are threads.
+        backlog: the synchronizer's backlog (objects ready to sync) when it shares this
+            process; with ``backlog_limit`` above 0, a write waits while it is at or
+            above the limit, at most ``backlog_wait`` seconds (see :class:`CallGate`).
         token_secret: the key that signs login tokens (random per process when ``None``).
         keep_uploads: keep uploaded xproto files in the store's database and load them
             again on the next start.
@@ -201,6 +207,10 @@ class ApiServer:
         tls: Mapping[str, Any] | None = None,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         max_workers: int = 64,
+        max_concurrent_calls: int | None = None,
+        backlog: Callable[[], int] | None = None,
+        backlog_limit: int = 0,
+        backlog_wait: float = 1.0,
         token_secret: bytes | str | None = None,
         keep_uploads: bool = True,
         anonymous_read: bool | None = None,
@@ -232,6 +242,9 @@ class ApiServer:
             self.auth,
             uploads=UploadLog(store) if keep_uploads else None,
             on_schema_change=self._set_health,
+            gate=CallGate(
+                max_concurrent_calls, backlog=backlog, backlog_limit=backlog_limit, max_wait=backlog_wait
+            ),
         )
         self._health = ReadinessHealth(lambda: self._ready)
         options = [

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import nullcontext
+from functools import partial
 from typing import Any
 
 import grpc
@@ -21,6 +23,7 @@ from actors.store import Condition, NotFound, Query, Store, UploadLog, Validatio
 
 from ._auth import Authenticator, Principal
 from ._dispatch import Behavior, method_handler, parse
+from ._gate import CallGate
 from ._inspection import Inspection, status_message, why_message
 from ._merge import merge_models, merge_with_protos, parse_files
 from ._protos import CORE_SERVICE, SERVICES_PACKAGE, ModelTypes, Protos
@@ -43,12 +46,16 @@ log = get_logger("actors.api")
 
 ModelBehavior = Callable[[str, bytes, grpc.ServicerContext], Any]
 
+#: The model methods held back while the synchronizer is behind (:class:`CallGate`).
+_WRITES = frozenset({"Create", "Update", "Delete"})
+
 
 class ApiService(grpc.GenericRpcHandler):  # type: ignore[misc]  # grpc ships no type stubs
     """Every method of ``actors.api.v1.Core`` and of ``actors.services.v1.<Model>``.
 
     ``on_schema_change(protos)`` is called after an upload changed the schema
-    (the server updates health and reflection).
+    (the server updates health and reflection). ``gate`` gives each unary call
+    its turn (:class:`CallGate`: concurrent calls, backpressure of writes).
     """
 
     def __init__(
@@ -58,8 +65,10 @@ class ApiService(grpc.GenericRpcHandler):  # type: ignore[misc]  # grpc ships no
         *,
         uploads: UploadLog | None = None,
         on_schema_change: Callable[[Protos], None] | None = None,
+        gate: CallGate | None = None,
     ) -> None:
         self.store = store
+        self.gate = gate if gate is not None else CallGate()
         self.auth = auth
         self.uploads = uploads
         self.on_schema_change = on_schema_change
@@ -121,7 +130,10 @@ class ApiService(grpc.GenericRpcHandler):  # type: ignore[misc]  # grpc ships no
             entry = self._core.get(name)
             if entry is None:
                 return None
-            return method_handler(*entry)
+            core_fn, core_streaming = entry
+            # A login's password check is slow on purpose: it does not hold up other calls.
+            turn = nullcontext if name == "Login" else self.gate.turn
+            return method_handler(core_fn, core_streaming, turn=turn)
         if service.startswith(SERVICES_PACKAGE + "."):
             model = service[len(SERVICES_PACKAGE) + 1 :]
             model_entry = self._model_methods.get(name)
@@ -132,7 +144,7 @@ class ApiService(grpc.GenericRpcHandler):  # type: ignore[misc]  # grpc ships no
             def behavior(request: bytes, context: grpc.ServicerContext) -> Any:
                 return fn(model, request, context)
 
-            return method_handler(behavior, streaming)
+            return method_handler(behavior, streaming, turn=partial(self.gate.turn, name in _WRITES))
         return None
 
     # -- helpers --------------------------------------------------------------

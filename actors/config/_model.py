@@ -291,6 +291,21 @@ class Api(Section):
         int, says("an integer number of bytes between 1024 and 2147483647", ge=1024, le=2147483647)
     ] = 4194304
     """The largest gRPC request the server accepts."""
+    max_concurrent_calls: Annotated[int, says("an integer between 1 and 1000", ge=1, le=1000)] = 1
+    """How many API calls of the main job run their handler at once; the others wait their turn.
+
+    Watch streams and logins are not counted. The API's handlers and the synchronizer's actors
+    share one interpreter, and every running handler takes a share of it.
+    """
+    backlog_limit: Annotated[int, says("an integer number of objects, 0 or more", ge=0)] = 1000
+    """Hold back API writes while the main job's sync steps have this many objects ready to sync (0: never).
+
+    A held-back create, update or delete waits until the backlog falls below the limit,
+    at most ``backlog_wait`` seconds, then runs: clients slow to the synchronizer's pace
+    and are never refused. Objects waiting for a retry or a dependency are not counted.
+    """
+    backlog_wait: Annotated[float, says("a number of seconds between 0 and 60", ge=0, le=60)] = 1.0
+    """The longest one API write is held back by ``backlog_limit`` (seconds)."""
 
     @model_validator(mode="after")
     def _unique_users(self) -> Api:

@@ -85,6 +85,8 @@ class ChildState:
     done: int = 0
     failed: int = 0
     queue_depth: int = 0
+    #: Of ``queue_depth``, the objects ready to run now (not waiting for a retry or a dependency).
+    queued: int = 0
     #: When each running handler call started, by slot (0: the actor itself; 1..K: its workers).
     busy: dict[int, float] = field(default_factory=dict)
     busy_deadline: float | None = None

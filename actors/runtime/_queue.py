@@ -260,6 +260,7 @@ class QueueActor(ChildActor):
 
     def update_depth(self) -> None:
         self.ctx.state.queue_depth = self.depth()
+        self.ctx.state.queued = len(self.queue)
 
     def defer(self, key: Key, item: Item, due: float) -> None:
         """Look at the object again at ``due`` (its row read afresh then)."""

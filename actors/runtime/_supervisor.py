@@ -106,6 +106,7 @@ class _Child:
             done=state.done,
             failed=state.failed,
             queue_depth=state.queue_depth,
+            queued=state.queued,
             busy_for=None if busy is None else max(0.0, now - busy),
             detail=dict(state.detail),
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -29,6 +30,9 @@ from .messages import ChildStatus, GetStatus, IsIdle, Shutdown
 from .policy import PolicyActor
 from .pull import PullStepActor
 from .sync import SyncStepActor
+
+#: How long the synchronizer's backlog, as the API's writes see it, is reused (seconds).
+BACKLOG_REFRESH = 0.02
 
 __all__ = ["Synchronizer"]
 
@@ -100,6 +104,8 @@ class Synchronizer:
         self.health = Health()
         #: The HTTP endpoint, while served.
         self.http: ObserveServer | None = None
+        self._backlog_lock = threading.Lock()
+        self._backlog_seen = (0, -BACKLOG_REFRESH)  # (objects, when read)
 
     # -- building -------------------------------------------------------------
     @property
@@ -212,7 +218,7 @@ class Synchronizer:
             self.metrics, self.health, self.http = build_observe(self, self._http)  # binds its port
         specs = self.child_specs()
         if serve_local and self.store is not None and self.api is None:
-            self.api = _api_server(self.store, self.config, self.metrics)
+            self.api = _api_server(self.store, self.config, self.metrics, backlog=self._backlog)
             self.api.set_readiness(lambda: self.health.ok("readyz"))
             self.api.set_inspection(
                 lambda: asdict(status_tree(self)), lambda model, id: asdict(why(self, model, id))
@@ -248,6 +254,23 @@ class Synchronizer:
         if self.supervisor is None:
             return {}
         return cast(dict[str, ChildStatus], self.supervisor.ask(GetStatus(), timeout=10))
+
+    def _backlog(self) -> int:
+        """Objects the sync steps have ready to sync (read at most every ``BACKLOG_REFRESH`` s).
+
+        The API holds its writes back while this is at ``api.backlog_limit`` or above.
+        """
+        with self._backlog_lock:
+            count, when = self._backlog_seen
+            now = time.monotonic()
+            if now - when < BACKLOG_REFRESH:
+                return count
+            try:
+                count = sum(s.queued for s in self.status().values() if s.kind == SyncStepActor.kind)
+            except (pykka.Timeout, pykka.ActorDeadError):
+                count = 0  # stopping or restarting: hold nothing back
+            self._backlog_seen = (count, now)
+            return count
 
     def wait_idle(self, timeout: float = 10.0, *, settle: int = 2) -> bool:
         """Wait until no child has queued or running work (``settle`` times in a row).
@@ -302,8 +325,13 @@ class Synchronizer:
         self.stop()
 
 
-def _api_server(store: Store, config: Config, metrics: NullMetrics = NULL_METRICS) -> Any:
-    """The API server over ``store``, its port bound, not started yet."""
+def _api_server(
+    store: Store,
+    config: Config,
+    metrics: NullMetrics = NULL_METRICS,
+    backlog: Callable[[], int] | None = None,
+) -> Any:
+    """The API server over ``store``, its port bound, not started yet; its writes wait for ``backlog``."""
     from actors.api import ApiServer
 
     api = config.settings.api
@@ -313,6 +341,10 @@ def _api_server(store: Store, config: Config, metrics: NullMetrics = NULL_METRIC
         users=api.users,
         tls=dict(api.tls) if api.tls is not None else None,
         max_message_bytes=api.max_message_bytes,
+        max_concurrent_calls=api.max_concurrent_calls,
+        backlog=backlog,
+        backlog_limit=api.backlog_limit,
+        backlog_wait=api.backlog_wait,
         anonymous_read=api.anonymous_read,
         metrics=metrics,
     )

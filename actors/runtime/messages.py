@@ -156,6 +156,8 @@ class ChildStatus:
     queue_depth: int = 0
     busy_for: float | None = None
     detail: dict[str, Any] = field(default_factory=dict)
+    #: Of ``queue_depth``, the objects ready to run now (the API's backpressure counts these).
+    queued: int = 0
 
 
 @dataclass(frozen=True)
