@@ -380,7 +380,7 @@ def test_a_disabled_level_builds_no_event(monkeypatch: pytest.MonkeyPatch) -> No
     def built(*args: Any) -> Any:
         raise AssertionError("the event was built")
 
-    monkeypatch.setattr(log, "_process_event", built)
+    monkeypatch.setattr(logs, "_event_dict", built)  # where the event is built
     try:
         assert log.info("synced", model="MyModel", id=1) is None
     finally:
