@@ -259,7 +259,8 @@ class BoundLogger(structlog.stdlib.BoundLogger):
             and type(logger) in _PLAIN_LOGGERS
             and logging.getLogRecordFactory() is logging.LogRecord
         ):
-            return _handle(logger, level, method_name, _event_dict(logger, method_name, self._context, event, kw), depth)
+            event_dict = _event_dict(logger, method_name, self._context, event, kw)
+            return _handle(logger, level, method_name, event_dict, depth)
         try:
             out_args, out_kw = self._process_event(method_name, event, kw)
             # the record names the caller of info()/log()/..., not this module
@@ -518,7 +519,7 @@ _second_text: tuple[int, str] = (-1, "")  # the last second formatted, and its t
 
 
 def _now_iso() -> str:
-    """Now as ISO 8601 UTC with microseconds (none when zero), ``Z``: the date part is formatted once a second."""
+    """Now as ISO 8601 UTC, microseconds (none when zero), ``Z``; the date part is formatted once a second."""
     global _second_text
     second, micro = divmod(time.time_ns() // 1000, 1_000_000)
     cached, text = _second_text
@@ -580,7 +581,7 @@ def _event_dict(
 
 
 def _handle(logger: logging.Logger, level: int, method_name: str, event_dict: EventDict, depth: int) -> None:
-    """Log *event_dict* as ``logger.<method_name>(...)`` after :func:`_to_stdlib` would, without its frame walk.
+    """Log *event_dict* as ``logger.<method_name>(...)`` after :func:`_to_stdlib`, without the frame walk.
 
     The record names the frame *depth* levels above the caller of this function.
     """

@@ -154,6 +154,7 @@ def main() -> None:
             for mode in modes:
                 if mode != "filtered":
                     loops[name, mode].append(child(trees[name], "loop", mode, str(loop))["line"])
+        print(f"round {r + 1} of {rounds} done, load {os.getloadavg()[0]:.1f}", file=sys.stderr, flush=True)
     print(f"load average at end: {os.getloadavg()[0]:.1f}")
     print(
         f"{'tree':7} {'mode':9} {'obj/s':>7} {'vs filtered':>12} {'CPU us/obj':>11} {'+CPU us/obj':>12} "
