@@ -26,6 +26,7 @@ import logging
 import logging.config
 import sys
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, Self
@@ -66,6 +67,7 @@ _DEFAULT_LOGGING: dict[str, Any] = {
 # Keys the processors set: a context value under one of these names is kept
 # under the name with "_" appended instead of being overwritten.
 _RESERVED = ("event", "level", "logger", "timestamp", "_record", "_from_structlog")
+_RESERVED_SET = frozenset(_RESERVED)
 # Keys a log call sets itself (the message, %-format arguments).
 _CALL_RESERVED = ("event", "positional_args")
 # Keys not repeated as key=value when an event is shown by a plain formatter.
@@ -239,20 +241,31 @@ class BoundLogger(structlog.stdlib.BoundLogger):
     def _proxy_to_logger(self, /, *args: Any, **kw: Any) -> Any:
         """``_proxy_to_logger(method_name, event=None, *format_args, **context)``."""
         method_name, *rest = args
-        return self._emit(method_name, tuple(rest), kw)
+        return self._emit(method_name, tuple(rest), kw, 3)
 
-    def _emit(self, method_name: str, args: tuple[Any, ...], kw: dict[str, Any]) -> Any:
+    def _emit(self, method_name: str, args: tuple[Any, ...], kw: dict[str, Any], depth: int = 2) -> Any:
+        """Log *args* / *kw* with *method_name*; *depth*: frames from here up to the caller to name."""
+        logger = self._logger
         level = _LEVELS.get(method_name)
-        if level is not None and not self._logger.isEnabledFor(level):
+        if level is not None and not logger.isEnabledFor(level):
             return None
         event, *format_args = args or (None,)
-        kw = _renamed(kw, _CALL_RESERVED)
+        if _CALL_RESERVED[0] in kw or _CALL_RESERVED[1] in kw:
+            kw = _renamed(kw, _CALL_RESERVED)
         if format_args:
             kw["positional_args"] = tuple(format_args)
+        if (
+            self._processors is _PROCESSORS
+            and level is not None
+            and type(logger) in _PLAIN_LOGGERS
+            and logging.getLogRecordFactory() is logging.LogRecord
+        ):
+            event_dict = _event_dict(logger, method_name, self._context, event, kw)
+            return _handle(logger, level, method_name, event_dict, depth)
         try:
             out_args, out_kw = self._process_event(method_name, event, kw)
             # the record names the caller of info()/log()/..., not this module
-            return getattr(self._logger, method_name)(*out_args, stacklevel=3, **out_kw)
+            return getattr(self._logger, method_name)(*out_args, stacklevel=depth + 1, **out_kw)
         except DropEvent:
             return None
 
@@ -351,6 +364,17 @@ class ConsoleFormatter(structlog.stdlib.ProcessorFormatter):
             foreign_pre_chain=_FOREIGN_PRE_CHAIN,
             **kwargs,
         )
+        self._plain = None if colors else _PlainConsole(renderer, sort_keys)
+        self._fast = _direct(self)
+
+    def format(self, record: logging.LogRecord) -> str:
+        """The line of *record*; events of this module's loggers are rendered directly (same text)."""
+        message = record.msg
+        if self._plain is not None and type(message) is _EventDict and self._fast:
+            text = self._plain(message)
+            if text is not None:
+                return text
+        return super().format(record)
 
 
 class JSONFormatter(structlog.stdlib.ProcessorFormatter):
@@ -373,6 +397,16 @@ class JSONFormatter(structlog.stdlib.ProcessorFormatter):
             foreign_pre_chain=_FOREIGN_PRE_CHAIN,
             **kwargs,
         )
+        self._sort_keys = sort_keys
+        self._fast = _direct(self)
+
+    def format(self, record: logging.LogRecord) -> str:
+        """The line of *record*; events of this module's loggers are rendered directly (same text)."""
+        message = record.msg
+        if type(message) is _EventDict and self._fast and "exc_info" not in message:
+            lead = {k: message[k] for k in _LEAD if k in message}
+            return json.dumps({**lead, **message}, sort_keys=self._sort_keys, default=repr)
+        return super().format(record)
 
 
 class _EventDict(dict[str, Any]):
@@ -426,7 +460,8 @@ def _renamed(values: Mapping[str, Any], reserved: tuple[str, ...]) -> dict[str, 
 def _keep_reserved(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
     """Processor: move context keys the later processors set to ``<key>_``."""
     event = event_dict.pop("event", _NOTHING)
-    event_dict = _renamed(event_dict, _RESERVED)
+    if not _RESERVED_SET.isdisjoint(event_dict):
+        event_dict = _renamed(event_dict, _RESERVED)
     if event is not _NOTHING:
         event_dict["event"] = event
     return event_dict
@@ -481,7 +516,27 @@ def _leading_keys(logger: WrappedLogger, method_name: str, event_dict: EventDict
     return {**lead, **event_dict}
 
 
-_TIMESTAMPER = structlog.processors.TimeStamper(fmt="iso", utc=True)
+_second_text: tuple[int, str] = (-1, "")  # the last second formatted, and its text
+
+
+def _now_iso() -> str:
+    """Now as ISO 8601 UTC, microseconds (none when zero), ``Z``; the date part is formatted once a second."""
+    global _second_text
+    second, micro = divmod(time.time_ns() // 1000, 1_000_000)
+    cached, text = _second_text
+    if cached != second:
+        text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        _second_text = (second, text)
+    return f"{text}.{micro:06d}Z" if micro else f"{text}Z"
+
+
+def _timestamp(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
+    """Processor: ``timestamp``, now, as ISO 8601 UTC (as ``TimeStamper(fmt="iso", utc=True)``)."""
+    event_dict["timestamp"] = _now_iso()
+    return event_dict
+
+
+_STACK_INFO = structlog.processors.StackInfoRenderer()
 
 # No level filter: BoundLogger._emit checks the level before building the event.
 _PROCESSORS: list[Processor] = [
@@ -489,12 +544,111 @@ _PROCESSORS: list[Processor] = [
     _keep_reserved,
     structlog.stdlib.add_log_level,
     structlog.stdlib.add_logger_name,
-    _TIMESTAMPER,
+    _timestamp,
     _format_positional,
-    structlog.processors.StackInfoRenderer(),
+    _STACK_INFO,
     _capture_exc_info,
     _to_stdlib,
 ]
+
+# Level names as add_log_level sets them.
+_LEVEL_NAMES = {"warn": "warning", "exception": "error"}
+# The standard library loggers whose log methods do no more than makeRecord() and handle().
+_PLAIN_LOGGERS = (logging.Logger, logging.RootLogger, structlog.stdlib._FixedFindCallerLogger)
+# The keys a JSON line starts with.
+_LEAD = ("timestamp", "level", "logger", "event")
+
+
+def _event_dict(
+    logger: logging.Logger, method_name: str, context: Mapping[str, Any], event: Any, kw: dict[str, Any]
+) -> EventDict:
+    """The event dict :data:`_PROCESSORS` make, in one call (their steps that have nothing to do skipped)."""
+    event_dict: EventDict = {**context, **kw}
+    if event is not None:
+        event_dict["event"] = event
+    if structlog.contextvars._CONTEXT_VARS:
+        event_dict = structlog.contextvars.merge_contextvars(logger, method_name, event_dict)
+    event_dict = _keep_reserved(logger, method_name, event_dict)
+    event_dict["level"] = _LEVEL_NAMES.get(method_name, method_name)
+    event_dict["logger"] = logger.name
+    event_dict["timestamp"] = _now_iso()
+    if "positional_args" in event_dict:
+        event_dict = _format_positional(logger, method_name, event_dict)
+    if "stack_info" in event_dict:
+        event_dict = _STACK_INFO(logger, method_name, event_dict)
+    if "exc_info" in event_dict:
+        event_dict = _capture_exc_info(logger, method_name, event_dict)
+    return event_dict
+
+
+def _handle(logger: logging.Logger, level: int, method_name: str, event_dict: EventDict, depth: int) -> None:
+    """Log *event_dict* as ``logger.<method_name>(...)`` after :func:`_to_stdlib`, without the frame walk.
+
+    The record names the frame *depth* levels above the caller of this function.
+    """
+    frame = sys._getframe(1)
+    for _ in range(depth):
+        frame = frame.f_back or frame
+    code = frame.f_code
+    record = logger.makeRecord(
+        logger.name, level, code.co_filename, frame.f_lineno, _EventDict(event_dict), (), None, code.co_name
+    )
+    # what ProcessorFormatter.wrap_for_formatter passes as extra=
+    record._logger = logger
+    record._name = method_name
+    logger.handle(record)
+
+
+# Strings holding one of these are shown quoted (repr) by ConsoleRenderer, other strings bare.
+_QUOTED = frozenset(" \t=\r\n\"'")
+
+
+class _PlainConsole:
+    """ConsoleRenderer's text without colours, for events without a traceback or a stack, quicker."""
+
+    def __init__(self, renderer: structlog.dev.ConsoleRenderer, sort_keys: bool) -> None:
+        self.level_width = len(renderer(None, "info", {"level": ""})) - 2
+        self.event_width = len(renderer(None, "info", {"event": "", "logger": "x"})) - len(" [x]")
+        self.sort_keys = sort_keys
+
+    def __call__(self, message: Mapping[str, Any]) -> str | None:
+        """The line of *message*, or ``None`` when it has an exception or a stack to show."""
+        if "exc_info" in message or "exception" in message or "stack" in message:
+            return None
+        rest = dict(message)
+        parts: list[str] = []
+        value = rest.pop("timestamp", _NOTHING)
+        if value is not _NOTHING:
+            parts.append(str(value))
+        value = rest.pop("level", _NOTHING)
+        if value is not _NOTHING:
+            parts.append(f"[{str(value).ljust(self.level_width)}]")
+        value = rest.pop("event", _NOTHING)
+        if value is not _NOTHING:
+            parts.append(str(value).ljust(self.event_width))
+        for key in ("logger", "logger_name"):
+            value = rest.pop(key, _NOTHING)
+            if value is not _NOTHING:
+                parts.append(f"[{value}]")
+        for key in sorted(rest) if self.sort_keys else rest:
+            value = rest[key]
+            if type(value) is str:
+                parts.append(f"{key}={value!r}" if _QUOTED.intersection(value) else f"{key}={value}")
+            else:
+                parts.append(f"{key}={value!r}")
+        return " ".join(p for p in parts if p).rstrip(" ")
+
+
+def _direct(formatter: logging.Formatter) -> bool:
+    """Whether *formatter* (a ProcessorFormatter) adds nothing to its processors' text for our events."""
+    processor_formatter: Any = formatter
+    return (
+        formatter._fmt == formatter._style.default_format
+        and processor_formatter.logger is None
+        and not processor_formatter.keep_exc_info
+        and not processor_formatter.keep_stack_info
+    )
+
 
 _FOREIGN_PRE_CHAIN: list[Processor] = [
     structlog.contextvars.merge_contextvars,

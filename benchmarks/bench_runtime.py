@@ -15,15 +15,12 @@ per second from a supervisor's start to the last status write, median of rounds;
 comparing two trees in one run (``PYTHONPATH=<tree> python benchmarks/bench_runtime.py
 --passes``, alternated).
 
-``--logging``: instead, the cost of the one ``synced`` line per object: throughput
-with the line filtered out by its level (WARNING) beside the line written at INFO
-in the default readable format to a file, alternated, same run.
+The cost of the one ``synced`` log line per object: ``bench_logging.py``.
 """
 
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import platform
 import statistics
@@ -32,7 +29,6 @@ import threading
 import time
 from typing import Any
 
-from actors.logs import configure_logging, default_logging_config
 from actors.models import load_schema, parse_xproto
 from actors.orm import ModelAccessor
 from actors.runtime import ChildSpec, RealClock, RuntimeSettings, Supervisor
@@ -186,45 +182,6 @@ def ceiling(folder: str, n: int) -> float:
     return n / elapsed
 
 
-def file_logging(path: str, level: str) -> dict[str, Any]:
-    """The default logging configuration, to a file instead of stderr, at ``level``."""
-    config = default_logging_config()
-    config["handlers"]["console"] = {"class": "logging.FileHandler", "formatter": "console", "filename": path}
-    config["root"]["level"] = level
-    return config
-
-
-def log_cost(folder: str, n: int, rounds: int) -> None:
-    """Throughput and process CPU time per object, the ``synced`` line filtered (WARNING) or written (INFO).
-
-    The two alternate; medians are reported. CPU time is steadier than the rate on a
-    shared machine: other processes slow the wall clock, not this process's CPU use.
-    """
-    path = os.path.join(folder, "bench.log")
-    rates: dict[str, list[float]] = {"WARNING": [], "INFO": []}
-    cpu: dict[str, list[float]] = {"WARNING": [], "INFO": []}
-    for i in range(rounds):
-        for level in ("WARNING", "INFO") if i % 2 == 0 else ("INFO", "WARNING"):
-            configure_logging(file_logging(path, level))
-            begin = time.process_time()
-            rates[level].append(throughput(folder, n, suffix=f"-{level}-{i}"))
-            cpu[level].append((time.process_time() - begin) / n * 1e6)
-    logging.shutdown()
-    with open(path, encoding="utf-8") as written:
-        lines = sum(1 for line in written if " synced " in line)
-    print(f"{n} objects, {rounds} rounds each (alternated); {lines} 'synced' lines written")
-    print(f"{'':32} {'obj/s (median)':>15} {'CPU us/object (median)':>23}")
-    for level, label in (
-        ("WARNING", "synced line filtered (WARNING)"),
-        ("INFO", "synced line written (INFO)"),
-    ):
-        print(f"{label:32} {statistics.median(rates[level]):>15.0f} {statistics.median(cpu[level]):>23.0f}")
-    off, on = statistics.median(rates["WARNING"]), statistics.median(rates["INFO"])
-    cpu_off, cpu_on = statistics.median(cpu["WARNING"]), statistics.median(cpu["INFO"])
-    rate_cost, cpu_cost = (off - on) / off * 100, (cpu_on - cpu_off) / cpu_off * 100
-    print(f"cost of the line: {rate_cost:+.1f} % obj/s, {cpu_cost:+.1f} % CPU")
-
-
 def passes(folder: str, n: int, rounds: int) -> None:
     """The no-op sync pass and policy pass over ``n`` dirty objects: median obj/s and CPU of ``rounds``.
 
@@ -247,7 +204,6 @@ def passes(folder: str, n: int, rounds: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
-    parser.add_argument("--logging", action="store_true", help="only the cost of the per-sync log line")
     parser.add_argument("--passes", action="store_true", help="only the no-op sync and policy passes")
     parser.add_argument("--size", type=int, help="objects per pass with --passes (default 3000)")
     parser.add_argument("--rounds", type=int, help="rounds with --passes (default 5)")
@@ -258,10 +214,6 @@ def main() -> None:
         rounds = args.rounds or (1 if args.quick else 5)
         with tempfile.TemporaryDirectory() as folder:
             passes(folder, size, rounds)
-        return
-    if args.logging:
-        with tempfile.TemporaryDirectory() as folder:
-            log_cost(folder, 1000 if args.quick else 2000, 2 if args.quick else 10)
         return
     sizes = [1000, 5000] if args.quick else [1000, 10_000, 100_000]
     samples = 50 if args.quick else 500

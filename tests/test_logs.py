@@ -380,7 +380,7 @@ def test_a_disabled_level_builds_no_event(monkeypatch: pytest.MonkeyPatch) -> No
     def built(*args: Any) -> Any:
         raise AssertionError("the event was built")
 
-    monkeypatch.setattr(log, "_process_event", built)
+    monkeypatch.setattr(logs, "_event_dict", built)  # where the event is built
     try:
         assert log.info("synced", model="MyModel", id=1) is None
     finally:
@@ -417,3 +417,88 @@ def test_a_record_names_the_line_that_logged(caplog: pytest.LogCaptureFixture) -
     assert [(r.filename, r.funcName) for r in caplog.records] == [
         ("test_logs.py", "test_a_record_names_the_line_that_logged")
     ] * 2
+
+
+# Events that exercise the rendering: quoting, non-string values, renamed reserved keys,
+# %-format arguments, a missing event, a logger_name key.
+EVENTS: list[tuple[tuple[Any, ...], dict[str, Any]]] = [
+    (("synced",), {"model": "MyModel", "id": 3, "deleted": False}),
+    (("two words",), {"s": "a b", "q": "it's", "eq": "k=v", "nl": "a\nb", "bare": "plain", "n": None}),
+    (("nested",), {"d": {"a": [1, 2]}, "t": (1,), "f": 1.5, "o": object}),
+    (("reserved",), {"event": "e", "level": "l", "logger": "g", "timestamp": "t", "logger_name": "ln"}),
+    (("%d of %s",), {"positional": True}),
+    ((), {"no_event": 1}),
+    (("a much longer event than the thirty-character pad",), {"k": ""}),
+]
+
+
+def structlog_text(formatter: logging.Formatter, record: logging.LogRecord) -> str:
+    """What structlog's ProcessorFormatter (the formatter's base class) makes of *record*."""
+    return structlog.stdlib.ProcessorFormatter.format(formatter, record)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "formatter",
+    [ConsoleFormatter(), ConsoleFormatter(sort_keys=True), JSONFormatter(), JSONFormatter(sort_keys=True)],
+    ids=["console", "console-sorted", "json", "json-sorted"],
+)
+def test_the_direct_rendering_gives_structlogs_text(formatter: logging.Formatter) -> None:
+    records: list[logging.LogRecord] = []
+    holder = logs._Appender(records)
+    logger = logging.getLogger("actors.render")
+    logger.addHandler(holder)
+    logger.setLevel(logging.DEBUG)
+    try:
+        log = logs.get_logger("actors.render").bind(step="SyncMyModel", event="bound")
+        for args, kw in EVENTS:
+            if args and "%" in args[0]:
+                log.info(args[0], 2, "ten", **kw)
+            else:
+                log.warning(*args, **kw)
+    finally:
+        logger.removeHandler(holder)
+        logger.setLevel(logging.NOTSET)
+    assert len(records) == len(EVENTS)
+    for record in records:
+        assert isinstance(record.msg, logs._EventDict)
+        assert formatter.format(record) == structlog_text(formatter, record)
+    assert "2 of ten" in formatter.format(records[4])
+
+
+def test_the_direct_rendering_is_used_only_where_it_gives_the_same_text() -> None:
+    message = logs._EventDict(event="e", k="v")
+    record = logging.LogRecord("actors", logging.INFO, __file__, 1, message, (), None)
+    assert ConsoleFormatter()._fast and JSONFormatter()._fast
+    assert not ConsoleFormatter(fmt="%(levelname)s %(message)s")._fast
+    assert not JSONFormatter(keep_exc_info=True)._fast
+    assert ConsoleFormatter(fmt="%(levelname)s %(message)s").format(record).startswith("INFO ")
+    colored = ConsoleFormatter(colors=True).format(record)
+    assert "\x1b[" in colored and colored.endswith("\x1b[0m")
+
+
+def test_the_timestamp_is_iso_utc_with_microseconds(monkeypatch: pytest.MonkeyPatch) -> None:
+    import datetime
+
+    for ns in (1_796_126_400_123_456_789, 1_796_126_400_000_000_000, 1_796_126_401_000_001_000):
+        monkeypatch.setattr(logs.time, "time_ns", lambda ns=ns: ns)
+        moment = datetime.datetime.fromtimestamp(ns // 1000 / 1e6, tz=datetime.UTC)
+        assert logs._now_iso() == moment.isoformat().replace("+00:00", "Z")
+
+
+def test_a_custom_record_factory_or_logger_class_still_gets_every_event(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    plain = logging.getLogRecordFactory()
+
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = plain(*args, **kwargs)
+        record.tagged = True
+        return record
+
+    monkeypatch.setattr(logging, "_logRecordFactory", factory)
+    with logs.capture_logs("actors.factory") as captured:
+        records: list[logging.LogRecord] = []
+        logging.getLogger("actors.factory").addHandler(logs._Appender(records))
+        logs.get_logger("actors.factory").info("made", k=1)
+    assert getattr(records[0], "tagged", False) and records[0].funcName.startswith("test_a_custom")
+    assert (captured[0]["event"], captured[0]["k"]) == ("made", 1)
