@@ -20,7 +20,6 @@ from ._checks import (
     KAFKA_ENDPOINT,
     check_graph,
     check_kafka_options,
-    default_logging,
     password,
     problem,
     read_graph,
@@ -28,6 +27,8 @@ from ._checks import (
     store_url,
 )
 from ._errors import describe
+
+from actors._logging_default import DEFAULT_LOGGING
 
 
 def says(expected: str, **checks: Any) -> Any:
@@ -328,7 +329,7 @@ class Settings(Section):
     """The synchronizer name; also the Kafka consumer group id."""
     core_version: Annotated[str | None, says('a version string such as "4.0.0" (quote it in YAML)')] = None
     """The version of the core the synchronizer was written for (informative)."""
-    logging: Annotated[dict[str, Any], says("a Python logging dictConfig mapping")] = default_logging()
+    logging: Annotated[dict[str, Any], says("a Python logging dictConfig mapping")] = DEFAULT_LOGGING
     """A Python logging dictConfig for the whole process; replaces the default whole."""
     models_dir: Folder | None = None
     """Folder of the .xproto model files (convenience wrappers in its convenience/ subfolder)."""

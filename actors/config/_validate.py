@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import difflib
-import types
+import functools
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Annotated, Any, TypeVar, Union, get_args, get_origin
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
-from pydantic.fields import FieldInfo
 from pydantic_core import PydanticCustomError
 
 from ._checks import LATE, PROBLEM, Resolve
@@ -17,6 +16,7 @@ from ._errors import ConfigError, dotted
 from ._model import Settings
 
 S = TypeVar("S", bound=BaseModel)
+_SCALARS = {"string": str, "integer": int, "number": float, "boolean": bool}
 
 
 def validate(
@@ -70,9 +70,8 @@ def _translate(
         parts = (*parts, *ctx["at"])
         message, expected = str(ctx["message"]), str(ctx["expected"])
     elif error["type"] == "extra_forbidden":
-        holder = walk(parts[:-1])[1]
-        fields = holder.model_fields if isinstance(holder, type) and issubclass(holder, BaseModel) else {}
-        allowed = sorted(k for k, f in fields.items() if "x-original" not in _extra(f))
+        keys = schema_at(parts[:-1])[0].get("properties", {})
+        allowed = sorted(key for key, field in keys.items() if "x-original" not in field)
         close = difflib.get_close_matches(str(parts[-1]), allowed, n=1)
         hint = f' (did you mean "{close[0]}"?)' if close else ""
         expected = "one of the keys " + ", ".join(allowed)
@@ -91,68 +90,52 @@ def _translate(
     return ConfigError(message, path=path, key=dotted(parts), expected=expected)
 
 
-def _extra(info: FieldInfo) -> dict[str, Any]:
-    extra = info.json_schema_extra
-    return extra if isinstance(extra, dict) else {}
+@functools.cache
+def _schema() -> dict[str, Any]:
+    return Settings.model_json_schema()
 
 
-def _unwrap(annotation: Any) -> tuple[Any, str | None]:
-    """The type under ``Annotated`` and ``| None`` (of other unions: the first model, list or
-    mapping alternative), and the ``x-expected`` wording found in ``Annotated`` on the way."""
-    said = None
-    while True:
-        origin = get_origin(annotation)
-        if origin is Annotated:
-            for meta in annotation.__metadata__:
-                if isinstance(meta, FieldInfo) and "x-expected" in _extra(meta):
-                    said = str(_extra(meta)["x-expected"])
-            annotation = get_args(annotation)[0]
-        elif origin in (Union, types.UnionType):
-            options = [a for a in get_args(annotation) if a is not type(None)]
-            nested = [a for a in options if get_origin(a) in (list, dict) or _is_model(a)]
-            annotation = (nested or options)[0]
-        else:
-            return annotation, said
+def _resolve(node: dict[str, Any]) -> dict[str, Any]:
+    """``node`` with its ``$ref`` followed and, of ``X | None`` (and other unions), the first
+    object or array alternative (else the first); the node's own keys (``x-expected``) win."""
+    options = [option for option in node.get("anyOf", ()) if option.get("type") != "null"]
+    if options:
+        nested = [o for o in options if "$ref" in o or o.get("type") in ("object", "array")]
+        node = {**_resolve((nested or options)[0]), **{k: v for k, v in node.items() if k != "anyOf"}}
+    if "$ref" in node:
+        node = {**_schema()["$defs"][node["$ref"].rsplit("/", 1)[-1]], **node}
+        del node["$ref"]
+    return node
 
 
-def _is_model(annotation: Any) -> bool:
-    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
-
-
-def walk(parts: Sequence[Any]) -> tuple[FieldInfo | None, Any, str | None]:
-    """Follow the key path ``parts`` through the model.
-
-    Returns:
-        The last field passed (``None`` at the top, or after a list or mapping
-        item), the type found at the end (``None`` below a free-form value or for an
-        unknown key), and the wording of a valid value there from ``Annotated`` types.
-    """
-    info: FieldInfo | None = None
-    annotation: Any = Settings
-    said: str | None = None
+def schema_at(parts: Sequence[Any]) -> tuple[dict[str, Any], bool]:
+    """The JSON Schema of the key path ``parts`` in the generated schema, and whether the
+    whole path was found (if not: the schema of the last key found)."""
+    node = _resolve(_schema())
     for part in parts:
-        annotation, said = _unwrap(annotation)
-        if get_origin(annotation) in (list, dict):
-            annotation, info = get_args(annotation)[-1], None
-        elif _is_model(annotation) and isinstance(part, str) and part in annotation.model_fields:
-            info = annotation.model_fields[part]
-            annotation = info.annotation
+        if isinstance(part, str) and part in node.get("properties", {}):
+            node = node["properties"][part]
+        elif isinstance(node.get("additionalProperties"), dict):
+            node = node["additionalProperties"]
+        elif isinstance(node.get("items"), dict) and isinstance(part, int):
+            node = node["items"]
         else:
-            return info, None, None
-    annotation, said = _unwrap(annotation)
-    return info, annotation, said
+            return node, False
+        node = _resolve(node)
+    return node, True
 
 
 def expected_of(parts: Sequence[Any]) -> str | None:
-    """How a valid value at ``parts`` is worded (``x-expected`` of the field or its type)."""
-    info, annotation, said = walk(parts)
-    wording = _extra(info).get("x-expected") if info is not None else None
-    if wording is None and said is None and _is_model(annotation):
-        said = "a mapping with the keys " + ", ".join(annotation.model_fields)
-    return str(wording) if wording is not None else said
+    """How a valid value at ``parts`` is worded (``x-expected``, or the keys of a section)."""
+    node = schema_at(parts)[0]
+    if "x-expected" in node:
+        return str(node["x-expected"])
+    return "a mapping with the keys " + ", ".join(node["properties"]) if "properties" in node else None
 
 
 def scalar_type(parts: Sequence[Any]) -> type | None:
     """The one scalar type (``str``, ``int``, ``float``, ``bool``) the key path accepts, else ``None``."""
-    annotation = walk(parts)[1]
-    return annotation if annotation in (str, int, float, bool) else None
+    node, found = schema_at(parts)
+    if not found or "enum" in node or "const" in node:
+        return None
+    return _SCALARS.get(node.get("type", ""))
