@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationInfo
+from pydantic import AfterValidator, ValidationInfo
 from pydantic_core import PydanticCustomError
 
 from ._errors import describe
@@ -93,9 +94,13 @@ def resolver(info: ValidationInfo) -> Resolve | None:
     return info.context if isinstance(info.context, Resolve) else None
 
 
-def password(value: str | None, info: ValidationInfo) -> str | None:
-    resolve = resolver(info)
-    return resolve.password(value) if resolve and value is not None else value
+def resolved(how: Callable[[Resolve, str], str]) -> Any:
+    """Type metadata: the value becomes ``how(resolve, value)`` when validating with a :class:`Resolve`."""
+
+    def check(value: str, info: ValidationInfo) -> str:
+        return how(info.context, value) if isinstance(info.context, Resolve) else value
+
+    return AfterValidator(check)
 
 
 def check_graph(value: Any, note: str = "") -> dict[str, list[Any]]:
