@@ -38,7 +38,7 @@ class Config:
         base_dir: str | os.PathLike[str],
         path: str | os.PathLike[str] | None = None,
     ) -> None:
-        """Wrap *settings*, already resolved against *base_dir* (use :func:`load_config` or :meth:`from_dict`)."""
+        """Wrap *settings*, resolved against *base_dir* (use :func:`load_config` or :meth:`from_dict`)."""
         self._settings = settings
         self._data: dict[str, Any] = settings.model_dump(exclude_none=True)
         self._base_dir = Path(base_dir)

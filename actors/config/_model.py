@@ -357,9 +357,7 @@ class Settings(Section):
 
     # The original framework's keys that do nothing here: accepted with their original types,
     # kept, and each named by a warning; not offered among the allowed keys of an error.
-    xos_dir: Folder | None = _original(
-        "the folder of the XOS core's code; there is no core code to find here"
-    )
+    xos_dir: Folder | None = _original("the folder of the XOS core's code; there is no core code here")
     desired_state: Annotated[str | None, says('a string ("load" or "unload")')] = _original(
         "loading or unloading the service's models into the core; they are loaded at start here"
     )
@@ -373,19 +371,13 @@ class Settings(Section):
     sys_dir: Folder | None = _original("the Ansible support folder of the older synchronizers")
     kafka_bootstrap_servers: Annotated[
         list[Annotated[str, says(_ENDPOINT)]] | None, says('a list of strings like "host:port"')
-    ] = _original(
-        "the Kafka servers of the original's producer helper; the event steps use event_bus.endpoint"
-    )
+    ] = _original("the Kafka servers of the original's producer helper; event steps use event_bus.endpoint")
     keep_temp_files: Flag | None = _original("the Ansible temporary files of the older synchronizers")
     proxy_ssh: AnyMapping | None = _original("the SSH proxy of the Ansible-based synchronizers")
-    error_map_path: File | None = _original(
-        "the error map of the OpenStack synchronizer (SyncStep.error_map)"
-    )
+    error_map_path: File | None = _original("the error map of the OpenStack synchronizer")
     feefie: AnyMapping | None = _original("the feefie DNS settings of the older synchronizers")
     node_key: File | None = _original("the SSH key of the compute nodes (OpenStack synchronizer)")
-    config_dir: Folder | None = _original(
-        "the folder of SyncStep.get_prop files, which the original never defined either"
-    )
+    config_dir: Folder | None = _original("the folder of SyncStep.get_prop files (never set)")
     images_directory: Folder | None = _original("the VM images of the OpenStack synchronizer")
     nova: AnyMapping | None = _original("the OpenStack Nova settings")
     database: Annotated[
