@@ -6,8 +6,6 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-# Keys whose values are never echoed in an error message.
-_SECRET_KEYS = frozenset({"password", "password_hash", "token"})
 _MAX_SHOWN = 60
 
 
@@ -35,14 +33,6 @@ class ConfigError(Exception):
         self.message = " ".join(message.split())
         self.path, self.key, self.expected, self.line, self.column = path, key, expected, line, column
 
-    @classmethod
-    def wrong_value(
-        cls, key: str | None, expected: str, value: Any, *, path: str | None = None, note: str = ""
-    ) -> ConfigError:
-        """Build the usual ``expected <expected>, got <value>`` error."""
-        got = describe(value, secret=is_secret(key))
-        return cls(f"expected {expected}, got {got}{note}", path=path, key=key, expected=expected)
-
     def __str__(self) -> str:
         where = self.path or ""
         if where and self.line is not None:
@@ -53,11 +43,6 @@ class ConfigError(Exception):
 def dotted(parts: Sequence[Any]) -> str | None:
     """Join key path parts with dots (``None`` for the top level)."""
     return ".".join(str(p) for p in parts) or None
-
-
-def is_secret(key: str | None) -> bool:
-    """Whether the value of the dotted *key* must not be shown."""
-    return key is not None and key.rsplit(".", 1)[-1] in _SECRET_KEYS
 
 
 def describe(value: Any, *, secret: bool = False) -> str:

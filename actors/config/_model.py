@@ -427,15 +427,3 @@ class Settings(Section):
             url = store_url(self.store.url, Path(self.data_dir), resolve)
             update["store"] = self.store.model_copy(update={"url": url})
         return self.model_copy(update=update) if update else self
-
-
-def config_schema() -> dict[str, Any]:
-    """The JSON Schema (draft 2020-12) of the configuration file, generated from :class:`Settings`."""
-    return Settings.model_json_schema()
-
-
-def default_values() -> dict[str, Any]:
-    """The defaults of every key that has one, as a nested mapping (a fresh copy)."""
-    values = Settings.model_construct(name="").model_dump(exclude_none=True)
-    del values["name"]
-    return values

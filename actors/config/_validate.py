@@ -12,7 +12,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import PydanticCustomError
 
 from ._checks import LATE, PROBLEM, Resolve
-from ._errors import ConfigError, dotted
+from ._errors import ConfigError, describe, dotted
 from ._model import Settings
 
 S = TypeVar("S", bound=BaseModel)
@@ -81,7 +81,8 @@ def _translate(
         message = f"missing required key; expected {expected}"
     else:
         expected = expected_of(parts) or error["msg"]
-        message = ConfigError.wrong_value(dotted(parts), expected, error["input"]).message
+        secret = parts and parts[-1] in ("password", "password_hash", "token")
+        message = f"expected {expected}, got {describe(error['input'], secret=bool(secret))}"
     for source_parts, variable in sources.items():
         shorter = min(len(parts), len(source_parts))
         if shorter and tuple(parts[:shorter]) == source_parts[:shorter]:
@@ -90,9 +91,19 @@ def _translate(
     return ConfigError(message, path=path, key=dotted(parts), expected=expected)
 
 
-@functools.cache
-def _schema() -> dict[str, Any]:
+def config_schema() -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) of the configuration file, generated from :class:`Settings`."""
     return Settings.model_json_schema()
+
+
+def default_values() -> dict[str, Any]:
+    """The defaults of every key that has one, as a nested mapping (a fresh copy)."""
+    values = Settings.model_construct(name="").model_dump(exclude_none=True)
+    del values["name"]
+    return values
+
+
+_schema = functools.cache(config_schema)
 
 
 def _resolve(node: dict[str, Any]) -> dict[str, Any]:
