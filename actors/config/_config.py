@@ -16,7 +16,7 @@ from ._env import apply_env
 from ._errors import ConfigError, describe
 from ._model import Settings
 from ._reader import read_yaml
-from ._validate import from_problem, validate
+from ._validate import from_problem, validate_section
 
 _MISSING: Any = object()
 log = logging.getLogger("actors.config")
@@ -176,7 +176,7 @@ def prepare(raw: Any, *, path: str | None, base_dir: Path, env: Mapping[str, str
         )
     data: dict[str, Any] = plain(raw)
     sources = apply_env(data, env, path=path) if env else {}
-    settings = validate(data, path=path, base_dir=base_dir, sources=sources)
+    settings = validate_section(Settings, data, path=path, base_dir=base_dir, sources=sources)
     for key, info in Settings.model_fields.items():
         why = (info.json_schema_extra or {}).get("x-original")  # type: ignore[union-attr]
         if why is not None and key in data:

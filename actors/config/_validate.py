@@ -19,34 +19,22 @@ S = TypeVar("S", bound=BaseModel)
 _SCALARS = {"string": str, "integer": int, "number": float, "boolean": bool}
 
 
-def validate(
+def validate_section(
+    section: type[S],
     data: Mapping[str, Any],
     *,
-    path: str | None,
-    base_dir: Path | None,
+    at: tuple[Any, ...] = (),
+    path: str | None = None,
+    base_dir: Path | None = None,
     sources: Mapping[tuple[Any, ...], str] | None = None,
-) -> Settings:
-    """The :class:`Settings` of ``data``; paths resolved against ``base_dir`` (``None``: left as given).
-
-    Raises:
-        ConfigError: for the first problem, shape problems before those of paths and files.
-    """
+) -> S:
+    """Check *data* as *section* (found at the key path *at*: ``event_bus`` at ``("event_bus",)``), its
+    paths resolved against *base_dir* (``None``: left as given); *sources* name the environment
+    variables that set keys. Raises :class:`ConfigError` for the first problem (shape before paths)."""
     try:
-        return Settings.model_validate(data, context=Resolve(base_dir) if base_dir is not None else None)
+        return section.model_validate(data, context=Resolve(base_dir) if base_dir is not None else None)
     except ValidationError as exc:
-        raise _translate(exc, path=path, sources=sources or {}) from None
-
-
-def validate_section(section: type[S], data: Mapping[str, Any], *, at: tuple[Any, ...]) -> S:
-    """Check one section given by code (not a file), such as ``event_bus`` at ``("event_bus",)``.
-
-    Raises:
-        ConfigError: for the first problem, its key starting with ``at``.
-    """
-    try:
-        return section.model_validate(data)
-    except ValidationError as exc:
-        raise _translate(exc, path=None, sources={}, at=at) from None
+        raise _translate(exc, path=path, sources=sources or {}, at=at) from None
 
 
 def from_problem(exc: PydanticCustomError, at: Sequence[Any], *, path: str | None) -> ConfigError:
@@ -56,11 +44,7 @@ def from_problem(exc: PydanticCustomError, at: Sequence[Any], *, path: str | Non
 
 
 def _translate(
-    exc: ValidationError,
-    *,
-    path: str | None,
-    sources: Mapping[tuple[Any, ...], str],
-    at: tuple[Any, ...] = (),
+    exc: ValidationError, *, path: str | None, sources: Mapping[tuple[Any, ...], str], at: tuple[Any, ...]
 ) -> ConfigError:
     errors = exc.errors(include_url=False)
     error = next((e for e in errors if e["type"] != LATE), errors[0])
