@@ -104,18 +104,18 @@ def _resolve(node: dict[str, Any]) -> dict[str, Any]:
 
 
 def schema_at(parts: Sequence[Any]) -> tuple[dict[str, Any], bool]:
-    """The JSON Schema of the key path ``parts`` in the generated schema, and whether the
-    whole path was found (if not: the schema of the last key found)."""
+    """The JSON Schema of the key path ``parts`` in the generated schema, and whether the whole
+    path was found (if not: the schema of the last key found, ``{}`` for an unknown top key)."""
     node = _resolve(_schema())
-    for part in parts:
+    for depth, part in enumerate(parts):
         if isinstance(part, str) and part in node.get("properties", {}):
             node = node["properties"][part]
-        elif isinstance(node.get("additionalProperties"), dict):
-            node = node["additionalProperties"]
-        elif isinstance(node.get("items"), dict) and isinstance(part, int):
-            node = node["items"]
+        elif node.get("type") == "object" and "properties" not in node:  # a mapping: its values
+            node = node["additionalProperties"] if isinstance(node.get("additionalProperties"), dict) else {}
+        elif node.get("type") == "array" and isinstance(part, int):
+            node = node.get("items", {})
         else:
-            return node, False
+            return (node if depth else {}), False
         node = _resolve(node)
     return node, True
 
