@@ -1,4 +1,4 @@
-"""The default logging dictConfig, below both :mod:`actors.config` (its ``logging`` default) and :mod:`actors.logs`."""
+"""The default logging dictConfig: the `logging` default of actors.config and the default of actors.logs."""
 
 from typing import Any
 
