@@ -14,7 +14,8 @@ filters apply. Render them with :class:`ConsoleFormatter` (readable lines) or
 :func:`get_logger` (which configures nothing); :func:`configure_logging` applies a
 configuration fully, ``structlog.get_logger()`` included. See ``docs/logging.md``.
 
-This module is the lowest layer: it imports no other ``actors`` module.
+This module is the lowest layer: it imports no other ``actors`` module but the default
+dictConfig it shares with :mod:`actors.config` (:mod:`actors._logging_default`).
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ import structlog
 from structlog.exceptions import DropEvent
 from structlog.typing import EventDict, Processor, WrappedLogger
 
+from actors._logging_default import DEFAULT_LOGGING as _DEFAULT_LOGGING
+
 __all__ = [
     "BoundLogger",
     "ConsoleFormatter",
@@ -47,22 +50,6 @@ __all__ = [
     "held_records",
     "traceback_if_debug",
 ]
-
-# The logging configuration used when none is given (same as the configuration
-# file's default for the `logging` key, which reads it from here).
-_DEFAULT_LOGGING: dict[str, Any] = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"console": {"()": "actors.logs.ConsoleFormatter"}},
-    "handlers": {
-        "console": {
-            "class": "logging.StreamHandler",
-            "formatter": "console",
-            "stream": "ext://sys.stderr",
-        }
-    },
-    "root": {"level": "INFO", "handlers": ["console"]},
-}
 
 # Keys the processors set: a context value under one of these names is kept
 # under the name with "_" appended instead of being overwritten.

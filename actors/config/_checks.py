@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationInfo
+from pydantic import AfterValidator, ValidationInfo
 from pydantic_core import PydanticCustomError
 
-from actors.logs import default_logging_config
 
 from ._errors import describe
 
@@ -31,38 +31,6 @@ ADDRESS = rf"^{_HOST}:({_PORT}|0)$"
 KAFKA_ENDPOINT = rf"^{_HOST}(:{_PORT})?$"
 _GRAPH_ITEM = "a list [OtherModel, src_accessor, dst_accessor] or a model name"
 
-# kafka-python 3.0.12 (the pinned version): the names of KafkaConsumer / KafkaProducer options
-# (their DEFAULT_CONFIG keys; tests/test_config.py checks these lists against the library).
-KAFKA_CONSUMER_OPTIONS = frozenset(
-    """bootstrap_servers client_id client_rack group_id group_instance_id key_deserializer
-    value_deserializer enable_incremental_fetch_sessions fetch_max_wait_ms fetch_min_bytes
-    fetch_max_bytes max_partition_fetch_bytes request_timeout_ms retry_backoff_ms reconnect_backoff_ms
-    reconnect_backoff_max_ms max_in_flight_requests_per_connection auto_offset_reset enable_auto_commit
-    auto_commit_interval_ms default_offset_commit_callback check_crcs isolation_level
-    allow_auto_create_topics metadata_max_age_ms client_dns_lookup partition_assignment_strategy
-    max_poll_records max_poll_interval_ms session_timeout_ms heartbeat_interval_ms receive_buffer_bytes
-    send_buffer_bytes receive_message_max_bytes socket_options consumer_timeout_ms security_protocol
-    ssl_context ssl_check_hostname ssl_cafile ssl_certfile ssl_keyfile ssl_crlfile ssl_password
-    ssl_ciphers api_version bootstrap_timeout_ms connections_max_idle_ms metric_reporters
-    metrics_enabled metrics_num_samples metrics_sample_window_ms metric_group_prefix selector
-    exclude_internal_topics sasl_mechanism sasl_plain_username sasl_plain_password sasl_kerberos_name
-    sasl_kerberos_service_name sasl_kerberos_domain_name sasl_oauth_token_provider proxy_url
-    socks5_proxy kafka_client
-    """.split()  # noqa: SIM905
-)
-KAFKA_PRODUCER_OPTIONS = frozenset(
-    """bootstrap_servers client_id key_serializer value_serializer enable_idempotence transactional_id
-    transaction_timeout_ms delivery_timeout_ms acks compression_type retries batch_size linger_ms
-    partitioner connections_max_idle_ms max_block_ms max_request_size allow_auto_create_topics
-    metadata_max_age_ms client_dns_lookup retry_backoff_ms request_timeout_ms receive_message_max_bytes
-    receive_buffer_bytes send_buffer_bytes socket_options reconnect_backoff_ms reconnect_backoff_max_ms
-    max_in_flight_requests_per_connection security_protocol ssl_context ssl_check_hostname ssl_cafile
-    ssl_certfile ssl_keyfile ssl_crlfile ssl_password ssl_ciphers api_version bootstrap_timeout_ms
-    metric_reporters metrics_enabled metrics_num_samples metrics_sample_window_ms selector
-    sasl_mechanism sasl_plain_username sasl_plain_password sasl_kerberos_name sasl_kerberos_service_name
-    sasl_kerberos_domain_name sasl_oauth_token_provider proxy_url socks5_proxy kafka_client
-    """.split()  # noqa: SIM905
-)
 #: KafkaConsumer options ``event_bus.consumer`` may not change: the delivery guarantees depend on them.
 OWNED_CONSUMER_OPTIONS = {
     "group_id": "the group id is the synchronizer's name",
@@ -127,14 +95,13 @@ def resolver(info: ValidationInfo) -> Resolve | None:
     return info.context if isinstance(info.context, Resolve) else None
 
 
-def password(value: str | None, info: ValidationInfo) -> str | None:
-    resolve = resolver(info)
-    return resolve.password(value) if resolve and value is not None else value
+def resolved(how: Callable[[Resolve, str], str]) -> Any:
+    """Type metadata: the value becomes ``how(resolve, value)`` when validating with a :class:`Resolve`."""
 
+    def check(value: str, info: ValidationInfo) -> str:
+        return how(info.context, value) if isinstance(info.context, Resolve) else value
 
-def default_logging() -> dict[str, Any]:
-    """The logging dictConfig used when the file gives none (console lines on stderr, INFO)."""
-    return default_logging_config()
+    return AfterValidator(check)
 
 
 def check_graph(value: Any, note: str = "") -> dict[str, list[Any]]:
@@ -205,12 +172,14 @@ def store_url(url: str | None, data_dir: Path, resolve: Resolve) -> str:
 
 def check_kafka_options(options: dict[str, Any], *, consumer: bool) -> None:
     """``event_bus.consumer`` / ``producer``: kafka-python option names, none the framework owns."""
-    known, kind = (
-        (KAFKA_CONSUMER_OPTIONS, "KafkaConsumer") if consumer else (KAFKA_PRODUCER_OPTIONS, "KafkaProducer")
-    )
+    from kafka import KafkaConsumer, KafkaProducer  # the option names are its DEFAULT_CONFIG keys
+
+    client = KafkaConsumer if consumer else KafkaProducer
     for option in options:
-        if option not in known:
-            raise problem(f"not a kafka-python {kind} option", f"a {kind} option", (option,))
+        if option not in client.DEFAULT_CONFIG:
+            raise problem(
+                f"not a kafka-python {client.__name__} option", f"a {client.__name__} option", (option,)
+            )
         if consumer and option in OWNED_CONSUMER_OPTIONS:
             why = OWNED_CONSUMER_OPTIONS[option]
             raise problem(f"set by the framework ({why})", "an option the framework does not set", (option,))

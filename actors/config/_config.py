@@ -7,7 +7,7 @@ import os
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 from pydantic_core import PydanticCustomError
 
@@ -16,19 +16,17 @@ from ._env import apply_env
 from ._errors import ConfigError, describe
 from ._model import Settings
 from ._reader import read_yaml
-from ._validate import from_problem, validate
+from ._validate import from_problem, validate_section
 
 _MISSING: Any = object()
+log = logging.getLogger("actors.config")
 
 
 class Config:
-    """A validated synchronizer configuration, with defaults merged in.
+    """A validated, read-only synchronizer configuration, defaults merged in and paths absolute.
 
-    Build one with :func:`~actors.config.load_config` (from a YAML file) or
-    :meth:`Config.from_dict`. Code reads its typed sections from :attr:`settings`
-    (``cfg.settings.event_bus.endpoint``); :meth:`get` reads a dotted key, for the
-    XOS ``Config.get`` and user code. It is read-only: :meth:`get` and
-    :meth:`as_dict` return copies. Paths in it are absolute.
+    Code reads the typed sections from :attr:`settings`; :meth:`get` reads a dotted key
+    (for the XOS ``Config.get`` and user code). :meth:`get` and :meth:`as_dict` return copies.
     """
 
     __slots__ = ("_base_dir", "_data", "_graph", "_path", "_settings")
@@ -40,11 +38,7 @@ class Config:
         base_dir: str | os.PathLike[str],
         path: str | os.PathLike[str] | None = None,
     ) -> None:
-        """Wrap *settings*, which must already be resolved against *base_dir*.
-
-        Code should use :func:`~actors.config.load_config` or :meth:`from_dict`,
-        which do that work.
-        """
+        """Wrap *settings*, resolved against *base_dir* (use :func:`load_config` or :meth:`from_dict`)."""
         self._settings = settings
         self._data: dict[str, Any] = settings.model_dump(exclude_none=True)
         self._base_dir = Path(base_dir)
@@ -53,16 +47,8 @@ class Config:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], base_dir: str | os.PathLike[str] | None = None) -> Config:
-        """Build a configuration from a mapping, with the same checks as a file.
-
-        Args:
-            data: The configuration keys, as they would appear in the YAML file.
-            base_dir: The folder relative paths are resolved against (default: the
-                current working folder). Environment overrides are not applied.
-
-        Raises:
-            ConfigError: if *data* is not a valid configuration.
-        """
+        """A configuration from a mapping, checked as a file is; relative paths against *base_dir*
+        (default: the working folder); no environment overrides. Raises :class:`ConfigError`."""
         base = Path(os.path.abspath(base_dir if base_dir is not None else os.getcwd()))
         return cls(prepare(data, path=None, base_dir=base, env=None), base_dir=base)
 
@@ -88,10 +74,9 @@ class Config:
 
     @property
     def dependency_graph(self) -> dict[str, list[list[str]]]:
-        """The model dependency graph, read from its file if ``dependency_graph`` is a path.
+        """The model dependency graph (``{}`` if none), read from its file if it is a path.
 
-        ``{}`` when no graph is configured. Raises :class:`ConfigError` if the file
-        became unreadable or invalid since the configuration was loaded.
+        Raises :class:`ConfigError` if the file became unreadable or invalid since loading.
         """
         if self._graph is None:
             value = self._settings.dependency_graph
@@ -107,13 +92,8 @@ class Config:
         return graph
 
     def get(self, key: str, default: Any = None) -> Any:
-        """The value of *key*, or *default* if it is not set.
-
-        Nested keys are joined with dots (``"event_bus.endpoint"``); list items
-        are addressed by index (``"api.users.0.username"``); a key that itself
-        contains dots (a logger name under ``logging``) is found too. Mappings
-        and lists are returned as copies.
-        """
+        """The value (a copy) of the dotted *key* (``"event_bus.endpoint"``, ``"api.users.0.role"``; a
+        key containing dots, such as a logger name under ``logging``, is found too), else *default*."""
         value = _lookup(self._data, key.split("."))
         return default if value is _MISSING else plain(value)
 
@@ -164,22 +144,11 @@ def _lookup(node: Any, parts: list[str]) -> Any:
     return _MISSING
 
 
-log = logging.getLogger("actors.config")
-
-
 def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Config:
-    """Load, check and complete the YAML configuration file at *path*.
+    """Load, check and complete the YAML file at *path* (relative paths in it: against its folder).
 
-    Args:
-        path: The configuration file. Relative paths inside it are resolved
-            against its folder.
-        env: Where to read ``ACTORS_<KEY>`` overrides from (default:
-            ``os.environ``; pass ``{}`` to ignore the environment).
-
-    Raises:
-        ConfigError: for a missing or unreadable file, a YAML syntax error, or a
-            configuration that is invalid (wrong type, unknown or missing key,
-            missing folder or password file, ...).
+    *env* holds the ``ACTORS_<KEY>`` overrides (default ``os.environ``; ``{}`` ignores the
+    environment). Raises :class:`ConfigError` for any problem with the file or its content.
     """
     shown = os.fspath(path)
     file = Path(os.path.abspath(shown))
@@ -193,23 +162,13 @@ def load_config_or_exit(path: str | os.PathLike[str], env: Mapping[str, str] | N
     try:
         return load_config(path, env)
     except ConfigError as exc:
-        _exit(exc)
-
-
-def _exit(exc: ConfigError) -> NoReturn:
-    print(f"error: {exc}", file=sys.stderr)
-    sys.exit(2)
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
 
 
 def prepare(raw: Any, *, path: str | None, base_dir: Path, env: Mapping[str, str] | None) -> Settings:
-    """Turn *raw* (the parsed file or a mapping) into resolved :class:`Settings`.
-
-    Steps: environment overrides; validation against the model, with paths
-    resolved against *base_dir*; one warning per original-framework key given.
-
-    Raises:
-        ConfigError: for the first problem found.
-    """
+    """*raw* (the parsed file or a mapping) with *env* overrides applied, validated and resolved
+    against *base_dir*; one warning per original-framework key given. Raises :class:`ConfigError`."""
     if not isinstance(raw, Mapping):
         got = "an empty document" if raw is None else describe(raw)
         raise ConfigError(
@@ -219,7 +178,7 @@ def prepare(raw: Any, *, path: str | None, base_dir: Path, env: Mapping[str, str
         )
     data: dict[str, Any] = plain(raw)
     sources = apply_env(data, env, path=path) if env else {}
-    settings = validate(data, path=path, base_dir=base_dir, sources=sources)
+    settings = validate_section(Settings, data, path=path, base_dir=base_dir, sources=sources)
     for key, info in Settings.model_fields.items():
         why = (info.json_schema_extra or {}).get("x-original")  # type: ignore[union-attr]
         if why is not None and key in data:

@@ -16,13 +16,8 @@ _lock = threading.Lock()
 
 
 def current_config() -> Config:
-    """The configuration in effect here.
-
-    In order: the one set by the innermost :func:`use_config` in this context,
-    else the process-wide one from :func:`set_default_config`, else a
-    configuration made of the defaults alone, with the name ``"actors"`` (paths
-    relative to the working folder at the first call).
-    """
+    """The configuration in effect here: the innermost :func:`use_config` of this context, else the
+    :func:`set_default_config` one, else the defaults alone, named ``"actors"`` (made at the first call)."""
     cfg = _context.get()
     if cfg is not None:
         return cfg
@@ -41,12 +36,8 @@ def _builtin_config() -> Config:
 
 @contextlib.contextmanager
 def use_config(cfg: Config) -> Iterator[Config]:
-    """Make *cfg* the current configuration inside the ``with`` block (this context only).
-
-    Based on :mod:`contextvars`: it covers the current thread or asyncio task and
-    what they start with a copied context, not other threads; use
-    :func:`set_default_config` for those.
-    """
+    """Make *cfg* the current configuration inside the ``with`` block, in this context only (a
+    :mod:`contextvars` variable: this thread or task; other threads see :func:`set_default_config`)."""
     token = _context.set(cfg)
     try:
         yield cfg

@@ -21,21 +21,11 @@ RESERVED_PREFIXES = ("ACTORS_KAFKA_", "ACTORS_PG_", "ACTORS_TEST_")
 def apply_env(
     data: dict[str, Any], env: Mapping[str, str], *, path: str | None
 ) -> dict[tuple[str, ...], str]:
-    """Apply the overrides found in *env* to *data*, in place.
+    """Apply the overrides in *env* to *data*, in place; return the key paths set, each with its variable.
 
-    ``ACTORS_EVENT_BUS__ENDPOINT=kafka:9092`` sets ``event_bus.endpoint``. The
-    value is read as a YAML scalar or flow collection (``true``, ``5``,
-    ``[a, b]``), except where the key only accepts strings: there it is taken
-    as it is (``ACTORS_CORE_VERSION=4.0`` gives ``"4.0"``, ``@file`` works).
-    Where the key only accepts numbers, ``1e-3`` (text for YAML 1.1) is a number.
-
-    Returns:
-        The key paths that were set, mapped to the variable that set them (for
-        error messages).
-
-    Raises:
-        ConfigError: for a malformed variable name or value, or an override below
-            a key that is not a mapping.
+    ``ACTORS_EVENT_BUS__ENDPOINT=kafka:9092`` sets ``event_bus.endpoint``. A value is read as YAML
+    (``true``, ``5``, ``[a, b]``), but as it is where the key takes only strings (``"4.0"``,
+    ``@file``), and as a number where it takes only numbers (``1e-3``). Raises :class:`ConfigError`.
     """
     sources: dict[tuple[str, ...], str] = {}
     for variable in sorted(env):

@@ -6,81 +6,43 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-# Keys whose values are never echoed in an error message.
-_SECRET_KEYS = frozenset({"password", "password_hash", "token"})
 _MAX_SHOWN = 60
 
 
 class ConfigError(Exception):
     """A configuration file, mapping or override is invalid.
 
-    ``str()`` is one line: ``<path>[:<line>:<column>]: [<key>: ]<message>``, for
-    example ``config.yaml: event_bus.endpoint: expected a string like "host:port"
-    or a list of them, got 5``.
-
-    Attributes:
-        path: The configuration file as given by the caller (``None`` for a
-            configuration built from a mapping).
-        key: The dotted key the problem is about (``"event_bus.endpoint"``, list
-            items by index: ``"api.users.0.role"``), or ``None`` for problems with
-            the file as a whole.
-        expected: What a valid value or file looks like, in words.
-        message: The message without the path and key prefix.
-        line: 1-based line of a YAML syntax error, else ``None``.
-        column: 1-based column of a YAML syntax error, else ``None``.
+    ``str()`` is one line, ``<path>[:<line>:<column>]: [<key>: ]<message>``: ``config.yaml:
+    event_bus.endpoint: expected a string like "host:port" or a list of them, got 5``. *path* is the
+    file as given (``None`` for a mapping), *key* the dotted key (list items by index:
+    ``api.users.0.role``; ``None`` for the file as a whole), *expected* a valid value in words,
+    *line* and *column* (1-based) the place of a YAML syntax error.
     """
 
     def __init__(
         self,
         message: str,
-        *,
         path: str | None = None,
         key: str | None = None,
         expected: str | None = None,
         line: int | None = None,
         column: int | None = None,
     ) -> None:
-        super().__init__(message)
+        # All in args, so that the error pickles (process isolation sends it between processes).
+        super().__init__(message, path, key, expected, line, column)
         self.message = " ".join(message.split())
-        self.path = path
-        self.key = key
-        self.expected = expected
-        self.line = line
-        self.column = column
-
-    @classmethod
-    def wrong_value(
-        cls, key: str | None, expected: str, value: Any, *, path: str | None = None, note: str = ""
-    ) -> ConfigError:
-        """Build the usual ``expected <expected>, got <value>`` error."""
-        got = describe(value, secret=is_secret(key))
-        return cls(f"expected {expected}, got {got}{note}", path=path, key=key, expected=expected)
+        self.path, self.key, self.expected, self.line, self.column = path, key, expected, line, column
 
     def __str__(self) -> str:
         where = self.path or ""
         if where and self.line is not None:
             where += f":{self.line}" + (f":{self.column}" if self.column is not None else "")
-        parts = [p for p in (where, self.key) if p]
-        parts.append(self.message)
-        return ": ".join(parts)
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        state = {k: getattr(self, k) for k in ("path", "key", "expected", "line", "column")}
-        return (_rebuild, (self.message, state))
-
-
-def _rebuild(message: str, state: dict[str, Any]) -> ConfigError:
-    return ConfigError(message, **state)
+        return ": ".join([*(part for part in (where, self.key) if part), self.message])
 
 
 def dotted(parts: Sequence[Any]) -> str | None:
     """Join key path parts with dots (``None`` for the top level)."""
     return ".".join(str(p) for p in parts) or None
-
-
-def is_secret(key: str | None) -> bool:
-    """Whether the value of the dotted *key* must not be shown."""
-    return key is not None and key.rsplit(".", 1)[-1] in _SECRET_KEYS
 
 
 def describe(value: Any, *, secret: bool = False) -> str:

@@ -13,17 +13,26 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from actors._logging_default import DEFAULT_LOGGING
 
 from ._checks import (
     ADDRESS,
     KAFKA_ENDPOINT,
+    Resolve,
     check_graph,
     check_kafka_options,
-    default_logging,
-    password,
     problem,
     read_graph,
+    resolved,
     resolver,
     store_url,
 )
@@ -52,6 +61,9 @@ Folder = Annotated[str, says("a folder path", min_length=1)]
 File = Annotated[str, says("a file path", min_length=1)]
 Address = Annotated[str, says(_ENDPOINT, pattern=ADDRESS)]
 Password = Annotated[str, says('a password string, or "@file" to read it from a file')]
+InFile = Annotated[File, resolved(lambda resolve, value: resolve.existing(value, folder=False))]
+InFolder = Annotated[Folder, resolved(lambda resolve, value: resolve.existing(value, folder=True))]
+Secret = Annotated[Password, resolved(Resolve.password)]
 Name = Annotated[str, says("a user name", min_length=1)]
 AnyMapping = Annotated[dict[str, Any], says("a mapping")]
 
@@ -141,11 +153,11 @@ class Accessor(Section):
     """The core's gRPC address (required with kind grpcapi)."""
     username: Name | None = None
     """The user to log in as (required with password)."""
-    password: Password | None = None
+    password: Secret | None = None
     """Its password; "@path" reads it from a file."""
     token: Annotated[str | None, says("a token string", min_length=1)] = None
     """A token to authenticate with instead of a user name and password."""
-    tls_ca: File | None = None
+    tls_ca: InFile | None = None
     """CA certificate (PEM) to verify the core's TLS certificate."""
     connect_timeout: Seconds = 30
     """How long the synchronizer waits at start for the core to answer."""
@@ -157,17 +169,6 @@ class Accessor(Section):
         if isinstance(data, dict) and "endpoint" in data and "kind" not in data:
             return {**data, "kind": "grpcapi"}
         return data
-
-    @field_validator("tls_ca")
-    @classmethod
-    def _file(cls, value: str | None, info: ValidationInfo) -> str | None:
-        resolve = resolver(info)
-        return resolve.existing(value, folder=False) if resolve and value is not None else value
-
-    @field_validator("password")
-    @classmethod
-    def _password(cls, value: str | None, info: ValidationInfo) -> str | None:
-        return password(value, info)
 
     @model_validator(mode="after")
     def _required(self) -> Accessor:
@@ -233,16 +234,10 @@ class Runtime(Section):
 class Tls(Section):
     """``api.tls``: the API server's certificate and key."""
 
-    cert: File
+    cert: InFile
     """Server certificate (PEM)."""
-    key: File
+    key: InFile
     """Its private key (PEM)."""
-
-    @field_validator("cert", "key")
-    @classmethod
-    def _file(cls, value: str, info: ValidationInfo) -> str:
-        resolve = resolver(info)
-        return resolve.existing(value, folder=False) if resolve else value
 
 
 class ApiUser(Section):
@@ -250,7 +245,7 @@ class ApiUser(Section):
 
     username: Name
     """The user name (unique)."""
-    password: Password | None = None
+    password: Secret | None = None
     """The password ("@path" reads it from a file); this or password_hash."""
     password_hash: Annotated[str | None, says("a password hash string", min_length=1)] = None
     """A password hash instead of the password."""
@@ -258,11 +253,6 @@ class ApiUser(Section):
         Literal["admin", "synchronizer", "readonly"], says('"admin", "synchronizer" or "readonly"')
     ]
     """What the user may do."""
-
-    @field_validator("password")
-    @classmethod
-    def _password(cls, value: str | None, info: ValidationInfo) -> str | None:
-        return password(value, info)
 
     @model_validator(mode="after")
     def _one_password(self) -> ApiUser:
@@ -343,17 +333,17 @@ class Settings(Section):
     """The synchronizer name; also the Kafka consumer group id."""
     core_version: Annotated[str | None, says('a version string such as "4.0.0" (quote it in YAML)')] = None
     """The version of the core the synchronizer was written for (informative)."""
-    logging: Annotated[dict[str, Any], says("a Python logging dictConfig mapping")] = default_logging()
+    logging: Annotated[dict[str, Any], says("a Python logging dictConfig mapping")] = DEFAULT_LOGGING
     """A Python logging dictConfig for the whole process; replaces the default whole."""
-    models_dir: Folder | None = None
+    models_dir: InFolder | None = None
     """Folder of the .xproto model files (convenience wrappers in its convenience/ subfolder)."""
-    steps_dir: Folder | None = None
+    steps_dir: InFolder | None = None
     """Folder scanned for SyncStep classes."""
-    pull_steps_dir: Folder | None = None
+    pull_steps_dir: InFolder | None = None
     """Folder scanned for PullStep classes."""
-    event_steps_dir: Folder | None = None
+    event_steps_dir: InFolder | None = None
     """Folder scanned for EventStep classes."""
-    model_policies_dir: Folder | None = None
+    model_policies_dir: InFolder | None = None
     """Folder scanned for Policy classes."""
     dependency_graph: Annotated[str | dict[str, list[Any]] | None, says(_GRAPH)] = None
     """The model dependency graph: a JSON file, or the same content inline."""
@@ -363,7 +353,7 @@ class Settings(Section):
     """Models that must exist in the core before the synchronizer starts."""
     backoff_disabled: Flag = False
     """Retry a failing object at every pass instead of backing off."""
-    data_dir: Annotated[Folder, Field(validate_default=True)] = "data"
+    data_dir: Annotated[Folder, resolved(Resolve.absolute), Field(validate_default=True)] = "data"
     """Folder of the embedded store and other local state (made by whoever uses it)."""
     event_bus: Annotated[EventBus, says("a mapping with the keys kind and endpoint")] = EventBus()
     """The event bus of the event steps."""
@@ -382,9 +372,7 @@ class Settings(Section):
 
     # The original framework's keys that do nothing here: accepted with their original types,
     # kept, and each named by a warning; not offered among the allowed keys of an error.
-    xos_dir: Folder | None = _original(
-        "the folder of the XOS core's code; there is no core code to find here"
-    )
+    xos_dir: Folder | None = _original("the folder of the XOS core's code; there is no core code here")
     desired_state: Annotated[str | None, says('a string ("load" or "unload")')] = _original(
         "loading or unloading the service's models into the core; they are loaded at start here"
     )
@@ -398,19 +386,13 @@ class Settings(Section):
     sys_dir: Folder | None = _original("the Ansible support folder of the older synchronizers")
     kafka_bootstrap_servers: Annotated[
         list[Annotated[str, says(_ENDPOINT)]] | None, says('a list of strings like "host:port"')
-    ] = _original(
-        "the Kafka servers of the original's producer helper; the event steps use event_bus.endpoint"
-    )
+    ] = _original("the Kafka servers of the original's producer helper; event steps use event_bus.endpoint")
     keep_temp_files: Flag | None = _original("the Ansible temporary files of the older synchronizers")
     proxy_ssh: AnyMapping | None = _original("the SSH proxy of the Ansible-based synchronizers")
-    error_map_path: File | None = _original(
-        "the error map of the OpenStack synchronizer (SyncStep.error_map)"
-    )
+    error_map_path: File | None = _original("the error map of the OpenStack synchronizer")
     feefie: AnyMapping | None = _original("the feefie DNS settings of the older synchronizers")
     node_key: File | None = _original("the SSH key of the compute nodes (OpenStack synchronizer)")
-    config_dir: Folder | None = _original(
-        "the folder of SyncStep.get_prop files, which the original never defined either"
-    )
+    config_dir: Folder | None = _original("the folder of SyncStep.get_prop files (never set)")
     images_directory: Folder | None = _original("the VM images of the OpenStack synchronizer")
     nova: AnyMapping | None = _original("the OpenStack Nova settings")
     database: Annotated[
@@ -448,18 +430,6 @@ class Settings(Section):
         read_graph(file)
         return file
 
-    @field_validator("models_dir", "steps_dir", "pull_steps_dir", "event_steps_dir", "model_policies_dir")
-    @classmethod
-    def _folder(cls, value: str | None, info: ValidationInfo) -> str | None:
-        resolve = resolver(info)
-        return resolve.existing(value, folder=True) if resolve and value is not None else value
-
-    @field_validator("data_dir")
-    @classmethod
-    def _data_dir(cls, value: str, info: ValidationInfo) -> str:
-        resolve = resolver(info)
-        return resolve.absolute(value) if resolve else value
-
     @model_validator(mode="after")
     def _derived(self, info: ValidationInfo) -> Settings:
         """The defaults that depend on other keys: the dead-letter topic, the store URL (when resolving)."""
@@ -472,15 +442,3 @@ class Settings(Section):
             url = store_url(self.store.url, Path(self.data_dir), resolve)
             update["store"] = self.store.model_copy(update={"url": url})
         return self.model_copy(update=update) if update else self
-
-
-def config_schema() -> dict[str, Any]:
-    """The JSON Schema (draft 2020-12) of the configuration file, generated from :class:`Settings`."""
-    return Settings.model_json_schema()
-
-
-def default_values() -> dict[str, Any]:
-    """The defaults of every key that has one, as a nested mapping (a fresh copy)."""
-    values = Settings.model_construct(name="").model_dump(exclude_none=True)
-    del values["name"]
-    return values

@@ -3,50 +3,38 @@
 from __future__ import annotations
 
 import difflib
-import types
+import functools
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Annotated, Any, TypeVar, Union, get_args, get_origin
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
-from pydantic.fields import FieldInfo
 from pydantic_core import PydanticCustomError
 
 from ._checks import LATE, PROBLEM, Resolve
-from ._errors import ConfigError, dotted
+from ._errors import ConfigError, describe, dotted
 from ._model import Settings
 
 S = TypeVar("S", bound=BaseModel)
+_SCALARS = {"string": str, "integer": int, "number": float, "boolean": bool}
 
 
-def validate(
+def validate_section(
+    section: type[S],
     data: Mapping[str, Any],
     *,
-    path: str | None,
-    base_dir: Path | None,
+    at: tuple[Any, ...] = (),
+    path: str | None = None,
+    base_dir: Path | None = None,
     sources: Mapping[tuple[Any, ...], str] | None = None,
-) -> Settings:
-    """The :class:`Settings` of ``data``; paths resolved against ``base_dir`` (``None``: left as given).
-
-    Raises:
-        ConfigError: for the first problem, shape problems before those of paths and files.
-    """
+) -> S:
+    """Check *data* as *section* (found at the key path *at*: ``event_bus`` at ``("event_bus",)``), its
+    paths resolved against *base_dir* (``None``: left as given); *sources* name the environment
+    variables that set keys. Raises :class:`ConfigError` for the first problem (shape before paths)."""
     try:
-        return Settings.model_validate(data, context=Resolve(base_dir) if base_dir is not None else None)
+        return section.model_validate(data, context=Resolve(base_dir) if base_dir is not None else None)
     except ValidationError as exc:
-        raise _translate(exc, path=path, sources=sources or {}) from None
-
-
-def validate_section(section: type[S], data: Mapping[str, Any], *, at: tuple[Any, ...]) -> S:
-    """Check one section given by code (not a file), such as ``event_bus`` at ``("event_bus",)``.
-
-    Raises:
-        ConfigError: for the first problem, its key starting with ``at``.
-    """
-    try:
-        return section.model_validate(data)
-    except ValidationError as exc:
-        raise _translate(exc, path=None, sources={}, at=at) from None
+        raise _translate(exc, path=path, sources=sources or {}, at=at) from None
 
 
 def from_problem(exc: PydanticCustomError, at: Sequence[Any], *, path: str | None) -> ConfigError:
@@ -56,11 +44,7 @@ def from_problem(exc: PydanticCustomError, at: Sequence[Any], *, path: str | Non
 
 
 def _translate(
-    exc: ValidationError,
-    *,
-    path: str | None,
-    sources: Mapping[tuple[Any, ...], str],
-    at: tuple[Any, ...] = (),
+    exc: ValidationError, *, path: str | None, sources: Mapping[tuple[Any, ...], str], at: tuple[Any, ...]
 ) -> ConfigError:
     errors = exc.errors(include_url=False)
     error = next((e for e in errors if e["type"] != LATE), errors[0])
@@ -70,9 +54,8 @@ def _translate(
         parts = (*parts, *ctx["at"])
         message, expected = str(ctx["message"]), str(ctx["expected"])
     elif error["type"] == "extra_forbidden":
-        holder = walk(parts[:-1])[1]
-        fields = holder.model_fields if isinstance(holder, type) and issubclass(holder, BaseModel) else {}
-        allowed = sorted(k for k, f in fields.items() if "x-original" not in _extra(f))
+        keys = schema_at(parts[:-1])[0].get("properties", {})
+        allowed = sorted(key for key, field in keys.items() if "x-original" not in field)
         close = difflib.get_close_matches(str(parts[-1]), allowed, n=1)
         hint = f' (did you mean "{close[0]}"?)' if close else ""
         expected = "one of the keys " + ", ".join(allowed)
@@ -82,7 +65,8 @@ def _translate(
         message = f"missing required key; expected {expected}"
     else:
         expected = expected_of(parts) or error["msg"]
-        message = ConfigError.wrong_value(dotted(parts), expected, error["input"]).message
+        secret = parts and parts[-1] in ("password", "password_hash", "token")
+        message = f"expected {expected}, got {describe(error['input'], secret=bool(secret))}"
     for source_parts, variable in sources.items():
         shorter = min(len(parts), len(source_parts))
         if shorter and tuple(parts[:shorter]) == source_parts[:shorter]:
@@ -91,68 +75,62 @@ def _translate(
     return ConfigError(message, path=path, key=dotted(parts), expected=expected)
 
 
-def _extra(info: FieldInfo) -> dict[str, Any]:
-    extra = info.json_schema_extra
-    return extra if isinstance(extra, dict) else {}
+def config_schema() -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) of the configuration file, generated from :class:`Settings`."""
+    return Settings.model_json_schema()
 
 
-def _unwrap(annotation: Any) -> tuple[Any, str | None]:
-    """The type under ``Annotated`` and ``| None`` (of other unions: the first model, list or
-    mapping alternative), and the ``x-expected`` wording found in ``Annotated`` on the way."""
-    said = None
-    while True:
-        origin = get_origin(annotation)
-        if origin is Annotated:
-            for meta in annotation.__metadata__:
-                if isinstance(meta, FieldInfo) and "x-expected" in _extra(meta):
-                    said = str(_extra(meta)["x-expected"])
-            annotation = get_args(annotation)[0]
-        elif origin in (Union, types.UnionType):
-            options = [a for a in get_args(annotation) if a is not type(None)]
-            nested = [a for a in options if get_origin(a) in (list, dict) or _is_model(a)]
-            annotation = (nested or options)[0]
+def default_values() -> dict[str, Any]:
+    """The defaults of every key that has one, as a nested mapping (a fresh copy)."""
+    values = Settings.model_construct(name="").model_dump(exclude_none=True)
+    del values["name"]
+    return values
+
+
+_schema = functools.cache(config_schema)
+
+
+def _resolve(node: dict[str, Any]) -> dict[str, Any]:
+    """``node`` with its ``$ref`` followed and, of ``X | None`` (and other unions), the first
+    object or array alternative (else the first); the node's own keys (``x-expected``) win."""
+    options = [option for option in node.get("anyOf", ()) if option.get("type") != "null"]
+    if options:
+        nested = [o for o in options if "$ref" in o or o.get("type") in ("object", "array")]
+        node = {**_resolve((nested or options)[0]), **{k: v for k, v in node.items() if k != "anyOf"}}
+    if "$ref" in node:
+        node = {**_schema()["$defs"][node["$ref"].rsplit("/", 1)[-1]], **node}
+        del node["$ref"]
+    return node
+
+
+def schema_at(parts: Sequence[Any]) -> tuple[dict[str, Any], bool]:
+    """The JSON Schema of the key path ``parts`` in the generated schema, and whether the whole
+    path was found (if not: the schema of the last key found, ``{}`` for an unknown top key)."""
+    node = _resolve(_schema())
+    for depth, part in enumerate(parts):
+        if isinstance(part, str) and part in node.get("properties", {}):
+            node = node["properties"][part]
+        elif node.get("type") == "object" and "properties" not in node:  # a mapping: its values
+            node = node["additionalProperties"] if isinstance(node.get("additionalProperties"), dict) else {}
+        elif node.get("type") == "array" and isinstance(part, int):
+            node = node.get("items", {})
         else:
-            return annotation, said
-
-
-def _is_model(annotation: Any) -> bool:
-    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
-
-
-def walk(parts: Sequence[Any]) -> tuple[FieldInfo | None, Any, str | None]:
-    """Follow the key path ``parts`` through the model.
-
-    Returns:
-        The last field passed (``None`` at the top, or after a list or mapping
-        item), the type found at the end (``None`` below a free-form value or for an
-        unknown key), and the wording of a valid value there from ``Annotated`` types.
-    """
-    info: FieldInfo | None = None
-    annotation: Any = Settings
-    said: str | None = None
-    for part in parts:
-        annotation, said = _unwrap(annotation)
-        if get_origin(annotation) in (list, dict):
-            annotation, info = get_args(annotation)[-1], None
-        elif _is_model(annotation) and isinstance(part, str) and part in annotation.model_fields:
-            info = annotation.model_fields[part]
-            annotation = info.annotation
-        else:
-            return info, None, None
-    annotation, said = _unwrap(annotation)
-    return info, annotation, said
+            return (node if depth else {}), False
+        node = _resolve(node)
+    return node, True
 
 
 def expected_of(parts: Sequence[Any]) -> str | None:
-    """How a valid value at ``parts`` is worded (``x-expected`` of the field or its type)."""
-    info, annotation, said = walk(parts)
-    wording = _extra(info).get("x-expected") if info is not None else None
-    if wording is None and said is None and _is_model(annotation):
-        said = "a mapping with the keys " + ", ".join(annotation.model_fields)
-    return str(wording) if wording is not None else said
+    """How a valid value at ``parts`` is worded (``x-expected``, or the keys of a section)."""
+    node = schema_at(parts)[0]
+    if "x-expected" in node:
+        return str(node["x-expected"])
+    return "a mapping with the keys " + ", ".join(node["properties"]) if "properties" in node else None
 
 
 def scalar_type(parts: Sequence[Any]) -> type | None:
     """The one scalar type (``str``, ``int``, ``float``, ``bool``) the key path accepts, else ``None``."""
-    annotation = walk(parts)[1]
-    return annotation if annotation in (str, int, float, bool) else None
+    node, found = schema_at(parts)
+    if not found or "enum" in node or "const" in node:
+        return None
+    return _SCALARS.get(node.get("type", ""))
