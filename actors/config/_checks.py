@@ -15,7 +15,6 @@ from typing import Any
 from pydantic import AfterValidator, ValidationInfo
 from pydantic_core import PydanticCustomError
 
-
 from ._errors import describe
 
 #: Error types of the model's own checks: shape problems, and (``LATE``) problems found
