@@ -3,12 +3,21 @@
 SQLite runs in WAL mode with a memory map, foreign keys on, and transactions begun by
 the store itself (``BEGIN IMMEDIATE`` for a write, none for a read). :class:`Database`
 hands out the connections: one per read, and for writes one kept open (on an SQLite
-file) or one from the pool, under the write lock.
+file or PostgreSQL) or one from the pool, under the write lock.
+
+On PostgreSQL every statement is a round trip to another process, and on a loaded
+machine each one costs a scheduling delay or two beside the server's few microseconds
+of work, so the connections here spend as few as they can: a read runs in autocommit
+(no ``BEGIN`` and no ``ROLLBACK`` around its ``SELECT``, as on SQLite), and a pooled
+connection is pinged on checkout only when it sat idle for :data:`PING_IDLE_SECONDS`
+(SQLAlchemy's ``pool_pre_ping`` pinged at every checkout: one more round trip per read
+and per write).
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from typing import Any
@@ -23,12 +32,18 @@ __all__ = ["SQLITE_MMAP_BYTES", "Database", "make_engine"]
 #: of ours; a query that visits a thousand scattered rows takes a tenth to a third less.
 SQLITE_MMAP_BYTES = 256 * 1024 * 1024
 
+#: A pooled PostgreSQL connection idle for longer than this is pinged when it is checked
+#: out (a server restarted meanwhile has dropped it: the pool opens a new one); one used
+#: more recently goes straight to work, and a connection lost under it is invalidated
+#: by its first failing statement (the caller sees that error; the next checkout connects anew).
+PING_IDLE_SECONDS = 1.0
+
 
 def make_engine(url: str) -> sa.Engine:
     """The SQLAlchemy engine of store ``url`` (an in-memory SQLite database is one shared connection)."""
     parsed = sa.make_url(url)
     if parsed.get_backend_name() != "sqlite":
-        return sa.create_engine(url, pool_pre_ping=True, future=True)
+        return _server_engine(url)
     database = parsed.database
     memory = not database or database == ":memory:"
     engine = sa.create_engine(
@@ -62,6 +77,27 @@ def make_engine(url: str) -> sa.Engine:
     return engine
 
 
+def _server_engine(url: str) -> sa.Engine:
+    """A PostgreSQL (or other server's) engine whose pool pings a connection only after it sat idle."""
+    engine = sa.create_engine(url, future=True)
+
+    @sa.event.listens_for(engine, "checkin")
+    def _on_checkin(_dbapi_conn: Any, record: Any) -> None:
+        record.info["actors_idle_since"] = time.monotonic()
+
+    @sa.event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.get("actors_idle_since")
+        if since is None or time.monotonic() - since < PING_IDLE_SECONDS:
+            return  # new, or used a moment ago
+        try:
+            engine.dialect.do_ping(dbapi_conn)
+        except Exception as exc:
+            raise sa.exc.DisconnectionError() from exc  # the pool connects anew and checks out again
+
+    return engine
+
+
 class Database:
     """An engine's connections for a store: reads, the write connection, and the write lock."""
 
@@ -73,29 +109,58 @@ class Database:
         #: Held by every write (and by a read of a shared connection).
         self.write_lock = threading.RLock()
         self._writer: sa.Connection | None = None
+        self._writer_used = 0.0  # time.monotonic() when the kept write connection was last used
+        #: SQLite's reads begin no transaction (see make_engine); PostgreSQL's run in autocommit.
+        self._read_options: dict[str, Any] = {"actors_read": True}
+        if self.dialect == "postgresql":
+            self._read_options["isolation_level"] = "AUTOCOMMIT"
 
     @contextmanager
     def read(self) -> Iterator[sa.Connection]:
         """A connection for reads, with no transaction."""
         lock = self.write_lock if self.shared_connection else nullcontext()
-        with lock, self.engine.connect().execution_options(actors_read=True) as conn:
+        with lock, self.engine.connect().execution_options(**self._read_options) as conn:
             yield conn
 
     @contextmanager
     def write_connection(self) -> Iterator[sa.Connection]:
         """The connection of one write; the caller holds the write lock.
 
-        On an SQLite file, writes take turns anyway (one writer at a time), so one
-        connection is kept for all of them: a pool checkout per write cost as much as
-        the INSERT. Elsewhere each write checks one out of the pool.
+        Writes take turns under the lock anyway (one writer at a time), so on an SQLite
+        file and on PostgreSQL one connection is kept for all of them: a pool checkout per
+        write cost as much as the INSERT on SQLite, and on PostgreSQL a round trip or two
+        (the ping, the reset). The kept PostgreSQL connection is pinged before a write
+        when it sat idle for :data:`PING_IDLE_SECONDS`, and replaced when that fails.
+        Elsewhere each write checks one out of the pool.
         """
-        if self.dialect != "sqlite" or self.shared_connection:
+        if self.dialect not in ("sqlite", "postgresql") or self.shared_connection:
             with self.engine.connect().execution_options(actors_immediate=True) as conn:
                 yield conn
             return
+        if self._writer is not None and self.dialect == "postgresql" and not self._alive(self._writer):
+            self._writer.close()
+            self._writer = None
         if self._writer is None or self._writer.closed or self._writer.invalidated:
             self._writer = self.engine.connect().execution_options(actors_immediate=True)
-        yield self._writer
+        try:
+            yield self._writer
+        finally:
+            self._writer_used = time.monotonic()
+
+    def _alive(self, conn: sa.Connection) -> bool:
+        """Whether the kept write connection still answers (asked only after it sat idle)."""
+        if conn.closed or conn.invalidated:
+            return False
+        if time.monotonic() - self._writer_used < PING_IDLE_SECONDS:
+            return True
+        dbapi = conn.connection.dbapi_connection
+        try:
+            assert dbapi is not None
+            self.engine.dialect.do_ping(dbapi)
+            return True
+        except Exception:
+            conn.invalidate()
+            return False
 
     def close(self) -> None:
         """Close the kept write connection and every pooled one."""
