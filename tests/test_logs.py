@@ -27,7 +27,7 @@ def isolated_logging(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Restore the root logger and forget the applied dictConfig after each test."""
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
-    monkeypatch.setattr(logs, "_applied", logs._NOTHING)
+    monkeypatch.setattr(logs._setup, "_applied", logs._events._NOTHING)
     yield
     for handler in root.handlers[:]:
         if handler not in handlers:
@@ -380,7 +380,7 @@ def test_a_disabled_level_builds_no_event(monkeypatch: pytest.MonkeyPatch) -> No
     def built(*args: Any) -> Any:
         raise AssertionError("the event was built")
 
-    monkeypatch.setattr(logs, "_event_dict", built)  # where the event is built
+    monkeypatch.setattr(logs._logger, "_event_dict", built)  # where the event is built
     try:
         assert log.info("synced", model="MyModel", id=1) is None
     finally:
@@ -444,7 +444,7 @@ def structlog_text(formatter: logging.Formatter, record: logging.LogRecord) -> s
 )
 def test_the_direct_rendering_gives_structlogs_text(formatter: logging.Formatter) -> None:
     records: list[logging.LogRecord] = []
-    holder = logs._Appender(records)
+    holder = logs._capture._Appender(records)
     logger = logging.getLogger("actors.render")
     logger.addHandler(holder)
     logger.setLevel(logging.DEBUG)
@@ -460,13 +460,13 @@ def test_the_direct_rendering_gives_structlogs_text(formatter: logging.Formatter
         logger.setLevel(logging.NOTSET)
     assert len(records) == len(EVENTS)
     for record in records:
-        assert isinstance(record.msg, logs._EventDict)
+        assert isinstance(record.msg, logs._events._EventDict)
         assert formatter.format(record) == structlog_text(formatter, record)
     assert "2 of ten" in formatter.format(records[4])
 
 
 def test_the_direct_rendering_is_used_only_where_it_gives_the_same_text() -> None:
-    message = logs._EventDict(event="e", k="v")
+    message = logs._events._EventDict(event="e", k="v")
     record = logging.LogRecord("actors", logging.INFO, __file__, 1, message, (), None)
     assert ConsoleFormatter()._fast and JSONFormatter()._fast
     assert not ConsoleFormatter(fmt="%(levelname)s %(message)s")._fast
@@ -480,9 +480,9 @@ def test_the_timestamp_is_iso_utc_with_microseconds(monkeypatch: pytest.MonkeyPa
     import datetime
 
     for ns in (1_796_126_400_123_456_789, 1_796_126_400_000_000_000, 1_796_126_401_000_001_000):
-        monkeypatch.setattr(logs.time, "time_ns", lambda ns=ns: ns)
+        monkeypatch.setattr(logs._events.time, "time_ns", lambda ns=ns: ns)
         moment = datetime.datetime.fromtimestamp(ns // 1000 / 1e6, tz=datetime.UTC)
-        assert logs._now_iso() == moment.isoformat().replace("+00:00", "Z")
+        assert logs._events._now_iso() == moment.isoformat().replace("+00:00", "Z")
 
 
 def test_a_custom_record_factory_or_logger_class_still_gets_every_event(
@@ -498,7 +498,7 @@ def test_a_custom_record_factory_or_logger_class_still_gets_every_event(
     monkeypatch.setattr(logging, "_logRecordFactory", factory)
     with logs.capture_logs("actors.factory") as captured:
         records: list[logging.LogRecord] = []
-        logging.getLogger("actors.factory").addHandler(logs._Appender(records))
+        logging.getLogger("actors.factory").addHandler(logs._capture._Appender(records))
         logs.get_logger("actors.factory").info("made", k=1)
     assert getattr(records[0], "tagged", False) and records[0].funcName.startswith("test_a_custom")
     assert (captured[0]["event"], captured[0]["k"]) == ("made", 1)

@@ -75,7 +75,7 @@ def isolated_logging(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Put the root logger and structlog back, and forget the applied dictConfig, after each test."""
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
-    monkeypatch.setattr(logs, "_applied", logs._NOTHING)
+    monkeypatch.setattr(logs._setup, "_applied", logs._events._NOTHING)
     # Levels an earlier test left on the framework's loggers would change what is logged here.
     for name, logger in list(logging.Logger.manager.loggerDict.items()):
         if isinstance(logger, logging.Logger) and (name == "actors" or name.startswith("actors.")):
