@@ -12,13 +12,12 @@ explained from its status fields alone.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from actors.store import ChangeNotice, Condition, Query, Store, row_is_pending
+from actors.store import ChangeNotice, Condition, Query, Store, register_of, row_is_pending
 
 from ._inspection import NO_SYNCHRONIZER
 
@@ -51,18 +50,6 @@ FAILED_SCAN = 1000
 TIMELINE_LIMIT = 200
 #: What ``core``'s page shows where a synchronizer's actor tree goes.
 CORE_NOTE = f"core: {NO_SYNCHRONIZER}"
-
-
-def register_of(row: Mapping[str, Any]) -> dict[str, Any]:
-    """``backend_register`` parsed; a malformed one reads as empty."""
-    raw = row.get("backend_register")
-    if not raw:
-        return {}
-    try:
-        value = json.loads(raw)
-    except (TypeError, ValueError):
-        return {}
-    return value if isinstance(value, dict) else {}
 
 
 @dataclass(frozen=True)

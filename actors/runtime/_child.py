@@ -13,9 +13,11 @@ import pykka
 from actors.logs import get_logger, traceback_if_debug
 from actors.observe import NULL_METRICS, NullMetrics
 from actors.orm import ModelAccessor, acting_as
+from actors.steps import DeferredException
 from actors.store import Caller, WriteContext
 
 from ._settings import RuntimeSettings
+from ._status import error_text
 from .clock import Clock, Timer
 from .messages import ChildDied, IsIdle, Phase
 
@@ -274,6 +276,22 @@ class ChildActor(pykka.ThreadingActor):
         finally:
             if not self.stale:
                 state.busy.pop(self.slot, None)
+
+    def report_failure(self, what: str, model: str, id: int, exc: BaseException) -> bool:
+        """Log that a handler raised (``"<what> deferred"`` at info, ``"<what> failed"`` at warning).
+
+        Returns whether it was a ``DeferredException`` (not an error, as in the original).
+        """
+        deferred = isinstance(exc, DeferredException)
+        report = self.log.info if deferred else self.log.warning
+        report(
+            f"{what} deferred" if deferred else f"{what} failed",
+            model=model,
+            id=id,
+            error=error_text(exc),
+            exc_info=traceback_if_debug(self.log, exc),
+        )
+        return deferred
 
     def write_status(self, model: str, id: int, fields: dict[str, Any], *, durable: bool = False) -> None:
         """Write bookkeeping ``fields`` as the synchronizer; the notice of the write names this actor.

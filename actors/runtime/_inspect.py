@@ -28,10 +28,10 @@ from actors.api._webview import (
     failed_rows,
     timeline,
 )
-from actors.store import ChangeNotice, Condition, Pending, Query, row_is_pending
+from actors.store import ChangeNotice, Condition, Pending, Query, register_of, row_is_pending
 
 from ._deps import Dependencies
-from ._status import SEPARATOR, register_of
+from ._status import SEPARATOR
 from .messages import ChildStatus
 
 if TYPE_CHECKING:

@@ -9,8 +9,8 @@ from collections.abc import Mapping
 from enum import IntEnum
 from typing import Any
 
-from actors.api._webview import register_of
 from actors.steps import DeferredException, InnocuousException
+from actors.store import register_of
 
 __all__ = [
     "BACKOFF_CAP",
@@ -21,7 +21,6 @@ __all__ = [
     "failure_fields",
     "policy_failure_fields",
     "policy_success_fields",
-    "register_of",
     "success_fields",
     "xos_backoff",
 ]

@@ -20,13 +20,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from actors.logs import traceback_if_debug
 from actors.orm import ORMWrapper
 from actors.steps import DeferredException, StepFactory
 from actors.store import Caller, NotFound, Row, row_is_pending
 
 from ._child import ChildActor, ChildContext, StepExit, tell_quietly
-from ._status import error_text, failure_fields, success_fields
+from ._status import failure_fields, success_fields
 from .messages import Work, WorkDone
 
 __all__ = ["SHARED", "SyncWorker", "claim", "execute", "still_pending"]
@@ -112,15 +111,7 @@ def execute(
 def _failed(actor: ChildActor, model: str, row: Row, exc: BaseException) -> float | None:
     settings = actor.ctx.settings
     fields, next_run = failure_fields(row, exc, actor.ctx.clock.now(), settings.backoff_disabled)
-    deferred = isinstance(exc, DeferredException)
-    report = actor.log.info if deferred else actor.log.warning
-    report(
-        "sync deferred" if deferred else "sync failed",
-        model=model,
-        id=row["id"],
-        error=error_text(exc),
-        exc_info=traceback_if_debug(actor.log, exc),
-    )
+    deferred = actor.report_failure("sync", model, row["id"], exc)
     actor.write_status(model, row["id"], fields)
     return next_run if deferred or not settings.backoff_disabled else None
 

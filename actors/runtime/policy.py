@@ -17,14 +17,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from actors.logs import traceback_if_debug
-from actors.steps import DeferredException, Policy, StepFactory
+from actors.steps import Policy, StepFactory
 from actors.store import Caller, Pending, Row, row_is_pending
 
 from ._child import ChildContext, StepExit
 from ._deps import Key
 from ._queue import Item, QueueActor
-from ._status import error_text, policy_failure_fields, policy_success_fields
+from ._status import policy_failure_fields, policy_success_fields
 
 __all__ = ["POLICY_RETRY", "PolicyActor"]
 
@@ -122,15 +121,7 @@ class PolicyActor(QueueActor):
                 self.call_user(after, obj, caller=Caller.SYNCHRONIZER)
 
     def _failed(self, key: Key, model: str, row: Row, exc: BaseException) -> None:
-        deferred = isinstance(exc, DeferredException)
-        report = self.log.info if deferred else self.log.warning
-        report(
-            "policy deferred" if deferred else "policy failed",
-            model=model,
-            id=row["id"],
-            error=error_text(exc),
-            exc_info=traceback_if_debug(self.log, exc),
-        )
+        deferred = self.report_failure("policy", model, row["id"], exc)
         self.ctx.state.failed += 1
         self.ctx.metrics.reconciled(self.ctx.name, "deferred" if deferred else "error")
         self.write_status(model, row["id"], policy_failure_fields(exc))

@@ -27,14 +27,14 @@ import pykka
 from actors._backoff import Backoff
 from actors.orm import ModelAccessor, ORMWrapper, row_of
 from actors.steps import StepFactory, SyncStep
-from actors.store import NotFound, Pending, Row
+from actors.store import NotFound, Pending, Row, register_of
 
 from ._child import ChildContext, StepExit
 from ._deps import Dependencies, Key
 from ._queue import Item, QueueActor
 from ._ratelimit import TokenBucket
 from ._settings import RuntimeSettings
-from ._status import BackendCode, blocked_fields, register_of
+from ._status import BackendCode, blocked_fields
 from ._workers import SHARED, SyncWorker, claim, execute, still_pending
 from .messages import Drain, RateReady, Resync, Work, WorkDone
 

@@ -11,15 +11,29 @@ caller needs to change it.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
 
-__all__ = ["Layout", "Record", "Row", "as_dict", "fetch_records"]
+__all__ = ["Layout", "Record", "Row", "as_dict", "fetch_records", "register_of"]
 
 #: What every read of the store returns for one object: column name -> value.
 Row = Mapping[str, Any]
+
+
+def register_of(row: Row) -> dict[str, Any]:
+    """``backend_register`` (the sync bookkeeping JSON) parsed; a malformed one reads as empty."""
+    raw = row.get("backend_register")
+    if not raw:
+        return {}
+    try:
+        value = json.loads(raw)
+    except (TypeError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
 
 Converter = Callable[[Any], Any] | None
 
