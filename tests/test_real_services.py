@@ -45,7 +45,7 @@ from kafka.errors import TopicAlreadyExistsError
 from actors.api import RemoteBackend
 from actors.config import Config
 from actors.orm import ModelAccessor
-from actors.runtime import FakeClock, Synchronizer
+from actors.runtime import Synchronizer
 from actors.store import Caller
 from tests.helpers import wait_for
 from tests.test_e2e_examples import client_of
@@ -107,18 +107,19 @@ def service_config(
 
 @pytest.fixture
 def start(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[..., Service]]:
-    """``start(name, where="embedded"|"remote", kafka=None, real_time=False)`` -> a running Service.
+    """``start(name, where="embedded"|"remote", kafka=None, **config)`` -> a running Service.
 
-    The clock is a FakeClock unless ``real_time``: periods (pull steps) advance by hand.
+    The clock is the real one, as in production: a failed or deferred object is retried
+    at its time (a race in a service's own code, as in the probe's signal folder, heals
+    as it would in a deployment). ``config`` entries are added to the service's config
+    (``runtime={"pull_period": 0.2}`` for the tests of pull steps).
     """
     running: list[Service] = []
 
-    def _start(
-        name: str, where: str = "embedded", *, kafka: str | None = None, real_time: bool = False
-    ) -> Service:
+    def _start(name: str, where: str = "embedded", *, kafka: str | None = None, **extra: Any) -> Service:
         core = request.getfixturevalue("shared_core") if where == "remote" else None
-        config = service_config(name, tmp_path / f"{name}-{len(running)}", kafka=kafka, core=core)
-        sync = Synchronizer(config, clock=None if real_time else FakeClock()).start()
+        config = service_config(name, tmp_path / f"{name}-{len(running)}", kafka=kafka, core=core, **extra)
+        sync = Synchronizer(config).start()
         if core is None:
             service = Service(sync, client_of(sync))
         else:
@@ -323,7 +324,7 @@ def _page_of(models: Any, si: Any) -> str:
 
 @WHERE
 def test_webpage_policy_builds_the_compute_instance_and_deleting_purges(start, where):
-    svc = start("webpage", where)
+    svc = start("webpage", where, runtime={"pull_period": 0.2})  # the pull step runs soon
     models = svc.models
     world = _page_world(models)
     red = models.PageColor(name="red", html_code="#ff0000")
@@ -347,7 +348,6 @@ def test_webpage_policy_builds_the_compute_instance_and_deleting_purges(start, w
     pods = Path(svc.sync.config.get("data_dir")) / "pods.json"
     pods.parent.mkdir(parents=True, exist_ok=True)  # a remote synchronizer has no store there
     pods.write_text(json.dumps({compute.name: "10.42.0.7"}))
-    svc.sync.clock.advance(svc.sync.settings.pull_period)  # type: ignore[attr-defined]
     wait_for(lambda: svc.reload(compute).pod_ip == "10.42.0.7", description="the pull step")
     # A client changes the message: the policy renders the page again.
     done.tenant_message = "again"
@@ -434,7 +434,7 @@ def test_onboarding_workflow_runs_from_kafka_events(start, kafka_bootstrap, wher
 
 
 def test_onboarding_policy_waiting_for_its_onu_is_retried_promptly(start):
-    svc = start("onboarding", real_time=True)  # the retry must come well before a minute
+    svc = start("onboarding")  # the retry must come well before a minute
     models = svc.models
     world = _onboarding_world(models)
     models.OnboardingWhiteListEntry(
@@ -536,7 +536,7 @@ def _olt(svc: Service, world: dict[str, Any]) -> Any:
 
 @WHERE
 def test_access_devices_sync_pull_and_delete_through_the_device_manager(start, where, device_manager):
-    svc = start("access", where)
+    svc = start("access", where, runtime={"pull_period": 0.2})  # the pull step runs soon
     models = svc.models
     world = _access_world(models, device_manager)
     olt = _olt(svc, world)
@@ -551,7 +551,6 @@ def test_access_devices_sync_pull_and_delete_through_the_device_manager(start, w
         {"type": "onu", "serial_number": "ONU-1", "parent_id": "olt-1", "parent_port_no": 1}
         | {"vendor": "acme", "id": "onu-1", "oper_status": "ACTIVE"}
     )
-    svc.sync.clock.advance(svc.sync.settings.pull_period)  # type: ignore[attr-defined]
     onu = wait_for(lambda: models.OnuUnit.objects.filter(serial_number="ONU-1").first(), description="pull")
     assert (onu.pon_port_id, onu.vendor, onu.xos_managed) == (pon.id, "acme", False)
     models.OltUnit.objects.get(id=olt.id).delete()
@@ -569,9 +568,7 @@ def test_access_custom_python_save_hooks_of_models_py(start, device_manager):
 
 
 def test_access_sync_step_waiting_for_another_object_is_retried_promptly(start, device_manager):
-    svc = start(
-        "access", real_time=True
-    )  # real time: the original retried a deferred object on the next pass
+    svc = start("access")  # the original retried a deferred object on the next pass
     models = svc.models
     onos = models.ControllerService(name="onos", rest_hostname="onos.local", rest_port=8181)
     onos.save()
