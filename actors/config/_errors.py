@@ -1,4 +1,4 @@
-"""The one exception raised for every configuration problem, and value wording."""
+"""The one exception of every configuration problem, and how problems and values are worded."""
 
 from __future__ import annotations
 
@@ -6,6 +6,14 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from pydantic import ValidationError
+from pydantic_core import PydanticCustomError
+
+#: Error types of the model's own checks: problems; (``LATE``) problems found while resolving
+#: paths and files, reported only when the shape is right; (``SHAPE``) a section given a value
+#: that is no mapping, worded by the type around it where that type has a wording.
+PROBLEM, LATE, SHAPE = "actors_config", "actors_config_late", "actors_config_shape"
+_KINDS = {bool: "boolean", int: "number", float: "number", str: "string"}
 _MAX_SHOWN = 60
 
 
@@ -40,6 +48,45 @@ class ConfigError(Exception):
         return ": ".join([*(part for part in (where, self.key) if part), self.message])
 
 
+def problem(
+    message: str, expected: str, at: tuple[Any, ...] = (), *, kind: str = PROBLEM
+) -> PydanticCustomError:
+    """An error of the model's own checks (``kind``): ``message`` at ``at`` below the field's location."""
+    return PydanticCustomError(kind, "{message}", {"message": message, "expected": expected, "at": at})
+
+
+def wrong(
+    expected: str, value: Any, at: tuple[Any, ...] = (), *, note: str = "", secret: bool = False
+) -> Any:
+    """The :func:`problem` "expected <expected>, got <value><note>" (``secret``: the value not shown)."""
+    return problem(f"expected {expected}, got {describe(value, secret=secret)}{note}", expected, at)
+
+
+def translated(
+    exc: ValidationError,
+    *,
+    path: str | None,
+    at: tuple[Any, ...] = (),
+    sources: Mapping[tuple[Any, ...], str] | None = None,
+) -> ConfigError:
+    """The first of pydantic's errors (shape before paths) as a :class:`ConfigError` at the key path
+    *at* + its location; *sources* name the environment variables that set keys."""
+    errors = exc.errors(include_url=False)
+    error = next((e for e in errors if e["type"] != LATE), errors[0])
+    ctx = error.get("ctx") or {}
+    parts: tuple[Any, ...] = (*at, *error["loc"], *ctx.get("at", ()))
+    if error["type"].startswith(PROBLEM):
+        message, expected = str(ctx["message"]), str(ctx["expected"])
+    else:  # a check no type of the model words (a mapping's key that is not a string)
+        message, expected = f"{error['msg']}, got {describe(error['input'])}", error["msg"]
+    for source, variable in (sources or {}).items():
+        shorter = min(len(parts), len(source))
+        if shorter and tuple(parts[:shorter]) == source[:shorter]:
+            message += f" (set by the environment variable {variable})"
+            break
+    return ConfigError(message, path=path, key=dotted(parts), expected=expected)
+
+
 def dotted(parts: Sequence[Any]) -> str | None:
     """Join key path parts with dots (``None`` for the top level)."""
     return ".".join(str(p) for p in parts) or None
@@ -48,31 +95,20 @@ def dotted(parts: Sequence[Any]) -> str | None:
 def describe(value: Any, *, secret: bool = False) -> str:
     """Describe *value* for an error message, briefly and without secrets."""
     if isinstance(value, Mapping):
-        if not value:
-            return "an empty mapping"
-        keys = ", ".join(str(k) for k in value)
-        return f"a mapping with the keys {_shorten(keys)}"
+        return (
+            f"a mapping with the keys {_shorten(', '.join(map(str, value)))}" if value else "an empty mapping"
+        )
     if isinstance(value, list | tuple):
-        return "an empty list" if not value else f"a list of {len(value)} item{'s' * (len(value) != 1)}"
+        return f"a list of {len(value)} item{'s' * (len(value) != 1)}" if value else "an empty list"
     if value is None:
         return "nothing (null)"
+    kind = next((name for cls, name in _KINDS.items() if isinstance(value, cls)), type(value).__name__)
     if secret:
-        return f"a {_kind(value)} (value hidden)"
+        return f"a {kind} (value hidden)"
     try:
-        shown = json.dumps(value)
+        return _shorten(json.dumps(value))
     except (TypeError, ValueError):
-        shown = f"{value!s} ({_kind(value)})"
-    return _shorten(shown)
-
-
-def _kind(value: Any) -> str:
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int | float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    return type(value).__name__
+        return _shorten(f"{value!s} ({kind})")
 
 
 def _shorten(text: str) -> str:
