@@ -27,7 +27,7 @@ from actors.orm import ModelAccessor
 from ._child import ChildActor, ChildContext, ChildState, ObjectLocks, tell_quietly
 from ._isolation import StepIsolation
 from ._settings import RuntimeSettings
-from .changefeed import ChangeFeedActor
+from ._changefeed import ChangeFeedActor
 from .clock import Clock, Timer
 from .messages import (
     CheckDeadlines,
