@@ -8,8 +8,8 @@ code dotted keys with :meth:`Config.get`. ``ACTORS_<KEY>`` environment variables
 """
 
 from ._config import Config, current_config, load_config, load_config_or_exit, set_default_config, use_config
-from ._errors import ConfigError
-from ._model import ApiUser, EventBus, Runtime, Settings, config_schema, default_values, validate_section
+from ._errors import ConfigError, validate_section
+from ._model import ApiUser, EventBus, Runtime, Settings, config_schema, default_values
 
 __all__ = [
     "ApiUser",

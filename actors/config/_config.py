@@ -17,8 +17,8 @@ from typing import Any
 from pydantic_core import PydanticCustomError
 
 from ._checks import read_graph
-from ._errors import ConfigError, describe
-from ._model import Settings, schema_extra, validate_section
+from ._errors import ConfigError, describe, validate_section
+from ._model import Settings, schema_extra
 from ._sources import apply_env, read_yaml
 
 _MISSING: Any = object()
@@ -171,14 +171,12 @@ _lock = threading.Lock()
 def current_config() -> Config:
     """The configuration in effect here: the innermost :func:`use_config` of this context, else the
     :func:`set_default_config` one, else the defaults alone, named ``"actors"`` (made at the first call)."""
-    return _context.get() or _default or _builtin_config()
-
-
-def _builtin_config() -> Config:
     global _builtin
-    with _lock:
-        _builtin = _builtin or Config.from_dict({"name": "actors"})
-        return _builtin
+    cfg = _context.get() or _default
+    if cfg is None:
+        with _lock:
+            cfg = _builtin = _builtin or Config.from_dict({"name": "actors"})
+    return cfg
 
 
 @contextlib.contextmanager

@@ -1,12 +1,14 @@
-"""The one exception of every configuration problem, and how problems and values are worded."""
+"""The one exception of every configuration problem, how problems are worded, and validating a
+section, its first problem raised as that exception."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any
+from pathlib import Path
+from typing import Any, TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from pydantic_core import PydanticCustomError
 
 #: Error types of the model's own checks: problems; (``LATE``) problems found while resolving
@@ -15,6 +17,7 @@ from pydantic_core import PydanticCustomError
 PROBLEM, LATE, SHAPE = "actors_config", "actors_config_late", "actors_config_shape"
 _KINDS = {bool: "boolean", int: "number", float: "number", str: "string"}
 _MAX_SHOWN = 60
+S = TypeVar("S", bound=BaseModel)
 
 
 class ConfigError(Exception):
@@ -62,16 +65,22 @@ def wrong(
     return problem(f"expected {expected}, got {describe(value, secret=secret)}{note}", expected, at)
 
 
-def translated(
-    exc: ValidationError,
+def validate_section(
+    section: type[S],
+    data: Mapping[str, Any],
     *,
-    path: str | None,
     at: tuple[Any, ...] = (),
+    path: str | None = None,
+    base_dir: Path | None = None,
     sources: Mapping[tuple[Any, ...], str] | None = None,
-) -> ConfigError:
-    """The first of pydantic's errors (shape before paths) as a :class:`ConfigError` at the key path
-    *at* + its location; *sources* name the environment variables that set keys."""
-    errors = exc.errors(include_url=False)
+) -> S:
+    """Check *data* as *section* (found at the key path *at*: ``event_bus`` at ``("event_bus",)``), its
+    paths resolved against *base_dir* (``None``: left as given); *sources* name the environment
+    variables that set keys. Raises :class:`ConfigError` for the first problem (shape before paths)."""
+    try:
+        return section.model_validate(data, context=base_dir)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False)
     error = next((e for e in errors if e["type"] != LATE), errors[0])
     ctx = error.get("ctx") or {}
     parts: tuple[Any, ...] = (*at, *error["loc"], *ctx.get("at", ()))
@@ -84,7 +93,7 @@ def translated(
         if shorter and tuple(parts[:shorter]) == source[:shorter]:
             message += f" (set by the environment variable {variable})"
             break
-    return ConfigError(message, path=path, key=dotted(parts), expected=expected)
+    raise ConfigError(message, path=path, key=dotted(parts), expected=expected)
 
 
 def dotted(parts: Sequence[Any]) -> str | None:

@@ -2,17 +2,14 @@
 
 Each field's docstring is its description in the generated JSON Schema; its type's :func:`says`
 words a valid value for error messages. Paths, ``@file`` passwords and the dependency graph file
-are resolved only when validating with the configuration file's folder, as
-:func:`~actors.config.load_config` does.
-"""
+are resolved only when validating with the configuration file's folder as context."""
 
 from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Mapping
-from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar
+from collections.abc import Callable
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -21,12 +18,10 @@ from pydantic import (
     Field,
     ValidationError,
     ValidationInfo,
-    ValidatorFunctionWrapHandler,
     WrapValidator,
     field_validator,
     model_validator,
 )
-from pydantic.fields import FieldInfo
 
 from actors._logging_default import DEFAULT_LOGGING
 
@@ -43,18 +38,17 @@ from ._checks import (
     resolving,
     store_url,
 )
-from ._errors import LATE, PROBLEM, SHAPE, describe, problem, translated, wrong
+from ._errors import LATE, PROBLEM, SHAPE, describe, problem, wrong
 
 #: The value of a required key left out, until its type reports it.
 ABSENT: Any = object()
-S = TypeVar("S", bound=BaseModel)
 
 
 def says(expected: str, *, secret: bool = False, **checks: Any) -> tuple[Any, Any]:
     """Type metadata (``Annotated[int, *says(...)]``): pydantic's ``checks``, and a value the type
     refuses worded "expected <expected>, got <value>" (``secret``: the value not shown)."""
 
-    def worded(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+    def worded(value: Any, handler: Callable[[Any], Any]) -> Any:
         if value is ABSENT:
             raise problem(f"missing required key; expected {expected}", expected)
         try:
@@ -72,7 +66,7 @@ def _original(why: str) -> Any:
     return Field(None, description=description, json_schema_extra={"x-original": why})
 
 
-def schema_extra(field: FieldInfo) -> dict[str, Any]:
+def schema_extra(field: Any) -> dict[str, Any]:
     """The ``json_schema_extra`` of a field (``x-expected``, ``x-original``)."""
     return field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
 
@@ -165,6 +159,13 @@ class EventBus(Section):
     """Extra kafka-python KafkaConsumer options (not those the framework owns)."""
     producer: Annotated[KafkaOptions, *says("a mapping of kafka-python KafkaProducer options")] = {}
     """Extra kafka-python KafkaProducer options."""
+
+    @field_validator("kind", mode="before")
+    @classmethod
+    def _kind(cls, value: Any) -> Any:
+        if value != "kafka":
+            raise problem(f"{value!r} is not supported (only 'kafka')", '"kafka"')
+        return value
 
     @field_validator("endpoint", mode="before")
     @classmethod
@@ -471,24 +472,6 @@ class Settings(Section):
                 update={"url": store_url(self.store.url, self.data_dir, base)}
             )
         return self.model_copy(update=update) if update else self
-
-
-def validate_section(
-    section: type[S],
-    data: Mapping[str, Any],
-    *,
-    at: tuple[Any, ...] = (),
-    path: str | None = None,
-    base_dir: Path | None = None,
-    sources: Mapping[tuple[Any, ...], str] | None = None,
-) -> S:
-    """Check *data* as *section* (found at the key path *at*: ``event_bus`` at ``("event_bus",)``), its
-    paths resolved against *base_dir* (``None``: left as given); *sources* name the environment
-    variables that set keys. Raises :class:`ConfigError` for the first problem (shape before paths)."""
-    try:
-        return section.model_validate(data, context=base_dir)
-    except ValidationError as exc:
-        raise translated(exc, path=path, at=at, sources=sources) from None
 
 
 def config_schema() -> dict[str, Any]:

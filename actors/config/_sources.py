@@ -41,40 +41,28 @@ class _StrictLoader(yaml.SafeLoader):
 
 
 def read_yaml(path: str | os.PathLike[str]) -> Any:
-    """Read and parse the YAML file at *path*.
-
-    Raises:
-        ConfigError: the file is missing or unreadable, or its YAML is invalid.
-    """
-    shown = os.fspath(path)
+    """Read and parse the YAML file at *path*; :class:`ConfigError` if missing, unreadable or invalid."""
+    line = column = None
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        return yaml.load(Path(path).read_text(encoding="utf-8"), Loader=_StrictLoader)
     except FileNotFoundError:
-        raise ConfigError("file not found", path=shown, expected="an existing file") from None
+        message, expected = "file not found", "an existing file"
     except IsADirectoryError:
-        raise ConfigError("cannot read: it is a folder", path=shown, expected="a readable file") from None
+        message, expected = "cannot read: it is a folder", "a readable file"
     except UnicodeDecodeError as exc:
-        raise ConfigError(
-            f"cannot read: not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start})",
-            path=shown,
-            expected="a UTF-8 text file",
-        ) from None
+        message = f"cannot read: not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start})"
+        expected = "a UTF-8 text file"
     except OSError as exc:
-        reason = exc.strerror or str(exc)
-        raise ConfigError(f"cannot read: {reason}", path=shown, expected="a readable file") from None
-    try:
-        return yaml.load(text, Loader=_StrictLoader)
+        message, expected = f"cannot read: {exc.strerror or exc}", "a readable file"
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        problem = exc.problem or "invalid YAML"
+        mark, problem = exc.problem_mark or exc.context_mark, exc.problem or "invalid YAML"
         if exc.context and exc.context not in problem:
             problem = f"{problem} ({exc.context})"
+        message, expected = f"YAML syntax error: {problem}", "valid YAML"
         line, column = (mark.line + 1, mark.column + 1) if mark else (None, None)
-        raise ConfigError(
-            f"YAML syntax error: {problem}", path=shown, expected="valid YAML", line=line, column=column
-        ) from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"YAML syntax error: {exc}", path=shown, expected="valid YAML") from None
+        message, expected = f"YAML syntax error: {exc}", "valid YAML"
+    raise ConfigError(message, path=os.fspath(path), expected=expected, line=line, column=column)
 
 
 def apply_env(
