@@ -1,8 +1,7 @@
 """The checks of the model that are not types: paths and files, passwords, the graph, Kafka options.
 
-Each raises a :func:`~._errors.problem`. The ones that need the configuration file's folder
-run only when the model is validated with that folder (a :class:`~pathlib.Path`) as context.
-"""
+Each raises a :func:`~._errors.problem`; the ones that need the configuration file's folder run only
+when the model is validated with that folder (a :class:`~pathlib.Path`) as context."""
 
 from __future__ import annotations
 
@@ -46,8 +45,7 @@ def resolved(how: Callable[[Path, str], str]) -> Any:
 
 def absolute(base: Path, value: str) -> str:
     """``value`` made absolute against ``base`` (``~`` expanded)."""
-    candidate = Path(value).expanduser()
-    return os.path.normpath(candidate if candidate.is_absolute() else base / candidate)
+    return os.path.normpath(base / Path(value).expanduser())  # an absolute value replaces base
 
 
 def existing(base: Path, value: str, *, folder: bool) -> str:

@@ -88,11 +88,10 @@ def validate_section(
         message, expected = str(ctx["message"]), str(ctx["expected"])
     else:  # a check no type of the model words (a mapping's key that is not a string)
         message, expected = f"{error['msg']}, got {describe(error['input'])}", error["msg"]
-    for source, variable in (sources or {}).items():
-        shorter = min(len(parts), len(source))
-        if shorter and tuple(parts[:shorter]) == source[:shorter]:
-            message += f" (set by the environment variable {variable})"
-            break
+    set_by = [
+        v for source, v in (sources or {}).items() if parts and source[: len(parts)] == parts[: len(source)]
+    ]
+    message += f" (set by the environment variable {set_by[0]})" if set_by else ""
     raise ConfigError(message, path=path, key=dotted(parts), expected=expected)
 
 

@@ -15,11 +15,9 @@ import yaml
 from ._errors import ConfigError, describe, dotted
 from ._model import config_schema
 
-PREFIX = "ACTORS_"
 # Variables with the prefix that are not overrides: the main job's config path, and the
 # settings of the development tools (scripts/local_kafka.py, local_postgres.py, the tests).
-RESERVED = frozenset({"ACTORS_CONFIG"})
-RESERVED_PREFIXES = ("ACTORS_KAFKA_", "ACTORS_PG_", "ACTORS_TEST_")
+_PREFIX, _CONFIG, _TOOLS = "ACTORS_", "ACTORS_CONFIG", ("ACTORS_KAFKA_", "ACTORS_PG_", "ACTORS_TEST_")
 _SCALARS = {"string": str, "integer": int, "number": float, "boolean": bool}
 _schema = functools.cache(config_schema)
 
@@ -76,9 +74,9 @@ def apply_env(
     """
     sources: dict[tuple[str, ...], str] = {}
     for variable in sorted(env):
-        if not variable.startswith(PREFIX) or variable in RESERVED or variable.startswith(RESERVED_PREFIXES):
+        if not variable.startswith(_PREFIX) or variable == _CONFIG or variable.startswith(_TOOLS):
             continue
-        parts = tuple(part.lower() for part in variable[len(PREFIX) :].split("__"))
+        parts = tuple(part.lower() for part in variable[len(_PREFIX) :].split("__"))
         if not all(parts):
             raise ConfigError(
                 f"environment variable {variable}: malformed name; expected ACTORS_<KEY>"
@@ -118,7 +116,7 @@ def _parse(variable: str, text: str, parts: tuple[str, ...], path: str | None) -
     if wanted in (int, float) and isinstance(value, str):
         # YAML 1.1 reads "1e-05" or "1_000" as text; numbers are meant here.
         with contextlib.suppress(ValueError):
-            return int(value) if wanted is int else float(value)
+            return wanted(value)
     return value
 
 
