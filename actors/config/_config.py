@@ -17,7 +17,7 @@ from typing import Any
 from pydantic_core import PydanticCustomError
 
 from ._checks import read_graph
-from ._errors import ConfigError, describe, validate_section
+from ._errors import ConfigError, describe, dotted, validate_section
 from ._model import Settings, schema_extra
 from ._sources import apply_env, read_yaml
 
@@ -72,7 +72,7 @@ class Config:
         except PydanticCustomError as exc:
             shown = os.fspath(self.path) if self.path is not None else None
             ctx = exc.context or {}
-            key = ".".join(map(str, ("dependency_graph", *ctx["at"])))
+            key = dotted(("dependency_graph", *ctx["at"]))
             raise ConfigError(ctx["message"], path=shown, key=key, expected=ctx["expected"]) from None
 
     def get(self, key: str, default: Any = None) -> Any:

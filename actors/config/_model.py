@@ -74,7 +74,7 @@ def schema_extra(field: Any) -> dict[str, Any]:
 _ENDPOINT = 'a string like "host:port"'
 _ENDPOINTS = 'a string like "host:port" or a list of them'
 _GRAPH = "a path to a JSON file or a mapping {Model: [[OtherModel, src_accessor, dst_accessor], ...]}"
-_LOGGING_VERSION = "1 (the version of the logging dictConfig schema)"
+_VERSION = "1 (the version of the logging dictConfig schema)"
 Seconds = Annotated[float, *says("a number of seconds > 0", gt=0)]
 Wait = Annotated[float, *says("a number of seconds >= 0", ge=0)]
 Count = Annotated[int, *says("an integer >= 1", ge=1)]
@@ -439,11 +439,9 @@ class Settings(Section):
     def _logging(cls, value: dict[str, Any]) -> dict[str, Any]:
         version = value.get("version", ABSENT)
         if version is ABSENT:
-            raise problem(
-                f"missing required key; expected {_LOGGING_VERSION}", _LOGGING_VERSION, ("version",)
-            )
+            raise problem(f"missing required key; expected {_VERSION}", _VERSION, ("version",))
         if version != 1 or isinstance(version, bool):
-            raise wrong(_LOGGING_VERSION, version, ("version",))
+            raise wrong(_VERSION, version, ("version",))
         return value
 
     @field_validator("dependency_graph", mode="before")
@@ -453,11 +451,9 @@ class Settings(Section):
             return check_graph(value)
         if value is not None and not (isinstance(value, str) and value):
             raise wrong(_GRAPH, value)
-        base = resolving(info)
-        if base is None or value is None:
-            return value
-        read_graph(file := existing(base, value, folder=False))
-        return file
+        if value is not None and (base := resolving(info)) is not None:
+            read_graph(value := existing(base, value, folder=False))
+        return value
 
     @model_validator(mode="after")
     def _derived(self, info: ValidationInfo) -> Settings:
