@@ -334,13 +334,11 @@ class Api(Section):
 
     @model_validator(mode="after")
     def _unique_users(self) -> Api:
-        seen: set[str] = set()
-        for index, user in enumerate(self.users):
-            if user.username in seen:
-                expected = "a user name not used by another user"
-                message = f'the user name "{user.username}" is used twice'
-                raise problem(message, expected, ("users", index, "username"), kind=LATE)
-            seen.add(user.username)
+        names = [user.username for user in self.users]
+        for index, name in enumerate(names):
+            if name in names[:index]:
+                message, at = f'the user name "{name}" is used twice', ("users", index, "username")
+                raise problem(message, "a user name not used by another user", at, kind=LATE)
         return self
 
 
@@ -462,11 +460,9 @@ class Settings(Section):
         if self.event_bus.dead_letter_topic is None:
             topic = f"{self.name}.dead-letters"
             update["event_bus"] = self.event_bus.model_copy(update={"dead_letter_topic": topic})
-        base = resolving(info)
-        if base is not None:
-            update["store"] = self.store.model_copy(
-                update={"url": store_url(self.store.url, self.data_dir, base)}
-            )
+        if (base := resolving(info)) is not None:
+            url = store_url(self.store.url, self.data_dir, base)
+            update["store"] = self.store.model_copy(update={"url": url})
         return self.model_copy(update=update) if update else self
 
 
