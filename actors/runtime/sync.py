@@ -225,6 +225,7 @@ class SyncStepActor(QueueActor):
             self.drain_scheduled = False
             return
         try:
+            self._claim_ahead()
             super().on_drain(message)  # its status writes are committed when it returns (or raises)
         finally:
             self._release_claims()
@@ -239,10 +240,7 @@ class SyncStepActor(QueueActor):
         wait for others is marked by ``execute``, when its handler is about to run),
         with this actor running handlers itself and no rate limit.
         """
-        if self.workers:
-            return
-        self._claim_ahead()
-        if self.bucket is not None:
+        if self.workers or self.bucket is not None:
             return
         now = self.ctx.clock.now()
         marked: list[tuple[Key, Item]] = []
@@ -392,7 +390,7 @@ class SyncStepActor(QueueActor):
         fresh one (or ``None``: purged).
         """
         backend = self.ctx.accessor.backend
-        if not getattr(backend, "shared", False) or not hasattr(backend, "claim_many"):
+        if self.workers or not getattr(backend, "shared", False) or not hasattr(backend, "claim_many"):
             return
         by_model: dict[str, list[Key]] = {}
         for key, item in islice(self.queue.items(), self.drain_batch):
