@@ -225,7 +225,6 @@ class SyncStepActor(QueueActor):
             self.drain_scheduled = False
             return
         try:
-            self._claim_ahead()
             super().on_drain(message)  # its status writes are committed when it returns (or raises)
         finally:
             self._release_claims()
@@ -315,10 +314,7 @@ class SyncStepActor(QueueActor):
     def _process(self, key: Key, item: Item) -> None:
         accessor = self.ctx.accessor
         refusals = self.refused.pop(key, 0)
-        fresh = key in self.fresh  # claimed and read at the drain's start
-        row = self.fresh.pop(key) if fresh else item.row
-        if row is None and not fresh:
-            row = accessor.backend.get(item.model, key[1])
+        row = item.row if item.row is not None else accessor.backend.get(item.model, key[1])
         if row is None:
             return
         if not still_pending(row, self.custom_fetch):
@@ -342,11 +338,12 @@ class SyncStepActor(QueueActor):
             if not held:
                 self._refused(key, item, now, refusals)
                 return
-            if held is SHARED and not fresh:
+            if held is SHARED:
                 # Another replica may have synced it between our read and our claim.
-                row = accessor.backend.get(item.model, key[1])
-                if row is None or not still_pending(row, self.custom_fetch):
+                fresh = self.fresh.pop(key) if key in self.fresh else accessor.backend.get(item.model, key[1])
+                if fresh is None or not still_pending(fresh, self.custom_fetch):
                     return
+                row = fresh
             obj = self._object(item, row)
             if self._blocked(key, item, obj) or not self._token(key, item, refusals):
                 return
@@ -364,38 +361,37 @@ class SyncStepActor(QueueActor):
     def _claim(self, key: Key, model: str) -> object:
         """The backend's cross-process claim on the object (see ``_workers.claim``), kept until the drain ends.
 
-        A claim taken here is let go after the drain's status writes are committed (one
-        statement for all, see :meth:`_release_claims`), so the replica that claims the
-        object next reads it synced, and a drain pays one round trip per claim instead of two
-        plus a commit per object.
+        The claims are taken ahead: the object's and those of the next ``drain_batch - 1``
+        queued objects, in one statement, and the claimed objects are read again in one
+        (see :meth:`_claim_ahead`). They are let go after the drain's status writes are
+        committed, all in one statement (:meth:`_release_claims`), so the replica that
+        claims an object next reads it synced. That is three statements per
+        ``drain_batch`` objects, where a claim of each object alone took a claim, a read,
+        a commit of its own and a release.
         """
         backend = self.ctx.accessor.backend
         if not getattr(backend, "shared", False):
             return True
-        if key in self.refused_ahead:
-            return False
-        if key not in self.claimed:
-            if not backend.claim_many(model, [key[1]]):
-                return False
-            self.claimed[key] = model
-        return SHARED
+        if key not in self.claimed and key not in self.refused_ahead:
+            self._claim_ahead([(key, model)])
+        return SHARED if key in self.claimed else False
 
-    def _claim_ahead(self) -> None:
-        """On a shared backend, claim the objects this drain takes, and read their rows, at once.
+    def _claim_ahead(self, first: list[tuple[Key, str]]) -> None:
+        """Claim the objects of ``first`` and the next queued ones, ``drain_batch`` in all; read them afresh.
 
-        One statement claims the first ``drain_batch`` queued objects of each model and
-        one reads those claimed afresh (another replica may have synced one since our
-        read), instead of a claim and a read per object; the objects another process
-        holds are refused when their turn comes. Each queued item's row is then the
-        fresh one (or ``None``: purged).
+        Per model, one statement claims them and one reads those claimed (their rows
+        replace the queued ones; ``None``: purged). The others are held by another
+        process: refused when their turn comes, in this drain.
         """
         backend = self.ctx.accessor.backend
-        if self.workers or not getattr(backend, "shared", False) or not hasattr(backend, "claim_many"):
-            return
+        wanted = first + [
+            (key, item.model)
+            for key, item in islice(self.queue.items(), self.drain_batch - len(first))
+            if key not in self.claimed and key not in self.refused_ahead
+        ]
         by_model: dict[str, list[Key]] = {}
-        for key, item in islice(self.queue.items(), self.drain_batch):
-            if key not in self.claimed:
-                by_model.setdefault(item.model, []).append(key)
+        for key, model in wanted:
+            by_model.setdefault(model, []).append(key)
         for model, keys in by_model.items():
             got = backend.claim_many(model, [key[1] for key in keys])
             found: dict[int, Row] = {}
@@ -404,13 +400,14 @@ class SyncStepActor(QueueActor):
                 found = {row["id"]: row for row in rows}
             held = set(got)
             for key in keys:
-                if key[1] in held:
-                    self.claimed[key] = model
-                    self.fresh[key] = found.get(key[1])
-                    item = self.queue[key]
-                    item.row = self.fresh[key]
-                else:
+                if key[1] not in held:
                     self.refused_ahead.add(key)
+                    continue
+                self.claimed[key] = model
+                self.fresh[key] = found.get(key[1])
+                queued = self.queue.get(key)
+                if queued is not None:
+                    queued.row = self.fresh[key]
 
     def _release_claims(self) -> None:
         """Let go the claims of the drain (its status writes committed, or given up)."""
