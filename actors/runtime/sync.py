@@ -359,7 +359,7 @@ class SyncStepActor(QueueActor):
             self.ctx.locks.release(key)
 
     def _claim(self, key: Key, model: str) -> object:
-        """The backend's cross-process claim on the object (see ``_workers.claim``), kept until the drain ends.
+        """The backend's cross-process claim on the object (see ``_workers.claim``), held till the drain ends.
 
         The claims are taken ahead: the object's and those of the next ``drain_batch - 1``
         queued objects, in one statement, and the claimed objects are read again in one
@@ -383,7 +383,7 @@ class SyncStepActor(QueueActor):
         replace the queued ones; ``None``: purged). The others are held by another
         process: refused when their turn comes, in this drain.
         """
-        backend = self.ctx.accessor.backend
+        backend: Any = self.ctx.accessor.backend  # a shared store (see _claim)
         wanted = first + [
             (key, item.model)
             for key, item in islice(self.queue.items(), self.drain_batch - len(first))
@@ -417,8 +417,9 @@ class SyncStepActor(QueueActor):
         by_model: dict[str, list[int]] = {}
         for key, model in claimed.items():
             by_model.setdefault(model, []).append(key[1])
+        backend: Any = self.ctx.accessor.backend  # a shared store (see _claim)
         for model, ids in by_model.items():
-            self.ctx.accessor.backend.release_many(model, ids)
+            backend.release_many(model, ids)
 
     def _backoff_until(self, row: Row, now: float) -> float | None:
         """When the object's backoff ends, if it is in backoff at ``now`` (``None``: it is not)."""

@@ -55,7 +55,7 @@ class Claims:
 
     @contextmanager
     def claim(self, root: str, id: int) -> Iterator[bool]:
-        """Hold ``(root, id)`` against other processes; yields ``False`` at once if another process holds it."""
+        """Hold ``(root, id)`` against other processes; yields ``False`` at once if one of them holds it."""
         got = self.take(root, [id])
         try:
             yield bool(got)
