@@ -128,7 +128,9 @@ def test_a_sync_pass_on_postgresql_claims_and_commits_per_drain_not_per_object(p
         finally:
             sup.stop()
             store.close()
-        # Before: one claim, one read, one commit (and one release) per object.
-        assert counts["claims"] <= n / 8, counts
-        assert counts["commits"] <= n / 8, counts
-        assert counts["reads"] <= n / 8 + 4, counts
+        # Before: one claim, one read, one commit (and one release) per object. Now one claim
+        # statement, one read and two commits per drain (its marks, its status writes); a drain
+        # takes up to 32 objects, fewer on a loaded machine (at most 50 ms of work each).
+        assert counts["claims"] <= n / 4, counts
+        assert counts["commits"] <= n / 2, counts
+        assert counts["reads"] <= n / 4 + 4, counts
