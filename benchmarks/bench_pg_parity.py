@@ -94,15 +94,41 @@ def vacuum(url: str) -> None:
     engine.dispose()
 
 
+#: Statements per synced object of the last no-op run (see :func:`count_statements`).
+STATEMENTS: dict[str, float] = {}
+
+
+def count_statements(engine: sa.Engine) -> dict[str, int]:
+    """Counts, from now on, of the statements ``engine``'s connections send, and of their commits.
+
+    A statement is one ``execute`` (an ``executemany`` is one: psycopg pipelines it); each
+    commit is two round trips more (psycopg's implicit ``BEGIN``, and the ``COMMIT``).
+    """
+    counts = {"statements": 0, "commits": 0}
+
+    @sa.event.listens_for(engine, "before_cursor_execute")
+    def _statement(*_args: Any) -> None:
+        counts["statements"] += 1
+
+    @sa.event.listens_for(engine, "commit")
+    def _commit(*_args: Any) -> None:
+        counts["commits"] += 1
+
+    return counts
+
+
 def noop(url: str, n: int) -> float:
     """Seconds for one supervisor to sync ``n`` dirty objects with a no-op step."""
     store = prepare(url, n)
+    counts = count_statements(store.engine)
     begin = time.perf_counter()
     sup = supervisor(store)
     try:
         bc.wait_idle(sup)
         elapsed = time.perf_counter() - begin
         assert not store.pending("Parent", "sync"), "objects left dirty"
+        STATEMENTS["statements"] = counts["statements"] / n
+        STATEMENTS["round trips"] = (counts["statements"] + 2 * counts["commits"]) / n
     finally:
         sup.stop()
         store.close()
@@ -205,9 +231,11 @@ def report(args: argparse.Namespace, pg_url: str) -> None:
             for name, work in works:
                 for store in ("sqlite", "postgresql"):
                     url = pg_url if store == "postgresql" else f"sqlite:///{folder}/{r}-{len(times)}.db"
+                    STATEMENTS.clear()
                     seconds = work(url)
                     times.setdefault((name, store), []).append(seconds)
-                    print(f"round {r + 1} {name:>18} {store:>10} {seconds:8.2f} s", flush=True)
+                    per = "".join(f", {v:.2f} {k}/object" for k, v in STATEMENTS.items())
+                    print(f"round {r + 1} {name:>18} {store:>10} {seconds:8.2f} s{per}", flush=True)
     print(f"{'work':>18} {'sqlite s':>9} {'pg s':>9} {'pg/sqlite':>9}")
     for name, _ in works:
         lite = statistics.median(times[(name, "sqlite")])

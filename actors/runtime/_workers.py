@@ -13,8 +13,6 @@ actor calls :func:`execute` itself, as before.
 
 from __future__ import annotations
 
-import builtins
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -32,13 +30,6 @@ __all__ = ["SHARED", "SyncWorker", "claim", "execute", "still_pending"]
 
 #: What :func:`claim` yields when it holds a cross-process claim.
 SHARED = object()
-#: At most this many claims held at once per shared backend, over all steps and workers of the
-#: process. A PostgreSQL claim holds a pooled connection until the handler and its status writes
-#: end, and the pool has 15 (SQLAlchemy's 5 + 10 overflow): with every connection held by a
-#: claim, the status writes would wait for one forever. Workers beyond it wait for a claim.
-MAX_CLAIMS = 8
-_claim_slots: dict[int, threading.BoundedSemaphore] = {}
-_claim_slots_lock = threading.Lock()
 
 
 @contextmanager
@@ -46,15 +37,12 @@ def claim(backend: Any, model: str, id: int) -> Iterator[object]:
     """The backend's cross-process claim on the object, when it has one (PostgreSQL).
 
     Yields ``True`` (no such claim: one process per store), :data:`SHARED` (held) or
-    ``False`` (another process holds it). Waits while :data:`MAX_CLAIMS` are held.
+    ``False`` (another process holds it).
     """
     if not getattr(backend, "shared", False):
         yield True
         return
-    with _claim_slots_lock:
-        # Keyed by id(): a later store with a reused id finds every slot free again.
-        slots = _claim_slots.setdefault(builtins.id(backend), threading.BoundedSemaphore(MAX_CLAIMS))
-    with slots, backend.claim(model, id) as held:
+    with backend.claim(model, id) as held:
         yield SHARED if held else False
 
 

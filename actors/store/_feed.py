@@ -116,9 +116,14 @@ class ChangeFeed:
             self._publish(fresh)
 
     def _publish(self, read: list[ChangeNotice]) -> None:
-        """Publish the entries of ``read`` not published yet."""
+        """Publish the entries of ``read`` not published yet, each once.
+
+        One entry may come twice in one wake: from the journal trigger's ``NOTIFY`` and
+        from a writer that sends its own (a process of an older version).
+        """
+        unique = {n.seq: n for n in read}
         with self._seen_lock:
-            news = [n for n in read if n.seq not in self._seen]
+            news = [n for n in unique.values() if n.seq not in self._seen]
         self.published(news)
         self._notifier.publish(news)
 

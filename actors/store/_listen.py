@@ -1,7 +1,9 @@
 """Other processes on the same PostgreSQL database: their change notices, and who is there.
 
 Every write sends ``NOTIFY`` in its transaction (so only on commit), with the journal
-entries it wrote as the payload; a listener thread ``LISTEN``s and hands the store the
+entries it wrote as the payload: a trigger on the journal sends it from each ``INSERT``
+of entries (:func:`install_notify_trigger`), so it costs the writer no round trip of its
+own. A listener thread ``LISTEN``s and hands the store the
 entries that committed, in commit order, so the store publishes them without reading
 the journal (it reads it after a reconnect, or for a payload it cannot use). The
 same connection holds this process's *replica* lock, a session advisory lock, and
@@ -31,6 +33,7 @@ __all__ = [
     "MembersCallback",
     "PostgresListener",
     "WakeCallback",
+    "install_notify_trigger",
     "notify_payload",
     "replica_lock_class",
 ]
@@ -60,6 +63,48 @@ _MEMBERS = (
 #: "entries": [[seq, model, id, kind, at, origin], ...]}``, the schema filled in by the
 #: server (stores of other schemas of the same database listen on the same channel).
 NOTIFY = "SELECT pg_notify(%s, json_build_object('schema', current_schema(), 'entries', %s::json)::text)"
+
+
+#: The trigger function: the ``NOTIFY`` of the entries one ``INSERT`` statement added to the
+#: journal, as :data:`NOTIFY` sends it (``null`` entries past 7000 bytes: then listeners read).
+_NOTIFY_FUNCTION = """
+CREATE OR REPLACE FUNCTION actors_notify_entries() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    entries text;
+BEGIN
+    SELECT json_agg(json_build_array(seq, model, object_id, kind, at, origin) ORDER BY seq)::text
+        INTO entries FROM actors_new_entries;
+    IF entries IS NULL THEN
+        RETURN NULL;
+    END IF;
+    IF octet_length(entries) >= 7000 THEN
+        entries := 'null';
+    END IF;
+    PERFORM pg_notify('%(channel)s',
+        json_build_object('schema', current_schema(), 'entries', entries::json)::text);
+    RETURN NULL;
+END
+$$
+"""
+_NOTIFY_TRIGGER = (
+    'CREATE TRIGGER actors_notify AFTER INSERT ON "%(table)s" REFERENCING NEW TABLE AS actors_new_entries'
+    " FOR EACH STATEMENT EXECUTE FUNCTION actors_notify_entries()"
+)
+_HAS_TRIGGER = (
+    "SELECT 1 FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid"
+    " WHERE t.tgname = 'actors_notify' AND c.oid = to_regclass(%(table)s)"
+)
+
+
+def install_notify_trigger(conn: sa.Connection, journal: str) -> None:
+    """Make every ``INSERT`` into the journal table ``journal`` send the ``NOTIFY`` of its entries.
+
+    Run by the migration, in its transaction (under its lock). The function is
+    replaced each time (it lives in the store's schema); the trigger is created once.
+    """
+    conn.exec_driver_sql(_NOTIFY_FUNCTION % {"channel": CHANNEL})
+    if conn.exec_driver_sql(_HAS_TRIGGER, {"table": f'"{journal}"'}).first() is None:
+        conn.exec_driver_sql(_NOTIFY_TRIGGER % {"table": journal})
 
 
 def notify_payload(notices: list[ChangeNotice]) -> str:

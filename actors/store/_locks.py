@@ -1,23 +1,34 @@
-"""PostgreSQL advisory locks: an object's claim while it is synced, and the migration's lock.
+"""PostgreSQL advisory locks: the claims of objects being synced, and the migration's lock.
 
-A claim is a session advisory lock keyed by the object's root model and id, held on a
-connection of its own (no transaction stays open); the migration takes a transaction
-lock so one process at a time changes the tables.
+A claim holds an object against other processes: a session advisory lock keyed by the
+object's root model and id. All the claims of one store are held on one connection of
+their own, in autocommit (no transaction stays open), so a claim costs one statement
+and holds no pooled connection: a process may hold as many at once as it syncs objects
+at once. Several claims are taken, or let go, in one statement (:meth:`Claims.take`,
+:meth:`Claims.release`). Within the store, claims of one object are counted: a second
+claim of an object the store holds gets it at once, and the lock goes with the last
+release (inside a process, the supervisor's object locks keep two handlers of one
+object apart). The migration takes a transaction lock so one process at a time changes
+the tables.
 """
 
 from __future__ import annotations
 
 import threading
 import zlib
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import sqlalchemy as sa
 
 __all__ = ["Claims", "lock_migration"]
 
-_TRY_LOCK = sa.text("SELECT pg_try_advisory_lock(:k, :i)")
-_UNLOCK = sa.text("SELECT pg_advisory_unlock(:k, :i)")
+_TRY_LOCK = sa.text(
+    "SELECT i FROM unnest(CAST(:ids AS int4[])) AS i WHERE pg_try_advisory_lock(CAST(:k AS int4), i)"
+)
+_UNLOCK = sa.text("SELECT pg_advisory_unlock(CAST(:k AS int4), i) FROM unnest(CAST(:ids AS int4[])) AS i")
 _MIGRATE = sa.text("SELECT pg_advisory_xact_lock(:k)")
 _MIGRATE_KEY = zlib.crc32(b"actors migrate")
 
@@ -27,55 +38,96 @@ def lock_migration(conn: sa.Connection) -> None:
     conn.execute(_MIGRATE, {"k": _MIGRATE_KEY})
 
 
+def _class(root: str) -> int:
+    """The first key of the claims of objects of root model ``root``."""
+    return zlib.crc32(root.encode()) & 0x7FFFFFFF
+
+
 class Claims:
-    """Claims of objects on ``engine``; the claim connections are kept for the next claims."""
+    """Claims of objects on ``engine``, all held on one kept connection."""
 
     def __init__(self, engine: sa.Engine) -> None:
         self._engine = engine
-        self._idle: list[sa.Connection] = []
+        self._conn: sa.Connection | None = None
+        self._held: Counter[tuple[int, int]] = Counter()  # (class, id) -> claims of it held here
+        #: Guards the connection and ``_held``: one statement at a time, from any thread.
         self._lock = threading.Lock()
 
     @contextmanager
     def claim(self, root: str, id: int) -> Iterator[bool]:
-        """Hold ``(root, id)`` against other processes; yields ``False`` at once if another holds it."""
-        key = {"k": zlib.crc32(root.encode()) & 0x7FFFFFFF, "i": id}
-        conn, held = self._try(key)
+        """Hold ``(root, id)`` against other processes; yields ``False`` at once if one of them holds it."""
+        got = self.take(root, [id])
         try:
-            yield held
+            yield bool(got)
         finally:
-            try:
-                if held:
-                    conn.execute(_UNLOCK, key)
-            except Exception:
-                conn.close()  # the session ends, and its locks with it
-                raise
-            with self._lock:
-                self._idle.append(conn)
+            self.release(root, got)
 
-    def _try(self, key: dict[str, int]) -> tuple[sa.Connection, bool]:
-        """A claim connection (an idle one if there is one) and whether it got the lock ``key``.
+    def take(self, root: str, ids: Iterable[int]) -> list[int]:
+        """Claim each object ``(root, id)`` of ``ids`` no other process holds; the ids got.
 
-        Claim connections stay checked out of the pool, in autocommit mode, so a claim
-        costs two statements and no pool checkout; one that fails is closed, and the
-        claim tried once more on a new connection.
+        One statement for the objects this store does not hold yet (none when it holds
+        them all). Each id got must be given back once to :meth:`release`. A lost
+        connection is replaced and the statement tried once more (the claims held on
+        the lost one went with its session).
         """
+        k = _class(root)
         with self._lock:
-            conn = self._idle.pop() if self._idle else None
+            unique = list(dict.fromkeys(ids))
+            wanted = [id for id in unique if (k, id) not in self._held]
+            locked: set[int] = set()
+            if wanted:
+                locked = {int(id) for id in self._run(_TRY_LOCK, {"k": k, "ids": wanted}, retry=True)}
+            got = [id for id in unique if (k, id) in self._held or id in locked]
+            self._held.update((k, id) for id in got)
+            return got
+
+    def release(self, root: str, ids: Iterable[int]) -> None:
+        """Give back one claim of ``(root, id)`` for each of ``ids`` (ids not held are passed over).
+
+        The locks of the objects no claim holds any more go, in one statement.
+        """
+        k = _class(root)
+        with self._lock:
+            last: list[int] = []
+            for id in ids:
+                if (k, id) in self._held:
+                    self._held[(k, id)] -= 1
+                    if self._held[(k, id)] <= 0:
+                        del self._held[(k, id)]
+                        last.append(id)
+            if last:
+                self._run(_UNLOCK, {"k": k, "ids": last}, retry=False)
+
+    def _run(self, statement: sa.TextClause, params: dict[str, Any], *, retry: bool) -> list[Any]:
+        """The first column of ``statement``'s rows, on the claim connection (opened when needed).
+
+        A failed statement invalidates the connection: its session ends, and every
+        claim with it (a lost connection has lost them already), so the held set is
+        emptied too. ``retry``: then run once more on a new connection.
+        """
+        for attempt in (0, 1):
+            if self._conn is None or self._conn.invalidated or self._conn.closed:
+                self._conn = self._engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+            try:
+                return list(self._conn.execute(statement, params).scalars())
+            except sa.exc.DBAPIError:
+                self._drop()
+                if not retry or attempt:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _drop(self) -> None:
+        """Close the claim connection for good (its session and its locks end)."""
+        conn, self._conn = self._conn, None
+        self._held.clear()
         if conn is not None:
             try:
-                return conn, bool(conn.execute(_TRY_LOCK, key).scalar())
-            except sa.exc.DBAPIError:
+                conn.invalidate()
                 conn.close()
-        conn = self._engine.connect().execution_options(isolation_level="AUTOCOMMIT")
-        try:
-            return conn, bool(conn.execute(_TRY_LOCK, key).scalar())
-        except Exception:
-            conn.close()
-            raise
+            except Exception:
+                pass
 
     def close(self) -> None:
-        """Close the claim connections (their locks go with them)."""
+        """Close the claim connection (its locks go with it)."""
         with self._lock:
-            for conn in self._idle:
-                conn.close()
-            self._idle.clear()
+            self._drop()

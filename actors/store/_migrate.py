@@ -18,6 +18,7 @@ import structlog
 from actors.logs import get_logger
 
 from ._engine import Database
+from ._listen import install_notify_trigger
 from ._locks import lock_migration
 from ._tables import Tables, link_target, pending_index_prefix
 
@@ -69,6 +70,7 @@ def migrate(url: str, db: Database, tables: Tables) -> None:
                     conn.exec_driver_sql(f'DROP INDEX "{name}"')
         if db.dialect == "postgresql":
             add_postgres_keys(url, tables, conn)
+            install_notify_trigger(conn, tables.journal.name)  # a write's NOTIFY rides on its journal INSERT
 
 
 def _default_for_column(tables: Tables, table: sa.Table, column: str) -> Any:

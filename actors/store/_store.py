@@ -299,12 +299,30 @@ class Store:
         """Hold object ``(model, id)`` against other processes while it is synced.
 
         Yields ``False`` at once if another process holds it. On PostgreSQL this is
-        a session advisory lock keyed by the object's root model and id, held on a
-        connection of its own (no transaction stays open); elsewhere there is only
-        one process per store and it always yields ``True``.
+        a session advisory lock keyed by the object's root model and id, held on the
+        store's claim connection (no transaction stays open); claims of one object
+        within the store are counted, and the lock goes with the last (inside a
+        process, the supervisor's object locks keep handlers apart). Elsewhere there
+        is only one process per store and it always yields ``True``.
         """
         if not self.shared:
             yield True
             return
         with self._claims.claim(self.schema.root(model), id) as held:
             yield held
+
+    def claim_many(self, model: str, ids: Iterable[int]) -> list[int]:
+        """Claim the objects ``(model, id)`` of ``ids`` at once (one statement); the ids claimed.
+
+        As :meth:`claim`, for objects to be let go later with :meth:`release_many`
+        (each id claimed once): an object another process holds is left out.
+        Elsewhere than on PostgreSQL every id is claimed and nothing is held.
+        """
+        if not self.shared:
+            return list(ids)
+        return self._claims.take(self.schema.root(model), ids)
+
+    def release_many(self, model: str, ids: Iterable[int]) -> None:
+        """Let go the claims of :meth:`claim_many` (one statement; ids not held are passed over)."""
+        if self.shared:
+            self._claims.release(self.schema.root(model), ids)

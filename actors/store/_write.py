@@ -1,7 +1,7 @@
 """The write path: create, update and delete, each one transaction with its journal entries.
 
 A write takes the write lock and the write connection (see ``Database``), runs its
-statements and journal entries, sends ``NOTIFY`` on PostgreSQL, commits, and then
+statements and journal entries (on PostgreSQL their ``INSERT`` sends the ``NOTIFY``), commits, and then
 publishes its notices. The bookkeeping is stamped by ``Bookkeeping``; links are
 checked and deletions cascade in ``_integrity`` and ``_cascade``, which work through
 this object.
@@ -22,7 +22,6 @@ from ._errors import NotFound
 from ._feed import ChangeFeed
 from ._integrity import lock_targets, purge, reap_blocked, refuse_deleted
 from ._journal import Journal
-from ._listen import CHANNEL, NOTIFY, notify_payload
 from ._notices import ChangeNotice, Notifier
 from ._query import WriteContext
 from ._rows import Row
@@ -67,8 +66,6 @@ class Writer:
             with self.db.write_connection() as conn, conn.begin():
                 yield conn, notices
                 self.feed.published(notices)  # before the commit: the listener may wake right after it
-                if self.dialect == "postgresql" and notices:
-                    conn.exec_driver_sql(NOTIFY, (CHANNEL, notify_payload(notices)))
             self.journal.committed()
         self.notifier.publish(notices)
 
@@ -126,8 +123,6 @@ class Writer:
                                 del changes[i]
                                 raise _Again from exc
                         self.feed.published(notices)
-                        if self.dialect == "postgresql" and notices:
-                            conn.exec_driver_sql(NOTIFY, (CHANNEL, notify_payload(notices)))
                     self.journal.committed(len(changes))
             except _Again:
                 continue  # rolled back: the others again, without the one that failed
