@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -44,15 +45,22 @@ KEYS = 500
 class Handled:
     """What the steps of a test handled, shared by its actors."""
 
-    def __init__(self) -> None:
+    def __init__(self, half: int | None = None) -> None:
         self.lock = threading.Lock()
         self.values: set[bytes] = set()
         self.calls = 0
+        #: Events handled per partition, and a copy of it taken when ``half`` were handled.
+        self.by_partition: Counter[int] = Counter()
+        self.half = half
+        self.at_half: Counter[int] | None = None
 
-    def add(self, value: bytes) -> None:
+    def add(self, value: bytes, partition: int = -1) -> None:
         with self.lock:
             self.values.add(value)
             self.calls += 1
+            self.by_partition[partition] += 1
+            if self.calls == self.half:
+                self.at_half = Counter(self.by_partition)
 
     def count(self) -> int:
         with self.lock:
@@ -91,7 +99,7 @@ def upsert_step(
                     obj = models.MyModel(first_name=value["key"], last_name="-")
                 obj.last_name = str(value["seq"])
                 obj.save()
-            handled.add(event.value)  # type: ignore[arg-type]
+            handled.add(event.value, event.partition)  # type: ignore[arg-type]
 
     return UpsertStep
 
@@ -110,12 +118,24 @@ def assert_last_values_stored(
     assert stored == last
 
 
-def wait_all(handled: Handled, want: int, running: list[Running], timeout: float) -> None:
-    def done() -> bool:
-        return handled.count() >= want
+#: How long ``wait_all`` waits for the next event before it gives up (a loaded machine is slow, not stuck).
+QUIET = 30.0
 
+
+def wait_all(handled: Handled, want: int, running: list[Running], timeout: float) -> None:
+    """Wait until ``want`` events were handled: fail after ``timeout`` seconds, or after :data:`QUIET`
+    seconds without an event handled."""
+    deadline = time.monotonic() + timeout
     try:
-        wait_for(done, timeout=timeout, description=f"{want} events handled")
+        while (seen := handled.count()) < want:
+            left = deadline - time.monotonic()
+            wait_for(
+                lambda: handled.count() >= want or handled.count() > seen,
+                timeout=max(0.0, min(QUIET, left)),
+                description=f"{want} events handled",
+            )
+            if time.monotonic() >= deadline and handled.count() < want:
+                raise AssertionError("time is up")
     except AssertionError:
         states = [(r.state.state, r.state.detail) for r in running]
         raise AssertionError(f"{handled.count()} of {want} events handled; actors: {states}") from None
@@ -130,10 +150,15 @@ def test_keyed_events_with_a_slow_handler_are_all_handled(
     keys, values = events(count)
     send_all(kafka_bootstrap, topic, values, keys)
     store = make_store(f"sqlite:///{tmp_path}/store.db")
-    handled = Handled()
+    handled = Handled(half=count // 2)
     running = run_actor(upsert_step(topic, store, handled), kafka_bootstrap, group, store=store)
-    wait_all(handled, count, [running], timeout=120)
+    wait_all(handled, count, [running], timeout=300)
     assert handled.values == set(values)
+    # Fair between partitions whatever the speed: when half the events were handled, every partition
+    # had had its share of turns (serving the first partitions to the end starved the others).
+    assert handled.at_half is not None
+    shares = {p: handled.at_half[p] / n for p, n in handled.by_partition.items()}
+    assert min(shares.values()) >= 0.2, f"share of each partition's events handled at half time: {shares}"
     wait_for(lambda: caught_up(kafka_bootstrap, group, topic), timeout=30)
     assert_last_values_stored(store, values)
     detail = running.state.detail
@@ -159,7 +184,7 @@ def test_a_broker_restart_with_a_slow_handler_loses_nothing(
     wait_for(lambda: running.state.state == "degraded", timeout=30)
     local_kafka.start()
     send_all(bootstrap, topic, values[6000:], keys[6000:])
-    wait_all(handled, 10_000, [running], timeout=120)
+    wait_all(handled, 10_000, [running], timeout=300)
     assert handled.values == set(values)
     wait_for(lambda: caught_up(bootstrap, group, topic), timeout=30)
     assert_last_values_stored(store, values)

@@ -794,6 +794,30 @@ def test_check_progress_sent_as_a_message_finds_nothing_to_do_on_a_moving_partit
     assert h.ctx.state.state == "running" and h.ctx.state.detail["stalled"] == []
 
 
+def test_a_handler_slower_than_a_slice_serves_every_partition_in_turn(
+    start: Callable[..., Harness], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # SLICE 0: every slice ends after its first event, as with a handler slower than SLICE. Each
+    # slice must start with the partition after the last one served; starting again with the first
+    # partition of the buffers (refilled by every poll) starved the others until the watchdog fired.
+    import actors.runtime.events as events_module
+
+    monkeypatch.setattr(events_module, "SLICE", 0.0)
+    parts = [TopicPartition("t", p) for p in range(4)]
+    bus = FakeBus(parts)
+    for tp in parts:
+        for i in range(150):
+            bus.produce(tp, f"{tp.partition}-{i}".encode())
+    start(bus=bus, max_poll_records=20)
+    wait_for(lambda: len(SEEN.values()) >= 100)
+    with SEEN.lock:
+        first = [e.partition for e in SEEN.events[:100]]
+    assert {p: first.count(p) for p in range(4)} == {p: 25 for p in range(4)}
+    wait_for(lambda: len(SEEN.values()) == 600)
+    for p in range(4):
+        assert SEEN.values(p) == [f"{p}-{i}".encode() for i in range(150)]
+
+
 def test_bus_options_read_the_stall_timeout_and_check_consumer_options() -> None:
     from actors.runtime._kafka_client import CONSUMER_DEFAULTS
 

@@ -54,7 +54,8 @@ class EventFlow(ChildActor):
         self.consumer: ConsumerClient | None = None
         self.tracker = OffsetTracker()
         self.rebalance = Rebalance(self.log, self.tracker)
-        #: Records fetched and not yet handled, per partition, in offset order.
+        #: Records fetched and not yet handled, per partition, in offset order; the partitions are in
+        #: the order of their next turn (``EventStepActor._process`` moves those served to the end).
         self.buffers: dict[TopicPartition, deque[Any]] = {}
         #: The next offset expected per partition (a record below it is a duplicate).
         self.next_offset: dict[TopicPartition, int] = {}

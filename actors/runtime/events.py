@@ -266,7 +266,13 @@ class EventStepActor(EventRetries):
                 return batch
 
     def _process(self, ready: list[TopicPartition]) -> None:
-        """Run ``process_event`` over the ready partitions, round robin, for at most :data:`SLICE` seconds."""
+        """Run ``process_event`` over the ready partitions, round robin, for at most :data:`SLICE` seconds.
+
+        The round robin goes on from one slice to the next: the partitions served move to the end
+        of :attr:`buffers` (whose order :meth:`_ready` keeps), last served last, so the next slice
+        starts with the partition after the last one served. A handler slower than a slice thus
+        still serves every ready partition within as many slices as there are partitions.
+        """
         step = self.step
         options = self.options
         assert step is not None and options is not None
@@ -278,12 +284,15 @@ class EventStepActor(EventRetries):
         clock = time.monotonic
         deadline = clock() + SLICE
         count = 0
+        served: dict[TopicPartition, None] = {}  # the partitions that had a turn, by their last one
 
         def run() -> None:
             nonlocal count
             turn = list(ready)
             while turn:
                 for tp in list(turn):
+                    served.pop(tp, None)
+                    served[tp] = None
                     buf = buffers[tp]
                     n = 0
                     try:
@@ -310,6 +319,8 @@ class EventStepActor(EventRetries):
             with _produce.using_event_bus(options.servers):
                 self.call_user(run, caller=Caller.SYNCHRONIZER)
         finally:
+            for tp in served:  # the next slice starts after the last partition served
+                buffers[tp] = buffers.pop(tp)
             now = self.ctx.clock.now()
             for tp, offset in handled.items():
                 self.tracker.processed(tp, offset)
