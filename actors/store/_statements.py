@@ -100,6 +100,35 @@ class Statements:
             self._built[key] = stmt
         return stmt
 
+    def update_in(self, table: sa.Table) -> sa.Update:
+        """``UPDATE table SET <given columns> WHERE id IN :_ids RETURNING <what a write needs next>``.
+
+        Many objects given the same values in one statement (the ``backend_need_delete`` mark of a batch).
+        """
+        key = ("update in", table.name)
+        stmt = self._built.get(key)
+        if stmt is None:
+            wanted = [table.c[name] for name in DELETION_STATE if name in table.c]
+            stmt = table.update().where(table.c.id.in_(sa.bindparam("_ids", expanding=True)))
+            stmt = self._built[key] = stmt.returning(*wanted)
+        return stmt
+
+    def states(self, table: sa.Table) -> sa.Select[Any]:
+        """``SELECT <what a write needs next> FROM table WHERE id IN :_ids`` (``FOR UPDATE`` on PostgreSQL).
+
+        The batch form of :meth:`update_returning`'s ``RETURNING``: a batch of updates
+        reads the state of its objects with it, before it writes them.
+        """
+        key = ("states", table.name)
+        stmt = self._built.get(key)
+        if stmt is None:
+            wanted = [table.c[name] for name in DELETION_STATE if name in table.c]
+            stmt = sa.select(*wanted).where(table.c.id.in_(sa.bindparam("_ids", expanding=True)))
+            if self.dialect == "postgresql":
+                stmt = stmt.with_for_update()
+            self._built[key] = stmt
+        return stmt
+
     def column_tables(self, model: str) -> dict[str, sa.Table]:
         """Column -> the table of ``model``'s chain that stores it."""
         key = ("column tables", model)
