@@ -13,11 +13,14 @@ import sqlalchemy as sa
 
 from ._engine import Database
 from ._notices import ChangeNotice
+from ._statements import DRIVER_CHUNK, DriverSql
 
 __all__ = ["PRUNE_EVERY", "Journal"]
 
 #: Writes between two prunes of the journal.
 PRUNE_EVERY = 1000
+#: The columns an entry is written with (``seq`` is the database's).
+_COLUMNS = ("model", "object_id", "kind", "at", "origin")
 
 
 class Journal:
@@ -34,7 +37,6 @@ class Journal:
         """Work on ``table`` (the journal of a new schema's tables: the same table, another object)."""
         self.table = table
         self._insert = table.insert()
-        self._insert_many = table.insert().returning(table.c.seq, table.c.at)
 
     def append(
         self,
@@ -55,33 +57,32 @@ class Journal:
 
     def append_many(
         self,
-        conn: sa.Connection,
+        cursor: Any,
+        sql: DriverSql,
         notices: list[ChangeNotice],
         entries: list[tuple[str, int, str, float, str | None]],
     ) -> None:
-        """Write entries ``(model, id, kind, at, origin)`` in one statement; their notices go to ``notices``.
+        """Write entries ``(model, id, kind, at, origin)`` on the driver's ``cursor``, notices to ``notices``.
 
-        One ``INSERT ... VALUES (...), (...) RETURNING seq, at`` (SQLAlchemy's
-        "insertmanyvalues"). Each entry is known by its ``at`` (the store's clock never
-        gives one twice), so the order the database returns the rows in does not matter;
-        the notices go out in ``seq`` order.
+        One ``INSERT ... VALUES (...), (...) RETURNING seq, at`` per :data:`DRIVER_CHUNK`
+        entries. Each entry is known by its ``at`` (the store's clock never gives one
+        twice), so the order the database returns the rows in does not matter; the
+        notices go out in ``seq`` order.
         """
-        if len(entries) < 2 or not conn.dialect.insert_executemany_returning:
-            for model, id, kind, at, origin in entries:
-                self.append(conn, notices, model, id, kind, at, origin)
-            return
-        params = [
-            {"model": model, "object_id": id, "kind": kind, "at": at, "origin": origin}
-            for model, id, kind, at, origin in entries
-        ]
         by_at = {entry[3]: entry for entry in entries}
-        if len(by_at) < len(entries):  # not from one store's clock: one by one, in order
-            for model, id, kind, at, origin in entries:
-                self.append(conn, notices, model, id, kind, at, origin)
-            return
-        for seq, at in sorted(conn.execute(self._insert_many, params), key=lambda r: int(r[0])):
-            model, id, kind, _at, origin = by_at[at]
-            notices.append(ChangeNotice(seq=int(seq), model=model, id=id, kind=kind, at=at, origin=origin))
+        if len(by_at) < len(entries):
+            raise ValueError("journal entries of one batch must have distinct times")
+        for start in range(0, len(entries), DRIVER_CHUNK):
+            chunk = entries[start : start + DRIVER_CHUNK]
+            cursor.execute(
+                sql.insert(self.table, _COLUMNS, len(chunk), ("seq", "at")),
+                [value for model, id, kind, at, origin in chunk for value in (model, id, kind, at, origin)],
+            )
+            for seq, at in sorted(cursor.fetchall(), key=lambda r: int(r[0])):
+                model, id, kind, _at, origin = by_at[at]
+                notices.append(
+                    ChangeNotice(seq=int(seq), model=model, id=id, kind=kind, at=at, origin=origin)
+                )
 
     def committed(self, writes: int = 1) -> None:
         """Count ``writes`` committed writes; every :data:`PRUNE_EVERY` th prunes the journal."""

@@ -26,7 +26,7 @@ from ._listen import CHANNEL, NOTIFY, notify_payload
 from ._notices import ChangeNotice, Notifier
 from ._query import WriteContext
 from ._rows import Row
-from ._statements import Statements
+from ._statements import DRIVER_CHUNK, DriverSql, Statements
 from ._values import check_id
 
 __all__ = ["BatchWrite", "Writer"]
@@ -60,6 +60,8 @@ class Writer:
         self.notifier = notifier
         self._plain: dict[str, frozenset[str]] = {}
         self._roots: dict[str, sa.Table] = {}
+        self._sql: DriverSql | None = None
+        self._sql_known = False
 
     @contextmanager
     def transaction(self) -> Iterator[tuple[sa.Connection, list[ChangeNotice]]]:
@@ -169,15 +171,19 @@ class Writer:
         the state is read first (one ``SELECT``, locked on PostgreSQL) and one ``UPDATE``
         runs for many rows. An object not found gets :class:`NotFound` in ``results`` and
         is dropped from ``changes``; a deleted one is purged if that was all it owed, as
-        after :meth:`update`. Their journal entries are one ``INSERT``. Raises
-        :class:`_Together` when a shared statement fails.
+        after :meth:`update`. Their journal entries are one ``INSERT``. The statements run
+        on the driver's cursor (see :class:`DriverSql`). Raises :class:`_Together` when
+        one of them fails.
         """
+        sql = self._driver_sql()
+        if sql is None:
+            return list(changes)
         keys: dict[tuple[str, int], int] = {}
         for model, id, _values in changes.values():
             key = (self._root(model).name, id)
             keys[key] = keys.get(key, 0) + 1
         alone: list[int] = []
-        # root table -> columns written -> (index, model, id, columns' values, now)
+        # root table -> columns written -> [(index, model, id, values, now)]
         shared: dict[sa.Table, dict[tuple[str, ...], list[tuple[int, str, int, dict[str, Any], float]]]] = {}
         for i, (model, id, values) in changes.items():
             root = self._root(model)
@@ -194,32 +200,37 @@ class Writer:
             shared.setdefault(root, {}).setdefault(tuple(sorted(stamped)), []).append(
                 (i, model, id, stamped, now)
             )
+        if not shared:
+            return alone
         entries: list[tuple[str, int, str, float, str | None]] = []
         reaps: list[tuple[str, Row, float, str | None]] = []
+        dbapi = conn.connection.dbapi_connection
+        assert dbapi is not None
+        cursor = dbapi.cursor()
         try:
             for table, groups in shared.items():
+                names = sql.state_columns(table)
+                varied = {c for c, g in groups.items() if any(x[3] != g[0][3] for x in g)}
                 states: dict[int, Row] = {}
-                returning = self.db.engine.dialect.update_returning
-                varied = {c for c, g in groups.items() if not returning or any(x[3] != g[0][3] for x in g)}
-                if varied:
-                    ids = [item[2] for c in varied for item in groups[c]]
-                    result = conn.execute(self.statements.states(table), {"_ids": ids}).mappings()
-                    states = {int(r["id"]): dict(r) for r in result}
+                for chunk in _chunks([x[2] for c in varied for x in groups[c]]):
+                    cursor.execute(sql.states(table, len(chunk)), chunk)
+                    states.update((int(r[0]), dict(zip(names, r, strict=True))) for r in cursor.fetchall())
                 for columns, group in groups.items():
+                    after: dict[int, Row] = {}
                     if columns in varied:
-                        rows = [{"_id": id, **stamped} for _i, _m, id, stamped, _now in group if id in states]
-                        if rows:
-                            conn.execute(self.statements.update(table), rows)
-                        after = {
-                            id: {**states[id], **stamped}
-                            for _i, _m, id, stamped, _now in group
-                            if id in states
-                        }
+                        found = [x for x in group if x[2] in states]
+                        if found:
+                            params = [(*[x[3][c] for c in columns], x[2]) for x in found]
+                            cursor.executemany(sql.update(table, columns), params)
+                        after = {x[2]: {**states[x[2]], **x[3]} for x in found}
                     else:
-                        params = {"_ids": [item[2] for item in group], **group[0][3]}
-                        result = conn.execute(self.statements.update_in(table), params).mappings()
-                        after = {int(r["id"]): dict(r) for r in result}
-                    for i, model, id, _stamped, now in group:
+                        same = [group[0][3][c] for c in columns]
+                        for chunk in _chunks([x[2] for x in group]):
+                            cursor.execute(sql.update_in(table, columns, len(chunk)), [*same, *chunk])
+                            after.update(
+                                (int(r[0]), dict(zip(names, r, strict=True))) for r in cursor.fetchall()
+                            )
+                    for i, model, id, _values, now in group:
                         state = after.get(id)
                         if state is None:
                             results[i] = NotFound(f"{model} id {id} does not exist")
@@ -229,12 +240,23 @@ class Writer:
                         entries.append((leaf, id, "update", now, writes[i][3].origin))
                         if state.get("deleted"):
                             reaps.append((leaf, state, now, writes[i][3].origin))
-            self.journal.append_many(conn, notices, entries)
+            self.journal.append_many(cursor, sql, notices, entries)
+        except Exception as exc:
+            raise _Together from exc
+        finally:
+            cursor.close()
+        try:
             for leaf, state, now, origin in reaps:
                 self.reap_if_done(conn, notices, leaf, state, now, origin)
         except Exception as exc:
             raise _Together from exc
         return sorted(alone)
+
+    def _driver_sql(self) -> DriverSql | None:
+        """The batch statements for this database (asked once it is connected: SQLite's version decides)."""
+        if not self._sql_known:
+            self._sql, self._sql_known = DriverSql.of(self.db.engine.dialect), True
+        return self._sql
 
     def _root(self, model: str) -> sa.Table:
         """The root table of ``model``'s chain (it holds the bookkeeping columns)."""
@@ -396,6 +418,12 @@ class Writer:
         for table in reversed(self.tables.chain(model)):
             conn.execute(table.delete().where(table.c.id == id))
         self.journal.append(conn, notices, model, id, "purge", now, origin)
+
+
+def _chunks(ids: list[int]) -> Iterator[list[int]]:
+    """``ids`` in pieces of at most :data:`DRIVER_CHUNK`."""
+    for start in range(0, len(ids), DRIVER_CHUNK):
+        yield ids[start : start + DRIVER_CHUNK]
 
 
 class _Together(Exception):
