@@ -155,18 +155,24 @@ def latency(folder: str, samples: int) -> tuple[float, float]:
 
 
 def throughput(folder: str, n: int, suffix: str = "", policy: bool = False) -> float:
+    return pass_rate(folder, n, suffix, policy)[0]
+
+
+def pass_rate(folder: str, n: int, suffix: str = "", policy: bool = False) -> tuple[float, float]:
+    """Objects per second of one pass over ``n`` dirty objects, and the process's CPU seconds per object
+    from the supervisor's start to the last status write (the setup, store and rows, is not counted)."""
     store = new_store(folder, f"throughput-{n}{suffix}{'-policy' if policy else ''}.db")
     bulk_dirty(store, n)
-    begin = time.perf_counter()
+    begin, cpu = time.perf_counter(), time.process_time()
     sup = start(store, policy)
     try:
         wait_idle(sup)
-        elapsed = time.perf_counter() - begin
+        elapsed, cpu = time.perf_counter() - begin, time.process_time() - cpu
         assert not store.pending("MyModel", "policy" if policy else "sync"), "objects left dirty"
     finally:
         sup.stop()
         store.close()
-    return n / elapsed
+    return n / elapsed, cpu / n
 
 
 def ceiling(folder: str, n: int) -> float:
@@ -185,15 +191,16 @@ def ceiling(folder: str, n: int) -> float:
 def passes(folder: str, n: int, rounds: int) -> None:
     """The no-op sync pass and policy pass over ``n`` dirty objects: median obj/s and CPU of ``rounds``.
 
-    The CPU time of the process per object varies much less than the rate on a shared machine.
+    The CPU time of the process per object (during the pass) varies much less than the
+    rate on a shared machine.
     """
     rates: dict[str, list[float]] = {"sync": [], "policy": []}
     cpu: dict[str, list[float]] = {"sync": [], "policy": []}
     for r in range(rounds):
         for kind in rates:
-            began = time.process_time()
-            rates[kind].append(throughput(folder, n, f"-{r}", policy=kind == "policy"))
-            cpu[kind].append((time.process_time() - began) / n * 1e6)
+            rate, seconds = pass_rate(folder, n, f"-{r}", policy=kind == "policy")
+            rates[kind].append(rate)
+            cpu[kind].append(seconds * 1e6)
     for kind, values in rates.items():
         print(
             f"no-op {kind} pass, {n} objects: {statistics.median(values):.0f} obj/s, "

@@ -144,3 +144,48 @@ def test_a_client_save_is_stored_at_once_while_a_batch_is_open(store: Store) -> 
         ref.stop()
     wait_for(lambda: committed(store, first, "enacted") is not None)
     assert committed(store, second, "enacted") is not None
+
+
+def test_the_next_drains_marks_share_this_drains_commit(store: Store) -> None:
+    """With more objects than one drain takes, the marks of the next drain's objects are committed
+    with this drain's statuses: one commit per drain (the first drain's marks aside), and every
+    object is still marked before its handler runs."""
+    ids = objects(store, 40)
+    marked_when_synced: dict[int, Any] = {}
+
+    class Step(SyncStep):
+        observes = "MyModel"
+
+        def sync_record(self, o: Any) -> None:
+            marked_when_synced[o.id] = committed(store, o.id, "backend_need_delete")
+
+    counted = commits(store)
+    ref = SyncStepActor.start(make_ctx(store, name="Step"), factory(Step))
+    try:
+        settle(ref)
+    finally:
+        ref.stop()
+    assert marked_when_synced == {id: True for id in ids}
+    # 32 marks; 32 statuses with the next 8 marks; 8 statuses (it was two commits per drain: 4).
+    assert len(counted) == 3
+    assert not store.pending("MyModel", "sync")
+
+
+def test_a_long_queue_is_drained_in_larger_batches(store: Store) -> None:
+    ids = objects(store, _queue.LONG_QUEUE + 20, backend_need_delete=True)
+    synced: list[int] = []
+
+    class Step(SyncStep):
+        observes = "MyModel"
+
+        def sync_record(self, o: Any) -> None:
+            synced.append(o.id)
+
+    counted = commits(store)
+    ref = SyncStepActor.start(make_ctx(store, name="Step"), factory(Step))
+    try:
+        settle(ref)
+    finally:
+        ref.stop()
+    assert sorted(synced) == ids
+    assert len(counted) == 2  # LONG_QUEUE objects, then the 20 left (32 a drain: 9 commits)
