@@ -27,7 +27,7 @@ import pykka
 from actors._backoff import Backoff
 from actors.orm import ModelAccessor, ORMWrapper, row_of
 from actors.steps import StepFactory, SyncStep
-from actors.store import NotFound, Pending, Row, register_of
+from actors.store import NotFound, Pending, Row, as_dict, register_of
 
 from ._child import ChildContext, StepExit
 from ._deps import Dependencies, Key
@@ -266,7 +266,9 @@ class SyncStepActor(QueueActor):
         marking, self.marking = self.marking, []
         for key, item in marking:
             if item.row is not None and (item.model, key[1]) not in failed:
-                item.row = {**item.row, "backend_need_delete": True}
+                row = as_dict(item.row)
+                row["backend_need_delete"] = True
+                item.row = row
         ended, self.ended = self.ended, []
         for key in ended:
             self._wake_waiters(key)
