@@ -8,9 +8,32 @@ from typing import Any
 from actors.orm import ModelAccessor, ORMWrapper, row_of
 from actors.store import Condition, Query, Row, row_is_pending
 
-__all__ = ["Dependencies", "Key"]
+__all__ = ["Dependencies", "Key", "Keys"]
 
 Key = tuple[str, int]
+
+
+class Keys:
+    """Objects' queue keys ``(root model, id)``, the root of each model remembered.
+
+    ``Schema.root`` walks the model's chain at every call: per object of a dirty-set
+    read of 20,000 objects, that was most of the read. A new schema (the accessor's
+    changed) starts afresh.
+    """
+
+    def __init__(self, accessor: ModelAccessor) -> None:
+        self.accessor = accessor
+        self._schema: object = None
+        self._roots: dict[str, str] = {}
+
+    def key(self, model: str, id: int) -> Key:
+        schema = self.accessor.schema
+        if schema is not self._schema:
+            self._schema, self._roots = schema, {}
+        root = self._roots.get(model)
+        if root is None:
+            root = self._roots[model] = schema.root(model)
+        return (root, id)
 
 
 class Dependencies:
@@ -23,9 +46,7 @@ class Dependencies:
     def __init__(self, accessor: ModelAccessor, graph: Mapping[str, Iterable[tuple[str, str, str]]]) -> None:
         self.accessor = accessor
         self.graph = {model: tuple(entries) for model, entries in graph.items()}
-
-    def key(self, model: str, id: int) -> Key:
-        return (self.accessor.schema.root(model), id)
+        self.key = Keys(accessor).key
 
     def models_involved(self, models: Iterable[str]) -> set[str]:
         """Models whose changes can unblock objects of ``models``: their dependencies and dependents."""

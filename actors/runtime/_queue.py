@@ -28,7 +28,7 @@ from typing import Any
 from actors.store import Caller, NotFound, Row, WriteContext
 
 from ._child import ChildActor, ChildContext
-from ._deps import Key
+from ._deps import Key, Keys
 from .messages import Changed, Drain, Resync, Wake
 
 __all__ = ["DRAIN_SECONDS", "LONG_QUEUE", "Item", "QueueActor"]
@@ -66,6 +66,7 @@ class QueueActor(ChildActor):
         super().__init__(ctx)
         #: The models whose objects this actor handles (by name or by base).
         self.models = models
+        self._keys = Keys(ctx.accessor)
         self.queue: OrderedDict[Key, Item] = OrderedDict()
         #: Objects due again later: when, and the item (its row read again then).
         self.deferred: dict[Key, tuple[float, Item]] = {}
@@ -120,7 +121,8 @@ class QueueActor(ChildActor):
         return all(due > now for due, _ in self.deferred.values())
 
     def key(self, model: str, id: int) -> Key:
-        return (self.ctx.accessor.schema.root(model), id)
+        """The queue key of object ``model`` ``id``: ``(root model, id)``."""
+        return self._keys.key(model, id)
 
     def request_resync(self, reason: str) -> None:
         """Ask for a :class:`Resync` now, unless one is owed already."""
