@@ -10,7 +10,8 @@ default (a SQLite file, WAL), with a no-op sync step:
   the same reads and status writes in one thread, in the same run.
 
 ``--passes``: instead, the no-op sync pass and the no-op policy pass alone (objects
-per second from a supervisor's start to the last status write, median of rounds;
+per second from a supervisor's start to the last status write, and the process's CPU
+time per object over that span, median of rounds;
 ``--size N`` objects, 3,000 by default, ``--rounds R``, 5 by default), for
 comparing two trees in one run (``PYTHONPATH=<tree> python benchmarks/bench_runtime.py
 --passes``, alternated).
