@@ -221,17 +221,27 @@ class SyncStepActor(QueueActor):
         if self._replicas_changed():
             self.drain_scheduled = False
             return
-        super().on_drain(message)
+        try:
+            super().on_drain(message)
+        finally:
+            self.deps.forget_ahead()
 
     def before_drain(self) -> None:
         """Mark the batch's new objects ``backend_need_delete`` in one commit, before any handler runs.
 
         ``execute`` stores that mark before ``sync_record`` of an object that lacks it;
         here the objects about to be handled in this drain get it together (most of them
-        already have it from the drain before: see :meth:`after_drain`).
+        already have it from the drain before: see :meth:`after_drain`). Then the objects
+        the batch depends on are read, together (``Dependencies.read_ahead``).
         """
         if self._mark_next():
             self.commit_batch()
+        # The objects the batch's rows link to and depend on, read together (one SELECT per model).
+        self.deps.read_ahead(
+            (item.model, item.row)
+            for item in islice(self.queue.values(), self.batch_size())
+            if item.row is not None and self.deps.has_dependencies(item.model)
+        )
 
     def after_drain(self) -> None:
         """Mark the next drain's new objects in this drain's commit: one commit per drain, not two."""
