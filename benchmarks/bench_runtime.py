@@ -10,7 +10,8 @@ default (a SQLite file, WAL), with a no-op sync step:
   the same reads and status writes in one thread, in the same run.
 
 ``--passes``: instead, the no-op sync pass and the no-op policy pass alone (objects
-per second from a supervisor's start to the last status write, median of rounds;
+per second from a supervisor's start to the last status write, and the process's CPU
+time per object over that span, median of rounds;
 ``--size N`` objects, 3,000 by default, ``--rounds R``, 5 by default), for
 comparing two trees in one run (``PYTHONPATH=<tree> python benchmarks/bench_runtime.py
 --passes``, alternated).
@@ -94,14 +95,19 @@ def start(store: Store, policy: bool = False) -> Any:
     return Supervisor.start([spec], accessor=accessor, clock=RealClock(), settings=settings)
 
 
-def wait_idle(sup: Any, timeout: float = 3600) -> None:
+def wait_idle(sup: Any, timeout: float = 3600, poll: float = 0.001) -> None:
+    """Until the supervisor says idle twice in a row, asked every ``poll`` seconds.
+
+    Each ask goes to every child actor, between its Drain messages: a pass polls every
+    10 ms (its end is known to 10 ms, its actors are asked a tenth as often).
+    """
     deadline = time.monotonic() + timeout
     streak = 0
     while time.monotonic() < deadline:
         streak = streak + 1 if sup.ask(IsIdle()) else 0
         if streak >= 2:
             return
-        time.sleep(0.001)
+        time.sleep(poll)
     raise TimeoutError("supervisor still busy")
 
 
@@ -155,18 +161,24 @@ def latency(folder: str, samples: int) -> tuple[float, float]:
 
 
 def throughput(folder: str, n: int, suffix: str = "", policy: bool = False) -> float:
+    return pass_rate(folder, n, suffix, policy)[0]
+
+
+def pass_rate(folder: str, n: int, suffix: str = "", policy: bool = False) -> tuple[float, float]:
+    """Objects per second of one pass over ``n`` dirty objects, and the process's CPU seconds per object
+    from the supervisor's start to the last status write (the setup, store and rows, is not counted)."""
     store = new_store(folder, f"throughput-{n}{suffix}{'-policy' if policy else ''}.db")
     bulk_dirty(store, n)
-    begin = time.perf_counter()
+    begin, cpu = time.perf_counter(), time.process_time()
     sup = start(store, policy)
     try:
-        wait_idle(sup)
-        elapsed = time.perf_counter() - begin
+        wait_idle(sup, poll=0.01)
+        elapsed, cpu = time.perf_counter() - begin, time.process_time() - cpu
         assert not store.pending("MyModel", "policy" if policy else "sync"), "objects left dirty"
     finally:
         sup.stop()
         store.close()
-    return n / elapsed
+    return n / elapsed, cpu / n
 
 
 def ceiling(folder: str, n: int) -> float:
@@ -185,15 +197,16 @@ def ceiling(folder: str, n: int) -> float:
 def passes(folder: str, n: int, rounds: int) -> None:
     """The no-op sync pass and policy pass over ``n`` dirty objects: median obj/s and CPU of ``rounds``.
 
-    The CPU time of the process per object varies much less than the rate on a shared machine.
+    The CPU time of the process per object (during the pass) varies much less than the
+    rate on a shared machine.
     """
     rates: dict[str, list[float]] = {"sync": [], "policy": []}
     cpu: dict[str, list[float]] = {"sync": [], "policy": []}
     for r in range(rounds):
         for kind in rates:
-            began = time.process_time()
-            rates[kind].append(throughput(folder, n, f"-{r}", policy=kind == "policy"))
-            cpu[kind].append((time.process_time() - began) / n * 1e6)
+            rate, seconds = pass_rate(folder, n, f"-{r}", policy=kind == "policy")
+            rates[kind].append(rate)
+            cpu[kind].append(seconds * 1e6)
     for kind, values in rates.items():
         print(
             f"no-op {kind} pass, {n} objects: {statistics.median(values):.0f} obj/s, "

@@ -8,7 +8,7 @@ import threading
 import pytest
 
 from actors.runtime._changefeed import ChangeFeedActor
-from actors.runtime.messages import Changed, Route, Tick, Unroute
+from actors.runtime.messages import Changed, ChangedMany, Route, Tick, Unroute
 from actors.runtime.policy import POLICY_RETRY, PolicyActor
 from actors.runtime.pull import PullStepActor
 from actors.steps import DeferredException, Policy, PullStep
@@ -411,6 +411,60 @@ def test_changefeed_routes_notices_by_model_and_base(store):
         services.stop()
     # Stopped: it unsubscribed, a write reaches nobody and raises nothing.
     client(store).MyModel(first_name="x", last_name="y").save()
+
+
+def test_changefeed_routes_a_commits_notices_sent_as_one_message(store):
+    """ChangedMany (one commit of several writes) is routed notice by notice, in order; a notice of
+    a route's own status write is not sent back to it."""
+    feed = ChangeFeedActor.start(make_ctx(store, name="changefeed"))
+    step, other = Recorder.start(), Recorder.start()
+    try:
+        feed.ask(Route("Step", step, frozenset({"MyModel"})))
+        feed.ask(Route("other", other, frozenset({"MyModel"})))
+        notices = tuple(
+            ChangeNotice(seq=i, model="MyModel", id=i, kind="update", at=0.0, origin=origin)
+            for i, origin in ((1, "Step"), (2, None), (3, "Step"))
+        )
+        feed.tell(ChangedMany(notices))
+        wait_for(lambda: len(other.ask("messages")) == 3)
+        assert [m.notice.id for m in other.ask("messages")] == [1, 2, 3]
+        wait_for(lambda: len(step.ask("messages")) == 1)
+        assert [m.notice.id for m in step.ask("messages")] == [2]
+    finally:
+        feed.stop()
+        step.stop()
+        other.stop()
+
+
+def test_a_batch_commit_reaches_the_changefeed_as_one_message(store, monkeypatch):
+    feed = ChangeFeedActor.start(make_ctx(store, name="changefeed"))
+    target = Recorder.start()
+    received: list[type] = []
+    real = ChangeFeedActor.on_receive
+
+    def spy(self, message):
+        received.append(type(message))
+        return real(self, message)
+
+    monkeypatch.setattr(ChangeFeedActor, "on_receive", spy)
+    try:
+        feed.ask(Route("watcher", target, frozenset({"MyModel"})))
+        c = client(store)
+        ids = []
+        for i in range(3):
+            obj = c.MyModel(first_name=f"f{i}", last_name="x")
+            obj.save()
+            ids.append(obj.id)
+        wait_for(lambda: len(target.ask("messages")) == 3)
+        received.clear()
+        ctx = WriteContext(Caller.SYNCHRONIZER, origin="Step")
+        store.write_batch([("MyModel", id, {"backend_status": "s"}, ctx) for id in ids])
+        wait_for(lambda: len(target.ask("messages")) == 6)
+        assert [m.notice.id for m in target.ask("messages")[3:]] == ids
+        assert received.count(ChangedMany) == 1 and Changed not in received
+    finally:
+        feed.stop()
+        target.stop()
 
 
 def test_changefeed_routes_derived_models_to_base_observers(store):

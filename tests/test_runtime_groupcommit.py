@@ -17,7 +17,7 @@ from actors.steps import Policy, SyncStep
 from actors.store import Store
 
 from .helpers import wait_for
-from .runtime_support import client, factory, make_ctx, make_store, settle
+from .runtime_support import GRAPH, client, factory, make_ctx, make_store, settle
 
 
 @pytest.fixture
@@ -144,3 +144,90 @@ def test_a_client_save_is_stored_at_once_while_a_batch_is_open(store: Store) -> 
         ref.stop()
     wait_for(lambda: committed(store, first, "enacted") is not None)
     assert committed(store, second, "enacted") is not None
+
+
+def test_the_next_drains_marks_share_this_drains_commit(store: Store) -> None:
+    """With more objects than one drain takes, the marks of the next drain's objects are committed
+    with this drain's statuses: one commit per drain (the first drain's marks aside), and every
+    object is still marked before its handler runs."""
+    ids = objects(store, 40)
+    marked_when_synced: dict[int, Any] = {}
+
+    class Step(SyncStep):
+        observes = "MyModel"
+
+        def sync_record(self, o: Any) -> None:
+            marked_when_synced[o.id] = committed(store, o.id, "backend_need_delete")
+
+    counted = commits(store)
+    ref = SyncStepActor.start(make_ctx(store, name="Step"), factory(Step))
+    try:
+        settle(ref)
+    finally:
+        ref.stop()
+    assert marked_when_synced == {id: True for id in ids}
+    # 32 marks; 32 statuses with the next 8 marks; 8 statuses (it was two commits per drain: 4).
+    assert len(counted) == 3
+    assert not store.pending("MyModel", "sync")
+
+
+def test_a_long_queue_is_drained_in_larger_batches(store: Store) -> None:
+    ids = objects(store, _queue.LONG_QUEUE + 20, backend_need_delete=True)
+    synced: list[int] = []
+
+    class Step(SyncStep):
+        observes = "MyModel"
+
+        def sync_record(self, o: Any) -> None:
+            synced.append(o.id)
+
+    counted = commits(store)
+    ref = SyncStepActor.start(make_ctx(store, name="Step"), factory(Step))
+    try:
+        settle(ref)
+    finally:
+        ref.stop()
+    assert sorted(synced) == ids
+    assert len(counted) == 2  # LONG_QUEUE objects, then the 20 left (32 a drain: 9 commits)
+
+
+def test_a_batchs_dependencies_are_read_together(store: Store) -> None:
+    """Ten Betas linking to five Alphas: the Alphas are read in one SELECT for the batch, not one
+    per Beta; a Beta whose Alpha is not enacted waits, the others are synced."""
+    c = client(store)
+    alphas = []
+    for i in range(5):
+        alpha = c.Alpha(name=f"a{i}")
+        alpha.save()
+        alphas.append(alpha)
+    ts = store.now()
+    for alpha in alphas[:4]:  # enacted, as if synced
+        store.update("Alpha", alpha.id, {"enacted": ts + 1, "backend_need_delete": True})
+    betas = []
+    for i in range(10):
+        beta = c.Beta(name=f"b{i}", alpha=alphas[i % 5])
+        beta.save()
+        betas.append(beta)
+    synced: list[int] = []
+
+    class Step(SyncStep):
+        observes = "Beta"
+
+        def sync_record(self, o: Any) -> None:
+            synced.append(o.id)
+
+    selects: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if statement.lstrip().upper().startswith("SELECT") and "m_alpha" in statement:
+            selects.append(statement)
+
+    sa.event.listen(store.engine, "before_cursor_execute", record)
+    ref = SyncStepActor.start(make_ctx(store, name="Step", dependency_graph=GRAPH), factory(Step))
+    try:
+        settle(ref)
+    finally:
+        ref.stop()
+    waiting = {b.id for b in betas if b.alpha_id == alphas[4].id}
+    assert sorted(synced) == sorted(b.id for b in betas if b.id not in waiting)
+    assert len(selects) == 1  # one per Beta before: 10

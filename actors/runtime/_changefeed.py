@@ -14,7 +14,7 @@ import pykka
 from actors.store import ChangeNotice, Unsubscribe
 
 from ._child import ChildActor, ChildContext
-from .messages import Changed, Route, Unroute
+from .messages import Changed, ChangedMany, Route, Unroute
 
 __all__ = ["ChangeFeedActor"]
 
@@ -27,7 +27,14 @@ class ChangeFeedActor(ChildActor):
         self.routes: dict[str, tuple[pykka.ActorRef[Any], frozenset[str]]] = {}
         self.by_model: dict[str, list[tuple[str, pykka.ActorRef[Any]]]] = {}
         self.unsubscribe: Unsubscribe | None = None
-        self.handlers.update({Changed: self.on_changed, Route: self.on_route, Unroute: self.on_unroute})
+        self.handlers.update(
+            {
+                Changed: self.on_changed,
+                ChangedMany: self.on_changed_many,
+                Route: self.on_route,
+                Unroute: self.on_unroute,
+            }
+        )
 
     def on_start(self) -> None:
         super().on_start()
@@ -36,6 +43,10 @@ class ChangeFeedActor(ChildActor):
         def forward(notice: ChangeNotice) -> None:
             ref.tell(Changed(notice))
 
+        def forward_many(notices: list[ChangeNotice]) -> None:
+            ref.tell(ChangedMany(tuple(notices)))
+
+        forward.many = forward_many  # type: ignore[attr-defined]  # one message per commit (see Notifier)
         self.unsubscribe = self.ctx.accessor.subscribe(forward)
 
     def on_stop(self) -> None:
@@ -68,6 +79,10 @@ class ChangeFeedActor(ChildActor):
             ]
             self.by_model[model] = cached
         return cached
+
+    def on_changed_many(self, message: ChangedMany) -> None:
+        for notice in message.notices:
+            self.on_changed(Changed(notice))
 
     def on_changed(self, message: Changed) -> None:
         origin = message.notice.origin

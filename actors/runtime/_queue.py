@@ -28,13 +28,17 @@ from typing import Any
 from actors.store import Caller, NotFound, Row, WriteContext
 
 from ._child import ChildActor, ChildContext
-from ._deps import Key
+from ._deps import Key, Keys
 from .messages import Changed, Drain, Resync, Wake
 
-__all__ = ["DRAIN_SECONDS", "Item", "QueueActor"]
+__all__ = ["DRAIN_SECONDS", "LONG_QUEUE", "Item", "QueueActor"]
 
 #: At most this many seconds of work per Drain message (then the mailbox is read again).
 DRAIN_SECONDS = 0.05
+#: While more than this many objects are queued, a Drain message takes up to this many
+#: (still at most DRAIN_SECONDS of work): the commit and the statements of a batch are
+#: shared by more objects when there is a backlog.
+LONG_QUEUE = 256
 
 
 @dataclass
@@ -55,13 +59,14 @@ class QueueActor(ChildActor):
     of ``models``), :meth:`forget` (a purge), :meth:`may_drain`, :meth:`depth`.
     """
 
-    #: At most this many objects per Drain message.
+    #: At most this many objects per Drain message (:data:`LONG_QUEUE` while the queue is longer).
     drain_batch = 32
 
     def __init__(self, ctx: ChildContext, models: list[str]) -> None:
         super().__init__(ctx)
         #: The models whose objects this actor handles (by name or by base).
         self.models = models
+        self._keys = Keys(ctx.accessor)
         self.queue: OrderedDict[Key, Item] = OrderedDict()
         #: Objects due again later: when, and the item (its row read again then).
         self.deferred: dict[Key, tuple[float, Item]] = {}
@@ -116,7 +121,8 @@ class QueueActor(ChildActor):
         return all(due > now for due, _ in self.deferred.values())
 
     def key(self, model: str, id: int) -> Key:
-        return (self.ctx.accessor.schema.root(model), id)
+        """The queue key of object ``model`` ``id``: ``(root model, id)``."""
+        return self._keys.key(model, id)
 
     def request_resync(self, reason: str) -> None:
         """Ask for a :class:`Resync` now, unless one is owed already."""
@@ -170,7 +176,7 @@ class QueueActor(ChildActor):
         started = time.monotonic()
         with self.batched():
             self.before_drain()
-            for _ in range(self.drain_batch):
+            for _ in range(self.batch_size()):
                 if not self.queue or self.stopping or not self.may_drain():
                     break
                 key, item = self.queue.popitem(last=False)
@@ -181,6 +187,8 @@ class QueueActor(ChildActor):
                         return
                 if time.monotonic() - started > DRAIN_SECONDS:
                     break
+            if not self.stopping:
+                self.after_drain()
         self.update_depth()
         self.ensure_drain()
 
@@ -205,13 +213,21 @@ class QueueActor(ChildActor):
         if durable:
             self.commit_batch()
 
+    def batch_size(self) -> int:
+        """How many objects the next Drain message takes at most: more while the queue is long."""
+        return LONG_QUEUE if len(self.queue) > LONG_QUEUE else self.drain_batch
+
     def before_drain(self) -> None:
         """Called at the start of each drain, inside its batch."""
+
+    def after_drain(self) -> None:
+        """Called at the end of each drain that was not cut short, inside its batch (before its commit)."""
 
     def commit_batch(self) -> set[tuple[str, int]]:
         """Commit the status writes collected so far, in one transaction; then :meth:`committed`.
 
-        Returns the ``(model, id)`` of the writes that failed (each undone alone).
+        Returns the ``(model, id)`` of the writes that failed (each undone alone), which
+        :meth:`committed` is given too.
         """
         writes, self.batch = self.batch or [], [] if self.batch is not None else None
         failed: set[tuple[str, int]] = set()
@@ -235,11 +251,11 @@ class QueueActor(ChildActor):
                 if not isinstance(error, NotFound):
                     # Its object stays dirty: the next resync looks at it again.
                     self.log.error("status write failed", model=model, id=id, error=repr(error))
-        self.committed()
+        self.committed(failed)
         return failed
 
-    def committed(self) -> None:
-        """The batch's status writes are stored (or there were none): what waited for that may go on."""
+    def committed(self, failed: set[tuple[str, int]]) -> None:
+        """The batch's status writes are stored but ``failed`` (or there were none): what waited may go on."""
 
     # -- queue ----------------------------------------------------------------
     def enqueue(self, key: Key, item: Item) -> None:

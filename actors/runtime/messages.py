@@ -260,3 +260,11 @@ class PhaseChanged:
     name: str
     generation: int
     phase: Phase
+
+
+# -- the change feed, a commit at a time ----------------------------------------
+@dataclass(frozen=True)
+class ChangedMany:
+    """Store -> change-feed actor: the notices of one commit (a drain batch's status writes), in order."""
+
+    notices: tuple[ChangeNotice, ...]

@@ -27,7 +27,7 @@ import pykka
 from actors._backoff import Backoff
 from actors.orm import ModelAccessor, ORMWrapper, row_of
 from actors.steps import StepFactory, SyncStep
-from actors.store import Condition, NotFound, Pending, Query, Row, register_of
+from actors.store import Condition, NotFound, Pending, Query, Row, as_dict, register_of
 
 from ._child import ChildContext, StepExit
 from ._deps import Dependencies, Key
@@ -89,6 +89,8 @@ class SyncStepActor(QueueActor):
         self.again: dict[Key, Item] = {}
         #: Objects that ended in the drain under way: their waiters wake after the commit.
         self.ended: list[Key] = []
+        #: Queued objects whose ``backend_need_delete`` mark is in the batch under way.
+        self.marking: list[tuple[Key, Item]] = []
         self.handlers.update({WorkDone: self.on_work_done, RateReady: self.on_rate_ready})
 
     @classmethod
@@ -228,22 +230,42 @@ class SyncStepActor(QueueActor):
             super().on_drain(message)  # its status writes are committed when it returns (or raises)
         finally:
             self._release_claims()
+            self.deps.forget_ahead()
 
     def before_drain(self) -> None:
         """Mark the batch's new objects ``backend_need_delete`` in one commit, before any handler runs.
 
         ``execute`` stores that mark before ``sync_record`` of an object that lacks it;
-        here the objects about to be handled in this drain get it together. Only
-        objects that run next for sure get it early: their row read, not deleted, not
+        here the objects about to be handled in this drain get it together (most of them
+        already have it from the drain before: see :meth:`after_drain`). Then the objects
+        the batch depends on are read, together (``Dependencies.read_ahead``).
+        """
+        if self._mark_next():
+            self.commit_batch()
+        # The objects the batch's rows link to and depend on, read together (one SELECT per model).
+        self.deps.read_ahead(
+            (item.model, item.row)
+            for item in islice(self.queue.values(), self.batch_size())
+            if item.row is not None and self.deps.has_dependencies(item.model)
+        )
+
+    def after_drain(self) -> None:
+        """Mark the next drain's new objects in this drain's commit: one commit per drain, not two."""
+        self._mark_next()
+
+    def _mark_next(self) -> bool:
+        """Add the ``backend_need_delete`` mark of the next drain's new objects to the batch; any added?
+
+        Only objects that run next for sure get it early: their row read, not deleted, not
         in backoff, not another replica's, of a model with no dependencies (one that may
-        wait for others is marked by ``execute``, when its handler is about to run),
-        with this actor running handlers itself and no rate limit.
+        wait for others is marked by ``execute``, when its handler is about to run), with
+        this actor running handlers itself and no rate limit. The rows queued get the mark
+        once it is committed (:meth:`committed`).
         """
         if self.workers or self.bucket is not None:
-            return
+            return False
         now = self.ctx.clock.now()
-        marked: list[tuple[Key, Item]] = []
-        for key, item in islice(self.queue.items(), self.drain_batch):
+        for key, item in islice(self.queue.items(), self.batch_size()):
             row = item.row
             if row is None or row.get("deleted") or row.get("backend_need_delete") or key in self.theirs:
                 continue
@@ -252,16 +274,17 @@ class SyncStepActor(QueueActor):
             if self._backoff_until(row, now) is not None:
                 continue
             self.write_status(item.model, key[1], {"backend_need_delete": True})
-            marked.append((key, item))
-        if not marked:
-            return
-        failed = self.commit_batch()
-        for key, item in marked:
-            if item.row is not None and (item.model, key[1]) not in failed:
-                item.row = {**item.row, "backend_need_delete": True}
+            self.marking.append((key, item))
+        return bool(self.marking)
 
-    def committed(self) -> None:
-        """The status writes are stored: objects waiting on the ones that ended may go on."""
+    def committed(self, failed: set[tuple[str, int]]) -> None:
+        """The status writes are stored: marked rows say so, objects waiting on the ones that ended go on."""
+        marking, self.marking = self.marking, []
+        for key, item in marking:
+            if item.row is not None and (item.model, key[1]) not in failed:
+                row = as_dict(item.row)
+                row["backend_need_delete"] = True
+                item.row = row
         ended, self.ended = self.ended, []
         for key in ended:
             self._wake_waiters(key)

@@ -13,11 +13,14 @@ import sqlalchemy as sa
 
 from ._engine import Database
 from ._notices import ChangeNotice
+from ._statements import DRIVER_CHUNK, DriverSql
 
 __all__ = ["PRUNE_EVERY", "Journal"]
 
 #: Writes between two prunes of the journal.
 PRUNE_EVERY = 1000
+#: The columns an entry is written with (``seq`` is the database's).
+_COLUMNS = ("model", "object_id", "kind", "at", "origin")
 
 
 class Journal:
@@ -51,6 +54,35 @@ class Journal:
         )
         seq = result.inserted_primary_key[0] if result.inserted_primary_key else 0
         notices.append(ChangeNotice(seq=int(seq), model=model, id=id, kind=kind, at=at, origin=origin))
+
+    def append_many(
+        self,
+        cursor: Any,
+        sql: DriverSql,
+        notices: list[ChangeNotice],
+        entries: list[tuple[str, int, str, float, str | None]],
+    ) -> None:
+        """Write entries ``(model, id, kind, at, origin)`` on the driver's ``cursor``, notices to ``notices``.
+
+        One ``INSERT ... VALUES (...), (...) RETURNING seq, at`` per :data:`DRIVER_CHUNK`
+        entries. Each entry is known by its ``at`` (the store's clock never gives one
+        twice), so the order the database returns the rows in does not matter; the
+        notices go out in ``seq`` order.
+        """
+        by_at = {entry[3]: entry for entry in entries}
+        if len(by_at) < len(entries):
+            raise ValueError("journal entries of one batch must have distinct times")
+        for start in range(0, len(entries), DRIVER_CHUNK):
+            chunk = entries[start : start + DRIVER_CHUNK]
+            cursor.execute(
+                sql.insert(self.table, _COLUMNS, len(chunk), ("seq", "at")),
+                [value for model, id, kind, at, origin in chunk for value in (model, id, kind, at, origin)],
+            )
+            for seq, at in sorted(cursor.fetchall(), key=lambda r: int(r[0])):
+                model, id, kind, _at, origin = by_at[at]
+                notices.append(
+                    ChangeNotice(seq=int(seq), model=model, id=id, kind=kind, at=at, origin=origin)
+                )
 
     def committed(self, writes: int = 1) -> None:
         """Count ``writes`` committed writes; every :data:`PRUNE_EVERY` th prunes the journal."""

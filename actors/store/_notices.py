@@ -38,7 +38,10 @@ class Notifier:
     """Fan-out of notices to subscriber callbacks, called in the writer's thread.
 
     Callbacks must be quick and must not raise (an actor's ``tell`` is ideal);
-    one that raises is logged and kept.
+    one that raises is logged and kept. A callback with a ``many`` attribute is given
+    the notices of a commit of several writes (a batch) at once, as a list, through
+    ``callback.many(notices)``: one message for the change-feed actor instead of one
+    per write.
     """
 
     def __init__(self) -> None:
@@ -56,10 +59,17 @@ class Notifier:
         return unsubscribe
 
     def publish(self, notices: list[ChangeNotice]) -> None:
-        subscribers = self._subscribers
-        for notice in notices:
-            for callback in subscribers:
+        """Give every subscriber ``notices`` (one commit's), in order."""
+        for callback in self._subscribers:
+            many = getattr(callback, "many", None) if len(notices) > 1 else None
+            if many is not None:
+                try:
+                    many(notices)
+                except Exception as exc:  # a broken subscriber must not fail the write
+                    log.error("change subscriber failed", error=repr(exc), notices=len(notices))
+                continue
+            for notice in notices:
                 try:
                     callback(notice)
-                except Exception as exc:  # a broken subscriber must not fail the write
+                except Exception as exc:
                     log.error("change subscriber failed", error=repr(exc), notice=str(notice))

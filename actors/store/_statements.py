@@ -22,10 +22,12 @@ from ._query import Query
 from ._rows import Layout, Row, fetch_records
 from ._tables import Tables
 
-__all__ = ["QUERY_SHAPES", "Statements"]
+__all__ = ["DRIVER_CHUNK", "QUERY_SHAPES", "DriverSql", "Statements"]
 
 #: At most this many query shapes are kept; shapes come from code, so this is a safety net.
 QUERY_SHAPES = 4096
+#: At most this many objects per batch statement (SQLite allows 32,766 parameters per statement).
+DRIVER_CHUNK = 500
 
 
 class Statements:
@@ -160,3 +162,86 @@ class Statements:
             convert = [bool if k in fields and fields[k].kind == "bool" else None for k in keys]
             layout = self._built[key] = Layout(keys, convert)
         return fetch_records(result, layout)
+
+
+class DriverSql:
+    """The statements of a batch of writes as the driver's own SQL text, built once per shape.
+
+    ``Store.write_batch`` runs them on the driver's cursor: through SQLAlchemy's execution
+    path a ``SELECT`` of 32 rows by id cost 260 us of CPU, on the cursor 31 us (parameter
+    processing, one ``fetchone`` per row, the expansion of ``IN``). Their values are the
+    driver's own types (checked by the store before), their rows plain tuples. Only for
+    SQLite (with ``RETURNING``, 3.35 and later) and PostgreSQL: see :meth:`of`.
+    """
+
+    @staticmethod
+    def of(dialect: sa.Dialect) -> DriverSql | None:
+        """The statements for ``dialect``, or ``None`` where the store writes one by one."""
+        if dialect.name == "sqlite" and dialect.paramstyle == "qmark" and dialect.update_returning:
+            return DriverSql(dialect, "?")
+        if dialect.name == "postgresql" and dialect.driver == "psycopg":
+            return DriverSql(dialect, "%s")
+        return None
+
+    def __init__(self, dialect: sa.Dialect, mark: str) -> None:
+        self.mark = mark
+        self._quote = dialect.identifier_preparer.quote
+        self._lock_rows = " FOR UPDATE" if dialect.name == "postgresql" else ""
+        self._built: dict[tuple[Any, ...], str] = {}
+
+    def state_columns(self, table: sa.Table) -> tuple[str, ...]:
+        """The columns of ``table`` a write reads back (``DELETION_STATE``), in the order of their rows."""
+        return tuple(name for name in DELETION_STATE if name in table.c)
+
+    def states(self, table: sa.Table, n: int) -> str:
+        """``SELECT <state columns> FROM table WHERE id IN (n ids)`` (locked on PostgreSQL)."""
+        key = ("states", table.name, n)
+        sql = self._built.get(key)
+        if sql is None:
+            sql = self._built[key] = (
+                f"SELECT {self._names(self.state_columns(table))} FROM {self._quote(table.name)}"
+                f" WHERE id IN ({self._marks(n)}){self._lock_rows}"
+            )
+        return sql
+
+    def update(self, table: sa.Table, columns: tuple[str, ...]) -> str:
+        """``UPDATE table SET <columns> WHERE id = ?``: parameters are the values, then the id."""
+        key = ("update", table.name, columns)
+        sql = self._built.get(key)
+        if sql is None:
+            sql = self._built[key] = (
+                f"UPDATE {self._quote(table.name)} SET {self._sets(columns)} WHERE id = {self.mark}"
+            )
+        return sql
+
+    def update_in(self, table: sa.Table, columns: tuple[str, ...], n: int) -> str:
+        """``UPDATE table SET <columns> WHERE id IN (n ids) RETURNING <state columns>``: values, then ids."""
+        key = ("update in", table.name, columns, n)
+        sql = self._built.get(key)
+        if sql is None:
+            sql = self._built[key] = (
+                f"UPDATE {self._quote(table.name)} SET {self._sets(columns)} WHERE id IN ({self._marks(n)})"
+                f" RETURNING {self._names(self.state_columns(table))}"
+            )
+        return sql
+
+    def insert(self, table: sa.Table, columns: tuple[str, ...], n: int, returning: tuple[str, ...]) -> str:
+        """``INSERT INTO table (<columns>) VALUES (...) x n RETURNING <returning>``."""
+        key = ("insert", table.name, columns, n, returning)
+        sql = self._built.get(key)
+        if sql is None:
+            row = f"({self._marks(len(columns))})"
+            sql = self._built[key] = (
+                f"INSERT INTO {self._quote(table.name)} ({self._names(columns)})"
+                f" VALUES {', '.join([row] * n)} RETURNING {self._names(returning)}"
+            )
+        return sql
+
+    def _names(self, columns: tuple[str, ...]) -> str:
+        return ", ".join(self._quote(c) for c in columns)
+
+    def _sets(self, columns: tuple[str, ...]) -> str:
+        return ", ".join(f"{self._quote(c)} = {self.mark}" for c in columns)
+
+    def _marks(self, n: int) -> str:
+        return ", ".join([self.mark] * n)

@@ -192,11 +192,12 @@ class Store:
 
         Group commit, for the synchronizer's status writes (a drain batch of a sync step
         or of the policies): none is durable before the batch returns, and all that
-        succeeded are then. Each runs in a savepoint of its own, so one that fails (its
-        object purged meanwhile, a value refused) is undone alone and the others are
-        kept: the result has, per write in order, ``None`` or the exception it raised.
-        If the commit itself fails it raises, and none is stored. Notices are published
-        after the commit, as for a single write. A client's save never waits in a batch:
+        succeeded are then. One that fails (its object purged meanwhile, a value refused)
+        is undone alone and the others are kept: the result has, per write in order,
+        ``None`` or the exception it raised. If the commit itself fails it raises, and none
+        is stored. Writes of plain columns of their objects' root table share their
+        statements (see "Group commit" in ``docs/store.md``). Notices are published after
+        the commit, as for a single write. A client's save never waits in a batch:
         :meth:`update`, :meth:`create` and :meth:`delete` commit before they return.
         """
         return self._writer.update_many(writes)

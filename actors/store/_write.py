@@ -25,7 +25,7 @@ from ._journal import Journal
 from ._notices import ChangeNotice, Notifier
 from ._query import WriteContext
 from ._rows import Row
-from ._statements import Statements
+from ._statements import DRIVER_CHUNK, DriverSql, Statements
 from ._values import check_id
 
 __all__ = ["BatchWrite", "Writer"]
@@ -57,6 +57,10 @@ class Writer:
         self.journal = journal
         self.feed = feed
         self.notifier = notifier
+        self._plain: dict[str, frozenset[str]] = {}
+        self._roots: dict[str, sa.Table] = {}
+        self._sql: DriverSql | None = None
+        self._sql_known = False
 
     @contextmanager
     def transaction(self) -> Iterator[tuple[sa.Connection, list[ChangeNotice]]]:
@@ -98,10 +102,17 @@ class Writer:
     def update_many(self, writes: Sequence[BatchWrite]) -> list[Exception | None]:
         """Every update of ``writes`` in one transaction, committed once (see ``Store.write_batch``).
 
+        Updates of plain columns of an object's root table (status fields) are written
+        together: one ``SELECT`` of their objects' state, one ``UPDATE`` executed for
+        many rows per set of columns written, one ``INSERT`` of their journal entries
+        (see :meth:`_update_together`). The others run one by one, as :meth:`update` does.
+
         One that fails is left out and the others are kept: a value refused fails before
-        any statement runs; one that fails later (its object purged meanwhile, a link
-        refused) rolls the transaction back, and the others are written again without
-        it. Failures are rare, and no savepoint is paid for on the way that has none.
+        any statement runs, an object that no longer exists is left out of the statements;
+        one that fails later (a link refused) rolls the transaction back, and the others
+        are written again without it. When a statement written for many fails, the
+        transaction is rolled back and every update runs one by one, which finds the one
+        that failed. Failures are rare, and no savepoint is paid for on the way that has none.
         """
         results: list[Exception | None] = [None] * len(writes)
         changes: dict[int, tuple[str, int, dict[str, Any]]] = {}
@@ -110,12 +121,17 @@ class Writer:
                 changes[i] = self._changes(model, id, values, ctx)
             except Exception as exc:  # refused before any statement
                 results[i] = exc
+        together = True
         while True:
             notices: list[ChangeNotice] = []
             try:
                 with self.db.write_lock:
                     with self.db.write_connection() as conn, conn.begin():
-                        for i, (model, id, values) in changes.items():
+                        alone = list(changes)
+                        if together:
+                            alone = self._update_together(conn, notices, writes, changes, results)
+                        for i in alone:
+                            model, id, values = changes[i]
                             try:
                                 self._update(conn, notices, model, id, dict(values), writes[i][3])
                             except Exception as exc:
@@ -124,11 +140,140 @@ class Writer:
                                 raise _Again from exc
                         self.feed.published(notices)
                     self.journal.committed(len(changes))
+            except _Together:
+                together = False  # rolled back: all again, one by one
+                continue
             except _Again:
                 continue  # rolled back: the others again, without the one that failed
             break
         self.notifier.publish(notices)
         return results
+
+    def _update_together(
+        self,
+        conn: sa.Connection,
+        notices: list[ChangeNotice],
+        writes: Sequence[BatchWrite],
+        changes: dict[int, tuple[str, int, dict[str, Any]]],
+        results: list[Exception | None],
+    ) -> list[int]:
+        """Write the updates of ``changes`` that can share statements; returns the indexes of the others.
+
+        Shared: an update of columns of the object's root table only, none of them a link
+        or ``deleted``, of an object written once in the batch. Per root table and set of
+        columns: when every update writes the same values (the ``backend_need_delete``
+        mark), one ``UPDATE ... WHERE id IN (...) RETURNING`` the objects' state; otherwise
+        the state is read first (one ``SELECT``, locked on PostgreSQL) and one ``UPDATE``
+        runs for many rows. An object not found gets :class:`NotFound` in ``results`` and
+        is dropped from ``changes``; a deleted one is purged if that was all it owed, as
+        after :meth:`update`. Their journal entries are one ``INSERT``. The statements run
+        on the driver's cursor (see :class:`DriverSql`). Raises :class:`_Together` when
+        one of them fails.
+        """
+        sql = self._driver_sql()
+        if sql is None:
+            return list(changes)
+        keys: dict[tuple[str, int], int] = {}
+        for model, id, _values in changes.values():
+            key = (self._root(model).name, id)
+            keys[key] = keys.get(key, 0) + 1
+        alone: list[int] = []
+        # root table -> columns written -> [(index, model, id, values, now)]
+        shared: dict[sa.Table, dict[tuple[str, ...], list[tuple[int, str, int, dict[str, Any], float]]]] = {}
+        for i, (model, id, values) in changes.items():
+            root = self._root(model)
+            plain = self._plain_columns(model)
+            if not values or keys[(root.name, id)] > 1 or not plain.issuperset(values):
+                alone.append(i)
+                continue
+            now = self.clock.now()
+            stamped = dict(values)
+            self.bookkeeping.stamp_update(model, stamped, writes[i][3], now)
+            if not plain.issuperset(stamped):
+                alone.append(i)
+                continue
+            shared.setdefault(root, {}).setdefault(tuple(sorted(stamped)), []).append(
+                (i, model, id, stamped, now)
+            )
+        if not shared:
+            return alone
+        entries: list[tuple[str, int, str, float, str | None]] = []
+        reaps: list[tuple[str, Row, float, str | None]] = []
+        dbapi = conn.connection.dbapi_connection
+        assert dbapi is not None
+        cursor = dbapi.cursor()
+        try:
+            for table, groups in shared.items():
+                names = sql.state_columns(table)
+                varied = {c for c, g in groups.items() if any(x[3] != g[0][3] for x in g)}
+                states: dict[int, Row] = {}
+                for chunk in _chunks([x[2] for c in varied for x in groups[c]]):
+                    cursor.execute(sql.states(table, len(chunk)), chunk)
+                    states.update((int(r[0]), dict(zip(names, r, strict=True))) for r in cursor.fetchall())
+                for columns, group in groups.items():
+                    after: dict[int, Row] = {}
+                    if columns in varied:
+                        found = [x for x in group if x[2] in states]
+                        if found:
+                            params = [(*[x[3][c] for c in columns], x[2]) for x in found]
+                            cursor.executemany(sql.update(table, columns), params)
+                        after = {x[2]: {**states[x[2]], **x[3]} for x in found}
+                    else:
+                        same = [group[0][3][c] for c in columns]
+                        for chunk in _chunks([x[2] for x in group]):
+                            cursor.execute(sql.update_in(table, columns, len(chunk)), [*same, *chunk])
+                            after.update(
+                                (int(r[0]), dict(zip(names, r, strict=True))) for r in cursor.fetchall()
+                            )
+                    for i, model, id, _values, now in group:
+                        state = after.get(id)
+                        if state is None:
+                            results[i] = NotFound(f"{model} id {id} does not exist")
+                            del changes[i]
+                            continue
+                        leaf = self.leaf(state, model)
+                        entries.append((leaf, id, "update", now, writes[i][3].origin))
+                        if state.get("deleted"):
+                            reaps.append((leaf, state, now, writes[i][3].origin))
+            self.journal.append_many(cursor, sql, notices, entries)
+        except Exception as exc:
+            raise _Together from exc
+        finally:
+            cursor.close()
+        try:
+            for leaf, state, now, origin in reaps:
+                self.reap_if_done(conn, notices, leaf, state, now, origin)
+        except Exception as exc:
+            raise _Together from exc
+        return sorted(alone)
+
+    def _driver_sql(self) -> DriverSql | None:
+        """The batch statements for this database (asked once it is connected: SQLite's version decides)."""
+        if not self._sql_known:
+            self._sql, self._sql_known = DriverSql.of(self.db.engine.dialect), True
+        return self._sql
+
+    def _root(self, model: str) -> sa.Table:
+        """The root table of ``model``'s chain (it holds the bookkeeping columns)."""
+        found = self._roots.get(model)
+        if found is None:
+            found = self._roots[model] = self.tables.chain(model)[0]
+        return found
+
+    def _plain_columns(self, model: str) -> frozenset[str]:
+        """The columns of ``model``'s root table an update of many objects may write together."""
+        found = self._plain.get(model)
+        if found is None:
+            root = self._root(model)
+            fields = self.schema.fields_by_column(model)
+            found = self._plain[model] = frozenset(
+                column
+                for column, table in self.statements.column_tables(model).items()
+                if table is root
+                and column not in ("id", "deleted", "leaf_model_name")
+                and not (column in fields and fields[column].is_link)
+            )
+        return found
 
     def _changes(
         self, model: str, id: int, values: Mapping[str, Any], ctx: WriteContext
@@ -268,6 +413,16 @@ class Writer:
         for table in reversed(self.tables.chain(model)):
             conn.execute(table.delete().where(table.c.id == id))
         self.journal.append(conn, notices, model, id, "purge", now, origin)
+
+
+def _chunks(ids: list[int]) -> Iterator[list[int]]:
+    """``ids`` in pieces of at most :data:`DRIVER_CHUNK`."""
+    for start in range(0, len(ids), DRIVER_CHUNK):
+        yield ids[start : start + DRIVER_CHUNK]
+
+
+class _Together(Exception):
+    """A statement written for many updates of a batch failed: the batch runs again, one by one."""
 
 
 class _Again(Exception):
