@@ -500,6 +500,50 @@ def test_message_withdraw_gives_an_object_queued_behind_a_busy_worker_to_another
         ref.stop()
 
 
+def test_message_an_object_finding_no_worker_after_all_goes_back_to_the_front(store, fake_workers):
+    """The window of a busy worker may close between ``may_drain`` and the dispatch (a slow host)."""
+
+    class Closing(FakeWorkerStep):
+        """The busy workers' windows close right after ``may_drain`` looks (and stay closed)."""
+
+        in_may_drain = False
+        closed: set[int] = set()
+
+        def may_drain(self) -> bool:
+            self.in_may_drain = True
+            try:
+                return super().may_drain()
+            finally:
+                self.in_may_drain = False
+
+        def _next_slot(self) -> int | None:
+            slot = super()._next_slot()
+            if slot is not None and self.load[slot - 1]:
+                if slot in self.closed:
+                    return None
+                if not self.in_may_drain:
+                    self.closed.add(slot)
+                    return None
+            return slot
+
+    objs = dirty(store, 3, "Alpha")
+    ctx = make_ctx(store, name="Step")
+    ref = Closing.start(ctx, factory(Plain))
+    try:
+        wait_for(lambda: len(sent()) >= 2)
+        settle_messages(ref)
+        assert ref.is_alive()
+        running = {w.key for w in sent() if w.ticket is None}
+        (first,) = [w for w in sent() if w.key == ("Alpha", objs[0].id)]
+        done(store, "Alpha", first.key[1])
+        reply(ref, first.key, "done")
+        wait_for(lambda: ("Alpha", objs[2].id) in {w.key for w in sent()}, description="the third one")
+        assert len(running) == 2 and ref.is_alive()
+        assert next(w for w in sent() if w.key == ("Alpha", objs[2].id)).ticket is None
+    finally:
+        ref.stop()
+
+
 def test_message_a_rate_limited_step_queues_nothing_behind_a_busy_worker(store, fake_workers):
     class Limited(Plain):
         rate_limit = 1000.0

@@ -407,8 +407,7 @@ class SyncStepActor(QueueActor):
         if self.workers:
             # The worker takes the locks and claim, and reads the row again if it claimed it.
             if not self._blocked(key, item, self._object(item, row)) and self._token(key, item, refusals):
-                self.in_flight[key] = (item, refusals)
-                self._dispatch(key, item, row)
+                self._dispatch(key, item, row, refusals)
             return
         if not self.ctx.locks.try_acquire(key):
             self._refused(key, item, now, refusals)
@@ -441,14 +440,20 @@ class SyncStepActor(QueueActor):
         finally:
             self.ctx.locks.release(key)
 
-    def _dispatch(self, key: Key, item: Item, row: Row) -> None:
+    def _dispatch(self, key: Key, item: Item, row: Row, refusals: int) -> None:
         """Hand the object to an idle worker; one lacking ``backend_need_delete`` gets it in the drain's batch.
 
         Its Work then waits for the commit (:meth:`commit_batch`): the mark is stored before
         the handler runs. On a shared backend the worker, holding the object's claim, marks it.
         """
         slot = self._next_slot()
-        assert slot is not None  # may_drain said so
+        if slot is None:  # the busy workers' handlers began too long ago since may_drain said yes
+            self.queue[key] = item
+            self.queue.move_to_end(key, last=False)
+            if refusals:
+                self.refused[key] = refusals
+            return
+        self.in_flight[key] = (item, refusals)
         work = Work(key, item.model, row, self.actor_ref)
         if self.load[slot - 1]:
             work = replace(work, ticket=threading.Lock())
