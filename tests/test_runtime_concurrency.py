@@ -12,12 +12,11 @@ from typing import Any
 import pykka
 import pytest
 
-from actors.runtime import FakeClock, RuntimeSettings
+from actors.runtime import FakeClock, RuntimeSettings, sync
 from actors.runtime._ratelimit import TokenBucket
 from actors.runtime._status import success_fields
-from actors.runtime.messages import Changed, IsIdle, Resync, Shutdown, Work, WorkDone
-from actors.runtime import sync
 from actors.runtime._workers import SyncWorker
+from actors.runtime.messages import Changed, IsIdle, Resync, Shutdown, Work, WorkDone
 from actors.runtime.sync import LOCK_RETRY, SyncStepActor
 from actors.steps import SyncStep, limit_problems
 from actors.store import Caller, ChangeNotice, WriteContext

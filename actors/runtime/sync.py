@@ -24,9 +24,9 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict, deque
-from dataclasses import replace
 from collections.abc import Iterator
 from contextlib import suppress
+from dataclasses import replace
 from itertools import islice
 from typing import Any
 
@@ -43,8 +43,8 @@ from ._queue import Item, QueueActor
 from ._ratelimit import TokenBucket
 from ._settings import RuntimeSettings
 from ._status import BackendCode, blocked_fields
-from .clock import RealClock
 from ._workers import SHARED, SyncWorker, claim, execute, still_pending
+from .clock import RealClock
 from .messages import Drain, RateReady, Resync, Withdraw, Work, WorkDone
 
 __all__ = ["SyncStepActor"]
@@ -320,7 +320,7 @@ class SyncStepActor(QueueActor):
                 item.row = {**item.row, "backend_need_delete": True}
 
     def committed(self) -> None:
-        """The status writes are stored: the workers' outcomes apply, objects waiting on the ones that ended go on."""
+        """The status writes are stored: workers' outcomes apply, objects waiting on those ended go on."""
         finished, self.committing = self.committing, []
         for message in finished:
             self._finish(message)
@@ -339,7 +339,7 @@ class SyncStepActor(QueueActor):
         return failed
 
     def _take_done(self) -> None:
-        """Put the status writes the workers left into the drain's batch (their outcomes apply once committed)."""
+        """Put the status writes the workers left into the drain's batch (outcomes apply once committed)."""
         done, self.done = self.done, []
         for message in done:
             for model, id, fields in message.writes:
@@ -441,7 +441,7 @@ class SyncStepActor(QueueActor):
             self.ctx.locks.release(key)
 
     def _dispatch(self, key: Key, item: Item, row: Row, refusals: int) -> None:
-        """Hand the object to an idle worker; one lacking ``backend_need_delete`` gets it in the drain's batch.
+        """Hand the object to a worker; one lacking ``backend_need_delete`` gets it in the drain's batch.
 
         Its Work then waits for the commit (:meth:`commit_batch`): the mark is stored before
         the handler runs. On a shared backend the worker, holding the object's claim, marks it.
@@ -505,7 +505,9 @@ class SyncStepActor(QueueActor):
     def _arm_withdraw(self) -> None:
         if "withdraw" not in self._timers:
             ref = self.actor_ref
-            self._timers["withdraw"] = _REAL_TIME.call_later(AHEAD_WINDOW, lambda: tell_quietly(ref, Withdraw()))
+            self._timers["withdraw"] = _REAL_TIME.call_later(
+                AHEAD_WINDOW, lambda: tell_quietly(ref, Withdraw())
+            )
 
     def on_withdraw(self, _message: Withdraw) -> None:
         """Objects queued too long behind a busy worker go back to the front of the queue (if not begun)."""
@@ -515,7 +517,7 @@ class SyncStepActor(QueueActor):
             if now - queued < AHEAD_WINDOW:
                 continue
             del self.behind[slot]
-            if not work.ticket.acquire(blocking=False):
+            if not work.ticket.acquire(blocking=False) or work.key not in self.in_flight:
                 continue  # its worker began it
             item, refusals = self.in_flight.pop(work.key)
             again = self.again.pop(work.key, None)
@@ -603,7 +605,7 @@ class SyncStepActor(QueueActor):
             self.ended.append(key)  # woken once its status is committed
 
     def on_work_done(self, message: WorkDone) -> None:
-        """A worker ended an object: apply the outcome (after its status writes commit), give the worker more."""
+        """A worker ended an object: apply the outcome (once its status is committed), give it more."""
         self._free_slot(message.slot)
         if message.outcome == "withdrawn" or message.key not in self.in_flight:
             self.ensure_drain()
