@@ -4,7 +4,9 @@ Run by hand: ``python benchmarks/bench_concurrency.py [--quick] [--sizes 1000 10
 [--postgres URL]``. For each store (a SQLite file in WAL mode, and PostgreSQL when a URL is
 given), each N and each K, N dirty objects are inserted before a supervisor starts with one
 sync step (``runtime.step_concurrency`` = K); the time runs from its start to the last
-status write. Beside each rate: the floor's rate N / (N x 20 ms / K), and the ratio.
+status write. Beside each rate: the floor's rate N / (N x 20 ms / K), the ratio, and the
+process's CPU time per object over the same span (user + system, every thread: what the
+framework costs, less sensitive than the rate to other processes on the host).
 
 *independent*: N objects of one model. *dependent*: N/2 ``Parent`` and N/2 ``Child``
 objects, each child linked to its own parent and the graph saying ``Child`` depends on
@@ -90,7 +92,8 @@ def insert(store: Store, model: str, rows: list[dict[str, Any]]) -> list[int]:
         return [r[0] for r in result]
 
 
-def run(url: str, n: int, k: int, dependent: bool) -> float:
+def run(url: str, n: int, k: int, dependent: bool) -> tuple[float, float]:
+    """Objects/s from the supervisor's start to the last status write, and CPU seconds per object."""
     store = new_store(url)
     Seen.started, Seen.ended, Seen.parent_of = {}, {}, {}
     if dependent:
@@ -109,11 +112,11 @@ def run(url: str, n: int, k: int, dependent: bool) -> float:
         (factory,),
         interests=SyncStepActor.interests(factory, accessor, settings),
     )
-    begin = time.perf_counter()
+    begin, cpu = time.perf_counter(), time.process_time()
     sup = Supervisor.start([spec], accessor=accessor, clock=RealClock(), settings=settings)
     try:
         wait_idle(sup)
-        elapsed = time.perf_counter() - begin
+        elapsed, cpu = time.perf_counter() - begin, time.process_time() - cpu
         for model in ("Parent", "Child"):
             assert not store.pending(model, "sync"), f"{model} objects left dirty"
         assert len(Seen.ended) == n, f"{len(Seen.ended)} of {n} synced"
@@ -123,7 +126,7 @@ def run(url: str, n: int, k: int, dependent: bool) -> float:
     finally:
         sup.stop()
         store.close()
-    return n / elapsed
+    return n / elapsed, cpu / n
 
 
 def ceiling(url: str, n: int) -> float:
@@ -165,27 +168,30 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         stores = [] if args.no_sqlite else [("sqlite", None)]
         stores += [("postgresql", args.postgres)] if args.postgres else []
-        header = f"{'store':>10} {'work':>11} {'N':>6} {'K':>4} {'obj/s':>7} {'floor obj/s':>11} {'ratio':>6}"
+        header = (
+            f"{'store':>10} {'work':>11} {'N':>6} {'K':>4} {'obj/s':>7} {'floor obj/s':>11} {'ratio':>6}"
+            f" {'cpu us/obj':>10} {'load':>5}"
+        )
         print(header)
         for name, pg in stores:
             for n in sizes:
                 rate = ceiling(pg or "sqlite:///" + os.path.join(folder, f"ceiling-{n}.db"), n)
                 print(f"{name:>10} {'ceiling':>11} {n:>6} {'-':>4} {rate:>7.0f}", flush=True)
             for kind in args.kinds:
-                small: dict[int, float] = {}
+                small: dict[int, tuple[float, float]] = {}
                 for n in sizes:
                     for k in args.ks:
                         floor = k / WAIT
                         if k == 1 and n >= 10_000 and small.get(1):
-                            rate, note = small[1], "  (from 1,000)"
+                            (rate, cpu), note = small[1], "  (from 1,000)"
                         else:
                             url = pg or "sqlite:///" + os.path.join(folder, f"{kind}-{n}-{k}.db")
-                            rate, note = run(url, n, k, kind == "dependent"), ""
+                            (rate, cpu), note = run(url, n, k, kind == "dependent"), ""
                         if n == min(sizes):
-                            small[k] = rate
+                            small[k] = (rate, cpu)
                         print(
                             f"{name:>10} {kind:>11} {n:>6} {k:>4} {rate:>7.0f} {floor:>11.0f}"
-                            f" {rate / floor:>6.2f}{note}",
+                            f" {rate / floor:>6.2f} {cpu * 1e6:>10.0f} {os.getloadavg()[0]:>5.1f}{note}",
                             flush=True,
                         )
 

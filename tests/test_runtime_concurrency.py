@@ -12,16 +12,17 @@ from typing import Any
 import pykka
 import pytest
 
-from actors.runtime import FakeClock, RuntimeSettings
+from actors.runtime import FakeClock, RuntimeSettings, sync
 from actors.runtime._ratelimit import TokenBucket
 from actors.runtime._status import success_fields
+from actors.runtime._workers import SyncWorker
 from actors.runtime.messages import Changed, IsIdle, Resync, Shutdown, Work, WorkDone
 from actors.runtime.sync import LOCK_RETRY, SyncStepActor
 from actors.steps import SyncStep, limit_problems
 from actors.store import Caller, ChangeNotice, WriteContext
 
 from .helpers import wait_for
-from .runtime_support import GRAPH, client, factory, make_ctx, make_store, settle
+from .runtime_support import GRAPH, Recorder, client, factory, make_ctx, make_store, settle
 from .test_runtime_supervisor import start_supervisor, status
 
 
@@ -319,12 +320,17 @@ def test_shutdown_lets_every_handler_in_flight_finish_and_starts_no_new_one(stor
 
 # -- message tests with fake workers -------------------------------------------
 class FakeWorker(pykka.ThreadingActor):
-    """Keeps the Work it is sent; the test answers for it."""
+    """Keeps the Work it is sent; the test answers for it.
+
+    It takes the ticket of a Work queued behind another at once (as if it began it),
+    unless ``take_tickets`` is off.
+    """
 
     use_daemon_thread = True
     works: list[Work] = []
     slots: dict[tuple[str, int], int] = {}
     lock = threading.Lock()
+    take_tickets = True
 
     def __init__(self, ctx: Any, factory: Any, slot: int, custom_fetch: bool) -> None:
         super().__init__()
@@ -332,6 +338,8 @@ class FakeWorker(pykka.ThreadingActor):
 
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, Work):
+            if message.ticket is not None and FakeWorker.take_tickets:
+                assert message.ticket.acquire(blocking=False)
             with FakeWorker.lock:
                 FakeWorker.works.append(message)
                 FakeWorker.slots[message.key] = self.slot
@@ -355,10 +363,12 @@ def reply(ref: Any, key: tuple[str, int], outcome: str, **fields: Any) -> None:
 
 
 @pytest.fixture
-def fake_workers():
-    FakeWorker.works, FakeWorker.slots = [], {}
+def fake_workers(monkeypatch):
+    # Objects are queued behind a busy worker whatever this host's speed (see test_message_withdraw_*).
+    monkeypatch.setattr(sync, "AHEAD_WINDOW", 600.0)
+    FakeWorker.works, FakeWorker.slots, FakeWorker.take_tickets = [], {}, True
     yield
-    FakeWorker.works, FakeWorker.slots = [], {}
+    FakeWorker.works, FakeWorker.slots, FakeWorker.take_tickets = [], {}, True
 
 
 class Plain(SyncStep):
@@ -376,28 +386,214 @@ def done(store, model: str, id: int) -> None:
 
 
 def test_message_the_actor_dispatches_k_works_and_the_next_on_work_done(store, fake_workers):
-    objs = dirty(store, 5, "Alpha")
+    objs = dirty(store, 6, "Alpha")
     ctx = make_ctx(store, name="Step")
     ref = FakeWorkerStep.start(ctx, factory(Plain))
     try:
-        wait_for(lambda: len(sent()) == 2, description="two works (two slots)")
-        first, second = sorted(sent(), key=lambda w: w.key)
+        # Two slots: one Work each, and one more queued behind each (with a ticket).
+        wait_for(lambda: len(sent()) == 4, description="two works and two queued behind them")
+        settle_messages(ref)
+        works = sorted(sent(), key=lambda w: w.key)  # the workers' threads receive in any order
+        assert len(works) == 4
+        first, second = works[:2]
         assert {first.key, second.key} == {("Alpha", objs[0].id), ("Alpha", objs[1].id)}
-        assert first.reply_to == ref and first.model == "Alpha" and first.row["id"] == objs[0].id
-        assert ctx.state.queue_depth == 5
+        assert first.ticket is None and second.ticket is None
+        assert {FakeWorker.slots[w.key] for w in works[:2]} == {1, 2}
+        assert all(w.ticket is not None for w in works[2:])
+        assert sorted(FakeWorker.slots[w.key] for w in works[2:]) == [1, 2]  # one behind each
+        assert first.reply_to == ref and first.model == "Alpha"
+        assert {w.row["id"] for w in works} == {o.id for o in objs[:4]}
+        assert ctx.state.queue_depth == 6
         assert not ref.ask(IsIdle())
-        done(store, "Alpha", objs[0].id)
+        done(store, "Alpha", first.key[1])
         reply(ref, first.key, "done")
-        wait_for(lambda: len(sent()) == 3, description="the freed slot gets the next object")
-        assert sent()[2].key == ("Alpha", objs[2].id)
+        wait_for(lambda: len(sent()) == 5, description="the freed place gets the next object")
+        assert sent()[4].key == ("Alpha", objs[4].id)
+        assert FakeWorker.slots[sent()[4].key] == FakeWorker.slots[first.key]
         assert ctx.state.done == 1
-        # A failure: counted, due again at retry_at (a timer), the slot freed.
+        # A failure: counted, due again at retry_at (a timer), the place freed.
         reply(ref, second.key, "failed", retry_at=ctx.clock.now() + 60)
-        wait_for(lambda: len(sent()) == 4)
+        wait_for(lambda: len(sent()) == 6)
         assert ctx.state.failed == 1
-        assert ctx.state.queue_depth == 4  # 1 deferred, 2 in flight, 1 queued
+        assert ctx.state.queue_depth == 5  # 1 deferred, 4 handed out
     finally:
         ref.stop()
+
+
+def settle_messages(ref: Any) -> None:
+    """Wait until the actor has handled what it was sent so far (it answers in order)."""
+    ref.ask(IsIdle())
+
+
+def test_message_work_done_writes_are_committed_before_the_outcome_applies(store, fake_workers):
+    """The status writes a worker leaves in WorkDone are stored in the actor's next drain, then counted."""
+    c = client(store)
+    a = c.Alpha(name="a")
+    a.save()
+    b = c.Beta(name="b", alpha=a)
+    b.save()
+    ctx = make_ctx(store, name="Step", dependency_graph=GRAPH)
+    ref = FakeWorkerStep.start(ctx, factory(Plain))
+    try:
+        wait_for(lambda: len(sent()) == 1)
+        (work,) = sent()
+        # The mark is committed before the Work is sent, and the Work's row says so.
+        assert work.row["backend_need_delete"] is True
+        assert store.get("Alpha", a.id)["backend_need_delete"] is True
+        fields = success_fields(store.get("Alpha", a.id), 0.0)
+        reply(ref, work.key, "done", writes=(("Alpha", a.id, fields),))
+        # Beta waits on Alpha: it is handed out only once Alpha's status is stored.
+        wait_for(lambda: len(sent()) == 2, description="Beta once Alpha's status is committed")
+        assert sent()[1].key == ("Beta", b.id)
+        row = store.get("Alpha", a.id)
+        assert (row["backend_status"], row["enacted"]) == ("OK", row["updated"])
+        assert ctx.state.done == 1
+    finally:
+        ref.stop()
+
+
+def test_message_work_done_writes_received_while_stopping_are_committed_at_the_stop(store, fake_workers):
+    (obj,) = dirty(store, 1, "Alpha")
+    ctx = make_ctx(store, name="Step")
+    ref = FakeWorkerStep.start(ctx, factory(Plain))
+    wait_for(lambda: len(sent()) == 1)
+    ctx.stopping.set()  # shutdown: the actor takes no new work, but keeps what its workers did
+    fields = success_fields(store.get("Alpha", obj.id), 0.0)
+    reply(ref, ("Alpha", obj.id), "done", writes=(("Alpha", obj.id, fields),))
+    ref.stop()
+    assert store.get("Alpha", obj.id)["backend_status"] == "OK"
+    assert ctx.state.done == 1
+
+
+def test_message_withdraw_gives_an_object_queued_behind_a_busy_worker_to_another(
+    store, fake_workers, monkeypatch
+):
+    """A Work not begun within AHEAD_WINDOW is taken back (its ticket) and goes to the next free worker."""
+    monkeypatch.setattr(sync, "AHEAD_WINDOW", 0.2)
+    FakeWorker.take_tickets = False  # the workers never get to the Works queued behind
+    objs = dirty(store, 3, "Alpha")
+    ctx = make_ctx(store, name="Step")
+    ref = FakeWorkerStep.start(ctx, factory(Plain))
+    try:
+        wait_for(lambda: len(sent()) == 3, description="two works and one queued behind")
+        works = sorted(sent(), key=lambda w: w.key)
+        queued = works[2]
+        assert queued.ticket is not None and queued.key == ("Alpha", objs[2].id)
+        behind = FakeWorker.slots[queued.key]
+        other = next(w for w in works[:2] if FakeWorker.slots[w.key] != behind)
+        # The actor takes the ticket when the window is over (a real-time timer).
+        wait_for(lambda: queued.ticket.locked(), description="the queued Work withdrawn")
+        settle_messages(ref)
+        assert len(sent()) == 3  # no free worker yet: it waits at the front of the queue
+        done(store, "Alpha", other.key[1])
+        reply(ref, other.key, "done")
+        wait_for(lambda: len(sent()) == 4, description="handed to the worker that is free")
+        again = sent()[3]
+        assert again.key == queued.key and again.ticket is None
+        assert FakeWorker.slots[again.key] != behind
+        # The slow worker's answer for the withdrawn Work frees its place and changes nothing else.
+        ref.tell(WorkDone(queued.key, behind, "withdrawn"))
+        settle_messages(ref)
+        assert queued.key in ref.proxy().in_flight.get()
+    finally:
+        ref.stop()
+
+
+def test_message_an_object_finding_no_worker_after_all_goes_back_to_the_front(store, fake_workers):
+    """The window of a busy worker may close between ``may_drain`` and the dispatch (a slow host)."""
+
+    class Closing(FakeWorkerStep):
+        """The busy workers' windows close right after ``may_drain`` looks (and stay closed)."""
+
+        in_may_drain = False
+        closed: set[int] = set()
+
+        def may_drain(self) -> bool:
+            self.in_may_drain = True
+            try:
+                return super().may_drain()
+            finally:
+                self.in_may_drain = False
+
+        def _next_slot(self) -> int | None:
+            slot = super()._next_slot()
+            if slot is not None and self.load[slot - 1]:
+                if slot in self.closed:
+                    return None
+                if not self.in_may_drain:
+                    self.closed.add(slot)
+                    return None
+            return slot
+
+    objs = dirty(store, 3, "Alpha")
+    ctx = make_ctx(store, name="Step")
+    ref = Closing.start(ctx, factory(Plain))
+    try:
+        wait_for(lambda: len(sent()) >= 2)
+        settle_messages(ref)
+        assert ref.is_alive()
+        running = {w.key for w in sent() if w.ticket is None}
+        (first,) = [w for w in sent() if w.key == ("Alpha", objs[0].id)]
+        done(store, "Alpha", first.key[1])
+        reply(ref, first.key, "done")
+        wait_for(lambda: ("Alpha", objs[2].id) in {w.key for w in sent()}, description="the third one")
+        assert len(running) == 2 and ref.is_alive()
+        assert next(w for w in sent() if w.key == ("Alpha", objs[2].id)).ticket is None
+    finally:
+        ref.stop()
+
+
+def test_message_a_rate_limited_step_queues_nothing_behind_a_busy_worker(store, fake_workers):
+    class Limited(Plain):
+        rate_limit = 1000.0
+        rate_burst = 100
+
+    dirty(store, 5, "Alpha")
+    ctx = make_ctx(store, name="Step")
+    ref = FakeWorkerStep.start(ctx, factory(Limited))
+    try:
+        wait_for(lambda: len(sent()) == 2)
+        settle_messages(ref)
+        assert len(sent()) == 2 and all(w.ticket is None for w in sent())
+    finally:
+        ref.stop()
+
+
+def test_a_worker_that_finds_its_ticket_taken_answers_withdrawn_and_runs_nothing(store):
+    """The worker side of Withdraw: a real SyncWorker, sent a Work whose ticket the actor won."""
+    (obj,) = dirty(store, 1)
+    calls: list[int] = []
+
+    class Step(SyncStep):
+        observes = "MyModel"
+
+        def sync_record(self, o: Any) -> None:
+            calls.append(o.id)
+
+    ctx = make_ctx(store, name="Step")
+    inbox = Recorder.start()
+    worker = SyncWorker.start(ctx, factory(Step), 3, False)
+    try:
+        row = store.get("MyModel", obj.id)
+        taken = threading.Lock()
+        taken.acquire()
+        worker.tell(Work(("MyModel", obj.id), "MyModel", row, inbox, ticket=taken))
+        free = threading.Lock()
+        worker.tell(Work(("MyModel", obj.id), "MyModel", row, inbox, ticket=free))
+        wait_for(lambda: len(inbox.ask("messages")) == 2, description="two answers")
+        withdrawn, done_ = inbox.ask("messages")
+        assert (withdrawn.outcome, withdrawn.slot, withdrawn.writes) == ("withdrawn", 3, ())
+        assert calls == [obj.id] and free.locked()
+        # The mark (durable: before the handler) is written at once; the status is left to the
+        # step actor: in the answer, not in the store.
+        assert done_.outcome == "done"
+        assert [w[:2] for w in done_.writes] == [("MyModel", obj.id)]
+        assert done_.writes[0][2]["backend_status"] == "OK"
+        row = store.get("MyModel", obj.id)
+        assert row["backend_need_delete"] is True and row["backend_status"] != "OK"
+    finally:
+        worker.stop()
+        inbox.stop()
 
 
 def test_message_a_refused_object_is_looked_at_again_after_lock_retry(store, fake_workers):

@@ -5,10 +5,19 @@ keeps the queue, the dependency waits, the backoff timers and the rate limit; it
 sends an idle worker a :class:`~actors.runtime.messages.Work` for an object that is
 ready, and hears back a :class:`~actors.runtime.messages.WorkDone`. The worker takes
 the object's locks (this process's :class:`~actors.runtime._child.ObjectLocks`, then
-the backend's cross-process claim), runs the handler through :func:`execute`, writes
-the status and lets the locks go, all in its own thread: a worker abandoned on a hung
-handler keeps the object locked until its call returns. With K = 1 the sync-step
-actor calls :func:`execute` itself, as before.
+the backend's cross-process claim), runs the handler through :func:`execute` and lets
+the locks go, all in its own thread: a worker abandoned on a hung handler keeps the
+object locked until its call returns. With K = 1 the sync-step actor calls
+:func:`execute` itself, as before.
+
+The object's status writes go back in the ``WorkDone``: the sync-step actor commits
+them with its next drain's other writes, the status writes of every object that ended
+meanwhile and the ``backend_need_delete`` marks of the objects it hands out next, in
+one transaction. A write that must be stored before the code after it runs
+(``durable``: the mark before the handler, the status before ``after_sync_save``) is
+written by the worker at once. On a shared backend (PostgreSQL, several replicas) the
+worker writes them all itself, before its claim on the object goes; so does a worker
+of a step that is stopping or replaced, whose actor commits nothing more.
 """
 
 from __future__ import annotations
@@ -16,6 +25,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any
 
 from actors.orm import ORMWrapper
@@ -123,12 +133,20 @@ class SyncWorker(ChildActor):
         self.step: Any = None
         self.log = self.log.bind(worker=slot)
         self.handlers[Work] = self.on_work
+        #: On a shared backend the worker writes the status itself, before its claim goes.
+        self.hands_over = not getattr(ctx.accessor.backend, "shared", False)
+        #: The status writes of the object under way left to the step actor (None: written at once).
+        self.writes: list[tuple[str, int, dict[str, Any]]] | None = None
 
     def on_start(self) -> None:
         pass  # the step actor's state is not ours to set
 
     def on_work(self, work: Work) -> None:
         """Handle the object; tell the step actor how it ended (a failure of ours ends the step)."""
+        if work.ticket is not None and not work.ticket.acquire(blocking=False):
+            tell_quietly(work.reply_to, WorkDone(work.key, self.slot, "withdrawn"))
+            return  # the step actor took it back (it waited too long behind our last one)
+        self.writes = [] if self.hands_over else None
         try:
             outcome, retry_at = self._work(work)
             done = WorkDone(work.key, self.slot, outcome, retry_at)
@@ -136,7 +154,29 @@ class SyncWorker(ChildActor):
             done = WorkDone(work.key, self.slot, "exit", error=str(exc))
         except Exception as exc:
             done = WorkDone(work.key, self.slot, "error", error=f"{type(exc).__name__}: {exc}")
+        if self.writes and (self.stopping or self.stale or not work.reply_to.is_alive()):
+            try:
+                self._write_now()  # the step actor commits nothing more
+            except Exception as exc:  # the object stays dirty: synced again after the restart
+                self.log.error("status write failed", key=work.key, error=repr(exc))
+        writes, self.writes = tuple(self.writes or ()), None
+        if writes:
+            done = replace(done, writes=writes)
         tell_quietly(work.reply_to, done)
+
+    def write_status(self, model: str, id: int, fields: dict[str, Any], *, durable: bool = False) -> None:
+        """Leave the write to the step actor's next commit; a ``durable`` one (and those before it) now."""
+        if self.writes is None:
+            super().write_status(model, id, fields)
+            return
+        self.writes.append((model, id, fields))
+        if durable:
+            self._write_now()
+
+    def _write_now(self) -> None:
+        writes, self.writes = self.writes or [], []
+        for model, id, fields in writes:
+            super().write_status(model, id, dict(fields))
 
     def _work(self, work: Work) -> tuple[str, float | None]:
         locks, backend = self.ctx.locks, self.ctx.accessor.backend

@@ -18,7 +18,8 @@ Who sends what:
   :class:`CheckProgress` (look for owned partitions that stopped moving)
 - sync-step actor -> one of its workers (``runtime.step_concurrency`` > 1): :class:`Work`
   (handle this object); the worker -> the sync-step actor: :class:`WorkDone` (how it ended);
-  a timer -> the sync-step actor: :class:`RateReady` (its rate limit has a token again)
+  a timer -> the sync-step actor: :class:`RateReady` (its rate limit has a token again),
+  :class:`Withdraw` (take back the objects queued too long behind a busy worker)
 - worker actor -> supervisor: :class:`PhaseChanged` (it runs, is degraded or stalled: the
   supervisor owns every child's :class:`Phase`)
 """
@@ -57,6 +58,7 @@ __all__ = [
     "Tick",
     "Unroute",
     "Wake",
+    "Withdraw",
     "Work",
     "WorkDone",
 ]
@@ -201,12 +203,17 @@ class Work:
     """Sync-step actor -> an idle worker: take the object's locks, run its handler, write its status.
 
     ``row`` is the row the actor checked (pending, not in backoff, dependencies enacted).
+    ``ticket`` is set on a Work queued behind the one the worker runs: the first to take it
+    (``ticket.acquire(blocking=False)``) has the object, the worker when it gets to it or
+    the actor withdrawing it to give it to another worker (see :class:`Withdraw`); a worker
+    that finds it taken answers ``"withdrawn"`` and does nothing else.
     """
 
     key: tuple[str, int]
     model: str
     row: Mapping[str, Any]
     reply_to: pykka.ActorRef[Any]
+    ticket: Any = None
 
 
 @dataclass(frozen=True)
@@ -216,8 +223,15 @@ class WorkDone:
     ``outcome`` is ``"done"`` (handler returned, status written), ``"failed"`` (handler
     raised, failure status written; due again at ``retry_at`` unless it is ``None``),
     ``"refused"`` (another actor or replica holds the object), ``"skipped"`` (no longer
-    pending, or purged), ``"exit"`` (step code exited: the step is replaced) or
+    pending, or purged), ``"withdrawn"`` (the actor took the queued Work back: only the
+    worker's slot is freed), ``"exit"`` (step code exited: the step is replaced) or
     ``"error"`` (the framework failed: the step is replaced); ``error`` says what.
+
+    ``writes`` are the object's status writes, ``(model, id, fields)`` in order, that the
+    worker left to the sync-step actor: it commits them with the other writes of its
+    next drain (one transaction for many objects) and applies the outcome after that
+    commit. Empty when the worker wrote them itself (a shared backend, where the
+    object's claim is held until they are stored).
     """
 
     key: tuple[str, int]
@@ -225,6 +239,7 @@ class WorkDone:
     outcome: str
     retry_at: float | None = None
     error: str | None = None
+    writes: tuple[tuple[str, int, Mapping[str, Any]], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -268,3 +283,14 @@ class ChangedMany:
     """Store -> change-feed actor: the notices of one commit (a drain batch's status writes), in order."""
 
     notices: tuple[ChangeNotice, ...]
+
+
+# -- sync-step workers: objects queued behind a busy worker ----------------------------
+@dataclass(frozen=True)
+class Withdraw:
+    """Sync-step actor's (real-time) timer: objects queued behind a busy worker may have waited too long.
+
+    Each one queued longer than ``AHEAD_WINDOW`` whose worker has not started it (the
+    actor wins its :class:`Work` ``ticket``) goes back to the front of the queue, for
+    another worker: a handler that hangs delays no object but its own.
+    """

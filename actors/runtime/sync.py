@@ -10,15 +10,23 @@ With ``concurrency`` 1 (the default) the actor runs each handler itself, one obj
 at a time. With K > 1 it owns K :class:`~actors.runtime._workers.SyncWorker` actors
 and hands each ready object to an idle one (:class:`Work`), hearing back by
 :class:`WorkDone`: the queue, dependency waits, backoff and rate limit stay here.
+The workers leave their objects' status writes to this actor (in the ``WorkDone``):
+each drain commits, in one transaction, the writes of every object that ended since
+the last one and the ``backend_need_delete`` marks of the objects it hands out, then
+sends those their ``Work`` and applies the outcomes of the ones that ended (counts,
+retries, waking their dependents). An object stays in flight, never handed out
+again, until its status is committed.
 A ``rate_limit`` takes one token per handler call (:class:`TokenBucket`).
 """
 
 from __future__ import annotations
 
+import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Iterator
 from contextlib import suppress
+from dataclasses import replace
 from itertools import islice
 from typing import Any
 
@@ -29,14 +37,15 @@ from actors.orm import ModelAccessor, ORMWrapper, row_of
 from actors.steps import StepFactory, SyncStep
 from actors.store import Condition, NotFound, Pending, Query, Row, as_dict, register_of
 
-from ._child import ChildContext, StepExit
+from ._child import ChildContext, StepExit, tell_quietly
 from ._deps import Dependencies, Key
 from ._queue import Item, QueueActor
 from ._ratelimit import TokenBucket
 from ._settings import RuntimeSettings
 from ._status import BackendCode, blocked_fields
 from ._workers import SHARED, SyncWorker, execute, still_pending
-from .messages import Drain, RateReady, Resync, Work, WorkDone
+from .clock import RealClock
+from .messages import Drain, RateReady, Resync, Withdraw, Work, WorkDone
 
 __all__ = ["SyncStepActor"]
 
@@ -48,6 +57,16 @@ _LOCK_BACKOFF = Backoff(LOCK_RETRY, LOCK_RETRY_MAX)
 #: A replica that reaches the other replicas' objects reads its dirty set again first
 #: when its last read is older than this: most of those have been synced since.
 THEIRS_REREAD = 1.0
+#: When every worker is busy, a step with no rate limit may queue one more object behind the
+#: one a worker runs: the worker goes on to it without waiting for this actor to hear from it
+#: and answer (no slot stands idle between two objects). Only behind a handler that began less
+#: than this many seconds ago, while handlers take less than this on average; an object still
+#: waiting that long behind one is withdrawn and given to another worker (see ``Withdraw``).
+#: Real time: it is about threads waiting, not about the objects' schedule.
+AHEAD_WINDOW = 0.25
+#: The weight of the last handler's time in ``SyncStepActor.typical``.
+TYPICAL_WEIGHT = 0.1
+_REAL_TIME = RealClock()
 
 
 class SyncStepActor(QueueActor):
@@ -81,17 +100,36 @@ class SyncStepActor(QueueActor):
         self.bucket = None if rate is None else TokenBucket(rate, self.limits.rate_burst, ctx.clock)
         #: True while the rate limit has no token (a RateReady timer is set).
         self.throttled = False
-        #: The workers (concurrency > 1), by slot - 1; the idle ones; objects with one:
-        #: the item and its refusal count; objects changed again meanwhile.
+        #: The workers (concurrency > 1), by slot - 1; how many Works each has (at most 2); the
+        #: slots of the idle ones, and of those running one (longest first); objects handed out
+        #: (until their status is committed): the item and its refusal count; objects changed
+        #: again meanwhile.
         self.workers: list[pykka.ActorRef[Any]] = []
-        self.idle: list[pykka.ActorRef[Any]] = []
+        self.load: list[int] = []
+        self.idle: list[int] = []
+        self.running_one: deque[int] = deque()
+        #: Per slot: when its worker began the object it runs (``time.monotonic``, as this actor
+        #: sees it); the Work queued behind it, when it was queued; the average handler time.
+        self.began: list[float] = []
+        self.behind: dict[int, tuple[Work, float]] = {}
+        self.typical = 0.0
+        #: Objects are queued behind busy workers (AHEAD_WINDOW): not with a rate limit, whose
+        #: token is taken when an object is handed out.
+        self.queue_ahead = self.bucket is None
         self.in_flight: dict[Key, tuple[Item, int]] = {}
         self.again: dict[Key, Item] = {}
         #: Objects that ended in the drain under way: their waiters wake after the commit.
         self.ended: list[Key] = []
         #: Queued objects whose ``backend_need_delete`` mark is in the batch under way.
         self.marking: list[tuple[Key, Item]] = []
-        self.handlers.update({WorkDone: self.on_work_done, RateReady: self.on_rate_ready})
+        #: Workers' replies whose status writes wait for the next drain's commit; those in it.
+        self.done: list[WorkDone] = []
+        self.committing: list[WorkDone] = []
+        #: Works sent once the drain's commit has stored their objects' ``backend_need_delete``.
+        self.outbox: list[tuple[pykka.ActorRef[Any], Work]] = []
+        self.handlers.update(
+            {WorkDone: self.on_work_done, RateReady: self.on_rate_ready, Withdraw: self.on_withdraw}
+        )
 
     @classmethod
     def interests(
@@ -110,12 +148,21 @@ class SyncStepActor(QueueActor):
                 self.worker_class.start(self.ctx, self.factory, slot, self.custom_fetch)
                 for slot in range(1, self.limits.concurrency + 1)
             ]
-            self.idle = list(reversed(self.workers))
+            self.load = [0] * len(self.workers)
+            self.began = [0.0] * len(self.workers)
+            self.idle = list(range(len(self.workers), 0, -1))
         self._replica(True)
         super().on_start()
 
+    def on_receive(self, message: Any) -> Any:
+        if type(message) is WorkDone and message.writes and self.stopping and not self.stale:
+            self.done.append(message)  # stopping: no drain comes any more, committed at the stop
+            return None
+        return super().on_receive(message)
+
     def on_stop(self) -> None:
         self._stop_workers(wait=not self.stale)
+        self._commit_at_stop()
         self._replica(False)
         super().on_stop()
 
@@ -126,7 +173,7 @@ class SyncStepActor(QueueActor):
 
     def _stop_workers(self, wait: bool) -> None:
         """Stop the workers; on a clean stop wait (``shutdown_timeout``) for their handlers to end."""
-        workers, self.workers, self.idle = self.workers, [], []
+        workers, self.workers, self.idle, self.running_one = self.workers, [], [], deque()
         futures = []
         for worker in workers:
             with suppress(pykka.ActorDeadError):
@@ -137,6 +184,20 @@ class SyncStepActor(QueueActor):
         for future in futures:
             with suppress(pykka.Timeout, pykka.ActorDeadError):
                 future.get(timeout=max(0.0, deadline - time.monotonic()))
+
+    def _commit_at_stop(self) -> None:
+        """Commit the status writes the workers left (a replaced actor's are dropped: synced again)."""
+        done, self.done = self.done, []
+        if self.stale or not done:
+            return
+        with self.batched():
+            for message in done:
+                for model, id, fields in message.writes:
+                    self.write_status(model, id, dict(fields))
+                if message.outcome == "done":
+                    self.ctx.state.done += 1
+                elif message.outcome == "failed":
+                    self.ctx.state.failed += 1
 
     def _replica(self, join: bool) -> None:
         """Join (or leave) the replicas sharing this step's work, on a shared backend."""
@@ -158,7 +219,7 @@ class SyncStepActor(QueueActor):
         return super().depth() + len(self.waiting_items) + len(self.in_flight)
 
     def may_drain(self) -> bool:
-        return not self.throttled and (not self.workers or bool(self.idle))
+        return not self.throttled and (not self.workers or self._next_slot() is not None)
 
     def pending(self, reason: str) -> Iterator[tuple[Key, Item]]:
         step = self._ensure_step()
@@ -261,8 +322,14 @@ class SyncStepActor(QueueActor):
         wait for others is marked by ``execute``, when its handler is about to run), with
         this actor running handlers itself and no rate limit. The rows queued get the mark
         once it is committed (:meth:`committed`).
+
+        With workers, the status writes they left since the last drain join the batch
+        instead (the marks of the objects handed out are written by :meth:`_dispatch`).
         """
-        if self.workers or self.bucket is not None:
+        if self.workers:
+            self._take_done()
+            return False
+        if self.bucket is not None:
             return False
         now = self.ctx.clock.now()
         for key, item in islice(self.queue.items(), self.batch_size()):
@@ -278,16 +345,37 @@ class SyncStepActor(QueueActor):
         return bool(self.marking)
 
     def committed(self, failed: set[tuple[str, int]]) -> None:
-        """The status writes are stored: marked rows say so, objects waiting on the ones that ended go on."""
+        """The status writes are stored: marked rows say so, workers' outcomes apply, waiters go on."""
         marking, self.marking = self.marking, []
         for key, item in marking:
             if item.row is not None and (item.model, key[1]) not in failed:
                 row = as_dict(item.row)
                 row["backend_need_delete"] = True
                 item.row = row
+        finished, self.committing = self.committing, []
+        for message in finished:
+            self._finish(message)
         ended, self.ended = self.ended, []
         for key in ended:
             self._wake_waiters(key)
+
+    def commit_batch(self) -> set[tuple[str, int]]:
+        """Commit the batch; then the Works that waited for their objects' marks go to their workers."""
+        failed = super().commit_batch()
+        outbox, self.outbox = self.outbox, []
+        for worker, work in outbox:
+            if (work.model, work.key[1]) not in failed:  # else the worker writes the mark itself
+                work = replace(work, row={**work.row, "backend_need_delete": True})
+            worker.tell(work)
+        return failed
+
+    def _take_done(self) -> None:
+        """Put the status writes the workers left into the drain's batch (outcomes apply once committed)."""
+        done, self.done = self.done, []
+        for message in done:
+            for model, id, fields in message.writes:
+                self.write_status(model, id, dict(fields))
+        self.committing.extend(done)
 
     def _replicas_changed(self) -> bool:
         """True (and a fresh read asked for) when the replicas sharing the backend changed."""
@@ -350,8 +438,7 @@ class SyncStepActor(QueueActor):
         if self.workers:
             # The worker takes the locks and claim, and reads the row again if it claimed it.
             if not self._blocked(key, item, self._object(item, row)) and self._token(key, item, refusals):
-                self.in_flight[key] = (item, refusals)
-                self.idle.pop().tell(Work(key, item.model, row, self.actor_ref))
+                self._dispatch(key, item, row, refusals)
             return
         if not self.ctx.locks.try_acquire(key):
             self._refused(key, item, now, refusals)
@@ -444,6 +531,97 @@ class SyncStepActor(QueueActor):
         for model, ids in by_model.items():
             backend.release_many(model, ids)
 
+    def _dispatch(self, key: Key, item: Item, row: Row, refusals: int) -> None:
+        """Hand the object to a worker; one lacking ``backend_need_delete`` gets it in the drain's batch.
+
+        Its Work then waits for the commit (:meth:`commit_batch`): the mark is stored before
+        the handler runs. On a shared backend the worker, holding the object's claim, marks it.
+        """
+        slot = self._next_slot()
+        if slot is None:  # the busy workers' handlers began too long ago since may_drain said yes
+            self.queue[key] = item
+            self.queue.move_to_end(key, last=False)
+            if refusals:
+                self.refused[key] = refusals
+            return
+        self.in_flight[key] = (item, refusals)
+        work = Work(key, item.model, row, self.actor_ref)
+        if self.load[slot - 1]:
+            work = replace(work, ticket=threading.Lock())
+            self.behind[slot] = (work, time.monotonic())
+            self._arm_withdraw()
+        self._take_slot(slot)
+        worker = self.workers[slot - 1]
+        shared = getattr(self.ctx.accessor.backend, "shared", False)
+        if self.batch is None or shared or row.get("deleted") or row.get("backend_need_delete"):
+            worker.tell(work)
+            return
+        self.write_status(item.model, key[1], {"backend_need_delete": True})
+        self.outbox.append((worker, work))
+
+    def _next_slot(self) -> int | None:
+        """The worker for the next Work: an idle one, else one whose handler began just now (or none)."""
+        if self.idle:
+            return self.idle[-1]
+        if not self.queue_ahead or self.typical >= AHEAD_WINDOW:
+            return None
+        now = time.monotonic()
+        return next((slot for slot in self.running_one if now - self.began[slot - 1] < AHEAD_WINDOW), None)
+
+    def _take_slot(self, slot: int) -> None:
+        if self.load[slot - 1]:
+            self.running_one.remove(slot)
+        else:
+            self.idle.remove(slot)
+            self.began[slot - 1] = time.monotonic()
+            self.running_one.append(slot)
+        self.load[slot - 1] += 1
+
+    def _free_slot(self, slot: int) -> None:
+        """Worker ``slot`` ended a Work (or skipped a withdrawn one): the Work behind it, if any, runs now."""
+        if not 1 <= slot <= len(self.workers) or not self.load[slot - 1]:
+            return
+        now = time.monotonic()
+        self.typical += TYPICAL_WEIGHT * (now - self.began[slot - 1] - self.typical)
+        self.began[slot - 1] = now
+        self.behind.pop(slot, None)
+        load = self.load[slot - 1] = self.load[slot - 1] - 1
+        if load:
+            self.running_one.append(slot)
+        else:
+            with suppress(ValueError):
+                self.running_one.remove(slot)
+            self.idle.append(slot)
+
+    def _arm_withdraw(self) -> None:
+        if "withdraw" not in self._timers:
+            ref = self.actor_ref
+            self._timers["withdraw"] = _REAL_TIME.call_later(
+                AHEAD_WINDOW, lambda: tell_quietly(ref, Withdraw())
+            )
+
+    def on_withdraw(self, _message: Withdraw) -> None:
+        """Objects queued too long behind a busy worker go back to the front of the queue (if not begun)."""
+        self._timers.pop("withdraw", None)
+        now = time.monotonic()
+        for slot, (work, queued) in list(self.behind.items()):
+            if now - queued < AHEAD_WINDOW:
+                continue
+            del self.behind[slot]
+            if not work.ticket.acquire(blocking=False) or work.key not in self.in_flight:
+                continue  # its worker began it
+            item, refusals = self.in_flight.pop(work.key)
+            again = self.again.pop(work.key, None)
+            self.queue[work.key] = item if again is None else Item(again.model)
+            self.queue.move_to_end(work.key, last=False)
+            if refusals:
+                self.refused[work.key] = refusals
+            # The worker keeps the slot until it answers "withdrawn" (after the call it is in).
+        if self.behind:
+            self._arm_withdraw()
+        self.update_depth()
+        self.ensure_drain()
+
     def _backoff_until(self, row: Row, now: float) -> float | None:
         """When the object's backoff ends, if it is in backoff at ``now`` (``None``: it is not)."""
         next_run = register_of(row).get("next_run") or 0
@@ -518,13 +696,26 @@ class SyncStepActor(QueueActor):
             self.ended.append(key)  # woken once its status is committed
 
     def on_work_done(self, message: WorkDone) -> None:
-        """A worker ended an object: apply the outcome here, give the worker its next one."""
-        if 1 <= message.slot <= len(self.workers):
-            self.idle.append(self.workers[message.slot - 1])
-        entry = self.in_flight.pop(message.key, None)
-        if entry is None:
+        """A worker ended an object: apply the outcome (once its status is committed), give it more."""
+        self._free_slot(message.slot)
+        if message.outcome == "withdrawn" or message.key not in self.in_flight:
+            self.ensure_drain()
             return
-        item, refusals = entry
+        if not message.writes:
+            self._finish(message)
+            return
+        self.done.append(message)
+        if message.outcome in ("exit", "error"):
+            with self.batched():  # its failure status is stored before the step is replaced
+                self._take_done()
+            return
+        if not self.drain_scheduled:  # the next drain commits it (with what ends meanwhile)
+            self.drain_scheduled = True
+            self.actor_ref.tell(Drain())
+
+    def _finish(self, message: WorkDone) -> None:
+        """Apply a worker's outcome: count it, retry or wake its waiters; a change meanwhile looks again."""
+        item, refusals = self.in_flight.pop(message.key)
         key = message.key
         if message.outcome == "refused":
             self._refused(key, item, self.ctx.clock.now(), refusals)
@@ -538,6 +729,6 @@ class SyncStepActor(QueueActor):
         again = self.again.pop(key, None)
         if again is not None:  # changed while it ran: look again now (as a notice does)
             self.deferred.pop(key, None)
-            self.enqueue(key, again)
+            self.enqueue(key, Item(again.model))  # its row read afresh: one read meanwhile predates ours
         self.update_depth()
         self.ensure_drain()
