@@ -18,9 +18,11 @@ nothing (``--sleep`` seconds, 0 by default), in four phases:
    synchronizer could do;
 4. *behind* (``--standing`` objects, 0 to skip): in a fresh database the step-less job
    takes ``--standing`` objects; the job starts with the step and ``api.backlog_limit``
-   0 (writes never held back), and the clients write as in 3 until the queue is empty
-   or ``--seconds`` passed. The sync rate over the stretches with objects queued
-   (sampled every 0.25 s) is the *loaded rate*: the synchronizer's share under load.
+   0 (writes never held back). The step runs alone for ``--before-seconds``, then the
+   clients write as in 3 for ``--behind-seconds`` (or until the queue is empty), then
+   the step goes on alone for up to ``--after-seconds``. The sync rate over the
+   stretches with objects queued (sampled every 0.25 s) while the clients write is the
+   *loaded rate*, beside the rate alone just before: the synchronizer's share under load.
 
 The step's counts come from the HTTP endpoint's ``/status`` (``done``, ``queued``).
 Prints one JSON object; the figures in ``docs/performance.md`` come from it.
@@ -307,11 +309,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=60.0, help="seconds the clients write")
     parser.add_argument("--clients", type=int, default=8, help="client processes")
     parser.add_argument("--preload", type=int, default=3000, help="objects for the unloaded rate")
-    parser.add_argument("--standing", type=int, default=25000,
+    parser.add_argument("--standing", type=int, default=24000,
                         help="objects owed as the clients start (0: skip phase 4)")  # fmt: skip
-    parser.add_argument("--behind-seconds", type=float, default=20.0,
+    parser.add_argument("--before-seconds", type=float, default=4.0,
+                        help="seconds the step runs alone in phase 4 before the clients start")  # fmt: skip
+    parser.add_argument("--behind-seconds", type=float, default=12.0,
                         help="seconds the clients write while the step is behind")  # fmt: skip
-    parser.add_argument("--after-seconds", type=float, default=8.0,
+    parser.add_argument("--after-seconds", type=float, default=5.0,
                         help="seconds the step's rate is measured alone after that")  # fmt: skip
     parser.add_argument("--sleep", type=float, default=0.0, help="seconds each sync_record sleeps")
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
@@ -373,12 +377,13 @@ def main(argv: list[str] | None = None) -> int:
 def behind(
     args: Any, folder: Path, address: str, extra: dict[str, Any], unloaded_rate: float
 ) -> dict[str, Any]:
-    """The sync rate under load while the step is behind, beside its rate right after the load.
+    """The sync rate under load while the step is behind, beside its rate alone just before.
 
     ``--standing`` objects are created with the step off, in a fresh database; the main job
-    starts with the step and ``api.backlog_limit`` 0 (writes never held back by the backlog),
-    the clients write for ``--behind-seconds`` (or until the queue is empty), then the step
-    goes on alone for up to ``--after-seconds``. Rates count the stretches with objects queued.
+    starts with the step and ``api.backlog_limit`` 0 (writes never held back by the backlog).
+    The step runs alone for ``--before-seconds`` (its unloaded rate in this phase), then the
+    clients write for ``--behind-seconds`` (or until the queue is empty), then the step goes
+    on alone for up to ``--after-seconds``. Rates count the stretches with objects queued.
     """
     (folder / "data").rename(folder / f"data-{time.time_ns()}")  # a fresh database
     preload = write_config(folder, address, with_step=False, sleep=args.sleep, extra=extra)
@@ -389,26 +394,33 @@ def behind(
     with main_job(config) as (proc, url):
         spies: list[subprocess.Popen[bytes]] = []
         sampler = Sampler(url)
+        sampler.start()
+        time.sleep(args.before_seconds)  # the step alone: its rate before the clients come
+        went = [0.0]
 
         def on_start(stop: Any) -> None:
             if args.profile:
                 spies.append(profile(proc.pid, min(seconds, 15), args.profile))
             sampler.stop_when_empty = stop
-            sampler.start()
+            went[0] = time.monotonic() - sampler.began
 
         calls, took = run_clients(address, args.clients, seconds, on_start=on_start)
         sampler.stop(args.after_seconds)
         for spy in spies:
             spy.wait(60)
-        loaded, loaded_s = sampler.rate_while_behind(0.0, seconds)
-        after, after_s = sampler.rate_while_behind(seconds + 0.5, float("inf"))
-        first = sampler.samples[0] if sampler.samples else (0.0, 0, 0)
+        go = went[0]
+        alone, alone_s = sampler.rate_while_behind(0.0, args.before_seconds)
+        loaded, loaded_s = sampler.rate_while_behind(go, go + seconds)
+        stopped = go + seconds + 0.5
+        after, after_s = sampler.rate_while_behind(stopped, stopped + args.after_seconds)
+        owed = sampler.samples[0][2] if sampler.samples else 0
     return {
-        "owed_at_start": first[2],
+        "owed_at_start": owed,
         "client_calls_per_s": round(calls / took, 1),
+        "alone_before": {"rate": round(alone, 1), "seconds": round(alone_s, 2)},
         "loaded": {"rate": round(loaded, 1), "seconds": round(loaded_s, 2)},
-        "after": {"rate": round(after, 1), "seconds": round(after_s, 2)},
-        "ratio_to_after": round(loaded / after, 3) if after else None,
+        "after_load": {"rate": round(after, 1), "seconds": round(after_s, 2)},
+        "ratio_to_alone_before": round(loaded / alone, 3) if alone else None,
         "ratio_to_unloaded": round(loaded / unloaded_rate, 3),
     }
 
