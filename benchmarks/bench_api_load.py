@@ -260,7 +260,8 @@ def machine() -> str:
 class Sampler:
     """``(seconds since the start, done, queued)`` of the step every ``period`` s, in a thread.
 
-    It stops by itself once the queue is empty; ``stop_when_empty`` (an event) is set then.
+    It stops by itself once the queue, having held objects, is empty; ``stop_when_empty``
+    (an event) is set then.
     """
 
     def __init__(self, url: str, period: float = 0.25) -> None:
@@ -276,10 +277,12 @@ class Sampler:
         self._thread.start()
 
     def _run(self) -> None:
+        seen = False  # the step queues its objects a moment after it starts
         while not self._end.is_set():
             done, _depth, queued = step_status(self.url)
             self.samples.append((time.monotonic() - self.began, done, queued))
-            if queued == 0:
+            seen = seen or queued > 0
+            if seen and queued == 0:
                 if self.stop_when_empty is not None:
                     self.stop_when_empty.set()  # the standing backlog is gone: the clients stop
                 return
@@ -413,9 +416,9 @@ def behind(
         loaded, loaded_s = sampler.rate_while_behind(go, go + seconds)
         stopped = go + seconds + 0.5
         after, after_s = sampler.rate_while_behind(stopped, stopped + args.after_seconds)
-        owed = sampler.samples[0][2] if sampler.samples else 0
+        owed = max((queued for _t, _done, queued in sampler.samples), default=0)
     return {
-        "owed_at_start": owed,
+        "most_owed": owed,
         "client_calls_per_s": round(calls / took, 1),
         "alone_before": {"rate": round(alone, 1), "seconds": round(alone_s, 2)},
         "loaded": {"rate": round(loaded, 1), "seconds": round(loaded_s, 2)},
