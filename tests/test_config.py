@@ -946,6 +946,23 @@ def test_every_kafka_python_option_is_accepted() -> None:
             "name: x\nrequired_models: [A, 5]\n",
             "config.yaml: required_models.1: expected a model name, got 5",
         ),
+        (
+            "name: x\nblueprints: [1]\n",
+            "config.yaml: blueprints.0: expected a mapping, got 1",
+        ),
+        (  # a misspelt key is named before the key it leaves missing
+            "name: x\napi:\n  tls: {cert: c.pem, kye: k.pem}\n",
+            'config.yaml: api.tls.kye: unknown key (did you mean "key"?); allowed keys: cert, key',
+        ),
+        (  # a section given no mapping: its own wording, or the wording of the key that holds it
+            "name: x\nruntime:\n  steps: {SyncA: 1}\n",
+            "config.yaml: runtime.steps.SyncA: expected a mapping with the keys concurrency, rate_limit,"
+            " rate_burst, got 1",
+        ),
+        (
+            "name: x\nevent_bus: 5\n",
+            "config.yaml: event_bus: expected a mapping with the keys kind and endpoint, got 5",
+        ),
     ],
 )
 def test_section_errors_name_the_key(

@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from actors.runtime.changefeed import ChangeFeedActor
+from actors.runtime._changefeed import ChangeFeedActor
 from actors.runtime.messages import Changed, Route, Tick, Unroute
 from actors.runtime.policy import POLICY_RETRY, PolicyActor
 from actors.runtime.pull import PullStepActor

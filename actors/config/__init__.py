@@ -7,27 +7,17 @@ code dotted keys with :meth:`Config.get`. ``ACTORS_<KEY>`` environment variables
 ``docs/configuration.md``. The lowest layer: of ``actors`` it imports only ``_logging_default``.
 """
 
-from ._config import Config, load_config, load_config_or_exit
-from ._current import current_config, set_default_config, use_config
-from ._env import PREFIX as ENV_PREFIX
-from ._errors import ConfigError
-from ._model import Accessor, Api, ApiUser, EventBus, Http, Runtime, Settings, StepOverrides, Store, Tls
-from ._validate import config_schema, default_values, validate_section
+from ._config import Config, current_config, load_config, load_config_or_exit, set_default_config, use_config
+from ._errors import ConfigError, validate_section
+from ._model import ApiUser, EventBus, Runtime, Settings, config_schema, default_values
 
 __all__ = [
-    "ENV_PREFIX",
-    "Accessor",
-    "Api",
     "ApiUser",
     "Config",
     "ConfigError",
     "EventBus",
-    "Http",
     "Runtime",
     "Settings",
-    "StepOverrides",
-    "Store",
-    "Tls",
     "config_schema",
     "current_config",
     "default_values",

@@ -1,8 +1,7 @@
 """The checks of the model that are not types: paths and files, passwords, the graph, Kafka options.
 
-Each raises a :func:`problem`: a pydantic error carrying the one-line message,
-the wording of a valid value and the key path below the field that failed.
-"""
+Each raises a :func:`~._errors.problem`; the ones that need the configuration file's folder run only
+when the model is validated with that folder (a :class:`~pathlib.Path`) as context."""
 
 from __future__ import annotations
 
@@ -13,14 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import AfterValidator, ValidationInfo
-from pydantic_core import PydanticCustomError
 
-from ._errors import describe
-
-#: Error types of the model's own checks: shape problems, and (``LATE``) problems found
-#: while resolving paths and files, reported only when the shape is right.
-PROBLEM = "actors_config"
-LATE = "actors_config_late"
+from ._errors import LATE, problem, wrong
 
 _PORT = r"(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3})"
 _HOST = r"(\[[0-9A-Fa-f:.]+\]|[^\s:/\[\]]+)"
@@ -31,7 +24,7 @@ KAFKA_ENDPOINT = rf"^{_HOST}(:{_PORT})?$"
 _GRAPH_ITEM = "a list [OtherModel, src_accessor, dst_accessor] or a model name"
 
 #: KafkaConsumer options ``event_bus.consumer`` may not change: the delivery guarantees depend on them.
-OWNED_CONSUMER_OPTIONS = {
+_OWNED_CONSUMER_OPTIONS = {
     "group_id": "the group id is the synchronizer's name",
     "enable_auto_commit": "offsets are committed by hand, after process_event",
     "bootstrap_servers": "set event_bus.endpoint",
@@ -40,93 +33,67 @@ OWNED_CONSUMER_OPTIONS = {
 }
 
 
-def problem(
-    message: str, expected: str, at: tuple[Any, ...] = (), *, late: bool = False
-) -> PydanticCustomError:
-    """An error of the model's own checks: ``message`` at ``at`` below the field's location."""
-    ctx = {"message": message, "expected": expected, "at": at}
-    return PydanticCustomError(LATE if late else PROBLEM, "{message}", ctx)
+def resolving(info: ValidationInfo) -> Path | None:
+    """The folder paths are resolved against, if this validation resolves them."""
+    return info.context if isinstance(info.context, Path) else None
 
 
-class Resolve:
-    """The validation context that turns on path resolution (relative to ``base_dir``)."""
-
-    def __init__(self, base_dir: Path) -> None:
-        self.base_dir = base_dir
-
-    def absolute(self, value: str) -> str:
-        """``value`` made absolute against the base folder (``~`` expanded)."""
-        candidate = Path(value).expanduser()
-        return os.path.normpath(candidate if candidate.is_absolute() else self.base_dir / candidate)
-
-    def existing(self, value: str, *, folder: bool) -> str:
-        """``value`` made absolute; a :data:`LATE` error unless it is an existing folder (file)."""
-        resolved = Path(self.absolute(value))
-        kind = "folder" if folder else "file"
-        if resolved.is_dir() if folder else resolved.is_file():
-            return str(resolved)
-        if resolved.exists():
-            message = f"expected a {kind}, got {'a file' if folder else 'a folder'}: {resolved}"
-        else:
-            message = f"{kind} not found: {resolved}"
-        raise problem(message, f"an existing {kind}", late=True)
-
-    def password(self, value: str) -> str:
-        """A password as given, or read from the file named after ``@`` (``@@`` for a literal ``@``)."""
-        if not value.startswith("@"):
-            return value
-        if value.startswith("@@"):
-            return value[1:]
-        expected = 'a password, or "@file" naming a readable file that holds it'
-        if value == "@":
-            raise problem('expected a file name after "@"', expected, late=True)
-        file = self.absolute(value[1:])
-        try:
-            return Path(file).read_text(encoding="utf-8").rstrip("\r\n")
-        except FileNotFoundError:
-            raise problem(f"password file not found: {file}", expected, late=True) from None
-        except (OSError, UnicodeDecodeError) as exc:
-            reason = getattr(exc, "strerror", None) or str(exc)
-            raise problem(f"cannot read the password file {file}: {reason}", expected, late=True) from None
+def resolved(how: Callable[[Path, str], str]) -> Any:
+    """Type metadata: the value becomes ``how(base_dir, value)`` when validating with a base folder."""
+    return AfterValidator(lambda value, info: how(base, value) if (base := resolving(info)) else value)
 
 
-def resolver(info: ValidationInfo) -> Resolve | None:
-    return info.context if isinstance(info.context, Resolve) else None
+def absolute(base: Path, value: str) -> str:
+    """``value`` made absolute against ``base`` (``~`` expanded)."""
+    return os.path.normpath(base / Path(value).expanduser())  # an absolute value replaces base
 
 
-def resolved(how: Callable[[Resolve, str], str]) -> Any:
-    """Type metadata: the value becomes ``how(resolve, value)`` when validating with a :class:`Resolve`."""
+def existing(base: Path, value: str, *, folder: bool) -> str:
+    """``value`` made absolute; a :data:`LATE` error unless it is an existing folder (file)."""
+    path, kind = Path(absolute(base, value)), "folder" if folder else "file"
+    if path.is_dir() if folder else path.is_file():
+        return str(path)
+    other = "a file" if folder else "a folder"
+    message = f"expected a {kind}, got {other}: {path}" if path.exists() else f"{kind} not found: {path}"
+    raise problem(message, f"an existing {kind}", kind=LATE)
 
-    def check(value: str, info: ValidationInfo) -> str:
-        return how(info.context, value) if isinstance(info.context, Resolve) else value
 
-    return AfterValidator(check)
+def password(base: Path, value: str) -> str:
+    """A password as given, or read from the file named after ``@`` (``@@`` for a literal ``@``)."""
+    if not value.startswith("@"):
+        return value
+    if value.startswith("@@"):
+        return value[1:]
+    expected = 'a password, or "@file" naming a readable file that holds it'
+    if value == "@":
+        raise problem('expected a file name after "@"', expected, kind=LATE)
+    file = absolute(base, value[1:])
+    try:
+        return Path(file).read_text(encoding="utf-8").rstrip("\r\n")
+    except FileNotFoundError:
+        raise problem(f"password file not found: {file}", expected, kind=LATE) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise problem(f"cannot read the password file {file}: {reason}", expected, kind=LATE) from None
 
 
 def check_graph(value: Any, note: str = "") -> dict[str, list[Any]]:
     """Check a dependency graph ``{Model: [[OtherModel, src_accessor, dst_accessor] | OtherModel, ...]}``."""
-    expected = "a mapping {Model: [[OtherModel, src_accessor, dst_accessor], ...]}"
     if not isinstance(value, dict):
-        raise problem(f"expected {expected}, got {describe(value)}{note}", expected)
+        raise wrong("a mapping {Model: [[OtherModel, src_accessor, dst_accessor], ...]}", value, note=note)
     for model, entries in value.items():
         if not isinstance(entries, list):
-            wanted = "a list of [OtherModel, src_accessor, dst_accessor] entries"
-            raise problem(f"expected {wanted}, got {describe(entries)}{note}", wanted, (model,))
+            expected = "a list of [OtherModel, src_accessor, dst_accessor] entries"
+            raise wrong(expected, entries, (model,), note=note)
         for index, entry in enumerate(entries):
-            at: tuple[Any, ...] = (model, index)
-            wanted, bad = _GRAPH_ITEM, entry
-            if isinstance(entry, str):
-                if entry:
-                    continue
-            elif isinstance(entry, list) and 1 <= len(entry) <= 3:
+            if isinstance(entry, list) and 1 <= len(entry) <= 3:
                 if not isinstance(entry[0], str) or not entry[0]:
-                    wanted, bad, at = "a model name", entry[0], (*at, 0)
-                else:
-                    wrong = [i for i, item in enumerate(entry[1:], 1) if not isinstance(item, str | None)]
-                    if not wrong:
-                        continue
-                    wanted, bad, at = "an accessor name or null", entry[wrong[0]], (*at, wrong[0])
-            raise problem(f"expected {wanted}, got {describe(bad)}{note}", wanted, at)
+                    raise wrong("a model name", entry[0], (model, index, 0), note=note)
+                for at, item in enumerate(entry[1:], 1):
+                    if not isinstance(item, str | None):
+                        raise wrong("an accessor name or null", item, (model, index, at), note=note)
+            elif not isinstance(entry, str) or not entry:
+                raise wrong(_GRAPH_ITEM, entry, (model, index), note=note)
     return value
 
 
@@ -138,47 +105,47 @@ def read_graph(file: str) -> dict[str, list[Any]]:
             graph = json.load(stream)
     except (OSError, UnicodeDecodeError) as exc:
         reason = getattr(exc, "strerror", None) or str(exc)
-        raise problem(f"cannot read {file}: {reason}", expected, late=True) from None
+        raise problem(f"cannot read {file}: {reason}", expected, kind=LATE) from None
     except json.JSONDecodeError as exc:
-        raise problem(f"cannot parse {file}: {exc}", expected, late=True) from None
+        raise problem(f"cannot parse {file}: {exc}", expected, kind=LATE) from None
     return check_graph(graph, note=f" (in {file})")
 
 
-def store_url(url: str | None, data_dir: Path, resolve: Resolve) -> str:
+def store_url(url: str | None, data_dir: str, base: Path) -> str:
+    """The store URL: the default one in ``data_dir``, a relative SQLite file made absolute."""
     if url is None:
-        return f"sqlite:///{data_dir / 'actors.db'}"
+        return f"sqlite:///{Path(data_dir) / 'actors.db'}"
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
 
-    expected = 'a SQLAlchemy database URL such as "sqlite:///data/actors.db"'
     try:
         parsed = make_url(url)
     except (ArgumentError, ValueError):
-        raise problem(
-            f"expected {expected}, got {json.dumps(url)}", expected, ("store", "url"), late=True
-        ) from None
-    database = parsed.database
+        expected = 'a SQLAlchemy database URL such as "sqlite:///data/actors.db"'
+        at = ("store", "url")
+        raise problem(f"expected {expected}, got {json.dumps(url)}", expected, at, kind=LATE) from None
+    file, sqlite = parsed.database, parsed.drivername.split("+")[0] == "sqlite"
     if (
-        parsed.drivername.split("+")[0] == "sqlite"
-        and database
-        and database != ":memory:"
-        and not database.startswith("file:")
-        and not Path(database).is_absolute()
+        sqlite
+        and file
+        and file != ":memory:"
+        and not file.startswith("file:")
+        and not Path(file).is_absolute()
     ):
-        return parsed.set(database=resolve.absolute(database)).render_as_string(hide_password=False)
+        return parsed.set(database=absolute(base, file)).render_as_string(hide_password=False)
     return url
 
 
-def check_kafka_options(options: dict[str, Any], *, consumer: bool) -> None:
+def check_kafka_options(options: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
     """``event_bus.consumer`` / ``producer``: kafka-python option names, none the framework owns."""
     from kafka import KafkaConsumer, KafkaProducer  # the option names are its DEFAULT_CONFIG keys
 
-    client = KafkaConsumer if consumer else KafkaProducer
+    client = KafkaConsumer if info.field_name == "consumer" else KafkaProducer
     for option in options:
+        kind = f"kafka-python {client.__name__} option"
         if option not in client.DEFAULT_CONFIG:
-            raise problem(
-                f"not a kafka-python {client.__name__} option", f"a {client.__name__} option", (option,)
-            )
-        if consumer and option in OWNED_CONSUMER_OPTIONS:
-            why = OWNED_CONSUMER_OPTIONS[option]
+            raise problem(f"not a {kind}", f"a {kind}", (option,))
+        if client is KafkaConsumer and option in _OWNED_CONSUMER_OPTIONS:
+            why = _OWNED_CONSUMER_OPTIONS[option]
             raise problem(f"set by the framework ({why})", "an option the framework does not set", (option,))
+    return options

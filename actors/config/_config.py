@@ -1,49 +1,49 @@
-"""The ``Config`` value (typed :class:`Settings` plus a dotted ``get`` for the XOS shim), and loading one."""
+"""The ``Config`` value (typed :class:`Settings` plus a dotted ``get`` for the XOS shim), loading
+one, and the current one for code that cannot be handed one."""
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import logging
 import os
 import sys
-from collections.abc import Mapping
+import threading
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pydantic_core import PydanticCustomError
 
 from ._checks import read_graph
-from ._env import apply_env
-from ._errors import ConfigError, describe
-from ._model import Settings
-from ._reader import read_yaml
-from ._validate import from_problem, validate_section
+from ._errors import ConfigError, describe, dotted, validate_section
+from ._model import Settings, schema_extra
+from ._sources import apply_env, read_yaml
 
 _MISSING: Any = object()
 log = logging.getLogger("actors.config")
 
 
+@dataclass(frozen=True, slots=True)
 class Config:
     """A validated, read-only synchronizer configuration, defaults merged in and paths absolute.
 
     Code reads the typed sections from :attr:`settings`; :meth:`get` reads a dotted key
     (for the XOS ``Config.get`` and user code). :meth:`get` and :meth:`as_dict` return copies.
+    Made by :func:`load_config` or :meth:`from_dict`.
     """
 
-    __slots__ = ("_base_dir", "_data", "_graph", "_path", "_settings")
+    settings: Settings
+    """The typed configuration: its sections (``event_bus``, ``runtime``, ``api``...) and keys."""
+    base_dir: Path = field(kw_only=True)
+    """The folder relative paths were resolved against (the file's folder)."""
+    path: Path | None = field(default=None, kw_only=True)
+    """The absolute path of the configuration file (``None`` if built from a mapping)."""
+    _data: dict[str, Any] = field(init=False, repr=False, compare=False)
 
-    def __init__(
-        self,
-        settings: Settings,
-        *,
-        base_dir: str | os.PathLike[str],
-        path: str | os.PathLike[str] | None = None,
-    ) -> None:
-        """Wrap *settings*, resolved against *base_dir* (use :func:`load_config` or :meth:`from_dict`)."""
-        self._settings = settings
-        self._data: dict[str, Any] = settings.model_dump(exclude_none=True)
-        self._base_dir = Path(base_dir)
-        self._path = Path(path) if path is not None else None
-        self._graph: dict[str, list[list[str]]] | None = None
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_data", self.settings.model_dump(exclude_none=True))
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], base_dir: str | os.PathLike[str] | None = None) -> Config:
@@ -53,24 +53,9 @@ class Config:
         return cls(prepare(data, path=None, base_dir=base, env=None), base_dir=base)
 
     @property
-    def settings(self) -> Settings:
-        """The typed configuration: its sections (``event_bus``, ``runtime``, ``api``...) and keys."""
-        return self._settings
-
-    @property
-    def path(self) -> Path | None:
-        """The absolute path of the configuration file (``None`` if built from a mapping)."""
-        return self._path
-
-    @property
-    def base_dir(self) -> Path:
-        """The folder relative paths were resolved against (the file's folder)."""
-        return self._base_dir
-
-    @property
     def name(self) -> str:
         """The synchronizer name (also the Kafka consumer group id)."""
-        return self._settings.name
+        return self.settings.name
 
     @property
     def dependency_graph(self) -> dict[str, list[list[str]]]:
@@ -78,18 +63,17 @@ class Config:
 
         Raises :class:`ConfigError` if the file became unreadable or invalid since loading.
         """
-        if self._graph is None:
-            value = self._settings.dependency_graph
-            if isinstance(value, str):
-                try:
-                    self._graph = read_graph(value)
-                except PydanticCustomError as exc:
-                    shown = os.fspath(self._path) if self._path is not None else None
-                    raise from_problem(exc, ("dependency_graph",), path=shown) from None
-            else:
-                self._graph = value or {}
-        graph: dict[str, list[list[str]]] = plain(self._graph)
-        return graph
+        value = self.settings.dependency_graph
+        if not isinstance(value, str):
+            graph: dict[str, list[list[str]]] = plain(value or {})
+            return graph
+        try:
+            return read_graph(value)
+        except PydanticCustomError as exc:
+            shown = os.fspath(self.path) if self.path is not None else None
+            ctx = exc.context or {}
+            key = dotted(("dependency_graph", *ctx["at"]))
+            raise ConfigError(ctx["message"], path=shown, key=key, expected=ctx["expected"]) from None
 
     def get(self, key: str, default: Any = None) -> Any:
         """The value (a copy) of the dotted *key* (``"event_bus.endpoint"``, ``"api.users.0.role"``; a
@@ -105,16 +89,9 @@ class Config:
         data: dict[str, Any] = plain(self._data)
         return data
 
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Config):
-            return NotImplemented
-        return (self._data, self._path, self._base_dir) == (other._data, other._path, other._base_dir)
-
-    __hash__ = None  # type: ignore[assignment]
-
     def __repr__(self) -> str:
-        where = f"path={os.fspath(self._path)!r}" if self._path else f"base_dir={os.fspath(self._base_dir)!r}"
-        return f"Config(name={self._data.get('name')!r}, {where})"
+        where = f"path={os.fspath(self.path)!r}" if self.path else f"base_dir={os.fspath(self.base_dir)!r}"
+        return f"Config(name={self.name!r}, {where})"
 
 
 def plain(value: Any) -> Any:
@@ -129,18 +106,15 @@ def plain(value: Any) -> Any:
 def _lookup(node: Any, parts: list[str]) -> Any:
     if not parts:
         return node
-    if isinstance(node, Mapping):
-        # Longest match first, so keys containing dots ("actors.runtime") work.
-        for size in range(len(parts), 0, -1):
-            candidate = ".".join(parts[:size])
-            if candidate in node:
-                found = _lookup(node[candidate], parts[size:])
-                if found is not _MISSING:
-                    return found
-        return _MISSING
     if isinstance(node, list) and parts[0].isdigit():
         index = int(parts[0])
         return _lookup(node[index], parts[1:]) if index < len(node) else _MISSING
+    if isinstance(node, Mapping):
+        for size in range(len(parts), 0, -1):  # the longest key first: "actors.runtime" is a logger
+            key = ".".join(parts[:size])
+            found = _lookup(node[key], parts[size:]) if key in node else _MISSING
+            if found is not _MISSING:
+                return found
     return _MISSING
 
 
@@ -152,9 +126,10 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
     """
     shown = os.fspath(path)
     file = Path(os.path.abspath(shown))
-    raw = read_yaml(shown)
-    settings = prepare(raw, path=shown, base_dir=file.parent, env=os.environ if env is None else env)
-    return Config(settings, base_dir=file.parent, path=file)
+    env = os.environ if env is None else env
+    return Config(
+        prepare(read_yaml(shown), path=shown, base_dir=file.parent, env=env), base_dir=file.parent, path=file
+    )
 
 
 def load_config_or_exit(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Config:
@@ -180,8 +155,42 @@ def prepare(raw: Any, *, path: str | None, base_dir: Path, env: Mapping[str, str
     sources = apply_env(data, env, path=path) if env else {}
     settings = validate_section(Settings, data, path=path, base_dir=base_dir, sources=sources)
     for key, info in Settings.model_fields.items():
-        why = (info.json_schema_extra or {}).get("x-original")  # type: ignore[union-attr]
+        why = schema_extra(info).get("x-original")
         if why is not None and key in data:
             where = f"{path}: " if path else ""
             log.warning("%s%s: a key of the original framework, accepted and ignored: %s", where, key, why)
     return settings
+
+
+_context: contextvars.ContextVar[Config | None] = contextvars.ContextVar("actors_config", default=None)
+_default: Config | None = None
+_builtin: Config | None = None
+_lock = threading.Lock()
+
+
+def current_config() -> Config:
+    """The configuration in effect here: the innermost :func:`use_config` of this context, else the
+    :func:`set_default_config` one, else the defaults alone, named ``"actors"`` (made at the first call)."""
+    global _builtin
+    cfg = _context.get() or _default
+    if cfg is None:
+        with _lock:
+            cfg = _builtin = _builtin or Config.from_dict({"name": "actors"})
+    return cfg
+
+
+@contextlib.contextmanager
+def use_config(cfg: Config) -> Iterator[Config]:
+    """Make *cfg* the current configuration inside the ``with`` block, in this context only (a
+    :mod:`contextvars` variable: this thread or task; other threads see :func:`set_default_config`)."""
+    token = _context.set(cfg)
+    try:
+        yield cfg
+    finally:
+        _context.reset(token)
+
+
+def set_default_config(cfg: Config | None) -> None:
+    """Set (or with ``None`` clear) the process-wide current configuration."""
+    global _default
+    _default = cfg

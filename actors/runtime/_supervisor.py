@@ -24,10 +24,10 @@ from actors.logs import get_logger
 from actors.observe import NULL_METRICS, NullMetrics
 from actors.orm import ModelAccessor
 
+from ._changefeed import ChangeFeedActor
 from ._child import ChildActor, ChildContext, ChildState, ObjectLocks, tell_quietly
 from ._isolation import StepIsolation
 from ._settings import RuntimeSettings
-from .changefeed import ChangeFeedActor
 from .clock import Clock, Timer
 from .messages import (
     CheckDeadlines,

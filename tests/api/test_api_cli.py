@@ -175,7 +175,8 @@ def test_render_table() -> None:
 
 def _start_core(*args: str, cwd: Path) -> tuple[subprocess.Popen[str], str]:
     code = "import sys; from actors.cli import main; sys.exit(main(['core', *sys.argv[1:]]))"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    # The HTTP endpoint on a free port, never the default 8080 (busy on a shared machine).
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "ACTORS_HTTP__ADDRESS": "127.0.0.1:0"}
     proc = subprocess.Popen(
         [sys.executable, "-c", code, *args],
         cwd=cwd,
