@@ -4,7 +4,7 @@ Run by hand: ``python benchmarks/bench_api_load.py [--seconds 60] [--clients 8] 
 
 It runs the main job (``python -m actors.main -C config.yaml``: SQLite file, API on a
 free port, the HTTP endpoint on port 0) with one sync step whose ``sync_record`` does
-nothing (``--sleep`` seconds, 0 by default), in three phases:
+nothing (``--sleep`` seconds, 0 by default), in four phases:
 
 1. *preload*: the main job runs without the step while the clients create
    ``--preload`` objects; it is stopped;
@@ -12,13 +12,22 @@ nothing (``--sleep`` seconds, 0 by default), in three phases:
    no client connected: the unloaded sync rate;
 3. *loaded*: ``--clients`` client processes (each its own interpreter, so the client
    side's GIL is not what limits) create and update objects through the gRPC API for
-   ``--seconds``; the sync rate during that time is the loaded rate. When they stop,
-   the backlog (syncs still owed) and the time to catch up are measured.
+   ``--seconds``, with the job's settings as given. When they stop, the backlog (syncs
+   still owed) and the time to catch up are measured: the lag. The sync rate of this
+   phase is at most the clients' write rate, so it says little about what the
+   synchronizer could do;
+4. *behind* (``--standing`` objects, 0 to skip): in a fresh database the step-less job
+   takes ``--standing`` objects; the job starts with the step and ``api.backlog_limit``
+   0 (writes never held back). The step runs alone for ``--before-seconds``, then the
+   clients write as in 3 for ``--behind-seconds`` (or until the queue is empty), then
+   the step goes on alone for up to ``--after-seconds``. The sync rate over the
+   stretches with objects queued (sampled every 0.25 s) while the clients write is the
+   *loaded rate*, beside the rate alone just before: the synchronizer's share under load.
 
-The step's counts come from the HTTP endpoint's ``/status`` (``done``, ``queue_depth``).
+The step's counts come from the HTTP endpoint's ``/status`` (``done``, ``queued``).
 Prints one JSON object; the figures in ``docs/performance.md`` come from it.
-``--profile FILE`` records the main job with py-spy during the loaded phase
-(``pip install py-spy``).
+``--profile FILE`` records the main job with py-spy during phase 4 (at most 15 s;
+``pip install py-spy``).
 """
 
 from __future__ import annotations
@@ -99,6 +108,7 @@ def write_config(folder: Path, address: str, *, with_step: bool, sleep: float, e
         "api": {
             "address": address,
             "users": [{"username": USER, "password": PASSWORD, "role": "admin"}],
+            "anonymous_read": True,  # /status without a password check (scrypt) on every poll
         },
         "http": {"address": "127.0.0.1:0"},
     }
@@ -139,15 +149,23 @@ def main_job(config: Path) -> Iterator[tuple[subprocess.Popen[str], str]]:
 
 def step_counts(url: str) -> tuple[int, int]:
     """``(done, queue_depth)`` of the sync step, from ``/status``."""
+    done, depth, _queued = step_status(url)
+    return done, depth
+
+
+def step_status(url: str) -> tuple[int, int, int]:
+    """``(done, queue_depth, queued)`` of the sync step, from ``/status``."""
     with urllib.request.urlopen(f"{url}/status", timeout=30) as response:
         status = json.load(response)
     for child in status.get("children", []):
         if child.get("name") == STEP_NAME:
-            return int(child.get("done", 0)), int(child.get("queue_depth", 0))
+            return int(child.get("done", 0)), int(child.get("queue_depth", 0)), int(child.get("queued", 0))
     raise RuntimeError(f"no step {STEP_NAME} in /status: {status}")
 
 
-def client(address: str, seconds: float, creates_only: int, seed: int, out: Any, go: Any, start: Any) -> None:
+def client(
+    address: str, seconds: float, creates_only: int, seed: int, out: Any, go: Any, start: Any, stop: Any
+) -> None:
     """One client process: creates and updates Widgets for ``seconds`` (or ``creates_only`` creates)."""
     from actors.api import RemoteBackend
     from actors.orm import ModelAccessor
@@ -167,7 +185,7 @@ def client(address: str, seconds: float, creates_only: int, seed: int, out: Any,
             out.put(creates_only)
             return
         mine = []
-        while time.time() < deadline:
+        while time.time() < deadline and not stop.is_set():
             if len(mine) < 50 or calls % 2 == 0:
                 w = Widget(name=f"c{seed}-{calls}")
                 w.save()
@@ -185,18 +203,22 @@ def client(address: str, seconds: float, creates_only: int, seed: int, out: Any,
 def run_clients(
     address: str, n: int, seconds: float, creates_only: int = 0, on_start: Any = None
 ) -> tuple[int, float]:
-    """``n`` client processes to their end: ``(calls, seconds taken)``."""
+    """``n`` client processes to their end: ``(calls, seconds taken)``.
+
+    ``on_start(stop)`` is called just before they start; setting ``stop`` ends them early.
+    """
     ctx = mp.get_context("spawn")
-    out, go, start = ctx.Queue(), ctx.Event(), ctx.Value("d", 0.0)
+    out, go, start, stop = ctx.Queue(), ctx.Event(), ctx.Value("d", 0.0), ctx.Event()
     procs = [
-        ctx.Process(target=client, args=(address, seconds, creates_only, k, out, go, start)) for k in range(n)
+        ctx.Process(target=client, args=(address, seconds, creates_only, k, out, go, start, stop))
+        for k in range(n)
     ]
     for p in procs:
         p.start()
     for _ in procs:
         out.get(timeout=300)
     if on_start is not None:
-        on_start()
+        on_start(stop)
     start.value = time.time()
     go.set()
     calls = sum(out.get(timeout=seconds + 600) for _ in procs)
@@ -235,21 +257,80 @@ def machine() -> str:
     return f"{os.cpu_count()} cores, Python {platform.python_version()}, load {load:.1f} at start"
 
 
+class Sampler:
+    """``(seconds since the start, done, queued)`` of the step every ``period`` s, in a thread.
+
+    It stops by itself once the queue, having held objects, is empty; ``stop_when_empty``
+    (an event) is set then.
+    """
+
+    def __init__(self, url: str, period: float = 0.25) -> None:
+        self.url, self.period = url, period
+        self.stop_when_empty: Any = None
+        self.samples: list[tuple[float, int, int]] = []
+        self.began = time.monotonic()
+        self._end = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> None:
+        self.began = time.monotonic()
+        self._thread.start()
+
+    def _run(self) -> None:
+        seen = False  # the step queues its objects a moment after it starts
+        while not self._end.is_set():
+            done, _depth, queued = step_status(self.url)
+            self.samples.append((time.monotonic() - self.began, done, queued))
+            seen = seen or queued > 0
+            if seen and queued == 0:
+                if self.stop_when_empty is not None:
+                    self.stop_when_empty.set()  # the standing backlog is gone: the clients stop
+                return
+            self._end.wait(self.period)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop after at most ``timeout`` seconds more (sooner if the queue empties)."""
+        self._thread.join(timeout)
+        self._end.set()
+        self._thread.join(30)
+
+    def rate_while_behind(self, start: float, end: float) -> tuple[float, float]:
+        """Objects synced per second between ``start`` and ``end`` (s), over stretches with objects queued.
+
+        Returns the rate and the seconds it was measured over.
+        """
+        synced = seconds = 0.0
+        for (t0, d0, q0), (t1, d1, q1) in zip(self.samples, self.samples[1:], strict=False):
+            if q0 > 0 and q1 > 0 and start <= t0 and t1 <= end:
+                synced += d1 - d0
+                seconds += t1 - t0
+        return (synced / seconds if seconds else 0.0), seconds
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=60.0, help="seconds the clients write")
     parser.add_argument("--clients", type=int, default=8, help="client processes")
     parser.add_argument("--preload", type=int, default=3000, help="objects for the unloaded rate")
+    parser.add_argument("--standing", type=int, default=24000,
+                        help="objects owed as the clients start (0: skip phase 4)")  # fmt: skip
+    parser.add_argument("--before-seconds", type=float, default=4.0,
+                        help="seconds the step runs alone in phase 4 before the clients start")  # fmt: skip
+    parser.add_argument("--behind-seconds", type=float, default=12.0,
+                        help="seconds the clients write while the step is behind")  # fmt: skip
+    parser.add_argument("--after-seconds", type=float, default=5.0,
+                        help="seconds the step's rate is measured alone after that")  # fmt: skip
     parser.add_argument("--sleep", type=float, default=0.0, help="seconds each sync_record sleeps")
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="a setting of the main job, e.g. api.max_concurrent_calls=2")  # fmt: skip
-    parser.add_argument("--profile", help="py-spy raw output of the main job during the loaded phase")
+    parser.add_argument("--profile", help="py-spy raw output of the main job while behind under load")
     args = parser.parse_args(argv)
     extra: dict[str, dict[str, Any]] = {}
     for item in args.set:
         key, _, value = item.partition("=")
         section, _, name = key.partition(".")
         extra.setdefault(section, {})[name] = json.loads(value)
+    unheld = {**extra, "api": {**extra.get("api", {}), "backlog_limit": 0}}
 
     result: dict[str, Any] = {"machine": machine(), "clients": args.clients, "seconds": args.seconds}
     with tempfile.TemporaryDirectory(prefix="bench-api-load-") as tmp:
@@ -259,27 +340,22 @@ def main(argv: list[str] | None = None) -> int:
         config = write_config(folder, address, with_step=True, sleep=args.sleep, extra=extra)
         with main_job(preload):
             run_clients(address, args.clients, 600, creates_only=max(1, args.preload // args.clients))
-        with main_job(config) as (proc, url):
+        with main_job(config) as (_proc, url):
             began = time.monotonic()
             done, last = wait_idle(url)
             result["unloaded"] = {"synced": done, "seconds": round(last - began, 2)}
             unloaded_rate = done / max(last - began, 1e-9)
             result["unloaded"]["rate"] = round(unloaded_rate, 1)
 
-            spies: list[subprocess.Popen[bytes]] = []
             before = [0]
 
-            def on_start() -> None:
-                if args.profile:
-                    spies.append(profile(proc.pid, args.seconds, args.profile))
+            def on_start(_stop: Any) -> None:
                 before[0] = step_counts(url)[0]
 
             calls, took = run_clients(address, args.clients, args.seconds, on_start=on_start)
             stopped = time.monotonic()
             at_stop, depth = step_counts(url)
             final, last = wait_idle(url)
-            for spy in spies:
-                spy.wait(60)
             loaded_rate = (at_stop - before[0]) / took
             backlog = final - at_stop
             result["loaded"] = {
@@ -287,6 +363,7 @@ def main(argv: list[str] | None = None) -> int:
                 "client_calls_per_s": round(calls / took, 1),
                 "synced": at_stop - before[0],
                 "rate": round(loaded_rate, 1),
+                "ratio": round(loaded_rate / unloaded_rate, 3),
             }
             result["when_stopped"] = {
                 "queue_depth": depth,
@@ -294,9 +371,61 @@ def main(argv: list[str] | None = None) -> int:
                 "catch_up_s": round(max(0.0, last - stopped), 2),
                 "backlog_in_unloaded_s": round(backlog / unloaded_rate, 2),
             }
-            result["ratio_loaded_unloaded"] = round(loaded_rate / unloaded_rate, 3)
+        if args.standing:
+            result["behind"] = behind(args, folder, address, unheld, unloaded_rate)
     print(json.dumps(result, indent=2))
     return 0
+
+
+def behind(
+    args: Any, folder: Path, address: str, extra: dict[str, Any], unloaded_rate: float
+) -> dict[str, Any]:
+    """The sync rate under load while the step is behind, beside its rate alone just before.
+
+    ``--standing`` objects are created with the step off, in a fresh database; the main job
+    starts with the step and ``api.backlog_limit`` 0 (writes never held back by the backlog).
+    The step runs alone for ``--before-seconds`` (its unloaded rate in this phase), then the
+    clients write for ``--behind-seconds`` (or until the queue is empty), then the step goes
+    on alone for up to ``--after-seconds``. Rates count the stretches with objects queued.
+    """
+    (folder / "data").rename(folder / f"data-{time.time_ns()}")  # a fresh database
+    preload = write_config(folder, address, with_step=False, sleep=args.sleep, extra=extra)
+    config = write_config(folder, address, with_step=True, sleep=args.sleep, extra=extra)
+    with main_job(preload):
+        run_clients(address, args.clients, 600, creates_only=max(1, args.standing // args.clients))
+    seconds = args.behind_seconds
+    with main_job(config) as (proc, url):
+        spies: list[subprocess.Popen[bytes]] = []
+        sampler = Sampler(url)
+        sampler.start()
+        time.sleep(args.before_seconds)  # the step alone: its rate before the clients come
+        went = [0.0]
+
+        def on_start(stop: Any) -> None:
+            if args.profile:
+                spies.append(profile(proc.pid, min(seconds, 15), args.profile))
+            sampler.stop_when_empty = stop
+            went[0] = time.monotonic() - sampler.began
+
+        calls, took = run_clients(address, args.clients, seconds, on_start=on_start)
+        sampler.stop(args.after_seconds)
+        for spy in spies:
+            spy.wait(60)
+        go = went[0]
+        alone, alone_s = sampler.rate_while_behind(0.0, args.before_seconds)
+        loaded, loaded_s = sampler.rate_while_behind(go, go + seconds)
+        stopped = go + seconds + 0.5
+        after, after_s = sampler.rate_while_behind(stopped, stopped + args.after_seconds)
+        owed = max((queued for _t, _done, queued in sampler.samples), default=0)
+    return {
+        "most_owed": owed,
+        "client_calls_per_s": round(calls / took, 1),
+        "alone_before": {"rate": round(alone, 1), "seconds": round(alone_s, 2)},
+        "loaded": {"rate": round(loaded, 1), "seconds": round(loaded_s, 2)},
+        "after_load": {"rate": round(after, 1), "seconds": round(after_s, 2)},
+        "ratio_to_alone_before": round(loaded / alone, 3) if alone else None,
+        "ratio_to_unloaded": round(loaded / unloaded_rate, 3),
+    }
 
 
 if __name__ == "__main__":

@@ -388,6 +388,7 @@ def test_minimal_file_gets_every_default(workdir: Path) -> None:
         "max_concurrent_calls": 1,
         "backlog_limit": 1000,
         "backlog_wait": 1.0,
+        "sync_share": 0.5,
     }
     assert cfg.get("data_dir") == str(workdir / "data")
     assert not (workdir / "data").exists()  # created by whoever uses it
@@ -410,6 +411,7 @@ def test_partial_mapping_keeps_the_other_defaults(workdir: Path) -> None:
         "max_concurrent_calls": 1,
         "backlog_limit": 1000,
         "backlog_wait": 1.0,
+        "sync_share": 0.5,
     }
 
 

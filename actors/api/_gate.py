@@ -1,16 +1,23 @@
-"""The turns of API calls: how many run at once, and writes held back while the synchronizer is behind.
+"""The turns of API calls: how many run at once, and the synchronizer's share of the interpreter.
 
 In the main job the API's handler threads and the synchronizer's actors share one
 interpreter. Measured with 8 clients writing, the handlers (with gRPC's own per-call
 work) took about three quarters of it and a sync step ran at a fifth of its unloaded
 rate, ending thousands of objects behind. :class:`CallGate` gives the synchronizer
-its share back in two ways:
+its share back in three ways:
 
 * at most ``max_concurrent`` unary calls run their handler at once;
-* a write (create, update, delete) waits while the synchronizer's backlog (objects
-  ready to sync, :attr:`backlog`) is at or above ``backlog_limit``, for at most
-  ``max_wait`` seconds: clients slow down to the pace the synchronizer keeps, and are
-  never refused. While they wait they take no share of the interpreter.
+* *fair share*: while the synchronizer has objects ready to sync (:attr:`backlog`
+  above 0), the calls run at most ``1 - sync_share`` of the time: a call that ran
+  ``d`` seconds makes the next one wait ``d * sync_share / (1 - sync_share)``
+  seconds (at most :data:`MAX_PAUSE`). gRPC's per-call work (receiving the request,
+  sending the answer, the handler threads waking) follows the calls' rate, so it
+  shrinks with them. With nothing to sync the calls run back to back;
+* a write (create, update, delete) waits while the backlog is at or above
+  ``backlog_limit``, for at most ``max_wait`` seconds: clients slow down to the pace
+  the synchronizer keeps, and are never refused.
+
+While a call waits it takes no share of the interpreter.
 """
 
 from __future__ import annotations
@@ -20,21 +27,27 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-__all__ = ["CallGate"]
+__all__ = ["MAX_PAUSE", "CallGate"]
 
 #: How often a held-back write looks at the backlog again (seconds).
 POLL_INTERVAL = 0.005
+#: The longest one call waits for the synchronizer's share (seconds), however long the last call ran.
+MAX_PAUSE = 0.25
 
 
 class CallGate:
-    """Admission of API calls: a bound on concurrent calls, and backpressure for writes.
+    """Admission of API calls: a bound on concurrent calls, the synchronizer's share, backpressure.
 
     Args:
         max_concurrent: how many unary calls run their handler at once (``None``: no bound).
-        backlog: the synchronizer's backlog, read before each write (``None``: no backpressure).
+        backlog: the synchronizer's backlog, read before each write (``None``: no backpressure
+            and no fair share).
         backlog_limit: a write waits while ``backlog()`` is at least this (0: never waits).
         max_wait: the longest a write waits for the backlog to fall (seconds).
+        sync_share: the share of the time left to the synchronizer while ``backlog()`` is
+            above 0, from 0 (none: calls run back to back) to below 1.
         clock: monotonic seconds (injectable for tests).
+        pause: waits the given seconds (injectable for tests).
     """
 
     def __init__(
@@ -44,20 +57,31 @@ class CallGate:
         backlog: Callable[[], int] | None = None,
         backlog_limit: int = 0,
         max_wait: float = 1.0,
+        sync_share: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
+        pause: Callable[[float], object] | None = None,
     ) -> None:
+        if not 0.0 <= sync_share < 1.0:
+            raise ValueError(f"sync_share must be at least 0 and below 1, not {sync_share!r}")
         self._slots = threading.BoundedSemaphore(max_concurrent) if max_concurrent else None
         self.backlog = backlog
         self.backlog_limit = backlog_limit
         self.max_wait = max_wait
+        self.sync_share = sync_share
         self.clock = clock
-        self._pause = threading.Event()  # never set: its wait() is the poll's pause
+        self._pause_event = threading.Event()  # never set: its wait() is the pause
+        self.pause: Callable[[float], object] = pause or self._pause_event.wait
         #: Writes that waited for the backlog, and the seconds they waited in total.
         self.held = 0
         self.held_seconds = 0.0
         #: Writes waiting for the backlog now.
         self.waiting = 0
+        #: Calls that waited for the synchronizer's share, and the seconds they waited in total.
+        self.yielded = 0
+        self.yielded_seconds = 0.0
         self._count_lock = threading.Lock()
+        #: When the next call may start, while the synchronizer has work (monotonic seconds).
+        self._resume_at = float("-inf")
 
     def hold_write(self) -> float:
         """Wait while the backlog is at or above the limit (at most ``max_wait``); the seconds waited."""
@@ -69,7 +93,7 @@ class CallGate:
             self.waiting += 1
         try:
             while self.clock() < deadline and self.backlog() >= self.backlog_limit:
-                self._pause.wait(POLL_INTERVAL)
+                self.pause(POLL_INTERVAL)
         finally:
             waited = self.clock() - began
             with self._count_lock:
@@ -78,13 +102,44 @@ class CallGate:
                 self.held_seconds += waited
         return waited
 
+    def yield_share(self) -> float:
+        """Wait for the synchronizer's share of the time, if it has work; the seconds waited."""
+        if self.sync_share <= 0 or self.backlog is None:
+            return 0.0
+        wait = self._resume_at - self.clock()
+        if wait <= 0 or self.backlog() <= 0:
+            return 0.0
+        wait = min(wait, MAX_PAUSE)
+        self.pause(wait)
+        with self._count_lock:
+            self.yielded += 1
+            self.yielded_seconds += wait
+        return wait
+
+    def _ran(self, began: float) -> None:
+        """A call's handler ran from ``began`` to now: the next call waits in proportion."""
+        if self.sync_share <= 0:
+            return
+        now = self.clock()
+        owed = (now - began) * self.sync_share / (1.0 - self.sync_share)
+        with self._count_lock:
+            self._resume_at = min(max(self._resume_at, now) + owed, now + MAX_PAUSE)
+
     @contextmanager
     def turn(self, write: bool = False) -> Iterator[None]:
-        """A call's turn: a write first waits for the backlog, then any call for a free slot."""
+        """A call's turn: a write first waits for the backlog, then any call for a free slot and its share."""
         if write:
             self.hold_write()
         if self._slots is None:
-            yield
+            yield from self._timed()
             return
         with self._slots:
+            yield from self._timed()
+
+    def _timed(self) -> Iterator[None]:
+        self.yield_share()
+        began = self.clock()
+        try:
             yield
+        finally:
+            self._ran(began)

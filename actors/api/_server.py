@@ -187,6 +187,8 @@ class ApiServer:
         backlog: the synchronizer's backlog (objects ready to sync) when it shares this
             process; with ``backlog_limit`` above 0, a write waits while it is at or
             above the limit, at most ``backlog_wait`` seconds (see :class:`CallGate`).
+        sync_share: while ``backlog`` is above 0, the share of the time the unary calls
+            leave to the synchronizer (0: none; see :class:`CallGate`).
         token_secret: the key that signs login tokens (random per process when ``None``).
         keep_uploads: keep uploaded xproto files in the store's database and load them
             again on the next start.
@@ -211,6 +213,7 @@ class ApiServer:
         backlog: Callable[[], int] | None = None,
         backlog_limit: int = 0,
         backlog_wait: float = 1.0,
+        sync_share: float = 0.0,
         token_secret: bytes | str | None = None,
         keep_uploads: bool = True,
         anonymous_read: bool | None = None,
@@ -243,7 +246,11 @@ class ApiServer:
             uploads=UploadLog(store) if keep_uploads else None,
             on_schema_change=self._set_health,
             gate=CallGate(
-                max_concurrent_calls, backlog=backlog, backlog_limit=backlog_limit, max_wait=backlog_wait
+                max_concurrent_calls,
+                backlog=backlog,
+                backlog_limit=backlog_limit,
+                max_wait=backlog_wait,
+                sync_share=sync_share,
             ),
         )
         self._health = ReadinessHealth(lambda: self._ready)

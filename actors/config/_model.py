@@ -331,6 +331,12 @@ class Api(Section):
     """
     backlog_wait: Annotated[float, *says("a number of seconds between 0 and 60", ge=0, le=60)] = 1.0
     """The longest one API write is held back by ``backlog_limit`` (seconds)."""
+    sync_share: Annotated[float, *says("a number at least 0 and below 1", ge=0, lt=1)] = 0.5
+    """The share of the time API calls leave to the main job's sync steps while they have objects to sync.
+
+    A call that ran for d seconds makes the next one wait d * share / (1 - share) seconds (at
+    most 0.25 s), only while objects are ready to sync; 0 lets calls run back to back.
+    """
 
     @model_validator(mode="after")
     def _unique_users(self) -> Api:

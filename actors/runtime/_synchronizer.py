@@ -345,6 +345,7 @@ def _api_server(
         backlog=backlog,
         backlog_limit=api.backlog_limit,
         backlog_wait=api.backlog_wait,
+        sync_share=api.sync_share,
         anonymous_read=api.anonymous_read,
         metrics=metrics,
     )

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from actors.api import ApiServer, RemoteBackend
-from actors.api._gate import CallGate
+from actors.api._gate import MAX_PAUSE, CallGate
 from actors.config import ConfigError, load_config
 from actors.orm import ModelAccessor
 from actors.store import Caller, Store
@@ -64,6 +64,75 @@ def test_a_read_is_never_held_back() -> None:
     with gate.turn(write=False):
         pass
     assert backlog.reads == 0
+
+
+class _Time:
+    """A fake monotonic clock; ``pause`` records each wait and moves the clock on by it."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+        self.pauses: list[float] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    def pause(self, seconds: float) -> None:
+        self.pauses.append(seconds)
+        self.now += seconds
+
+
+def _call(gate: CallGate, time: _Time, runs: float, write: bool = False) -> None:
+    """One call through ``gate`` whose handler runs ``runs`` seconds."""
+    with gate.turn(write=write):
+        time.now += runs
+
+
+@pytest.mark.parametrize("share, expected", [(0.5, 0.010), (0.75, 0.030), (0.2, 0.0025)])
+def test_a_call_leaves_the_synchronizer_its_share_while_it_has_work(share: float, expected: float) -> None:
+    time = _Time()
+    gate = CallGate(1, backlog=lambda: 5, sync_share=share, clock=time.clock, pause=time.pause)
+    _call(gate, time, 0.010)
+    assert time.pauses == []  # the first call runs at once
+    _call(gate, time, 0.010, write=True)
+    _call(gate, time, 0.010)
+    assert time.pauses == [pytest.approx(expected), pytest.approx(expected)]
+    assert (gate.yielded, gate.yielded_seconds) == (2, pytest.approx(2 * expected))
+
+
+def test_no_wait_for_the_share_once_the_time_has_passed_or_without_work() -> None:
+    time = _Time()
+    backlog = [5]
+    gate = CallGate(backlog=lambda: backlog[0], sync_share=0.5, clock=time.clock, pause=time.pause)
+    _call(gate, time, 0.010)
+    time.now += 0.010  # the synchronizer's share went by while no call came
+    _call(gate, time, 0.010)
+    backlog[0] = 0  # nothing to sync: calls run back to back
+    _call(gate, time, 0.010)
+    assert time.pauses == []
+    assert gate.yielded == 0
+
+
+def test_the_wait_for_the_share_is_bounded() -> None:
+    time = _Time()
+    gate = CallGate(backlog=lambda: 5, sync_share=0.9, clock=time.clock, pause=time.pause)
+    _call(gate, time, 30.0)  # a long call (an upload, a big List)
+    _call(gate, time, 0.001)
+    assert time.pauses == [MAX_PAUSE]
+
+
+def test_without_a_share_the_backlog_is_not_read_for_the_share() -> None:
+    time = _Time()
+    backlog = _Steps(5)
+    gate = CallGate(backlog=backlog, sync_share=0.0, clock=time.clock, pause=time.pause)
+    _call(gate, time, 0.010)
+    _call(gate, time, 0.010)
+    assert (backlog.reads, time.pauses) == (0, [])
+
+
+@pytest.mark.parametrize("share", [-0.1, 1.0])
+def test_a_share_outside_0_to_1_is_refused(share: float) -> None:
+    with pytest.raises(ValueError, match="sync_share"):
+        CallGate(sync_share=share)
 
 
 class _Blocking:
@@ -156,11 +225,34 @@ def test_writes_wait_for_the_backlog_and_reads_do_not(
     assert server.service.gate.held == 1
 
 
+@pytest.mark.parametrize("backlog, yielded", [(3, True), (0, False)])
+def test_calls_over_grpc_leave_the_synchronizer_its_share(
+    api_store: Store,
+    start_server: Callable[..., ApiServer],
+    clients: Callable[[ApiServer], ModelAccessor],
+    backlog: int,
+    yielded: bool,
+) -> None:
+    # Each call is owed 19 times its handler's time: the next one, right behind, waits for it.
+    server = start_server(api_store, backlog=lambda: backlog, sync_share=0.95)
+    accessor = clients(server)
+    for k in range(5):
+        accessor.Widget(name=f"w{k}").save()
+    assert accessor.Widget.objects.count() == 5
+    gate = server.service.gate
+    assert (gate.yielded >= 4) is yielded
+    assert (gate.yielded == 0) is not yielded
+
+
 def test_the_api_settings_of_the_gate(tmp_path: Any) -> None:
     path = tmp_path / "config.yaml"
     path.write_text("name: s\n")
     api = load_config(path).settings.api
     assert (api.max_concurrent_calls, api.backlog_limit, api.backlog_wait) == (1, 1000, 1.0)
+    assert api.sync_share == 0.5
     path.write_text("name: s\napi:\n  backlog_limit: -1\n")
     with pytest.raises(ConfigError, match="backlog_limit"):
+        load_config(path)
+    path.write_text("name: s\napi:\n  sync_share: 1\n")
+    with pytest.raises(ConfigError, match="sync_share"):
         load_config(path)
