@@ -510,6 +510,8 @@ def test_two_synchronizer_processes_in_one_group_share_the_partitions(
         for i, step in enumerate(RECORDING_STEP.format(topic=topic, out=str(out)) for out in outs)
     ]
     try:
+        # A process's start (imports, loading the steps) alone takes half a minute on a loaded 2-core machine.
+        wait_for(lambda: all("started" in w.lines for w in workers), timeout=120, description="the processes")
         # both members are in the group, and each owns some partitions
         wait_for(lambda: all(len(w.partitions()) == 2 for w in workers), timeout=60, description="the group")
         owned = workers[0].partitions() + workers[1].partitions()
