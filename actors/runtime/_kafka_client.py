@@ -403,7 +403,13 @@ def _finish_pending_joins(coordinator: Any) -> None:
         if finished is not None and finished.is_done:
             # This runs on the I/O thread's loop: the new task cannot end before the join below awaits it.
             coordinator._join_task = manager.call_soon(outcome, finished)
-        return await join(timeout_ms=timeout_ms)
+        try:
+            return await join(timeout_ms=timeout_ms)
+        except BaseException:
+            task = coordinator._join_task
+            if task is not None and task.is_done:
+                coordinator._join_task = None  # its error was raised just now: the next poll joins afresh
+            raise
 
     coordinator.need_rejoin = need_rejoin_or_pending
     coordinator.join_group_async = join_group_async
