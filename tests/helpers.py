@@ -19,9 +19,14 @@ __all__ = ["free_port", "free_ports", "read_topic", "wait_for"]
 T = TypeVar("T")
 
 
+#: The default deadline of :func:`wait_for`: a condition that holds returns at once, and on a
+#: loaded 2-core CI machine a step, a subprocess or a broker round trip can take many seconds.
+WAIT_TIMEOUT = 30.0
+
+
 def wait_for(
     condition: Callable[[], T],
-    timeout: float = 10.0,
+    timeout: float = WAIT_TIMEOUT,
     interval: float = 0.05,
     description: str | None = None,
     ignore: tuple[type[BaseException], ...] = (),

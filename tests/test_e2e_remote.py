@@ -1,4 +1,9 @@
-"""The runtime unchanged over gRPC: the reference examples against a core in another process."""
+"""The runtime unchanged over gRPC: the reference examples against a core in another process.
+
+The synchronizers run on the real clock, as in production: a call that fails while the core
+is busy or restarting is retried at its backoff's time (on a fake clock nobody advances it
+would wait for ever).
+"""
 
 from __future__ import annotations
 
@@ -15,7 +20,7 @@ import yaml
 from actors.api import RemoteBackend
 from actors.config import Config
 from actors.orm import ModelAccessor
-from actors.runtime import FakeClock, Synchronizer
+from actors.runtime import Synchronizer
 from actors.store import Caller
 
 from .helpers import free_port, wait_for
@@ -93,7 +98,7 @@ def client(core: Core) -> Any:
 
 
 def test_reference_examples_against_a_core_in_another_process(core, tmp_path):
-    sync = Synchronizer(remote_config(core, tmp_path), clock=FakeClock()).start()
+    sync = Synchronizer(remote_config(core, tmp_path)).start()
     models = client(core)
     try:
         assert sync.store is None  # no local store: every read and write goes over gRPC
@@ -126,7 +131,7 @@ def test_reference_examples_against_a_core_in_another_process(core, tmp_path):
 
 
 def test_the_synchronizer_resumes_after_the_core_restarts(core, tmp_path):
-    sync = Synchronizer(remote_config(core, tmp_path), clock=FakeClock()).start()
+    sync = Synchronizer(remote_config(core, tmp_path)).start()
     try:
         models = client(core)
         before = models.MyModel(first_name="Before", last_name="Restart")

@@ -90,6 +90,19 @@ def caught_up(bootstrap: str, group: str, topic: str) -> bool:
     return committed == ends
 
 
+class NoRebalanceWork:
+    """A rebalance handler with nothing to commit or seek (for tests of the bare consumer client)."""
+
+    def revoking(self, partitions: Any, lost: bool) -> dict[Any, int]:
+        return {}
+
+    def revoked(self, partitions: Any, offsets: Any, error: Any, lost: bool) -> None:
+        pass
+
+    def assigned(self, partitions: Any) -> dict[Any, int]:
+        return {}
+
+
 class Recorder:
     """What a step class saw (steps are classes: each test makes its own subclass bound to one)."""
 
@@ -270,19 +283,9 @@ def test_poison_messages_go_to_the_dead_letter_topic_and_the_rest_is_processed(
 def test_event_bus_consumer_options_reach_kafka_python_over_the_defaults(kafka_bootstrap: str) -> None:
     from actors.runtime._kafka_client import BusOptions, ConsumerSpec, KafkaConsumerClient
 
-    class Handler:
-        def revoking(self, partitions: Any, lost: bool) -> dict[Any, int]:
-            return {}
-
-        def revoked(self, partitions: Any, offsets: Any, error: Any, lost: bool) -> None:
-            pass
-
-        def assigned(self, partitions: Any) -> dict[Any, int]:
-            return {}
-
     def config(**consumer: Any) -> dict[str, Any]:
         options = BusOptions.from_settings({"endpoint": kafka_bootstrap, "consumer": consumer}, unique("g"))
-        client = KafkaConsumerClient(ConsumerSpec(options, "Step", Handler(), topics=("t",)))
+        client = KafkaConsumerClient(ConsumerSpec(options, "Step", NoRebalanceWork(), topics=("t",)))
         try:
             return dict(client._consumer.config)
         finally:
@@ -294,6 +297,61 @@ def test_event_bus_consumer_options_reach_kafka_python_over_the_defaults(kafka_b
     tuned = config(session_timeout_ms=6000, heartbeat_interval_ms=2000, auto_offset_reset="latest")
     assert (tuned["session_timeout_ms"], tuned["heartbeat_interval_ms"]) == (6000, 2000)
     assert tuned["auto_offset_reset"] == "latest"
+
+
+def test_a_group_join_that_ends_between_two_polls_is_not_lost(kafka_bootstrap: str) -> None:
+    """The worst case of short polls (or a loaded machine): every join ends while no poll waits.
+
+    kafka-python 3.0.12 lost such a join: the member stayed "rebalancing" with no
+    partitions for ever (when the reason to rejoin, here the topics a pattern
+    matches, was settled during the join), or threw the assignment away and started
+    a new rebalance of the group. Each of two members polls 5 ms at a time and,
+    between two polls, waits until its join in flight has ended (the broker holds a
+    JoinGroup until every member has sent one: no join of this group ends within
+    one poll). They must share the partitions, then those of a topic created later.
+    """
+    from actors.runtime._kafka_client import BusOptions, ConsumerSpec, KafkaConsumerClient
+
+    prefix = unique("join")
+    first = create_topic(kafka_bootstrap, f"{prefix}-a", partitions=4)
+    options = BusOptions.from_settings({"endpoint": kafka_bootstrap, "metadata_max_age": 0.5}, unique("g"))
+    clients = [
+        KafkaConsumerClient(ConsumerSpec(options, f"Step{i}", NoRebalanceWork(), pattern=f"^{prefix}-"))
+        for i in range(2)
+    ]
+    stop = threading.Event()
+
+    def run(client: KafkaConsumerClient) -> None:
+        coordinator = client._consumer._coordinator
+
+        def join_in_flight() -> bool:
+            task = coordinator._join_task
+            return task is not None and not task.is_done
+
+        while not stop.is_set():
+            client.poll(0.005)
+            while join_in_flight() and not stop.wait(0.005):
+                pass  # the join goes on without a poll waiting for it
+
+    def shared(*topics: str) -> bool:
+        held = [c.assignment() for c in clients]
+        return all(len(h) == 2 * len(topics) for h in held) and not any(c.joining() for c in clients)
+
+    threads = [threading.Thread(target=run, args=(client,), daemon=True) for client in clients]
+    for thread in threads:
+        thread.start()
+    try:
+        wait_for(lambda: shared(first), timeout=30, description="the members sharing the first topic")
+        second = create_topic(kafka_bootstrap, f"{prefix}-b", partitions=4)
+        wait_for(lambda: shared(first, second), timeout=30, description="the members sharing both topics")
+        everything = {TopicPartition(t, p) for t in (first, second) for p in range(4)}
+        assert clients[0].assignment() | clients[1].assignment() == everything
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(10)
+        for client in clients:
+            client.close(2.0)
 
 
 # -- outages -------------------------------------------------------------------------------
@@ -452,6 +510,8 @@ def test_two_synchronizer_processes_in_one_group_share_the_partitions(
         for i, step in enumerate(RECORDING_STEP.format(topic=topic, out=str(out)) for out in outs)
     ]
     try:
+        # A process's start (imports, loading the steps) alone takes half a minute on a loaded 2-core machine.
+        wait_for(lambda: all("started" in w.lines for w in workers), timeout=120, description="the processes")
         # both members are in the group, and each owns some partitions
         wait_for(lambda: all(len(w.partitions()) == 2 for w in workers), timeout=60, description="the group")
         owned = workers[0].partitions() + workers[1].partitions()

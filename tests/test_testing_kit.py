@@ -13,6 +13,7 @@ import sys
 import textwrap
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -329,6 +330,51 @@ def test_the_same_event_test_on_a_real_broker(
         assert [w.name for w in sync.objects.Widget.objects.all()] == ["a"]
         with pytest.raises(SynchronizerTestError, match="needs the in-process bus"):
             sync.dead_letters()
+
+
+@pytest.mark.kafka
+def test_on_a_real_broker_a_failed_first_connection_is_tried_again_without_advance(
+    tmp_path: Path, kafka_bootstrap: str, keep_root_logging: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A broker slow to answer (a loaded machine) fails the first attempt; the next comes in real time."""
+    import kafka.errors
+
+    import actors.runtime.events as events
+
+    attempts = []
+
+    def flaky(spec: Any) -> Any:
+        attempts.append(spec)
+        if len(attempts) == 1:
+            raise kafka.errors.KafkaTimeoutError("no broker answered in time")
+        return events.KafkaConsumerClient(spec)
+
+    monkeypatch.setattr(events.EventStepActor, "__init__", _with_consumer_factory(flaky))
+    unique = uuid.uuid4().hex[:8]
+    topic = f"kit-late-{unique}"
+    config = make_synchronizer(
+        tmp_path,
+        events=EVENT_STEP.replace('"widgets"', repr(topic)),
+        name=f"kit-{unique}",
+        endpoint=kafka_bootstrap,
+    )
+    with SyncHarness(config, bus="kafka", timeout=60) as sync:
+        sync.send_event(topic, {"name": "late"}, key="1")
+        sync.wait_for_call("WidgetEvents.process_event", timeout=60)
+        assert len(attempts) == 2  # the second attempt came with no advance() of the fake clock
+
+
+def _with_consumer_factory(consumer_factory: Any) -> Any:
+    """``EventStepActor.__init__`` building its consumers with ``consumer_factory``."""
+    from actors.runtime.events import EventStepActor
+
+    original = EventStepActor.__init__
+
+    def __init__(self: Any, ctx: Any, factory: Any, **kwargs: Any) -> None:
+        kwargs["consumer_factory"] = consumer_factory
+        original(self, ctx, factory, **kwargs)
+
+    return __init__
 
 
 def test_in_process_bus_pattern_and_committed_offsets() -> None:

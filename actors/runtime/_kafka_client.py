@@ -29,6 +29,13 @@ kafka-python facts this module deals with (3.0.12, the pinned version):
 - A consumer whose constructor cannot reach any broker raises
   ``KafkaTimeoutError`` and leaves its I/O thread running;
   :class:`_ClosingKafkaConsumer` closes it.
+- A group join (JoinGroup then SyncGroup) runs as a task on the I/O thread, and
+  ``poll()`` waits for it only until its own timeout. A join that outlives the
+  ``poll()`` that started it can be lost: abandoned for good (the member stays
+  "rebalancing" with no partitions) or thrown away and started again (a new
+  rebalance of the whole group). Short polls, or a loaded machine where a join
+  takes longer, make that likely; :func:`_finish_pending_joins` makes the next
+  ``poll()`` finish the join instead.
 """
 
 from __future__ import annotations
@@ -327,7 +334,7 @@ class ConsumerClient(Protocol):
         ...
 
     def joining(self) -> bool:
-        """Whether the consumer is (re)joining its group: ``poll()`` must then wait long enough."""
+        """Whether the consumer is (re)joining its group (the watchdog ends a join that does not end)."""
         ...
 
     def close(self, timeout: float) -> None:
@@ -354,6 +361,58 @@ class _ClosingKafkaConsumer(kafka.KafkaConsumer):  # type: ignore[misc]  # kafka
                 with contextlib.suppress(Exception):
                     client.close()
             raise
+
+
+def _finish_pending_joins(coordinator: Any) -> None:
+    """Make every ``poll()`` carry a started group join to its end, as the Java client does.
+
+    kafka-python 3.0.12 runs a join (JoinGroup then SyncGroup) as a task on the I/O
+    thread, and a ``poll()`` waits for it only until its own timeout. Two of its
+    rules then lose a join that outlives the ``poll()`` that started it:
+
+    - ``poll()`` joins only while ``need_rejoin()``, which looks at why a rejoin was
+      wanted, not at a join in flight. When the reason goes away during the join (the
+      leader's new assignment now covers the topic metadata that asked for it), no
+      later ``poll()`` finishes the join: the member stays "rebalancing" with no
+      partitions and no heartbeats. Java asks ``rejoinNeededOrPending()``; so does
+      this ``need_rejoin``.
+    - ``join_group_async`` starts a new join when the one in flight is already done,
+      discarding its assignment (or error): a new JoinGroup, a rebalance of the whole
+      group, whose answer can be lost the same way. Before it looks, this wrapper
+      puts in the finished join's place a task that answers with that same outcome.
+
+    Either way the join ends exactly as if a ``poll()`` had waited for it. Nothing is
+    changed on a kafka-python without those internals.
+    """
+    join = getattr(coordinator, "join_group_async", None)
+    need_rejoin = getattr(coordinator, "need_rejoin", None)
+    manager = getattr(coordinator, "_manager", None)
+    if join is None or need_rejoin is None or manager is None or not hasattr(coordinator, "_join_task"):
+        return
+
+    def need_rejoin_or_pending() -> bool:
+        return bool(need_rejoin()) or coordinator._join_task is not None
+
+    async def outcome(finished: Any) -> Any:
+        if finished.exception is not None:
+            raise finished.exception
+        return finished.value
+
+    async def join_group_async(timeout_ms: Any = None) -> Any:
+        finished = coordinator._join_task
+        if finished is not None and finished.is_done:
+            # This runs on the I/O thread's loop: the new task cannot end before the join below awaits it.
+            coordinator._join_task = manager.call_soon(outcome, finished)
+        try:
+            return await join(timeout_ms=timeout_ms)
+        except BaseException:
+            task = coordinator._join_task
+            if task is not None and task.is_done:
+                coordinator._join_task = None  # its error was raised just now: the next poll joins afresh
+            raise
+
+    coordinator.need_rejoin = need_rejoin_or_pending
+    coordinator.join_group_async = join_group_async
 
 
 def _make_listener(client: KafkaConsumerClient) -> Any:
@@ -396,6 +455,7 @@ class KafkaConsumerClient:
         config.update(options.consumer)
         self._consumer = _ClosingKafkaConsumer(**config)
         try:
+            _finish_pending_joins(getattr(self._consumer, "_coordinator", None))
             listener = _make_listener(self)
             if spec.pattern is not None:
                 pattern = subscription_pattern(spec.pattern, [options.dead_letter_topic])
@@ -500,9 +560,6 @@ class KafkaConsumerClient:
             return f"{type(exc).__name__}: {exc}"
 
     def joining(self) -> bool:
-        # kafka-python 3.0.12 drops a JoinGroup/SyncGroup answer that arrives between two
-        # poll() calls and starts over: with short (or zero) poll timeouts a member can stay
-        # "rebalancing" for ever. While not stable, the actor polls with a long timeout.
         metadata = getattr(self._consumer, "group_metadata", None)
         if metadata is None:
             return False

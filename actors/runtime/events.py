@@ -94,8 +94,6 @@ __all__ = [
 SLICE = 0.05
 #: How many events of one partition run before the next partition gets a turn.
 BURST = 100
-#: How long the actor keeps polling while the consumer (re)joins its group (see ``ConsumerClient.joining``).
-JOIN_POLL = 1.0
 #: Longest one ``poll()`` call waits before the actor looks at its mailbox (seconds, wall clock).
 MAILBOX_CHECK = 0.1
 
@@ -226,10 +224,7 @@ class EventStepActor(EventRetries):
         if consumer is None or options is None:
             return
         timeout = 0.0 if self._ready() else options.poll_timeout
-        joining = consumer.joining()
-        if joining:
-            timeout = max(timeout, JOIN_POLL)
-        self._note_joining(joining)
+        self._note_joining(consumer.joining())
         error: BaseException | None = None
         try:
             batch = self._poll(consumer, timeout)

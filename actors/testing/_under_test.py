@@ -9,9 +9,11 @@ from typing import TYPE_CHECKING, Any
 from actors.config import Config
 from actors.orm import ModelAccessor, ORMWrapper
 from actors.runtime import Synchronizer
+from actors.runtime._child import tell_quietly
 from actors.runtime._supervisor import ChildSpec
-from actors.runtime.clock import FakeClock
+from actors.runtime.clock import FakeClock, RealClock
 from actors.runtime.events import EventStepActor
+from actors.runtime.messages import Connect
 
 from ._bus import InProcessBus
 from ._record import HANDLERS
@@ -94,11 +96,18 @@ class _Synchronizer(Synchronizer):
         ]
 
 
+#: The wall clock of the attempts to reach a real broker again (see :func:`_event_actor`).
+_WALL_CLOCK = RealClock()
+
+
 def _event_actor(bus: InProcessBus | None) -> type[EventStepActor]:
     """The production event-step actor, with ``bus`` behind its consumer seam (if given).
 
     It only reports itself idle also while every failed event waits for its retry
-    timer: on the fake clock that timer fires when the test advances time.
+    timer: on the fake clock that timer fires when the test advances time. On a real
+    broker (no ``bus``) an attempt to reach it again after one that failed (a broker
+    slow to answer on a loaded machine) waits on the wall clock, as the broker does:
+    on the fake clock it would wait for an ``advance()`` the test has no reason to make.
     """
     factories: dict[str, Any] = (
         {} if bus is None else {"consumer_factory": bus.consumer, "sink_factory": bus.sink}
@@ -107,6 +116,14 @@ def _event_actor(bus: InProcessBus | None) -> type[EventStepActor]:
     class TestEventStepActor(EventStepActor):
         def __init__(self, ctx: Any, factory: Any) -> None:
             super().__init__(ctx, factory, **factories)
+
+        def schedule(self, slot: str, delay: float, message: Any) -> None:
+            if bus is not None or not isinstance(message, Connect):
+                super().schedule(slot, delay, message)
+                return
+            self.cancel(slot)
+            ref = self.actor_ref
+            self._timers[slot] = _WALL_CLOCK.call_later(delay, lambda: tell_quietly(ref, message))
 
         def is_idle(self) -> bool:
             if super().is_idle():
