@@ -8,6 +8,7 @@ whole object (see ``Store.set_schema``): nothing is reset piece by piece.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
@@ -195,46 +196,47 @@ class DriverSql:
 
     def states(self, table: sa.Table, n: int) -> str:
         """``SELECT <state columns> FROM table WHERE id IN (n ids)`` (locked on PostgreSQL)."""
-        key = ("states", table.name, n)
-        sql = self._built.get(key)
-        if sql is None:
-            sql = self._built[key] = (
+        return self._sql(
+            ("states", table.name, n),
+            lambda: (
                 f"SELECT {self._names(self.state_columns(table))} FROM {self._quote(table.name)}"
                 f" WHERE id IN ({self._marks(n)}){self._lock_rows}"
-            )
-        return sql
+            ),
+        )
 
     def update(self, table: sa.Table, columns: tuple[str, ...]) -> str:
         """``UPDATE table SET <columns> WHERE id = ?``: parameters are the values, then the id."""
-        key = ("update", table.name, columns)
-        sql = self._built.get(key)
-        if sql is None:
-            sql = self._built[key] = (
-                f"UPDATE {self._quote(table.name)} SET {self._sets(columns)} WHERE id = {self.mark}"
-            )
-        return sql
+        return self._sql(
+            ("update", table.name, columns),
+            lambda: f"UPDATE {self._quote(table.name)} SET {self._sets(columns)} WHERE id = {self.mark}",
+        )
 
     def update_in(self, table: sa.Table, columns: tuple[str, ...], n: int) -> str:
         """``UPDATE table SET <columns> WHERE id IN (n ids) RETURNING <state columns>``: values, then ids."""
-        key = ("update in", table.name, columns, n)
-        sql = self._built.get(key)
-        if sql is None:
-            sql = self._built[key] = (
-                f"UPDATE {self._quote(table.name)} SET {self._sets(columns)} WHERE id IN ({self._marks(n)})"
-                f" RETURNING {self._names(self.state_columns(table))}"
-            )
-        return sql
+        return self._sql(
+            ("update in", table.name, columns, n),
+            lambda: (
+                f"UPDATE {self._quote(table.name)} SET {self._sets(columns)}"
+                f" WHERE id IN ({self._marks(n)}) RETURNING {self._names(self.state_columns(table))}"
+            ),
+        )
 
     def insert(self, table: sa.Table, columns: tuple[str, ...], n: int, returning: tuple[str, ...]) -> str:
         """``INSERT INTO table (<columns>) VALUES (...) x n RETURNING <returning>``."""
-        key = ("insert", table.name, columns, n, returning)
-        sql = self._built.get(key)
-        if sql is None:
-            row = f"({self._marks(len(columns))})"
-            sql = self._built[key] = (
+        row = f"({self._marks(len(columns))})"
+        return self._sql(
+            ("insert", table.name, columns, n, returning),
+            lambda: (
                 f"INSERT INTO {self._quote(table.name)} ({self._names(columns)})"
                 f" VALUES {', '.join([row] * n)} RETURNING {self._names(returning)}"
-            )
+            ),
+        )
+
+    def _sql(self, key: tuple[Any, ...], build: Callable[[], str]) -> str:
+        """The SQL text of ``key``, built once."""
+        sql = self._built.get(key)
+        if sql is None:
+            sql = self._built[key] = build()
         return sql
 
     def _names(self, columns: tuple[str, ...]) -> str:
