@@ -12,7 +12,7 @@ from typing import Any
 import pykka
 import pytest
 
-from actors.runtime import FakeClock, RuntimeSettings, sync
+from actors.runtime import FakeClock, RuntimeSettings, _sync_slots
 from actors.runtime._ratelimit import TokenBucket
 from actors.runtime._status import success_fields
 from actors.runtime._workers import SyncWorker
@@ -365,7 +365,7 @@ def reply(ref: Any, key: tuple[str, int], outcome: str, **fields: Any) -> None:
 @pytest.fixture
 def fake_workers(monkeypatch):
     # Objects are queued behind a busy worker whatever this host's speed (see test_message_withdraw_*).
-    monkeypatch.setattr(sync, "AHEAD_WINDOW", 600.0)
+    monkeypatch.setattr(_sync_slots, "AHEAD_WINDOW", 600.0)
     FakeWorker.works, FakeWorker.slots, FakeWorker.take_tickets = [], {}, True
     yield
     FakeWorker.works, FakeWorker.slots, FakeWorker.take_tickets = [], {}, True
@@ -469,7 +469,7 @@ def test_message_withdraw_gives_an_object_queued_behind_a_busy_worker_to_another
     store, fake_workers, monkeypatch
 ):
     """A Work not begun within AHEAD_WINDOW is taken back (its ticket) and goes to the next free worker."""
-    monkeypatch.setattr(sync, "AHEAD_WINDOW", 0.2)
+    monkeypatch.setattr(_sync_slots, "AHEAD_WINDOW", 0.2)
     FakeWorker.take_tickets = False  # the workers never get to the Works queued behind
     objs = dirty(store, 3, "Alpha")
     ctx = make_ctx(store, name="Step")

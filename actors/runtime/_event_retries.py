@@ -19,8 +19,9 @@ from ._child import ChildContext, tell_quietly
 from ._event_flow import Failure, retry_slot
 from ._event_values import describe
 from ._event_watchdog import EventWatchdog
-from ._kafka_client import BusOptions, DeadLetterSink, SinkFactory
+from ._kafka_client import BusOptions
 from ._kafka_offsets import TopicPartition
+from ._kafka_producer import DeadLetterSink, SinkFactory
 from .messages import DeadLettered, RetryDue
 
 __all__ = ["DEAD_LETTER_HEADERS", "MAX_ERROR", "EventRetries"]

@@ -75,11 +75,10 @@ from ._kafka_client import (
     ConsumerSpec,
     EventBusError,
     KafkaConsumerClient,
-    KafkaDeadLetterSink,
-    SinkFactory,
     is_outage,
 )
 from ._kafka_offsets import TopicPartition
+from ._kafka_producer import KafkaDeadLetterSink, SinkFactory
 from .messages import CheckProgress, Connect, DeadLettered, Poll, RetryDue
 
 __all__ = [

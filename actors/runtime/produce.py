@@ -30,7 +30,8 @@ from typing import Any
 from actors.compat import set_event_producer
 from actors.config import current_config
 
-from ._kafka_client import EventBusError, bootstrap_servers, new_producer
+from ._kafka_client import EventBusError, bootstrap_servers
+from ._kafka_producer import new_producer
 
 __all__ = ["close_producers", "event_bus_servers", "produce", "using_event_bus"]
 

@@ -21,7 +21,6 @@ A ``rate_limit`` takes one token per handler call (:class:`TokenBucket`).
 
 from __future__ import annotations
 
-import threading
 import time
 from collections import OrderedDict, deque
 from collections.abc import Iterator
@@ -35,17 +34,17 @@ import pykka
 from actors._backoff import Backoff
 from actors.orm import ModelAccessor, ORMWrapper, row_of
 from actors.steps import StepFactory, SyncStep
-from actors.store import Condition, NotFound, Pending, Query, Row, as_dict, register_of
+from actors.store import NotFound, Pending, Row, as_dict, register_of
 
-from ._child import ChildContext, StepExit, tell_quietly
+from ._child import ChildContext, StepExit
 from ._deps import Dependencies, Key
-from ._queue import Item, QueueActor
+from ._queue import Item
 from ._ratelimit import TokenBucket
 from ._settings import RuntimeSettings
 from ._status import BackendCode, blocked_fields
+from ._sync_slots import WorkerSlots
 from ._workers import SHARED, SyncWorker, execute, still_pending
-from .clock import RealClock
-from .messages import Drain, RateReady, Resync, Withdraw, Work, WorkDone
+from .messages import Drain, RateReady, Resync, Withdraw, WorkDone
 
 __all__ = ["SyncStepActor"]
 
@@ -57,19 +56,9 @@ _LOCK_BACKOFF = Backoff(LOCK_RETRY, LOCK_RETRY_MAX)
 #: A replica that reaches the other replicas' objects reads its dirty set again first
 #: when its last read is older than this: most of those have been synced since.
 THEIRS_REREAD = 1.0
-#: When every worker is busy, a step with no rate limit may queue one more object behind the
-#: one a worker runs: the worker goes on to it without waiting for this actor to hear from it
-#: and answer (no slot stands idle between two objects). Only behind a handler that began less
-#: than this many seconds ago, while handlers take less than this on average; an object still
-#: waiting that long behind one is withdrawn and given to another worker (see ``Withdraw``).
-#: Real time: it is about threads waiting, not about the objects' schedule.
-AHEAD_WINDOW = 0.25
-#: The weight of the last handler's time in ``SyncStepActor.typical``.
-TYPICAL_WEIGHT = 0.1
-_REAL_TIME = RealClock()
 
 
-class SyncStepActor(QueueActor):
+class SyncStepActor(WorkerSlots):
     kind = "sync"
     #: The actor class of the K workers (tests put a fake in its place).
     worker_class: Any = SyncWorker
@@ -83,41 +72,19 @@ class SyncStepActor(QueueActor):
         self.deps = Dependencies(ctx.accessor, ctx.settings.dependency_graph)
         self.waiting: dict[Key, set[Key]] = {}
         self.waiting_items: dict[Key, Item] = {}
-        #: Objects whose claim was refused: how many times in a row.
-        self.refused: dict[Key, int] = {}
         #: The backend's ``replicas_epoch`` when the queue was last ordered (shared backends),
         #: when that was, and the queued objects that belong to other replicas.
         self.replicas_epoch: int | None = None
         self.spread_at = 0.0
         self.theirs: set[Key] = set()
-        #: Cross-process claims taken in this drain (key -> model), let go once its status writes
-        #: are committed; the rows read after the drain's first claims, and the objects refused then.
-        self.claimed: dict[Key, str] = {}
-        self.fresh: dict[Key, Row | None] = {}
-        self.refused_ahead: set[Key] = set()
         self.limits = ctx.settings.limits(factory.name, factory.cls)
         rate = self.limits.rate_limit
         self.bucket = None if rate is None else TokenBucket(rate, self.limits.rate_burst, ctx.clock)
         #: True while the rate limit has no token (a RateReady timer is set).
         self.throttled = False
-        #: The workers (concurrency > 1), by slot - 1; how many Works each has (at most 2); the
-        #: slots of the idle ones, and of those running one (longest first); objects handed out
-        #: (until their status is committed): the item and its refusal count; objects changed
-        #: again meanwhile.
-        self.workers: list[pykka.ActorRef[Any]] = []
-        self.load: list[int] = []
-        self.idle: list[int] = []
-        self.running_one: deque[int] = deque()
-        #: Per slot: when its worker began the object it runs (``time.monotonic``, as this actor
-        #: sees it); the Work queued behind it, when it was queued; the average handler time.
-        self.began: list[float] = []
-        self.behind: dict[int, tuple[Work, float]] = {}
-        self.typical = 0.0
         #: Objects are queued behind busy workers (AHEAD_WINDOW): not with a rate limit, whose
         #: token is taken when an object is handed out.
         self.queue_ahead = self.bucket is None
-        self.in_flight: dict[Key, tuple[Item, int]] = {}
-        self.again: dict[Key, Item] = {}
         #: Objects that ended in the drain under way: their waiters wake after the commit.
         self.ended: list[Key] = []
         #: Queued objects whose ``backend_need_delete`` mark is in the batch under way.
@@ -125,8 +92,6 @@ class SyncStepActor(QueueActor):
         #: Workers' replies whose status writes wait for the next drain's commit; those in it.
         self.done: list[WorkDone] = []
         self.committing: list[WorkDone] = []
-        #: Works sent once the drain's commit has stored their objects' ``backend_need_delete``.
-        self.outbox: list[tuple[pykka.ActorRef[Any], Work]] = []
         self.handlers.update(
             {WorkDone: self.on_work_done, RateReady: self.on_rate_ready, Withdraw: self.on_withdraw}
         )
@@ -467,160 +432,6 @@ class SyncStepActor(QueueActor):
             pass  # purged while we worked on it
         finally:
             self.ctx.locks.release(key)
-
-    def _claim(self, key: Key, model: str) -> object:
-        """The backend's cross-process claim on the object (see ``_workers.claim``), held till the drain ends.
-
-        The claims are taken ahead: the object's and those of the next ``drain_batch - 1``
-        queued objects, in one statement, and the claimed objects are read again in one
-        (see :meth:`_claim_ahead`). They are let go after the drain's status writes are
-        committed, all in one statement (:meth:`_release_claims`), so the replica that
-        claims an object next reads it synced. That is three statements per
-        ``drain_batch`` objects, where a claim of each object alone took a claim, a read,
-        a commit of its own and a release.
-        """
-        backend = self.ctx.accessor.backend
-        if not getattr(backend, "shared", False):
-            return True
-        if key not in self.claimed and key not in self.refused_ahead:
-            self._claim_ahead([(key, model)])
-        return SHARED if key in self.claimed else False
-
-    def _claim_ahead(self, first: list[tuple[Key, str]]) -> None:
-        """Claim the objects of ``first`` and the next queued ones, ``drain_batch`` in all; read them afresh.
-
-        Per model, one statement claims them and one reads those claimed (their rows
-        replace the queued ones; ``None``: purged). The others are held by another
-        process: refused when their turn comes, in this drain.
-        """
-        backend: Any = self.ctx.accessor.backend  # a shared store (see _claim)
-        wanted = first + [
-            (key, item.model)
-            for key, item in islice(self.queue.items(), self.drain_batch - len(first))
-            if key not in self.claimed and key not in self.refused_ahead
-        ]
-        by_model: dict[str, list[Key]] = {}
-        for key, model in wanted:
-            by_model.setdefault(model, []).append(key)
-        for model, keys in by_model.items():
-            got = backend.claim_many(model, [key[1] for key in keys])
-            found: dict[int, Row] = {}
-            if got:
-                rows = backend.select(model, Query(where=(Condition("id", "in", tuple(got)),)))
-                found = {row["id"]: row for row in rows}
-            held = set(got)
-            for key in keys:
-                if key[1] not in held:
-                    self.refused_ahead.add(key)
-                    continue
-                self.claimed[key] = model
-                self.fresh[key] = found.get(key[1])
-                queued = self.queue.get(key)
-                if queued is not None:
-                    queued.row = self.fresh[key]
-
-    def _release_claims(self) -> None:
-        """Let go the claims of the drain (its status writes committed, or given up)."""
-        self.fresh.clear()
-        self.refused_ahead.clear()
-        claimed, self.claimed = self.claimed, {}
-        by_model: dict[str, list[int]] = {}
-        for key, model in claimed.items():
-            by_model.setdefault(model, []).append(key[1])
-        backend: Any = self.ctx.accessor.backend  # a shared store (see _claim)
-        for model, ids in by_model.items():
-            backend.release_many(model, ids)
-
-    def _dispatch(self, key: Key, item: Item, row: Row, refusals: int) -> None:
-        """Hand the object to a worker; one lacking ``backend_need_delete`` gets it in the drain's batch.
-
-        Its Work then waits for the commit (:meth:`commit_batch`): the mark is stored before
-        the handler runs. On a shared backend the worker, holding the object's claim, marks it.
-        """
-        slot = self._next_slot()
-        if slot is None:  # the busy workers' handlers began too long ago since may_drain said yes
-            self.queue[key] = item
-            self.queue.move_to_end(key, last=False)
-            if refusals:
-                self.refused[key] = refusals
-            return
-        self.in_flight[key] = (item, refusals)
-        work = Work(key, item.model, row, self.actor_ref)
-        if self.load[slot - 1]:
-            work = replace(work, ticket=threading.Lock())
-            self.behind[slot] = (work, time.monotonic())
-            self._arm_withdraw()
-        self._take_slot(slot)
-        worker = self.workers[slot - 1]
-        shared = getattr(self.ctx.accessor.backend, "shared", False)
-        if self.batch is None or shared or row.get("deleted") or row.get("backend_need_delete"):
-            worker.tell(work)
-            return
-        self.write_status(item.model, key[1], {"backend_need_delete": True})
-        self.outbox.append((worker, work))
-
-    def _next_slot(self) -> int | None:
-        """The worker for the next Work: an idle one, else one whose handler began just now (or none)."""
-        if self.idle:
-            return self.idle[-1]
-        if not self.queue_ahead or self.typical >= AHEAD_WINDOW:
-            return None
-        now = time.monotonic()
-        return next((slot for slot in self.running_one if now - self.began[slot - 1] < AHEAD_WINDOW), None)
-
-    def _take_slot(self, slot: int) -> None:
-        if self.load[slot - 1]:
-            self.running_one.remove(slot)
-        else:
-            self.idle.remove(slot)
-            self.began[slot - 1] = time.monotonic()
-            self.running_one.append(slot)
-        self.load[slot - 1] += 1
-
-    def _free_slot(self, slot: int) -> None:
-        """Worker ``slot`` ended a Work (or skipped a withdrawn one): the Work behind it, if any, runs now."""
-        if not 1 <= slot <= len(self.workers) or not self.load[slot - 1]:
-            return
-        now = time.monotonic()
-        self.typical += TYPICAL_WEIGHT * (now - self.began[slot - 1] - self.typical)
-        self.began[slot - 1] = now
-        self.behind.pop(slot, None)
-        load = self.load[slot - 1] = self.load[slot - 1] - 1
-        if load:
-            self.running_one.append(slot)
-        else:
-            with suppress(ValueError):
-                self.running_one.remove(slot)
-            self.idle.append(slot)
-
-    def _arm_withdraw(self) -> None:
-        if "withdraw" not in self._timers:
-            ref = self.actor_ref
-            self._timers["withdraw"] = _REAL_TIME.call_later(
-                AHEAD_WINDOW, lambda: tell_quietly(ref, Withdraw())
-            )
-
-    def on_withdraw(self, _message: Withdraw) -> None:
-        """Objects queued too long behind a busy worker go back to the front of the queue (if not begun)."""
-        self._timers.pop("withdraw", None)
-        now = time.monotonic()
-        for slot, (work, queued) in list(self.behind.items()):
-            if now - queued < AHEAD_WINDOW:
-                continue
-            del self.behind[slot]
-            if not work.ticket.acquire(blocking=False) or work.key not in self.in_flight:
-                continue  # its worker began it
-            item, refusals = self.in_flight.pop(work.key)
-            again = self.again.pop(work.key, None)
-            self.queue[work.key] = item if again is None else Item(again.model)
-            self.queue.move_to_end(work.key, last=False)
-            if refusals:
-                self.refused[work.key] = refusals
-            # The worker keeps the slot until it answers "withdrawn" (after the call it is in).
-        if self.behind:
-            self._arm_withdraw()
-        self.update_depth()
-        self.ensure_drain()
 
     def _backoff_until(self, row: Row, now: float) -> float | None:
         """When the object's backoff ends, if it is in backoff at ``now`` (``None``: it is not)."""

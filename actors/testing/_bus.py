@@ -3,7 +3,7 @@
 :class:`InProcessBus` keeps one partition per topic. The consumers it builds
 (:meth:`InProcessBus.consumer`) and its dead-letter sink (:meth:`InProcessBus.sink`)
 implement :class:`~actors.runtime._kafka_client.ConsumerClient` and
-:class:`~actors.runtime._kafka_client.DeadLetterSink`, so the production
+:class:`~actors.runtime._kafka_producer.DeadLetterSink`, so the production
 :class:`~actors.runtime.events.EventStepActor` runs unchanged on top of it:
 committed offsets per group, pauses, redelivery after a crash, dead letters.
 """
@@ -125,7 +125,7 @@ class InProcessBus:
         return consumer
 
     def sink(self, options: BusOptions) -> _Sink:
-        """A :class:`~actors.runtime._kafka_client.SinkFactory`: writes dead letters to this bus."""
+        """A :class:`~actors.runtime._kafka_producer.SinkFactory`: writes dead letters to this bus."""
         return _Sink(self)
 
     def stop_waiting(self) -> None:
