@@ -465,6 +465,43 @@ def _with_default_command(argv: list[str]) -> list[str]:
     return argv
 
 
+@contextlib.contextmanager
+def _quiet_threads_once_interrupted() -> Iterator[None]:
+    """While the command runs, Ctrl-C also silences what library threads raise as it unwinds.
+
+    A client command stopped inside a call closes its gRPC channel on the way out; a
+    library thread still in that call may then fail, and Python would print its traceback
+    beside the one-line ``interrupted``. Once interrupted, the hook stays (the threads may
+    fail as the interpreter exits).
+    """
+    interrupted = threading.Event()
+    previous_hook = threading.excepthook
+
+    def hook(args: Any) -> None:
+        if not interrupted.is_set():
+            previous_hook(args)
+
+    def on_sigint(_signum: int, _frame: FrameType | None) -> None:
+        interrupted.set()
+        raise KeyboardInterrupt
+
+    in_main = threading.current_thread() is threading.main_thread()
+    previous_sigint = signal.getsignal(signal.SIGINT) if in_main else None
+    if in_main and previous_sigint is signal.default_int_handler:
+        signal.signal(signal.SIGINT, on_sigint)
+    threading.excepthook = hook
+    try:
+        yield
+    except KeyboardInterrupt:
+        interrupted.set()
+        raise
+    finally:
+        if in_main and signal.getsignal(signal.SIGINT) is on_sigint:
+            signal.signal(signal.SIGINT, previous_sigint)
+        if not interrupted.is_set():
+            threading.excepthook = previous_hook
+
+
 def main(
     argv: Sequence[str] | None = None, *, stdout: IO[str] | None = None, stderr: IO[str] | None = None
 ) -> int:
@@ -477,7 +514,8 @@ def main(
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     handler: Handler = args.handler
     try:
-        code = handler(args, out)
+        with _quiet_threads_once_interrupted():
+            code = handler(args, out)
         out.flush()
         return code
     except KeyboardInterrupt:  # Ctrl-C during a client command: one line, no traceback

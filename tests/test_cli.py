@@ -272,3 +272,37 @@ def test_ctrl_c_during_a_client_command_is_one_line_and_status_130() -> None:
     assert proc.returncode == cli.EXIT_INTERRUPTED == 130
     assert "Traceback" not in stderr
     assert error_line(stderr) == "interrupted"
+
+
+def test_after_ctrl_c_a_library_thread_failing_as_the_command_unwinds_prints_nothing() -> None:
+    """The one-line ``interrupted`` stays alone: a thread that fails once the call is given up is quiet."""
+    import threading
+
+    from actors.cli import _quiet_threads_once_interrupted
+
+    reported: list[str] = []
+    previous = threading.excepthook
+    threading.excepthook = lambda args: reported.append(type(args.exc_value).__name__)
+    try:
+        given_up = threading.Event()
+
+        def library_thread() -> None:
+            given_up.wait(10)
+            raise RuntimeError("channel closed under the call")
+
+        thread = threading.Thread(target=library_thread)
+        with pytest.raises(KeyboardInterrupt), _quiet_threads_once_interrupted():
+            thread.start()
+            raise KeyboardInterrupt
+        given_up.set()
+        thread.join(10)
+        assert reported == []
+        # Without an interrupt, a failing thread is reported as before.
+        threading.excepthook = lambda args: reported.append(type(args.exc_value).__name__)
+        with _quiet_threads_once_interrupted():
+            loud = threading.Thread(target=lambda: 1 / 0)
+            loud.start()
+            loud.join(10)
+        assert reported == ["ZeroDivisionError"]
+    finally:
+        threading.excepthook = previous
