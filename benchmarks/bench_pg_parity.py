@@ -175,7 +175,8 @@ def kill_restart(url: str, n: int = 2000) -> float:
 def io_bound(url: str, n: int = 1000, k: int = 32) -> float:
     """Seconds for ``n`` objects whose ``sync_record`` sleeps 20 ms, ``k`` at once."""
     vacuum(url)
-    return n / bc.run(url, n, k, dependent=False)
+    rate, _cpu = bc.run(url, n, k, dependent=False)
+    return n / rate
 
 
 def worker(url: str) -> None:
