@@ -72,9 +72,8 @@ def test_a_drain_batch_commits_its_status_writes_once(store: Store) -> None:
     assert not store.pending("MyModel", "sync")
 
 
-def test_new_objects_are_marked_before_their_handlers_run_in_one_commit(store: Store) -> None:
-    """``backend_need_delete`` is stored before ``sync_record`` (one commit per batch), the statuses after."""
-    ids = objects(store, 10)
+def sync_recording_marks(store: Store) -> tuple[dict[int, Any], list[int]]:
+    """Sync every dirty object: the `backend_need_delete` each handler saw committed, and the commits."""
     marked_when_synced: dict[int, Any] = {}
 
     class Step(SyncStep):
@@ -89,6 +88,13 @@ def test_new_objects_are_marked_before_their_handlers_run_in_one_commit(store: S
         settle(ref)
     finally:
         ref.stop()
+    return marked_when_synced, counted
+
+
+def test_new_objects_are_marked_before_their_handlers_run_in_one_commit(store: Store) -> None:
+    """``backend_need_delete`` is stored before ``sync_record`` (one commit per batch), the statuses after."""
+    ids = objects(store, 10)
+    marked_when_synced, counted = sync_recording_marks(store)
     assert marked_when_synced == {id: True for id in ids}
     assert len(counted) == 2  # the marks, then the statuses
     assert not store.pending("MyModel", "sync")
@@ -151,20 +157,7 @@ def test_the_next_drains_marks_share_this_drains_commit(store: Store) -> None:
     with this drain's statuses: one commit per drain (the first drain's marks aside), and every
     object is still marked before its handler runs."""
     ids = objects(store, 40)
-    marked_when_synced: dict[int, Any] = {}
-
-    class Step(SyncStep):
-        observes = "MyModel"
-
-        def sync_record(self, o: Any) -> None:
-            marked_when_synced[o.id] = committed(store, o.id, "backend_need_delete")
-
-    counted = commits(store)
-    ref = SyncStepActor.start(make_ctx(store, name="Step"), factory(Step))
-    try:
-        settle(ref)
-    finally:
-        ref.stop()
+    marked_when_synced, counted = sync_recording_marks(store)
     assert marked_when_synced == {id: True for id in ids}
     # 32 marks; 32 statuses with the next 8 marks; 8 statuses (it was two commits per drain: 4).
     assert len(counted) == 3
