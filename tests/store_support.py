@@ -95,6 +95,19 @@ class StepClock:
 
 
 @contextlib.contextmanager
+def postgres_stores(server_url: str, schema: Schema, n: int = 2) -> Iterator[list[Store]]:
+    """``n`` stores of ``schema`` on one new PostgreSQL namespace (see :func:`postgres_database`),
+    as ``n`` processes would open it; closed afterwards."""
+    with postgres_database(server_url) as url, contextlib.ExitStack() as stack:
+        stores = []
+        for _ in range(n):
+            store = Store(url, schema)
+            stack.callback(store.close)
+            stores.append(store)
+        yield stores
+
+
+@contextlib.contextmanager
 def postgres_database(server_url: str) -> Iterator[str]:
     """A new, empty PostgreSQL schema (namespace) in the database of ``server_url``; dropped afterwards.
 

@@ -18,73 +18,53 @@ from actors.runtime import ChildSpec, RealClock, RuntimeSettings, Supervisor
 from actors.runtime.messages import IsIdle
 from actors.runtime.sync import SyncStepActor
 from actors.steps import SyncStep
-from actors.store import Caller, Store
+from actors.store import Caller
 
 from .helpers import wait_for
 from .runtime_support import client, factory, make_store
-from .store_support import postgres_database
+from .store_support import postgres_database, postgres_stores
 
 pytestmark = pytest.mark.postgres
 
 
 def test_a_store_holds_more_claims_at_once_than_its_pool_has_connections(postgres_url):
     """Each claim used to hold a pooled connection: the 16th waited for the pool's timeout and failed."""
-    with postgres_database(postgres_url) as url:
-        schema = make_store().schema
-        holder, other = Store(url, schema), Store(url, schema)
-        try:
-            with ExitStack() as stack:
-                held = [stack.enter_context(holder.claim("MyModel", id)) for id in range(1, 41)]
-                assert all(held)
-                assert holder.engine.pool.checkedout() <= 2  # the claim connection (and a read's)
-                assert other.claim_many("MyModel", range(1, 41)) == []
-            assert other.claim_many("MyModel", range(1, 41)) == list(range(1, 41))
-            other.release_many("MyModel", range(1, 41))
-        finally:
-            holder.close()
-            other.close()
+    with postgres_stores(postgres_url, make_store().schema) as (holder, other):
+        with ExitStack() as stack:
+            held = [stack.enter_context(holder.claim("MyModel", id)) for id in range(1, 41)]
+            assert all(held)
+            assert holder.engine.pool.checkedout() <= 2  # the claim connection (and a read's)
+            assert other.claim_many("MyModel", range(1, 41)) == []
+        assert other.claim_many("MyModel", range(1, 41)) == list(range(1, 41))
+        other.release_many("MyModel", range(1, 41))
 
 
 def test_claim_many_leaves_out_what_another_process_holds_and_counts_its_own(postgres_url):
-    with postgres_database(postgres_url) as url:
-        schema = make_store().schema
-        first, second = Store(url, schema), Store(url, schema)
-        try:
-            assert second.claim_many("MyModel", [2]) == [2]
-            assert first.claim_many("MyModel", [1, 2, 3, 3]) == [1, 3]
-            # Counted within a store: the object stays held against others until the last release.
-            with first.claim("MyModel", 1) as again:
-                assert again
-            assert second.claim_many("MyModel", [1]) == []
-            first.release_many("MyModel", [1, 3])
-            assert second.claim_many("MyModel", [1, 3]) == [1, 3]
-            assert first.claim_many("MyModel", [1, 2, 3]) == []
-        finally:
-            first.close()
-            second.close()
+    with postgres_stores(postgres_url, make_store().schema) as (first, second):
+        assert second.claim_many("MyModel", [2]) == [2]
+        assert first.claim_many("MyModel", [1, 2, 3, 3]) == [1, 3]
+        # Counted within a store: the object stays held against others until the last release.
+        with first.claim("MyModel", 1) as again:
+            assert again
+        assert second.claim_many("MyModel", [1]) == []
+        first.release_many("MyModel", [1, 3])
+        assert second.claim_many("MyModel", [1, 3]) == [1, 3]
+        assert first.claim_many("MyModel", [1, 2, 3]) == []
 
 
 def test_the_claims_of_a_lost_connection_are_taken_again_on_a_new_one(postgres_url):
-    with postgres_database(postgres_url) as url:
-        schema = make_store().schema
-        store, other = Store(url, schema), Store(url, schema)
-        try:
-            assert store.claim_many("MyModel", [5]) == [5]
-            with other.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as admin:
-                pids = admin.execute(
-                    sa.text(
-                        "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND objid = 5 AND objsubid = 2"
-                    )
-                ).scalars()
-                for pid in list(pids):
-                    admin.execute(sa.text("SELECT pg_terminate_backend(:p)"), {"p": pid})
-            # The session went, and its lock with it: another store may claim the object now.
-            wait_for(lambda: other.claim_many("MyModel", [5]) == [5], description="the lock released")
-            other.release_many("MyModel", [5])
-            assert store.claim_many("MyModel", [6]) == [6]  # a new connection, at the first try
-        finally:
-            store.close()
-            other.close()
+    with postgres_stores(postgres_url, make_store().schema) as (store, other):
+        assert store.claim_many("MyModel", [5]) == [5]
+        with other.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as admin:
+            pids = admin.execute(
+                sa.text("SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND objid = 5 AND objsubid = 2")
+            ).scalars()
+            for pid in list(pids):
+                admin.execute(sa.text("SELECT pg_terminate_backend(:p)"), {"p": pid})
+        # The session went, and its lock with it: another store may claim the object now.
+        wait_for(lambda: other.claim_many("MyModel", [5]) == [5], description="the lock released")
+        other.release_many("MyModel", [5])
+        assert store.claim_many("MyModel", [6]) == [6]  # a new connection, at the first try
 
 
 class NoopSync(SyncStep):
