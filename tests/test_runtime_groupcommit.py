@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -53,34 +53,21 @@ def objects(store: Store, n: int, **values: Any) -> list[int]:
 
 def test_a_drain_batch_commits_its_status_writes_once(store: Store) -> None:
     ids = objects(store, 10, backend_need_delete=True)
-    synced: list[int] = []
-
-    class Step(SyncStep):
-        observes = "MyModel"
-
-        def sync_record(self, o: Any) -> None:
-            synced.append(o.id)
-
-    counted = commits(store)
-    ref = SyncStepActor.start(make_ctx(store, name="Step"), factory(Step))
-    try:
-        settle(ref)
-    finally:
-        ref.stop()
+    synced, counted = sync_all(store)
     assert sorted(synced) == ids
     assert len(counted) == 1  # one per object before group commit
     assert not store.pending("MyModel", "sync")
 
 
-def sync_recording_marks(store: Store) -> tuple[dict[int, Any], list[int]]:
-    """Sync every dirty object: the `backend_need_delete` each handler saw committed, and the commits."""
-    marked_when_synced: dict[int, Any] = {}
+def sync_all(store: Store, note: Callable[[Any], Any] = lambda o: None) -> tuple[dict[int, Any], list[int]]:
+    """Sync every dirty object with a step taking ``note(o)`` of each; the notes by id, and the commits."""
+    notes: dict[int, Any] = {}
 
     class Step(SyncStep):
         observes = "MyModel"
 
         def sync_record(self, o: Any) -> None:
-            marked_when_synced[o.id] = committed(store, o.id, "backend_need_delete")
+            notes[o.id] = note(o)
 
     counted = commits(store)
     ref = SyncStepActor.start(make_ctx(store, name="Step"), factory(Step))
@@ -88,14 +75,19 @@ def sync_recording_marks(store: Store) -> tuple[dict[int, Any], list[int]]:
         settle(ref)
     finally:
         ref.stop()
-    return marked_when_synced, counted
+    return notes, counted
+
+
+def marked_when_synced(store: Store) -> tuple[dict[int, Any], list[int]]:
+    """:func:`sync_all`, noting the ``backend_need_delete`` each handler saw committed."""
+    return sync_all(store, lambda o: committed(store, o.id, "backend_need_delete"))
 
 
 def test_new_objects_are_marked_before_their_handlers_run_in_one_commit(store: Store) -> None:
     """``backend_need_delete`` is stored before ``sync_record`` (one commit per batch), the statuses after."""
     ids = objects(store, 10)
-    marked_when_synced, counted = sync_recording_marks(store)
-    assert marked_when_synced == {id: True for id in ids}
+    marked, counted = marked_when_synced(store)
+    assert marked == {id: True for id in ids}
     assert len(counted) == 2  # the marks, then the statuses
     assert not store.pending("MyModel", "sync")
 
@@ -157,8 +149,8 @@ def test_the_next_drains_marks_share_this_drains_commit(store: Store) -> None:
     with this drain's statuses: one commit per drain (the first drain's marks aside), and every
     object is still marked before its handler runs."""
     ids = objects(store, 40)
-    marked_when_synced, counted = sync_recording_marks(store)
-    assert marked_when_synced == {id: True for id in ids}
+    marked, counted = marked_when_synced(store)
+    assert marked == {id: True for id in ids}
     # 32 marks; 32 statuses with the next 8 marks; 8 statuses (it was two commits per drain: 4).
     assert len(counted) == 3
     assert not store.pending("MyModel", "sync")
@@ -166,20 +158,7 @@ def test_the_next_drains_marks_share_this_drains_commit(store: Store) -> None:
 
 def test_a_long_queue_is_drained_in_larger_batches(store: Store) -> None:
     ids = objects(store, _queue.LONG_QUEUE + 20, backend_need_delete=True)
-    synced: list[int] = []
-
-    class Step(SyncStep):
-        observes = "MyModel"
-
-        def sync_record(self, o: Any) -> None:
-            synced.append(o.id)
-
-    counted = commits(store)
-    ref = SyncStepActor.start(make_ctx(store, name="Step"), factory(Step))
-    try:
-        settle(ref)
-    finally:
-        ref.stop()
+    synced, counted = sync_all(store)
     assert sorted(synced) == ids
     assert len(counted) == 2  # LONG_QUEUE objects, then the 20 left (32 a drain: 9 commits)
 
