@@ -33,6 +33,7 @@ from local_kafka import LocalKafka  # noqa: E402 - needs SCRIPTS on sys.path
 from local_postgres import LocalPostgres  # noqa: E402
 
 from tests.helpers import free_port as _free_port  # noqa: E402
+from tests.store_support import postgres_database, sqlite_url  # noqa: E402
 
 pytest_plugins: list[str] = []
 
@@ -75,6 +76,16 @@ def local_kafka() -> Iterator[LocalKafka]:
     """A broker of this test's own, running; the test may ``stop()`` and ``start()`` it."""
     with LocalKafka() as broker:
         yield broker
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty database of the test's own: an SQLite file, or a new PostgreSQL schema (namespace)."""
+    if request.param == "sqlite":
+        yield sqlite_url(tmp_path)
+        return
+    with postgres_database(request.getfixturevalue("postgres_url")) as url:
+        yield url
 
 
 @pytest.fixture

@@ -9,16 +9,13 @@ there, the new columns hold their defaults, the new tables are empty and usable.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from actors.models import Schema, load_schema, parse_xproto
 from actors.store import Store
 
-from .store_support import open_store, postgres_database, sqlite_url
+from .store_support import open_store, sqlite_url
 
 #: The old built-in models, cut to what this test stores (the XOSBase fields are all there).
 OLD_CORE = """
@@ -106,15 +103,6 @@ def old_schema() -> Schema:
 
 def new_schema() -> Schema:
     return load_schema(extra=parse_xproto(SERVICE, "demo.xproto"))
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield sqlite_url(tmp_path)
-        return
-    with postgres_database(request.getfixturevalue("postgres_url")) as url:
-        yield url
 
 
 def fill(store: Store) -> dict[tuple[str, int], dict[str, Any]]:

@@ -40,16 +40,6 @@ POLICY = WriteContext(Caller.POLICY)
 PENDING = ("sync", "sync_deleted", "policy", "policy_deleted")
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """An empty database of the test's own: an SQLite file, or a new PostgreSQL database."""
-    if request.param == "sqlite":
-        yield sqlite_url(tmp_path)
-        return
-    with postgres_database(request.getfixturevalue("postgres_url")) as url:
-        yield url
-
-
 @pytest.fixture
 def clock() -> StepClock:
     return StepClock()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,19 +10,10 @@ import sqlalchemy as sa
 
 from actors.store import Caller, ChangeNotice, NotFound, Store, ValidationError, WriteContext
 
-from .store_support import open_store, postgres_database, sqlite_url
+from .store_support import open_store
 
 SYNC = WriteContext(Caller.SYNCHRONIZER, origin="SyncStep")
 CLIENT = WriteContext(Caller.CLIENT)
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield sqlite_url(tmp_path)
-        return
-    with postgres_database(request.getfixturevalue("postgres_url")) as url:
-        yield url
 
 
 @pytest.fixture

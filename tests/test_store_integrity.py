@@ -37,15 +37,6 @@ message Holder (XOSBase) {
 )
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield sqlite_url(tmp_path)
-        return
-    with postgres_database(request.getfixturevalue("postgres_url")) as url:
-        yield url
-
-
 @pytest.fixture
 def store(db_url: str) -> Iterator[Store]:
     with open_store(db_url, make_schema(HOLDER)) as s:
