@@ -68,6 +68,15 @@ def basic(user: tuple[str, str]) -> str:
     return "Basic " + base64.b64encode(f"{user[0]}:{user[1]}".encode()).decode()
 
 
+def serving(process: MainProcess) -> tuple[str, str]:
+    """The HTTP endpoint's URL and the API's address, read from the process's log."""
+    text = process.text()
+    http = re.search(r"HTTP endpoint serving\s.*url=(http://127\.0\.0\.1:\d+)/metrics", text)
+    api = re.search(r"API serving\s.*address=(127\.0\.0\.1:\d+)", text)
+    assert http and api, text
+    return http.group(1), api.group(1)
+
+
 @pytest.fixture
 def job(tmp_path: Path) -> Iterator[tuple[str, str]]:
     """A main job over the why-test project, users configured, anonymous reads refused: (http url, API)."""
@@ -86,11 +95,7 @@ def job(tmp_path: Path) -> Iterator[tuple[str, str]]:
     try:
         main.wait_for_line("API serving")
         main.wait_for_line("HTTP endpoint serving")
-        text = main.text()
-        http = re.search(r"url=(http://127\.0\.0\.1:\d+)/metrics", text)
-        api = re.search(r"API serving\s.*address=(127\.0\.0\.1:\d+)", text)
-        assert http and api, text
-        yield http.group(1), api.group(1)
+        yield serving(main)
     finally:
         assert main.stop() == 0, main.text()
 
@@ -216,11 +221,7 @@ def core(tmp_path: Path) -> Iterator[tuple[str, str]]:
     process = MainProcess(["core", "--config", str(config)], tmp_path / "core.log")
     try:
         process.wait_for_line("HTTP endpoint serving")
-        text = process.text()
-        http = re.search(r"HTTP endpoint serving\s.*url=(http://127\.0\.0\.1:\d+)/metrics", text)
-        api = re.search(r"API serving\s.*address=(127\.0\.0\.1:\d+)", text)
-        assert http and api, text
-        yield http.group(1), api.group(1)
+        yield serving(process)
     finally:
         assert process.stop() == 0, process.text()
 
