@@ -124,16 +124,10 @@ def store_url(url: str | None, data_dir: str, base: Path) -> str:
         expected = 'a SQLAlchemy database URL such as "sqlite:///data/actors.db"'
         at = ("store", "url")
         raise problem(f"expected {expected}, got {json.dumps(url)}", expected, at, kind=LATE) from None
-    file, sqlite = parsed.database, parsed.drivername.split("+")[0] == "sqlite"
-    if (
-        sqlite
-        and file
-        and file != ":memory:"
-        and not file.startswith("file:")
-        and not Path(file).is_absolute()
-    ):
-        return parsed.set(database=absolute(base, file)).render_as_string(hide_password=False)
-    return url
+    file = parsed.database or ":memory:"  # no file: an in-memory database
+    if parsed.get_backend_name() != "sqlite" or file.startswith((":memory:", "file:")) or os.path.isabs(file):
+        return url
+    return parsed.set(database=absolute(base, file)).render_as_string(hide_password=False)
 
 
 def check_kafka_options(options: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:

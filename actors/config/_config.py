@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import logging
 import os
 import sys
-import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,12 +27,8 @@ log = logging.getLogger("actors.config")
 
 @dataclass(frozen=True, slots=True)
 class Config:
-    """A validated, read-only synchronizer configuration, defaults merged in and paths absolute.
-
-    Code reads the typed sections from :attr:`settings`; :meth:`get` reads a dotted key
-    (for the XOS ``Config.get`` and user code). :meth:`get` and :meth:`as_dict` return copies.
-    Made by :func:`load_config` or :meth:`from_dict`.
-    """
+    """A validated, read-only configuration, defaults merged in and paths absolute: code reads the typed
+    :attr:`settings`, the XOS ``Config.get`` and user code a dotted key with :meth:`get` (a copy)."""
 
     settings: Settings
     """The typed configuration: its sections (``event_bus``, ``runtime``, ``api``...) and keys."""
@@ -59,10 +55,8 @@ class Config:
 
     @property
     def dependency_graph(self) -> dict[str, list[list[str]]]:
-        """The model dependency graph (``{}`` if none), read from its file if it is a path.
-
-        Raises :class:`ConfigError` if the file became unreadable or invalid since loading.
-        """
+        """The model dependency graph (``{}`` if none), read from its file if it is a path; a
+        :class:`ConfigError` if the file became unreadable or invalid since loading."""
         value = self.settings.dependency_graph
         if not isinstance(value, str):
             graph: dict[str, list[list[str]]] = plain(value or {})
@@ -70,8 +64,8 @@ class Config:
         try:
             return read_graph(value)
         except PydanticCustomError as exc:
-            shown = os.fspath(self.path) if self.path is not None else None
             ctx = exc.context or {}
+            shown = os.fspath(self.path) if self.path is not None else None
             key = dotted(("dependency_graph", *ctx["at"]))
             raise ConfigError(ctx["message"], path=shown, key=key, expected=ctx["expected"]) from None
 
@@ -119,11 +113,9 @@ def _lookup(node: Any, parts: list[str]) -> Any:
 
 
 def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Config:
-    """Load, check and complete the YAML file at *path* (relative paths in it: against its folder).
-
-    *env* holds the ``ACTORS_<KEY>`` overrides (default ``os.environ``; ``{}`` ignores the
-    environment). Raises :class:`ConfigError` for any problem with the file or its content.
-    """
+    """Load, check and complete the YAML file at *path* (relative paths in it: against its folder), with
+    the ``ACTORS_<KEY>`` overrides in *env* (default ``os.environ``; ``{}`` ignores the environment).
+    Raises :class:`ConfigError` for any problem with the file or its content."""
     shown = os.fspath(path)
     file = Path(os.path.abspath(shown))
     env = os.environ if env is None else env
@@ -164,19 +156,17 @@ def prepare(raw: Any, *, path: str | None, base_dir: Path, env: Mapping[str, str
 
 _context: contextvars.ContextVar[Config | None] = contextvars.ContextVar("actors_config", default=None)
 _default: Config | None = None
-_builtin: Config | None = None
-_lock = threading.Lock()
 
 
 def current_config() -> Config:
     """The configuration in effect here: the innermost :func:`use_config` of this context, else the
     :func:`set_default_config` one, else the defaults alone, named ``"actors"`` (made at the first call)."""
-    global _builtin
-    cfg = _context.get() or _default
-    if cfg is None:
-        with _lock:
-            cfg = _builtin = _builtin or Config.from_dict({"name": "actors"})
-    return cfg
+    return _context.get() or _default or _builtin()
+
+
+@functools.cache
+def _builtin() -> Config:
+    return Config.from_dict({"name": "actors"})
 
 
 @contextlib.contextmanager

@@ -120,7 +120,7 @@ class Section(BaseModel):
 class EventBus(Section):
     """``event_bus``: the Kafka bus the event steps consume from."""
 
-    kind: Annotated[Literal["kafka"], *says('"kafka"')] = "kafka"
+    kind: Literal["kafka"] = "kafka"
     """The bus technology; Kafka is the only one."""
     endpoint: Annotated[str | list[str] | None, *says(_ENDPOINTS)] = None
     """Bootstrap server(s): "host:port" (port 9092 if left out), comma-separated, or a list."""
@@ -317,26 +317,13 @@ class Api(Section):
     ] = 4194304
     """The largest gRPC request the server accepts."""
     max_concurrent_calls: Annotated[int, *says("an integer between 1 and 1000", ge=1, le=1000)] = 1
-    """How many API calls of the main job run their handler at once; the others wait their turn.
-
-    Watch streams and logins are not counted. The API's handlers and the synchronizer's actors
-    share one interpreter, and every running handler takes a share of it.
-    """
+    """How many API calls of the main job run their handler at once (not watches, logins); others wait."""
     backlog_limit: Annotated[int, *says("an integer number of objects, 0 or more", ge=0)] = 1000
-    """Hold back API writes while the main job's sync steps have this many objects ready to sync (0: never).
-
-    A held-back create, update or delete waits until the backlog falls below the limit,
-    at most ``backlog_wait`` seconds, then runs: clients slow to the synchronizer's pace
-    and are never refused. Objects waiting for a retry or a dependency are not counted.
-    """
+    """Hold back API writes while the main job's sync steps have this many objects to sync (0: never)."""
     backlog_wait: Annotated[float, *says("a number of seconds between 0 and 60", ge=0, le=60)] = 1.0
     """The longest one API write is held back by ``backlog_limit`` (seconds)."""
     sync_share: Annotated[float, *says("a number at least 0 and below 1", ge=0, lt=1)] = 0.5
-    """The share of the time API calls leave to the main job's sync steps while they have objects to sync.
-
-    A call that ran for d seconds makes the next one wait d * share / (1 - share) seconds (at
-    most 0.25 s), only while objects are ready to sync; 0 lets calls run back to back.
-    """
+    """The share of the time API calls leave to the main job's sync steps while they have objects to sync."""
 
     @model_validator(mode="after")
     def _unique_users(self) -> Api:
@@ -479,6 +466,4 @@ def config_schema() -> dict[str, Any]:
 
 def default_values() -> dict[str, Any]:
     """The defaults of every key that has one, as a nested mapping (a fresh copy)."""
-    values = Settings.model_construct(name="").model_dump(exclude_none=True)
-    del values["name"]
-    return values
+    return Settings.model_construct().model_dump(exclude_none=True, exclude={"name"})

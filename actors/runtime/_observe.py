@@ -37,7 +37,7 @@ def build_observe(
         return NULL_METRICS, health, None
     metrics = Metrics()
     metrics.set_sources(children=lambda: sync.status().values(), objects=lambda: object_counts(sync))
-    address = settings.address if settings is not None else "127.0.0.1:8080"
+    address = sync.config.settings.http.address  # the model's default when the config has no http section
     server = ObserveServer(
         address,
         metrics=metrics,
