@@ -59,8 +59,7 @@ def _read_owner(fd: int) -> dict[str, Any]:
 class OwnerLock:
     """The held lock of one SQLite file; :meth:`release` (or the process's end) frees it."""
 
-    def __init__(self, path: str, fd: int) -> None:
-        self.path = path
+    def __init__(self, fd: int) -> None:
         self._fd: int | None = fd
 
     @classmethod
@@ -97,12 +96,7 @@ class OwnerLock:
             os.pwrite(fd, (json.dumps(info) + "\n").encode(), 0)
         except OSError:
             pass  # the lock holds without the description
-        return cls(path, fd)
-
-    @property
-    def held(self) -> bool:
-        """Whether this object still holds the lock."""
-        return self._fd is not None
+        return cls(fd)
 
     def release(self) -> None:
         """Free the lock (the lock file stays; the next owner overwrites it)."""
