@@ -33,14 +33,7 @@ if TYPE_CHECKING:
     from ._store import Store
     from ._write import Writer
 
-__all__ = [
-    "OWNER_OPTION",
-    "cascade_delete",
-    "choose_owner",
-    "fill_owner",
-    "owner_to_fill",
-    "soft_delete",
-]
+__all__ = ["cascade_delete", "choose_owner", "fill_owner", "owner_to_fill", "soft_delete"]
 
 #: The model option naming the class of service that owns a model's instances.
 OWNER_OPTION = "owner_class_name"

@@ -33,17 +33,7 @@ if TYPE_CHECKING:
     from ._tables import Tables
     from ._write import Writer
 
-__all__ = [
-    "ON_DELETE",
-    "linking",
-    "links_to",
-    "lock_targets",
-    "on_delete",
-    "purge",
-    "reap_blocked",
-    "refuse_deleted",
-    "rules",
-]
+__all__ = ["linking", "lock_targets", "purge", "reap_blocked", "refuse_deleted", "rules"]
 
 #: The ``on_delete`` values a link may have (XOS passes the option to Django; ``CASCADE`` is the default).
 ON_DELETE = ("CASCADE", "PROTECT", "SET_NULL")

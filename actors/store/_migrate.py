@@ -22,7 +22,7 @@ from ._listen import install_notify_trigger
 from ._locks import lock_migration
 from ._tables import Tables, link_target, pending_index_prefix
 
-__all__ = ["add_postgres_keys", "dangling_links", "migrate", "migrate_sqlite", "sqlite_reference"]
+__all__ = ["dangling_links", "migrate"]
 
 log = get_logger("actors.store")
 #: The reports of rebuilt tables and dangling links go through structlog's own configuration.

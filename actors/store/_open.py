@@ -32,7 +32,7 @@ import sqlalchemy as sa
 
 from ._errors import StoreInUse, StoreOpenError, safe_url
 
-__all__ = ["OwnerLock", "check_database", "claim_file", "open_errors", "sqlite_file"]
+__all__ = ["OwnerLock", "check_database", "claim_file", "open_errors"]
 
 
 def sqlite_file(url: str) -> str | None:

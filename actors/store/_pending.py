@@ -15,7 +15,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-__all__ = ["BOOKKEEPING", "PENDING", "PendingQuery", "pending_condition", "row_is_pending"]
+__all__ = ["BOOKKEEPING", "PENDING", "pending_condition", "row_is_pending"]
 
 
 @dataclass(frozen=True)

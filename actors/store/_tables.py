@@ -22,14 +22,7 @@ from actors.models import FieldSpec, Schema
 
 from ._pending import BOOKKEEPING, PENDING
 
-__all__ = [
-    "JOURNAL",
-    "Tables",
-    "column_type",
-    "fk_name",
-    "link_target",
-    "pending_index_prefix",
-]
+__all__ = ["Tables", "column_type", "fk_name", "link_target", "pending_index_prefix"]
 
 JOURNAL = "actors_changes"
 

@@ -14,7 +14,7 @@ from actors.models import FieldSpec, Schema
 
 from ._errors import ValidationError
 
-__all__ = ["INT_RANGES", "check_column", "check_id", "check_value", "coerce_lookup", "number_from_text"]
+__all__ = ["check_column", "check_id", "check_value", "coerce_lookup"]
 
 #: The range of each integer kind (``uint64`` stops where a signed BIGINT does).
 INT_RANGES = {
