@@ -171,12 +171,8 @@ class Tables:
         return joined, columns
 
     def column_table(self, model: str) -> dict[str, sa.Table]:
-        """Column name -> the table of ``model``'s chain that stores it."""
-        out: dict[str, sa.Table] = {}
-        for table in self.chain(model):
-            for col in table.c:
-                out.setdefault(col.name, table)
-        return out
+        """Column name -> the table of ``model``'s chain that stores it (the root's ``id``)."""
+        return {col.name: table for table in reversed(self.chain(model)) for col in table.c}
 
 
 def _fingerprint(schema: Schema) -> str:
