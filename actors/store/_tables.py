@@ -94,9 +94,7 @@ class Tables:
             sa.Column("at", sa.Float, nullable=False),
             sa.Column("origin", sa.String(255), nullable=True),
         )
-        self.by_model: dict[str, sa.Table] = {}
-        for spec in schema.concrete():
-            self.by_model[spec.name] = self._table(spec.name)
+        self.by_model = {spec.name: self._table(spec.name) for spec in schema.concrete()}
 
     @staticmethod
     def table_name(model: str) -> str:
