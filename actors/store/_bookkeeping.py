@@ -22,7 +22,7 @@ from ._errors import ValidationError
 from ._query import Caller, WriteContext
 from ._values import check_column
 
-__all__ = ["DELETION_STATE", "Bookkeeping", "Clock", "bumps_updated", "deletion", "reap_ready"]
+__all__ = ["DELETION_STATE", "Bookkeeping", "Clock", "deletion", "reap_ready"]
 
 
 #: The columns that decide how an object is deleted and when it is purged: what a

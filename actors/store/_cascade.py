@@ -16,7 +16,6 @@ writes, :func:`cascade_delete` in the delete's transaction, through its ``Writer
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -26,24 +25,15 @@ from actors.models import Schema
 
 from ._bookkeeping import DELETION_STATE, deletion
 from ._errors import ValidationError
+from ._integrity import linking, rules
 from ._notices import ChangeNotice
 from ._query import Condition, Query, WriteContext
 
 if TYPE_CHECKING:
     from ._store import Store
-    from ._tables import Tables
     from ._write import Writer
 
-__all__ = [
-    "OWNER_OPTION",
-    "cascade_delete",
-    "choose_owner",
-    "fill_owner",
-    "links_to",
-    "owner_to_fill",
-    "soft_delete",
-    "union_of_links",
-]
+__all__ = ["cascade_delete", "choose_owner", "fill_owner", "owner_to_fill", "soft_delete"]
 
 #: The model option naming the class of service that owns a model's instances.
 OWNER_OPTION = "owner_class_name"
@@ -129,21 +119,6 @@ def fill_owner(store: Store, model: str, values: Mapping[str, Any]) -> Mapping[s
     return values if owner == current else {**values, "owner_id": owner}
 
 
-@functools.lru_cache(maxsize=64)
-def links_to(schema: Schema, model: str) -> tuple[tuple[str, str], ...]:
-    """``(model, column)`` of every stored link column that can point at an object of ``model``.
-
-    Each column is named once, on the concrete model whose table stores it, so a
-    query on that model finds the objects of its derived models too.
-    """
-    out = []
-    for spec in schema.concrete():
-        for f in schema.own_fields(spec.name):
-            if f.link is not None and schema.is_a(model, f.link.model):
-                out.append((spec.name, f.column))
-    return tuple(out)
-
-
 def cascade_delete(
     writer: Writer,
     conn: sa.Connection,
@@ -160,15 +135,13 @@ def cascade_delete(
     it owes the backend nothing. Then, when ``row`` is a ``ServiceInstanceLink``,
     its provider (if live) gets ``link_deleted_count`` + 1 and a new ``updated``.
     """
-    from ._integrity import rules
-
     schema = writer.schema
     on_delete = rules(schema)
     seen = {(schema.root(model), row["id"])}
     stack = [(model, row["id"])]
     while stack:
         target, target_id = stack.pop()
-        query = _dependents(writer.tables, schema, target)
+        query = linking(writer.tables, schema, target, live=True)
         if query is None:
             continue
         statement, links = query
@@ -191,47 +164,6 @@ def cascade_delete(
             stack.append((leaf, found["id"]))
     if schema.is_a(model, LINK_MODEL) and row.get(LINK_PROVIDER) is not None:
         _count_link_deletion(writer, conn, notices, row[LINK_PROVIDER], now, ctx)
-
-
-def union_of_links(
-    schema: Schema, model: str, select_of: Callable[[int, str, str], sa.Select[Any]]
-) -> tuple[sa.Executable, tuple[tuple[str, str], ...]] | None:
-    """One ``UNION ALL`` of ``select_of(k, dependent, column)`` over the :func:`links_to` ``model``.
-
-    ``k`` is the link's index in the links returned with the statement; ``None`` when
-    no link can point at ``model``.
-    """
-    links = links_to(schema, model)
-    if not links:
-        return None
-    selects = [select_of(k, dependent, column) for k, (dependent, column) in enumerate(links)]
-    statement: sa.Executable = selects[0] if len(selects) == 1 else sa.union_all(*selects)
-    return statement, links
-
-
-@functools.lru_cache(maxsize=256)
-def _dependents(
-    tables: Tables, schema: Schema, model: str
-) -> tuple[sa.Executable, tuple[tuple[str, str], ...]] | None:
-    """One ``UNION ALL`` of the live objects whose links point at ``:_target`` of ``model``.
-
-    A row holds ``k`` (the index of its link in the links returned with the
-    statement), ``columns`` (which of :data:`DELETION_STATE` that model has) and those
-    columns (NULL where the model lacks one). Built once per tables and model: one
-    query per deleted object, however many links point at its model.
-    """
-
-    def select_of(k: int, dependent: str, column: str) -> sa.Select[Any]:
-        joined, columns = tables.joined(dependent)
-        present = " ".join(name for name in DELETION_STATE if name in columns)
-        picked: list[sa.ColumnElement[Any]] = [sa.literal(k).label("k"), sa.literal(present).label("columns")]
-        picked += [
-            columns[name].label(name) if name in columns else sa.null().label(name) for name in DELETION_STATE
-        ]
-        select = sa.select(*picked).select_from(joined).where(columns[column] == sa.bindparam("_target"))
-        return select.where(sa.not_(columns["deleted"])) if "deleted" in columns else select
-
-    return union_of_links(schema, model, select_of)
 
 
 def soft_delete(

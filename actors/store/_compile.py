@@ -19,7 +19,7 @@ from ._errors import ValidationError
 from ._query import Condition, Query
 from ._values import coerce_lookup
 
-__all__ = ["Term", "column_of", "finish", "order_terms", "where_terms"]
+__all__ = ["finish", "order_terms", "where_terms"]
 
 #: Builds one term of a WHERE clause (called once per shape, when its statement is built).
 Term = Callable[[], sa.ColumnElement[bool]]

@@ -20,7 +20,7 @@ from ._journal import Journal
 from ._listen import PostgresListener
 from ._notices import ChangeNotice, Notifier
 
-__all__ = ["CATCH_UP_BATCH", "GAP_KEEP", "GAP_SECONDS", "SEEN_KEEP", "ChangeFeed"]
+__all__ = ["ChangeFeed"]
 
 #: How many locally published seqs are remembered (so the PostgreSQL listener does not
 #: publish them again), and how many journal entries one catch-up query reads.

@@ -24,8 +24,7 @@ import sqlalchemy as sa
 
 from actors.models import FieldSpec, Schema
 
-from ._bookkeeping import reap_ready
-from ._cascade import union_of_links
+from ._bookkeeping import DELETION_STATE, reap_ready
 from ._errors import ValidationError
 from ._notices import ChangeNotice
 from ._tables import link_target
@@ -34,15 +33,7 @@ if TYPE_CHECKING:
     from ._tables import Tables
     from ._write import Writer
 
-__all__ = [
-    "ON_DELETE",
-    "lock_targets",
-    "on_delete",
-    "purge",
-    "reap_blocked",
-    "refuse_deleted",
-    "rules",
-]
+__all__ = ["linking", "lock_targets", "purge", "reap_blocked", "refuse_deleted", "rules"]
 
 #: The ``on_delete`` values a link may have (XOS passes the option to Django; ``CASCADE`` is the default).
 ON_DELETE = ("CASCADE", "PROTECT", "SET_NULL")
@@ -123,39 +114,60 @@ def refuse_deleted(messages: list[str]) -> None:
 
 
 # -- deletion -----------------------------------------------------------------
-@functools.lru_cache(maxsize=256)
-def _linking(
-    tables: Tables, schema: Schema, model: str
-) -> tuple[sa.Executable, tuple[tuple[str, str], ...]] | None:
-    """One ``UNION ALL`` of every object (deleted or not) whose link points at ``:_target`` of ``model``.
+@functools.lru_cache(maxsize=64)
+def links_to(schema: Schema, model: str) -> tuple[tuple[str, str], ...]:
+    """``(model, column)`` of every stored link column that can point at an object of ``model``.
 
-    Rows are ``(k, id, leaf)``: ``k`` indexes the ``(model, column)`` links returned
-    with the statement, ``leaf`` is the object's ``leaf_model_name`` (or NULL).
+    Each column is named once, on the concrete model whose table stores it, so a
+    query on that model finds the objects of its derived models too.
     """
+    out = []
+    for spec in schema.concrete():
+        for f in schema.own_fields(spec.name):
+            if f.link is not None and schema.is_a(model, f.link.model):
+                out.append((spec.name, f.column))
+    return tuple(out)
 
-    def select_of(k: int, dependent: str, column: str) -> sa.Select[Any]:
-        root, own = tables.chain(dependent)[0], tables.by_model[dependent]
-        joined: sa.FromClause = own if own is root else root.join(own, own.c.id == root.c.id)
-        leaf = root.c.leaf_model_name if "leaf_model_name" in root.c else sa.null()
-        return (
-            sa.select(sa.literal(k).label("k"), root.c.id.label("id"), leaf.label("leaf"))
-            .select_from(joined)
-            .where(own.c[column] == sa.bindparam("_target"))
-        )
 
-    return union_of_links(schema, model, select_of)
+@functools.lru_cache(maxsize=256)
+def linking(
+    tables: Tables, schema: Schema, model: str, *, live: bool
+) -> tuple[sa.Executable, tuple[tuple[str, str], ...]] | None:
+    """One ``UNION ALL`` of the objects (the undeleted ones if ``live``) linking to ``:_target`` of ``model``.
+
+    A row holds ``k`` (the index of its link in the :func:`links_to` ``model`` returned
+    with the statement), ``columns`` (which of :data:`DELETION_STATE` that model has)
+    and those columns (NULL where the model lacks one). Built once per tables and
+    model: one query per object, however many links point at its model; ``None`` when
+    no link can.
+    """
+    links = links_to(schema, model)
+    if not links:
+        return None
+    selects = []
+    for k, (dependent, column) in enumerate(links):
+        joined, columns = tables.joined(dependent)
+        present = " ".join(name for name in DELETION_STATE if name in columns)
+        picked: list[sa.ColumnElement[Any]] = [sa.literal(k).label("k"), sa.literal(present).label("columns")]
+        picked += [
+            columns[name].label(name) if name in columns else sa.null().label(name) for name in DELETION_STATE
+        ]
+        select = sa.select(*picked).select_from(joined).where(columns[column] == sa.bindparam("_target"))
+        selects.append(select.where(sa.not_(columns["deleted"])) if live and "deleted" in columns else select)
+    statement: sa.Executable = selects[0] if len(selects) == 1 else sa.union_all(*selects)
+    return statement, links
 
 
 def _linked_by(writer: Writer, conn: sa.Connection, model: str, id: int) -> list[tuple[str, str, int, str]]:
     """``(dependent model, column, id, leaf model)`` of every object linking to ``model`` ``id``."""
-    query = _linking(writer.tables, writer.schema, model)
+    query = linking(writer.tables, writer.schema, model, live=False)
     if query is None:
         return []
     statement, links = query
     out = []
-    for k, dep_id, leaf in conn.execute(statement, {"_target": id}).all():
-        dependent, column = links[k]
-        out.append((dependent, column, dep_id, leaf if leaf in writer.tables.by_model else dependent))
+    for found in conn.execute(statement, {"_target": id}).mappings().all():
+        dependent, column = links[found["k"]]
+        out.append((dependent, column, found["id"], writer.leaf(dict(found), dependent)))
     return out
 
 

@@ -22,7 +22,7 @@ from ._listen import install_notify_trigger
 from ._locks import lock_migration
 from ._tables import Tables, link_target, pending_index_prefix
 
-__all__ = ["add_postgres_keys", "dangling_links", "migrate", "migrate_sqlite", "sqlite_reference"]
+__all__ = ["dangling_links", "migrate"]
 
 log = get_logger("actors.store")
 #: The reports of rebuilt tables and dangling links go through structlog's own configuration.
@@ -100,15 +100,15 @@ def dangling_links(tables: Tables, conn: sa.Connection) -> list[str]:
             parent = tables.by_model[target]
             if parent.name not in existing or own.name not in existing:
                 continue
-            missing = sa.select(parent.c.id).where(parent.c.id == own.c[f.column])
-            stmt = (
-                sa.select(own.c.id, own.c[f.column])
-                .where(own.c[f.column].is_not(None), ~missing.exists())
-                .order_by(own.c.id)
-            )
-            for obj_id, value in conn.execute(stmt).all():
+            for obj_id, value in conn.execute(_dangling(own, f.column, parent).order_by(own.c.id)).all():
                 out.append(f"{spec.name} {obj_id}: {f.column} = {value}, no {target} with that id")
     return out
+
+
+def _dangling(table: sa.Table, column: str, parent: sa.Table) -> sa.Select[Any]:
+    """``(id, value)`` of the rows of ``table`` whose link ``column`` names no row of ``parent``."""
+    missing = sa.select(parent.c.id).where(parent.c.id == table.c[column])
+    return sa.select(table.c.id, table.c[column]).where(table.c[column].is_not(None), ~missing.exists())
 
 
 def _report(url: str, tables: Tables, conn: sa.Connection) -> None:
@@ -147,14 +147,7 @@ def add_postgres_keys(url: str, tables: Tables, conn: sa.Connection) -> None:
                 continue  # there and validated: nothing to check
             column = fk.column_keys[0]
             parent = fk.elements[0].column.table
-            clean = not conn.execute(
-                sa.select(table.c[column])
-                .where(
-                    table.c[column].is_not(None),
-                    ~sa.select(parent.c.id).where(parent.c.id == table.c[column]).exists(),
-                )
-                .limit(1)
-            ).first()
+            clean = not conn.execute(_dangling(table, column, parent).limit(1)).first()
             dangling = dangling or not clean
             if fk.name in have:
                 if clean:

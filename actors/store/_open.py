@@ -5,22 +5,34 @@ that cannot be made, a PostgreSQL server that is not there or refuses the login)
 in one :class:`~actors.store.StoreOpenError` whose message is one line naming the URL
 (password hidden) and the reason. Nothing is written before the checks pass: a
 corrupt file is left as it was.
+
+One owner per SQLite file: an exclusive opener (the main job, ``core``, a
+:class:`~actors.runtime.Synchronizer`) holds :class:`OwnerLock`, ``fcntl.flock`` on
+``<file>.lock`` beside the database, with its pid, host and command line written in it;
+a second one, in this process or another, gets :class:`StoreInUse` naming that holder.
+The lock belongs to the file descriptor, so an owner killed even with ``SIGKILL``
+never blocks a restart: the stale lock file is simply locked again.
 """
 
 from __future__ import annotations
 
 import errno
+import fcntl
+import json
 import os
 import re
+import socket
+import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import sqlalchemy as sa
 
-from ._errors import StoreOpenError, safe_url
-from ._owner import OwnerLock, lock_path
+from ._errors import StoreInUse, StoreOpenError, safe_url
 
-__all__ = ["check_database", "claim_file", "open_errors", "sqlite_file"]
+__all__ = ["OwnerLock", "check_database", "claim_file", "open_errors"]
 
 
 def sqlite_file(url: str) -> str | None:
@@ -157,3 +169,91 @@ def _access_problem(database: str) -> str:
     if not os.access(folder, os.W_OK | os.X_OK):
         return f"the folder {folder} is not writable (SQLite writes its -wal and -shm files there)"
     return "the file cannot be opened for writing"
+
+
+# -- the owner lock -----------------------------------------------------------
+#: The longest command line kept in the lock file.
+_COMMAND_CHARS = 200
+
+
+def lock_path(database: str) -> str:
+    """The lock file of an SQLite database file: ``<file>.lock`` beside it."""
+    return os.path.abspath(database) + ".lock"
+
+
+def _describe(info: dict[str, Any]) -> str:
+    """``pid 1234 (python -m actors.main) on host h``, from what a holder wrote."""
+    pid, host, command = info.get("pid"), info.get("host"), info.get("command")
+    if not isinstance(pid, int):
+        return "another process"
+    text = f"pid {pid}"
+    if pid == os.getpid() and host == socket.gethostname():
+        text += " (this process)"
+    elif isinstance(command, str) and command:
+        text += f" ({command})"
+    if isinstance(host, str) and host:
+        text += f" on host {host}"
+    return text
+
+
+def _read_owner(fd: int) -> dict[str, Any]:
+    try:
+        data = os.pread(fd, 4096, 0)
+        info = json.loads(data.decode("utf-8", "replace") or "{}")
+    except (OSError, ValueError):
+        return {}
+    return info if isinstance(info, dict) else {}
+
+
+class OwnerLock:
+    """The held lock of one SQLite file; :meth:`release` (or the process's end) frees it."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd: int | None = fd
+
+    @classmethod
+    def take(cls, url: str, database: str) -> OwnerLock:
+        """Lock ``database`` (the file of store ``url``) for this process, or raise :class:`StoreInUse`.
+
+        The folder of the file must exist. ``OSError`` if the lock file cannot be created.
+        """
+        path = lock_path(database)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _describe(_read_owner(fd))
+            os.close(fd)
+            raise StoreInUse(
+                f"store {safe_url(url)} is in use by {holder}: one process per SQLite file (lock file {path})"
+            ) from None
+        except BaseException:
+            os.close(fd)
+            raise
+        argv = list(getattr(sys, "orig_argv", sys.argv))
+        if argv:
+            argv[0] = os.path.basename(argv[0])
+        command = " ".join(argv)[:_COMMAND_CHARS]
+        info = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "command": command,
+            "since": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, (json.dumps(info) + "\n").encode(), 0)
+        except OSError:
+            pass  # the lock holds without the description
+        return cls(fd)
+
+    def release(self) -> None:
+        """Free the lock (the lock file stays; the next owner overwrites it)."""
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            # Closing drops the flock once no copy of the descriptor is left. No LOCK_UN:
+            # in a forked child it would unlock the parent's file too.
+            os.close(fd)
+
+    def __del__(self) -> None:
+        self.release()

@@ -15,7 +15,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-__all__ = ["BOOKKEEPING", "PENDING", "PendingQuery", "pending_condition", "row_is_pending"]
+__all__ = ["BOOKKEEPING", "PENDING", "pending_condition", "row_is_pending"]
 
 
 @dataclass(frozen=True)
@@ -95,12 +95,6 @@ def pending_condition(which: str, c: Callable[[str], sa.ColumnElement[Any]]) -> 
     return _query(which).condition(c)
 
 
-_MATCHES = {which: query.matches for which, query in PENDING.items()}
-
-
 def row_is_pending(row: Mapping[str, Any], which: str) -> bool:
     """Whether pending query ``which`` selects ``row`` (see :meth:`PendingQuery.matches`)."""
-    matches = _MATCHES.get(which)
-    if matches is None:
-        raise ValueError(f"unknown pending query {which!r}")
-    return matches(row)
+    return _query(which).matches(row)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -14,7 +13,6 @@ __all__ = [
     "Pending",
     "Query",
     "WriteContext",
-    "number_from_text",
     "parse_lookup",
 ]
 
@@ -76,19 +74,3 @@ def parse_lookup(key: str) -> tuple[str, str]:
     if sep and op in OPERATORS:
         return name, op
     return key, "eq"
-
-
-_INTEGER_TEXT = re.compile(r"\s*[+-]?\d+\s*")
-_NUMBER_TEXT = re.compile(r"\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*")
-
-
-def number_from_text(text: str, *, integer: bool) -> int | float | None:
-    """The number a filter value such as ``"1"`` spells, or ``None`` if it spells none.
-
-    Events carry numbers as text (``portId="1"``); the original's ORM converted
-    them when filtering a numeric field, and so do lookups here. ``integer``:
-    only whole numbers (``"1.5"`` is not an integer).
-    """
-    if integer:
-        return int(text) if _INTEGER_TEXT.fullmatch(text) else None
-    return float(text) if _NUMBER_TEXT.fullmatch(text) else None

@@ -24,8 +24,7 @@ from ._journal import Journal
 from ._locks import Claims
 from ._migrate import dangling_links, migrate
 from ._notices import ChangeNotice, Notifier, Unsubscribe
-from ._open import check_database, claim_file, open_errors
-from ._owner import OwnerLock
+from ._open import OwnerLock, check_database, claim_file, open_errors
 from ._query import Pending, Query, WriteContext
 from ._replicas import Replicas
 from ._rows import Row

@@ -22,14 +22,7 @@ from actors.models import FieldSpec, Schema
 
 from ._pending import BOOKKEEPING, PENDING
 
-__all__ = [
-    "JOURNAL",
-    "Tables",
-    "column_type",
-    "fk_name",
-    "link_target",
-    "pending_index_prefix",
-]
+__all__ = ["Tables", "column_type", "fk_name", "link_target", "pending_index_prefix"]
 
 JOURNAL = "actors_changes"
 
@@ -101,9 +94,7 @@ class Tables:
             sa.Column("at", sa.Float, nullable=False),
             sa.Column("origin", sa.String(255), nullable=True),
         )
-        self.by_model: dict[str, sa.Table] = {}
-        for spec in schema.concrete():
-            self.by_model[spec.name] = self._table(spec.name)
+        self.by_model = {spec.name: self._table(spec.name) for spec in schema.concrete()}
 
     @staticmethod
     def table_name(model: str) -> str:
@@ -178,12 +169,8 @@ class Tables:
         return joined, columns
 
     def column_table(self, model: str) -> dict[str, sa.Table]:
-        """Column name -> the table of ``model``'s chain that stores it."""
-        out: dict[str, sa.Table] = {}
-        for table in self.chain(model):
-            for col in table.c:
-                out.setdefault(col.name, table)
-        return out
+        """Column name -> the table of ``model``'s chain that stores it (the root's ``id``)."""
+        return {col.name: table for table in reversed(self.chain(model)) for col in table.c}
 
 
 def _fingerprint(schema: Schema) -> str:

@@ -7,14 +7,14 @@ problem (``Widget.size: expected an integer, got 'x'``); nothing reaches the dat
 from __future__ import annotations
 
 import operator
+import re
 from typing import Any
 
 from actors.models import FieldSpec, Schema
 
 from ._errors import ValidationError
-from ._query import number_from_text
 
-__all__ = ["INT_RANGES", "check_column", "check_id", "check_value", "coerce_lookup"]
+__all__ = ["check_column", "check_id", "check_value", "coerce_lookup"]
 
 #: The range of each integer kind (``uint64`` stops where a signed BIGINT does).
 INT_RANGES = {
@@ -44,6 +44,22 @@ def coerce_lookup(schema: Schema, model: str, column: str, value: Any) -> Any:
             number = number_from_text(value, integer=integer)
             value = value if number is None else number
     return check_column(schema, model, column, value)
+
+
+_INTEGER_TEXT = re.compile(r"\s*[+-]?\d+\s*")
+_NUMBER_TEXT = re.compile(r"\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*")
+
+
+def number_from_text(text: str, *, integer: bool) -> int | float | None:
+    """The number a filter value such as ``"1"`` spells, or ``None`` if it spells none.
+
+    Events carry numbers as text (``portId="1"``); the original's ORM converted
+    them when filtering a numeric field, and so do lookups here. ``integer``:
+    only whole numbers (``"1.5"`` is not an integer).
+    """
+    if integer:
+        return int(text) if _INTEGER_TEXT.fullmatch(text) else None
+    return float(text) if _NUMBER_TEXT.fullmatch(text) else None
 
 
 def check_id(model: str, value: Any) -> int:
