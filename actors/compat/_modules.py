@@ -8,16 +8,35 @@ from collections.abc import Mapping
 from typing import Any
 
 from actors.orm import DoesNotExist, ModelAccessor, ORMWrapper, convenience, register_convenience_wrapper
-from actors.steps import DeferredException, EventStep, InnocuousException, Policy, PullStep, SyncStep
+from actors.steps import (
+    DeferredException,
+    EventStep,
+    InnocuousException,
+    Policy,
+    PullStep,
+    SyncStep,
+    abstract_step,
+)
 
-from ._aliases import SyncInstanceUsingAnsible
 from ._custom_python import models_decl_getattr
 from ._modelaccessor import ModelLink, module_dir, module_getattr
 from ._xos_exceptions import EXCEPTIONS
 from ._xosconfig import XOSConfig, create_logger
 from ._xoskafka import XOSKafkaProducer
 
-__all__ = ["MODULES", "TOP_LEVEL"]
+__all__ = ["MODULES", "TOP_LEVEL", "SyncInstanceUsingAnsible"]
+
+
+@abstract_step
+class SyncInstanceUsingAnsible(SyncStep):
+    """The original's Ansible-driven base step, accepted so that steps deriving from it load.
+
+    It is a plain :class:`~actors.steps.SyncStep`: the Ansible machinery
+    (``run_playbook``, templates, ``map_sync_inputs``) is not provided, so a step
+    ported from it overrides ``sync_record`` and ``delete_record``. Discovery
+    never takes this class itself as a step.
+    """
+
 
 _SYNCSTEP: dict[str, Any] = {
     "SyncStep": SyncStep,
