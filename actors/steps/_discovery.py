@@ -29,8 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ._policy import Policy
-from ._syncstep import SyncStep
+from ._base import Policy, SyncStep
 
 __all__ = [
     "LoadError",
