@@ -31,21 +31,6 @@ from typing import Any, TypeVar
 
 from ._base import Policy, SyncStep
 
-__all__ = [
-    "LoadError",
-    "StepFactory",
-    "abstract_step",
-    "describe",
-    "discover",
-    "discover_factories",
-    "import_file",
-    "import_folder",
-    "import_session",
-    "instantiate",
-    "is_abstract_step",
-    "unload_namespace",
-]
-
 T = TypeVar("T", bound=type)
 
 #: Set in a class's own ``__dict__`` by :func:`abstract_step`.
