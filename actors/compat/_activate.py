@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from actors.config import Config, use_config
 from actors.orm import ModelAccessor, registering_into
 
-from . import _state
+from ._modelaccessor import ACCESSOR, ACTIVE, is_active
 from ._modules import MODULES, TOP_LEVEL
 
 __all__ = ["FINDER", "CompatFinder", "activated", "enter", "leave"]
@@ -49,7 +49,7 @@ class CompatFinder(importlib.abc.MetaPathFinder):
         path: Sequence[str] | None,
         target: types.ModuleType | None = None,
     ) -> importlib.machinery.ModuleSpec | None:
-        if not _state.is_active():
+        if not is_active():
             return None
         module = MODULES.get(fullname)
         if module is None:
@@ -119,12 +119,12 @@ def activated(config: Config, accessor: ModelAccessor) -> Iterator[ModelAccessor
     enter()
     try:
         with use_config(config), registering_into(accessor.wrappers):
-            accessor_token = _state.set_accessor(accessor)
-            active_token = _state.set_active(True)
+            accessor_token = ACCESSOR.set(accessor)
+            active_token = ACTIVE.set(True)
             try:
                 yield accessor
             finally:
-                _state.reset_active(active_token)
-                _state.reset_accessor(accessor_token)
+                ACTIVE.reset(active_token)
+                ACCESSOR.reset(accessor_token)
     finally:
         leave()
