@@ -168,9 +168,7 @@ class _Consumer:
             self.positions[tp] = self.bus._committed.get((self.group, tp), 0)
         if new:
             # A handler may answer offsets to fetch some partitions from; each starts resumed.
-            # (Called through Any: the seam's signature differs between versions.)
-            assigned: Any = self.spec.handler.assigned
-            seeks: Mapping[TopicPartition, int] = assigned(new) or {}
+            seeks = self.spec.handler.assigned(new) or {}
             self.paused_set.difference_update(new)
             for tp, offset in seeks.items():
                 if tp in new:
