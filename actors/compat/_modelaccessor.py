@@ -18,17 +18,6 @@ from typing import Any
 
 from actors.orm import ModelAccessor
 
-__all__ = [
-    "ACCESSOR",
-    "ACTIVE",
-    "ModelLink",
-    "UnknownModelError",
-    "current_accessor",
-    "is_active",
-    "module_dir",
-    "module_getattr",
-]
-
 #: Set by ``activated`` (only there).
 ACTIVE: ContextVar[bool] = ContextVar("actors_compat_active", default=False)
 ACCESSOR: ContextVar[ModelAccessor | None] = ContextVar("actors_compat_accessor", default=None)

@@ -14,17 +14,6 @@ from typing import Any, ClassVar
 
 from actors.logs import get_logger
 
-__all__ = [
-    "DeferredException",
-    "InnocuousException",
-    "Policy",
-    "PullStep",
-    "StepBase",
-    "SyncStep",
-    "limit_problems",
-    "model_names",
-]
-
 
 class StepBase:
     """Keeps ``model_accessor`` and a logger (``log`` and ``logger``) given as keyword arguments.

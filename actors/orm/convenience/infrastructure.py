@@ -16,19 +16,6 @@ if TYPE_CHECKING:
     from .._accessor import ModelAccessor
     from .._object import ORMWrapper
 
-__all__ = [
-    "LocalObjectManager",
-    "ORMWrapperAddressPool",
-    "ORMWrapperController",
-    "ORMWrapperInstance",
-    "ORMWrapperNetwork",
-    "ORMWrapperPort",
-    "ORMWrapperPrivilege",
-    "ORMWrapperSlice",
-    "ORMWrapperTag",
-    "ORMWrapperUser",
-]
-
 
 class LocalObjectManager:
     """The original's ``ORMLocalObjectManager``: objects of ``model`` with the ids ``ids``.
