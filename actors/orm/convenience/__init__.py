@@ -10,23 +10,10 @@ wrappers (``register_convenience_wrapper``) come first, then its
 subclasses one of them (``class ORMWrapperMyService(ORMWrapperService)``)
 extends it. See ``docs/orm.md``.
 
-============================  ===============================================
-module                        adds
-============================  ===============================================
-:mod:`.xosbase`               every model: ``stub``, ``ansible_tag``, ``has_changed``...
-:mod:`.service`               ``Service``: provider/subscriber services, service instance class;
-                              ``ServiceInstance``: east/westbound instances, attributes;
-                              ``ONOSApp``: no methods of its own (as the original)
-:mod:`.infrastructure`        ``AddressPool``: ``get_address``, ``put_address``;
-                              ``Controller``: ``auth_url_v3``;
-                              ``Instance``: IPs of its ports, ``controller``;
-                              ``Network``: ``slices``, ``instances``;
-                              ``Port``: ``get_parameters``;
-                              ``Slice``: ``slicename``, ``networks``;
-                              ``Tag``: ``get_generic_foreignkeys``;
-                              ``User``: ``remote_password``;
-                              ``Privilege``: no methods of its own (as the original)
-============================  ===============================================
+:mod:`.xosbase` holds what every model gets (``stub``, ``ansible_tag``, ``has_changed``...),
+:mod:`.service` the methods of ``Service``, ``ServiceInstance`` and ``ONOSApp``, and
+:mod:`.infrastructure` those of the other core models (``Slice``, ``Instance``, ``Network``...);
+``docs/porting.md`` lists every method by model.
 """
 
 from __future__ import annotations
