@@ -17,10 +17,9 @@ import pytest
 
 from actors.compat import Loaded, activated, load_synchronizer, set_event_producer
 from actors.compat import _xoskafka as xoskafka_seam
-from actors.compat._aliases import SyncInstanceUsingAnsible
-from actors.compat._finder import FINDER
-from actors.compat._modules import MODULES
-from actors.compat._state import current_accessor, is_active
+from actors.compat._activate import FINDER
+from actors.compat._modelaccessor import current_accessor, is_active
+from actors.compat._modules import MODULES, SyncInstanceUsingAnsible
 from actors.compat._xoskafka import XOSKafkaProducer
 from actors.config import Config, current_config, load_config
 from actors.models import load_schema, parse_xproto

@@ -34,7 +34,7 @@ from typing import Any
 from actors.orm import ModelAccessor, ORMWrapper
 from actors.steps import LoadError, describe, import_file
 
-from ._state import current_accessor
+from ._modelaccessor import current_accessor
 
 __all__ = ["decl_class", "load_models_py", "models_decl_getattr"]
 

@@ -3,7 +3,8 @@
 ``from synchronizers.new_base.modelaccessor import MyModel, model_accessor`` (and
 ``from ... import *``) resolve against the accessor of the innermost
 ``actors.compat.activated`` (PEP 562 module ``__getattr__``), so the same module
-object serves every synchronizer in the process.
+object serves every synchronizer in the process. The compat layer's state is here too, all
+of it in context variables (so threads do not mix): whether it is active, and the accessor.
 """
 
 from __future__ import annotations
@@ -12,13 +13,25 @@ import dis
 import sys
 import types
 from collections.abc import Callable
+from contextvars import ContextVar
 from typing import Any
 
 from actors.orm import ModelAccessor
 
-from ._state import current_accessor
+#: Set by ``activated`` (only there).
+ACTIVE: ContextVar[bool] = ContextVar("actors_compat_active", default=False)
+ACCESSOR: ContextVar[ModelAccessor | None] = ContextVar("actors_compat_accessor", default=None)
 
-__all__ = ["ModelLink", "UnknownModelError", "module_dir", "module_getattr"]
+
+def is_active() -> bool:
+    """Whether the original framework's import paths resolve here (inside :func:`activated`)."""
+    return ACTIVE.get()
+
+
+def current_accessor() -> ModelAccessor | None:
+    """The model accessor of the innermost :func:`activated` in this context, if any."""
+    return ACCESSOR.get()
+
 
 _IMPORT_FROM = dis.opmap.get("IMPORT_FROM", -1)
 

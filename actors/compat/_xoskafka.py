@@ -8,7 +8,6 @@ imported); until then :meth:`XOSKafkaProducer.produce` raises a clear error.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -20,14 +19,12 @@ __all__ = ["XOSKafkaProducer", "set_event_producer"]
 EventSender = Callable[[str, Any, Any], Any]
 
 _sender: EventSender | None = None
-_lock = threading.Lock()
 
 
 def set_event_producer(sender: EventSender | None) -> None:
     """Register the function :class:`XOSKafkaProducer` publishes with (the runtime does, at import)."""
     global _sender
-    with _lock:
-        _sender = sender
+    _sender = sender
 
 
 def _current_sender() -> EventSender:

@@ -59,13 +59,8 @@ class BoundLogger(structlog.stdlib.BoundLogger):
         context = {**self._context, **_renamed(new_values, _CALL_RESERVED)}
         return self.__class__(self._logger, self._processors, context)
 
-    def _proxy_to_logger(self, /, *args: Any, **kw: Any) -> Any:
-        """``_proxy_to_logger(method_name, event=None, *format_args, **context)``."""
-        method_name, *rest = args
-        return self._emit(method_name, tuple(rest), kw, 3)
-
-    def _emit(self, method_name: str, args: tuple[Any, ...], kw: dict[str, Any], depth: int = 2) -> Any:
-        """Log *args* / *kw* with *method_name*; *depth*: frames from here up to the caller to name."""
+    def _emit(self, method_name: str, args: tuple[Any, ...], kw: dict[str, Any]) -> Any:
+        """Log *args* / *kw* with *method_name*; the record names the caller of the level method."""
         logger = self._logger
         level = _LEVELS.get(method_name)
         if level is not None and not logger.isEnabledFor(level):
@@ -82,11 +77,11 @@ class BoundLogger(structlog.stdlib.BoundLogger):
             and logging.getLogRecordFactory() is logging.LogRecord
         ):
             event_dict = _event_dict(logger, method_name, self._context, event, kw)
-            return _handle(logger, level, method_name, event_dict, depth)
+            return _handle(logger, level, method_name, event_dict, 2)
         try:
             out_args, out_kw = self._process_event(method_name, event, kw)
             # the record names the caller of info()/log()/..., not this module
-            return getattr(self._logger, method_name)(*out_args, stacklevel=depth + 1, **out_kw)
+            return getattr(self._logger, method_name)(*out_args, stacklevel=3, **out_kw)
         except DropEvent:
             return None
 

@@ -28,7 +28,7 @@ def _record_time(logger: WrappedLogger, method_name: str, event_dict: EventDict)
 
 def _leading_keys(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
     """Processor: put timestamp, level, logger and event first (for JSON lines)."""
-    lead = {k: event_dict.pop(k) for k in ("timestamp", "level", "logger", "event") if k in event_dict}
+    lead = {k: event_dict.pop(k) for k in _LEAD if k in event_dict}
     return {**lead, **event_dict}
 
 

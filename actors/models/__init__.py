@@ -6,9 +6,8 @@ models (``XOSBase``, ``Service``, ``ServiceInstance``...) and returns a validate
 See ``docs/models.md`` for the language.
 """
 
-from ._loader import builtin_models, load_schema, parse_file, xproto_files
 from ._spec import FieldSpec, LinkSpec, ModelSpec, Schema, SchemaError, option_true
-from ._xproto import XprotoSyntaxError, parse_xproto
+from ._xproto import XprotoSyntaxError, builtin_models, load_schema, parse_file, parse_xproto, xproto_files
 
 __all__ = [
     "FieldSpec",

@@ -12,19 +12,6 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = [
-    "ABSTRACT_ROOT",
-    "LINK_KINDS",
-    "PYTHON_TYPES",
-    "SCALAR_KINDS",
-    "FieldSpec",
-    "LinkSpec",
-    "ModelSpec",
-    "Schema",
-    "SchemaError",
-    "option_true",
-]
-
 #: xproto scalar kinds and the Python type of their values.
 PYTHON_TYPES: Mapping[str, type] = {
     "string": str,

@@ -8,9 +8,8 @@ plus any JSON routes it adds, such as ``/status`` and ``/why/<model>/<id>``).
 """
 
 from ._health import Health
-from ._http import ObserveServer
+from ._http import HttpSettings, ObserveServer, http_settings
 from ._metrics import NULL_METRICS, Metrics, NullMetrics
-from ._settings import HttpSettings, http_settings
 
 __all__ = [
     "NULL_METRICS",

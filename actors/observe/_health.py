@@ -43,11 +43,6 @@ class Health:
         with self._lock:
             self._checks[kind][name] = check
 
-    def names(self, kind: Kind) -> list[str]:
-        """The names of the checks of ``kind``, in registration order."""
-        with self._lock:
-            return list(self._checks[kind])
-
     def run(self, kind: Kind, name: str | None = None) -> list[CheckResult]:
         """Run every check of ``kind`` (or only ``name``; ``KeyError`` if there is none)."""
         with self._lock:

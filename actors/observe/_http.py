@@ -23,6 +23,7 @@ import logging
 import socket
 import threading
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from typing import Any
@@ -33,7 +34,7 @@ from prometheus_client.exposition import choose_encoder
 from ._health import KINDS, Health, Kind
 from ._metrics import Metrics
 
-__all__ = ["Authorize", "ObserveServer", "Route", "parse_address"]
+__all__ = ["Authorize", "HttpSettings", "ObserveServer", "Route", "http_settings", "parse_address"]
 
 _log = logging.getLogger("actors.observe")
 
@@ -60,6 +61,29 @@ def _web_files() -> dict[str, tuple[bytes, str]]:
         if entry.is_file() and suffix in _WEB_TYPES:
             files[entry.name] = (entry.read_bytes(), _WEB_TYPES[suffix])
     return files
+
+
+@dataclass(frozen=True)
+class HttpSettings:
+    """``http.enabled`` and ``http.address`` (``host:port``; port 0 picks a free port)."""
+
+    enabled: bool = True
+    address: str = "127.0.0.1:8080"
+
+
+def http_settings(config: Any) -> HttpSettings | None:
+    """The config's ``http`` section, or ``None`` when the config has none.
+
+    The one place the settings are read (``ACTORS_HTTP__ADDRESS`` and
+    ``ACTORS_HTTP__ENABLED`` reach it through the config's environment overrides).
+    The main job and ``core`` serve the endpoint with the defaults when this is
+    ``None``; an embedded synchronizer serves it only when the section is there.
+    """
+    settings = getattr(config, "settings", None)
+    if settings is None or "http" not in settings.model_fields_set:
+        return None
+    section = settings.http
+    return HttpSettings(enabled=bool(section.enabled), address=str(section.address))
 
 
 def parse_address(address: str) -> tuple[str, int]:
@@ -167,9 +191,9 @@ class _Handler(BaseHTTPRequestHandler):
             elif not self._allowed(owner):
                 pass
             elif not segments and owner.web:
-                self._file(owner.web["index.html"])
+                self._send(200, *owner.web["index.html"], cache="no-cache")
             elif len(segments) == 2 and segments[0] == "web" and segments[1] in owner.web:
-                self._file(owner.web[segments[1]])
+                self._send(200, *owner.web[segments[1]], cache="no-cache")
             elif segments and segments[0] in owner.routes:
                 self._json(owner.routes[segments[0]], segments[1:])
             else:
@@ -187,18 +211,8 @@ class _Handler(BaseHTTPRequestHandler):
             refused = str(exc) or type(exc).__name__
         if refused is None:
             return True
-        body = f"{refused}\n".encode()
-        self.send_response(401)
-        self.send_header("WWW-Authenticate", 'Basic realm="actors", charset="UTF-8"')
-        self.send_header("Content-Type", "text/plain; charset=utf-8")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        self._send(401, f"{refused}\n".encode(), challenge='Basic realm="actors", charset="UTF-8"')
         return False
-
-    def _file(self, file: tuple[bytes, str]) -> None:
-        body, content_type = file
-        self._send(200, body, content_type, cache="no-cache")
 
     def _health(self, health: Health, kind: Kind, rest: list[str], verbose: bool) -> None:
         try:
@@ -233,8 +247,11 @@ class _Handler(BaseHTTPRequestHandler):
         body: bytes,
         content_type: str = "text/plain; charset=utf-8",
         cache: str = "no-store",
+        challenge: str | None = None,
     ) -> None:
         self.send_response(code)
+        if challenge is not None:
+            self.send_header("WWW-Authenticate", challenge)
         self.send_header("Content-Type", content_type)
         self.send_header("Cache-Control", cache)
         self.send_header("Content-Length", str(len(body)))

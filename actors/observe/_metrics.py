@@ -100,59 +100,46 @@ class Metrics(NullMetrics):
     enabled = True
 
     def __init__(self) -> None:
-        self.registry = CollectorRegistry(auto_describe=True)
-        r = self.registry
-        self._reconcile_total = Counter(
-            "actors_reconcile", "Handler runs of each step, by result.", ["step", "result"], registry=r
+        self.registry = r = CollectorRegistry(auto_describe=True)
+
+        def counter(name: str, doc: str, labels: str) -> Counter:
+            return Counter(name, doc, labels.split(), registry=r)
+
+        def histogram(
+            name: str, doc: str, labels: str, buckets: tuple[float, ...] = TIME_BUCKETS
+        ) -> Histogram:
+            return Histogram(name, doc, labels.split(), buckets=buckets, registry=r)
+
+        self._reconcile_total = counter(
+            "actors_reconcile", "Handler runs of each step, by result.", "step result"
         )
-        self._reconcile_errors = Counter(
-            "actors_reconcile_errors", "Handler runs of each step that raised.", ["step"], registry=r
+        self._reconcile_errors = counter(
+            "actors_reconcile_errors", "Handler runs of each step that raised.", "step"
         )
-        self._reconcile_time = Histogram(
-            "actors_reconcile_time_seconds",
-            "Time of one handler run.",
-            ["step"],
-            buckets=TIME_BUCKETS,
-            registry=r,
-        )
-        self._queue_duration = Histogram(
+        self._reconcile_time = histogram("actors_reconcile_time_seconds", "Time of one handler run.", "step")
+        self._queue_duration = histogram(
             "actors_workqueue_queue_duration_seconds",
             "How long an object waits in a step's work queue before it is looked at.",
-            ["step"],
-            buckets=TIME_BUCKETS,
-            registry=r,
+            "step",
         )
-        self._sync_lag = Histogram(
+        self._sync_lag = histogram(
             "actors_sync_lag_seconds",
             "From an object's updated to its enacted, at each successful sync.",
-            ["step"],
-            buckets=LAG_BUCKETS,
-            registry=r,
+            "step",
+            LAG_BUCKETS,
         )
-        self._restarts = Counter(
-            "actors_supervisor_restarts",
-            "Restarts of a child by the supervisor.",
-            ["step", "reason"],
-            registry=r,
+        self._restarts = counter(
+            "actors_supervisor_restarts", "Restarts of a child by the supervisor.", "step reason"
         )
-        self._events = Counter(
-            "actors_events", "Events handled by event steps.", ["step", "result"], registry=r
-        )
-        self._dead_letters = Counter(
-            "actors_dead_letters", "Events sent to the dead-letter topic.", ["step"], registry=r
-        )
-        self._grpc_handled = Counter(
+        self._events = counter("actors_events", "Events handled by event steps.", "step result")
+        self._dead_letters = counter("actors_dead_letters", "Events sent to the dead-letter topic.", "step")
+        self._grpc_handled = counter(
             "actors_grpc_server_handled",
             "gRPC API calls completed, by method and status code.",
-            ["grpc_service", "grpc_method", "grpc_code"],
-            registry=r,
+            "grpc_service grpc_method grpc_code",
         )
-        self._grpc_time = Histogram(
-            "actors_grpc_server_handling_seconds",
-            "Time of one gRPC API call.",
-            ["grpc_service", "grpc_method"],
-            buckets=TIME_BUCKETS,
-            registry=r,
+        self._grpc_time = histogram(
+            "actors_grpc_server_handling_seconds", "Time of one gRPC API call.", "grpc_service grpc_method"
         )
         ProcessCollector(registry=r)
         PlatformCollector(registry=r)

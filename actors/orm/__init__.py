@@ -3,8 +3,7 @@
 from . import convenience
 from ._accessor import ModelAccessor
 from ._backend import Backend
-from ._context import acting_as, current_caller
-from ._object import DoesNotExist, ORMWrapper, row_of
+from ._object import DoesNotExist, ORMWrapper, acting_as, current_caller, row_of
 from ._queryset import Manager, QuerySet
 from ._wrappers import WrapperRegistry, register_convenience_wrapper, registering_into
 

@@ -1,19 +1,41 @@
-"""Model objects: typed field access, links, saves with the original's bookkeeping."""
+"""Model objects: typed field access, links, saves with the original's bookkeeping.
+
+Who is writing: the runtime marks step and policy code (:func:`acting_as`) so saves
+get the right stamps.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from actors.models import FieldSpec
 from actors.store import Caller, Row, ValidationError, WriteContext, as_dict, check_id, check_value
 
-from ._context import current_caller
-
 if TYPE_CHECKING:
     from ._accessor import ModelAccessor
     from ._queryset import Manager, QuerySet
 
-__all__ = ["DoesNotExist", "ORMWrapper"]
+__all__ = ["DoesNotExist", "ORMWrapper", "acting_as", "current_caller", "row_of"]
+
+_caller: ContextVar[Caller | None] = ContextVar("actors_caller", default=None)
+
+
+def current_caller() -> Caller | None:
+    """The caller set by :func:`acting_as` in this context, if any."""
+    return _caller.get()
+
+
+@contextmanager
+def acting_as(caller: Caller) -> Iterator[None]:
+    """Saves made inside count as made by ``caller`` (``Caller.STEP`` in ``sync_record``...)."""
+    token = _caller.set(caller)
+    try:
+        yield
+    finally:
+        _caller.reset(token)
 
 
 class DoesNotExist(IndexError, LookupError):

@@ -79,11 +79,10 @@ class QuerySet(Generic[T]):
 
     def get(self, **lookups: Any) -> T:
         """The first match (by id); raises ``Model.DoesNotExist`` (an ``IndexError``) if none."""
-        qs = self.filter(**lookups) if lookups else self
-        found = qs._clone(limit=1)._fetch() if qs._cache is None else qs._cache[:1]
-        if not found:
+        found = (self.filter(**lookups) if lookups else self).first()
+        if found is None:
             raise self._cls.DoesNotExist(f"{self._cls._model} matching {lookups or 'query'} does not exist")
-        return found[0]
+        return found
 
     def first(self) -> T | None:
         found = self._clone(limit=1)._fetch() if self._cache is None else self._cache[:1]

@@ -23,13 +23,6 @@ if TYPE_CHECKING:
 __all__ = ["WrapperRegistry", "register_convenience_wrapper", "registering_into"]
 
 
-def _check(model_name: str, wrapper: object, what: str) -> None:
-    from ._object import ORMWrapper
-
-    if not (isinstance(wrapper, type) and issubclass(wrapper, ORMWrapper)):
-        raise TypeError(f"{what} for {model_name} must subclass ORMWrapper, got {wrapper!r}")
-
-
 class WrapperRegistry:
     """Model name -> the classes that extend it, for one model accessor."""
 
@@ -45,18 +38,22 @@ class WrapperRegistry:
         Raises ``TypeError`` (and registers nothing) if ``wrapper`` is not an
         ``ORMWrapper`` or cannot be combined with the model's other classes.
         """
-        _check(model_name, wrapper, "convenience wrapper")
-        self._add(self._wrappers, model_name, wrapper)
+        self._add(self._wrappers, model_name, wrapper, "convenience wrapper")
 
     def register_model_class(self, model_name: str, cls: type[ORMWrapper]) -> None:
         """Add ``cls`` (a class of the synchronizer's ``models.py``) to the objects of ``model_name``.
 
         Raises ``TypeError`` as :meth:`register` does.
         """
-        _check(model_name, cls, "models.py class")
-        self._add(self._model_classes, model_name, cls)
+        self._add(self._model_classes, model_name, cls, "models.py class")
 
-    def _add(self, table: dict[str, type[ORMWrapper]], model_name: str, cls: type[ORMWrapper]) -> None:
+    def _add(
+        self, table: dict[str, type[ORMWrapper]], model_name: str, cls: type[ORMWrapper], what: str
+    ) -> None:
+        from ._object import ORMWrapper
+
+        if not (isinstance(cls, type) and issubclass(cls, ORMWrapper)):
+            raise TypeError(f"{what} for {model_name} must subclass ORMWrapper, got {cls!r}")
         previous = table.get(model_name)
         table[model_name] = cls
         try:

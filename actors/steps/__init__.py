@@ -1,6 +1,14 @@
 """The step API: the base classes synchronizer code subclasses."""
 
-from ._base import model_names
+from ._base import (
+    DeferredException,
+    InnocuousException,
+    Policy,
+    PullStep,
+    SyncStep,
+    limit_problems,
+    model_names,
+)
 from ._discovery import (
     LoadError,
     StepFactory,
@@ -16,10 +24,6 @@ from ._discovery import (
     unload_namespace,
 )
 from ._eventstep import EventStep, validate_event_step
-from ._exceptions import DeferredException, InnocuousException
-from ._policy import Policy
-from ._pullstep import PullStep
-from ._syncstep import SyncStep, limit_problems
 
 __all__ = [
     "DeferredException",

@@ -29,23 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ._policy import Policy
-from ._syncstep import SyncStep
-
-__all__ = [
-    "LoadError",
-    "StepFactory",
-    "abstract_step",
-    "describe",
-    "discover",
-    "discover_factories",
-    "import_file",
-    "import_folder",
-    "import_session",
-    "instantiate",
-    "is_abstract_step",
-    "unload_namespace",
-]
+from ._base import Policy, SyncStep
 
 T = TypeVar("T", bound=type)
 
@@ -199,7 +183,6 @@ class _Session:
     path_before: list[Any] = field(default_factory=list)
     #: The folders this session put on ``sys.path`` (not those that were there already).
     folders: list[Path] = field(default_factory=list)
-    entries: list[str] = field(default_factory=list)
     namespaces: set[str] = field(default_factory=set)
 
     def restore_path(self) -> None:
@@ -275,10 +258,8 @@ def import_session(folders: Iterable[str | os.PathLike[str]] = ()) -> Iterator[N
             resolved = Path(folder).resolve()
             if resolved in on_path:  # importable already (the working folder...): not ours to clean up
                 continue
+            sys.path.insert(len(session.folders), os.fspath(resolved))
             session.folders.append(resolved)
-            entry = os.fspath(resolved)
-            sys.path.insert(len(session.entries), entry)
-            session.entries.append(entry)
             on_path.add(resolved)
         try:
             yield

@@ -36,11 +36,6 @@ def validate_event_step(cls: type) -> str | None:
     is set, and that ``process_event`` is overridden. The message does not
     repeat the class name: wrap it as ``LoadError(path, cls.__name__, message)``.
     """
-    problems = list(_problems(cls))
-    return "; ".join(problems) if problems else None
-
-
-def _problems(cls: Any) -> list[str]:
     out: list[str] = []
     technology = getattr(cls, "technology", None)
     if technology != "kafka":
@@ -78,4 +73,4 @@ def _problems(cls: Any) -> list[str]:
         out.append("process_event is not a method")
     elif process is EventStep.process_event:
         out.append("process_event is not overridden")
-    return out
+    return "; ".join(out) if out else None

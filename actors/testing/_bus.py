@@ -70,7 +70,6 @@ class InProcessBus:
         self._cond = threading.Condition()
         self._topics: dict[str, list[BusRecord]] = {}
         self._committed: dict[tuple[str, TopicPartition], int] = {}
-        self._consumers: list[_Consumer] = []
         #: Set by :meth:`stop_waiting`: ``poll()`` never waits again.
         self._no_wait = False
 
@@ -111,18 +110,10 @@ class InProcessBus:
         with self._cond:
             return self._committed.get((group, TopicPartition(topic, 0)), 0)
 
-    def pending(self) -> int:
-        """How many records no live consumer has fetched yet (on the topics they subscribe to)."""
-        with self._cond:
-            return sum(c.unread() for c in self._consumers)
-
     # -- the seam -----------------------------------------------------------
     def consumer(self, spec: ConsumerSpec) -> _Consumer:
         """A :class:`~actors.runtime._kafka_client.ConsumerFactory`: a consumer of ``spec``."""
-        consumer = _Consumer(self, spec)
-        with self._cond:
-            self._consumers.append(consumer)
-        return consumer
+        return _Consumer(self, spec)
 
     def sink(self, options: BusOptions) -> _Sink:
         """A :class:`~actors.runtime._kafka_producer.SinkFactory`: writes dead letters to this bus."""
@@ -168,22 +159,11 @@ class _Consumer:
             self.positions[tp] = self.bus._committed.get((self.group, tp), 0)
         if new:
             # A handler may answer offsets to fetch some partitions from; each starts resumed.
-            # (Called through Any: the seam's signature differs between versions.)
-            assigned: Any = self.spec.handler.assigned
-            seeks: Mapping[TopicPartition, int] = assigned(new) or {}
+            seeks = self.spec.handler.assigned(new) or {}
             self.paused_set.difference_update(new)
             for tp, offset in seeks.items():
                 if tp in new:
                     self.positions[tp] = offset
-
-    def unread(self) -> int:
-        if self.closed:
-            return 0
-        return sum(
-            max(0, len(self.bus._topics.get(t, ())) - self.positions.get(TopicPartition(t, 0), 0))
-            for t in self.bus._topics
-            if self._wants(t)
-        )
 
     def _fetch(self, max_records: int) -> dict[TopicPartition, list[BusRecord]]:
         batch: dict[TopicPartition, list[BusRecord]] = {}
@@ -290,8 +270,6 @@ class _Consumer:
         with self.bus._cond:
             self.closed = True
             self.assigned.clear()
-            if self in self.bus._consumers:
-                self.bus._consumers.remove(self)
             self.bus._cond.notify_all()
 
 

@@ -196,14 +196,12 @@ class Recorder(logging.Handler):
     def _take_fault(self, step: str, method: str) -> Fault | None:
         for key in ((step, method), (step, None)):
             queue = self.faults.get(key)
-            while queue:
+            if queue:  # a fault leaves its queue when used up (``times`` is at least 1)
                 fault = queue[0]
-                if fault.used < fault.times:
-                    fault.used += 1
-                    if fault.used >= fault.times:
-                        queue.popleft()
-                    return fault
-                queue.popleft()
+                fault.used += 1
+                if fault.used >= fault.times:
+                    queue.popleft()
+                return fault
         return None
 
     def _inject(self, fault: Fault, step: str, method: str) -> None:

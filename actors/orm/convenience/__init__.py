@@ -1,31 +1,19 @@
 """The convenience methods the XOS core adds to its models (the original's ``xosapi/convenience``).
 
-One module per core model, each with the wrapper class of the original's name
-(``ORMWrapperService``, ``ORMWrapperServiceInstance``...). They are built into
+The wrapper classes have the original's names (``ORMWrapperService``,
+``ORMWrapperServiceInstance``...). They are built into
 every :class:`~actors.orm.ModelAccessor` by model name: a model named ``Slice``
-gets :class:`~.slice.ORMWrapperSlice` whether it comes from the built-in core
+gets :class:`~.infrastructure.ORMWrapperSlice` whether it comes from the built-in core
 models or from a synchronizer's xproto. A synchronizer's own convenience
 wrappers (``register_convenience_wrapper``) come first, then its
 ``models.py`` classes (``custom_python``), then these; a service wrapper that
 subclasses one of them (``class ORMWrapperMyService(ORMWrapperService)``)
 extends it. See ``docs/orm.md``.
 
-============================  ===============================================
-module                        adds
-============================  ===============================================
-:mod:`.xosbase`               every model: ``stub``, ``ansible_tag``, ``has_changed``...
-:mod:`.service`               ``Service``: provider/subscriber services, service instance class
-:mod:`.serviceinstance`       ``ServiceInstance``: east/westbound instances, attributes
-:mod:`.addresspool`           ``AddressPool``: ``get_address``, ``put_address``
-:mod:`.controller`            ``Controller``: ``auth_url_v3``
-:mod:`.instance`              ``Instance``: IPs of its ports, ``controller``
-:mod:`.network`               ``Network``: ``slices``, ``instances``
-:mod:`.port`                  ``Port``: ``get_parameters``
-:mod:`.slice`                 ``Slice``: ``slicename``, ``networks``
-:mod:`.tag`                   ``Tag``: ``get_generic_foreignkeys``
-:mod:`.user`                  ``User``: ``remote_password``
-:mod:`.onosapp`, :mod:`.privilege`  no methods of their own (as the original)
-============================  ===============================================
+:mod:`.xosbase` holds what every model gets (``stub``, ``ansible_tag``, ``has_changed``...),
+:mod:`.service` the methods of ``Service``, ``ServiceInstance`` and ``ONOSApp``, and
+:mod:`.infrastructure` those of the other core models (``Slice``, ``Instance``, ``Network``...);
+``docs/porting.md`` lists every method by model.
 """
 
 from __future__ import annotations
@@ -34,19 +22,19 @@ from collections.abc import Mapping
 from types import MappingProxyType
 
 from .._object import ORMWrapper
-from .addresspool import ORMWrapperAddressPool
-from .controller import ORMWrapperController
-from .instance import ORMWrapperInstance
-from .localmanager import LocalObjectManager
-from .network import ORMWrapperNetwork
-from .onosapp import ORMWrapperONOSApp
-from .port import ORMWrapperPort
-from .privilege import ORMWrapperPrivilege
-from .service import ORMWrapperService
-from .serviceinstance import ORMWrapperServiceInstance
-from .slice import ORMWrapperSlice
-from .tag import ORMWrapperTag
-from .user import ORMWrapperUser
+from .infrastructure import (
+    LocalObjectManager,
+    ORMWrapperAddressPool,
+    ORMWrapperController,
+    ORMWrapperInstance,
+    ORMWrapperNetwork,
+    ORMWrapperPort,
+    ORMWrapperPrivilege,
+    ORMWrapperSlice,
+    ORMWrapperTag,
+    ORMWrapperUser,
+)
+from .service import ORMWrapperONOSApp, ORMWrapperService, ORMWrapperServiceInstance
 from .xosbase import ORMWrapperXOSBase
 
 __all__ = [
