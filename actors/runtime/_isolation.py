@@ -320,11 +320,6 @@ class IsolatedStep:
             self.close()
             raise
 
-    @property
-    def pid(self) -> int | None:
-        """The child's process id."""
-        return self._process.pid
-
     def __getattr__(self, name: str) -> Any:
         value = getattr(self._cls, name)
         if not inspect.isfunction(value):
