@@ -33,8 +33,6 @@ POLICY_RETRY = 5.0
 
 class PolicyActor(QueueActor):
     kind = "policy"
-    #: At most this many objects per Drain message, their statuses committed together.
-    drain_batch = 32
 
     def __init__(self, ctx: ChildContext, factories: list[StepFactory]) -> None:
         super().__init__(ctx, list(dict.fromkeys(_model_name(f) for f in factories)))
