@@ -162,13 +162,13 @@ def why(sync: Synchronizer, model: str, id: int) -> Why:
     which = "sync_deleted" if row.get("deleted") else "sync"
     if not row_is_pending(row, which):
         if policy_owed:
-            return _policy(sync, model, id, row, base)
+            return _policy(model, id, row, base)
         done = "deleted" if row.get("deleted") else "enacted"
         return Why(reason="enacted", message=f"{model} {id} is {done}: nothing to wait for", **base)
     steps = _observers(sync, leaf)
     if not steps:
         if policy_owed:
-            return _policy(sync, model, id, row, base)
+            return _policy(model, id, row, base)
         return Why(reason="no_step", message=f"no loaded sync step observes {leaf}", **base)
     status_by_name = sync.status()
     up = [s for s in steps if s in status_by_name and status_by_name[s].state not in ("failed", "restarting")]
@@ -222,7 +222,7 @@ def why(sync: Synchronizer, model: str, id: int) -> Why:
             **base,
         )
     if policy_owed:
-        return _policy(sync, model, id, row, base)
+        return _policy(model, id, row, base)
     depth = status_by_name[step].queue_depth
     if row.get("deleted"):
         return Why(
@@ -233,7 +233,7 @@ def why(sync: Synchronizer, model: str, id: int) -> Why:
     )
 
 
-def _policy(sync: Synchronizer, model: str, id: int, row: Any, base: dict[str, Any]) -> Why:
+def _policy(model: str, id: int, row: Any, base: dict[str, Any]) -> Why:
     failed = row.get("policy_code") == 2
     text = str(row.get("policy_status") or "").strip().splitlines()
     detail = f" (it failed: {text[-1]}; tried again soon)" if failed and text else ""
