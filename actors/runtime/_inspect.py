@@ -121,7 +121,7 @@ def _observers(sync: Synchronizer, model: str) -> list[str]:
     return [
         f.name
         for f in steps
-        if any(m in schema and schema.is_a(model, m) for m in getattr(f.cls, "observed_model_names")())  # noqa: B009
+        if schema.base_among(model, getattr(f.cls, "observed_model_names")()) is not None  # noqa: B009
     ]
 
 
