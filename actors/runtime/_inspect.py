@@ -28,7 +28,7 @@ from actors.api._webview import (
     failed_rows,
     timeline,
 )
-from actors.store import ChangeNotice, Condition, Pending, Query, register_of, row_is_pending
+from actors.store import Condition, Pending, Query, register_of, row_is_pending
 
 from ._deps import Dependencies
 from ._status import SEPARATOR
@@ -415,11 +415,6 @@ def problems(sync: Synchronizer, model: str | None = None, step: str | None = No
     return rows
 
 
-def _journal_of(sync: Synchronizer, model: str, id: int) -> list[ChangeNotice] | None:
-    """The journal entries of one object, newest first; ``None`` when the store is not in this process."""
-    return None if sync.store is None else sync.store.journal_of(model, id, TIMELINE_LIMIT)
-
-
 def object_page(sync: Synchronizer, model: str, id: int) -> ObjectPage:
     """The page of one object: why at the top, its fields, its status in words, its timeline.
 
@@ -431,7 +426,8 @@ def object_page(sync: Synchronizer, model: str, id: int) -> ObjectPage:
     leaf = row.get("leaf_model_name") or model
     loaded = sync._loaded
     steps = {f.name for f in (loaded.sync_steps if loaded else [])}
-    entries = _journal_of(sync, str(leaf), int(id))
+    # Newest first; None when the store is not in this process.
+    entries = None if sync.store is None else sync.store.journal_of(str(leaf), int(id), TIMELINE_LIMIT)
     events = timeline(row, entries or [], steps)
     note = TIMELINE_NOTE
     if entries is None:
