@@ -14,10 +14,10 @@ from __future__ import annotations
 from typing import Any
 
 from actors._backoff import Backoff
+from actors.steps import describe
 
 from ._child import ChildContext, tell_quietly
 from ._event_flow import Failure, retry_slot
-from ._event_values import describe
 from ._event_watchdog import EventWatchdog
 from ._kafka_client import BusOptions
 from ._kafka_offsets import TopicPartition
