@@ -46,9 +46,10 @@ reconnects by itself. Either way the actor reports ``degraded``
 
 The actor is built in layers, one job each: the partitions' buffers, pauses and
 commits (:mod:`._event_flow`), the bus health, the progress watchdog and the
-status (:mod:`._event_watchdog`), retries and dead letters (:mod:`._event_retries`), and here its life, connecting and the poll
-loop. :mod:`._kafka_offsets` keeps the offsets handled and the rebalance
-handler; :mod:`._kafka_client` is the seam to kafka-python.
+status (:mod:`._event_watchdog`), retries and dead letters
+(:mod:`._event_retries`), and here its life, connecting and the poll loop.
+:mod:`._kafka_offsets` keeps the offsets handled and the rebalance handler;
+:mod:`._kafka_client` is the seam to kafka-python.
 
 :func:`validate_event_step` is the load-time check of a step class.
 """
