@@ -1,12 +1,9 @@
 """The event-step actor's failed events: retries with backoff, then the dead-letter topic.
 
-A failing event is tried again after ``retry_backoff`` seconds, doubling up to
-``retry_backoff_max``, ``max_retries`` times; meanwhile its partition is paused
-(its later events wait, in order) while the other partitions keep flowing. Then
-it is written to the dead-letter topic, with the error and its origin in headers
-(:data:`DEAD_LETTER_HEADERS`), and consumption goes on past it; a failed write is
-tried again after a backoff, and nothing is committed past the event until its
-write succeeded.
+The rule is in :mod:`actors.runtime.events`; here also: the backoff doubles up to
+``retry_backoff_max``, a dead-letter record carries :data:`DEAD_LETTER_HEADERS`, a
+failed write is tried again after a backoff, and nothing is committed past the event
+until its write succeeded.
 """
 
 from __future__ import annotations

@@ -7,15 +7,9 @@ outage shows only as errors from ``poll()`` or the consumer's own probe
 seconds of the runtime clock (a blip is not an outage), ``running`` with ``"up"``
 when it ends, one log line per change.
 
-The poll loop runs :meth:`EventWatchdog.on_check_progress` every quarter of
-``stall_timeout`` of the runtime clock (it is also a message,
-:class:`~actors.runtime.messages.CheckProgress`). An owned partition with events
-left that made no progress for ``stall_timeout`` seconds, or a group join that
-lasts that long, is a stall: the actor reports ``stalled``, logs it once, and
-recovers by committing what was handled and joining the group again with a new
-consumer, which resumes at the committed offsets. An outage or a rebalance is
-not a stall, nor is a partition waiting for its retry timer, nor one with
-nothing left to read.
+The progress watchdog (:meth:`EventWatchdog.on_check_progress`, the stall rule
+in :mod:`actors.runtime.events`) does not count an outage or a rebalance as a
+stall, nor a partition waiting for its retry timer, nor one with nothing left to read.
 """
 
 from __future__ import annotations
