@@ -36,8 +36,6 @@ __all__ = [
 
 T = TypeVar("T")
 
-log = get_logger("actors.runtime")
-
 
 def tell_quietly(ref: pykka.ActorRef[Any], message: Any) -> None:
     """``ref.tell(message)``, ignoring an actor that has stopped (for timers and client callbacks)."""
