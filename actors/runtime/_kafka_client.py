@@ -60,8 +60,6 @@ if logging.getLogger("kafka").level == logging.NOTSET:
 
 __all__ = [
     "CONSUMER_DEFAULTS",
-    "DEFAULT_PORT",
-    "DRAIN",
     "BusOptions",
     "ConsumerClient",
     "ConsumerFactory",
