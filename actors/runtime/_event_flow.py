@@ -99,10 +99,7 @@ class EventFlow(ChildActor):
                 records = [r for r in records if r.offset >= expected]
                 if not records:
                     continue
-            buf = self.buffers.get(tp)
-            if buf is None:
-                buf = self.buffers[tp] = deque()
-            buf.extend(records)
+            self.buffers.setdefault(tp, deque()).extend(records)
             self.next_offset[tp] = records[-1].offset + 1
 
     def _apply_rebalance(self) -> None:
