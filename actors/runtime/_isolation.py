@@ -444,12 +444,8 @@ class _PipeBackend:
 
     def __init__(self, conn: Connection, schema: Schema) -> None:
         self._conn = conn
-        self._schema = schema
+        self.schema = schema
         self._lock = threading.Lock()
-
-    @property
-    def schema(self) -> Schema:
-        return self._schema
 
     def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
         with self._lock:
