@@ -152,9 +152,8 @@ def _authorizer(sync: Synchronizer) -> Callable[[str | None, str], str | None]:
         if served is not None:
             return served
         if not own:
-            config = sync.config
-            users, anonymous = config.get("api.users", None), config.get("api.anonymous_read", None)
-            own.append(Authenticator(users, anonymous_read=anonymous))
+            api = sync.config.settings.api
+            own.append(Authenticator(api.users, anonymous_read=api.anonymous_read))
         return own[0]
 
     return http_authorizer(auth)
