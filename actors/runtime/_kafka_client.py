@@ -1,9 +1,10 @@
-"""The event bus as the event-step actor sees it: options, a consumer and a dead-letter sink.
+"""The event bus as the event-step actor sees it: its options and a consumer.
 
-The actor talks to Kafka only through the two small protocols here,
-:class:`ConsumerClient` and :class:`DeadLetterSink`, so its message tests run
-with in-memory stand-ins and no broker. :class:`KafkaConsumerClient` and
-:class:`KafkaDeadLetterSink` are the real ones, on kafka-python.
+The actor talks to Kafka only through two small protocols, :class:`ConsumerClient`
+here and :class:`~actors.runtime._kafka_producer.DeadLetterSink`, so its message
+tests run with in-memory stand-ins and no broker. :class:`KafkaConsumerClient` and
+:class:`~actors.runtime._kafka_producer.KafkaDeadLetterSink` are the real ones, on
+kafka-python.
 
 kafka-python facts this module deals with (3.0.12, the pinned version):
 
