@@ -47,15 +47,12 @@ class StepExit(Exception):
     """Step code raised ``SystemExit`` or ``KeyboardInterrupt``: the actor is replaced, nothing else stops."""
 
 
-class _ExitsAsStepExit:
+class _ExitsAsStepExit(AbstractContextManager["_ExitsAsStepExit"]):
     """``with exits_as_step_exit:``: a ``BaseException`` not an ``Exception`` leaves as :class:`StepExit`.
 
     pykka stops every actor of the process on ``SystemExit`` or ``KeyboardInterrupt``;
     raised by step code (or anywhere in a handler) they must stop one actor only.
     """
-
-    def __enter__(self) -> None:
-        return None
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, traceback: Any) -> None:
         if exc is not None and not isinstance(exc, Exception):
