@@ -25,6 +25,7 @@ from actors.steps import (
     StepFactory,
     SyncStep,
     abstract_step,
+    describe,
     discover,
     discover_factories,
     import_file,
@@ -689,3 +690,14 @@ def test_a_pull_step_imports_a_module_of_the_steps_folder(tmp_path: Path) -> Non
         assert "person_helpers" not in sys.modules
     finally:
         loaded.unload()
+
+
+def test_describe_gives_an_error_its_type_once_on_one_line() -> None:
+    class KafkaTimeoutError(Exception):
+        pass
+
+    # kafka-python's messages start with their type: it is not repeated.
+    text = "KafkaTimeoutError: Failed to update metadata after 2.0 secs."
+    assert describe(KafkaTimeoutError(text)) == text
+    assert describe(ValueError("bad\n   value")) == "ValueError: bad value"
+    assert describe(ValueError()) == "ValueError"

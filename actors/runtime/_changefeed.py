@@ -74,8 +74,7 @@ class ChangeFeedActor(ChildActor):
             cached = [
                 (name, target)
                 for name, (target, models) in self.routes.items()
-                if model in models
-                or (model in schema and any(m in schema and schema.is_a(model, m) for m in models))
+                if schema.base_among(model, models) is not None
             ]
             self.by_model[model] = cached
         return cached

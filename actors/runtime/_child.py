@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext, suppress
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
@@ -36,8 +36,6 @@ __all__ = [
 
 T = TypeVar("T")
 
-log = get_logger("actors.runtime")
-
 
 def tell_quietly(ref: pykka.ActorRef[Any], message: Any) -> None:
     """``ref.tell(message)``, ignoring an actor that has stopped (for timers and client callbacks)."""
@@ -49,15 +47,12 @@ class StepExit(Exception):
     """Step code raised ``SystemExit`` or ``KeyboardInterrupt``: the actor is replaced, nothing else stops."""
 
 
-class _ExitsAsStepExit:
+class _ExitsAsStepExit(AbstractContextManager["_ExitsAsStepExit"]):
     """``with exits_as_step_exit:``: a ``BaseException`` not an ``Exception`` leaves as :class:`StepExit`.
 
     pykka stops every actor of the process on ``SystemExit`` or ``KeyboardInterrupt``;
     raised by step code (or anywhere in a handler) they must stop one actor only.
     """
-
-    def __enter__(self) -> None:
-        return None
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, traceback: Any) -> None:
         if exc is not None and not isinstance(exc, Exception):
@@ -266,17 +261,6 @@ class ChildActor(pykka.ThreadingActor):
     def is_idle(self) -> bool:
         return True
 
-    @contextmanager
-    def _busy(self, deadline: float | None) -> Iterator[None]:
-        state = self.ctx.state
-        state.busy_deadline = deadline or self.ctx.deadline or self.ctx.settings.step_deadline
-        state.busy[self.slot] = self.ctx.clock.now()
-        try:
-            yield
-        finally:
-            if not self.stale:
-                state.busy.pop(self.slot, None)
-
     def report_failure(self, what: str, model: str, id: int, exc: BaseException) -> bool:
         """Log that a handler raised (``"<what> deferred"`` at info, ``"<what> failed"`` at warning).
 
@@ -324,13 +308,20 @@ class ChildActor(pykka.ThreadingActor):
 
         The call is in the crash records while it runs (see ``actors.runtime._isolation``).
         """
-        records = self.ctx.isolation.records if self.ctx.isolation is not None else None
-        with self._busy(deadline), self.ctx.user_context(), acting_as(caller) if caller else nullcontext():
-            if records is not None:
-                records.enter(self.record_name, getattr(fn, "__name__", "call"), args)
-            try:
-                with exits_as_step_exit:
-                    return fn(*args)
-            finally:
-                if records is not None and not self.stale:
-                    records.leave(self.record_name)
+        ctx, state = self.ctx, self.ctx.state
+        records = ctx.isolation.records if ctx.isolation is not None else None
+        state.busy_deadline = deadline or ctx.deadline or ctx.settings.step_deadline
+        state.busy[self.slot] = ctx.clock.now()
+        try:
+            with ctx.user_context(), acting_as(caller) if caller else nullcontext():
+                if records is not None:
+                    records.enter(self.record_name, getattr(fn, "__name__", "call"), args)
+                try:
+                    with exits_as_step_exit:
+                        return fn(*args)
+                finally:
+                    if records is not None and not self.stale:
+                        records.leave(self.record_name)
+        finally:
+            if not self.stale:
+                state.busy.pop(self.slot, None)

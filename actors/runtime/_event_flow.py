@@ -15,8 +15,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from actors.steps import describe
+
 from ._child import ChildActor, ChildContext
-from ._event_values import describe
 from ._kafka_client import BusOptions, ConsumerClient
 from ._kafka_offsets import OffsetTracker, Rebalance, TopicPartition, partition_names
 from .messages import Poll
@@ -65,7 +66,7 @@ class EventFlow(ChildActor):
         #: When each owned partition last made progress (clock time): an event handled or
         #: dead-lettered, caught up with its end, or just assigned.
         self.progress: dict[TopicPartition, float] = {}
-        #: The bus is reported down (see :mod:`actors.runtime._event_health`).
+        #: The bus is reported down (see :mod:`actors.runtime._event_watchdog`).
         self.degraded = False
         self.poll_scheduled = False
         self.polled_empty = False
@@ -98,10 +99,7 @@ class EventFlow(ChildActor):
                 records = [r for r in records if r.offset >= expected]
                 if not records:
                     continue
-            buf = self.buffers.get(tp)
-            if buf is None:
-                buf = self.buffers[tp] = deque()
-            buf.extend(records)
+            self.buffers.setdefault(tp, deque()).extend(records)
             self.next_offset[tp] = records[-1].offset + 1
 
     def _apply_rebalance(self) -> None:

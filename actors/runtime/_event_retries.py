@@ -1,12 +1,9 @@
 """The event-step actor's failed events: retries with backoff, then the dead-letter topic.
 
-A failing event is tried again after ``retry_backoff`` seconds, doubling up to
-``retry_backoff_max``, ``max_retries`` times; meanwhile its partition is paused
-(its later events wait, in order) while the other partitions keep flowing. Then
-it is written to the dead-letter topic, with the error and its origin in headers
-(:data:`DEAD_LETTER_HEADERS`), and consumption goes on past it; a failed write is
-tried again after a backoff, and nothing is committed past the event until its
-write succeeded.
+The rule is in :mod:`actors.runtime.events`; here also: the backoff doubles up to
+``retry_backoff_max``, a dead-letter record carries :data:`DEAD_LETTER_HEADERS`, a
+failed write is tried again after a backoff, and nothing is committed past the event
+until its write succeeded.
 """
 
 from __future__ import annotations
@@ -14,12 +11,11 @@ from __future__ import annotations
 from typing import Any
 
 from actors._backoff import Backoff
+from actors.steps import describe
 
 from ._child import ChildContext, tell_quietly
 from ._event_flow import Failure, retry_slot
-from ._event_values import describe
 from ._event_watchdog import EventWatchdog
-from ._kafka_client import BusOptions
 from ._kafka_offsets import TopicPartition
 from ._kafka_producer import DeadLetterSink, SinkFactory
 from .messages import DeadLettered, RetryDue
@@ -41,10 +37,6 @@ DEAD_LETTER_HEADERS = (
 
 #: Longest error text put into a dead-letter header.
 MAX_ERROR = 2000
-
-
-def _retry_backoff(options: BusOptions) -> Backoff:
-    return Backoff(options.retry_backoff, options.retry_backoff_max)
 
 
 class EventRetries(EventWatchdog):
@@ -69,23 +61,30 @@ class EventRetries(EventWatchdog):
         where = f"{tp.topic}[{tp.partition}]@{record.offset}"
         self.ctx.state.detail["last_event_error"] = f"{where}: {failure.error}"
         if attempts <= options.max_retries:
-            delay = _retry_backoff(options).delay(attempts)
             self.retried += 1
-            self.log.warning(
+            self._retry_later(
+                tp,
+                record.offset,
+                attempts,
                 "event failed, will retry",
-                topic=tp.topic,
-                partition=tp.partition,
-                offset=record.offset,
                 attempt=attempts,
                 max_retries=options.max_retries,
-                retry_in=delay,
                 error=failure.error,
             )
-            self.schedule(retry_slot(tp), delay, RetryDue(tp.topic, tp.partition, record.offset))
         else:
             failure.dead_letter = True
             self._send_dead_letter(tp, failure)
         self._sync_pauses()
+
+    def _retry_later(self, tp: TopicPartition, offset: int, step: int, event: str, **fields: Any) -> None:
+        """Log ``event`` and send ``tp`` a :class:`RetryDue` after the ``step``-th retry backoff."""
+        options = self.options
+        assert options is not None
+        delay = Backoff(options.retry_backoff, options.retry_backoff_max).delay(step)
+        self.log.warning(
+            event, topic=tp.topic, partition=tp.partition, offset=offset, retry_in=delay, **fields
+        )
+        self.schedule(retry_slot(tp), delay, RetryDue(tp.topic, tp.partition, offset))
 
     def on_retry_due(self, message: RetryDue) -> None:
         tp = TopicPartition(message.topic, message.partition)
@@ -137,17 +136,14 @@ class EventRetries(EventWatchdog):
         failure.sending = False
         if message.error is not None:
             # The event's attempts are spent: every failed write waits the step after its last one.
-            delay = _retry_backoff(options).delay(failure.attempts + 1)
-            self.log.warning(
+            self._retry_later(
+                tp,
+                message.offset,
+                failure.attempts + 1,
                 "dead-letter write failed, will retry",
-                topic=tp.topic,
-                partition=tp.partition,
-                offset=message.offset,
                 dead_letter_topic=options.dead_letter_topic,
-                retry_in=delay,
                 error=message.error,
             )
-            self.schedule(retry_slot(tp), delay, RetryDue(tp.topic, tp.partition, message.offset))
             return
         del self.failures[tp]
         buf = self.buffers.get(tp)

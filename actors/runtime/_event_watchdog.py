@@ -1,22 +1,25 @@
-"""The event-step actor's progress watchdog and its status report.
+"""The event-step actor's status: the bus's health, the progress watchdog, the status report.
 
-The poll loop runs :meth:`EventWatchdog.on_check_progress` every quarter of
-``stall_timeout`` of the runtime clock (it is also a message,
-:class:`~actors.runtime.messages.CheckProgress`). An owned partition with events
-left that made no progress for ``stall_timeout`` seconds, or a group join that
-lasts that long, is a stall: the actor reports ``stalled``, logs it once, and
-recovers by committing what was handled and joining the group again with a new
-consumer, which resumes at the committed offsets. An outage or a rebalance is
-not a stall, nor is a partition waiting for its retry timer, nor one with
-nothing left to read.
+kafka-python reconnects by itself when the broker goes away mid-stream, so an
+outage shows only as errors from ``poll()`` or the consumer's own probe
+(``ConsumerClient.problem()``). The actor reports ``degraded`` with
+``detail["bus"] = "down: ..."`` once the problem has lasted ``health_grace``
+seconds of the runtime clock (a blip is not an outage), ``running`` with ``"up"``
+when it ends, one log line per change.
+
+The progress watchdog (:meth:`EventWatchdog.on_check_progress`, the stall rule
+in :mod:`actors.runtime.events`) does not count an outage or a rebalance as a
+stall, nor a partition waiting for its retry timer, nor one with nothing left to read.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
+from actors.steps import describe
+
 from ._child import ChildContext
-from ._event_health import EventHealth
+from ._event_flow import EventFlow
 from ._kafka_client import BusOptions, is_outage
 from ._kafka_offsets import Rebalance, TopicPartition, partition_name, partition_names
 from .messages import CheckProgress, Connect
@@ -24,11 +27,14 @@ from .messages import CheckProgress, Connect
 __all__ = ["EventWatchdog"]
 
 
-class EventWatchdog(EventHealth):
-    """Finds partitions (or a group join) that stopped moving, and recovers with a new consumer."""
+class EventWatchdog(EventFlow):
+    """Reports the bus down after a grace period and up again, finds partitions (or a group join)
+    that stopped moving and recovers with a new consumer, and writes the status."""
 
     def __init__(self, ctx: ChildContext) -> None:
         super().__init__(ctx)
+        #: Since when the current bus problem lasts (clock time; None: no problem).
+        self.problem_since: float | None = None
         #: Owned partitions the watchdog found stalled, until each makes progress again.
         self.stalled: set[TopicPartition] = set()
         self.recoveries = 0
@@ -39,6 +45,45 @@ class EventWatchdog(EventHealth):
         #: The watchdog found the group join stuck (kafka-python can stay "rebalancing" for ever).
         self.join_stuck = False
 
+    # -- the bus's health -------------------------------------------------------
+    def _check_health(self, error: BaseException | None) -> None:
+        """After a poll: ``error`` is what it raised (an outage), else the consumer's probe decides."""
+        consumer, options = self.consumer, self.options
+        if consumer is None or options is None:
+            return
+        problem = describe(error) if error is not None else consumer.problem()
+        if problem is None:
+            self.problem_since = None
+            if self.degraded:
+                self._bus_up()
+            return
+        now = self.ctx.clock.now()
+        if self.problem_since is None:
+            self.problem_since = now
+        if not self.degraded and now - self.problem_since >= options.health_grace:
+            self._bus_down(f"{problem} (at {','.join(options.servers)})")
+
+    def _bus_down(self, problem: str, next_attempt: float | None = None) -> None:
+        state = self.ctx.state
+        text = problem if next_attempt is None else f"{problem}; next attempt in {next_attempt:g} s"
+        state.detail["bus"] = f"down: {text}"
+        if state.state in ("starting", "running"):
+            state.state = "degraded"
+        if not self.degraded:
+            self.degraded = True
+            self.log.warning("event bus unreachable, retrying", problem=problem)
+
+    def _bus_up(self) -> None:
+        state = self.ctx.state
+        state.detail["bus"] = "up"
+        if state.state in ("starting", "degraded"):
+            state.state = "running"
+        if self.degraded:
+            self.degraded = False
+            self.problem_since = None
+            self.log.info("event bus reachable again")
+
+    # -- the progress watchdog -------------------------------------------------------
     def _progressed(self, tp: TopicPartition, now: float) -> None:
         self.progress[tp] = now
         if tp in self.stalled:

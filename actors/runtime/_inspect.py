@@ -23,12 +23,11 @@ from actors.api._webview import (
     TIMELINE_NOTE,
     ObjectPage,
     Problem,
-    TimelineEntry,
     explain_status,
     failed_rows,
     timeline,
 )
-from actors.store import ChangeNotice, Condition, Pending, Query, register_of, row_is_pending
+from actors.store import Condition, Pending, Query, register_of, row_is_pending
 
 from ._deps import Dependencies
 from ._status import SEPARATOR
@@ -40,11 +39,8 @@ if TYPE_CHECKING:
 __all__ = [
     "REASONS",
     "EventPartition",
-    "ObjectPage",
-    "Problem",
     "Rates",
     "StatusTree",
-    "TimelineEntry",
     "Why",
     "event_partitions",
     "object_counts",
@@ -121,7 +117,7 @@ def _observers(sync: Synchronizer, model: str) -> list[str]:
     return [
         f.name
         for f in steps
-        if any(m in schema and schema.is_a(model, m) for m in getattr(f.cls, "observed_model_names")())  # noqa: B009
+        if schema.base_among(model, getattr(f.cls, "observed_model_names")()) is not None  # noqa: B009
     ]
 
 
@@ -162,13 +158,13 @@ def why(sync: Synchronizer, model: str, id: int) -> Why:
     which = "sync_deleted" if row.get("deleted") else "sync"
     if not row_is_pending(row, which):
         if policy_owed:
-            return _policy(sync, model, id, row, base)
+            return _policy(model, id, row, base)
         done = "deleted" if row.get("deleted") else "enacted"
         return Why(reason="enacted", message=f"{model} {id} is {done}: nothing to wait for", **base)
     steps = _observers(sync, leaf)
     if not steps:
         if policy_owed:
-            return _policy(sync, model, id, row, base)
+            return _policy(model, id, row, base)
         return Why(reason="no_step", message=f"no loaded sync step observes {leaf}", **base)
     status_by_name = sync.status()
     up = [s for s in steps if s in status_by_name and status_by_name[s].state not in ("failed", "restarting")]
@@ -222,7 +218,7 @@ def why(sync: Synchronizer, model: str, id: int) -> Why:
             **base,
         )
     if policy_owed:
-        return _policy(sync, model, id, row, base)
+        return _policy(model, id, row, base)
     depth = status_by_name[step].queue_depth
     if row.get("deleted"):
         return Why(
@@ -233,7 +229,7 @@ def why(sync: Synchronizer, model: str, id: int) -> Why:
     )
 
 
-def _policy(sync: Synchronizer, model: str, id: int, row: Any, base: dict[str, Any]) -> Why:
+def _policy(model: str, id: int, row: Any, base: dict[str, Any]) -> Why:
     failed = row.get("policy_code") == 2
     text = str(row.get("policy_status") or "").strip().splitlines()
     detail = f" (it failed: {text[-1]}; tried again soon)" if failed and text else ""
@@ -415,11 +411,6 @@ def problems(sync: Synchronizer, model: str | None = None, step: str | None = No
     return rows
 
 
-def _journal_of(sync: Synchronizer, model: str, id: int) -> list[ChangeNotice] | None:
-    """The journal entries of one object, newest first; ``None`` when the store is not in this process."""
-    return None if sync.store is None else sync.store.journal_of(model, id, TIMELINE_LIMIT)
-
-
 def object_page(sync: Synchronizer, model: str, id: int) -> ObjectPage:
     """The page of one object: why at the top, its fields, its status in words, its timeline.
 
@@ -431,7 +422,8 @@ def object_page(sync: Synchronizer, model: str, id: int) -> ObjectPage:
     leaf = row.get("leaf_model_name") or model
     loaded = sync._loaded
     steps = {f.name for f in (loaded.sync_steps if loaded else [])}
-    entries = _journal_of(sync, str(leaf), int(id))
+    # Newest first; None when the store is not in this process.
+    entries = None if sync.store is None else sync.store.journal_of(str(leaf), int(id), TIMELINE_LIMIT)
     events = timeline(row, entries or [], steps)
     note = TIMELINE_NOTE
     if entries is None:

@@ -320,11 +320,6 @@ class IsolatedStep:
             self.close()
             raise
 
-    @property
-    def pid(self) -> int | None:
-        """The child's process id."""
-        return self._process.pid
-
     def __getattr__(self, name: str) -> Any:
         value = getattr(self._cls, name)
         if not inspect.isfunction(value):
@@ -449,12 +444,8 @@ class _PipeBackend:
 
     def __init__(self, conn: Connection, schema: Schema) -> None:
         self._conn = conn
-        self._schema = schema
+        self.schema = schema
         self._lock = threading.Lock()
-
-    @property
-    def schema(self) -> Schema:
-        return self._schema
 
     def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
         with self._lock:

@@ -1,9 +1,10 @@
-"""The event bus as the event-step actor sees it: options, a consumer and a dead-letter sink.
+"""The event bus as the event-step actor sees it: its options and a consumer.
 
-The actor talks to Kafka only through the two small protocols here,
-:class:`ConsumerClient` and :class:`DeadLetterSink`, so its message tests run
-with in-memory stand-ins and no broker. :class:`KafkaConsumerClient` and
-:class:`KafkaDeadLetterSink` are the real ones, on kafka-python.
+The actor talks to Kafka only through two small protocols, :class:`ConsumerClient`
+here and :class:`~actors.runtime._kafka_producer.DeadLetterSink`, so its message
+tests run with in-memory stand-ins and no broker. :class:`KafkaConsumerClient` and
+:class:`~actors.runtime._kafka_producer.KafkaDeadLetterSink` are the real ones, on
+kafka-python.
 
 kafka-python facts this module deals with (3.0.12, the pinned version):
 
@@ -44,7 +45,7 @@ import contextlib
 import logging
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import kafka
@@ -60,8 +61,6 @@ if logging.getLogger("kafka").level == logging.NOTSET:
 
 __all__ = [
     "CONSUMER_DEFAULTS",
-    "DEFAULT_PORT",
-    "DRAIN",
     "BusOptions",
     "ConsumerClient",
     "ConsumerFactory",
@@ -172,54 +171,14 @@ def is_outage(exc: BaseException) -> bool:
     return isinstance(exc, kafka.errors.KafkaError | OSError | TimeoutError)
 
 
-#: ``event_bus`` keys a :class:`BusOptions` copies as they are.
-_COPIED = (
-    "max_retries",
-    "retry_backoff",
-    "retry_backoff_max",
-    "poll_timeout",
-    "max_poll_records",
-    "commit_interval",
-    "metadata_max_age",
-    "connect_timeout",
-    "reconnect_backoff",
-    "reconnect_backoff_max",
-    "health_grace",
-    "dead_letter_timeout",
-    "stall_timeout",
-    "consumer",
-    "producer",
-)
-_DEFAULTS = EventBus()
-
-
-@dataclass(frozen=True)
-class BusOptions:
-    """What an event-step actor needs to know about the bus: ``event_bus`` plus the group.
-
-    Every field but ``servers`` and ``group`` is the ``event_bus`` key of the same
-    name, with its default (:class:`actors.config.EventBus`, docs/configuration.md);
-    the group is the synchronizer's name.
-    """
+class BusOptions(EventBus):
+    """What an event-step actor needs to know about the bus: the ``event_bus`` section
+    (:class:`actors.config.EventBus`, docs/configuration.md), its endpoint as ``servers``,
+    the group (the synchronizer's name) and the dead-letter topic, its default filled in."""
 
     servers: tuple[str, ...]
     group: str
     dead_letter_topic: str
-    max_retries: int = _DEFAULTS.max_retries
-    retry_backoff: float = _DEFAULTS.retry_backoff
-    retry_backoff_max: float = _DEFAULTS.retry_backoff_max
-    poll_timeout: float = _DEFAULTS.poll_timeout
-    max_poll_records: int = _DEFAULTS.max_poll_records
-    commit_interval: float = _DEFAULTS.commit_interval
-    metadata_max_age: float = _DEFAULTS.metadata_max_age
-    connect_timeout: float = _DEFAULTS.connect_timeout
-    reconnect_backoff: float = _DEFAULTS.reconnect_backoff
-    reconnect_backoff_max: float = _DEFAULTS.reconnect_backoff_max
-    health_grace: float = _DEFAULTS.health_grace
-    dead_letter_timeout: float = _DEFAULTS.dead_letter_timeout
-    stall_timeout: float = _DEFAULTS.stall_timeout
-    consumer: Mapping[str, Any] = field(default_factory=dict)
-    producer: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_settings(cls, event_bus: EventBus | Mapping[str, Any], group: str) -> BusOptions:
@@ -233,11 +192,13 @@ class BusOptions:
                 event_bus = validate_section(EventBus, event_bus, at=("event_bus",))
             except ConfigError as exc:
                 raise EventBusError(str(exc)) from None
-        return cls(
-            servers=bootstrap_servers(event_bus.endpoint),
-            group=group,
-            dead_letter_topic=event_bus.dead_letter_topic or f"{group}.dead-letters",
-            **{name: getattr(event_bus, name) for name in _COPIED},
+        return cls.model_construct(
+            **{
+                **dict(event_bus),
+                "servers": bootstrap_servers(event_bus.endpoint),
+                "group": group,
+                "dead_letter_topic": event_bus.dead_letter_topic or f"{group}.dead-letters",
+            }
         )
 
 

@@ -133,10 +133,8 @@ class OffsetTracker:
         """The partitions were given up: their next owner starts from the committed offsets."""
         with self._lock:
             for tp in partitions:
-                self._processed.pop(tp, None)
-                self._sent.pop(tp, None)
-                self._confirmed.pop(tp, None)
-                self._first.pop(tp, None)
+                for offsets in (self._processed, self._sent, self._confirmed, self._first):
+                    offsets.pop(tp, None)
 
 
 class Rebalance:

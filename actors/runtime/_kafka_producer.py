@@ -56,9 +56,9 @@ class KafkaDeadLetterSink:
                 "client_id": f"{self._options.group}.dead-letters",
                 "acks": "all",
                 "max_block_ms": timeout_ms,
+                "bootstrap_timeout_ms": max(1, int(self._options.connect_timeout * 1000)),
+                **self._options.producer,
             }
-            config["bootstrap_timeout_ms"] = max(1, int(self._options.connect_timeout * 1000))
-            config.update(self._options.producer)
             self._producer = new_producer(**config)
         return self._producer
 

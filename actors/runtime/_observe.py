@@ -14,7 +14,7 @@ from .messages import GetStatus
 if TYPE_CHECKING:
     from ._synchronizer import Synchronizer
 
-__all__ = ["build_observe", "readiness_checks", "web_routes"]
+__all__ = ["build_observe", "web_routes"]
 
 #: Child states in which a step does its work.
 _UP = frozenset({"running", "degraded", "stalled"})
@@ -29,8 +29,7 @@ def build_observe(
     serve only when the config has an ``http`` section (embedded); ``False`` never.
     """
     health = sync.health
-    for kind, name, check in readiness_checks(sync):
-        health.add(kind, name, check)
+    _add_checks(sync, health)
     settings = http_settings(sync.config)
     serve = wanted is not False and (settings.enabled if settings is not None else bool(wanted))
     if not serve:
@@ -42,20 +41,16 @@ def build_observe(
         address,
         metrics=metrics,
         health=health,
-        routes={
-            "status": lambda args: _status(sync, args),
-            "why": lambda args: _why(sync, args),
-            **web_routes(sync),
-        },
+        routes=web_routes(sync),
         web=True,
         authorize=_authorizer(sync),
     )
     return metrics, health, server
 
 
-def readiness_checks(sync: Synchronizer) -> list[tuple[Any, str, Any]]:
-    """``(kind, name, check)`` of the synchronizer: ``healthz/supervisor``; ``readyz/store``,
-    ``readyz/steps`` and, with event steps, ``readyz/events``."""
+def _add_checks(sync: Synchronizer, health: Health) -> None:
+    """The checks of the synchronizer: ``healthz/supervisor``; ``readyz/store``, ``readyz/steps``
+    and, with event steps, ``readyz/events``."""
 
     def supervisor() -> str | None:
         ref = sync.supervisor
@@ -87,35 +82,27 @@ def readiness_checks(sync: Synchronizer) -> list[tuple[Any, str, Any]]:
         ]
         return "; ".join(problems) or None
 
-    checks: list[tuple[Any, str, Any]] = [
-        ("healthz", "supervisor", supervisor),
-        ("readyz", "store", store),
-        ("readyz", "steps", steps),
-    ]
+    health.add("healthz", "supervisor", supervisor)
+    health.add("readyz", "store", store)
+    health.add("readyz", "steps", steps)
     if sync.config.settings.event_steps_dir:
-        checks.append(("readyz", "events", events))
-    return checks
-
-
-def _status(sync: Synchronizer, args: list[str]) -> Any:
-    if args:
-        raise LookupError("expected /status")
-    return status_tree(sync)
-
-
-def _why(sync: Synchronizer, args: list[str]) -> Any:
-    model, id = object_args(args, "why")
-    return why(sync, model, id)
+        health.add("readyz", "events", events)
 
 
 def web_routes(sync: Synchronizer) -> dict[str, Any]:
-    """The JSON routes of the web view: ``/live``, ``/problems[/<model>[/<step>]]``, ``/object/<model>/<id>``.
+    """The JSON routes: ``/status``, ``/why/<model>/<id>`` and those of the web view: ``/live``,
+    ``/problems[/<model>[/<step>]]``, ``/object/<model>/<id>``.
 
     ``/live`` is what the page polls: the tree, each child's rate over the last minute
     (sampled only while someone asks), the event steps' partitions and dead letters.
     In ``/problems``, ``_`` stands for any model.
     """
     rates = Rates()
+
+    def status(args: list[str]) -> Any:
+        if args:
+            raise LookupError("expected /status")
+        return status_tree(sync)
 
     def live(args: list[str]) -> Any:
         if args:
@@ -141,11 +128,13 @@ def web_routes(sync: Synchronizer) -> dict[str, Any]:
         step = args[1] if len(args) > 1 else None
         return problems(sync, model, step)
 
-    def page(args: list[str]) -> Any:
-        model, id = object_args(args, "object")
-        return object_page(sync, model, id)
-
-    return {"live": live, "problems": problem_rows, "object": page}
+    return {
+        "status": status,
+        "why": lambda args: why(sync, *object_args(args, "why")),
+        "live": live,
+        "problems": problem_rows,
+        "object": lambda args: object_page(sync, *object_args(args, "object")),
+    }
 
 
 def _authorizer(sync: Synchronizer) -> Callable[[str | None, str], str | None]:
@@ -163,9 +152,8 @@ def _authorizer(sync: Synchronizer) -> Callable[[str | None, str], str | None]:
         if served is not None:
             return served
         if not own:
-            config = sync.config
-            users, anonymous = config.get("api.users", None), config.get("api.anonymous_read", None)
-            own.append(Authenticator(users, anonymous_read=anonymous))
+            api = sync.config.settings.api
+            own.append(Authenticator(api.users, anonymous_read=api.anonymous_read))
         return own[0]
 
     return http_authorizer(auth)

@@ -151,7 +151,7 @@ class QueueActor(ChildActor):
             self.forget(key)
             self.update_depth()
             return
-        model = next((m for m in self.models if m in schema and schema.is_a(notice.model, m)), None)
+        model = schema.base_among(notice.model, self.models)
         if model is not None:
             self.changed(key, model, notice.kind)
 

@@ -25,15 +25,12 @@ class TokenBucket:
         self.tokens = float(burst)
         self.at = clock.now()
 
-    def _refill(self) -> None:
+    def take(self) -> float:
+        """Take a token: ``0.0`` when one was taken, else the seconds until one is due (none taken)."""
         now = self.clock.now()
         if now > self.at:
             self.tokens = min(float(self.burst), self.tokens + (now - self.at) * self.rate)
         self.at = max(self.at, now)
-
-    def take(self) -> float:
-        """Take a token: ``0.0`` when one was taken, else the seconds until one is due (none taken)."""
-        self._refill()
         if self.tokens >= 1.0:
             self.tokens -= 1.0
             return 0.0

@@ -8,14 +8,8 @@ from typing import Any
 
 from actors.config import Config, EventBus, Runtime, Settings
 
-__all__ = ["DEFAULT_STEP_CONCURRENCY", "RuntimeSettings", "StepLimits"]
+__all__ = ["RuntimeSettings", "StepLimits"]
 
-
-#: Objects a sync step handles at once by default: one, as before (see docs/steps.md, "Concurrency
-#: and rate limits"). Workers cost a no-op step about a fifth of its throughput and a reaction
-#: 0.1 ms more, and step code that is not thread-safe fails only under load; an I/O-bound step
-#: says ``concurrency = 8`` (or more), or the config sets ``runtime.step_concurrency``.
-DEFAULT_STEP_CONCURRENCY: int = Runtime.model_fields["step_concurrency"].default
 
 Graph = Mapping[str, tuple[tuple[str, str, str], ...]]
 

@@ -82,11 +82,9 @@ def failure_fields(
 ) -> tuple[dict[str, Any], float]:
     """After ``sync_record`` raised: the status fields and when to try again.
 
-    The last two distinct errors are kept. The first failure retries at once;
-    each later one waits ``exponent x 60 s`` (innocuous) or ``exponent x 600 s``
-    (any other error), at most 8 hours. A ``DeferredException`` is not an error
-    (as in the original): no backoff, the object is tried again
-    ``DEFERRED_RETRY`` seconds after each attempt and the exponent is kept.
+    The last two distinct errors are kept; the wait is :func:`xos_backoff`'s. A
+    ``DeferredException`` is not an error (as in the original): no backoff, the object
+    is tried again ``DEFERRED_RETRY`` seconds after each attempt and the exponent is kept.
     """
     error = error_text(exc)
     register = register_of(row)

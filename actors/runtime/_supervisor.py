@@ -323,11 +323,6 @@ class Supervisor(pykka.ThreadingActor):
             return False
 
     # -- shutdown -------------------------------------------------------------
-    @staticmethod
-    def clock_free_deadline(timeout: float) -> float:
-        """Shutdown waits in real time whatever the clock: a fake clock must not hang it."""
-        return time.monotonic() + timeout
-
     def _stop_children(self, timeout: float) -> None:
         if self.stopping:
             return
@@ -343,7 +338,7 @@ class Supervisor(pykka.ThreadingActor):
             if child.ref is not None:
                 with suppress(pykka.ActorDeadError):
                     futures.append(child.ref.stop(block=False))
-        deadline = self.clock_free_deadline(timeout)
+        deadline = time.monotonic() + timeout  # real time whatever the clock: a fake one must not hang it
         for future in futures:
             try:
                 future.get(timeout=max(0.0, deadline - time.monotonic()))

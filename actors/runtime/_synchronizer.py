@@ -109,11 +109,6 @@ class Synchronizer:
 
     # -- building -------------------------------------------------------------
     @property
-    def _local(self) -> bool:
-        """Whether the models live in a store of this process (``accessor.kind`` local)."""
-        return self.config.settings.accessor.kind != "grpcapi"
-
-    @property
     def model_accessor(self) -> ModelAccessor:
         """The accessor the steps use (its classes carry the convenience wrappers)."""
         if self._accessor is None:
@@ -209,7 +204,8 @@ class Synchronizer:
         """
         if self._configure_logging:
             configure_logging(self.config.settings.logging)
-        serve_local = self._serve_api and self._owns_backend and self._local
+        # Served on the store of this process (accessor.kind local).
+        serve_local = self._serve_api and self._owns_backend and self.config.settings.accessor.kind == "local"
         if serve_local and self.store is None:
             from actors.api import check_address
 

@@ -49,11 +49,8 @@ class _Heap:
         heapq.heappush(self._heap, (entry.due, next(self._counter), entry))
 
     def pop_due(self, now: float) -> _Entry | None:
-        while self._heap and self._heap[0][2].cancelled:
-            heapq.heappop(self._heap)
-        if self._heap and self._heap[0][0] <= now:
-            return heapq.heappop(self._heap)[2]
-        return None
+        due = self.next_due()
+        return heapq.heappop(self._heap)[2] if due is not None and due <= now else None
 
     def next_due(self) -> float | None:
         while self._heap and self._heap[0][2].cancelled:

@@ -45,11 +45,11 @@ reconnects by itself. Either way the actor reports ``degraded``
 (``detail["bus"]`` says why) and logs once per change.
 
 The actor is built in layers, one job each: the partitions' buffers, pauses and
-commits (:mod:`._event_flow`), the bus health (:mod:`._event_health`), the
-progress watchdog and the status (:mod:`._event_watchdog`), retries and dead
-letters (:mod:`._event_retries`), and here its life, connecting and the poll
-loop. :mod:`._kafka_offsets` keeps the offsets handled and the rebalance
-handler; :mod:`._kafka_client` is the seam to kafka-python.
+commits (:mod:`._event_flow`), the bus health, the progress watchdog and the
+status (:mod:`._event_watchdog`), retries and dead letters
+(:mod:`._event_retries`), and here its life, connecting and the poll loop.
+:mod:`._kafka_offsets` keeps the offsets handled and the rebalance handler;
+:mod:`._kafka_client` is the seam to kafka-python.
 
 :func:`validate_event_step` is the load-time check of a step class.
 """
@@ -58,16 +58,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from actors._backoff import Backoff
-from actors.steps import EventStep, StepFactory, validate_event_step
+from actors.steps import EventStep, StepFactory, describe, validate_event_step
 from actors.store import Caller
 
 from . import produce as _produce
 from ._child import ChildContext
 from ._event_retries import DEAD_LETTER_HEADERS, EventRetries
-from ._event_values import Event, EventStepError, describe
 from ._kafka_client import (
     BusOptions,
     ConsumerClient,
@@ -88,6 +88,46 @@ __all__ = [
     "EventStepError",
     "validate_event_step",
 ]
+
+_new = object.__new__
+_set = object.__setattr__
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One record from the bus, as ``process_event(event)`` receives it.
+
+    ``value`` and ``key`` are the raw bytes (``json.loads(event.value)`` works
+    on bytes); ``timestamp`` is Kafka's, in milliseconds since the epoch;
+    ``headers`` is a tuple of ``(name, bytes)``.
+    """
+
+    topic: str
+    key: bytes | None
+    value: bytes | None
+    timestamp: int | None
+    partition: int
+    offset: int
+    headers: tuple[tuple[str, bytes], ...] = ()
+
+    @classmethod
+    def from_record(cls, record: Any) -> Event:
+        """An event from a kafka-python ``ConsumerRecord`` (or anything with the same attributes)."""
+        event: Event = _new(cls)
+        _set(event, "topic", record.topic)
+        _set(event, "key", record.key)
+        _set(event, "value", record.value)
+        _set(event, "timestamp", record.timestamp)
+        _set(event, "partition", record.partition)
+        _set(event, "offset", record.offset)
+        headers = record.headers
+        _set(event, "headers", tuple(headers) if headers else ())
+        return event
+
+
+class EventStepError(Exception):
+    """An event step that cannot run: its class (topics/pattern/technology) or the ``event_bus`` config."""
+
 
 #: Longest run of ``process_event`` calls inside one message (seconds, wall clock).
 SLICE = 0.05

@@ -33,8 +33,6 @@ POLICY_RETRY = 5.0
 
 class PolicyActor(QueueActor):
     kind = "policy"
-    #: At most this many objects per Drain message, their statuses committed together.
-    drain_batch = 32
 
     def __init__(self, ctx: ChildContext, factories: list[StepFactory]) -> None:
         super().__init__(ctx, list(dict.fromkeys(_model_name(f) for f in factories)))
@@ -70,19 +68,15 @@ class PolicyActor(QueueActor):
         super().changed(key, model, kind)
 
     def process(self, key: Key, item: Item) -> bool:
-        self._process(key, item.model, item.row)
-        return True
-
-    # -- one object -----------------------------------------------------------
-    def _process(self, key: Key, model: str, row: Row | None) -> None:
         accessor = self.ctx.accessor
         schema = accessor.schema
-        row = row if row is not None else accessor.backend.get(model, key[1])
+        model = item.model
+        row = item.row if item.row is not None else accessor.backend.get(model, key[1])
         if row is None:
-            return
+            return True
         deleted = bool(row.get("deleted"))
         if not row_is_pending(row, "policy_deleted" if deleted else "policy"):
-            return
+            return True
         leaf = row.get("leaf_model_name") or model
         lineage = {leaf, *schema.ancestors(leaf)} if leaf in schema else {model}
         method = (
@@ -107,7 +101,7 @@ class PolicyActor(QueueActor):
             raise
         except Exception as exc:
             self._failed(key, model, row, exc)
-            return
+            return True
         needs_delete_policy = any(hasattr(p, "handle_delete") for p in applicable)
         hooks = any(callable(getattr(p, "after_policy_save", None)) for p, _ in objects)
         # Stored before an after_policy_save hook runs: the hook sees the status.
@@ -119,6 +113,7 @@ class PolicyActor(QueueActor):
             after = getattr(policy, "after_policy_save", None)
             if callable(after):
                 self.call_user(after, obj, caller=Caller.SYNCHRONIZER)
+        return True
 
     def _failed(self, key: Key, model: str, row: Row, exc: BaseException) -> None:
         deferred = self.report_failure("policy", model, row["id"], exc)

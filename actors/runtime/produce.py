@@ -112,11 +112,7 @@ def _headers(headers: Headers | None) -> list[tuple[str, bytes]] | None:
     if headers is None:
         return None
     items = headers.items() if isinstance(headers, Mapping) else headers
-    out = []
-    for name, value in items:
-        encoded = _encode(value, "header")
-        out.append((str(name), encoded if encoded is not None else b""))
-    return out
+    return [(str(name), _encode(value, "header") or b"") for name, value in items]
 
 
 def produce(

@@ -62,10 +62,11 @@ class LoadError:
 
 
 def describe(exc: BaseException) -> str:
-    """``ExceptionType: message`` on one line (what a :class:`LoadError` carries)."""
+    """``ExceptionType: message`` on one line (what a :class:`LoadError` carries; a message that
+    starts with its type, as kafka-python's do, is not given it twice)."""
     text = " ".join(str(exc).split())
     name = type(exc).__name__
-    return f"{name}: {text}" if text else name
+    return text if text.startswith(name) else f"{name}: {text}" if text else name
 
 
 def abstract_step(cls: T) -> T:
