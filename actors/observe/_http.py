@@ -83,7 +83,7 @@ def http_settings(config: Any) -> HttpSettings | None:
     if settings is None or "http" not in settings.model_fields_set:
         return None
     section = settings.http
-    return HttpSettings(enabled=bool(section.enabled), address=str(section.address))
+    return HttpSettings(enabled=section.enabled, address=section.address)
 
 
 def parse_address(address: str) -> tuple[str, int]:

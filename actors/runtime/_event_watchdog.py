@@ -22,7 +22,7 @@ from ._child import ChildContext
 from ._event_flow import EventFlow
 from ._kafka_client import BusOptions, is_outage
 from ._kafka_offsets import Rebalance, TopicPartition, partition_name, partition_names
-from .messages import CheckProgress, Connect
+from .messages import CheckProgress, Connect, Phase
 
 __all__ = ["EventWatchdog"]
 
@@ -67,8 +67,8 @@ class EventWatchdog(EventFlow):
         state = self.ctx.state
         text = problem if next_attempt is None else f"{problem}; next attempt in {next_attempt:g} s"
         state.detail["bus"] = f"down: {text}"
-        if state.state in ("starting", "running"):
-            state.state = "degraded"
+        if state.state in (Phase.STARTING, Phase.RUNNING):
+            state.state = Phase.DEGRADED
         if not self.degraded:
             self.degraded = True
             self.log.warning("event bus unreachable, retrying", problem=problem)
@@ -76,8 +76,8 @@ class EventWatchdog(EventFlow):
     def _bus_up(self) -> None:
         state = self.ctx.state
         state.detail["bus"] = "up"
-        if state.state in ("starting", "degraded"):
-            state.state = "running"
+        if state.state in (Phase.STARTING, Phase.DEGRADED):
+            state.state = Phase.RUNNING
         if self.degraded:
             self.degraded = False
             self.problem_since = None
@@ -154,11 +154,11 @@ class EventWatchdog(EventFlow):
         self, partitions: set[TopicPartition], lags: Mapping[TopicPartition, int | None], options: BusOptions
     ) -> None:
         state = self.ctx.state
-        first = state.state != "stalled"
+        first = state.state != Phase.STALLED
         self.stalled |= partitions
         state.detail["stalled"] = self._stalled_names()
-        if state.state in ("starting", "running", "degraded"):
-            state.state = "stalled"
+        if state.state in (Phase.STARTING, Phase.RUNNING, Phase.DEGRADED):
+            state.state = Phase.STALLED
         if first and partitions:
             self.log.warning(
                 "event step stalled: partitions with events left made no progress, joining again",
@@ -188,8 +188,8 @@ class EventWatchdog(EventFlow):
     def _unstall(self) -> None:
         state = self.ctx.state
         state.detail["stalled"] = []
-        if state.state == "stalled":
-            state.state = "degraded" if self.degraded else "running"
+        if state.state == Phase.STALLED:
+            state.state = Phase.DEGRADED if self.degraded else Phase.RUNNING
         self.log.info("event step consuming again", recoveries=self.recoveries)
 
     def _update_status(self) -> None:

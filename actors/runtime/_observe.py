@@ -9,7 +9,7 @@ from actors.api._webview import http_authorizer, object_args
 from actors.observe import NULL_METRICS, Health, Metrics, NullMetrics, ObserveServer, http_settings
 
 from ._inspect import Rates, event_partitions, object_counts, object_page, problems, status_tree, why
-from .messages import GetStatus
+from .messages import GetStatus, Phase
 
 if TYPE_CHECKING:
     from ._synchronizer import Synchronizer
@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 __all__ = ["build_observe", "web_routes"]
 
 #: Child states in which a step does its work.
-_UP = frozenset({"running", "degraded", "stalled"})
+_UP = frozenset({Phase.RUNNING, Phase.DEGRADED, Phase.STALLED})
 
 
 def build_observe(
