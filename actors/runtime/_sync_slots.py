@@ -70,7 +70,8 @@ class WorkerSlots(ClaimsAhead):
         """Hand the object to a worker; one lacking ``backend_need_delete`` gets it in the drain's batch.
 
         Its Work then waits for the commit (:meth:`commit_batch`): the mark is stored before
-        the handler runs. On a shared backend the worker, holding the object's claim, marks it.
+        the handler runs. On a shared backend the Work takes the drain's claim on the object
+        with it, held until its status is committed (``ClaimsAhead._hand_claim``).
         """
         slot = self._next_slot()
         if slot is None:  # the busy workers' handlers began too long ago since may_drain said yes
@@ -80,15 +81,14 @@ class WorkerSlots(ClaimsAhead):
                 self.refused[key] = refusals
             return
         self.in_flight[key] = (item, refusals)
-        work = Work(key, item.model, row, self.actor_ref)
+        work = Work(key, item.model, row, self.actor_ref, claim=self._hand_claim(key))
         if self.load[slot - 1]:
             work = replace(work, ticket=threading.Lock())
             self.behind[slot] = (work, time.monotonic())
             self._arm_withdraw()
         self._take_slot(slot)
         worker = self.workers[slot - 1]
-        shared = getattr(self.ctx.accessor.backend, "shared", False)
-        if self.batch is None or shared or row.get("deleted") or row.get("backend_need_delete"):
+        if self.batch is None or row.get("deleted") or row.get("backend_need_delete"):
             worker.tell(work)
             return
         self.write_status(item.model, key[1], {"backend_need_delete": True})
@@ -146,6 +146,7 @@ class WorkerSlots(ClaimsAhead):
             if not work.ticket.acquire(blocking=False) or work.key not in self.in_flight:
                 continue  # its worker began it
             item, refusals = self.in_flight.pop(work.key)
+            self._claim_back(work.key)  # let go at the next drain's end (which may claim it again)
             again = self.again.pop(work.key, None)
             self.queue[work.key] = item if again is None else Item(again.model)
             self.queue.move_to_end(work.key, last=False)
@@ -156,3 +157,4 @@ class WorkerSlots(ClaimsAhead):
             self._arm_withdraw()
         self.update_depth()
         self.ensure_drain()
+        self._release_unless_draining()
