@@ -117,7 +117,7 @@ class ClaimsAhead(QueueActor):
         return claim
 
     def _claim_back(self, key: Key) -> None:
-        """The object is back (its status committed, nothing to commit, or its Work withdrawn): let its claim go.
+        """The object is back (its status committed, nothing to commit, its Work withdrawn): let its claim go.
 
         With the drain's claims, at its end. A worker that kept the claim lets it go itself;
         one whose Work was withdrawn never touches it.

@@ -220,7 +220,7 @@ class SyncWorker(ChildActor):
             super().write_status(model, id, dict(fields))
 
     def _work(self, work: Work) -> tuple[str, float | None]:
-        """Run the object under this process's lock on it (its cross-process claim, if any, held by the actor)."""
+        """Run the object under this process's lock on it (its claim, on a shared backend, is the actor's)."""
         locks = self.ctx.locks
         if not locks.try_acquire(work.key):
             return "refused", None

@@ -258,6 +258,7 @@ class SyncStepActor(WorkerSlots):
     def on_drain(self, message: Drain) -> None:
         if self._replicas_changed():
             self.drain_scheduled = False
+            self._release_unless_draining()
             return
         try:
             super().on_drain(message)  # its status writes are committed when it returns (or raises)
