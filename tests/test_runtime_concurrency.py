@@ -724,16 +724,21 @@ def test_message_on_postgresql_a_work_takes_its_claim_held_across_drains_until_i
 def test_message_on_postgresql_a_stopping_step_lets_go_its_claims_but_those_of_handlers_still_running(
     pg_pair, fake_workers
 ):
+    FakeWorker.take_tickets = False  # the Work queued behind a busy worker is never begun
     store, other = pg_pair
-    dirty(store, 2, "Alpha")
+    dirty(store, 3, "Alpha")
     ctx = make_ctx(store, name="Step")
     ref = FakeWorkerStep.start(ctx, factory(Plain))
-    wait_for(lambda: len(sent()) == 2)
+    wait_for(lambda: len(sent()) == 3)
     settle_messages(ref)
-    handed, running = sorted(sent(), key=lambda w: w.key)
+    handed, running, queued = sorted(sent(), key=lambda w: w.key)
+    assert queued.ticket is not None
     assert handed.claim.settle(ACTOR)  # its worker handed it back; the actor stops before hearing it
     ref.stop()
     assert other.claim_many("Alpha", [handed.key[1]]) == [handed.key[1]]
+    # The one never begun: the actor takes it back (its ticket) and lets its claim go.
+    assert queued.ticket.locked() and queued.claim.owner == ACTOR
+    assert other.claim_many("Alpha", [queued.key[1]]) == [queued.key[1]]
     # The other handler still runs: its claim is left to its worker, which lets it go after its call.
     assert running.claim.owner == WORKER
     assert other.claim_many("Alpha", [running.key[1]]) == []
@@ -819,6 +824,34 @@ def test_a_worker_on_postgresql_runs_under_the_actors_claim_and_neither_claims_n
         assert [w[:2] for w in answer.writes] == [("MyModel", obj.id)]
         assert claim.owner == ACTOR
         assert other.claim_many("MyModel", [obj.id]) == []
+    finally:
+        worker.stop()
+        inbox.stop()
+
+
+@pytest.mark.parametrize("how", ["replaced", "stopping"])
+def test_a_worker_on_postgresql_lets_go_the_claim_of_a_work_it_will_not_run(pg_pair, how):
+    """A Work reaching a worker of a replaced or stopping step is not run; its claim goes."""
+    store, other = pg_pair
+    (obj,) = dirty(store, 1)
+    calls: list[int] = []
+
+    class Step(SyncStep):
+        observes = "MyModel"
+
+        def sync_record(self, o: Any) -> None:
+            calls.append(o.id)
+
+    ctx = make_ctx(store, name="Step")
+    inbox = Recorder.start()
+    worker = SyncWorker.start(ctx, factory(Step), 1, False)
+    try:
+        assert store.claim_many("MyModel", [obj.id]) == [obj.id]
+        claim = HeldClaim("MyModel", obj.id)
+        (ctx.retired if how == "replaced" else ctx.stopping).set()
+        worker.tell(Work(("MyModel", obj.id), "MyModel", store.get("MyModel", obj.id), inbox, claim=claim))
+        wait_for(lambda: other.claim_many("MyModel", [obj.id]) == [obj.id], description="the claim let go")
+        assert calls == [] and claim.owner == WORKER
     finally:
         worker.stop()
         inbox.stop()

@@ -23,6 +23,7 @@ from ._child import ChildContext, tell_quietly
 from ._deps import Key
 from ._queue import Item
 from ._sync_claims import ClaimsAhead
+from ._workers import ACTOR
 from .clock import RealClock
 from .messages import Withdraw, Work
 
@@ -89,10 +90,32 @@ class WorkerSlots(ClaimsAhead):
         self._take_slot(slot)
         worker = self.workers[slot - 1]
         if self.batch is None or row.get("deleted") or row.get("backend_need_delete"):
-            worker.tell(work)
+            self._send(worker, work)
             return
         self.write_status(item.model, key[1], {"backend_need_delete": True})
         self.outbox.append((worker, work))
+
+    def _send(self, worker: pykka.ActorRef[Any], work: Work) -> None:
+        """Send the Work; one a dead worker (a replaced step's) never got leaves its claim to this actor."""
+        try:
+            worker.tell(work)
+        except pykka.ActorDeadError:
+            if work.claim is not None:
+                work.claim.settle(ACTOR)
+            raise
+
+    def _give_up_work(self) -> None:
+        """The actor stops: the claims of Works never sent or never begun are its own; the others'
+        go with their handlers (see ``ClaimsAhead._give_up_claims``)."""
+        outbox, self.outbox = self.outbox, []
+        for _worker, work in outbox:
+            if work.claim is not None:
+                work.claim.settle(ACTOR)
+        behind, self.behind = self.behind, {}
+        for work, _queued in behind.values():
+            if work.claim is not None and work.ticket.acquire(blocking=False):
+                work.claim.settle(ACTOR)  # its worker will answer "withdrawn", never touching it
+        self._give_up_claims()
 
     def _next_slot(self) -> int | None:
         """The worker for the next Work: an idle one, else one whose handler began just now (or none)."""

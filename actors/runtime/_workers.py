@@ -171,6 +171,38 @@ class SyncWorker(ChildActor):
     def on_start(self) -> None:
         pass  # the step actor's state is not ours to set
 
+    def on_receive(self, message: Any) -> Any:
+        if type(message) is Work and (self.stale or self.stopping):
+            self._abandon(message)  # a replaced or stopping step starts no new work
+        return super().on_receive(message)
+
+    def on_stop(self) -> None:
+        """Works still in the mailbox are never run: let their claims go."""
+        left = []
+        while not self.actor_inbox.empty():
+            envelope = self.actor_inbox.get()  # only this thread reads it: never blocks
+            if type(envelope.message) is Work:
+                self._abandon(envelope.message)
+            else:
+                left.append(envelope)  # answered by pykka as the actor stops
+        for envelope in left:
+            self.actor_inbox.put(envelope)
+        super().on_stop()
+
+    def _abandon(self, work: Work) -> None:
+        """A Work this worker will not run: its claim goes (unless the step actor withdrew it: its own)."""
+        if work.ticket is not None and not work.ticket.acquire(blocking=False):
+            return
+        claim: HeldClaim | None = work.claim
+        if claim is not None and claim.settle(WORKER):
+            self._let_go(work.key, claim)
+
+    def _let_go(self, key: tuple[str, int], claim: HeldClaim) -> None:
+        try:
+            claim.let_go(self.ctx.accessor.backend)
+        except Exception as exc:  # a lost claim connection took the claim with it
+            self.log.error("claim release failed", key=key, error=repr(exc))
+
     def on_work(self, work: Work) -> None:
         """Handle the object; tell the step actor how it ended (a failure of ours ends the step)."""
         if work.ticket is not None and not work.ticket.acquire(blocking=False):
@@ -196,10 +228,7 @@ class SyncWorker(ChildActor):
             except Exception as exc:  # the object stays dirty: synced again after the restart
                 self.log.error("status write failed", key=work.key, error=repr(exc))
         if keeps and claim is not None:
-            try:
-                claim.let_go(self.ctx.accessor.backend)
-            except Exception as exc:  # a lost claim connection took the claim with it
-                self.log.error("claim release failed", key=work.key, error=repr(exc))
+            self._let_go(work.key, claim)
         writes, self.writes = tuple(self.writes or ()), None
         if writes:
             done = replace(done, writes=writes)

@@ -133,13 +133,13 @@ class SyncStepActor(WorkerSlots):
     def on_stop(self) -> None:
         self._stop_workers(wait=not self.stale)
         self._commit_at_stop()
-        self._give_up_claims()
+        self._give_up_work()
         self._replica(False)
         super().on_stop()
 
     def on_failure(self, exc_type: Any, exc_value: Any, traceback: Any) -> None:
         self._stop_workers(wait=False)
-        self._give_up_claims()
+        self._give_up_work()
         self._replica(False)
         super().on_failure(exc_type, exc_value, traceback)
 
@@ -339,7 +339,7 @@ class SyncStepActor(WorkerSlots):
         for worker, work in outbox:
             if (work.model, work.key[1]) not in failed:  # else the worker writes the mark itself
                 work = replace(work, row={**work.row, "backend_need_delete": True})
-            worker.tell(work)
+            self._send(worker, work)
         return failed
 
     def _take_done(self) -> None:
