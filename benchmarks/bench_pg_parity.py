@@ -90,7 +90,8 @@ def vacuum(url: str) -> None:
     engine = sa.create_engine(url, isolation_level="AUTOCOMMIT")
     with engine.connect() as conn:
         for table in ("actors_changes", "m_parent", "m_child"):
-            conn.exec_driver_sql(f"VACUUM ANALYZE {table}")
+            if conn.execute(sa.text("SELECT to_regclass(:t)"), {"t": table}).scalar() is not None:
+                conn.exec_driver_sql(f"VACUUM ANALYZE {table}")  # not made yet in a first run
     engine.dispose()
 
 

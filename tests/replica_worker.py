@@ -1,9 +1,10 @@
 """One synchronizer replica in a process of its own, for the replica tests.
 
-``python -m tests.replica_worker URL LOG SECONDS``: a supervisor with one sync step for
-``MyModel`` on the store at ``URL``. Every ``sync_record`` appends ``b <id> <pid> <time>``
-to ``LOG`` when it starts and ``e <id> <pid> <time>`` when it ends (one ``write`` each,
-so a SIGKILL leaves whole lines), and sleeps ``SECONDS`` in between: the backend call.
+``python -m tests.replica_worker URL LOG SECONDS [K]``: a supervisor with one sync step for
+``MyModel`` on the store at ``URL`` (``concurrency`` K, default 1). Every ``sync_record``
+appends ``b <id> <pid> <time>`` to ``LOG`` when it starts and ``e <id> <pid> <time>`` when
+it ends (one ``write`` each, so a SIGKILL leaves whole lines), and sleeps ``SECONDS`` in
+between: the backend call.
 It prints ``ready`` once started and runs until SIGTERM.
 """
 
@@ -25,7 +26,7 @@ from actors.store import Caller, Store
 from .runtime_support import make_store
 
 
-def main(url: str, log_path: str, seconds: float) -> None:
+def main(url: str, log_path: str, seconds: float, k: int = 1) -> None:
     fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     # stdout is a pipe nobody reads after "ready": log lines go to /dev/null instead.
     ready = os.dup(1)
@@ -34,6 +35,7 @@ def main(url: str, log_path: str, seconds: float) -> None:
 
     class SyncMyModel(SyncStep):
         observes = "MyModel"
+        concurrency = k
 
         def sync_record(self, o: Any) -> None:
             os.write(fd, f"b {o.id} {pid} {time.time():.6f}\n".encode())
@@ -61,4 +63,4 @@ def main(url: str, log_path: str, seconds: float) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2], float(sys.argv[3]))
+    main(sys.argv[1], sys.argv[2], float(sys.argv[3]), *(int(a) for a in sys.argv[4:5]))

@@ -74,21 +74,31 @@ class NoopSync(SyncStep):
         pass
 
 
-def test_a_sync_pass_on_postgresql_claims_and_commits_per_drain_not_per_object(postgres_url):
+class NoopSyncK(NoopSync):
+    concurrency = 8
+
+
+@pytest.mark.parametrize("step", [NoopSync, NoopSyncK], ids=["k1", "k8"])
+def test_a_sync_pass_on_postgresql_claims_and_commits_per_drain_not_per_object(postgres_url, step):
+    """With K = 1 the actor handles its drain's objects; with K = 8 it hands them to workers, with their
+    claims and their rows read afresh: the workers neither claim nor read; the actor commits their status."""
     n = 96
     with postgres_database(postgres_url) as url:
         store = make_store(url)
         objects = client(store)
         for i in range(n):
             objects.MyModel(first_name=f"n{i}", last_name="x").save()
-        counts = {"claims": 0, "commits": 0, "reads": 0}
+        counts = {"claims": 0, "commits": 0, "reads": 0, "by workers": 0}
         table = store.tables.by_model["MyModel"].name
 
         @sa.event.listens_for(store.engine, "before_cursor_execute")
         def _count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+            thread = threading.current_thread().name
+            if thread.startswith("SyncWorker") and ("advisory_lock" in statement or "SELECT" in statement):
+                counts["by workers"] += 1  # a claim or a read of the worker's own
             if "pg_try_advisory_lock" in statement:
                 counts["claims"] += 1
-            elif f"FROM {table}" in statement and threading.current_thread().name.startswith("SyncStep"):
+            elif f"FROM {table}" in statement and thread.startswith("SyncStep"):
                 counts["reads"] += 1  # the step's reads: its pending queries, and rows read again
 
         @sa.event.listens_for(store.engine, "commit")
@@ -97,7 +107,7 @@ def test_a_sync_pass_on_postgresql_claims_and_commits_per_drain_not_per_object(p
 
         accessor = ModelAccessor(store, caller=Caller.SYNCHRONIZER)
         settings = RuntimeSettings(resync_period=3600)
-        f = factory(NoopSync)
+        f = factory(step)
         spec = ChildSpec(
             "NoopSync", SyncStepActor, (f,), interests=SyncStepActor.interests(f, accessor, settings)
         )
@@ -111,6 +121,7 @@ def test_a_sync_pass_on_postgresql_claims_and_commits_per_drain_not_per_object(p
         # Before: one claim, one read, one commit (and one release) per object. Now one claim
         # statement, one read and two commits per drain (its marks, its status writes); a drain
         # takes up to 32 objects, fewer on a loaded machine (at most 50 ms of work each).
+        assert counts["by workers"] == 0, counts
         assert counts["claims"] <= n / 4, counts
         assert counts["commits"] <= n / 2, counts
         assert counts["reads"] <= n / 4 + 4, counts

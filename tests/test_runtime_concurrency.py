@@ -11,11 +11,12 @@ from typing import Any
 
 import pykka
 import pytest
+import sqlalchemy as sa
 
 from actors.runtime import FakeClock, RuntimeSettings, _sync_slots
 from actors.runtime._ratelimit import TokenBucket
 from actors.runtime._status import success_fields
-from actors.runtime._workers import SyncWorker
+from actors.runtime._workers import ACTOR, WORKER, HeldClaim, SyncWorker
 from actors.runtime.messages import Changed, IsIdle, Resync, Shutdown, Work, WorkDone
 from actors.runtime.sync import LOCK_RETRY, SyncStepActor
 from actors.steps import SyncStep, limit_problems
@@ -23,6 +24,7 @@ from actors.store import Caller, ChangeNotice, WriteContext
 
 from .helpers import wait_for
 from .runtime_support import GRAPH, Recorder, client, factory, make_ctx, make_store, settle
+from .store_support import postgres_stores
 from .test_runtime_supervisor import start_supervisor, status
 
 
@@ -663,6 +665,236 @@ def test_message_work_done_exit_stops_the_actor(store, fake_workers):
     wait_for(lambda: not ref.is_alive(), description="the actor stops")
     assert ctx.state.failed == 1
     assert "SystemExit: 1" in (ctx.state.last_error or "")
+
+
+# -- claims on a shared backend (PostgreSQL): message tests and the worker's side ---------
+@pytest.fixture
+def pg_pair(postgres_url):
+    """Two stores on one PostgreSQL namespace: the step's and another process's."""
+    with postgres_stores(postgres_url, make_store().schema) as stores:
+        yield stores
+
+
+def test_message_on_postgresql_a_work_takes_its_claim_held_across_drains_until_its_status_is_committed(
+    pg_pair, fake_workers
+):
+    store, other = pg_pair
+    ids = [o.id for o in dirty(store, 3, "Alpha")]
+    ctx = make_ctx(store, name="Step")
+    ref = FakeWorkerStep.start(ctx, factory(Plain))
+    try:
+        wait_for(lambda: len(sent()) == 3, description="two works and one queued behind")
+        settle_messages(ref)
+        works = {w.key: w for w in sent()}
+        for key, work in works.items():
+            # The actor claimed it and read it afresh; the mark was committed before the Work went.
+            assert isinstance(work.claim, HeldClaim) and (work.claim.model, work.claim.id) == key
+            assert work.claim.owner is None
+            assert work.row["backend_need_delete"] is True
+            assert store.get("Alpha", key[1])["backend_need_delete"] is True
+        assert other.claim_many("Alpha", ids) == []  # another process cannot have any of them
+        first = works[("Alpha", ids[0])]
+        assert first.claim.settle(ACTOR)  # as its worker does: the object handed back
+        fields = success_fields(store.get("Alpha", ids[0]), 0.0)
+        reply(ref, first.key, "done", writes=(("Alpha", ids[0], fields),))
+        wait_for(lambda: other.claim_many("Alpha", [ids[0]]) == [ids[0]], description="its claim let go")
+        # Let go after the commit: the process that claims it next reads it synced.
+        row = other.get("Alpha", ids[0])
+        assert (row["backend_status"], row["enacted"]) == ("OK", row["updated"])
+        other.release_many("Alpha", [ids[0]])
+        settle_messages(ref)
+        assert other.claim_many("Alpha", ids[1:]) == []  # the others are still in their workers' hands
+        # Those that come back with nothing to commit (refused by this process's lock) let it go too,
+        # each claim once: once every Work is answered, nothing is left held.
+        answered = {id(first)}
+        while True:
+            settle_messages(ref)
+            waiting = [w for w in sent() if id(w) not in answered]
+            if not waiting and not ref.proxy().in_flight.get():
+                break
+            for work in waiting:
+                answered.add(id(work))
+                assert work.claim.settle(ACTOR)
+                reply(ref, work.key, "refused")
+        assert sorted(other.claim_many("Alpha", ids)) == sorted(ids)
+    finally:
+        ref.stop()
+
+
+def test_message_on_postgresql_a_stopping_step_lets_go_its_claims_but_those_of_handlers_still_running(
+    pg_pair, fake_workers
+):
+    FakeWorker.take_tickets = False  # the Work queued behind a busy worker is never begun
+    store, other = pg_pair
+    dirty(store, 3, "Alpha")
+    ctx = make_ctx(store, name="Step")
+    ref = FakeWorkerStep.start(ctx, factory(Plain))
+    wait_for(lambda: len(sent()) == 3)
+    settle_messages(ref)
+    handed, running, queued = sorted(sent(), key=lambda w: w.key)
+    assert queued.ticket is not None
+    assert handed.claim.settle(ACTOR)  # its worker handed it back; the actor stops before hearing it
+    ref.stop()
+    assert other.claim_many("Alpha", [handed.key[1]]) == [handed.key[1]]
+    # The one never begun: the actor takes it back (its ticket) and lets its claim go.
+    assert queued.ticket.locked() and queued.claim.owner == ACTOR
+    assert other.claim_many("Alpha", [queued.key[1]]) == [queued.key[1]]
+    # The other handler still runs: its claim is left to its worker, which lets it go after its call.
+    assert running.claim.owner == WORKER
+    assert other.claim_many("Alpha", [running.key[1]]) == []
+    running.claim.let_go(store)
+    assert other.claim_many("Alpha", [running.key[1]]) == [running.key[1]]
+
+
+def test_message_on_postgresql_a_withdrawn_works_claim_is_let_go_and_taken_again_by_the_next(
+    pg_pair, fake_workers, monkeypatch
+):
+    monkeypatch.setattr(_sync_slots, "AHEAD_WINDOW", 0.2)
+    FakeWorker.take_tickets = False
+    store, other = pg_pair
+    ids = [o.id for o in dirty(store, 3, "Alpha")]
+    ctx = make_ctx(store, name="Step")
+    ref = FakeWorkerStep.start(ctx, factory(Plain))
+    try:
+        wait_for(lambda: len(sent()) == 3, description="two works and one queued behind")
+        queued = next(w for w in sent() if w.ticket is not None)
+        wait_for(lambda: queued.ticket.locked(), description="the queued Work withdrawn")
+        settle_messages(ref)
+        # No worker is free: withdrawn, its claim was let go (no drain was coming).
+        assert other.claim_many("Alpha", [queued.key[1]]) == [queued.key[1]]
+        other.release_many("Alpha", [queued.key[1]])
+        free = next(w for w in sent() if w.ticket is None)
+        assert free.claim.settle(ACTOR)
+        reply(ref, free.key, "done", writes=((*free.key, success_fields(store.get(*free.key), 0.0)),))
+        wait_for(lambda: len(sent()) == 4, description="handed to the worker that is free")
+        again = sent()[3]
+        assert again.key == queued.key and again.claim is not queued.claim
+        settle_messages(ref)
+        assert other.claim_many("Alpha", [again.key[1]]) == []  # claimed again, for its new worker
+        assert other.claim_many("Alpha", [free.key[1]]) == [free.key[1]]
+        other.release_many("Alpha", [free.key[1]])
+        for work in sent():
+            work.claim.settle(ACTOR)  # as the workers do when their calls return: back to the actor
+    finally:
+        ref.stop()
+    # Each claim was let go once: by the withdrawal, the commit, and the stop.
+    assert sorted(other.claim_many("Alpha", ids)) == sorted(ids)
+
+
+def claim_statements(store, counts: dict[str, int]) -> None:
+    """Count the claim statements and the reads of MyModel rows the store's worker threads send."""
+    table = store.tables.by_model["MyModel"].name
+
+    @sa.event.listens_for(store.engine, "before_cursor_execute")
+    def _count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if not threading.current_thread().name.startswith("SyncWorker"):
+            return
+        if "pg_try_advisory_lock" in statement:
+            counts["claims"] += 1
+        elif statement.lstrip().startswith("SELECT") and f"FROM {table}" in statement:
+            counts["reads"] += 1
+
+
+def test_a_worker_on_postgresql_runs_under_the_actors_claim_and_neither_claims_nor_reads_again(pg_pair):
+    store, other = pg_pair
+    (obj,) = dirty(store, 1)
+    calls: list[int] = []
+
+    class Step(SyncStep):
+        observes = "MyModel"
+
+        def sync_record(self, o: Any) -> None:
+            calls.append(o.id)
+
+    counts = {"claims": 0, "reads": 0}
+    claim_statements(store, counts)
+    ctx = make_ctx(store, name="Step")
+    inbox = Recorder.start()
+    worker = SyncWorker.start(ctx, factory(Step), 1, False)
+    try:
+        assert store.claim_many("MyModel", [obj.id]) == [obj.id]  # as the step actor does
+        claim = HeldClaim("MyModel", obj.id)
+        row = store.get("MyModel", obj.id)
+        worker.tell(Work(("MyModel", obj.id), "MyModel", row, inbox, claim=claim))
+        wait_for(lambda: len(inbox.ask("messages")) == 1, description="the answer")
+        (answer,) = inbox.ask("messages")
+        assert answer.outcome == "done" and calls == [obj.id]
+        assert counts == {"claims": 0, "reads": 0}
+        # The status is left to the actor, and so is the claim: held until the actor commits it.
+        assert [w[:2] for w in answer.writes] == [("MyModel", obj.id)]
+        assert claim.owner == ACTOR
+        assert other.claim_many("MyModel", [obj.id]) == []
+    finally:
+        worker.stop()
+        inbox.stop()
+
+
+@pytest.mark.parametrize("how", ["replaced", "stopping"])
+def test_a_worker_on_postgresql_lets_go_the_claim_of_a_work_it_will_not_run(pg_pair, how):
+    """A Work reaching a worker of a replaced or stopping step is not run; its claim goes."""
+    store, other = pg_pair
+    (obj,) = dirty(store, 1)
+    calls: list[int] = []
+
+    class Step(SyncStep):
+        observes = "MyModel"
+
+        def sync_record(self, o: Any) -> None:
+            calls.append(o.id)
+
+    ctx = make_ctx(store, name="Step")
+    inbox = Recorder.start()
+    worker = SyncWorker.start(ctx, factory(Step), 1, False)
+    try:
+        assert store.claim_many("MyModel", [obj.id]) == [obj.id]
+        claim = HeldClaim("MyModel", obj.id)
+        (ctx.retired if how == "replaced" else ctx.stopping).set()
+        worker.tell(Work(("MyModel", obj.id), "MyModel", store.get("MyModel", obj.id), inbox, claim=claim))
+        wait_for(lambda: other.claim_many("MyModel", [obj.id]) == [obj.id], description="the claim let go")
+        assert calls == [] and claim.owner == WORKER
+    finally:
+        worker.stop()
+        inbox.stop()
+
+
+@pytest.mark.parametrize("how", ["replaced", "given-up"])
+def test_a_worker_on_postgresql_whose_step_is_replaced_writes_its_status_then_lets_its_claim_go(pg_pair, how):
+    store, other = pg_pair
+    (obj,) = dirty(store, 1)
+    inside, gate = threading.Event(), threading.Event()
+
+    class Step(SyncStep):
+        observes = "MyModel"
+
+        def sync_record(self, o: Any) -> None:
+            inside.set()
+            gate.wait(10)
+
+    ctx = make_ctx(store, name="Step")
+    inbox = Recorder.start()
+    worker = SyncWorker.start(ctx, factory(Step), 1, False)
+    try:
+        assert store.claim_many("MyModel", [obj.id]) == [obj.id]
+        claim = HeldClaim("MyModel", obj.id)
+        worker.tell(Work(("MyModel", obj.id), "MyModel", store.get("MyModel", obj.id), inbox, claim=claim))
+        wait_for(inside.is_set, description="the handler under way")
+        if how == "replaced":
+            ctx.retired.set()  # the supervisor replaced the step: its actor commits nothing more
+        else:
+            assert claim.settle(WORKER)  # the step actor stopped, leaving the claim to the worker
+        assert other.claim_many("MyModel", [obj.id]) == []  # held while the handler runs
+        gate.set()
+        wait_for(lambda: other.claim_many("MyModel", [obj.id]) == [obj.id], description="the claim let go")
+        # Its status was written before: the next holder reads it synced.
+        row = other.get("MyModel", obj.id)
+        assert (row["backend_status"], row["enacted"]) == ("OK", row["updated"])
+        assert claim.owner == WORKER
+        wait_for(lambda: len(inbox.ask("messages")) == 1)
+        assert inbox.ask("messages")[0].writes == ()
+    finally:
+        gate.set()
+        worker.stop()
+        inbox.stop()
 
 
 # -- rate limits ------------------------------------------------------------------

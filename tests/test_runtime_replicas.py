@@ -17,6 +17,7 @@ import pytest
 
 from actors.orm import ModelAccessor
 from actors.runtime import ChildSpec, Clock, FakeClock, RealClock, RuntimeSettings, Supervisor
+from actors.runtime.messages import GetStatus, IsIdle
 from actors.runtime.sync import SyncStepActor
 from actors.steps import SyncStep
 from actors.store import Caller, ChangeNotice, Store
@@ -24,7 +25,8 @@ from actors.store._listen import CHANNEL, NOTIFY, notify_payload
 
 from .helpers import wait_for
 from .runtime_support import factory, make_store
-from .store_support import postgres_database
+from .store_support import postgres_database, postgres_stores
+from .test_runtime_supervisor import start_supervisor
 
 pytestmark = pytest.mark.postgres
 
@@ -39,9 +41,12 @@ class Ledger:
         self.order: list[int] = []
 
 
-def replica(store: Store, ledger: Ledger, name: str, clock: Clock | None = None, seconds: float = 0.0) -> Any:
+def replica(
+    store: Store, ledger: Ledger, name: str, clock: Clock | None = None, seconds: float = 0.0, k: int = 1
+) -> Any:
     class SyncMyModel(SyncStep):
         observes = "MyModel"
+        concurrency = k
 
         def sync_record(self, o: Any) -> None:
             with ledger.lock:
@@ -91,6 +96,103 @@ def test_two_replicas_share_the_work_and_sync_each_object_once(postgres_url):
             b.stop()
             first.close()
             second.close()
+
+
+def test_two_replicas_with_8_workers_each_sync_each_object_once_per_change(postgres_url):
+    """The step actors claim ahead and hand the claims to their workers: once per change, never at once."""
+    n = 200
+    with postgres_database(postgres_url) as url:
+        schema = make_store().schema
+        first, second = Store(url, schema), Store(url, schema)
+        client = ModelAccessor(first, caller=Caller.CLIENT)
+        objects = []
+        for i in range(n):
+            obj = client.MyModel(first_name=f"n{i}", last_name="x")
+            obj.save()
+            objects.append(obj)
+        ledger = Ledger()
+        replicas = [
+            replica(store, ledger, name, RealClock(), seconds=0.002, k=8)
+            for store, name in ((first, "a"), (second, "b"))
+        ]
+        try:
+            wait_for(lambda: not first.pending("MyModel", "sync"), timeout=60, description="all synced")
+            wait_for(lambda: all(r.ask(IsIdle()) for r in replicas), timeout=30)
+            with ledger.lock:
+                assert ledger.overlaps == []
+                assert len(ledger.calls) == n and set(ledger.calls.values()) == {1}
+                assert ledger.replicas["a"] and ledger.replicas["b"]  # both took part
+            for obj in objects:  # one change to each: each synced once more, by one of them
+                obj.last_name = "y"
+                obj.save()
+            wait_for(lambda: sum(ledger.calls.values()) == 2 * n, timeout=60, description="the changes")
+            wait_for(lambda: all(r.ask(IsIdle()) for r in replicas), timeout=30)
+            assert not first.pending("MyModel", "sync")
+            with ledger.lock:
+                assert ledger.overlaps == []
+                assert set(ledger.calls.values()) == {2}
+        finally:
+            for r in replicas:
+                r.stop()
+        try:
+            ids = [o.id for o in objects]
+            assert sorted(second.claim_many("MyModel", ids)) == sorted(ids)  # every claim was let go
+        finally:
+            first.close()
+            second.close()
+
+
+def test_a_step_replaced_while_its_workers_run_lets_their_claims_go(postgres_url):
+    """The hung handler's claim is held until its call returns, then let go by its worker."""
+    clock = FakeClock()
+    release = threading.Event()
+    entered: list[str] = []
+
+    class SyncMyModel(SyncStep):
+        observes = "MyModel"
+        concurrency = 4
+        deadline = 30.0
+
+        def sync_record(self, o: Any) -> None:
+            entered.append(o.first_name)
+            if o.first_name == "hang":
+                release.wait(30)
+
+    with postgres_stores(postgres_url, make_store().schema) as (store, other):
+        client = ModelAccessor(store, caller=Caller.CLIENT)
+        hung = client.MyModel(first_name="hang", last_name="x")
+        hung.save()
+        sup = start_supervisor(store, [SyncMyModel], clock, restart_backoff=1)
+        try:
+            wait_for(lambda: "hang" in entered, description="the hanging call")
+            others = [client.MyModel(first_name=f"ok{i}", last_name="x") for i in range(6)]
+            for obj in others:
+                obj.save()
+            wait_for(
+                lambda: [r["id"] for r in store.pending("MyModel", "sync")] == [hung.id],
+                description="the others synced",
+            )
+            assert other.claim_many("MyModel", [hung.id]) == []  # held while its handler runs
+            clock.advance(31)
+            wait_for(lambda: sup.ask(GetStatus())["SyncMyModel"].state == "restarting")
+            clock.advance(1)
+            wait_for(lambda: sup.ask(GetStatus())["SyncMyModel"].state == "running")
+            late = client.MyModel(first_name="late", last_name="x")
+            late.save()
+            wait_for(lambda: store.get("MyModel", late.id)["backend_status"] == "OK", description="new work")
+            # Replaced, but its hung call has not returned: its claim still holds the object.
+            assert other.claim_many("MyModel", [hung.id]) == []
+            release.set()
+            wait_for(lambda: other.claim_many("MyModel", [hung.id]) == [hung.id], description="let go")
+            # Its worker wrote the status itself (its actor is gone), before it let the claim go.
+            assert other.get("MyModel", hung.id)["backend_status"] == "OK"
+            other.release_many("MyModel", [hung.id])
+            assert entered.count("hang") == 1
+        finally:
+            release.set()
+            sup.stop()
+        ids = [hung.id, late.id, *(o.id for o in others)]
+        assert sorted(other.claim_many("MyModel", ids)) == sorted(ids)  # nothing left held
 
 
 def test_a_claim_is_exclusive_across_connections(postgres_url):
@@ -330,11 +432,11 @@ def insert_dirty(store: Store, n: int) -> None:
 class Replica:
     """``tests.replica_worker`` in a subprocess; its sync log is ``log``."""
 
-    def __init__(self, url: str, log: Path, seconds: float) -> None:
+    def __init__(self, url: str, log: Path, seconds: float, k: int = 1) -> None:
         self.log = log
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "tests.replica_worker", url, str(log), str(seconds)],
+            [sys.executable, "-m", "tests.replica_worker", url, str(log), str(seconds), str(k)],
             cwd=ROOT,
             env=env,
             stdout=subprocess.PIPE,
@@ -434,3 +536,50 @@ def test_three_replica_processes_share_the_work_and_take_over_from_a_killed_one(
     assert all(counts[r.process.pid] > n / 5 for r in replicas[1:]), counts
     twice = [id_ for id_, runs in by_id.items() if len(runs) > 1]
     assert len(twice) <= 3, twice
+
+
+def test_replica_processes_with_8_workers_take_over_a_killed_ones_claims(postgres_url, tmp_path):
+    """The victim's step actor holds its workers' claims on its claim connection: SIGKILLed, they go."""
+    n = 1500
+    with postgres_database(postgres_url) as url:
+        store = Store(url, make_store().schema)
+        try:
+            insert_dirty(store, n)
+            replicas = [Replica(url, tmp_path / f"r{i}.log", 0.02 / (1 + 3 * i), k=8) for i in range(2)]
+            try:
+                for r in replicas:
+                    r.wait_ready()
+                victim = replicas[0]
+                wait_for(lambda: len(victim.lines()) > 100, timeout=60, description="progress")
+                held = wait_for(
+                    lambda: (lambda ls: ls and ls[-1][0] == "b" and int(ls[-1][1]))(victim.lines()),
+                    timeout=10,
+                    interval=0.001,
+                    description="the victim inside sync_record",
+                )
+                victim.process.send_signal(signal.SIGKILL)
+                victim.process.wait()
+                killed_at = time.time()
+                wait_for(lambda: pending_count(store) == 0, timeout=120, description="every object enacted")
+            finally:
+                for r in replicas:
+                    r.stop()
+            all_syncs = [s for r in replicas for s in syncs(r.lines(), killed_at)]
+        finally:
+            store.close()
+    by_id: dict[int, list[tuple[int, int, float, float]]] = {}
+    for s in all_syncs:
+        by_id.setdefault(s[0], []).append(s)
+    assert len(by_id) == n  # 0 lost
+    overlaps = [
+        id_
+        for id_, runs in by_id.items()
+        for a, b in zip(sorted(runs, key=lambda s: s[2]), sorted(runs, key=lambda s: s[2])[1:], strict=False)
+        if b[2] < a[3]
+    ]
+    assert overlaps == []
+    others = sorted(s[2] for s in by_id[held] if s[1] != victim.process.pid)
+    assert others and others[0] - killed_at < 3.0, (held, others, killed_at)
+    # Synced twice: at most the victim's objects in flight or not yet committed when it died.
+    twice = [id_ for id_, runs in by_id.items() if len(runs) > 1]
+    assert len(twice) <= 80, twice

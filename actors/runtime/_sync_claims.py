@@ -4,6 +4,13 @@ On a backend shared by replicas (PostgreSQL), an object is handled only under it
 claim. The claims of a drain are taken ahead, ``drain_batch`` objects in one
 statement, the claimed objects read afresh in one, and let go together once the
 drain's status writes are committed.
+
+With workers (``concurrency`` > 1) the claim of an object handed to a worker stays
+held across drains (:meth:`ClaimsAhead._hand_claim`), until the drain that commits
+the status the worker sent back; that drain lets it go with its own claims, in the
+same statement (:meth:`ClaimsAhead._release_drain`). A step that stops gives up the
+claims of the objects still in its workers' hands: each worker lets its own go when
+its handler returns (:meth:`ClaimsAhead._give_up_claims`, ``_workers.HeldClaim``).
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ from actors.store import Condition, Query, Row
 from ._child import ChildContext
 from ._deps import Key
 from ._queue import QueueActor
-from ._workers import SHARED
+from ._workers import ACTOR, SHARED, WORKER, HeldClaim
 
 __all__ = ["ClaimsAhead"]
 
@@ -33,6 +40,10 @@ class ClaimsAhead(QueueActor):
         self.claimed: dict[Key, str] = {}
         self.fresh: dict[Key, Row | None] = {}
         self.refused_ahead: set[Key] = set()
+        #: Claims of objects handed to workers (until their status is committed); claims to let
+        #: go at the end of the drain under way (or at once when none comes), key -> model.
+        self.held: dict[Key, HeldClaim] = {}
+        self.releasing: dict[Key, str] = {}
 
     def _claim(self, key: Key, model: str) -> object:
         """The backend's cross-process claim on the object (see ``_workers.claim``), held till the drain ends.
@@ -96,3 +107,58 @@ class ClaimsAhead(QueueActor):
         backend: Any = self.ctx.accessor.backend  # a shared store (see _claim)
         for model, ids in by_model.items():
             backend.release_many(model, ids)
+
+    def _hand_claim(self, key: Key) -> HeldClaim | None:
+        """The claim of the drain on ``key``, to go with its Work: held past the drain (None: no claim)."""
+        model = self.claimed.pop(key, None)
+        if model is None:
+            return None
+        claim = self.held[key] = HeldClaim(model, key[1])
+        return claim
+
+    def _claim_back(self, key: Key) -> None:
+        """The object is back (its status committed, nothing to commit, its Work withdrawn): let its claim go.
+
+        With the drain's claims, at its end. A worker that kept the claim lets it go itself;
+        one whose Work was withdrawn never touches it.
+        """
+        claim = self.held.pop(key, None)
+        if claim is not None and claim.settle(ACTOR):
+            self.releasing[key] = claim.model
+
+    def _release_drain(self) -> None:
+        """Let go the drain's claims and those of the objects whose status it committed, together.
+
+        An object claimed again by this drain (it was queued again) holds two claims: the
+        second is let go in a statement of its own, so each claim is given back once.
+        """
+        again: dict[Key, str] = {}
+        for key, model in self.releasing.items():
+            if key in self.claimed:
+                again[key] = model
+            else:
+                self.claimed[key] = model
+        self.releasing = {}
+        self._release_claims()
+        if again:
+            self.claimed = again
+            self._release_claims()
+
+    def _release_unless_draining(self) -> None:
+        """Let go the claims waiting for a drain's end now, when no drain is coming."""
+        if self.releasing and not self.drain_scheduled:
+            self._release_drain()
+
+    def _give_up_claims(self) -> None:
+        """The actor stops: let go every claim it owns; those of objects still in a worker's hands go
+        with their handler (the worker lets each go when its call returns)."""
+        held, self.held = self.held, {}
+        for key, claim in held.items():
+            if not claim.settle(WORKER):  # handed back, not committed (the actor stops): ours
+                self.releasing[key] = claim.model
+        if not self.releasing and not self.claimed:
+            return
+        try:
+            self._release_drain()
+        except Exception as exc:  # a lost claim connection took its claims with it
+            self.log.error("claim release failed", error=repr(exc))

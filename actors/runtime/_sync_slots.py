@@ -23,6 +23,7 @@ from ._child import ChildContext, tell_quietly
 from ._deps import Key
 from ._queue import Item
 from ._sync_claims import ClaimsAhead
+from ._workers import ACTOR
 from .clock import RealClock
 from .messages import Withdraw, Work
 
@@ -70,7 +71,8 @@ class WorkerSlots(ClaimsAhead):
         """Hand the object to a worker; one lacking ``backend_need_delete`` gets it in the drain's batch.
 
         Its Work then waits for the commit (:meth:`commit_batch`): the mark is stored before
-        the handler runs. On a shared backend the worker, holding the object's claim, marks it.
+        the handler runs. On a shared backend the Work takes the drain's claim on the object
+        with it, held until its status is committed (``ClaimsAhead._hand_claim``).
         """
         slot = self._next_slot()
         if slot is None:  # the busy workers' handlers began too long ago since may_drain said yes
@@ -80,19 +82,40 @@ class WorkerSlots(ClaimsAhead):
                 self.refused[key] = refusals
             return
         self.in_flight[key] = (item, refusals)
-        work = Work(key, item.model, row, self.actor_ref)
+        work = Work(key, item.model, row, self.actor_ref, claim=self._hand_claim(key))
         if self.load[slot - 1]:
             work = replace(work, ticket=threading.Lock())
             self.behind[slot] = (work, time.monotonic())
             self._arm_withdraw()
         self._take_slot(slot)
         worker = self.workers[slot - 1]
-        shared = getattr(self.ctx.accessor.backend, "shared", False)
-        if self.batch is None or shared or row.get("deleted") or row.get("backend_need_delete"):
-            worker.tell(work)
+        if self.batch is None or row.get("deleted") or row.get("backend_need_delete"):
+            self._send(worker, work)
             return
         self.write_status(item.model, key[1], {"backend_need_delete": True})
         self.outbox.append((worker, work))
+
+    def _send(self, worker: pykka.ActorRef[Any], work: Work) -> None:
+        """Send the Work; one a dead worker (a replaced step's) never got leaves its claim to this actor."""
+        try:
+            worker.tell(work)
+        except pykka.ActorDeadError:
+            if work.claim is not None:
+                work.claim.settle(ACTOR)
+            raise
+
+    def _give_up_work(self) -> None:
+        """The actor stops: the claims of Works never sent or never begun are its own; the others'
+        go with their handlers (see ``ClaimsAhead._give_up_claims``)."""
+        outbox, self.outbox = self.outbox, []
+        for _worker, work in outbox:
+            if work.claim is not None:
+                work.claim.settle(ACTOR)
+        behind, self.behind = self.behind, {}
+        for work, _queued in behind.values():
+            if work.claim is not None and work.ticket.acquire(blocking=False):
+                work.claim.settle(ACTOR)  # its worker will answer "withdrawn", never touching it
+        self._give_up_claims()
 
     def _next_slot(self) -> int | None:
         """The worker for the next Work: an idle one, else one whose handler began just now (or none)."""
@@ -146,6 +169,7 @@ class WorkerSlots(ClaimsAhead):
             if not work.ticket.acquire(blocking=False) or work.key not in self.in_flight:
                 continue  # its worker began it
             item, refusals = self.in_flight.pop(work.key)
+            self._claim_back(work.key)  # let go at the next drain's end (which may claim it again)
             again = self.again.pop(work.key, None)
             self.queue[work.key] = item if again is None else Item(again.model)
             self.queue.move_to_end(work.key, last=False)
@@ -156,3 +180,4 @@ class WorkerSlots(ClaimsAhead):
             self._arm_withdraw()
         self.update_depth()
         self.ensure_drain()
+        self._release_unless_draining()

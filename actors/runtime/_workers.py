@@ -4,27 +4,32 @@ A sync-step actor with ``concurrency`` K > 1 owns K :class:`SyncWorker` actors. 
 keeps the queue, the dependency waits, the backoff timers and the rate limit; it
 sends an idle worker a :class:`~actors.runtime.messages.Work` for an object that is
 ready, and hears back a :class:`~actors.runtime.messages.WorkDone`. The worker takes
-the object's locks (this process's :class:`~actors.runtime._child.ObjectLocks`, then
-the backend's cross-process claim), runs the handler through :func:`execute` and lets
-the locks go, all in its own thread: a worker abandoned on a hung handler keeps the
-object locked until its call returns. With K = 1 the sync-step actor calls
-:func:`execute` itself, as before.
+the object's lock in this process (:class:`~actors.runtime._child.ObjectLocks`), runs
+the handler through :func:`execute` and lets the lock go, all in its own thread: a
+worker abandoned on a hung handler keeps the object locked until its call returns.
+With K = 1 the sync-step actor calls :func:`execute` itself, as before.
+
+On a shared backend (PostgreSQL, several replicas) the sync-step actor claims the
+object against the other processes before it sends the Work (a drain's claims are
+taken ahead together, see ``_sync_claims``) and reads its row afresh under the claim:
+the Work carries the row and the claim (a :class:`HeldClaim`), and the worker neither
+claims nor reads again. The claim is let go once the object's status is stored.
 
 The object's status writes go back in the ``WorkDone``: the sync-step actor commits
 them with its next drain's other writes, the status writes of every object that ended
 meanwhile and the ``backend_need_delete`` marks of the objects it hands out next, in
-one transaction. A write that must be stored before the code after it runs
-(``durable``: the mark before the handler, the status before ``after_sync_save``) is
-written by the worker at once. On a shared backend (PostgreSQL, several replicas) the
-worker writes them all itself, before its claim on the object goes; so does a worker
-of a step that is stopping or replaced, whose actor commits nothing more.
+one transaction, and then lets go the claims of those objects (one statement). A
+write that must be stored before the code after it runs (``durable``: the mark before
+the handler when the drain could not store it, the status before ``after_sync_save``)
+is written by the worker at once. A worker of a step that is stopping, replaced or
+gone writes them all itself (its actor commits nothing more), and then lets the
+object's claim go itself, unless it had handed the object back before.
 """
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any
 
@@ -36,24 +41,51 @@ from ._child import ChildActor, ChildContext, StepExit, tell_quietly
 from ._status import failure_fields, success_fields
 from .messages import Work, WorkDone
 
-__all__ = ["SHARED", "SyncWorker", "claim", "execute", "still_pending"]
+__all__ = ["ACTOR", "SHARED", "WORKER", "HeldClaim", "SyncWorker", "execute", "still_pending"]
 
-#: What :func:`claim` yields when it holds a cross-process claim.
+#: What ``ClaimsAhead._claim`` returns when it holds a cross-process claim.
 SHARED = object()
+#: Who lets a :class:`HeldClaim` go: the sync-step actor or the worker.
+ACTOR = "actor"
+WORKER = "worker"
 
 
-@contextmanager
-def claim(backend: Any, model: str, id: int) -> Iterator[object]:
-    """The backend's cross-process claim on the object, when it has one (PostgreSQL).
+class HeldClaim:
+    """The cross-process claim on an object a sync-step actor hands to a worker; let go exactly once.
 
-    Yields ``True`` (no such claim: one process per store), :data:`SHARED` (held) or
-    ``False`` (another process holds it).
+    Claims are counted within a store (see ``Store.claim_many``): letting one go twice
+    would let go another holder's. So who lets it go is settled once (:meth:`settle`),
+    by whichever of the two comes first: the worker, when its call has returned, hands
+    the object back to the actor (:data:`ACTOR`: the actor lets the claim go once the
+    object's status is committed) or keeps it (:data:`WORKER`: it writes the status
+    itself and lets the claim go, its actor being gone); the actor, when it stops,
+    gives up the claims of the objects still in its workers' hands (:data:`WORKER`):
+    each goes when its handler returns, never before.
     """
-    if not getattr(backend, "shared", False):
-        yield True
-        return
-    with backend.claim(model, id) as held:
-        yield SHARED if held else False
+
+    __slots__ = ("_lock", "_owner", "id", "model")
+
+    def __init__(self, model: str, id: int) -> None:
+        self.model = model
+        self.id = id
+        self._lock = threading.Lock()
+        self._owner: str | None = None
+
+    @property
+    def owner(self) -> str | None:
+        """Who lets the claim go (``None``: not settled yet, the handler runs)."""
+        return self._owner
+
+    def settle(self, owner: str) -> bool:
+        """Settle who lets the claim go, unless it is settled already; True if ``owner`` does."""
+        with self._lock:
+            if self._owner is None:
+                self._owner = owner
+            return self._owner == owner
+
+    def let_go(self, backend: Any) -> None:
+        """Give the claim back to the store (its owner does, once)."""
+        backend.release_many(self.model, [self.id])
 
 
 def still_pending(row: Row, custom_fetch: bool) -> bool:
@@ -133,20 +165,50 @@ class SyncWorker(ChildActor):
         self.step: Any = None
         self.log = self.log.bind(worker=slot)
         self.handlers[Work] = self.on_work
-        #: On a shared backend the worker writes the status itself, before its claim goes.
-        self.hands_over = not getattr(ctx.accessor.backend, "shared", False)
         #: The status writes of the object under way left to the step actor (None: written at once).
         self.writes: list[tuple[str, int, dict[str, Any]]] | None = None
 
     def on_start(self) -> None:
         pass  # the step actor's state is not ours to set
 
+    def on_receive(self, message: Any) -> Any:
+        if type(message) is Work and (self.stale or self.stopping):
+            self._abandon(message)  # a replaced or stopping step starts no new work
+        return super().on_receive(message)
+
+    def on_stop(self) -> None:
+        """Works still in the mailbox are never run: let their claims go."""
+        left = []
+        while not self.actor_inbox.empty():
+            envelope = self.actor_inbox.get()  # only this thread reads it: never blocks
+            if type(envelope.message) is Work:
+                self._abandon(envelope.message)
+            else:
+                left.append(envelope)  # answered by pykka as the actor stops
+        for envelope in left:
+            self.actor_inbox.put(envelope)
+        super().on_stop()
+
+    def _abandon(self, work: Work) -> None:
+        """A Work this worker will not run: its claim goes (unless the step actor withdrew it: its own)."""
+        if work.ticket is not None and not work.ticket.acquire(blocking=False):
+            return
+        claim: HeldClaim | None = work.claim
+        if claim is not None and claim.settle(WORKER):
+            self._let_go(work.key, claim)
+
+    def _let_go(self, key: tuple[str, int], claim: HeldClaim) -> None:
+        try:
+            claim.let_go(self.ctx.accessor.backend)
+        except Exception as exc:  # a lost claim connection took the claim with it
+            self.log.error("claim release failed", key=key, error=repr(exc))
+
     def on_work(self, work: Work) -> None:
         """Handle the object; tell the step actor how it ended (a failure of ours ends the step)."""
         if work.ticket is not None and not work.ticket.acquire(blocking=False):
             tell_quietly(work.reply_to, WorkDone(work.key, self.slot, "withdrawn"))
             return  # the step actor took it back (it waited too long behind our last one)
-        self.writes = [] if self.hands_over else None
+        self.writes = []
         try:
             outcome, retry_at = self._work(work)
             done = WorkDone(work.key, self.slot, outcome, retry_at)
@@ -154,11 +216,19 @@ class SyncWorker(ChildActor):
             done = WorkDone(work.key, self.slot, "exit", error=str(exc))
         except Exception as exc:
             done = WorkDone(work.key, self.slot, "error", error=f"{type(exc).__name__}: {exc}")
-        if self.writes and (self.stopping or self.stale or not work.reply_to.is_alive()):
+        # The step actor commits nothing more once it stops, is replaced or is gone: then this
+        # worker writes the status, and lets the object's claim go, itself.
+        gone = self.stopping or self.stale or not work.reply_to.is_alive()
+        claim: HeldClaim | None = work.claim
+        # Keeps the claim (lets it go below) when gone, or when the actor gave it up (stopped).
+        keeps = claim is not None and (claim.settle(WORKER) if gone else not claim.settle(ACTOR))
+        if self.writes and (gone or keeps):
             try:
-                self._write_now()  # the step actor commits nothing more
+                self._write_now()
             except Exception as exc:  # the object stays dirty: synced again after the restart
                 self.log.error("status write failed", key=work.key, error=repr(exc))
+        if keeps and claim is not None:
+            self._let_go(work.key, claim)
         writes, self.writes = tuple(self.writes or ()), None
         if writes:
             done = replace(done, writes=writes)
@@ -179,24 +249,14 @@ class SyncWorker(ChildActor):
             super().write_status(model, id, dict(fields))
 
     def _work(self, work: Work) -> tuple[str, float | None]:
-        locks, backend = self.ctx.locks, self.ctx.accessor.backend
-        model, id = work.model, work.key[1]
+        """Run the object under this process's lock on it (its claim, on a shared backend, is the actor's)."""
+        locks = self.ctx.locks
         if not locks.try_acquire(work.key):
             return "refused", None
         try:
-            with claim(backend, model, id) as held:
-                if not held:
-                    return "refused", None
-                row: Row = dict(work.row)
-                if held is SHARED:
-                    # Another replica may have synced it between our read and our claim.
-                    fresh = backend.get(model, id)
-                    if fresh is None or not still_pending(fresh, self.custom_fetch):
-                        return "skipped", None
-                    row = fresh
-                if self.step is None:
-                    self.step = self.make_step(self.factory)
-                return execute(self, self.step, model, row)
+            if self.step is None:
+                self.step = self.make_step(self.factory)
+            return execute(self, self.step, work.model, dict(work.row))
         except NotFound:
             return "skipped", None  # purged while we worked on it
         finally:

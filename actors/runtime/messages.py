@@ -207,6 +207,11 @@ class Work:
     (``ticket.acquire(blocking=False)``) has the object, the worker when it gets to it or
     the actor withdrawing it to give it to another worker (see :class:`Withdraw`); a worker
     that finds it taken answers ``"withdrawn"`` and does nothing else.
+
+    ``claim`` is set on a shared backend (PostgreSQL): the object's cross-process claim,
+    taken by the actor (a ``_workers.HeldClaim``), and ``row`` was read under it. The
+    worker neither claims nor reads again; the claim is let go once the object's
+    status is stored (see ``HeldClaim`` for who lets it go).
     """
 
     key: tuple[str, int]
@@ -214,6 +219,7 @@ class Work:
     row: Mapping[str, Any]
     reply_to: pykka.ActorRef[Any]
     ticket: Any = None
+    claim: Any = None
 
 
 @dataclass(frozen=True)
@@ -230,8 +236,8 @@ class WorkDone:
     ``writes`` are the object's status writes, ``(model, id, fields)`` in order, that the
     worker left to the sync-step actor: it commits them with the other writes of its
     next drain (one transaction for many objects) and applies the outcome after that
-    commit. Empty when the worker wrote them itself (a shared backend, where the
-    object's claim is held until they are stored).
+    commit, and lets the object's claim go after it (a shared backend). Empty when the
+    worker wrote them itself (its actor stopping, replaced or gone; or ``durable``).
     """
 
     key: tuple[str, int]

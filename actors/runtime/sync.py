@@ -16,6 +16,11 @@ the last one and the ``backend_need_delete`` marks of the objects it hands out, 
 sends those their ``Work`` and applies the outcomes of the ones that ended (counts,
 retries, waking their dependents). An object stays in flight, never handed out
 again, until its status is committed.
+On a shared backend (PostgreSQL) the actor claims the objects of a drain ahead, as it
+does with K = 1, and reads them afresh under their claims; a Work takes its object's
+claim with it, held across drains until the drain that commits its status, which lets
+it go with its other claims (one statement). A step that stops gives up the claims of
+the objects its workers still run: each worker lets its own go when its call returns.
 A ``rate_limit`` takes one token per handler call (:class:`TokenBucket`).
 """
 
@@ -128,11 +133,13 @@ class SyncStepActor(WorkerSlots):
     def on_stop(self) -> None:
         self._stop_workers(wait=not self.stale)
         self._commit_at_stop()
+        self._give_up_work()
         self._replica(False)
         super().on_stop()
 
     def on_failure(self, exc_type: Any, exc_value: Any, traceback: Any) -> None:
         self._stop_workers(wait=False)
+        self._give_up_work()
         self._replica(False)
         super().on_failure(exc_type, exc_value, traceback)
 
@@ -251,11 +258,12 @@ class SyncStepActor(WorkerSlots):
     def on_drain(self, message: Drain) -> None:
         if self._replicas_changed():
             self.drain_scheduled = False
+            self._release_unless_draining()
             return
         try:
             super().on_drain(message)  # its status writes are committed when it returns (or raises)
         finally:
-            self._release_claims()
+            self._release_drain()
             self.deps.forget_ahead()
 
     def before_drain(self) -> None:
@@ -331,7 +339,7 @@ class SyncStepActor(WorkerSlots):
         for worker, work in outbox:
             if (work.model, work.key[1]) not in failed:  # else the worker writes the mark itself
                 work = replace(work, row={**work.row, "backend_need_delete": True})
-            worker.tell(work)
+            self._send(worker, work)
         return failed
 
     def _take_done(self) -> None:
@@ -401,24 +409,23 @@ class SyncStepActor(WorkerSlots):
             self.defer(key, item, next_run)
             return
         if self.workers:
-            # The worker takes the locks and claim, and reads the row again if it claimed it.
-            if not self._blocked(key, item, self._object(item, row)) and self._token(key, item, refusals):
-                self._dispatch(key, item, row, refusals)
+            # The claim (on a shared backend) here, the worker takes this process's lock; the
+            # claim goes with the Work, or at the drain's end if the object is not handed out.
+            claimed = self._claimed_row(key, item, row, now, refusals)
+            if claimed is None:
+                return
+            obj = self._object(item, claimed)
+            if not self._blocked(key, item, obj) and self._token(key, item, refusals):
+                self._dispatch(key, item, claimed, refusals)
             return
         if not self.ctx.locks.try_acquire(key):
             self._refused(key, item, now, refusals)
             return
         try:
-            held = self._claim(key, item.model)
-            if not held:
-                self._refused(key, item, now, refusals)
+            claimed = self._claimed_row(key, item, row, now, refusals)
+            if claimed is None:
                 return
-            if held is SHARED:
-                # Another replica may have synced it between our read and our claim.
-                fresh = self.fresh.pop(key) if key in self.fresh else accessor.backend.get(item.model, key[1])
-                if fresh is None or not still_pending(fresh, self.custom_fetch):
-                    return
-                row = fresh
+            row = claimed
             obj = self._object(item, row)
             if self._blocked(key, item, obj) or not self._token(key, item, refusals):
                 return
@@ -432,6 +439,24 @@ class SyncStepActor(WorkerSlots):
             pass  # purged while we worked on it
         finally:
             self.ctx.locks.release(key)
+
+    def _claimed_row(self, key: Key, item: Item, row: Row, now: float, refusals: int) -> Row | None:
+        """The object's row under its claim (read afresh on a shared backend); None if refused or synced.
+
+        A refused object is looked at again soon (:meth:`_refused`).
+        """
+        held = self._claim(key, item.model)
+        if not held:
+            self._refused(key, item, now, refusals)
+            return None
+        if held is not SHARED:
+            return row
+        # Another replica may have synced it between our read and our claim.
+        backend = self.ctx.accessor.backend
+        fresh = self.fresh.pop(key) if key in self.fresh else backend.get(item.model, key[1])
+        if fresh is None or not still_pending(fresh, self.custom_fetch):
+            return None
+        return fresh
 
     def _backoff_until(self, row: Row, now: float) -> float | None:
         """When the object's backoff ends, if it is in backoff at ``now`` (``None``: it is not)."""
@@ -514,6 +539,7 @@ class SyncStepActor(WorkerSlots):
             return
         if not message.writes:
             self._finish(message)
+            self._release_unless_draining()
             return
         self.done.append(message)
         if message.outcome in ("exit", "error"):
@@ -525,9 +551,13 @@ class SyncStepActor(WorkerSlots):
             self.actor_ref.tell(Drain())
 
     def _finish(self, message: WorkDone) -> None:
-        """Apply a worker's outcome: count it, retry or wake its waiters; a change meanwhile looks again."""
+        """Apply a worker's outcome: count it, retry or wake its waiters; a change meanwhile looks again.
+
+        Its status is stored (or it had none): its claim goes at the drain's end.
+        """
         item, refusals = self.in_flight.pop(message.key)
         key = message.key
+        self._claim_back(key)
         if message.outcome == "refused":
             self._refused(key, item, self.ctx.clock.now(), refusals)
         elif message.outcome in ("done", "failed"):
