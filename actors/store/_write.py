@@ -201,6 +201,12 @@ class Writer:
         reaps: list[tuple[str, Row, float, str | None]] = []
         dbapi = conn.connection.dbapi_connection
         assert dbapi is not None
+        if sql.arrays:
+            try:
+                reaps = self._update_arrays(dbapi, sql, notices, shared, writes, changes, results)
+            except Exception as exc:
+                raise _Together from exc
+            return self._reap_together(conn, notices, reaps, alone)
         cursor = dbapi.cursor()
         try:
             for table, groups in shared.items():
@@ -240,6 +246,71 @@ class Writer:
             raise _Together from exc
         finally:
             cursor.close()
+        return self._reap_together(conn, notices, reaps, alone)
+
+    def _update_arrays(
+        self,
+        dbapi: Any,
+        sql: DriverSql,
+        notices: list[ChangeNotice],
+        shared: dict[sa.Table, dict[tuple[str, ...], list[tuple[int, str, int, dict[str, Any], float]]]],
+        writes: Sequence[BatchWrite],
+        changes: dict[int, tuple[str, int, dict[str, Any]]],
+        results: list[Exception | None],
+    ) -> list[tuple[str, Row, float, str | None]]:
+        """PostgreSQL: each set of columns of ``shared`` in one statement with its journal entries.
+
+        One :meth:`DriverSql.update_journalled` per root table and set of columns, all sent
+        together (a pipeline) and answered in one round trip after the transaction's
+        ``BEGIN``; the statement texts do not change with the number of rows, so the
+        driver converts each once and the server prepares it. An object the ``UPDATE``
+        did not find gets :class:`NotFound` (and no journal entry). Returns the deleted
+        objects to reap.
+        """
+        known = list(self.tables.by_model)
+        sent: list[tuple[Any, sa.Table, list[tuple[int, str, int, dict[str, Any], float]]]] = []
+        with dbapi.pipeline():
+            for table, groups in shared.items():
+                for columns, group in groups.items():
+                    params: dict[str, Any] = {
+                        f"v{n}": [x[3][c] for x in group] for n, c in enumerate(columns)
+                    }
+                    params["ids"] = [x[2] for x in group]
+                    params["models"] = [x[1] for x in group]
+                    params["ats"] = [x[4] for x in group]
+                    params["origins"] = [writes[x[0]][3].origin for x in group]
+                    params["known"] = known
+                    cursor = dbapi.cursor()
+                    cursor.execute(sql.update_journalled(table, columns, self.journal.table), params)
+                    sent.append((cursor, table, group))
+        reaps: list[tuple[str, Row, float, str | None]] = []
+        for cursor, table, group in sent:
+            names = sql.state_columns(table)
+            width = len(names)
+            deleted = names.index("deleted") if "deleted" in names else None
+            found = {int(r[0]): r for r in cursor.fetchall()}
+            cursor.close()
+            for i, model, id, _values, now in group:
+                row = found.get(id)
+                if row is None:
+                    results[i] = NotFound(f"{model} id {id} does not exist")
+                    del changes[i]
+                    continue
+                leaf, origin = str(row[width + 1]), writes[i][3].origin
+                notices.append(ChangeNotice(int(row[width]), leaf, id, "update", now, origin))
+                if deleted is not None and row[deleted]:
+                    reaps.append((leaf, dict(zip(names, row[:width], strict=True)), now, origin))
+        notices.sort(key=lambda n: n.seq)
+        return reaps
+
+    def _reap_together(
+        self,
+        conn: sa.Connection,
+        notices: list[ChangeNotice],
+        reaps: list[tuple[str, Row, float, str | None]],
+        alone: list[int],
+    ) -> list[int]:
+        """Purge the deleted objects of a shared write that owe nothing more; ``alone``'s indexes, sorted."""
         try:
             for leaf, state, now, origin in reaps:
                 self.reap_if_done(conn, notices, leaf, state, now, origin)
