@@ -52,8 +52,12 @@ def test_a_batch_is_one_statement_per_set_of_columns_with_its_journal_whatever_i
         store.subscribe(notices.append)
         small = batch(store, ids[:6], "small")
         large = batch(store, ids[6:], "large")
-        assert len(small) == 2 and small == large  # the same two texts for 6 rows and for 300
-        assert all(sql.startswith("WITH actors_u AS (UPDATE") for sql in small)
+        # The same texts for 6 rows and for 300: the transaction's BEGIN (sent with them, in one
+        # pipeline), and one statement per set of columns, each with its journal entries.
+        assert len(small) == 3 and small == large
+        assert small[0].startswith("BEGIN") and all(
+            sql.startswith("WITH actors_u AS (UPDATE") for sql in small[1:]
+        )
         assert [store.get("Widget", i)["backend_status"] for i in (ids[0], ids[6], ids[155])] == [
             "small",
             "large",
@@ -66,6 +70,13 @@ def test_a_batch_is_one_statement_per_set_of_columns_with_its_journal_whatever_i
         assert [(e.seq, e.model, e.id, e.kind, e.origin) for e in journal] == [
             (n.seq, "Widget", n.id, "update", "SyncStep") for n in notices
         ]
+        # The write connection is out of the batch's autocommit: a client's save is one transaction again.
+        store.update("Widget", ids[0], {"name": "saved"}, CLIENT)
+        assert store._db._writer is not None
+        assert store._db._writer.connection.dbapi_connection.autocommit is False  # type: ignore[union-attr]
+        with store.engine.connect() as conn:
+            table = store.tables.chain("Widget")[0].name
+            assert conn.exec_driver_sql(f'SELECT name FROM "{table}" WHERE id = {ids[0]}').scalar() == "saved"
 
 
 def test_a_string_longer_than_its_column_in_a_shared_statement_is_refused_not_cut(postgres_url):
@@ -146,3 +157,16 @@ def test_an_insert_of_more_entries_than_a_payload_holds_notifies_null_and_is_rea
                 wait_for(lambda ids=ids: ids <= {n.id for n in seen}, description=f"{count} notices")
         finally:
             raw.close()
+
+
+def test_the_journal_is_pruned_to_journal_keep_in_one_statement(postgres_url):
+    with postgres_stores(postgres_url, make_schema(), n=1) as (store,):
+        store._journal._keep = 10
+        ids = widgets(store, 1)
+        writes: list[Any] = [("Widget", ids[0], {"backend_status": f"s{i}"}, SYNC) for i in range(999)]
+        with driver_statements() as statements:
+            assert store.write_batch(writes) == [None] * 999  # the 1000th write: a prune
+        kept = store.changes_since(0)
+        assert len(kept) <= 10 + 1 and kept[-1].seq == store.last_seq() == 1000
+        prune = [sql for _thread, sql in statements if "DELETE" in sql]
+        assert len(prune) == 1 and "max(" in prune[0]

@@ -30,6 +30,9 @@ from ._values import check_id
 
 __all__ = ["BatchWrite", "Writer"]
 
+#: psycopg's transaction status of a connection outside any transaction (``TransactionStatus.IDLE``).
+_IDLE = 0
+
 #: One update of a batch: model, id, values and the write's context (see ``Store.write_batch``).
 BatchWrite = tuple[str, int, Mapping[str, Any], WriteContext]
 
@@ -61,6 +64,7 @@ class Writer:
         self._roots: dict[str, sa.Table] = {}
         self._sql: DriverSql | None = None
         self._sql_known = False
+        self._by_hand = False  # a batch's BEGIN sent by hand: see _begin_by_hand
 
     @contextmanager
     def transaction(self) -> Iterator[tuple[sa.Connection, list[ChangeNotice]]]:
@@ -126,7 +130,7 @@ class Writer:
             notices: list[ChangeNotice] = []
             try:
                 with self.db.write_lock:
-                    with self.db.write_connection() as conn, conn.begin():
+                    with self.db.write_connection() as conn, self._begun_in_pipeline(conn), conn.begin():
                         alone = list(changes)
                         if together:
                             alone = self._update_together(conn, notices, writes, changes, results)
@@ -261,15 +265,18 @@ class Writer:
         """PostgreSQL: each set of columns of ``shared`` in one statement with its journal entries.
 
         One :meth:`DriverSql.update_journalled` per root table and set of columns, all sent
-        together (a pipeline) and answered in one round trip after the transaction's
-        ``BEGIN``; the statement texts do not change with the number of rows, so the
+        together with the transaction's ``BEGIN`` (a pipeline: one round trip, see
+        :meth:`_begin_by_hand`); the statement texts do not change with the number of rows, so the
         driver converts each once and the server prepares it. An object the ``UPDATE``
         did not find gets :class:`NotFound` (and no journal entry). Returns the deleted
         objects to reap.
         """
         known = list(self.tables.by_model)
         sent: list[tuple[Any, sa.Table, list[tuple[int, str, int, dict[str, Any], float]]]] = []
+        begin = self._begin_by_hand(dbapi)
         with dbapi.pipeline():
+            if begin:
+                dbapi.execute(begin)
             for table, groups in shared.items():
                 for columns, group in groups.items():
                     params: dict[str, Any] = {
@@ -302,6 +309,38 @@ class Writer:
                     reaps.append((leaf, dict(zip(names, row[:width], strict=True)), now, origin))
         notices.sort(key=lambda n: n.seq)
         return reaps
+
+    def _begin_by_hand(self, dbapi: Any) -> str | None:
+        """The ``BEGIN`` to send with the first statements of a batch, the connection in autocommit meanwhile.
+
+        psycopg sends its own ``BEGIN`` before a transaction's first statement and waits
+        for its answer, in a pipeline too: one round trip of its own. Sent by hand with
+        the batch's statements it costs none; the connection stays in autocommit (the
+        server is in the transaction all the same: the later statements and SQLAlchemy's
+        ``COMMIT`` or ``ROLLBACK`` run in it) until :meth:`_begun_in_pipeline` puts it back.
+        ``None`` when the connection is not idle (a transaction began already).
+        """
+        if dbapi.autocommit or dbapi.info.transaction_status != _IDLE:
+            return None
+        level = dbapi.isolation_level
+        dbapi.autocommit = True
+        self._by_hand = True
+        return "BEGIN" if level is None else f"BEGIN ISOLATION LEVEL {level.name.replace('_', ' ')}"
+
+    @contextmanager
+    def _begun_in_pipeline(self, conn: sa.Connection) -> Iterator[None]:
+        """Around a batch's transaction: then the connection out of :meth:`_begin_by_hand`'s autocommit."""
+        self._by_hand = False
+        try:
+            yield
+        finally:
+            if self._by_hand:
+                self._by_hand = False
+                try:
+                    dbapi: Any = conn.connection.dbapi_connection
+                    dbapi.autocommit = False
+                except Exception:  # a connection broken meanwhile, or left in a transaction
+                    conn.invalidate()
 
     def _reap_together(
         self,
