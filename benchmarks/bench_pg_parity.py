@@ -29,6 +29,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -99,40 +101,69 @@ def vacuum(url: str) -> None:
 STATEMENTS: dict[str, float] = {}
 
 
-def count_statements(engine: sa.Engine) -> dict[str, int]:
-    """Counts, from now on, of the statements ``engine``'s connections send, and of their commits.
+@contextmanager
+def count_statements() -> Iterator[dict[str, int]]:
+    """Counts of what the process's psycopg connections send meanwhile (PostgreSQL; any thread).
 
-    A statement is one ``execute`` (an ``executemany`` is one: psycopg pipelines it); each
-    commit is two round trips more (psycopg's implicit ``BEGIN``, and the ``COMMIT``).
+    ``statements``: each ``execute`` or ``executemany`` (one: psycopg pipelines it), on
+    SQLAlchemy's path or on the driver's cursor (the store runs its batches and claims
+    there, where SQLAlchemy's events do not see them). ``round trips``: each statement
+    outside a pipeline, each pipeline once, and each ``BEGIN`` (psycopg sends one before
+    the first statement of a transaction and waits for it, in a pipeline too) and ``COMMIT``.
     """
-    counts = {"statements": 0, "commits": 0}
+    import psycopg
 
-    @sa.event.listens_for(engine, "before_cursor_execute")
-    def _statement(*_args: Any) -> None:
+    counts = {"statements": 0, "round trips": 0}
+    cursor, connection = psycopg.Cursor, psycopg.Connection
+    originals = (cursor.execute, cursor.executemany, connection.commit, connection.pipeline)
+
+    def sent(conn: Any) -> None:
         counts["statements"] += 1
+        idle = conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+        counts["round trips"] += (conn._pipeline is None) + (idle and not conn.autocommit)
 
-    @sa.event.listens_for(engine, "commit")
-    def _commit(*_args: Any) -> None:
-        counts["commits"] += 1
+    def execute(self: Any, *args: Any, **kwargs: Any) -> Any:
+        sent(self.connection)
+        return originals[0](self, *args, **kwargs)
 
-    return counts
+    def executemany(self: Any, *args: Any, **kwargs: Any) -> Any:
+        sent(self.connection)
+        return originals[1](self, *args, **kwargs)
+
+    def commit(self: Any) -> None:
+        counts["round trips"] += self.info.transaction_status != psycopg.pq.TransactionStatus.IDLE
+        originals[2](self)
+
+    @contextmanager
+    def pipeline(self: Any) -> Iterator[Any]:
+        counts["round trips"] += self._pipeline is None
+        with originals[3](self) as p:
+            yield p
+
+    cursor.execute, cursor.executemany = execute, executemany  # type: ignore[method-assign]
+    connection.commit, connection.pipeline = commit, pipeline  # type: ignore[method-assign,assignment]
+    try:
+        yield counts
+    finally:
+        cursor.execute, cursor.executemany, connection.commit, connection.pipeline = originals  # type: ignore[method-assign]
 
 
 def noop(url: str, n: int) -> float:
     """Seconds for one supervisor to sync ``n`` dirty objects with a no-op step."""
     store = prepare(url, n)
-    counts = count_statements(store.engine)
-    begin = time.perf_counter()
-    sup = supervisor(store)
-    try:
-        bc.wait_idle(sup)
-        elapsed = time.perf_counter() - begin
-        assert not store.pending("Parent", "sync"), "objects left dirty"
-        STATEMENTS["statements"] = counts["statements"] / n
-        STATEMENTS["round trips"] = (counts["statements"] + 2 * counts["commits"]) / n
-    finally:
-        sup.stop()
-        store.close()
+    with count_statements() as counts:
+        begin = time.perf_counter()
+        sup = supervisor(store)
+        try:
+            bc.wait_idle(sup)
+            elapsed = time.perf_counter() - begin
+            sent = dict(counts)
+            assert not store.pending("Parent", "sync"), "objects left dirty"
+        finally:
+            sup.stop()
+            store.close()
+    if url.startswith("postgresql"):
+        STATEMENTS.update({name: count / n for name, count in sent.items()})
     return elapsed
 
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -16,6 +18,7 @@ __all__ = [
     "EXTRA_FIELD",
     "MODELS",
     "StepClock",
+    "driver_statements",
     "make_schema",
     "open_store",
     "postgres_database",
@@ -136,3 +139,26 @@ def open_store(url: str, schema: Schema | None = None, **options: object) -> Ite
         yield store
     finally:
         store.close()
+
+
+@contextlib.contextmanager
+def driver_statements() -> Iterator[list[tuple[str, str]]]:
+    """Every statement psycopg's cursors execute meanwhile, in any thread: ``(thread name, SQL)``.
+
+    The store runs some statements on the driver's cursor (a batch's shared statements,
+    the claims), where SQLAlchemy's ``before_cursor_execute`` does not see them.
+    """
+    import psycopg
+
+    seen: list[tuple[str, str]] = []
+    original = psycopg.Cursor.execute
+
+    def execute(self: Any, query: Any, *args: Any, **kwargs: Any) -> Any:
+        seen.append((threading.current_thread().name, str(query)))
+        return original(self, query, *args, **kwargs)
+
+    psycopg.Cursor.execute = execute  # type: ignore[method-assign]
+    try:
+        yield seen
+    finally:
+        psycopg.Cursor.execute = original  # type: ignore[method-assign]

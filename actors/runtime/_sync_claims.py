@@ -18,7 +18,7 @@ from __future__ import annotations
 from itertools import islice
 from typing import Any
 
-from actors.store import Condition, Query, Row
+from actors.store import Row
 
 from ._child import ChildContext
 from ._deps import Key
@@ -64,34 +64,29 @@ class ClaimsAhead(QueueActor):
         return SHARED if key in self.claimed else False
 
     def _claim_ahead(self, first: list[tuple[Key, str]]) -> None:
-        """Claim the objects of ``first`` and the next queued ones, ``drain_batch`` in all; read them afresh.
+        """Claim the objects of ``first`` and the next queued ones, this drain's worth; read them afresh.
 
-        Per model, one statement claims them and one reads those claimed (their rows
-        replace the queued ones; ``None``: purged). The others are held by another
-        process: refused when their turn comes, in this drain.
+        Per model, one round trip claims them and reads them after the claim
+        (``Store.claim_read``; the rows replace the queued ones; ``None``: purged). The
+        others are held by another process: refused when their turn comes, in this drain.
         """
         backend: Any = self.ctx.accessor.backend  # a shared store (see _claim)
         wanted = first + [
             (key, item.model)
-            for key, item in islice(self.queue.items(), self.drain_batch - len(first))
+            for key, item in islice(self.queue.items(), self.batch_size() - len(first))
             if key not in self.claimed and key not in self.refused_ahead
         ]
         by_model: dict[str, list[Key]] = {}
         for key, model in wanted:
             by_model.setdefault(model, []).append(key)
         for model, keys in by_model.items():
-            got = backend.claim_many(model, [key[1] for key in keys])
-            found: dict[int, Row] = {}
-            if got:
-                rows = backend.select(model, Query(where=(Condition("id", "in", tuple(got)),)))
-                found = {row["id"]: row for row in rows}
-            held = set(got)
+            got: dict[int, Row | None] = backend.claim_read(model, [key[1] for key in keys])
             for key in keys:
-                if key[1] not in held:
+                if key[1] not in got:
                     self.refused_ahead.add(key)
                     continue
                 self.claimed[key] = model
-                self.fresh[key] = found.get(key[1])
+                self.fresh[key] = got[key[1]]
                 queued = self.queue.get(key)
                 if queued is not None:
                     queued.row = self.fresh[key]

@@ -88,8 +88,8 @@ class Journal:
         """Count ``writes`` committed writes; every :data:`PRUNE_EVERY` th prunes the journal."""
         before, self._writes = self._writes, self._writes + writes
         if self._writes // PRUNE_EVERY > before // PRUNE_EVERY:
-            with self._db.engine.begin() as conn:
-                last = conn.execute(sa.select(sa.func.max(self.table.c.seq))).scalar() or 0
+            last = sa.select(sa.func.max(self.table.c.seq)).scalar_subquery()
+            with self._db.engine.begin() as conn:  # one statement: on PostgreSQL one round trip fewer
                 conn.execute(self.table.delete().where(self.table.c.seq <= last - self._keep))
 
     def read(self, where: sa.ColumnElement[bool], limit: int) -> list[ChangeNotice]:

@@ -65,20 +65,30 @@ _MEMBERS = (
 NOTIFY = "SELECT pg_notify(%s, json_build_object('schema', current_schema(), 'entries', %s::json)::text)"
 
 
+#: More entries than this in one ``INSERT`` cannot fit in a payload (each takes 40 bytes
+#: at the least): the trigger sends ``null`` without building their JSON.
+PAYLOAD_ENTRIES = 175
+
 #: The trigger function: the ``NOTIFY`` of the entries one ``INSERT`` statement added to the
 #: journal, as :data:`NOTIFY` sends it (``null`` entries past 7000 bytes: then listeners read).
 _NOTIFY_FUNCTION = """
 CREATE OR REPLACE FUNCTION actors_notify_entries() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
     entries text;
+    n int;
 BEGIN
-    SELECT json_agg(json_build_array(seq, model, object_id, kind, at, origin) ORDER BY seq)::text
-        INTO entries FROM actors_new_entries;
-    IF entries IS NULL THEN
+    SELECT count(*) INTO n FROM actors_new_entries;
+    IF n = 0 THEN
         RETURN NULL;
     END IF;
-    IF octet_length(entries) >= 7000 THEN
+    IF n > %(most)s THEN
         entries := 'null';
+    ELSE
+        SELECT json_agg(json_build_array(seq, model, object_id, kind, at, origin) ORDER BY seq)::text
+            INTO entries FROM actors_new_entries;
+        IF octet_length(entries) >= 7000 THEN
+            entries := 'null';
+        END IF;
     END IF;
     PERFORM pg_notify('%(channel)s',
         json_build_object('schema', current_schema(), 'entries', entries::json)::text);
@@ -102,7 +112,7 @@ def install_notify_trigger(conn: sa.Connection, journal: str) -> None:
     Run by the migration, in its transaction (under its lock). The function is
     replaced each time (it lives in the store's schema); the trigger is created once.
     """
-    conn.exec_driver_sql(_NOTIFY_FUNCTION % {"channel": CHANNEL})
+    conn.exec_driver_sql(_NOTIFY_FUNCTION % {"channel": CHANNEL, "most": PAYLOAD_ENTRIES})
     if conn.exec_driver_sql(_HAS_TRIGGER, {"table": f'"{journal}"'}).first() is None:
         conn.exec_driver_sql(_NOTIFY_TRIGGER % {"table": journal})
 

@@ -25,10 +25,10 @@ import sqlalchemy as sa
 
 __all__ = ["Claims", "lock_migration"]
 
-_TRY_LOCK = sa.text(
-    "SELECT i FROM unnest(CAST(:ids AS int4[])) AS i WHERE pg_try_advisory_lock(CAST(:k AS int4), i)"
+_TRY_LOCK = (
+    "SELECT i FROM unnest(CAST(%(ids)s AS int4[])) AS i WHERE pg_try_advisory_lock(CAST(%(k)s AS int4), i)"
 )
-_UNLOCK = sa.text("SELECT pg_advisory_unlock(CAST(:k AS int4), i) FROM unnest(CAST(:ids AS int4[])) AS i")
+_UNLOCK = "SELECT pg_advisory_unlock(CAST(%(k)s AS int4), i) FROM unnest(CAST(%(ids)s AS int4[])) AS i"
 _MIGRATE = sa.text("SELECT pg_advisory_xact_lock(:k)")
 _MIGRATE_KEY = zlib.crc32(b"actors migrate")
 
@@ -70,16 +70,31 @@ class Claims:
         connection is replaced and the statement tried once more (the claims held on
         the lost one went with its session).
         """
+        return self.take_reading(root, ids, None)[0]
+
+    def take_reading(
+        self, root: str, ids: Iterable[int], read: str | None
+    ) -> tuple[list[int], list[tuple[Any, ...]]]:
+        """As :meth:`take`, then ``read`` (SQL of an ``%(ids)s`` array: all of ``ids``); ids got, rows read.
+
+        The claim and the read are sent together (a pipeline: one round trip) and run in
+        that order, each in its own snapshot, so the rows read are at least as new as the
+        last commit of whoever held a claim before.
+        """
         k = _class(root)
         with self._lock:
             unique = list(dict.fromkeys(ids))
             wanted = [id for id in unique if (k, id) not in self._held]
-            locked: set[int] = set()
+            statements: list[tuple[str, dict[str, Any]]] = []
             if wanted:
-                locked = {int(id) for id in self._run(_TRY_LOCK, {"k": k, "ids": wanted}, retry=True)}
+                statements.append((_TRY_LOCK, {"k": k, "ids": wanted}))
+            if read is not None and unique:
+                statements.append((read, {"ids": unique}))
+            results = self._run(statements, retry=True) if statements else []
+            locked = {int(row[0]) for row in results[0]} if wanted else set()
             got = [id for id in unique if (k, id) in self._held or id in locked]
             self._held.update((k, id) for id in got)
-            return got
+            return got, (results[-1] if read is not None and results else [])
 
     def release(self, root: str, ids: Iterable[int]) -> None:
         """Give back one claim of ``(root, id)`` for each of ``ids`` (ids not held are passed over).
@@ -96,21 +111,36 @@ class Claims:
                         del self._held[(k, id)]
                         last.append(id)
             if last:
-                self._run(_UNLOCK, {"k": k, "ids": last}, retry=False)
+                self._run([(_UNLOCK, {"k": k, "ids": last})], retry=False)
 
-    def _run(self, statement: sa.TextClause, params: dict[str, Any], *, retry: bool) -> list[Any]:
-        """The first column of ``statement``'s rows, on the claim connection (opened when needed).
+    def _run(
+        self, statements: list[tuple[str, dict[str, Any]]], *, retry: bool
+    ) -> list[list[tuple[Any, ...]]]:
+        """The rows of each of ``statements``, run in order on the claim connection (opened when needed).
 
-        A failed statement invalidates the connection: its session ends, and every
-        claim with it (a lost connection has lost them already), so the held set is
-        emptied too. ``retry``: then run once more on a new connection.
+        They run on the driver's cursors (psycopg: SQLAlchemy's execution path cost more
+        than the statement), several sent together in a pipeline. A failed statement
+        invalidates the connection: its session ends, and every claim with it (a lost
+        connection has lost them already), so the held set is emptied too. ``retry``:
+        then run once more on a new connection.
         """
         for attempt in (0, 1):
             if self._conn is None or self._conn.invalidated or self._conn.closed:
                 self._conn = self._engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+            dbapi: Any = self._conn.connection.dbapi_connection
             try:
-                return list(self._conn.execute(statement, params).scalars())
-            except sa.exc.DBAPIError:
+                cursors = [dbapi.cursor() for _ in statements]
+                if len(statements) > 1:
+                    with dbapi.pipeline():
+                        for cursor, (sql, params) in zip(cursors, statements, strict=True):
+                            cursor.execute(sql, params)
+                else:
+                    cursors[0].execute(*statements[0])
+                rows = [cursor.fetchall() for cursor in cursors]
+                for cursor in cursors:
+                    cursor.close()
+                return rows
+            except self._engine.dialect.loaded_dbapi.Error:
                 self._drop()
                 if not retry or attempt:
                     raise

@@ -30,6 +30,9 @@ from ._values import check_id
 
 __all__ = ["BatchWrite", "Writer"]
 
+#: psycopg's transaction status of a connection outside any transaction (``TransactionStatus.IDLE``).
+_IDLE = 0
+
 #: One update of a batch: model, id, values and the write's context (see ``Store.write_batch``).
 BatchWrite = tuple[str, int, Mapping[str, Any], WriteContext]
 
@@ -61,6 +64,7 @@ class Writer:
         self._roots: dict[str, sa.Table] = {}
         self._sql: DriverSql | None = None
         self._sql_known = False
+        self._by_hand = False  # a batch's BEGIN sent by hand: see _begin_by_hand
 
     @contextmanager
     def transaction(self) -> Iterator[tuple[sa.Connection, list[ChangeNotice]]]:
@@ -126,7 +130,7 @@ class Writer:
             notices: list[ChangeNotice] = []
             try:
                 with self.db.write_lock:
-                    with self.db.write_connection() as conn, conn.begin():
+                    with self.db.write_connection() as conn, self._begun_in_pipeline(conn), conn.begin():
                         alone = list(changes)
                         if together:
                             alone = self._update_together(conn, notices, writes, changes, results)
@@ -201,6 +205,12 @@ class Writer:
         reaps: list[tuple[str, Row, float, str | None]] = []
         dbapi = conn.connection.dbapi_connection
         assert dbapi is not None
+        if sql.arrays:
+            try:
+                reaps = self._update_arrays(dbapi, sql, notices, shared, writes, changes, results)
+            except Exception as exc:
+                raise _Together from exc
+            return self._reap_together(conn, notices, reaps, alone)
         cursor = dbapi.cursor()
         try:
             for table, groups in shared.items():
@@ -240,6 +250,106 @@ class Writer:
             raise _Together from exc
         finally:
             cursor.close()
+        return self._reap_together(conn, notices, reaps, alone)
+
+    def _update_arrays(
+        self,
+        dbapi: Any,
+        sql: DriverSql,
+        notices: list[ChangeNotice],
+        shared: dict[sa.Table, dict[tuple[str, ...], list[tuple[int, str, int, dict[str, Any], float]]]],
+        writes: Sequence[BatchWrite],
+        changes: dict[int, tuple[str, int, dict[str, Any]]],
+        results: list[Exception | None],
+    ) -> list[tuple[str, Row, float, str | None]]:
+        """PostgreSQL: each set of columns of ``shared`` in one statement with its journal entries.
+
+        One :meth:`DriverSql.update_journalled` per root table and set of columns, all sent
+        together with the transaction's ``BEGIN`` (a pipeline: one round trip, see
+        :meth:`_begin_by_hand`); the statement texts do not change with the number of rows, so the
+        driver converts each once and the server prepares it. An object the ``UPDATE``
+        did not find gets :class:`NotFound` (and no journal entry). Returns the deleted
+        objects to reap.
+        """
+        known = list(self.tables.by_model)
+        sent: list[tuple[Any, sa.Table, list[tuple[int, str, int, dict[str, Any], float]]]] = []
+        begin = self._begin_by_hand(dbapi)
+        with dbapi.pipeline():
+            if begin:
+                dbapi.execute(begin)
+            for table, groups in shared.items():
+                for columns, group in groups.items():
+                    params: dict[str, Any] = {
+                        f"v{n}": [x[3][c] for x in group] for n, c in enumerate(columns)
+                    }
+                    params["ids"] = [x[2] for x in group]
+                    params["models"] = [x[1] for x in group]
+                    params["ats"] = [x[4] for x in group]
+                    params["origins"] = [writes[x[0]][3].origin for x in group]
+                    params["known"] = known
+                    cursor = dbapi.cursor()
+                    cursor.execute(sql.update_journalled(table, columns, self.journal.table), params)
+                    sent.append((cursor, table, group))
+        reaps: list[tuple[str, Row, float, str | None]] = []
+        for cursor, table, group in sent:
+            names = sql.state_columns(table)
+            width = len(names)
+            deleted = names.index("deleted") if "deleted" in names else None
+            found = {int(r[0]): r for r in cursor.fetchall()}
+            cursor.close()
+            for i, model, id, _values, now in group:
+                row = found.get(id)
+                if row is None:
+                    results[i] = NotFound(f"{model} id {id} does not exist")
+                    del changes[i]
+                    continue
+                leaf, origin = str(row[width + 1]), writes[i][3].origin
+                notices.append(ChangeNotice(int(row[width]), leaf, id, "update", now, origin))
+                if deleted is not None and row[deleted]:
+                    reaps.append((leaf, dict(zip(names, row[:width], strict=True)), now, origin))
+        notices.sort(key=lambda n: n.seq)
+        return reaps
+
+    def _begin_by_hand(self, dbapi: Any) -> str | None:
+        """The ``BEGIN`` to send with the first statements of a batch, the connection in autocommit meanwhile.
+
+        psycopg sends its own ``BEGIN`` before a transaction's first statement and waits
+        for its answer, in a pipeline too: one round trip of its own. Sent by hand with
+        the batch's statements it costs none; the connection stays in autocommit (the
+        server is in the transaction all the same: the later statements and SQLAlchemy's
+        ``COMMIT`` or ``ROLLBACK`` run in it) until :meth:`_begun_in_pipeline` puts it back.
+        ``None`` when the connection is not idle (a transaction began already).
+        """
+        if dbapi.autocommit or dbapi.info.transaction_status != _IDLE:
+            return None
+        level = dbapi.isolation_level
+        dbapi.autocommit = True
+        self._by_hand = True
+        return "BEGIN" if level is None else f"BEGIN ISOLATION LEVEL {level.name.replace('_', ' ')}"
+
+    @contextmanager
+    def _begun_in_pipeline(self, conn: sa.Connection) -> Iterator[None]:
+        """Around a batch's transaction: then the connection out of :meth:`_begin_by_hand`'s autocommit."""
+        self._by_hand = False
+        try:
+            yield
+        finally:
+            if self._by_hand:
+                self._by_hand = False
+                try:
+                    dbapi: Any = conn.connection.dbapi_connection
+                    dbapi.autocommit = False
+                except Exception:  # a connection broken meanwhile, or left in a transaction
+                    conn.invalidate()
+
+    def _reap_together(
+        self,
+        conn: sa.Connection,
+        notices: list[ChangeNotice],
+        reaps: list[tuple[str, Row, float, str | None]],
+        alone: list[int],
+    ) -> list[int]:
+        """Purge the deleted objects of a shared write that owe nothing more; ``alone``'s indexes, sorted."""
         try:
             for leaf, state, now, origin in reaps:
                 self.reap_if_done(conn, notices, leaf, state, now, origin)
