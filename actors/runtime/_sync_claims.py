@@ -1,9 +1,9 @@
 """The sync-step actor's cross-process claims on a shared backend, taken a drain at a time.
 
 On a backend shared by replicas (PostgreSQL), an object is handled only under its
-claim. The claims of a drain are taken ahead, ``drain_batch`` objects in one
-statement, the claimed objects read afresh in one, and let go together once the
-drain's status writes are committed.
+claim. The claims of a drain are taken ahead, as many objects as the drain takes,
+and the claimed objects read afresh with them in one round trip (``claim_read``);
+they are let go together once the drain's status writes are committed.
 
 With workers (``concurrency`` > 1) the claim of an object handed to a worker stays
 held across drains (:meth:`ClaimsAhead._hand_claim`), until the drain that commits
@@ -46,15 +46,15 @@ class ClaimsAhead(QueueActor):
         self.releasing: dict[Key, str] = {}
 
     def _claim(self, key: Key, model: str) -> object:
-        """The backend's cross-process claim on the object (see ``_workers.claim``), held till the drain ends.
+        """The backend's cross-process claim on the object, held till the drain ends.
 
-        The claims are taken ahead: the object's and those of the next ``drain_batch - 1``
-        queued objects, in one statement, and the claimed objects are read again in one
-        (see :meth:`_claim_ahead`). They are let go after the drain's status writes are
+        The claims are taken ahead: the object's and those of the next queued objects, as
+        many as the drain takes, claimed and read again in one round trip (see
+        :meth:`_claim_ahead`). They are let go after the drain's status writes are
         committed, all in one statement (:meth:`_release_claims`), so the replica that
-        claims an object next reads it synced. That is three statements per
-        ``drain_batch`` objects, where a claim of each object alone took a claim, a read,
-        a commit of its own and a release.
+        claims an object next reads it synced. Where a claim of each object alone took a
+        claim, a read, a commit of its own and a release, a drain takes two round trips
+        for its claims, whatever its size.
         """
         backend = self.ctx.accessor.backend
         if not getattr(backend, "shared", False):
