@@ -357,11 +357,6 @@ class RemoteBackend:
         """The core's models (fetched again when they change)."""
         return self._schema
 
-    @property
-    def protos(self) -> Protos:
-        """The core's generated descriptors and message classes."""
-        return self._protos
-
     def now(self) -> float:
         """The core's clock, estimated locally: strictly increasing, no call per use."""
         with self._lock:

@@ -71,9 +71,8 @@ class CallGate:
         self.clock = clock
         self._pause_event = threading.Event()  # never set: its wait() is the pause
         self.pause: Callable[[float], object] = pause or self._pause_event.wait
-        #: Writes that waited for the backlog, and the seconds they waited in total.
+        #: Writes that waited for the backlog.
         self.held = 0
-        self.held_seconds = 0.0
         #: Writes waiting for the backlog now.
         self.waiting = 0
         #: Calls that waited for the synchronizer's share, and the seconds they waited in total.
@@ -99,7 +98,6 @@ class CallGate:
             with self._count_lock:
                 self.waiting -= 1
                 self.held += 1
-                self.held_seconds += waited
         return waited
 
     def yield_share(self) -> float:

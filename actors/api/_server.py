@@ -23,14 +23,14 @@ from actors.observe import (
     NullMetrics,
     ObserveServer,
 )
-from actors.store import Store
+from actors.store import Store, UploadLog
 
 from ._auth import Authenticator
 from ._gate import CallGate
 from ._inspection import Inspection, StatusSource, WhySource
 from ._observe import MetricsInterceptor, ReadinessHealth
 from ._protos import Protos
-from ._service import ApiService, UploadLog
+from ._service import ApiService
 from ._webview import core_routes, http_authorizer
 from ._wire import read_pem
 
@@ -237,8 +237,6 @@ class ApiServer:
                 authorize=http_authorizer(lambda: self.auth),
             )
             self.set_readiness(lambda: checks.ok("readyz"))
-        self.metrics = metrics
-        self.store = store
         self.tls = tls is not None
         self.service = ApiService(
             store,
@@ -344,10 +342,6 @@ class ApiServer:
         if self.http is not None:
             self.http.stop()
         log.info("API stopped", address=self.address)
-
-    def wait(self, timeout: float | None = None) -> bool:
-        """Block until :meth:`stop` (from another thread); ``False`` on timeout."""
-        return self._stopped.wait(timeout)
 
     def __enter__(self) -> ApiServer:
         return self.start()

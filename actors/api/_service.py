@@ -25,7 +25,7 @@ from ._auth import Authenticator, Principal
 from ._dispatch import Behavior, method_handler, parse
 from ._gate import CallGate
 from ._inspection import Inspection, status_message, why_message
-from ._merge import merge_models, merge_with_protos, parse_files
+from ._merge import merge_models, parse_files
 from ._protos import CORE_SERVICE, SERVICES_PACKAGE, ModelTypes, Protos
 from ._queries import filter_query, paging
 from ._watch import Watches
@@ -40,7 +40,7 @@ from ._wire import (
     write_options,
 )
 
-__all__ = ["ApiService", "UploadLog", "merge_models"]
+__all__ = ["ApiService"]
 
 log = get_logger("actors.api")
 
@@ -107,7 +107,7 @@ class ApiService(grpc.GenericRpcHandler):  # type: ignore[misc]  # grpc ships no
         for name, content in uploads.files():
             try:
                 specs = parse_files([(name, content)])
-                schema, names, built = merge_with_protos(schema, specs, strict=False)
+                schema, names, built = merge_models(schema, specs, strict=False)
             except ApiError as exc:
                 log.warning("uploaded xproto file skipped", file=name, reason=exc.message)
                 continue
@@ -332,7 +332,7 @@ class ApiService(grpc.GenericRpcHandler):  # type: ignore[misc]  # grpc ships no
             files.append((name, f.content))
         specs = parse_files(files)
         with self._schema_lock:
-            schema, changed, new_protos = merge_with_protos(self.store.schema, specs, strict=True)
+            schema, changed, new_protos = merge_models(self.store.schema, specs, strict=True)
             if new_protos is not None:
                 self.store.set_schema(schema)
             if self.uploads is not None:

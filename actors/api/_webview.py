@@ -38,7 +38,6 @@ __all__ = [
     "failed_rows",
     "http_authorizer",
     "object_args",
-    "register_of",
     "timeline",
 ]
 
