@@ -39,7 +39,7 @@ from actors.store import (
     owner_to_fill,
 )
 
-from ._inspection import NO_SYNCHRONIZER_KIND, status_from_message, why_from_message
+from ._inspection import status_from_message, why_from_message
 from ._protos import CORE_SERVICE, ModelTypes, Protos, base_protos
 from ._remote_errors import (
     AccessDenied,
@@ -217,14 +217,6 @@ class RemoteBackend:
         self._sync_clock()
 
     # -- plumbing -------------------------------------------------------------
-    def _method(self, path: str, idempotent: bool) -> Any:
-        stub = self._unary.get((path, idempotent))
-        if stub is None:
-            channel = self._reads if idempotent else self._writes
-            stub = channel.unary_unary(path, request_serializer=None, response_deserializer=None)
-            self._unary[path, idempotent] = stub
-        return stub
-
     def _call(
         self,
         path: str,
@@ -238,7 +230,11 @@ class RemoteBackend:
         if self._closed.is_set():
             raise RemoteError("the remote backend is closed")
         metadata = self._auth + (((DIGEST_KEY, digest),) if digest else ())
-        stub = self._method(path, idempotent)
+        stub = self._unary.get((path, idempotent))
+        if stub is None:
+            channel = self._reads if idempotent else self._writes
+            stub = channel.unary_unary(path, request_serializer=None, response_deserializer=None)
+            self._unary[path, idempotent] = stub
         return bytes(
             stub(
                 request.SerializeToString(),
@@ -248,12 +244,19 @@ class RemoteBackend:
             )
         )
 
-    def _core(self, method: str, request: Any, **kwargs: Any) -> bytes:
+    def _core(
+        self, method: str, reply: str, request: Any = None, *, protos: Protos | None = None, **kwargs: Any
+    ) -> Any:
+        """Call ``method`` of ``Core`` with ``request`` (default ``Empty``); its reply as a ``reply``."""
+        protos = protos or self._protos
+        if request is None:
+            request = protos.message("Empty")()
         try:
-            return self._call(f"/{CORE_SERVICE}/{method}", request, **kwargs)
+            data = self._call(f"/{CORE_SERVICE}/{method}", request, **kwargs)
         except grpc.RpcError as exc:
             raise_remote(exc, self.endpoint)
             raise  # not reached
+        return protos.message(reply).FromString(data)
 
     def _model_call(
         self,
@@ -331,9 +334,7 @@ class RemoteBackend:
 
     def refresh_schema(self, timeout: float | None = None) -> Schema:
         """Fetch the core's models and descriptors again (done on its own when they change)."""
-        protos = base_protos()
-        data = self._core("GetSchema", protos.message("Empty")(), timeout=timeout)
-        response = protos.message("SchemaResponse").FromString(data)
+        response = self._core("GetSchema", "SchemaResponse", protos=base_protos(), timeout=timeout)
         new = Protos.from_serialized(response.file_descriptors)
         schema = schema_from_json(response.models_json)
         with self._lock:
@@ -344,11 +345,9 @@ class RemoteBackend:
         return self._schema
 
     def _sync_clock(self) -> None:
-        protos = self._protos
         before = time.time()
-        data = self._core("Now", protos.message("Empty")())
+        now = self._core("Now", "NowResponse").now
         after = time.time()
-        now = protos.message("NowResponse").FromString(data).now
         self._offset = now - (before + after) / 2
 
     # -- Backend --------------------------------------------------------------
@@ -366,19 +365,12 @@ class RemoteBackend:
 
     def last_seq(self) -> int:
         """The last sequence number of the core's change journal."""
-        protos = self._protos
-        data = self._core("Now", protos.message("Empty")())
-        return int(protos.message("NowResponse").FromString(data).last_seq)
+        return int(self._core("Now", "NowResponse").last_seq)
 
     def get(self, model: str, id: int) -> Row | None:
         check_id(model, id)
         try:
-            return self._model_call(
-                model,
-                "Get",
-                lambda p, t: p.message("GetRequest")(id=id),
-                _parse_row,
-            )
+            return self._model_call(model, "Get", lambda p, t: p.message("GetRequest")(id=id), _parse_row)
         except NotFound:
             return None
 
@@ -518,25 +510,20 @@ class RemoteBackend:
         protos = self._protos
         file_cls = protos.message("XprotoFile")
         request = protos.message("UploadRequest")(files=[file_cls(name=n, content=c) for n, c in items])
-        data = self._core("UploadModels", request, idempotent=False)
-        response = protos.message("UploadResponse").FromString(data)
+        response = self._core("UploadModels", "UploadResponse", request, idempotent=False)
         self.refresh_schema()
         return list(response.models)
 
     def proto_files(self) -> dict[str, str]:
         """The generated ``.proto`` files of the core: name -> text."""
-        protos = self._protos
-        data = self._core("GetProtos", protos.message("Empty")())
-        return {f.name: f.content for f in protos.message("ProtoFiles").FromString(data).files}
+        return {f.name: f.content for f in self._core("GetProtos", "ProtoFiles").files}
 
     def status(self) -> dict[str, Any]:
         """``Core/Status``: the actor tree of the synchronizer serving this API (the JSON of ``/status``).
 
         ``kind`` is ``core`` (and ``children`` empty) when no synchronizer runs there.
         """
-        protos = self._protos
-        data = self._core("Status", protos.message("Empty")())
-        return status_from_message(protos.message("StatusResponse").FromString(data))
+        return status_from_message(self._core("Status", "StatusResponse"))
 
     def why(self, model: str, id: int) -> dict[str, Any]:
         """``Core/Why``: why object ``id`` of ``model`` is not enacted (the JSON of ``/why/<model>/<id>``).
@@ -545,22 +532,13 @@ class RemoteBackend:
             NotFound: no such model or object.
             RemoteError: no synchronizer runs in the core's process.
         """
-        protos = self._protos
-        try:
-            data = self._call(f"/{CORE_SERVICE}/Why", protos.message("WhyRequest")(model=model, id=id))
-        except grpc.RpcError as exc:
-            code, details, kind = status_details(exc)
-            if kind == NO_SYNCHRONIZER_KIND:  # not a SchemaConflict, though FAILED_PRECONDITION too
-                raise RemoteError(details, code) from None
-            raise_remote(exc, self.endpoint)
-            raise  # not reached
-        return why_from_message(protos.message("WhyResponse").FromString(data))
+        request = self._protos.message("WhyRequest")(model=model, id=id)
+        return why_from_message(self._core("Why", "WhyResponse", request))
 
     def login(self, username: str, password: str) -> str:
         """A bearer token for ``username``, for :class:`RemoteBackend` ``token=`` or grpcurl."""
-        protos = self._protos
-        data = self._core("Login", protos.message("LoginRequest")(username=username, password=password))
-        return str(protos.message("LoginResponse").FromString(data).token)
+        request = self._protos.message("LoginRequest")(username=username, password=password)
+        return str(self._core("Login", "LoginResponse", request).token)
 
     def close(self) -> None:
         """Stop every watch and close the channel."""

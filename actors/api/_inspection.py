@@ -31,8 +31,6 @@ __all__ = [
 
 #: The ``Why`` answer of a process where no synchronizer runs.
 NO_SYNCHRONIZER = "no synchronizer runs in this process"
-#: The error kind (``x-actors-error``) of that answer.
-NO_SYNCHRONIZER_KIND = "no-synchronizer"
 
 #: ``status() -> {"name", "state", "children": [...], "load_errors": [...]}``.
 StatusSource = Callable[[], Mapping[str, Any]]
@@ -94,7 +92,7 @@ def why_message(protos: Protos, inspection: Inspection, request: Any) -> Any:
     if request.id < 1:
         raise ApiError(grpc.StatusCode.INVALID_ARGUMENT, f"object id {request.id}: expected 1 or more")
     if inspection.why is None:
-        raise ApiError(grpc.StatusCode.FAILED_PRECONDITION, NO_SYNCHRONIZER, NO_SYNCHRONIZER_KIND)
+        raise ApiError(grpc.StatusCode.FAILED_PRECONDITION, NO_SYNCHRONIZER, ErrorKind.NO_SYNCHRONIZER)
     try:
         answer = inspection.why(request.model, request.id)
     except LookupError as exc:

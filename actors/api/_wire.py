@@ -59,6 +59,8 @@ class ErrorKind:
     AUTH = "auth"
     MALFORMED = "malformed"
     INTERNAL = "internal"
+    #: ``Core/Why`` of a process where no synchronizer runs.
+    NO_SYNCHRONIZER = "no-synchronizer"
 
 
 class ApiError(Exception):
