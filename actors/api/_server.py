@@ -350,23 +350,13 @@ class ApiServer:
         self.stop()
 
 
-def serve(
-    store: Store,
-    *,
-    address: str = DEFAULT_ADDRESS,
-    users: Sequence[ApiUser | Mapping[str, Any]] | None = None,
-    tls: Mapping[str, Any] | None = None,
-    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
-    **options: Any,
-) -> ApiServer:
+def serve(store: Store, **options: Any) -> ApiServer:
     """Start serving ``store`` over gRPC; returns the running :class:`ApiServer`.
 
     The arguments are those of :class:`ApiServer`; ``users``, ``tls`` and
     ``max_message_bytes`` come from the ``api`` configuration keys.
     """
-    return ApiServer(
-        store, address=address, users=users, tls=tls, max_message_bytes=max_message_bytes, **options
-    ).start()
+    return ApiServer(store, **options).start()
 
 
 def _store_answers(store: Store) -> None:
