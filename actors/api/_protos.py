@@ -92,20 +92,6 @@ KIND_TYPES: Mapping[str, int] = {
 }
 ID_TYPE = _F.TYPE_INT32
 
-_TYPE_NAMES = {
-    _F.TYPE_DOUBLE: "double",
-    _F.TYPE_FLOAT: "float",
-    _F.TYPE_INT64: "int64",
-    _F.TYPE_UINT64: "uint64",
-    _F.TYPE_INT32: "int32",
-    _F.TYPE_UINT32: "uint32",
-    _F.TYPE_BOOL: "bool",
-    _F.TYPE_STRING: "string",
-    _F.TYPE_BYTES: "bytes",
-    _F.TYPE_SINT64: "sint64",
-    _F.TYPE_SINT32: "sint32",
-}
-
 
 # -- building descriptors ------------------------------------------------------------
 
@@ -412,10 +398,17 @@ def _emit_comment(out: list[str], text: str | None, indent: str) -> None:
             out.append(f"{indent}//{line}")
 
 
+def _emit_field(
+    out: list[str], field: descriptor_pb2.FieldDescriptorProto, label: str, indent: str, comment: str | None
+) -> None:
+    _emit_comment(out, comment, indent)
+    out.append(f"{indent}{label}{_type_of(field)} {field.name} = {field.number}{_field_options(field)};")
+
+
 def _type_of(field: descriptor_pb2.FieldDescriptorProto) -> str:
     if field.type in (_F.TYPE_MESSAGE, _F.TYPE_ENUM):
         return str(field.type_name)
-    return _TYPE_NAMES[field.type]
+    return str(_F.Type.Name(field.type)).removeprefix("TYPE_").lower()  # TYPE_INT32: int32
 
 
 def render_proto(file: descriptor_pb2.FileDescriptorProto) -> str:
@@ -435,28 +428,22 @@ def render_proto(file: descriptor_pb2.FileDescriptorProto) -> str:
     for mi, message in enumerate(file.message_type):
         _emit_comment(out, comments.get((4, mi)), "")
         out.append(f"message {message.name} {{")
-        real_oneofs: dict[int, list[tuple[int, descriptor_pb2.FieldDescriptorProto]]] = {}
+        oneofs: dict[int, list[int]] = {}  # the fields of each real oneof (not proto3 optional's)
         for fi, field in enumerate(message.field):
             if field.HasField("oneof_index") and not field.proto3_optional:
-                real_oneofs.setdefault(field.oneof_index, []).append((fi, field))
-        emitted_oneofs: set[int] = set()
+                oneofs.setdefault(field.oneof_index, []).append(fi)
         for fi, field in enumerate(message.field):
-            if field.HasField("oneof_index") and not field.proto3_optional:
-                index = field.oneof_index
-                if index in emitted_oneofs:
-                    continue
-                emitted_oneofs.add(index)
-                out.append(f"  oneof {message.oneof_decl[index].name} {{")
-                for ofi, ofield in real_oneofs[index]:
-                    _emit_comment(out, comments.get((4, mi, 2, ofi)), "    ")
-                    out.append(
-                        f"    {_type_of(ofield)} {ofield.name} = {ofield.number}{_field_options(ofield)};"
-                    )
+            members = oneofs.get(field.oneof_index, []) if field.HasField("oneof_index") else []
+            if not members:
+                label = (
+                    "repeated " if field.label == _REPEATED else "optional " if field.proto3_optional else ""
+                )
+                _emit_field(out, field, label, "  ", comments.get((4, mi, 2, fi)))
+            elif fi == members[0]:  # a oneof is written whole where its first field stands
+                out.append(f"  oneof {message.oneof_decl[field.oneof_index].name} {{")
+                for ofi in members:
+                    _emit_field(out, message.field[ofi], "", "    ", comments.get((4, mi, 2, ofi)))
                 out.append("  }")
-                continue
-            _emit_comment(out, comments.get((4, mi, 2, fi)), "  ")
-            label = "repeated " if field.label == _REPEATED else "optional " if field.proto3_optional else ""
-            out.append(f"  {label}{_type_of(field)} {field.name} = {field.number}{_field_options(field)};")
         out.append("}")
         out.append("")
     for si, service in enumerate(file.service):

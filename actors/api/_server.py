@@ -159,16 +159,8 @@ class _Reflection(reflection.ReflectionServicer):  # type: ignore[misc]  # grpc 
 
     @property
     def _service_names(self) -> tuple[str, ...]:
-        return tuple(
-            sorted(
-                [
-                    *self._api.protos.service_names,
-                    health.SERVICE_NAME,
-                    reflection.SERVICE_NAME,
-                    REFLECTION_V1_SERVICE,
-                ]
-            )
-        )
+        served = (health.SERVICE_NAME, reflection.SERVICE_NAME, REFLECTION_V1_SERVICE)
+        return tuple(sorted([*self._api.protos.service_names, *served]))
 
 
 class ApiServer:
