@@ -313,21 +313,14 @@ class Protos:
             raise SchemaError(f"cannot build protobuf descriptors: {exc}") from None
         self.serialized = [f.SerializeToString(deterministic=True) for f in self.files]
         self.version = hashlib.sha256(b"".join(self.serialized)).hexdigest()[:16]
-        self.api: dict[str, Any] = {}
-        api = self.pool.FindFileByName(API_FILE)
-        for name, desc in api.message_types_by_name.items():
-            self.api[name] = message_factory.GetMessageClass(desc)
-        self.models: dict[str, ModelTypes] = {}
-        services: list[str] = [CORE_SERVICE]
+        api = self.pool.FindFileByName(API_FILE).message_types_by_name
+        self.api: dict[str, Any] = {name: message_factory.GetMessageClass(d) for name, d in api.items()}
         try:
-            service_file = self.pool.FindFileByName(SERVICES_FILE)
-        except KeyError:
-            service_file = None
-        if service_file is not None:
-            for name in service_file.services_by_name:
-                self.models[name] = self._model_types(name)
-                services.append(f"{SERVICES_PACKAGE}.{name}")
-        self.service_names = services
+            models = list(self.pool.FindFileByName(SERVICES_FILE).services_by_name)
+        except KeyError:  # api.proto alone (base_protos)
+            models = []
+        self.models = {name: self._model_types(name) for name in models}
+        self.service_names = [CORE_SERVICE, *(types.service for types in self.models.values())]
 
     def _model_types(self, name: str) -> ModelTypes:
         def find(suffix: str) -> Any:
@@ -359,12 +352,7 @@ class Protos:
     @classmethod
     def from_serialized(cls, files: Iterable[bytes]) -> Protos:
         """Load the serialized ``FileDescriptorProto`` values a server sent."""
-        out = []
-        for data in files:
-            file = descriptor_pb2.FileDescriptorProto()
-            file.ParseFromString(data)
-            out.append(file)
-        return cls(out)
+        return cls([descriptor_pb2.FileDescriptorProto.FromString(data) for data in files])
 
     def message(self, name: str) -> Any:
         """A class of ``api.proto`` by short name: ``protos.message("GetRequest")``."""
