@@ -171,18 +171,10 @@ def _vertical(row: Mapping[str, Any]) -> str:
 
 
 def _default_columns(schema: Schema, model: str) -> list[str]:
-    out = ["id"]
-    for f in schema.fields(model).values():
-        if (
-            f.options.get("bookkeeping_state")
-            or f.options.get("feedback_state")
-            or f.options.get("gui_hidden")
-        ):
-            continue
-        out.append(f.column)
-    if "backend_status" in schema.fields_by_column(model):
-        out.append("backend_status")
-    return out
+    hidden = ("bookkeeping_state", "feedback_state", "gui_hidden")
+    shown = [f.column for f in schema.fields(model).values() if not any(f.options.get(o) for o in hidden)]
+    status = ["backend_status"] if "backend_status" in schema.fields_by_column(model) else []
+    return ["id", *shown, *status]
 
 
 # -- commands ------------------------------------------------------------------------
