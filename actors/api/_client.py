@@ -117,13 +117,24 @@ def _query_request(model: str, query: Query) -> Callable[[Protos, ModelTypes], A
     return build
 
 
+def _write_request(values: Mapping[str, Any], ctx: WriteContext) -> Callable[[Protos, ModelTypes], Any]:
+    """Builds the ``<Model>Write`` of ``values`` (for Create and Update)."""
+
+    def build(p: Protos, t: ModelTypes) -> Any:
+        req = changes_to_message(t.write, values)
+        req.options.CopyFrom(write_options_to_message(p.message("WriteOptions"), ctx))
+        return req
+
+    return build
+
+
 def _parse_row(p: Protos, t: ModelTypes, data: bytes) -> Row:
     return row_from_message(t.message.FromString(data), t.column_names)
 
 
-def _parse_changes(msg: Any) -> dict[str, Any]:
+def _parse_changes(p: Protos, t: ModelTypes, data: bytes) -> dict[str, Any]:
     """The columns an Update wrote (the reply's ``object.id`` names the object, it was not written)."""
-    changes = message_to_changes(msg)
+    changes = message_to_changes(t.changes.FromString(data))
     changes.pop("id", None)
     return changes
 
@@ -410,25 +421,12 @@ class RemoteBackend:
             values = owner_to_fill(schema, model, values)
         return {column: check_column(schema, model, column, value) for column, value in values.items()}
 
-    def _write_request(
-        self, types: ModelTypes, values: Mapping[str, Any], ctx: WriteContext, protos: Protos
-    ) -> Any:
-        req = changes_to_message(types.write, values)
-        req.options.CopyFrom(write_options_to_message(protos.message("WriteOptions"), ctx))
-        return req
-
     def create(self, model: str, values: Mapping[str, Any], ctx: WriteContext | None = None) -> Row:
         ctx = ctx if ctx is not None else WriteContext(self.caller)
         checked = self._checked(model, values, creating=True)
         if checked.get("id", 0) is None:
             del checked["id"]
-        return self._model_call(
-            model,
-            "Create",
-            lambda p, t: self._write_request(t, checked, ctx, p),
-            _parse_row,
-            idempotent=False,
-        )
+        return self._model_call(model, "Create", _write_request(checked, ctx), _parse_row, idempotent=False)
 
     def update(self, model: str, id: int, values: Mapping[str, Any], ctx: WriteContext | None = None) -> Row:
         ctx = ctx if ctx is not None else WriteContext(self.caller)
@@ -444,11 +442,7 @@ class RemoteBackend:
             raise ValidationError(f"{model}.id cannot be changed")
         checked["id"] = id
         return self._model_call(
-            model,
-            "Update",
-            lambda p, t: self._write_request(t, checked, ctx, p),
-            lambda p, t, data: _parse_changes(t.changes.FromString(data)),
-            idempotent=False,
+            model, "Update", _write_request(checked, ctx), _parse_changes, idempotent=False
         )
 
     def delete(self, model: str, id: int, ctx: WriteContext | None = None, *, purge: bool = False) -> None:

@@ -110,8 +110,7 @@ def row_from_message(msg: Any, columns: Iterable[str]) -> dict[str, Any]:
 def changes_to_message(cls: Any, changes: Mapping[str, Any]) -> Any:
     """A ``<Model>Changes`` (or ``Write``) message: set fields plus ``null_fields``."""
     msg = cls()
-    obj_cls = msg.object.__class__
-    msg.object.CopyFrom(row_to_message(obj_cls, changes))
+    msg.object.CopyFrom(row_to_message(type(msg.object), changes))
     msg.null_fields.extend(sorted(c for c, v in changes.items() if v is None))
     return msg
 
