@@ -17,7 +17,6 @@ import math
 import socket
 import ssl
 import sys
-import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
@@ -34,6 +33,7 @@ from actors.store import (
 
 from ._auth import hash_password
 from ._client import RemoteBackend, Unavailable
+from ._webview import _when
 
 __all__ = [
     "CliError",
@@ -483,11 +483,6 @@ def status_command(args: argparse.Namespace, out: IO[str]) -> int:
     return 0
 
 
-def _when(until: float, now: float) -> str:
-    stamp = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(until))
-    return f"{stamp} (in {max(0.0, until - now):.0f} s)"
-
-
 def why_command(args: argparse.Namespace, out: IO[str]) -> int:
     """``why MODEL ID``: why the object is not enacted, in one line and its details (``Core/Why``)."""
     with _connect(args) as backend:
@@ -500,7 +495,7 @@ def why_command(args: argparse.Namespace, out: IO[str]) -> int:
     out.write(f"{answer['reason']}: {answer['message']}\n")
     details: list[tuple[str, Any]] = [("step", answer["step"])]
     if answer["until"] is not None:
-        details.append(("until", _when(answer["until"], now)))
+        details.append(("until", f"{_when(answer['until'])} (in {max(0.0, answer['until'] - now):.0f} s)"))
     if answer["attempts"]:
         details.append(("attempts", answer["attempts"]))
     for i, error in enumerate(answer["errors"]):
