@@ -41,11 +41,9 @@ __all__ = [
     "login_command",
     "models_command",
     "objects_command",
-    "parse_assignment",
     "protos_command",
     "render_table",
     "status_command",
-    "tls_mismatch",
     "why_command",
 ]
 

@@ -18,7 +18,7 @@ from actors.models import ModelSpec, Schema, SchemaError, XprotoSyntaxError, par
 from ._protos import Protos
 from ._wire import ApiError, ErrorKind
 
-__all__ = ["extension_problem", "merge_models", "parse_files"]
+__all__ = ["merge_models", "parse_files"]
 
 log = get_logger("actors.api")
 

@@ -37,13 +37,8 @@ from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from actors.models import FieldSpec, Schema, SchemaError
 
 __all__ = [
-    "API_FILE",
-    "API_PACKAGE",
     "CORE_SERVICE",
-    "MODELS_FILE",
-    "MODELS_PACKAGE",
     "MODEL_METHODS",
-    "SERVICES_FILE",
     "SERVICES_PACKAGE",
     "ModelTypes",
     "Protos",

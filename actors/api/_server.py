@@ -36,8 +36,6 @@ from ._wire import read_pem
 
 __all__ = [
     "DEFAULT_ADDRESS",
-    "DEFAULT_MAX_MESSAGE_BYTES",
-    "REFLECTION_V1_SERVICE",
     "ApiServer",
     "check_address",
     "load_config_and_logging",

@@ -20,7 +20,7 @@ from actors.store import ChangeNotice, Store
 from ._protos import Protos
 from ._wire import notice_to_message
 
-__all__ = ["REPLAY_BATCH", "WATCH_QUEUE_LIMIT", "Watches"]
+__all__ = ["WATCH_QUEUE_LIMIT", "Watches"]
 
 #: Journal entries read per query when a watch replays.
 REPLAY_BATCH = 500

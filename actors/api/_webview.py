@@ -25,8 +25,6 @@ if TYPE_CHECKING:
     from ._auth import Authenticator
 
 __all__ = [
-    "CORE_NOTE",
-    "FAILED_SCAN",
     "PROBLEMS_LIMIT",
     "TIMELINE_LIMIT",
     "TIMELINE_NOTE",

@@ -21,8 +21,6 @@ __all__ = [
     "ErrorKind",
     "changes_to_message",
     "condition_from_message",
-    "condition_to_message",
-    "file_name_origin",
     "message_to_changes",
     "message_values",
     "notice_from_message",
