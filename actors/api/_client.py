@@ -409,10 +409,7 @@ class RemoteBackend:
 
     def _checked(self, model: str, values: Mapping[str, Any], creating: bool = False) -> dict[str, Any]:
         """``values`` checked as the store checks them (same messages), before they travel."""
-        schema = self._schema
-        if model not in schema:
-            self.refresh_schema()
-            schema = self._schema
+        schema = self._schema if model in self._schema else self.refresh_schema()
         if model not in schema:
             raise ValidationError(f"unknown model {model!r}")
         if schema[model].abstract:
