@@ -25,7 +25,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
 __all__ = ["MAX_PAUSE", "CallGate"]
 
@@ -128,10 +128,7 @@ class CallGate:
         """A call's turn: a write first waits for the backlog, then any call for a free slot and its share."""
         if write:
             self.hold_write()
-        if self._slots is None:
-            yield from self._timed()
-            return
-        with self._slots:
+        with self._slots if self._slots is not None else nullcontext():
             yield from self._timed()
 
     def _timed(self) -> Iterator[None]:

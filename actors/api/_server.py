@@ -300,10 +300,8 @@ class ApiServer:
         self.service.inspection = Inspection(status, why)
 
     def _set_health(self, protos: Protos) -> None:
-        serving = health_pb2.HealthCheckResponse.SERVING
-        self._health.set("", serving)
-        for name in protos.service_names:
-            self._health.set(name, serving)
+        for name in ("", *protos.service_names):  # "": the server as a whole
+            self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
 
     @property
     def protos(self) -> Protos:
