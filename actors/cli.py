@@ -29,7 +29,6 @@ from typing import IO, Any
 from actors._examples import examples_config
 from actors.api import (
     DEFAULT_ADDRESS,
-    DEFAULT_MAX_MESSAGE_BYTES,
     CliError,
     check_address,
     hash_password_command,
@@ -179,16 +178,9 @@ def _core_error(message: str) -> int:
 
 def run_core(args: argparse.Namespace, out: IO[str]) -> int:
     """``core``: serve the model API alone over a store, until SIGINT or SIGTERM."""
-    settings: dict[str, Any] = {
-        "store_url": None,
-        "address": DEFAULT_ADDRESS,
-        "users": [],
-        "tls": None,
-        "max_message_bytes": DEFAULT_MAX_MESSAGE_BYTES,
-        "anonymous_read": None,
-        "models": [],
-        "http": None,
-    }
+    options: dict[str, Any] = {}  # serve()'s, from the config file (its defaults without one)
+    models: list[str] = []
+    store_url = None
     if not args.config:
         configure_logging(None)
     else:
@@ -197,46 +189,38 @@ def run_core(args: argparse.Namespace, out: IO[str]) -> int:
         except ConfigError as exc:
             return _core_error(str(exc))
         api = config.settings.api
-        settings["store_url"] = config.settings.store.url
-        settings["address"] = api.address
-        settings["users"] = api.users
-        settings["tls"] = dict(api.tls) if api.tls is not None else None
-        settings["max_message_bytes"] = api.max_message_bytes
-        settings["anonymous_read"] = api.anonymous_read
+        store_url = config.settings.store.url
+        options = {
+            "address": api.address,
+            "users": api.users,
+            "tls": dict(api.tls) if api.tls is not None else None,
+            "max_message_bytes": api.max_message_bytes,
+            "anonymous_read": api.anonymous_read,
+            "http": http_settings(config) or HttpSettings(),
+        }
         if config.settings.models_dir:
-            settings["models"].append(config.settings.models_dir)
-        settings["http"] = http_settings(config) or HttpSettings()
-    if args.store_url:
-        settings["store_url"] = args.store_url
+            models.append(config.settings.models_dir)
     if args.address:
-        settings["address"] = args.address
-    settings["models"].extend(args.models)
-    url = settings["store_url"] or "sqlite:///" + os.path.abspath(os.path.join("data", "core.db"))
+        options["address"] = args.address
+    address = options.setdefault("address", DEFAULT_ADDRESS)
+    models.extend(args.models)
+    url = args.store_url or store_url or "sqlite:///" + os.path.abspath(os.path.join("data", "core.db"))
     try:
         secret = Path(args.token_secret_file).read_bytes().strip() if args.token_secret_file else None
     except OSError as exc:
         return _core_error(f"cannot read --token-secret-file {args.token_secret_file}: {exc.strerror or exc}")
     try:
-        schema = load_schema(settings["models"])
+        schema = load_schema(models)
     except (XprotoSyntaxError, SchemaError, OSError) as exc:
         return _core_error(f"cannot load the models: {exc}")
     with _stop_on_signal() as stop:
         try:
-            check_address(settings["address"])  # before the store is touched
+            check_address(address)  # before the store is touched
             store = Store(url, schema, exclusive=True)
         except (OSError, StoreOpenError) as exc:
             return _core_error(str(exc))
         try:
-            server = serve(
-                store,
-                address=settings["address"],
-                users=settings["users"],
-                tls=settings["tls"],
-                max_message_bytes=settings["max_message_bytes"],
-                token_secret=secret,
-                anonymous_read=settings["anonymous_read"],
-                http=settings["http"],
-            )
+            server = serve(store, token_secret=secret, **options)
         except (OSError, ValueError) as exc:
             store.close()
             return _core_error(str(exc))

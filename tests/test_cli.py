@@ -123,7 +123,7 @@ def tls_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 
 def _server(folder: Path, **options: object) -> Iterator[ApiServer]:
     store = Store(f"sqlite:///{folder}/core.db", load_schema([]))
-    server = serve(store, address="127.0.0.1:0", **options)  # type: ignore[arg-type]
+    server = serve(store, address="127.0.0.1:0", **options)
     yield server
     server.stop(grace=0)
     store.close()

@@ -21,7 +21,6 @@ from ._commands import (
 )
 from ._server import (
     DEFAULT_ADDRESS,
-    DEFAULT_MAX_MESSAGE_BYTES,
     ApiServer,
     check_address,
     load_config_and_logging,
@@ -30,7 +29,6 @@ from ._server import (
 
 __all__ = [
     "DEFAULT_ADDRESS",
-    "DEFAULT_MAX_MESSAGE_BYTES",
     "AccessDenied",
     "ApiServer",
     "Authenticator",

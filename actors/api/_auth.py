@@ -154,15 +154,6 @@ def peer_host(peer: str | None) -> str | None:
     return peer
 
 
-def _throttled(what: str, retry_in: float) -> ApiError:
-    seconds = max(1, int(retry_in + 0.999))
-    return ApiError(
-        grpc.StatusCode.RESOURCE_EXHAUSTED,
-        f"too many failed logins for {what}: retry in {seconds} s",
-        ErrorKind.AUTH,
-    )
-
-
 @dataclass
 class _Strikes:
     failures: deque[float] = field(default_factory=deque)
@@ -348,14 +339,15 @@ class Authenticator:
         host = peer_host(peer)
         user_key = f"user:{username}"
         peer_key = f"peer:{host}" if host else None
-        wait = self.throttle.retry_in(user_key)
-        if wait > 0:
-            self._tarpit(wait)
-            raise _throttled(f"user {username!r}", wait)
-        wait = self.throttle.retry_in(peer_key) if peer_key else 0.0
-        if wait > 0:
-            self._tarpit(wait)
-            raise _throttled(f"client {host}", wait)
+        for key, who in ((user_key, f"user {username!r}"), (peer_key, f"client {host}")):
+            wait = self.throttle.retry_in(key) if key else 0.0
+            if wait > 0:
+                self._tarpit(wait)
+                raise ApiError(
+                    grpc.StatusCode.RESOURCE_EXHAUSTED,
+                    f"too many failed logins for {who}: retry in {max(1, int(wait + 0.999))} s",
+                    ErrorKind.AUTH,
+                )
         if not self._password_matches(username, password):
             self.throttle.failed(user_key, USER_FAILURES)
             if peer_key:

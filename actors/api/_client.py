@@ -39,7 +39,7 @@ from actors.store import (
     owner_to_fill,
 )
 
-from ._inspection import NO_SYNCHRONIZER_KIND, status_from_message, why_from_message
+from ._inspection import status_from_message, why_from_message
 from ._protos import CORE_SERVICE, ModelTypes, Protos, base_protos
 from ._remote_errors import (
     AccessDenied,
@@ -117,13 +117,24 @@ def _query_request(model: str, query: Query) -> Callable[[Protos, ModelTypes], A
     return build
 
 
+def _write_request(values: Mapping[str, Any], ctx: WriteContext) -> Callable[[Protos, ModelTypes], Any]:
+    """Builds the ``<Model>Write`` of ``values`` (for Create and Update)."""
+
+    def build(p: Protos, t: ModelTypes) -> Any:
+        req = changes_to_message(t.write, values)
+        req.options.CopyFrom(write_options_to_message(p.message("WriteOptions"), ctx))
+        return req
+
+    return build
+
+
 def _parse_row(p: Protos, t: ModelTypes, data: bytes) -> Row:
     return row_from_message(t.message.FromString(data), t.column_names)
 
 
-def _parse_changes(msg: Any) -> dict[str, Any]:
+def _parse_changes(p: Protos, t: ModelTypes, data: bytes) -> dict[str, Any]:
     """The columns an Update wrote (the reply's ``object.id`` names the object, it was not written)."""
-    changes = message_to_changes(msg)
+    changes = message_to_changes(t.changes.FromString(data))
     changes.pop("id", None)
     return changes
 
@@ -217,14 +228,6 @@ class RemoteBackend:
         self._sync_clock()
 
     # -- plumbing -------------------------------------------------------------
-    def _method(self, path: str, idempotent: bool) -> Any:
-        stub = self._unary.get((path, idempotent))
-        if stub is None:
-            channel = self._reads if idempotent else self._writes
-            stub = channel.unary_unary(path, request_serializer=None, response_deserializer=None)
-            self._unary[path, idempotent] = stub
-        return stub
-
     def _call(
         self,
         path: str,
@@ -238,7 +241,11 @@ class RemoteBackend:
         if self._closed.is_set():
             raise RemoteError("the remote backend is closed")
         metadata = self._auth + (((DIGEST_KEY, digest),) if digest else ())
-        stub = self._method(path, idempotent)
+        stub = self._unary.get((path, idempotent))
+        if stub is None:
+            channel = self._reads if idempotent else self._writes
+            stub = channel.unary_unary(path, request_serializer=None, response_deserializer=None)
+            self._unary[path, idempotent] = stub
         return bytes(
             stub(
                 request.SerializeToString(),
@@ -248,12 +255,19 @@ class RemoteBackend:
             )
         )
 
-    def _core(self, method: str, request: Any, **kwargs: Any) -> bytes:
+    def _core(
+        self, method: str, reply: str, request: Any = None, *, protos: Protos | None = None, **kwargs: Any
+    ) -> Any:
+        """Call ``method`` of ``Core`` with ``request`` (default ``Empty``); its reply as a ``reply``."""
+        protos = protos or self._protos
+        if request is None:
+            request = protos.message("Empty")()
         try:
-            return self._call(f"/{CORE_SERVICE}/{method}", request, **kwargs)
+            data = self._call(f"/{CORE_SERVICE}/{method}", request, **kwargs)
         except grpc.RpcError as exc:
             raise_remote(exc, self.endpoint)
             raise  # not reached
+        return protos.message(reply).FromString(data)
 
     def _model_call(
         self,
@@ -331,9 +345,7 @@ class RemoteBackend:
 
     def refresh_schema(self, timeout: float | None = None) -> Schema:
         """Fetch the core's models and descriptors again (done on its own when they change)."""
-        protos = base_protos()
-        data = self._core("GetSchema", protos.message("Empty")(), timeout=timeout)
-        response = protos.message("SchemaResponse").FromString(data)
+        response = self._core("GetSchema", "SchemaResponse", protos=base_protos(), timeout=timeout)
         new = Protos.from_serialized(response.file_descriptors)
         schema = schema_from_json(response.models_json)
         with self._lock:
@@ -344,11 +356,9 @@ class RemoteBackend:
         return self._schema
 
     def _sync_clock(self) -> None:
-        protos = self._protos
         before = time.time()
-        data = self._core("Now", protos.message("Empty")())
+        now = self._core("Now", "NowResponse").now
         after = time.time()
-        now = protos.message("NowResponse").FromString(data).now
         self._offset = now - (before + after) / 2
 
     # -- Backend --------------------------------------------------------------
@@ -356,11 +366,6 @@ class RemoteBackend:
     def schema(self) -> Schema:
         """The core's models (fetched again when they change)."""
         return self._schema
-
-    @property
-    def protos(self) -> Protos:
-        """The core's generated descriptors and message classes."""
-        return self._protos
 
     def now(self) -> float:
         """The core's clock, estimated locally: strictly increasing, no call per use."""
@@ -371,19 +376,12 @@ class RemoteBackend:
 
     def last_seq(self) -> int:
         """The last sequence number of the core's change journal."""
-        protos = self._protos
-        data = self._core("Now", protos.message("Empty")())
-        return int(protos.message("NowResponse").FromString(data).last_seq)
+        return int(self._core("Now", "NowResponse").last_seq)
 
     def get(self, model: str, id: int) -> Row | None:
         check_id(model, id)
         try:
-            return self._model_call(
-                model,
-                "Get",
-                lambda p, t: p.message("GetRequest")(id=id),
-                _parse_row,
-            )
+            return self._model_call(model, "Get", lambda p, t: p.message("GetRequest")(id=id), _parse_row)
         except NotFound:
             return None
 
@@ -411,10 +409,7 @@ class RemoteBackend:
 
     def _checked(self, model: str, values: Mapping[str, Any], creating: bool = False) -> dict[str, Any]:
         """``values`` checked as the store checks them (same messages), before they travel."""
-        schema = self._schema
-        if model not in schema:
-            self.refresh_schema()
-            schema = self._schema
+        schema = self._schema if model in self._schema else self.refresh_schema()
         if model not in schema:
             raise ValidationError(f"unknown model {model!r}")
         if schema[model].abstract:
@@ -423,25 +418,12 @@ class RemoteBackend:
             values = owner_to_fill(schema, model, values)
         return {column: check_column(schema, model, column, value) for column, value in values.items()}
 
-    def _write_request(
-        self, types: ModelTypes, values: Mapping[str, Any], ctx: WriteContext, protos: Protos
-    ) -> Any:
-        req = changes_to_message(types.write, values)
-        req.options.CopyFrom(write_options_to_message(protos.message("WriteOptions"), ctx))
-        return req
-
     def create(self, model: str, values: Mapping[str, Any], ctx: WriteContext | None = None) -> Row:
         ctx = ctx if ctx is not None else WriteContext(self.caller)
         checked = self._checked(model, values, creating=True)
         if checked.get("id", 0) is None:
             del checked["id"]
-        return self._model_call(
-            model,
-            "Create",
-            lambda p, t: self._write_request(t, checked, ctx, p),
-            _parse_row,
-            idempotent=False,
-        )
+        return self._model_call(model, "Create", _write_request(checked, ctx), _parse_row, idempotent=False)
 
     def update(self, model: str, id: int, values: Mapping[str, Any], ctx: WriteContext | None = None) -> Row:
         ctx = ctx if ctx is not None else WriteContext(self.caller)
@@ -457,11 +439,7 @@ class RemoteBackend:
             raise ValidationError(f"{model}.id cannot be changed")
         checked["id"] = id
         return self._model_call(
-            model,
-            "Update",
-            lambda p, t: self._write_request(t, checked, ctx, p),
-            lambda p, t, data: _parse_changes(t.changes.FromString(data)),
-            idempotent=False,
+            model, "Update", _write_request(checked, ctx), _parse_changes, idempotent=False
         )
 
     def delete(self, model: str, id: int, ctx: WriteContext | None = None, *, purge: bool = False) -> None:
@@ -523,25 +501,20 @@ class RemoteBackend:
         protos = self._protos
         file_cls = protos.message("XprotoFile")
         request = protos.message("UploadRequest")(files=[file_cls(name=n, content=c) for n, c in items])
-        data = self._core("UploadModels", request, idempotent=False)
-        response = protos.message("UploadResponse").FromString(data)
+        response = self._core("UploadModels", "UploadResponse", request, idempotent=False)
         self.refresh_schema()
         return list(response.models)
 
     def proto_files(self) -> dict[str, str]:
         """The generated ``.proto`` files of the core: name -> text."""
-        protos = self._protos
-        data = self._core("GetProtos", protos.message("Empty")())
-        return {f.name: f.content for f in protos.message("ProtoFiles").FromString(data).files}
+        return {f.name: f.content for f in self._core("GetProtos", "ProtoFiles").files}
 
     def status(self) -> dict[str, Any]:
         """``Core/Status``: the actor tree of the synchronizer serving this API (the JSON of ``/status``).
 
         ``kind`` is ``core`` (and ``children`` empty) when no synchronizer runs there.
         """
-        protos = self._protos
-        data = self._core("Status", protos.message("Empty")())
-        return status_from_message(protos.message("StatusResponse").FromString(data))
+        return status_from_message(self._core("Status", "StatusResponse"))
 
     def why(self, model: str, id: int) -> dict[str, Any]:
         """``Core/Why``: why object ``id`` of ``model`` is not enacted (the JSON of ``/why/<model>/<id>``).
@@ -550,22 +523,13 @@ class RemoteBackend:
             NotFound: no such model or object.
             RemoteError: no synchronizer runs in the core's process.
         """
-        protos = self._protos
-        try:
-            data = self._call(f"/{CORE_SERVICE}/Why", protos.message("WhyRequest")(model=model, id=id))
-        except grpc.RpcError as exc:
-            code, details, kind = status_details(exc)
-            if kind == NO_SYNCHRONIZER_KIND:  # not a SchemaConflict, though FAILED_PRECONDITION too
-                raise RemoteError(details, code) from None
-            raise_remote(exc, self.endpoint)
-            raise  # not reached
-        return why_from_message(protos.message("WhyResponse").FromString(data))
+        request = self._protos.message("WhyRequest")(model=model, id=id)
+        return why_from_message(self._core("Why", "WhyResponse", request))
 
     def login(self, username: str, password: str) -> str:
         """A bearer token for ``username``, for :class:`RemoteBackend` ``token=`` or grpcurl."""
-        protos = self._protos
-        data = self._core("Login", protos.message("LoginRequest")(username=username, password=password))
-        return str(protos.message("LoginResponse").FromString(data).token)
+        request = self._protos.message("LoginRequest")(username=username, password=password)
+        return str(self._core("Login", "LoginResponse", request).token)
 
     def close(self) -> None:
         """Stop every watch and close the channel."""

@@ -17,7 +17,6 @@ import math
 import socket
 import ssl
 import sys
-import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
@@ -34,6 +33,7 @@ from actors.store import (
 
 from ._auth import hash_password
 from ._client import RemoteBackend, Unavailable
+from ._webview import _when
 
 __all__ = [
     "CliError",
@@ -41,11 +41,9 @@ __all__ = [
     "login_command",
     "models_command",
     "objects_command",
-    "parse_assignment",
     "protos_command",
     "render_table",
     "status_command",
-    "tls_mismatch",
     "why_command",
 ]
 
@@ -62,13 +60,15 @@ class CliError(Exception):
 
 
 def _find_field(schema: Schema, model: str, name: str) -> FieldSpec | None:
-    return schema.fields(model).get(name) or schema.fields_by_column(model).get(name)
+    """``model``'s field ``name`` (or the one stored in column ``name``); ``None`` for ``id``."""
+    f = schema.fields(model).get(name) or schema.fields_by_column(model).get(name)
+    if f is None and name != "id":
+        raise CliError(f"model {model} has no field {name!r}")
+    return f
 
 
 def _typed(model: str, f: FieldSpec | None, name: str, raw: str) -> Any:
     kind = "link" if f is None or f.is_link else f.kind
-    if f is None and name != "id":
-        raise CliError(f"model {model} has no field {name!r}")
     text = raw.strip()
     if kind not in ("string", "text") and text.lower() in ("null", "none"):
         return None
@@ -107,8 +107,6 @@ def parse_assignment(schema: Schema, model: str, text: str) -> tuple[str, Any]:
         except json.JSONDecodeError as exc:
             raise CliError(f"{name}: invalid JSON value {raw!r}: {exc.msg}") from None
         f = _find_field(schema, model, name)
-        if f is None and name != "id":
-            raise CliError(f"model {model} has no field {name!r}")
         return (f.column if f is not None else name), value
     name, raw = text[:eq], text[eq + 1 :]
     f = _find_field(schema, model, name)
@@ -124,8 +122,6 @@ def _lookup(schema: Schema, model: str, text: str) -> Condition:
     if name == "pk":
         name = "id"
     f = _find_field(schema, model, name)
-    if f is None and name != "id":
-        raise CliError(f"model {model} has no field {name!r}")
     column = f.column if f is not None else "id"
     value: Any
     if op == "isnull":
@@ -173,18 +169,10 @@ def _vertical(row: Mapping[str, Any]) -> str:
 
 
 def _default_columns(schema: Schema, model: str) -> list[str]:
-    out = ["id"]
-    for f in schema.fields(model).values():
-        if (
-            f.options.get("bookkeeping_state")
-            or f.options.get("feedback_state")
-            or f.options.get("gui_hidden")
-        ):
-            continue
-        out.append(f.column)
-    if "backend_status" in schema.fields_by_column(model):
-        out.append("backend_status")
-    return out
+    hidden = ("bookkeeping_state", "feedback_state", "gui_hidden")
+    shown = [f.column for f in schema.fields(model).values() if not any(f.options.get(o) for o in hidden)]
+    status = ["backend_status"] if "backend_status" in schema.fields_by_column(model) else []
+    return ["id", *shown, *status]
 
 
 # -- commands ------------------------------------------------------------------------
@@ -290,11 +278,12 @@ def tls_mismatch(
     return None
 
 
-def _check_model(schema: Schema, model: str) -> None:
+def _check_model(schema: Schema, model: str, *, objects: bool = True) -> None:
+    """Raise unless ``schema`` has ``model`` (and, for ``objects``, it is not abstract)."""
     if model not in schema:
         known = ", ".join(sorted(s.name for s in schema.concrete()))
         raise CliError(f"unknown model {model!r} (models: {known})")
-    if schema[model].abstract:
+    if objects and schema[model].abstract:
         raise CliError(f"model {model} is abstract and has no objects")
 
 
@@ -307,10 +296,7 @@ def _print_rows(
     if args.fields:
         columns = []
         for name in args.fields.split(","):
-            name = name.strip()
-            f = _find_field(schema, model, name)
-            if f is None and name != "id":
-                raise CliError(f"model {model} has no field {name!r}")
+            f = _find_field(schema, model, name.strip())
             columns.append(f.column if f is not None else "id")
     elif args.all_fields:
         columns = ["id", *(f.column for f in schema.fields(model).values())]
@@ -377,38 +363,28 @@ def _field_info(f: FieldSpec) -> dict[str, Any]:
     }
 
 
+def _model_info(schema: Schema, model: str) -> dict[str, Any]:
+    spec = schema[model]
+    fields = [_field_info(f) for f in schema.fields(model).values()]
+    return {"name": spec.name, "bases": list(spec.bases), "abstract": spec.abstract, "fields": fields}
+
+
 def models_command(args: argparse.Namespace, out: IO[str]) -> int:
     """``models [MODEL]``: the core's models, or the fields of one."""
     with _connect(args) as backend:
         schema = backend.schema
         if args.model:
-            if args.model not in schema:
-                _check_model(schema, args.model)
-            fields = [_field_info(f) for f in schema.fields(args.model).values()]
+            _check_model(schema, args.model, objects=False)
+            data = _model_info(schema, args.model)
             if args.json:
-                spec = schema[args.model]
-                data = {
-                    "name": spec.name,
-                    "bases": list(spec.bases),
-                    "abstract": spec.abstract,
-                    "fields": fields,
-                }
                 out.write(json.dumps(data, indent=2, default=str) + "\n")
             else:
                 columns = ["name", "column", "kind", "modifier", "link", "default", "help_text"]
-                out.write(render_table(columns, fields) + "\n")
+                out.write(render_table(columns, data["fields"]) + "\n")
             return 0
         specs = [s for s in schema if args.abstract or not s.abstract]
         if args.json:
-            data_list = [
-                {
-                    "name": s.name,
-                    "bases": list(s.bases),
-                    "abstract": s.abstract,
-                    "fields": [_field_info(f) for f in schema.fields(s.name).values()],
-                }
-                for s in specs
-            ]
+            data_list = [_model_info(schema, s.name) for s in specs]
             out.write(json.dumps(data_list, indent=2, default=str) + "\n")
         else:
             rows = [
@@ -505,17 +481,10 @@ def status_command(args: argparse.Namespace, out: IO[str]) -> int:
     return 0
 
 
-def _when(until: float, now: float) -> str:
-    stamp = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(until))
-    return f"{stamp} (in {max(0.0, until - now):.0f} s)"
-
-
 def why_command(args: argparse.Namespace, out: IO[str]) -> int:
     """``why MODEL ID``: why the object is not enacted, in one line and its details (``Core/Why``)."""
     with _connect(args) as backend:
-        if args.model not in backend.schema:
-            known = ", ".join(sorted(s.name for s in backend.schema.concrete()))
-            raise CliError(f"unknown model {args.model!r} (models: {known})")
+        _check_model(backend.schema, args.model, objects=False)
         answer = backend.why(args.model, args.id)
         now = backend.now()
     if args.json:
@@ -524,7 +493,7 @@ def why_command(args: argparse.Namespace, out: IO[str]) -> int:
     out.write(f"{answer['reason']}: {answer['message']}\n")
     details: list[tuple[str, Any]] = [("step", answer["step"])]
     if answer["until"] is not None:
-        details.append(("until", _when(answer["until"], now)))
+        details.append(("until", f"{_when(answer['until'])} (in {max(0.0, answer['until'] - now):.0f} s)"))
     if answer["attempts"]:
         details.append(("attempts", answer["attempts"]))
     for i, error in enumerate(answer["errors"]):

@@ -18,7 +18,7 @@ from actors.store import NotFound, ValidationError, database_rejection
 
 from ._wire import ERROR_KEY, ApiError, ErrorKind, clip
 
-__all__ = ["Behavior", "method_handler", "parse", "status_of"]
+__all__ = ["Behavior", "method_handler", "parse"]
 
 log = get_logger("actors.api")
 

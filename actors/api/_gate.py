@@ -25,7 +25,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
 __all__ = ["MAX_PAUSE", "CallGate"]
 
@@ -71,9 +71,8 @@ class CallGate:
         self.clock = clock
         self._pause_event = threading.Event()  # never set: its wait() is the pause
         self.pause: Callable[[float], object] = pause or self._pause_event.wait
-        #: Writes that waited for the backlog, and the seconds they waited in total.
+        #: Writes that waited for the backlog.
         self.held = 0
-        self.held_seconds = 0.0
         #: Writes waiting for the backlog now.
         self.waiting = 0
         #: Calls that waited for the synchronizer's share, and the seconds they waited in total.
@@ -99,7 +98,6 @@ class CallGate:
             with self._count_lock:
                 self.waiting -= 1
                 self.held += 1
-                self.held_seconds += waited
         return waited
 
     def yield_share(self) -> float:
@@ -130,10 +128,7 @@ class CallGate:
         """A call's turn: a write first waits for the backlog, then any call for a free slot and its share."""
         if write:
             self.hold_write()
-        if self._slots is None:
-            yield from self._timed()
-            return
-        with self._slots:
+        with self._slots if self._slots is not None else nullcontext():
             yield from self._timed()
 
     def _timed(self) -> Iterator[None]:

@@ -31,8 +31,6 @@ __all__ = [
 
 #: The ``Why`` answer of a process where no synchronizer runs.
 NO_SYNCHRONIZER = "no synchronizer runs in this process"
-#: The error kind (``x-actors-error``) of that answer.
-NO_SYNCHRONIZER_KIND = "no-synchronizer"
 
 #: ``status() -> {"name", "state", "children": [...], "load_errors": [...]}``.
 StatusSource = Callable[[], Mapping[str, Any]]
@@ -40,6 +38,7 @@ StatusSource = Callable[[], Mapping[str, Any]]
 WhySource = Callable[[str, int], Mapping[str, Any]]
 
 _CHILD_FIELDS = ("name", "kind", "state", "restarts", "done", "failed", "queue_depth")
+_LOAD_ERROR_FIELDS = ("path", "step", "error")
 
 
 @dataclass
@@ -68,10 +67,7 @@ def status_message(protos: Protos, inspection: Inspection) -> Any:
         msg.detail_json = json.dumps(child.get("detail") or {}, default=str, sort_keys=True)
         children.append(msg)
     errors = [
-        error_cls(
-            path=str(e.get("path") or ""), step=str(e.get("step") or ""), error=str(e.get("error") or "")
-        )
-        for e in tree.get("load_errors", ())
+        error_cls(**{k: str(e.get(k) or "") for k in _LOAD_ERROR_FIELDS}) for e in tree.get("load_errors", ())
     ]
     return response(
         name=str(tree.get("name") or ""),
@@ -94,7 +90,7 @@ def why_message(protos: Protos, inspection: Inspection, request: Any) -> Any:
     if request.id < 1:
         raise ApiError(grpc.StatusCode.INVALID_ARGUMENT, f"object id {request.id}: expected 1 or more")
     if inspection.why is None:
-        raise ApiError(grpc.StatusCode.FAILED_PRECONDITION, NO_SYNCHRONIZER, NO_SYNCHRONIZER_KIND)
+        raise ApiError(grpc.StatusCode.FAILED_PRECONDITION, NO_SYNCHRONIZER, ErrorKind.NO_SYNCHRONIZER)
     try:
         answer = inspection.why(request.model, request.id)
     except LookupError as exc:
@@ -108,12 +104,9 @@ def why_message(protos: Protos, inspection: Inspection, request: Any) -> Any:
         attempts=int(answer.get("attempts") or 0),
         errors=[str(e) for e in answer.get("errors") or ()],
     )
-    if answer.get("step") is not None:
-        msg.step = str(answer["step"])
-    if answer.get("until") is not None:
-        msg.until = float(answer["until"])
-    if answer.get("owner") is not None:
-        msg.owner = int(answer["owner"])
+    for name, cast in (("step", str), ("until", float), ("owner", int)):  # optional: unset for None
+        if answer.get(name) is not None:
+            setattr(msg, name, cast(answer[name]))
     blocked = answer.get("blocked_by")
     if blocked:
         msg.blocked_by.model, msg.blocked_by.id = str(blocked[0]), int(blocked[1])
@@ -138,7 +131,7 @@ def status_from_message(msg: Any) -> dict[str, Any]:
         "kind": msg.kind,
         "state": msg.state,
         "children": children,
-        "load_errors": [{"path": e.path, "step": e.step, "error": e.error} for e in msg.load_errors],
+        "load_errors": [{k: getattr(e, k) for k in _LOAD_ERROR_FIELDS} for e in msg.load_errors],
     }
 
 

@@ -18,7 +18,7 @@ from actors.models import ModelSpec, Schema, SchemaError, XprotoSyntaxError, par
 from ._protos import Protos
 from ._wire import ApiError, ErrorKind
 
-__all__ = ["extension_problem", "merge_models", "merge_with_protos", "parse_files"]
+__all__ = ["merge_models", "parse_files"]
 
 log = get_logger("actors.api")
 
@@ -59,26 +59,19 @@ def extension_problem(old: ModelSpec, new: ModelSpec) -> str | None:
 
 
 def merge_models(
-    schema: Schema, specs: Iterable[ModelSpec], *, strict: bool = True
-) -> tuple[Schema, list[str]]:
-    """``schema`` with ``specs`` added: ``(new schema, names of models added or extended)``.
+    schema: Schema, specs: Iterable[ModelSpec], *, strict: bool
+) -> tuple[Schema, list[str], Protos | None]:
+    """``schema`` with ``specs`` added: ``(new schema, models added or extended, its descriptors)``.
 
     A model already in ``schema`` may be redeclared identically, or with more
     fields (same bases, same kind for every existing field). Anything else raises
     ``FAILED_PRECONDITION`` naming the model and field; with ``strict=False``
     such a declaration is skipped instead (and a narrower redeclaration is ignored).
+    The descriptors are ``None`` when nothing changed.
 
     Raises:
         ApiError: ``FAILED_PRECONDITION`` for a conflicting model or a schema that does not resolve.
     """
-    merged, changed, _protos = merge_with_protos(schema, specs, strict=strict)
-    return merged, changed
-
-
-def merge_with_protos(
-    schema: Schema, specs: Iterable[ModelSpec], *, strict: bool
-) -> tuple[Schema, list[str], Protos | None]:
-    """:func:`merge_models`, plus the descriptors of the new schema (``None`` when nothing changed)."""
     out = {spec.name: spec for spec in schema}
     changed: list[str] = []
     seen: dict[str, ModelSpec] = {}

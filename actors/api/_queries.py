@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import grpc
@@ -47,13 +46,6 @@ def _pending(req: Any, limit: int | None, offset: int) -> tuple[Query, Pending]:
     return Query(limit=limit), which
 
 
-def _lookup_fields(schema: Schema, model: str) -> tuple[Mapping[str, FieldSpec], Mapping[str, FieldSpec]]:
-    """``model``'s fields by name and by column (none for a model the schema lacks)."""
-    if model not in schema:
-        return {}, {}
-    return schema.fields(model), schema.fields_by_column(model)
-
-
 def _check_lookup(model: str, cond: Condition, f: FieldSpec | None) -> None:
     """Refuse lookups the database cannot run, with a message naming the field."""
     where = f"{model}.{cond.column}__{cond.op}"
@@ -77,7 +69,9 @@ def filter_query(schema: Schema, model: str, req: Any) -> tuple[Query, Pending |
     limit, offset = paging(req)
     if req.pending:
         return _pending(req, limit, offset)
-    fields, by_column = _lookup_fields(schema, model)
+    known = model in schema  # a model the schema lacks has no fields to check
+    fields = schema.fields(model) if known else {}
+    by_column = schema.fields_by_column(model) if known else {}
     conditions = []
     for group in (req.where, req.exclude):
         out = []

@@ -54,6 +54,8 @@ def raise_remote(exc: grpc.RpcError, endpoint: str) -> None:
         raise NotFound(details) from None
     if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
         raise AccessDenied(details, code) from None
+    if kind == ErrorKind.NO_SYNCHRONIZER:  # not a SchemaConflict, though FAILED_PRECONDITION too
+        raise RemoteError(details, code) from None
     if code == grpc.StatusCode.FAILED_PRECONDITION:
         raise SchemaConflict(details, code) from None
     if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):

@@ -23,21 +23,19 @@ from actors.observe import (
     NullMetrics,
     ObserveServer,
 )
-from actors.store import Store
+from actors.store import Store, UploadLog
 
 from ._auth import Authenticator
 from ._gate import CallGate
 from ._inspection import Inspection, StatusSource, WhySource
 from ._observe import MetricsInterceptor, ReadinessHealth
 from ._protos import Protos
-from ._service import ApiService, UploadLog
+from ._service import ApiService
 from ._webview import core_routes, http_authorizer
 from ._wire import read_pem
 
 __all__ = [
     "DEFAULT_ADDRESS",
-    "DEFAULT_MAX_MESSAGE_BYTES",
-    "REFLECTION_V1_SERVICE",
     "ApiServer",
     "check_address",
     "load_config_and_logging",
@@ -159,16 +157,8 @@ class _Reflection(reflection.ReflectionServicer):  # type: ignore[misc]  # grpc 
 
     @property
     def _service_names(self) -> tuple[str, ...]:
-        return tuple(
-            sorted(
-                [
-                    *self._api.protos.service_names,
-                    health.SERVICE_NAME,
-                    reflection.SERVICE_NAME,
-                    REFLECTION_V1_SERVICE,
-                ]
-            )
-        )
+        served = (health.SERVICE_NAME, reflection.SERVICE_NAME, REFLECTION_V1_SERVICE)
+        return tuple(sorted([*self._api.protos.service_names, *served]))
 
 
 class ApiServer:
@@ -237,8 +227,6 @@ class ApiServer:
                 authorize=http_authorizer(lambda: self.auth),
             )
             self.set_readiness(lambda: checks.ok("readyz"))
-        self.metrics = metrics
-        self.store = store
         self.tls = tls is not None
         self.service = ApiService(
             store,
@@ -312,10 +300,8 @@ class ApiServer:
         self.service.inspection = Inspection(status, why)
 
     def _set_health(self, protos: Protos) -> None:
-        serving = health_pb2.HealthCheckResponse.SERVING
-        self._health.set("", serving)
-        for name in protos.service_names:
-            self._health.set(name, serving)
+        for name in ("", *protos.service_names):  # "": the server as a whole
+            self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
 
     @property
     def protos(self) -> Protos:
@@ -345,10 +331,6 @@ class ApiServer:
             self.http.stop()
         log.info("API stopped", address=self.address)
 
-    def wait(self, timeout: float | None = None) -> bool:
-        """Block until :meth:`stop` (from another thread); ``False`` on timeout."""
-        return self._stopped.wait(timeout)
-
     def __enter__(self) -> ApiServer:
         return self.start()
 
@@ -356,23 +338,13 @@ class ApiServer:
         self.stop()
 
 
-def serve(
-    store: Store,
-    *,
-    address: str = DEFAULT_ADDRESS,
-    users: Sequence[ApiUser | Mapping[str, Any]] | None = None,
-    tls: Mapping[str, Any] | None = None,
-    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
-    **options: Any,
-) -> ApiServer:
+def serve(store: Store, **options: Any) -> ApiServer:
     """Start serving ``store`` over gRPC; returns the running :class:`ApiServer`.
 
     The arguments are those of :class:`ApiServer`; ``users``, ``tls`` and
     ``max_message_bytes`` come from the ``api`` configuration keys.
     """
-    return ApiServer(
-        store, address=address, users=users, tls=tls, max_message_bytes=max_message_bytes, **options
-    ).start()
+    return ApiServer(store, **options).start()
 
 
 def _store_answers(store: Store) -> None:

@@ -25,7 +25,7 @@ from ._auth import Authenticator, Principal
 from ._dispatch import Behavior, method_handler, parse
 from ._gate import CallGate
 from ._inspection import Inspection, status_message, why_message
-from ._merge import merge_models, merge_with_protos, parse_files
+from ._merge import merge_models, parse_files
 from ._protos import CORE_SERVICE, SERVICES_PACKAGE, ModelTypes, Protos
 from ._queries import filter_query, paging
 from ._watch import Watches
@@ -40,7 +40,7 @@ from ._wire import (
     write_options,
 )
 
-__all__ = ["ApiService", "UploadLog", "merge_models"]
+__all__ = ["ApiService"]
 
 log = get_logger("actors.api")
 
@@ -78,25 +78,26 @@ class ApiService(grpc.GenericRpcHandler):  # type: ignore[misc]  # grpc ships no
         self._schema_lock = threading.Lock()
         restored = self._restore_uploads(uploads) if uploads is not None else None
         self.protos = restored or Protos.from_schema(store.schema)
-        self._core: dict[str, tuple[Behavior, bool]] = {
-            "GetSchema": (self._get_schema, False),
-            "GetProtos": (self._get_protos, False),
-            "UploadModels": (self._upload_models, False),
-            "Login": (self._login, False),
-            "Now": (self._now, False),
-            "Watch": (self._core_watch, True),
-            "Status": (self._status, False),
-            "Why": (self._why, False),
+        #: The methods of ``Core`` and of every model service; ``Watch`` is the one stream of each.
+        self._core: dict[str, Behavior] = {
+            "GetSchema": self._get_schema,
+            "GetProtos": self._get_protos,
+            "UploadModels": self._upload_models,
+            "Login": self._login,
+            "Now": self._now,
+            "Watch": self._core_watch,
+            "Status": self._status,
+            "Why": self._why,
         }
-        self._model_methods: dict[str, tuple[ModelBehavior, bool]] = {
-            "List": (self._list, False),
-            "Get": (self._get, False),
-            "Create": (self._create, False),
-            "Update": (self._update, False),
-            "Delete": (self._delete, False),
-            "Filter": (self._filter, False),
-            "Count": (self._count, False),
-            "Watch": (self._model_watch, True),
+        self._model_methods: dict[str, ModelBehavior] = {
+            "List": self._list,
+            "Get": self._get,
+            "Create": self._create,
+            "Update": self._update,
+            "Delete": self._delete,
+            "Filter": self._filter,
+            "Count": self._count,
+            "Watch": self._model_watch,
         }
 
     def _restore_uploads(self, uploads: UploadLog) -> Protos | None:
@@ -107,7 +108,7 @@ class ApiService(grpc.GenericRpcHandler):  # type: ignore[misc]  # grpc ships no
         for name, content in uploads.files():
             try:
                 specs = parse_files([(name, content)])
-                schema, names, built = merge_with_protos(schema, specs, strict=False)
+                schema, names, built = merge_models(schema, specs, strict=False)
             except ApiError as exc:
                 log.warning("uploaded xproto file skipped", file=name, reason=exc.message)
                 continue
@@ -126,24 +127,14 @@ class ApiService(grpc.GenericRpcHandler):  # type: ignore[misc]  # grpc ships no
     def service(self, handler_call_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
         method: str = handler_call_details.method
         service, _, name = method.lstrip("/").partition("/")
-        if service == CORE_SERVICE:
-            entry = self._core.get(name)
-            if entry is None:
-                return None
-            core_fn, core_streaming = entry
+        streaming = name == "Watch"
+        if service == CORE_SERVICE and name in self._core:
             # A login's password check is slow on purpose: it does not hold up other calls.
             turn = nullcontext if name == "Login" else self.gate.turn
-            return method_handler(core_fn, core_streaming, turn=turn)
-        if service.startswith(SERVICES_PACKAGE + "."):
+            return method_handler(self._core[name], streaming, turn=turn)
+        if service.startswith(SERVICES_PACKAGE + ".") and name in self._model_methods:
             model = service[len(SERVICES_PACKAGE) + 1 :]
-            model_entry = self._model_methods.get(name)
-            if model_entry is None:
-                return None
-            fn, streaming = model_entry
-
-            def behavior(request: bytes, context: grpc.ServicerContext) -> Any:
-                return fn(model, request, context)
-
+            behavior = partial(self._model_methods[name], model)
             return method_handler(behavior, streaming, turn=partial(self.gate.turn, name in _WRITES))
         return None
 
@@ -177,6 +168,14 @@ class ApiService(grpc.GenericRpcHandler):  # type: ignore[misc]  # grpc ships no
         self._principal(context)
         protos, types = self._model(model, context)
         return protos, types, parse(protos.message(message), request)
+
+    def _core_request(
+        self, request: bytes, context: grpc.ServicerContext, message: str = "Empty"
+    ) -> tuple[Principal, Protos, Any]:
+        """Authenticate a ``Core`` call and parse its request (an ``api.proto`` ``message``)."""
+        principal = self._principal(context)
+        protos = self.protos
+        return principal, protos, parse(protos.message(message), request)
 
     # -- model methods --------------------------------------------------------
     def _list(self, model: str, request: bytes, context: grpc.ServicerContext) -> Any:
@@ -281,9 +280,7 @@ class ApiService(grpc.GenericRpcHandler):  # type: ignore[misc]  # grpc ships no
 
     # -- core methods ---------------------------------------------------------
     def _get_schema(self, request: bytes, context: grpc.ServicerContext) -> Any:
-        principal = self._principal(context)
-        protos = self.protos
-        parse(protos.message("Empty"), request)
+        principal, protos, _req = self._core_request(request, context)
         return protos.message("SchemaResponse")(
             version=protos.version,
             # Where the server keeps its files is for its administrators only.
@@ -292,9 +289,7 @@ class ApiService(grpc.GenericRpcHandler):  # type: ignore[misc]  # grpc ships no
         )
 
     def _get_protos(self, request: bytes, context: grpc.ServicerContext) -> Any:
-        self._principal(context)
-        protos = self.protos
-        parse(protos.message("Empty"), request)
+        _principal, protos, _req = self._core_request(request, context)
         file_cls = protos.message("ProtoFile")
         return protos.message("ProtoFiles")(
             files=[file_cls(name=name, content=text) for name, text in protos.proto_texts().items()]
@@ -313,9 +308,7 @@ class ApiService(grpc.GenericRpcHandler):  # type: ignore[misc]  # grpc ships no
         return protos.message("LoginResponse")(token=token, expires_at=expires, role=role)
 
     def _now(self, request: bytes, context: grpc.ServicerContext) -> Any:
-        self._principal(context)
-        protos = self.protos
-        parse(protos.message("Empty"), request)
+        _principal, protos, _req = self._core_request(request, context)
         return protos.message("NowResponse")(now=self.store.now(), last_seq=self.store.last_seq())
 
     def _upload_models(self, request: bytes, context: grpc.ServicerContext) -> Any:
@@ -332,7 +325,7 @@ class ApiService(grpc.GenericRpcHandler):  # type: ignore[misc]  # grpc ships no
             files.append((name, f.content))
         specs = parse_files(files)
         with self._schema_lock:
-            schema, changed, new_protos = merge_with_protos(self.store.schema, specs, strict=True)
+            schema, changed, new_protos = merge_models(self.store.schema, specs, strict=True)
             if new_protos is not None:
                 self.store.set_schema(schema)
             if self.uploads is not None:
@@ -347,18 +340,13 @@ class ApiService(grpc.GenericRpcHandler):  # type: ignore[misc]  # grpc ships no
             return self.protos.message("UploadResponse")(models=changed, version=self.protos.version)
 
     def _core_watch(self, request: bytes, context: grpc.ServicerContext) -> Iterator[bytes]:
-        self._principal(context)
-        protos = self.protos
-        req = parse(protos.message("WatchRequest"), request)
+        _principal, protos, req = self._core_request(request, context, "WatchRequest")
         return self.watches.stream(protos, req.since_seq, list(req.models), context)
 
     def _status(self, request: bytes, context: grpc.ServicerContext) -> Any:
-        self._principal(context)
-        protos = self.protos
-        parse(protos.message("Empty"), request)
+        _principal, protos, _req = self._core_request(request, context)
         return status_message(protos, self.inspection)
 
     def _why(self, request: bytes, context: grpc.ServicerContext) -> Any:
-        self._principal(context)
-        protos = self.protos
-        return why_message(protos, self.inspection, parse(protos.message("WhyRequest"), request))
+        _principal, protos, req = self._core_request(request, context, "WhyRequest")
+        return why_message(protos, self.inspection, req)

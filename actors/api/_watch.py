@@ -20,7 +20,7 @@ from actors.store import ChangeNotice, Store
 from ._protos import Protos
 from ._wire import notice_to_message
 
-__all__ = ["REPLAY_BATCH", "WATCH_QUEUE_LIMIT", "Watches"]
+__all__ = ["WATCH_QUEUE_LIMIT", "Watches"]
 
 #: Journal entries read per query when a watch replays.
 REPLAY_BATCH = 500
@@ -28,15 +28,8 @@ REPLAY_BATCH = 500
 WATCH_QUEUE_LIMIT = 10_000
 
 
-class _Wake:
-    """Put in a watcher's queue to wake it: the call ended or the queue overflowed."""
-
-    def __init__(self, reason: str) -> None:
-        self.reason = reason
-
-
-_CANCELLED = _Wake("cancelled")
-_OVERFLOW = _Wake("overflow")
+#: Put in a watcher's queue to wake it: the call ended, or the queue overflowed.
+_CANCELLED, _OVERFLOW = object(), object()
 
 
 class _Stream:

@@ -25,8 +25,6 @@ if TYPE_CHECKING:
     from ._auth import Authenticator
 
 __all__ = [
-    "CORE_NOTE",
-    "FAILED_SCAN",
     "PROBLEMS_LIMIT",
     "TIMELINE_LIMIT",
     "TIMELINE_NOTE",
@@ -38,7 +36,6 @@ __all__ = [
     "failed_rows",
     "http_authorizer",
     "object_args",
-    "register_of",
     "timeline",
 ]
 
@@ -308,25 +305,19 @@ def _core_problem(model: str, row: Mapping[str, Any], now: float) -> Problem:
     register = register_of(row)
     attempts = int(register.get("failures") or 0)
     next_run = register.get("next_run")
-    status = str(row.get("backend_status") or "") or None
-    policy = str(row.get("policy_status") or "").strip().splitlines()
     to_sync = row_is_pending(row, "sync_deleted" if row.get("deleted") else "sync")
     if to_sync and row.get("backend_code") in (1, 2):
+        status = str(row.get("backend_status") or "") or None
         until = float(next_run) if isinstance(next_run, int | float) and next_run > now else None
         reason = "backoff" if until else "failed"
         when = f"; tried again at {_when(until)}" if until else ""
         message = f"{model} {row['id']}: its last sync failed ({attempts} attempt(s)){when}"
         return Problem(model, int(row["id"]), None, reason, attempts, status, until, None, message)
+    policy = str(row.get("policy_status") or "").strip().splitlines()
+    last = policy[-1] if policy else None
+    message = f"{model} {row['id']}: its model policy failed"
     return Problem(
-        model,
-        int(row["id"]),
-        "policies",
-        "waiting_for_policy",
-        attempts,
-        policy[-1] if policy else None,
-        None,
-        None,
-        f"{model} {row['id']}: its model policy failed",
+        model, int(row["id"]), "policies", "waiting_for_policy", attempts, last, None, None, message
     )
 
 

@@ -21,8 +21,6 @@ __all__ = [
     "ErrorKind",
     "changes_to_message",
     "condition_from_message",
-    "condition_to_message",
-    "file_name_origin",
     "message_to_changes",
     "message_values",
     "notice_from_message",
@@ -59,6 +57,8 @@ class ErrorKind:
     AUTH = "auth"
     MALFORMED = "malformed"
     INTERNAL = "internal"
+    #: ``Core/Why`` of a process where no synchronizer runs.
+    NO_SYNCHRONIZER = "no-synchronizer"
 
 
 class ApiError(Exception):
@@ -108,8 +108,7 @@ def row_from_message(msg: Any, columns: Iterable[str]) -> dict[str, Any]:
 def changes_to_message(cls: Any, changes: Mapping[str, Any]) -> Any:
     """A ``<Model>Changes`` (or ``Write``) message: set fields plus ``null_fields``."""
     msg = cls()
-    obj_cls = msg.object.__class__
-    msg.object.CopyFrom(row_to_message(obj_cls, changes))
+    msg.object.CopyFrom(row_to_message(type(msg.object), changes))
     msg.null_fields.extend(sorted(c for c, v in changes.items() if v is None))
     return msg
 
