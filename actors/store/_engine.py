@@ -110,6 +110,9 @@ class Database:
         self.write_lock = threading.RLock()
         self._writer: sa.Connection | None = None
         self._writer_used = 0.0  # time.monotonic() when the kept write connection was last used
+        #: The backend pids of the kept PostgreSQL write connection (the one alive, or none):
+        #: the change listener knows this store's own commits by them (see ``PostgresListener``).
+        self.write_sessions: frozenset[int] = frozenset()
         #: SQLite's reads begin no transaction (see make_engine); PostgreSQL's run in autocommit.
         self._read_options: dict[str, Any] = {"actors_read": True}
         if self.dialect == "postgresql":
@@ -141,7 +144,12 @@ class Database:
             self._writer.close()
             self._writer = None
         if self._writer is None or self._writer.closed or self._writer.invalidated:
+            self.write_sessions = frozenset()
             self._writer = self.engine.connect().execution_options(actors_immediate=True)
+            if self.dialect == "postgresql":
+                dbapi = self._writer.connection.dbapi_connection
+                pid = getattr(getattr(dbapi, "info", None), "backend_pid", None)  # psycopg 3: no round trip
+                self.write_sessions = frozenset() if pid is None else frozenset({int(pid)})
         try:
             yield self._writer
         finally:
@@ -168,4 +176,5 @@ class Database:
             if self._writer is not None:
                 self._writer.close()
                 self._writer = None
+            self.write_sessions = frozenset()
         self.engine.dispose()

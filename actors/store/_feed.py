@@ -3,8 +3,9 @@
 On PostgreSQL a :class:`~actors.store._listen.PostgresListener` wakes the feed when any
 process commits; the feed publishes the entries it has not published itself, from the
 ``NOTIFY`` payloads or, when those are not all known, by reading the journal after its
-cursor. Sequence values can commit out of order (a writer takes its seq before it
-commits): a seq passed over is a *gap*, looked up again at each wake for a while.
+cursor. A wake by this store's own commits only reads nothing: the cursor moves past the
+seqs it published itself. Sequence values can commit out of order (a writer takes its seq
+before it commits): a seq passed over is a *gap*, looked up again at each wake for a while.
 """
 
 from __future__ import annotations
@@ -46,20 +47,26 @@ class ChangeFeed:
         self._seen_lock = threading.Lock()
         self._seen: set[int] = set()
         self._seen_order: deque[int] = deque()
+        self._seen_top = 0  # the highest seq published
 
     def listen(
         self,
         engine: sa.Engine,
         groups: Callable[[], frozenset[str]],
         on_members: Callable[[int | None, dict[str, frozenset[int]]], None],
+        own_sessions: Callable[[], frozenset[int]] = frozenset,
     ) -> None:
-        """Start the listener (once): other processes' writes, and the replicas of ``groups()``."""
+        """Start the listener (once): other processes' writes, and the replicas of ``groups()``.
+
+        ``own_sessions()``: the backend pids of this store's write connections, whose
+        ``NOTIFY`` s the listener leaves unread (see :meth:`catch_up`).
+        """
         if self._listener is None:
             with self._lock:
                 if self._listener is None:
                     self._cursor = self._journal.last_seq()
                     self._listener = PostgresListener(
-                        engine, self.catch_up, groups=groups, on_members=on_members
+                        engine, self.catch_up, groups=groups, on_members=on_members, own_sessions=own_sessions
                     )
 
     def stop(self) -> None:
@@ -78,10 +85,11 @@ class ChangeFeed:
                 for notice in notices:
                     self._seen.add(notice.seq)
                     self._seen_order.append(notice.seq)
+                    self._seen_top = max(self._seen_top, notice.seq)
                 while len(self._seen_order) > SEEN_KEEP:
                     self._seen.discard(self._seen_order.popleft())
 
-    def catch_up(self, delivered: list[ChangeNotice] | None = None) -> None:
+    def catch_up(self, delivered: list[ChangeNotice] | None = None, own: bool = False) -> None:
         """Publish the journal entries other processes wrote since the last look (PostgreSQL only).
 
         The cursor is the highest seq read, this process's own entries included, so a
@@ -89,14 +97,21 @@ class ChangeFeed:
         passed over is a gap, looked up again at each wake for :data:`GAP_SECONDS`.
         ``delivered``: the entries that committed since the last wake, as the listener
         got them (``NOTIFY`` payloads, in commit order); then nothing is read, and a gap
-        is filled when its own payload comes.
+        is filled when its own payload comes. ``own``: this store's own commits woke the
+        listener too (their entries it published itself, before each commit): the cursor
+        moves past the highest seq published, and the seqs it passes over that were not
+        published become gaps.
         """
         journal = self._journal.table
         with self._lock:
             if delivered is not None:
                 for notice in delivered:
                     self._gaps.pop(notice.seq, None)
-                self._advance(sorted(delivered, key=lambda n: n.seq), time.monotonic())
+                top = max((n.seq for n in delivered), default=0)
+                if own:
+                    with self._seen_lock:
+                        top = max(top, self._seen_top)
+                self._advance({n.seq for n in delivered}, top, time.monotonic())
                 self._publish(delivered)
                 return
             now = time.monotonic()
@@ -109,7 +124,7 @@ class ChangeFeed:
                 read = self._journal.read(where, CATCH_UP_BATCH)
                 for notice in read:
                     self._gaps.pop(notice.seq, None)
-                self._advance(read, now)
+                self._advance({n.seq for n in read}, read[-1].seq if read else 0, now)
                 fresh.extend(read)
                 if len(read) < CATCH_UP_BATCH:
                     break
@@ -127,12 +142,10 @@ class ChangeFeed:
         self.published(news)
         self._notifier.publish(news)
 
-    def _advance(self, read: list[ChangeNotice], now: float) -> None:
-        """Move the cursor to the last seq of ``read``; the seqs it skips that are not ours are gaps."""
-        if not read or read[-1].seq <= self._cursor:
+    def _advance(self, got: set[int], top: int, now: float) -> None:
+        """Move the cursor up to ``top``; the seqs it skips, neither in ``got`` nor published, are gaps."""
+        if top <= self._cursor:
             return
-        top = read[-1].seq
-        got = {n.seq for n in read}
         with self._seen_lock:
             for seq in range(max(self._cursor + 1, top - GAP_KEEP), top):
                 if seq not in got and seq not in self._seen:

@@ -5,7 +5,9 @@ entries it wrote as the payload: a trigger on the journal sends it from each ``I
 of entries (:func:`install_notify_trigger`), so it costs the writer no round trip of its
 own. A listener thread ``LISTEN``s and hands the store the
 entries that committed, in commit order, so the store publishes them without reading
-the journal (it reads it after a reconnect, or for a payload it cannot use). The
+the journal (it reads it after a reconnect, or for a payload it cannot use). A ``NOTIFY``
+sent by the store's own write connection (its backend pid) is not even parsed: the store
+published those entries itself. The
 same connection holds this process's *replica* lock, a session advisory lock, and
 reads every replica's lock from ``pg_locks``: the replicas alive right now, for
 spreading work (see ``Store.spread``). A process that dies loses its connection, so
@@ -43,10 +45,12 @@ log = get_logger("actors.store")
 #: The channel every write notifies (in its transaction, so only on commit).
 CHANNEL = "actors_changes"
 
-#: ``on_wake(notices)``: the journal entries that committed since the last wake, in
-#: commit order, or ``None`` when they are not all known (the first wake after a
-#: connect, or a writer whose payload did not carry them): then read the journal.
-WakeCallback = Callable[[list[ChangeNotice] | None], None]
+#: ``on_wake(notices, own)``: the journal entries other sessions committed since the last
+#: wake, in commit order, or ``None`` when they are not all known (the first wake after a
+#: connect, or a writer whose payload did not carry them): then read the journal. ``own``:
+#: some of the commits were this store's own writes (known by their session), whose
+#: entries it published itself and that the listener did not look at.
+WakeCallback = Callable[[list[ChangeNotice] | None, bool], None]
 
 #: ``on_members(me, members)``: this process's replica id (``None`` while it has no
 #: connection) and, for each group it is in, the ids of the replicas in that group.
@@ -151,7 +155,9 @@ class PostgresListener:
     takes part in, e.g. the sync steps it runs), the connection also holds one replica
     lock per group, keyed by its backend pid (so unique), and every ``members_poll``
     seconds the listener reads which replicas hold the locks of those groups, calling
-    ``on_members`` when that changed.
+    ``on_members`` when that changed. ``own_sessions()``: the backend pids of this
+    store's write connections; their ``NOTIFY`` s are left unread (the store published
+    those entries itself), so a wake of its own big batch (a ``null`` payload) reads no journal.
     """
 
     def __init__(
@@ -163,8 +169,10 @@ class PostgresListener:
         on_members: MembersCallback | None = None,
         poll: float = 1.0,
         members_poll: float = 0.5,
+        own_sessions: Callable[[], frozenset[int]] = frozenset,
     ) -> None:
         self._engine = engine
+        self._own_sessions = own_sessions
         self._on_wake = on_wake
         self._groups = groups
         self._on_members = on_members
@@ -189,7 +197,7 @@ class PostgresListener:
                 conn.execute(f"LISTEN {CHANNEL}")
                 schema_name = str(conn.execute("SELECT current_schema()").fetchone()[0])
                 replica = _Replica(conn, schema_name) if self._groups is not None else None
-                self._on_wake(None)  # whatever happened before we listened
+                self._on_wake(None, False)  # whatever happened before we listened
                 timeout = self._poll if replica is None else min(self._poll, self._members_poll)
                 next_look = 0.0
                 while not self._stopped.is_set():
@@ -197,11 +205,16 @@ class PostgresListener:
                     if burst:
                         # Drain the burst, then read the journal once.
                         burst.extend(conn.notifies(timeout=0.001))
+                        own_sessions = self._own_sessions()
                         notices: list[ChangeNotice] | None = []
+                        own = False
                         for notify in burst:
+                            if notify.pid in own_sessions:
+                                own = True  # published by this store already
+                                continue
                             carried = _notices(notify.payload, schema_name)
                             notices = None if carried is None or notices is None else notices + carried
-                        self._on_wake(notices)
+                        self._on_wake(notices, own)
                     if replica is not None and self._groups is not None and time.monotonic() >= next_look:
                         next_look = time.monotonic() + self._members_poll
                         self._report(replica.pid, replica.look(self._groups()))

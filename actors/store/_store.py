@@ -230,7 +230,9 @@ class Store:
 
     def _listen(self) -> None:
         if self.shared:
-            self._feed.listen(self.engine, self._replicas.wanted, self._replicas.on_members)
+            self._feed.listen(
+                self.engine, self._replicas.wanted, self._replicas.on_members, lambda: self._db.write_sessions
+            )
 
     def changes_since(self, seq: int, limit: int = 1000) -> list[ChangeNotice]:
         """Journal entries after ``seq``, oldest first (at most ``limit``)."""
