@@ -483,23 +483,32 @@ def pending_count(store: Store) -> int:
     return len(store.pending("MyModel", "sync"))
 
 
-def test_three_replica_processes_share_the_work_and_take_over_from_a_killed_one(postgres_url, tmp_path):
-    # 4,000 keeps this test at 30-60 s on a loaded 2-core machine; with 10,000 it passes in 80 s.
-    n = 4000
+def _kill_one_replica(
+    postgres_url: str,
+    tmp_path: Path,
+    n: int,
+    waits: list[float],
+    *,
+    k: int = 1,
+    progress: int,
+    timeout: float,
+) -> tuple[dict[int, list[tuple[int, int, float, float]]], list[Replica], int, float]:
+    """Replicas (one per ``waits``, the first the victim) sync ``n`` objects; the victim is killed in one.
+
+    Killed once it has written ``progress`` log lines, in the middle of a ``sync_record``.
+    Returns every sync by object id, the replicas, the object the victim held and when it
+    was killed; asserts that no object was lost and none was in two handlers at once.
+    """
     with postgres_database(postgres_url) as url:
         store = Store(url, make_store().schema)
         try:
             insert_dirty(store, n)
-            # The victim's backend calls take longer, so a kill is likely to land inside one.
-            replicas = [Replica(url, tmp_path / f"r{i}.log", 0.02 if i == 0 else 0.002) for i in range(3)]
+            replicas = [Replica(url, tmp_path / f"r{i}.log", wait, k=k) for i, wait in enumerate(waits)]
             try:
                 for r in replicas:
                     r.wait_ready()
                 victim = replicas[0]
-                # Kill the victim in the middle of a sync, once the work is under way: after its
-                # first 100 syncs (2 s of its calls), long before the fast replicas, syncing their
-                # share and then whatever the victim has not claimed, have left it nothing to do.
-                wait_for(lambda: len(victim.lines()) > 200, timeout=60, description="progress")
+                wait_for(lambda: len(victim.lines()) > progress, timeout=60, description="progress")
                 held = wait_for(
                     lambda: (lambda ls: ls and ls[-1][0] == "b" and int(ls[-1][1]))(victim.lines()),
                     timeout=10,
@@ -509,8 +518,7 @@ def test_three_replica_processes_share_the_work_and_take_over_from_a_killed_one(
                 victim.process.send_signal(signal.SIGKILL)
                 victim.process.wait()
                 killed_at = time.time()
-                # Two survivors' 3,000-odd syncs: over 2 minutes on a 2-core machine loaded by other work.
-                wait_for(lambda: pending_count(store) == 0, timeout=240, description="every object enacted")
+                wait_for(lambda: pending_count(store) == 0, timeout=timeout, description="all enacted")
             finally:
                 for r in replicas:
                     r.stop()
@@ -531,8 +539,22 @@ def test_three_replica_processes_share_the_work_and_take_over_from_a_killed_one(
     # The object the victim held is taken over once its claim is released, not behind the backlog.
     others = sorted(s[2] for s in by_id[held] if s[1] != victim.process.pid)
     assert others and others[0] - killed_at < 3.0, (held, others, killed_at)
+    return by_id, replicas, held, killed_at
+
+
+def test_three_replica_processes_share_the_work_and_take_over_from_a_killed_one(postgres_url, tmp_path):
+    # 4,000 keeps this test at 30-60 s on a loaded 2-core machine; with 10,000 it passes in 80 s.
+    n = 4000
+    # The victim's backend calls take longer, so a kill is likely to land inside one. It is
+    # killed once the work is under way: after its first 100 syncs (2 s of its calls), long
+    # before the fast replicas, syncing their share and then whatever the victim has not
+    # claimed, have left it nothing to do. The two survivors' 3,000-odd syncs take over 2
+    # minutes on a 2-core machine loaded by other work.
+    by_id, replicas, _, _ = _kill_one_replica(
+        postgres_url, tmp_path, n, [0.02, 0.002, 0.002], progress=200, timeout=240
+    )
     # The work was spread: each survivor synced a fair share, and almost nothing twice.
-    counts = Counter(s[1] for s in all_syncs)
+    counts = Counter(s[1] for runs in by_id.values() for s in runs)
     assert all(counts[r.process.pid] > n / 5 for r in replicas[1:]), counts
     twice = [id_ for id_, runs in by_id.items() if len(runs) > 1]
     assert len(twice) <= 3, twice
@@ -540,46 +562,9 @@ def test_three_replica_processes_share_the_work_and_take_over_from_a_killed_one(
 
 def test_replica_processes_with_8_workers_take_over_a_killed_ones_claims(postgres_url, tmp_path):
     """The victim's step actor holds its workers' claims on its claim connection: SIGKILLed, they go."""
-    n = 1500
-    with postgres_database(postgres_url) as url:
-        store = Store(url, make_store().schema)
-        try:
-            insert_dirty(store, n)
-            replicas = [Replica(url, tmp_path / f"r{i}.log", 0.02 / (1 + 3 * i), k=8) for i in range(2)]
-            try:
-                for r in replicas:
-                    r.wait_ready()
-                victim = replicas[0]
-                wait_for(lambda: len(victim.lines()) > 100, timeout=60, description="progress")
-                held = wait_for(
-                    lambda: (lambda ls: ls and ls[-1][0] == "b" and int(ls[-1][1]))(victim.lines()),
-                    timeout=10,
-                    interval=0.001,
-                    description="the victim inside sync_record",
-                )
-                victim.process.send_signal(signal.SIGKILL)
-                victim.process.wait()
-                killed_at = time.time()
-                wait_for(lambda: pending_count(store) == 0, timeout=120, description="every object enacted")
-            finally:
-                for r in replicas:
-                    r.stop()
-            all_syncs = [s for r in replicas for s in syncs(r.lines(), killed_at)]
-        finally:
-            store.close()
-    by_id: dict[int, list[tuple[int, int, float, float]]] = {}
-    for s in all_syncs:
-        by_id.setdefault(s[0], []).append(s)
-    assert len(by_id) == n  # 0 lost
-    overlaps = [
-        id_
-        for id_, runs in by_id.items()
-        for a, b in zip(sorted(runs, key=lambda s: s[2]), sorted(runs, key=lambda s: s[2])[1:], strict=False)
-        if b[2] < a[3]
-    ]
-    assert overlaps == []
-    others = sorted(s[2] for s in by_id[held] if s[1] != victim.process.pid)
-    assert others and others[0] - killed_at < 3.0, (held, others, killed_at)
+    by_id, _, _, _ = _kill_one_replica(
+        postgres_url, tmp_path, 1500, [0.02, 0.005], k=8, progress=100, timeout=120
+    )
     # Synced twice: at most the victim's objects in flight or not yet committed when it died.
     twice = [id_ for id_, runs in by_id.items() if len(runs) > 1]
     assert len(twice) <= 80, twice
