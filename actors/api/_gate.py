@@ -8,9 +8,12 @@ its share back in three ways:
 
 * at most ``max_concurrent`` unary calls run their handler at once;
 * *fair share*: while the synchronizer has objects ready to sync (:attr:`backlog`
-  above 0), the calls run at most ``1 - sync_share`` of the time: a call that ran
-  ``d`` seconds makes the next one wait ``d * sync_share / (1 - sync_share)``
-  seconds (at most :data:`MAX_PAUSE`). gRPC's per-call work (receiving the request,
+  above 0), the calls take at most ``1 - sync_share`` of the interpreter: a call whose
+  handler thread ran ``d`` seconds of CPU time makes the next one wait
+  ``d * sync_share / (1 - sync_share)`` seconds (at most :data:`MAX_PAUSE`). CPU
+  time, not wall time: a call waiting for the store's write lock or for the
+  interpreter takes nothing from the synchronizer meanwhile, and calls running at
+  once each count the time they used. gRPC's per-call work (receiving the request,
   sending the answer, the handler threads waking) follows the calls' rate, so it
   shrinks with them. With nothing to sync the calls run back to back;
 * a write (create, update, delete) waits while the backlog is at or above
@@ -47,6 +50,7 @@ class CallGate:
         sync_share: the share of the time left to the synchronizer while ``backlog()`` is
             above 0, from 0 (none: calls run back to back) to below 1.
         clock: monotonic seconds (injectable for tests).
+        cpu: the calling thread's CPU seconds, what a call's handler used (injectable for tests).
         pause: waits the given seconds (injectable for tests).
     """
 
@@ -59,6 +63,7 @@ class CallGate:
         max_wait: float = 1.0,
         sync_share: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
+        cpu: Callable[[], float] = time.thread_time,
         pause: Callable[[float], object] | None = None,
     ) -> None:
         if not 0.0 <= sync_share < 1.0:
@@ -69,6 +74,7 @@ class CallGate:
         self.max_wait = max_wait
         self.sync_share = sync_share
         self.clock = clock
+        self.cpu = cpu
         self._pause_event = threading.Event()  # never set: its wait() is the pause
         self.pause: Callable[[float], object] = pause or self._pause_event.wait
         #: Writes that waited for the backlog.
@@ -115,11 +121,11 @@ class CallGate:
         return wait
 
     def _ran(self, began: float) -> None:
-        """A call's handler ran from ``began`` to now: the next call waits in proportion."""
+        """A call's handler used the CPU time since ``began``: the next call waits in proportion."""
         if self.sync_share <= 0:
             return
+        owed = (self.cpu() - began) * self.sync_share / (1.0 - self.sync_share)
         now = self.clock()
-        owed = (now - began) * self.sync_share / (1.0 - self.sync_share)
         with self._count_lock:
             self._resume_at = min(max(self._resume_at, now) + owed, now + MAX_PAUSE)
 
@@ -133,7 +139,7 @@ class CallGate:
 
     def _timed(self) -> Iterator[None]:
         self.yield_share()
-        began = self.clock()
+        began = self.cpu()
         try:
             yield
         finally:

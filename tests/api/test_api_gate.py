@@ -90,7 +90,9 @@ def _call(gate: CallGate, time: _Time, runs: float, write: bool = False) -> None
 @pytest.mark.parametrize("share, expected", [(0.5, 0.010), (0.75, 0.030), (0.2, 0.0025)])
 def test_a_call_leaves_the_synchronizer_its_share_while_it_has_work(share: float, expected: float) -> None:
     time = _Time()
-    gate = CallGate(1, backlog=lambda: 5, sync_share=share, clock=time.clock, pause=time.pause)
+    gate = CallGate(
+        1, backlog=lambda: 5, sync_share=share, clock=time.clock, cpu=time.clock, pause=time.pause
+    )
     _call(gate, time, 0.010)
     assert time.pauses == []  # the first call runs at once
     _call(gate, time, 0.010, write=True)
@@ -99,10 +101,24 @@ def test_a_call_leaves_the_synchronizer_its_share_while_it_has_work(share: float
     assert (gate.yielded, gate.yielded_seconds) == (2, pytest.approx(2 * expected))
 
 
+def test_a_call_owes_the_cpu_time_it_used_not_the_time_it_waited() -> None:
+    """A call that waited 100 ms (for the write lock, the interpreter) and ran 1 ms owes 1 ms (share 0.5)."""
+    time = _Time()
+    cpu = [0.0]
+    gate = CallGate(backlog=lambda: 5, sync_share=0.5, clock=time.clock, cpu=lambda: cpu[0], pause=time.pause)
+    with gate.turn(write=True):
+        time.now += 0.100
+        cpu[0] += 0.001
+    _call(gate, time, 0.010)
+    assert time.pauses == [pytest.approx(0.001)]
+
+
 def test_no_wait_for_the_share_once_the_time_has_passed_or_without_work() -> None:
     time = _Time()
     backlog = [5]
-    gate = CallGate(backlog=lambda: backlog[0], sync_share=0.5, clock=time.clock, pause=time.pause)
+    gate = CallGate(
+        backlog=lambda: backlog[0], sync_share=0.5, clock=time.clock, cpu=time.clock, pause=time.pause
+    )
     _call(gate, time, 0.010)
     time.now += 0.010  # the synchronizer's share went by while no call came
     _call(gate, time, 0.010)
@@ -114,7 +130,7 @@ def test_no_wait_for_the_share_once_the_time_has_passed_or_without_work() -> Non
 
 def test_the_wait_for_the_share_is_bounded() -> None:
     time = _Time()
-    gate = CallGate(backlog=lambda: 5, sync_share=0.9, clock=time.clock, pause=time.pause)
+    gate = CallGate(backlog=lambda: 5, sync_share=0.9, clock=time.clock, cpu=time.clock, pause=time.pause)
     _call(gate, time, 30.0)  # a long call (an upload, a big List)
     _call(gate, time, 0.001)
     assert time.pauses == [MAX_PAUSE]
@@ -123,7 +139,7 @@ def test_the_wait_for_the_share_is_bounded() -> None:
 def test_without_a_share_the_backlog_is_not_read_for_the_share() -> None:
     time = _Time()
     backlog = _Steps(5)
-    gate = CallGate(backlog=backlog, sync_share=0.0, clock=time.clock, pause=time.pause)
+    gate = CallGate(backlog=backlog, sync_share=0.0, clock=time.clock, cpu=time.clock, pause=time.pause)
     _call(gate, time, 0.010)
     _call(gate, time, 0.010)
     assert (backlog.reads, time.pauses) == (0, [])
