@@ -334,7 +334,7 @@ class FakeWorker(pykka.ThreadingActor):
     lock = threading.Lock()
     take_tickets = True
 
-    def __init__(self, ctx: Any, factory: Any, slot: int, custom_fetch: bool) -> None:
+    def __init__(self, ctx: Any, factory: Any, slot: int) -> None:
         super().__init__()
         self.slot = slot
 
@@ -574,7 +574,7 @@ def test_a_worker_that_finds_its_ticket_taken_answers_withdrawn_and_runs_nothing
 
     ctx = make_ctx(store, name="Step")
     inbox = Recorder.start()
-    worker = SyncWorker.start(ctx, factory(Step), 3, False)
+    worker = SyncWorker.start(ctx, factory(Step), 3)
     try:
         row = store.get("MyModel", obj.id)
         taken = threading.Lock()
@@ -810,7 +810,7 @@ def test_a_worker_on_postgresql_runs_under_the_actors_claim_and_neither_claims_n
     claim_statements(store, counts)
     ctx = make_ctx(store, name="Step")
     inbox = Recorder.start()
-    worker = SyncWorker.start(ctx, factory(Step), 1, False)
+    worker = SyncWorker.start(ctx, factory(Step), 1)
     try:
         assert store.claim_many("MyModel", [obj.id]) == [obj.id]  # as the step actor does
         claim = HeldClaim("MyModel", obj.id)
@@ -844,7 +844,7 @@ def test_a_worker_on_postgresql_lets_go_the_claim_of_a_work_it_will_not_run(pg_p
 
     ctx = make_ctx(store, name="Step")
     inbox = Recorder.start()
-    worker = SyncWorker.start(ctx, factory(Step), 1, False)
+    worker = SyncWorker.start(ctx, factory(Step), 1)
     try:
         assert store.claim_many("MyModel", [obj.id]) == [obj.id]
         claim = HeldClaim("MyModel", obj.id)
@@ -872,7 +872,7 @@ def test_a_worker_on_postgresql_whose_step_is_replaced_writes_its_status_then_le
 
     ctx = make_ctx(store, name="Step")
     inbox = Recorder.start()
-    worker = SyncWorker.start(ctx, factory(Step), 1, False)
+    worker = SyncWorker.start(ctx, factory(Step), 1)
     try:
         assert store.claim_many("MyModel", [obj.id]) == [obj.id]
         claim = HeldClaim("MyModel", obj.id)

@@ -157,11 +157,10 @@ class SyncWorker(ChildActor):
 
     kind = "sync-worker"
 
-    def __init__(self, ctx: ChildContext, factory: StepFactory, slot: int, custom_fetch: bool) -> None:
+    def __init__(self, ctx: ChildContext, factory: StepFactory, slot: int) -> None:
         super().__init__(ctx)
         self.factory = factory
         self.slot = slot
-        self.custom_fetch = custom_fetch
         self.step: Any = None
         self.log = self.log.bind(worker=slot)
         self.handlers[Work] = self.on_work

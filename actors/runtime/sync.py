@@ -115,7 +115,7 @@ class SyncStepActor(WorkerSlots):
     def on_start(self) -> None:
         if self.limits.concurrency > 1:
             self.workers = [
-                self.worker_class.start(self.ctx, self.factory, slot, self.custom_fetch)
+                self.worker_class.start(self.ctx, self.factory, slot)
                 for slot in range(1, self.limits.concurrency + 1)
             ]
             self.load = [0] * len(self.workers)
