@@ -280,6 +280,14 @@ def object_args(args: list[str], route: str) -> tuple[str, int]:
     return model, int(text)
 
 
+def problem_args(args: list[str]) -> tuple[str | None, str | None]:
+    """``(model, step)`` of ``/problems[/<model>[/<step>]]``, ``None`` if left out (``_``: any model)."""
+    if len(args) > 2:
+        raise ValueError("expected /problems, /problems/<model> or /problems/<model>/<step>")
+    model = args[0] if args and args[0] != "_" else None
+    return model, args[1] if len(args) > 1 else None
+
+
 def http_authorizer(auth: Callable[[], Authenticator]) -> Callable[[str | None, str], str | None]:
     """The ``authorize`` of an :class:`~actors.observe.ObserveServer`: the API's check of credentials.
 
@@ -344,10 +352,7 @@ def core_routes(store: Store, name: str = "core") -> dict[str, Callable[[list[st
         }
 
     def problem_rows(args: list[str]) -> Any:
-        if len(args) > 2:
-            raise ValueError("expected /problems, /problems/<model> or /problems/<model>/<step>")
-        model = args[0] if args and args[0] != "_" else None
-        step = args[1] if len(args) > 1 else None
+        model, step = problem_args(args)
         names = [m.name for m in store.schema.concrete()]
         now = time.time()
         rows: list[Problem] = []

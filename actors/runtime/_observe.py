@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from actors.api._webview import http_authorizer, object_args
+from actors.api._webview import http_authorizer, object_args, problem_args
 from actors.observe import NULL_METRICS, Health, Metrics, NullMetrics, ObserveServer, http_settings
 
 from ._inspect import Rates, event_partitions, object_counts, object_page, problems, status_tree, why
@@ -121,18 +121,11 @@ def web_routes(sync: Synchronizer) -> dict[str, Any]:
             "dead_letters": dead,
         }
 
-    def problem_rows(args: list[str]) -> Any:
-        if len(args) > 2:
-            raise ValueError("expected /problems, /problems/<model> or /problems/<model>/<step>")
-        model = args[0] if args and args[0] != "_" else None
-        step = args[1] if len(args) > 1 else None
-        return problems(sync, model, step)
-
     return {
         "status": status,
         "why": lambda args: why(sync, *object_args(args, "why")),
         "live": live,
-        "problems": problem_rows,
+        "problems": lambda args: problems(sync, *problem_args(args)),
         "object": lambda args: object_page(sync, *object_args(args, "object")),
     }
 
