@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from actors.store import ChangeNotice, Condition, Query, Store, register_of, row_is_pending
+from actors.store import BackendCode, ChangeNotice, Condition, Query, Store, register_of, row_is_pending
 
 from ._inspection import NO_SYNCHRONIZER
 
@@ -131,12 +131,12 @@ def explain_status(row: Mapping[str, Any]) -> list[dict[str, Any]]:
     g = row.get
     register = register_of(row)
     code = g("backend_code")
-    codes = {
-        0: "not synced yet (or deferred by its step)",
-        1: "its last sync succeeded"
+    codes: dict[int, str] = {
+        BackendCode.PENDING: "not synced yet (or deferred by its step)",
+        BackendCode.OK: "its last sync succeeded"
         if g("backend_status") in ("OK", None, "")
         else "its last sync failed with an innocuous error (retried, counted apart from errors)",
-        2: "its last sync failed (or an object it depends on failed)",
+        BackendCode.ERROR: "its last sync failed (or an object it depends on failed)",
     }
     failures = int(register.get("failures") or 0)
     pending = row_is_pending(row, "sync")
@@ -246,9 +246,9 @@ def failed_rows(
     """
     found: dict[tuple[str, int], tuple[str, dict[str, Any]]] = {}
     failed = (
-        Query(where=(Condition("backend_code", "eq", 2),), limit=FAILED_SCAN),
+        Query(where=(Condition("backend_code", "eq", BackendCode.ERROR.value),), limit=FAILED_SCAN),
         Query(
-            where=(Condition("backend_code", "eq", 1),),
+            where=(Condition("backend_code", "eq", BackendCode.OK.value),),
             exclude=(Condition("backend_status", "eq", "OK"),),
             limit=FAILED_SCAN,
         ),
@@ -314,7 +314,7 @@ def _core_problem(model: str, row: Mapping[str, Any], now: float) -> Problem:
     attempts = int(register.get("failures") or 0)
     next_run = register.get("next_run")
     to_sync = row_is_pending(row, "sync_deleted" if row.get("deleted") else "sync")
-    if to_sync and row.get("backend_code") in (1, 2):
+    if to_sync and row.get("backend_code") in (BackendCode.OK, BackendCode.ERROR):
         status = str(row.get("backend_status") or "") or None
         until = float(next_run) if isinstance(next_run, int | float) and next_run > now else None
         reason = "backoff" if until else "failed"

@@ -27,7 +27,7 @@ from actors.api._webview import (
     failed_rows,
     timeline,
 )
-from actors.store import Condition, Pending, Query, register_of, row_is_pending
+from actors.store import BackendCode, Condition, Pending, Query, register_of, row_is_pending
 
 from ._deps import Dependencies
 from ._status import SEPARATOR
@@ -207,7 +207,7 @@ def why(sync: Synchronizer, model: str, id: int) -> Why:
         what = "the delete of" if row.get("deleted") else "the sync of"
         failed = (
             f" (which failed: {other_row.get('backend_status')})"
-            if other_row.get("backend_code") == 2
+            if other_row.get("backend_code") == BackendCode.ERROR
             else ""
         )
         return Why(
@@ -257,8 +257,8 @@ def object_counts(sync: Synchronizer) -> dict[tuple[str, str], int]:
         pending = backend.pending(model, Pending.SYNC)
         for row in pending:
             failures = register_of(row).get("failures")
-            code = row.get("backend_code")
-            states["error" if failures and code in (1, 2) else "deferred" if failures else "pending"] += 1
+            failed = row.get("backend_code") in (BackendCode.OK, BackendCode.ERROR)
+            states["error" if failures and failed else "deferred" if failures else "pending"] += 1
         synced = backend.count(
             model, Query(where=(Condition("deleted", "eq", False), Condition("enacted", "isnull", False)))
         )
@@ -388,7 +388,7 @@ def problems(sync: Synchronizer, model: str | None = None, step: str | None = No
             blocker = answer.message
         policy_error = str(row.get("policy_status") or "").strip().splitlines()
         last = answer.errors[-1] if answer.errors else None
-        if last is None and row.get("backend_code") == 2:
+        if last is None and row.get("backend_code") == BackendCode.ERROR:
             last = str(row.get("backend_status") or "") or None
         if last is None and row.get("policy_code") == 2 and policy_error:
             last = policy_error[-1]

@@ -6,16 +6,14 @@ import json
 import os
 import traceback
 from collections.abc import Mapping
-from enum import IntEnum
 from typing import Any
 
 from actors.steps import DeferredException, InnocuousException
-from actors.store import register_of
+from actors.store import BackendCode, register_of
 
 __all__ = [
     "BACKOFF_CAP",
     "DEFERRED_RETRY",
-    "BackendCode",
     "blocked_fields",
     "error_text",
     "failure_fields",
@@ -35,17 +33,6 @@ INNOCUOUS_STEP = 60.0
 ERROR_STEP = 600.0
 #: Frames of files under this folder are the framework's, not the policy's.
 _PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
-
-
-class BackendCode(IntEnum):
-    """``backend_code`` as stored (the original's values): how the last sync of the object went."""
-
-    #: Not synced yet, or deferred (waiting for something else: not an error).
-    PENDING = 0
-    #: Synced, or failed with an innocuous error.
-    OK = 1
-    #: Failed (or blocked by a failed dependency).
-    ERROR = 2
 
 
 def xos_backoff(failures: int, exponent: int, innocuous: bool) -> float:

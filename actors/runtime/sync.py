@@ -39,14 +39,14 @@ import pykka
 from actors._backoff import Backoff
 from actors.orm import ModelAccessor, ORMWrapper, row_of
 from actors.steps import StepFactory, SyncStep
-from actors.store import NotFound, Pending, Row, as_dict, register_of
+from actors.store import BackendCode, NotFound, Pending, Row, as_dict, register_of
 
 from ._child import ChildContext, StepExit
 from ._deps import Dependencies, Key
 from ._queue import Item
 from ._ratelimit import TokenBucket
 from ._settings import RuntimeSettings
-from ._status import BackendCode, blocked_fields
+from ._status import blocked_fields
 from ._sync_slots import WorkerSlots
 from ._workers import SHARED, SyncWorker, execute, still_pending
 from .messages import Drain, RateReady, Resync, Withdraw, WorkDone

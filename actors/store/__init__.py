@@ -6,13 +6,14 @@ from ._notices import ChangeNotice, Unsubscribe
 from ._pending import pending_condition, row_is_pending
 from ._query import OPERATORS, Caller, Condition, Pending, Query, WriteContext, parse_lookup
 from ._rejections import database_rejection
-from ._rows import Record, Row, as_dict, register_of
+from ._rows import BackendCode, Record, Row, as_dict, register_of
 from ._store import Store
 from ._uploads import UploadLog
 from ._values import check_column, check_id, check_value
 
 __all__ = [
     "OPERATORS",
+    "BackendCode",
     "Caller",
     "ChangeNotice",
     "Condition",

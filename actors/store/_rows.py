@@ -13,14 +13,26 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from enum import IntEnum
 from typing import Any
 
 import sqlalchemy as sa
 
-__all__ = ["Layout", "Record", "Row", "as_dict", "fetch_records", "register_of"]
+__all__ = ["BackendCode", "Layout", "Record", "Row", "as_dict", "fetch_records", "register_of"]
 
 #: What every read of the store returns for one object: column name -> value.
 Row = Mapping[str, Any]
+
+
+class BackendCode(IntEnum):
+    """``backend_code`` as stored (the original's values): how the last sync of the object went."""
+
+    #: Not synced yet, or deferred (waiting for something else: not an error).
+    PENDING = 0
+    #: Synced, or failed with an innocuous error.
+    OK = 1
+    #: Failed (or blocked by a failed dependency).
+    ERROR = 2
 
 
 def register_of(row: Row) -> dict[str, Any]:

@@ -7,6 +7,8 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
+from actors.store import BackendCode
+
 from ._bus import BusRecord, DeadLetter, dead_letter_of, encode_value
 from ._driving import Driver, SynchronizerTestError
 from ._record import Call, Fault, LogLine
@@ -160,7 +162,7 @@ class SyncHarness(Driver):
         """The object's sync failed (``backend_code`` 2), its ``backend_status`` searched by ``match``."""
         row = self.row(obj)
         status = str(row.get("backend_status") or "")
-        if row.get("backend_code") != 2:
+        if row.get("backend_code") != BackendCode.ERROR:
             raise SynchronizerTestError(
                 f"{_name(obj)} did not fail "
                 f"(backend_code {row.get('backend_code')}, backend_status {status!r})"
@@ -183,7 +185,7 @@ class SyncHarness(Driver):
             raise SynchronizerTestError(f"{_name(obj)} cannot be blocked by {_name(by)}: it is enacted")
         status = str(row.get("backend_status") or "")
         by_model, by_id = _identify(by)
-        if other.get("backend_code") == 2 and f"in model {by_model} id {by_id}" not in status:
+        if other.get("backend_code") == BackendCode.ERROR and f"in model {by_model} id {by_id}" not in status:
             raise SynchronizerTestError(
                 f"{_name(obj)}: backend_status {status!r} does not name the failed {_name(by)}"
             )
