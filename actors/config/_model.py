@@ -25,6 +25,7 @@ from actors._logging_default import DEFAULT_LOGGING
 from ._checks import (
     ADDRESS,
     KAFKA_ENDPOINT,
+    URL,
     absolute,
     check_graph,
     check_kafka_options,
@@ -212,9 +213,7 @@ class Accessor(Section):
 class Store(Section):
     """``store``: the database of the embedded core."""
 
-    url: Annotated[
-        str | None, *says('a SQLAlchemy database URL such as "sqlite:///data/actors.db"', min_length=1)
-    ] = None
+    url: Annotated[str | None, *says(URL, min_length=1)] = None
     """SQLAlchemy URL (default sqlite:///<data_dir>/actors.db; relative SQLite paths are resolved)."""
 
 
