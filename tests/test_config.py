@@ -535,6 +535,30 @@ def test_an_accessor_with_an_endpoint_and_no_kind_is_grpcapi(workdir: Path) -> N
     assert load_config("config.yaml", env=env).get("accessor.kind") == "grpcapi"
 
 
+@pytest.mark.parametrize(
+    ("accessor", "message"),
+    [
+        (  # with an endpoint and no kind (so grpcapi), the user name is still required with a password
+            {"endpoint": "core:50051", "password": "pw"},
+            "accessor.username: missing required key (needed with password); expected a user name",
+        ),
+        (
+            {"kind": "local", "password": "pw"},
+            "accessor.username: missing required key (needed with password); expected a user name",
+        ),
+        (  # the endpoint is named first when both are missing
+            {"kind": "grpcapi", "password": "pw"},
+            'accessor.endpoint: missing required key (needed when kind is "grpcapi");'
+            ' expected a string like "host:port"',
+        ),
+    ],
+)
+def test_accessor_keys_required_together(accessor: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        Config.from_dict({"name": "x", "accessor": accessor})
+    assert str(info.value) == message
+
+
 def test_get_with_dots_defaults_and_copies() -> None:
     cfg = Config.from_dict(
         {

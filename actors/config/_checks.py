@@ -22,6 +22,7 @@ ADDRESS = rf"^{_HOST}:({_PORT}|0)$"
 #: host or host:port (Kafka's 9092 applies when the port is left out).
 KAFKA_ENDPOINT = rf"^{_HOST}(:{_PORT})?$"
 _GRAPH_ITEM = "a list [OtherModel, src_accessor, dst_accessor] or a model name"
+URL = 'a SQLAlchemy database URL such as "sqlite:///data/actors.db"'
 
 #: KafkaConsumer options ``event_bus.consumer`` may not change: the delivery guarantees depend on them.
 _OWNED_CONSUMER_OPTIONS = {
@@ -121,9 +122,7 @@ def store_url(url: str | None, data_dir: str, base: Path) -> str:
     try:
         parsed = make_url(url)
     except (ArgumentError, ValueError):
-        expected = 'a SQLAlchemy database URL such as "sqlite:///data/actors.db"'
-        at = ("store", "url")
-        raise problem(f"expected {expected}, got {json.dumps(url)}", expected, at, kind=LATE) from None
+        raise problem(f"expected {URL}, got {json.dumps(url)}", URL, ("store", "url"), kind=LATE) from None
     file = parsed.database or ":memory:"  # no file: an in-memory database
     if parsed.get_backend_name() != "sqlite" or file.startswith((":memory:", "file:")) or os.path.isabs(file):
         return url

@@ -27,8 +27,7 @@ log = logging.getLogger("actors.config")
 
 @dataclass(frozen=True, slots=True)
 class Config:
-    """A validated, read-only configuration, defaults merged in and paths absolute: code reads the typed
-    :attr:`settings`, the XOS ``Config.get`` and user code a dotted key with :meth:`get` (a copy)."""
+    """A validated, read-only configuration, defaults merged in and paths absolute."""
 
     settings: Settings
     """The typed configuration: its sections (``event_bus``, ``runtime``, ``api``...) and keys."""
@@ -80,8 +79,7 @@ class Config:
 
     def as_dict(self) -> dict[str, Any]:
         """The whole configuration as a (copied) nested mapping."""
-        data: dict[str, Any] = plain(self._data)
-        return data
+        return self.settings.model_dump(exclude_none=True)
 
     def __repr__(self) -> str:
         where = f"path={os.fspath(self.path)!r}" if self.path else f"base_dir={os.fspath(self.base_dir)!r}"
@@ -113,9 +111,8 @@ def _lookup(node: Any, parts: list[str]) -> Any:
 
 
 def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Config:
-    """Load, check and complete the YAML file at *path* (relative paths in it: against its folder), with
-    the ``ACTORS_<KEY>`` overrides in *env* (default ``os.environ``; ``{}`` ignores the environment).
-    Raises :class:`ConfigError` for any problem with the file or its content."""
+    """Load, check and complete the YAML file at *path* (relative paths in it: against its folder), with the
+    ``ACTORS_<KEY>`` overrides in *env* (default ``os.environ``; ``{}`` none). Raises :class:`ConfigError`."""
     shown = os.fspath(path)
     file = Path(os.path.abspath(shown))
     env = os.environ if env is None else env
@@ -156,17 +153,13 @@ def prepare(raw: Any, *, path: str | None, base_dir: Path, env: Mapping[str, str
 
 _context: contextvars.ContextVar[Config | None] = contextvars.ContextVar("actors_config", default=None)
 _default: Config | None = None
+_builtin = functools.cache(lambda: Config.from_dict({"name": "actors"}))
 
 
 def current_config() -> Config:
     """The configuration in effect here: the innermost :func:`use_config` of this context, else the
     :func:`set_default_config` one, else the defaults alone, named ``"actors"`` (made at the first call)."""
     return _context.get() or _default or _builtin()
-
-
-@functools.cache
-def _builtin() -> Config:
-    return Config.from_dict({"name": "actors"})
 
 
 @contextlib.contextmanager

@@ -1,8 +1,5 @@
-"""The configuration model: one pydantic class per section, with its defaults and checks.
-
-Each field's docstring is its description in the generated JSON Schema; its type's :func:`says`
-words a valid value for error messages. Paths, ``@file`` passwords and the dependency graph file
-are resolved only when validating with the configuration file's folder as context."""
+"""The configuration model: one pydantic class per section, with its defaults and checks. Each
+field's docstring is its JSON Schema description; its type's :func:`says` words a valid value."""
 
 from __future__ import annotations
 
@@ -28,6 +25,7 @@ from actors._logging_default import DEFAULT_LOGGING
 from ._checks import (
     ADDRESS,
     KAFKA_ENDPOINT,
+    URL,
     absolute,
     check_graph,
     check_kafka_options,
@@ -199,14 +197,6 @@ class Accessor(Section):
     connect_timeout: Seconds = 30
     """How long the synchronizer waits at start for the core to answer."""
 
-    @model_validator(mode="before")
-    @classmethod
-    def _default_kind(cls, data: Any) -> Any:
-        # An endpoint without a kind is "grpcapi", the original's default kind.
-        if isinstance(data, dict) and "endpoint" in data and "kind" not in data:
-            return {**data, "kind": "grpcapi"}
-        return data
-
     @model_validator(mode="after")
     def _required(self) -> Accessor:
         if self.kind == "grpcapi" and self.endpoint is None:
@@ -215,15 +205,15 @@ class Accessor(Section):
         if self.password is not None and self.username is None:
             message = "missing required key (needed with password); expected a user name"
             raise problem(message, "a user name", ("username",))
+        if self.endpoint is not None and "kind" not in self.model_fields_set:
+            return self.model_copy(update={"kind": "grpcapi"})  # the original's default kind
         return self
 
 
 class Store(Section):
     """``store``: the database of the embedded core."""
 
-    url: Annotated[
-        str | None, *says('a SQLAlchemy database URL such as "sqlite:///data/actors.db"', min_length=1)
-    ] = None
+    url: Annotated[str | None, *says(URL, min_length=1)] = None
     """SQLAlchemy URL (default sqlite:///<data_dir>/actors.db; relative SQLite paths are resolved)."""
 
 
