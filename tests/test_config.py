@@ -492,11 +492,20 @@ def test_inline_dependency_graph(workdir: Path) -> None:
 
 
 def test_endpoint_forms(workdir: Path) -> None:
-    for endpoint in ("cord-kafka-kafka", "kafka:9092", "10.0.0.1:9092", "[::1]:9092", ["a:1", "b:2"]):
+    good = (
+        "cord-kafka-kafka",
+        "kafka:9092",
+        "10.0.0.1:9092",
+        "[::1]:9092",
+        ["a:1", "b:2"],
+        "a:1,b:2",
+        "a, [::1]",
+    )
+    for endpoint in good:
         cfg = Config.from_dict({"name": "x", "event_bus": {"endpoint": endpoint}})
         assert cfg.get("event_bus.endpoint") == endpoint
     bad: object
-    for bad in ("a b:1", "kafka:99999", "kafka:", []):
+    for bad in ("a b:1", "kafka:99999", "kafka:", [], "a:1,", ",a:1", "a:1,,b:2", ["a:1,b:99999"]):
         with pytest.raises(ConfigError, match=r"^event_bus\.endpoint"):
             Config.from_dict({"name": "x", "event_bus": {"endpoint": bad}})
 

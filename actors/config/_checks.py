@@ -16,11 +16,11 @@ from pydantic import AfterValidator, ValidationInfo
 from ._errors import LATE, problem, wrong
 
 _PORT = r"(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3})"
-_HOST = r"(\[[0-9A-Fa-f:.]+\]|[^\s:/\[\]]+)"
+_HOST = r"(\[[0-9A-Fa-f:.]+\]|[^\s:/\[\],]+)"
 #: host:port with a mandatory port (0: the system picks a free one).
 ADDRESS = rf"^{_HOST}:({_PORT}|0)$"
-#: host or host:port (Kafka's 9092 applies when the port is left out).
-KAFKA_ENDPOINT = rf"^{_HOST}(:{_PORT})?$"
+#: host or host:port (Kafka's 9092 applies when the port is left out), several comma-separated.
+KAFKA_ENDPOINT = rf"^{_HOST}(:{_PORT})?(,\s*{_HOST}(:{_PORT})?)*$"
 _GRAPH_ITEM = "a list [OtherModel, src_accessor, dst_accessor] or a model name"
 URL = 'a SQLAlchemy database URL such as "sqlite:///data/actors.db"'
 
