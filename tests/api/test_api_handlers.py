@@ -11,8 +11,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from actors.api import ApiServer
 from actors.api._observe import MetricsInterceptor
+from actors.api._wire import row_to_message
 from actors.observe import HttpSettings, Metrics
-from actors.store import Store
+from actors.store import Record, Store
 
 from .support import RawClient, basic
 
@@ -111,3 +112,15 @@ def test_each_call_is_counted_by_method_and_code_with_kept_handlers(
     assert (handled("Create", "OK"), handled("Get", "OK"), handled("Get", "NOT_FOUND")) == (1, 2, 1)
     timed = {"grpc_service": "actors.services.v1.Widget", "grpc_method": "Get"}
     assert found[("actors_grpc_server_handling_seconds_count", frozenset(timed.items()))] == 3
+
+
+def test_a_store_record_becomes_the_same_message_as_its_dict(api_server: ApiServer, api_store: Store) -> None:
+    created = api_store.create("Widget", {"name": "w", "active": False, "size": 3})
+    record = api_store.get("Widget", created["id"])
+    assert isinstance(record, Record)
+    message = api_server.protos.models["Widget"].message
+    got = row_to_message(message, record)
+    assert got == row_to_message(message, dict(record))
+    assert got.HasField("active") and got.active is False  # SQLite's 0, converted to a boolean
+    assert not got.HasField("weight")  # null: unset
+    assert (got.name, got.size) == ("w", 3)
