@@ -80,8 +80,13 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
 @contextlib.contextmanager
-def core_process(folder: Path, launcher: Sequence[str] = ("-m", "actors.main")) -> Iterator[Core]:
-    """A core serving ``folder/core.db`` in a child process (``python <launcher> core --config ...``)."""
+def core_process(
+    folder: Path, launcher: Sequence[str] = ("-m", "actors.main"), stop_wait: float = 30.0
+) -> Iterator[Core]:
+    """A core serving ``folder/core.db`` in a child process (``python <launcher> core --config ...``).
+
+    At the end it gets SIGTERM, and is killed if it has not stopped after ``stop_wait`` seconds.
+    """
     (folder / "models").mkdir()
     (folder / "models" / "bench.xproto").write_text(MODELS)
     address = f"127.0.0.1:{free_port()}"
@@ -117,7 +122,11 @@ def core_process(folder: Path, launcher: Sequence[str] = ("-m", "actors.main")) 
         yield Core(address, proc.pid)
     finally:
         proc.send_signal(signal.SIGTERM)
-        proc.wait(30)
+        try:
+            proc.wait(stop_wait)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def rate(

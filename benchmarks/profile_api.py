@@ -256,7 +256,9 @@ def main(argv: list[str] | None = None) -> int:
             os.environ["PROFILE_API_SNAPSHOTS"] = str(snapshots)
             launcher = (str(Path(__file__).resolve()), "--serve")
         number = 0
-        with core_process(folder / "core", launcher=launcher) as core:
+        with core_process(
+            folder / "core", launcher=launcher, stop_wait=300 if args.instructions else 30
+        ) as core:
             backends = [
                 RemoteBackend(core.address, username=USER, password=PASSWORD) for _ in range(args.threads)
             ]
