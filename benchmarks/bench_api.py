@@ -345,10 +345,10 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print("| backend | client threads | create/s | get/s | update/s |")
     print("| --- | ---: | ---: | ---: | ---: |")
-    for backend in backends_run:
+    for kind in backends_run:
         for threads in (1, 4):
-            r = results[f"{backend} x{threads}"]
-            name = "gRPC (RemoteBackend)" if backend == "grpc" else "embedded (Store)"
+            r = results[f"{kind} x{threads}"]
+            name = "gRPC (RemoteBackend)" if kind == "grpc" else "embedded (Store)"
             print(
                 f"| {name} | {threads} | {r['create']['rate']:.0f} | {r['get']['rate']:.0f} "
                 f"| {r['update']['rate']:.0f} |"
@@ -367,9 +367,9 @@ def main(argv: list[str] | None = None) -> int:
         print()
         print("| backend | commit to notice p50 | p99 | write call to notice p50 | p99 | notices |")
         print("| --- | ---: | ---: | ---: | ---: | ---: |")
-        for backend in backends_run:
-            r = results[f"{backend} watch"]
-            name = "gRPC watch stream" if backend == "grpc" else "embedded subscribe"
+        for kind in backends_run:
+            r = results[f"{kind} watch"]
+            name = "gRPC watch stream" if kind == "grpc" else "embedded subscribe"
             print(
                 f"| {name} | {r['commit_p50']:.2f} ms | {r['commit_p99']:.2f} ms | "
                 f"{r['call_p50']:.2f} ms | {r['call_p99']:.2f} ms | {r['received']:.0f}/{args.watch_writes} |"

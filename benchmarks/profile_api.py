@@ -76,7 +76,7 @@ def _serve(argv: list[str]) -> None:
             current = list(profiles)
         for profile in current:
             profile.snapshot_stats()  # reads the entries without disabling the profiler
-            for key, (cc, nc, tt, ct, callers) in profile.stats.items():  # type: ignore[attr-defined]
+            for key, (cc, nc, tt, ct, callers) in profile.stats.items():
                 old = merged.get(key)
                 if old is None:
                     merged[key] = (cc, nc, tt, ct, dict(callers))
@@ -180,7 +180,7 @@ def _calls(backend: Any) -> dict[str, Callable[[int], None]]:
         Widget.objects.get(id=ids[i % 50])
 
     def update(i: int) -> None:
-        w = objs[i % 50]
+        w: Any = objs[i % 50]
         w.size = i % 1000
         w.save(update_fields=["size"])
 
