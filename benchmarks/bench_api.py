@@ -1,6 +1,6 @@
 """Benchmark of the gRPC model API against the embedded ORM (the ceiling).
 
-Run by hand: ``python benchmarks/bench_api.py [--seconds 3] [--watch-writes 500]``.
+Run by hand: ``python benchmarks/bench_api.py [--seconds 3] [--watch-writes 500] [--only grpc]``.
 
 It starts a core in its own process (``python -m actors.main core``: SQLite file, one
 synchronizer user), then measures with the ORM over
@@ -8,17 +8,25 @@ synchronizer user), then measures with the ORM over
 local ``Store`` on its own SQLite file:
 
 * create / get / update calls per second from one and from four client threads
-  (each thread has its own connection or accessor);
+  (each thread has its own connection or accessor), and for gRPC the CPU time per
+  call of the core's process (``/proc/<pid>/stat``, all its threads) and of this
+  client process: figures that do not depend on what else runs on the machine;
 * watch latency, p50 and p99: from the commit of a write (the notice's ``at``)
   and from the start of the write call, to the notice at a subscriber.
 
 Prints a table; the figures in ``docs/performance.md`` come from it.
+
+It runs against any tree of the project that has the same client API: with
+``PYTHONPATH=<tree>`` the client and the core (a subprocess) both import that tree's
+``actors``, so one copy of the script measures a tree before and after a change
+(``benchmarks/compare_api.py`` alternates trees round by round).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import json
 import os
 import platform
@@ -29,7 +37,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -55,13 +63,34 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+class Core:
+    """A core serving a file in a child process: its address and its CPU time."""
+
+    def __init__(self, address: str, pid: int) -> None:
+        self.address = address
+        self.pid = pid
+
+    def cpu(self) -> float:
+        """CPU seconds the core's process has used so far, all its threads (user and system)."""
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rpartition(")")[2].split()
+        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime
+
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
 @contextlib.contextmanager
-def core_process(folder: Path) -> Iterator[str]:
-    """A core serving ``folder/core.db`` in a child process; yields its address."""
+def core_process(
+    folder: Path, launcher: Sequence[str] = ("-m", "actors.main"), stop_wait: float = 30.0
+) -> Iterator[Core]:
+    """A core serving ``folder/core.db`` in a child process (``python <launcher> core --config ...``).
+
+    At the end it gets SIGTERM, and is killed if it has not stopped after ``stop_wait`` seconds.
+    """
     (folder / "models").mkdir()
     (folder / "models" / "bench.xproto").write_text(MODELS)
     address = f"127.0.0.1:{free_port()}"
-    config = {
+    config: dict[str, Any] = {
         "name": "bench-core",
         "models_dir": "models",
         "store": {"url": "sqlite:///" + str(folder / "core.db")},
@@ -71,9 +100,12 @@ def core_process(folder: Path) -> Iterator[str]:
             "users": [{"username": USER, "password": PASSWORD, "role": "synchronizer"}],
         },
     }
+    if importlib.util.find_spec("actors.observe") is not None:
+        # The core serves /metrics (counting every call) as it does by default, on a free port.
+        config["http"] = {"address": f"127.0.0.1:{free_port()}"}
     (folder / "core.yaml").write_text(json.dumps(config))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "actors.main", "core", "--config", str(folder / "core.yaml")],
+        [sys.executable, *launcher, "core", "--config", str(folder / "core.yaml")],
         cwd=folder,
         stderr=subprocess.PIPE,
         stdout=subprocess.DEVNULL,
@@ -87,14 +119,27 @@ def core_process(folder: Path) -> Iterator[str]:
         raise SystemExit("the core did not start")
     threading.Thread(target=proc.stderr.read, daemon=True).start()  # keep the pipe drained
     try:
-        yield address
+        yield Core(address, proc.pid)
     finally:
         proc.send_signal(signal.SIGTERM)
-        proc.wait(30)
+        try:
+            proc.wait(stop_wait)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
-def rate(threads: int, seconds: float, make: Callable[[], Callable[[int], None]]) -> float:
-    """Calls per second of ``op(i)`` from ``threads`` threads for about ``seconds``."""
+def rate(
+    threads: int,
+    seconds: float,
+    make: Callable[[], Callable[[int], None]],
+    server_cpu: Callable[[], float] | None = None,
+) -> dict[str, float]:
+    """``op(i)`` from ``threads`` threads for about ``seconds``: calls per second, CPU per call.
+
+    ``rate`` is calls per second; ``client_cpu`` the CPU seconds per call of this process
+    (all its threads); ``server_cpu`` those of the server, when ``server_cpu()`` reads its total.
+    """
     ops = [make() for _ in range(threads)]
     counts = [0] * threads
     start_line = threading.Barrier(threads + 1)
@@ -112,17 +157,30 @@ def rate(threads: int, seconds: float, make: Callable[[], Callable[[int], None]]
     workers = [threading.Thread(target=worker, args=(n,)) for n in range(threads)]
     for w in workers:
         w.start()
+    server_began = server_cpu() if server_cpu is not None else 0.0
+    client_began = time.process_time()
     start_line.wait()
     began = time.perf_counter()
     time.sleep(seconds)
     stop.set()
     for w in workers:
         w.join()
-    return sum(counts) / (time.perf_counter() - began)
+    elapsed = time.perf_counter() - began
+    calls = max(1, sum(counts))
+    out = {"rate": sum(counts) / elapsed, "client_cpu": (time.process_time() - client_began) / calls}
+    if server_cpu is not None:
+        out["server_cpu"] = (server_cpu() - server_began) / calls
+    return out
 
 
-def crud_rates(accessors: Callable[[], ModelAccessor], threads: int, seconds: float) -> dict[str, float]:
-    out: dict[str, float] = {}
+def crud_rates(
+    accessors: Callable[[], ModelAccessor],
+    threads: int,
+    seconds: float,
+    server_cpu: Callable[[], float] | None = None,
+) -> dict[str, dict[str, float]]:
+    """``rate()`` of create, get and update (get and update on 50 objects of each thread's own)."""
+    out: dict[str, dict[str, float]] = {}
 
     def creator() -> Callable[[int], None]:
         Widget = accessors().Widget
@@ -155,9 +213,9 @@ def crud_rates(accessors: Callable[[], ModelAccessor], threads: int, seconds: fl
 
         return make
 
-    out["create"] = rate(threads, seconds, creator)
-    out["get"] = rate(threads, seconds, with_objects("get"))
-    out["update"] = rate(threads, seconds, with_objects("update"))
+    out["create"] = rate(threads, seconds, creator, server_cpu)
+    out["get"] = rate(threads, seconds, with_objects("get"), server_cpu)
+    out["update"] = rate(threads, seconds, with_objects("update"), server_cpu)
     return out
 
 
@@ -224,8 +282,15 @@ def machine() -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=3.0, help="seconds per throughput measurement")
-    parser.add_argument("--watch-writes", type=int, default=500, help="writes for the watch latency")
+    parser.add_argument(
+        "--watch-writes", type=int, default=500, help="writes for the watch latency (0: no watch latency)"
+    )
+    parser.add_argument(
+        "--only", choices=("grpc", "embedded"), help="measure one backend only (default: both)"
+    )
+    parser.add_argument("--json", action="store_true", help="print the results as one JSON object instead")
     args = parser.parse_args(argv)
+    backends_run = [args.only] if args.only else ["grpc", "embedded"]
 
     import logging
 
@@ -234,57 +299,81 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-api-") as tmp:
         folder = Path(tmp)
         (folder / "core").mkdir()
-        with core_process(folder / "core") as address:
-            backends: list[RemoteBackend] = []
+        if "grpc" in backends_run:
+            with core_process(folder / "core") as core:
+                backends: list[RemoteBackend] = []
 
-            def remote() -> ModelAccessor:
-                backend = RemoteBackend(address, username=USER, password=PASSWORD)
-                backends.append(backend)
-                return ModelAccessor(backend, caller=Caller.CLIENT)
+                def remote() -> ModelAccessor:
+                    backend = RemoteBackend(core.address, username=USER, password=PASSWORD)
+                    backends.append(backend)
+                    return ModelAccessor(backend, caller=Caller.CLIENT)
 
+                try:
+                    for threads in (1, 4):
+                        results[f"grpc x{threads}"] = crud_rates(remote, threads, args.seconds, core.cpu)
+                    if args.watch_writes:
+                        writer, reader = remote(), remote()
+                        results["grpc watch"] = watch_latency(
+                            writer, reader.backend.subscribe, args.watch_writes
+                        )
+                finally:
+                    for backend in backends:
+                        backend.close()
+
+        if "embedded" in backends_run:
+            models = folder / "local-models"
+            models.mkdir()
+            (models / "bench.xproto").write_text(MODELS)
+            store = Store("sqlite:///" + str(folder / "local.db"), load_schema([models]))
             try:
+
+                def local() -> ModelAccessor:
+                    return ModelAccessor(store, caller=Caller.CLIENT)
+
                 for threads in (1, 4):
-                    results[f"grpc x{threads}"] = crud_rates(remote, threads, args.seconds)
-                writer, reader = remote(), remote()
-                results["grpc watch"] = watch_latency(writer, reader.backend.subscribe, args.watch_writes)
+                    results[f"embedded x{threads}"] = crud_rates(local, threads, args.seconds)
+                if args.watch_writes:
+                    results["embedded watch"] = watch_latency(local(), store.subscribe, args.watch_writes)
             finally:
-                for backend in backends:
-                    backend.close()
+                store.close()
 
-        models = folder / "local-models"
-        models.mkdir()
-        (models / "bench.xproto").write_text(MODELS)
-        store = Store("sqlite:///" + str(folder / "local.db"), load_schema([models]))
-        try:
-
-            def local() -> ModelAccessor:
-                return ModelAccessor(store, caller=Caller.CLIENT)
-
-            for threads in (1, 4):
-                results[f"embedded x{threads}"] = crud_rates(local, threads, args.seconds)
-            results["embedded watch"] = watch_latency(local(), store.subscribe, args.watch_writes)
-        finally:
-            store.close()
-
+    if args.json:
+        print(json.dumps({"load": os.getloadavg(), "results": results}))
+        return 0
     print(f"# bench_api  {datetime.now(UTC):%Y-%m-%d %H:%M} UTC  {machine()}")
+    print(f"# load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print()
     print("| backend | client threads | create/s | get/s | update/s |")
     print("| --- | ---: | ---: | ---: | ---: |")
-    for backend in ("grpc", "embedded"):
+    for kind in backends_run:
         for threads in (1, 4):
-            r = results[f"{backend} x{threads}"]
-            name = "gRPC (RemoteBackend)" if backend == "grpc" else "embedded (Store)"
-            print(f"| {name} | {threads} | {r['create']:.0f} | {r['get']:.0f} | {r['update']:.0f} |")
-    print()
-    print("| backend | commit to notice p50 | p99 | write call to notice p50 | p99 | notices |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: |")
-    for backend in ("grpc", "embedded"):
-        r = results[f"{backend} watch"]
-        name = "gRPC watch stream" if backend == "grpc" else "embedded subscribe"
-        print(
-            f"| {name} | {r['commit_p50']:.2f} ms | {r['commit_p99']:.2f} ms | "
-            f"{r['call_p50']:.2f} ms | {r['call_p99']:.2f} ms | {r['received']:.0f}/{args.watch_writes} |"
-        )
+            r = results[f"{kind} x{threads}"]
+            name = "gRPC (RemoteBackend)" if kind == "grpc" else "embedded (Store)"
+            print(
+                f"| {name} | {threads} | {r['create']['rate']:.0f} | {r['get']['rate']:.0f} "
+                f"| {r['update']['rate']:.0f} |"
+            )
+    if "grpc" in backends_run:
+        print()
+        print("| CPU per gRPC call | client threads | create | get | update |")
+        print("| --- | ---: | ---: | ---: | ---: |")
+        for side in ("server_cpu", "client_cpu"):
+            for threads in (1, 4):
+                r = results[f"grpc x{threads}"]
+                cells = " | ".join(f"{1e6 * r[kind][side]:.0f} us" for kind in ("create", "get", "update"))
+                name = "core process" if side == "server_cpu" else "client process"
+                print(f"| {name} | {threads} | {cells} |")
+    if args.watch_writes:
+        print()
+        print("| backend | commit to notice p50 | p99 | write call to notice p50 | p99 | notices |")
+        print("| --- | ---: | ---: | ---: | ---: | ---: |")
+        for kind in backends_run:
+            r = results[f"{kind} watch"]
+            name = "gRPC watch stream" if kind == "grpc" else "embedded subscribe"
+            print(
+                f"| {name} | {r['commit_p50']:.2f} ms | {r['commit_p99']:.2f} ms | "
+                f"{r['call_p50']:.2f} ms | {r['call_p99']:.2f} ms | {r['received']:.0f}/{args.watch_writes} |"
+            )
     return 0
 
 

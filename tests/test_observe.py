@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -12,11 +13,12 @@ from typing import Any
 
 import grpc
 import pytest
+from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from actors.api import RemoteBackend
 from actors.config import Config
-from actors.observe import Health, HttpSettings, Metrics, ObserveServer, http_settings
+from actors.observe import Health, HttpSettings, Metrics, NullMetrics, ObserveServer, http_settings
 from actors.orm import ModelAccessor
 from actors.runtime import ChildSpec, FakeClock, RuntimeSettings, Supervisor, Synchronizer
 from actors.runtime._child import ChildActor
@@ -285,6 +287,24 @@ def test_json_routes_answer_errors_as_json() -> None:
         assert get(f"{server.url}/metrics")[0] == 404  # no metrics given
     finally:
         server.stop()
+
+
+def test_a_grpc_recorder_counts_the_calls_of_its_method_by_code() -> None:
+    metrics = Metrics()
+    record, again = metrics.grpc_calls("svc", "Get"), metrics.grpc_calls("svc", "Get")
+    started = time.monotonic()
+    record("OK", started)
+    again("OK", started)  # a second recorder of the same method adds to the same series
+    record("NOT_FOUND", started)
+    metrics.grpc_calls("svc", "List")("OK", started)
+    found = samples(generate_latest(metrics.registry).decode())
+    handled = "actors_grpc_server_handled_total"
+    assert value(found, handled, grpc_service="svc", grpc_method="Get", grpc_code="OK") == 2
+    assert value(found, handled, grpc_service="svc", grpc_method="Get", grpc_code="NOT_FOUND") == 1
+    assert value(found, handled, grpc_service="svc", grpc_method="List", grpc_code="OK") == 1
+    timed = "actors_grpc_server_handling_seconds_count"
+    assert value(found, timed, grpc_service="svc", grpc_method="Get") == 3
+    assert NullMetrics().grpc_calls("svc", "Get")("OK", started) is None  # counts nothing
 
 
 def test_grpc_calls_are_counted_by_method_and_code(tmp_path: Path) -> None:

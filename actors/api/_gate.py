@@ -27,8 +27,9 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+from types import TracebackType
 
 __all__ = ["MAX_PAUSE", "CallGate"]
 
@@ -36,6 +37,8 @@ __all__ = ["MAX_PAUSE", "CallGate"]
 POLL_INTERVAL = 0.005
 #: The longest one call waits for the synchronizer's share (seconds), however long the last call ran.
 MAX_PAUSE = 0.25
+#: The turn of a call when there is nothing to bound nor to share (reusable: it holds no state).
+_FREE: AbstractContextManager[None] = nullcontext()
 
 
 class CallGate:
@@ -129,18 +132,48 @@ class CallGate:
         with self._count_lock:
             self._resume_at = min(max(self._resume_at, now) + owed, now + MAX_PAUSE)
 
-    @contextmanager
-    def turn(self, write: bool = False) -> Iterator[None]:
-        """A call's turn: a write first waits for the backlog, then any call for a free slot and its share."""
-        if write:
-            self.hold_write()
-        with self._slots if self._slots is not None else nullcontext():
-            yield from self._timed()
+    def turn(self, write: bool = False) -> AbstractContextManager[None]:
+        """A call's turn: a write first waits for the backlog, then any call for a free slot and its share.
 
-    def _timed(self) -> Iterator[None]:
-        self.yield_share()
-        began = self.cpu()
+        Without a bound on concurrent calls and without a backlog to look at (``core``),
+        there is nothing to wait for: the turn is a shared no-op.
+        """
+        if self._slots is None and self.backlog is None:
+            return _FREE
+        return _Turn(self, write)
+
+
+class _Turn:
+    """One call's turn through a :class:`CallGate` (a class, not a generator: it is on every call)."""
+
+    __slots__ = ("_began", "_gate", "_write")
+
+    def __init__(self, gate: CallGate, write: bool) -> None:
+        self._gate = gate
+        self._write = write
+        self._began = 0.0
+
+    def __enter__(self) -> None:
+        gate = self._gate
+        if self._write:
+            gate.hold_write()
+        slots = gate._slots
+        if slots is not None:
+            slots.acquire()
         try:
-            yield
+            gate.yield_share()
+            self._began = gate.cpu()
+        except BaseException:
+            if slots is not None:
+                slots.release()
+            raise
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        gate = self._gate
+        try:
+            gate._ran(self._began)
         finally:
-            self._ran(began)
+            if gate._slots is not None:
+                gate._slots.release()

@@ -21,11 +21,28 @@ def _code(context: grpc.ServicerContext, default: str = "OK") -> str:
     return code.name if isinstance(code, grpc.StatusCode) else str(code)
 
 
+#: How many methods' wrapped handlers :class:`MetricsInterceptor` keeps (method names come from clients).
+MAX_WRAPPED = 4096
+
+_KINDS = {
+    (False, False): ("unary_unary", grpc.unary_unary_rpc_method_handler),
+    (False, True): ("unary_stream", grpc.unary_stream_rpc_method_handler),
+    (True, False): ("stream_unary", grpc.stream_unary_rpc_method_handler),
+    (True, True): ("stream_stream", grpc.stream_stream_rpc_method_handler),
+}
+
+
 class MetricsInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]  # grpc ships no type stubs
-    """Counts every call (``actors_grpc_server_handled_total{grpc_service,grpc_method,grpc_code}``)."""
+    """Counts every call (``actors_grpc_server_handled_total{grpc_service,grpc_method,grpc_code}``).
+
+    The counting handler of a method is built once and kept while the services answer
+    that method with the same handler (the API's and gRPC's own services keep theirs).
+    """
 
     def __init__(self, metrics: NullMetrics) -> None:
         self.metrics = metrics
+        #: method -> (the services' handler, the counting handler around it).
+        self._wrapped: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
 
     def intercept_service(
         self,
@@ -35,8 +52,19 @@ class MetricsInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]  # grpc 
         handler = continuation(handler_call_details)
         if handler is None:
             return None
-        service, _, method = str(handler_call_details.method).lstrip("/").rpartition("/")
-        record = self.metrics.grpc_handled
+        full: str = handler_call_details.method
+        known = self._wrapped.get(full)
+        if known is not None and known[0] is handler:
+            return known[1]
+        wrapped = self._wrap(full, handler)
+        if len(self._wrapped) < MAX_WRAPPED or full in self._wrapped:
+            self._wrapped[full] = (handler, wrapped)
+        return wrapped
+
+    def _wrap(self, full: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        """``handler`` with each call counted under its service and method."""
+        service, _, method = str(full).lstrip("/").rpartition("/")
+        record = self.metrics.grpc_calls(service, method)
         streaming = bool(handler.response_streaming)
 
         def unary(behavior: Callable[..., Any]) -> Callable[..., Any]:
@@ -45,9 +73,9 @@ class MetricsInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]  # grpc 
                 try:
                     response = behavior(request, context)
                 except BaseException:
-                    record(service, method, _code(context, "UNKNOWN"), started)
+                    record(_code(context, "UNKNOWN"), started)
                     raise
-                record(service, method, _code(context), started)
+                record(_code(context), started)
                 return response
 
             return call
@@ -63,18 +91,12 @@ class MetricsInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]  # grpc 
                     code = _code(context, "UNKNOWN")
                     raise
                 finally:
-                    record(service, method, code, started)
+                    record(code, started)
 
             return call
 
         wrap = stream if streaming else unary
-        kinds = {
-            (False, False): ("unary_unary", grpc.unary_unary_rpc_method_handler),
-            (False, True): ("unary_stream", grpc.unary_stream_rpc_method_handler),
-            (True, False): ("stream_unary", grpc.stream_unary_rpc_method_handler),
-            (True, True): ("stream_stream", grpc.stream_stream_rpc_method_handler),
-        }
-        attribute, make = kinds[(bool(handler.request_streaming), streaming)]
+        attribute, make = _KINDS[(bool(handler.request_streaming), streaming)]
         return make(
             wrap(getattr(handler, attribute)),
             request_deserializer=handler.request_deserializer,

@@ -99,6 +99,8 @@ class ApiService(grpc.GenericRpcHandler):  # type: ignore[misc]  # grpc ships no
             "Count": self._count,
             "Watch": self._model_watch,
         }
+        #: The handlers built so far, by full method name (see :meth:`_new_handler`).
+        self._handlers: dict[str, grpc.RpcMethodHandler] = {}
 
     def _restore_uploads(self, uploads: UploadLog) -> Protos | None:
         """Apply the uploaded files again; the descriptors of the resulting schema if it changed."""
@@ -126,17 +128,34 @@ class ApiService(grpc.GenericRpcHandler):  # type: ignore[misc]  # grpc ships no
     # -- dispatch -------------------------------------------------------------
     def service(self, handler_call_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
         method: str = handler_call_details.method
+        handler = self._handlers.get(method)
+        if handler is None:
+            handler = self._new_handler(method)
+        return handler
+
+    def _new_handler(self, method: str) -> grpc.RpcMethodHandler | None:
+        """The handler of ``method`` (``None``: not one of ours), kept for the next call if it is served.
+
+        A model method's handler looks its model up on each call, so it stays right
+        after an upload; only the methods of models served now are kept, so clients
+        asking for other names do not fill :attr:`_handlers`.
+        """
         service, _, name = method.lstrip("/").partition("/")
         streaming = name == "Watch"
         if service == CORE_SERVICE and name in self._core:
             # A login's password check is slow on purpose: it does not hold up other calls.
             turn = nullcontext if name == "Login" else self.gate.turn
-            return method_handler(self._core[name], streaming, turn=turn)
-        if service.startswith(SERVICES_PACKAGE + ".") and name in self._model_methods:
+            handler = method_handler(self._core[name], streaming, turn=turn)
+        elif service.startswith(SERVICES_PACKAGE + ".") and name in self._model_methods:
             model = service[len(SERVICES_PACKAGE) + 1 :]
             behavior = partial(self._model_methods[name], model)
-            return method_handler(behavior, streaming, turn=partial(self.gate.turn, name in _WRITES))
-        return None
+            handler = method_handler(behavior, streaming, turn=partial(self.gate.turn, name in _WRITES))
+            if model not in self.protos.models:
+                return handler  # answers "unknown model" (or one uploaded since): not kept
+        else:
+            return None
+        self._handlers[method] = handler
+        return handler
 
     # -- helpers --------------------------------------------------------------
     def _principal(self, context: grpc.ServicerContext) -> Principal:

@@ -12,7 +12,7 @@ from typing import Any
 import grpc
 
 from actors.models import FieldSpec, LinkSpec, ModelSpec, Schema
-from actors.store import Caller, ChangeNotice, Condition, Query, WriteContext
+from actors.store import Caller, ChangeNotice, Condition, Query, Record, WriteContext
 
 __all__ = [
     "DIGEST_KEY",
@@ -82,6 +82,8 @@ def clip(text: str, limit: int = MAX_DETAILS) -> str:
 def row_to_message(cls: Any, row: Mapping[str, Any]) -> Any:
     """A model message with every non-null column of ``row`` set (unset means null)."""
     fields = cls.DESCRIPTOR.fields_by_name
+    if type(row) is Record:  # the store's rows: one copy in C rather than a lookup per column
+        row = row.to_dict()
     return cls(**{c: v for c, v in row.items() if v is not None and c in fields})
 
 

@@ -82,8 +82,17 @@ class NullMetrics:
     def dead_letter(self, step: str) -> None:
         """Event step ``step`` sent an event to its dead-letter topic."""
 
-    def grpc_handled(self, service: str, method: str, code: str, started: float) -> None:
-        """One gRPC call of the API ended with status ``code``."""
+    def grpc_calls(self, service: str, method: str) -> Callable[[str, float], None]:
+        """What records the calls of one gRPC method: ``record(code, started)`` as each ends.
+
+        ``code`` is the call's status code name, ``started`` its ``time.monotonic()`` at the
+        start. The label lookups are done here, once per method, not on each call.
+        """
+        return _record_nothing
+
+
+def _record_nothing(code: str, started: float) -> None:
+    """The recorder of :class:`NullMetrics`: nothing is counted."""
 
 
 NULL_METRICS = NullMetrics()
@@ -190,9 +199,18 @@ class Metrics(NullMetrics):
     def dead_letter(self, step: str) -> None:
         self._child(self._dead_letters, step).inc()
 
-    def grpc_handled(self, service: str, method: str, code: str, started: float) -> None:
-        self._child(self._grpc_handled, service, method, code).inc()
-        self._child(self._grpc_time, service, method).observe(time.monotonic() - started)
+    def grpc_calls(self, service: str, method: str) -> Callable[[str, float], None]:
+        timer = self._child(self._grpc_time, service, method)
+        handled: dict[str, Any] = {}  # status code -> its counter child
+
+        def record(code: str, started: float) -> None:
+            counter = handled.get(code)
+            if counter is None:
+                counter = handled[code] = self._child(self._grpc_handled, service, method, code)
+            counter.inc()
+            timer.observe(time.monotonic() - started)
+
+        return record
 
 
 class _SnapshotCollector:

@@ -145,6 +145,32 @@ def test_without_a_share_the_backlog_is_not_read_for_the_share() -> None:
     assert (backlog.reads, time.pauses) == (0, [])
 
 
+def test_without_a_bound_or_a_backlog_a_turn_reads_no_clock() -> None:
+    """``core``'s gate: nothing to wait for, so a call's turn costs nothing (no clock, no CPU time read)."""
+    gate = CallGate(sync_share=0.5, clock=lambda: 1 / 0, cpu=lambda: 1 / 0)
+    for write in (False, True):
+        with gate.turn(write=write):
+            pass
+    assert (gate.held, gate.yielded) == (0, 0)
+
+
+def test_a_call_that_fails_gives_its_slot_back() -> None:
+    time = _Time()
+    gate = CallGate(1, backlog=lambda: 0, clock=time.clock, cpu=time.clock, pause=time.pause)
+    with pytest.raises(RuntimeError), gate.turn(write=True):
+        raise RuntimeError("the handler failed")
+    acquired = threading.Event()
+
+    def other() -> None:
+        with gate.turn():
+            acquired.set()
+
+    t = threading.Thread(target=other, daemon=True)
+    t.start()
+    t.join(10)
+    assert acquired.is_set()  # the slot was free again
+
+
 @pytest.mark.parametrize("share", [-0.1, 1.0])
 def test_a_share_outside_0_to_1_is_refused(share: float) -> None:
     with pytest.raises(ValueError, match="sync_share"):
