@@ -7,6 +7,8 @@ others run real worker actors, and a supervisor where restarts are concerned.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pykka
@@ -561,21 +563,32 @@ def test_message_a_rate_limited_step_queues_nothing_behind_a_busy_worker(store, 
         ref.stop()
 
 
-def test_a_worker_that_finds_its_ticket_taken_answers_withdrawn_and_runs_nothing(store):
-    """The worker side of Withdraw: a real SyncWorker, sent a Work whose ticket the actor won."""
-    (obj,) = dirty(store, 1)
-    calls: list[int] = []
+@contextmanager
+def one_worker(store: Any, handler: Callable[[Any], None], slot: int = 1) -> Iterator[tuple[Any, Any, Any]]:
+    """``(ctx, worker, inbox)``: a real SyncWorker in ``slot`` of a MyModel step whose
+    ``sync_record`` is ``handler``, answering to the Recorder ``inbox``; both stopped after."""
 
     class Step(SyncStep):
         observes = "MyModel"
 
         def sync_record(self, o: Any) -> None:
-            calls.append(o.id)
+            handler(o)
 
     ctx = make_ctx(store, name="Step")
     inbox = Recorder.start()
-    worker = SyncWorker.start(ctx, factory(Step), 3)
+    worker = SyncWorker.start(ctx, factory(Step), slot)
     try:
+        yield ctx, worker, inbox
+    finally:
+        worker.stop()
+        inbox.stop()
+
+
+def test_a_worker_that_finds_its_ticket_taken_answers_withdrawn_and_runs_nothing(store):
+    """The worker side of Withdraw: a real SyncWorker, sent a Work whose ticket the actor won."""
+    (obj,) = dirty(store, 1)
+    calls: list[int] = []
+    with one_worker(store, lambda o: calls.append(o.id), 3) as (_ctx, worker, inbox):
         row = store.get("MyModel", obj.id)
         taken = threading.Lock()
         taken.acquire()
@@ -593,9 +606,6 @@ def test_a_worker_that_finds_its_ticket_taken_answers_withdrawn_and_runs_nothing
         assert done_.writes[0][2]["backend_status"] == "OK"
         row = store.get("MyModel", obj.id)
         assert row["backend_need_delete"] is True and row["backend_status"] != "OK"
-    finally:
-        worker.stop()
-        inbox.stop()
 
 
 def test_message_a_refused_object_is_looked_at_again_after_lock_retry(store, fake_workers):
@@ -799,19 +809,9 @@ def test_a_worker_on_postgresql_runs_under_the_actors_claim_and_neither_claims_n
     store, other = pg_pair
     (obj,) = dirty(store, 1)
     calls: list[int] = []
-
-    class Step(SyncStep):
-        observes = "MyModel"
-
-        def sync_record(self, o: Any) -> None:
-            calls.append(o.id)
-
     counts = {"claims": 0, "reads": 0}
     claim_statements(store, counts)
-    ctx = make_ctx(store, name="Step")
-    inbox = Recorder.start()
-    worker = SyncWorker.start(ctx, factory(Step), 1)
-    try:
+    with one_worker(store, lambda o: calls.append(o.id)) as (_ctx, worker, inbox):
         assert store.claim_many("MyModel", [obj.id]) == [obj.id]  # as the step actor does
         claim = HeldClaim("MyModel", obj.id)
         row = store.get("MyModel", obj.id)
@@ -824,9 +824,6 @@ def test_a_worker_on_postgresql_runs_under_the_actors_claim_and_neither_claims_n
         assert [w[:2] for w in answer.writes] == [("MyModel", obj.id)]
         assert claim.owner == ACTOR
         assert other.claim_many("MyModel", [obj.id]) == []
-    finally:
-        worker.stop()
-        inbox.stop()
 
 
 @pytest.mark.parametrize("how", ["replaced", "stopping"])
@@ -835,26 +832,13 @@ def test_a_worker_on_postgresql_lets_go_the_claim_of_a_work_it_will_not_run(pg_p
     store, other = pg_pair
     (obj,) = dirty(store, 1)
     calls: list[int] = []
-
-    class Step(SyncStep):
-        observes = "MyModel"
-
-        def sync_record(self, o: Any) -> None:
-            calls.append(o.id)
-
-    ctx = make_ctx(store, name="Step")
-    inbox = Recorder.start()
-    worker = SyncWorker.start(ctx, factory(Step), 1)
-    try:
+    with one_worker(store, lambda o: calls.append(o.id)) as (ctx, worker, inbox):
         assert store.claim_many("MyModel", [obj.id]) == [obj.id]
         claim = HeldClaim("MyModel", obj.id)
         (ctx.retired if how == "replaced" else ctx.stopping).set()
         worker.tell(Work(("MyModel", obj.id), "MyModel", store.get("MyModel", obj.id), inbox, claim=claim))
         wait_for(lambda: other.claim_many("MyModel", [obj.id]) == [obj.id], description="the claim let go")
         assert calls == [] and claim.owner == WORKER
-    finally:
-        worker.stop()
-        inbox.stop()
 
 
 @pytest.mark.parametrize("how", ["replaced", "given-up"])
@@ -863,38 +847,32 @@ def test_a_worker_on_postgresql_whose_step_is_replaced_writes_its_status_then_le
     (obj,) = dirty(store, 1)
     inside, gate = threading.Event(), threading.Event()
 
-    class Step(SyncStep):
-        observes = "MyModel"
+    def handler(_o: Any) -> None:
+        inside.set()
+        gate.wait(10)
 
-        def sync_record(self, o: Any) -> None:
-            inside.set()
-            gate.wait(10)
-
-    ctx = make_ctx(store, name="Step")
-    inbox = Recorder.start()
-    worker = SyncWorker.start(ctx, factory(Step), 1)
-    try:
-        assert store.claim_many("MyModel", [obj.id]) == [obj.id]
-        claim = HeldClaim("MyModel", obj.id)
-        worker.tell(Work(("MyModel", obj.id), "MyModel", store.get("MyModel", obj.id), inbox, claim=claim))
-        wait_for(inside.is_set, description="the handler under way")
-        if how == "replaced":
-            ctx.retired.set()  # the supervisor replaced the step: its actor commits nothing more
-        else:
-            assert claim.settle(WORKER)  # the step actor stopped, leaving the claim to the worker
-        assert other.claim_many("MyModel", [obj.id]) == []  # held while the handler runs
-        gate.set()
-        wait_for(lambda: other.claim_many("MyModel", [obj.id]) == [obj.id], description="the claim let go")
-        # Its status was written before: the next holder reads it synced.
-        row = other.get("MyModel", obj.id)
-        assert (row["backend_status"], row["enacted"]) == ("OK", row["updated"])
-        assert claim.owner == WORKER
-        wait_for(lambda: len(inbox.ask("messages")) == 1)
-        assert inbox.ask("messages")[0].writes == ()
-    finally:
-        gate.set()
-        worker.stop()
-        inbox.stop()
+    with one_worker(store, handler) as (ctx, worker, inbox):
+        try:
+            assert store.claim_many("MyModel", [obj.id]) == [obj.id]
+            claim = HeldClaim("MyModel", obj.id)
+            row = store.get("MyModel", obj.id)
+            worker.tell(Work(("MyModel", obj.id), "MyModel", row, inbox, claim=claim))
+            wait_for(inside.is_set, description="the handler under way")
+            if how == "replaced":
+                ctx.retired.set()  # the supervisor replaced the step: its actor commits nothing more
+            else:
+                assert claim.settle(WORKER)  # the step actor stopped, leaving the claim to the worker
+            assert other.claim_many("MyModel", [obj.id]) == []  # held while the handler runs
+            gate.set()
+            wait_for(lambda: other.claim_many("MyModel", [obj.id]) == [obj.id], description="let go")
+            # Its status was written before: the next holder reads it synced.
+            row = other.get("MyModel", obj.id)
+            assert (row["backend_status"], row["enacted"]) == ("OK", row["updated"])
+            assert claim.owner == WORKER
+            wait_for(lambda: len(inbox.ask("messages")) == 1)
+            assert inbox.ask("messages")[0].writes == ()
+        finally:
+            gate.set()
 
 
 # -- rate limits ------------------------------------------------------------------
