@@ -126,6 +126,13 @@ def _when(value: Any) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(float(value)))
 
 
+_POLICY_CODES: dict[int, str] = {
+    BackendCode.PENDING: "no policy run yet",
+    BackendCode.OK: "its last policy run succeeded",
+    BackendCode.ERROR: "its last policy run failed",
+}
+
+
 def explain_status(row: Mapping[str, Any]) -> list[dict[str, Any]]:
     """``{"field", "value", "meaning"}`` of each bookkeeping field of ``row``, the meaning in words."""
     g = row.get
@@ -162,11 +169,7 @@ def explain_status(row: Mapping[str, Any]) -> list[dict[str, Any]]:
         "policed": f"its model policy ran as of {_when(g('policed'))}"
         if g("policed")
         else "no policy run yet",
-        "policy_code": {
-            0: "no policy run yet",
-            1: "its last policy run succeeded",
-            2: "its last policy run failed",
-        }.get(int(g("policy_code") or 0), "not set"),
+        "policy_code": _POLICY_CODES.get(int(g("policy_code") or 0), "not set"),
         "policy_status": "the last policy run's result (a failure shows its traceback line)",
         "no_sync": "set: no step ever syncs it" if g("no_sync") else "not set: steps sync it",
         "no_policy": "set: no model policy runs on it" if g("no_policy") else "not set: its policy runs",
@@ -264,7 +267,7 @@ def failed_rows(
     for model in policed:
         if model not in schema:
             continue
-        query = Query(where=(Condition("policy_code", "eq", 2),), limit=FAILED_SCAN)
+        query = Query(where=(Condition("policy_code", "eq", BackendCode.ERROR.value),), limit=FAILED_SCAN)
         for row in backend.select(model, query):
             found.setdefault((model, int(row["id"])), (model, dict(row)))
     return list(found.values())

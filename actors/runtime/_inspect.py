@@ -230,7 +230,7 @@ def why(sync: Synchronizer, model: str, id: int) -> Why:
 
 
 def _policy(model: str, id: int, row: Any, base: dict[str, Any]) -> Why:
-    failed = row.get("policy_code") == 2
+    failed = row.get("policy_code") == BackendCode.ERROR
     text = str(row.get("policy_status") or "").strip().splitlines()
     detail = f" (it failed: {text[-1]}; tried again soon)" if failed and text else ""
     return Why(
@@ -390,7 +390,7 @@ def problems(sync: Synchronizer, model: str | None = None, step: str | None = No
         last = answer.errors[-1] if answer.errors else None
         if last is None and row.get("backend_code") == BackendCode.ERROR:
             last = str(row.get("backend_status") or "") or None
-        if last is None and row.get("policy_code") == 2 and policy_error:
+        if last is None and row.get("policy_code") == BackendCode.ERROR and policy_error:
             last = policy_error[-1]
         rows.append(
             Problem(

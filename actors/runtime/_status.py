@@ -115,7 +115,7 @@ def policy_success_fields(row: Mapping[str, Any], needs_delete_policy: bool) -> 
     fields: dict[str, Any] = {
         "policed": max(row.get("updated") or 0.0, row.get("changed_by_step") or 0.0),
         "policy_status": "done",
-        "policy_code": 1,
+        "policy_code": BackendCode.OK.value,
     }
     if needs_delete_policy and not row.get("deleted") and not row.get("backend_need_delete_policy"):
         fields["backend_need_delete_policy"] = True
@@ -136,4 +136,4 @@ def policy_failure_fields(exc: BaseException) -> dict[str, Any]:
     if frames:
         frame = "".join(traceback.StackSummary.from_list(frames[:1]).format())
         text = f"Traceback (most recent call last):\n{frame}{text}"
-    return {"policy_status": text[:1024], "policy_code": 2}
+    return {"policy_status": text[:1024], "policy_code": BackendCode.ERROR.value}

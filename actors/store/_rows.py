@@ -25,7 +25,8 @@ Row = Mapping[str, Any]
 
 
 class BackendCode(IntEnum):
-    """``backend_code`` as stored (the original's values): how the last sync of the object went."""
+    """``backend_code`` as stored (the original's values): how the last sync of the object went;
+    ``policy_code`` takes the same values for its last policy run (``PENDING``: none yet)."""
 
     #: Not synced yet, or deferred (waiting for something else: not an error).
     PENDING = 0
